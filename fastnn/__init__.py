@@ -1,0 +1,14 @@
+"""fastnn: Keras-shaped neural networks trained by Numba-compiled loops.
+
+``import fastnn as keras`` and write Keras code: ``keras.Sequential``,
+``keras.layers.Dense``, ``model.compile``, ``model.fit``, ...
+"""
+from . import activations, callbacks, initializers, layers, losses, metrics, models, optimizers, utils
+from .layers import Input
+from .models import Sequential
+from .utils import set_random_seed
+
+__version__ = "0.1.0"
+
+__all__ = ["Sequential", "Input", "activations", "callbacks", "initializers", "layers", "losses", "metrics",
+           "models", "optimizers", "utils", "set_random_seed"]

@@ -1,0 +1,120 @@
+"""Elementwise activations and their derivatives, selected by integer code.
+
+The codes are the contract between ``fastnn.activations`` (names) and the
+compiled loops; one generic kernel serves every activation, so adding a
+model never compiles new code. Softmax is the one row-wise activation.
+"""
+import math
+
+import numpy as np
+from numba import njit
+
+LINEAR, RELU, SIGMOID, SOFTMAX, TANH, ELU, SELU, GELU, SWISH, LEAKY_RELU, SOFTPLUS, EXPONENTIAL = range(12)
+
+_SELU_ALPHA = np.float32(1.6732632423543772)
+_SELU_SCALE = np.float32(1.0507009873554805)
+_LEAKY_SLOPE = np.float32(0.2)   # Keras 3 keras.activations.leaky_relu default
+_INV_SQRT2 = np.float32(0.7071067811865476)
+_INV_SQRT_2PI = np.float32(0.3989422804014327)
+_ONE = np.float32(1.0)
+_ZERO = np.float32(0.0)
+
+
+@njit(cache=True, inline="always")
+def _sigmoid(z):
+    # Two branches keep exp() from overflowing for large |z|.
+    if z >= _ZERO:
+        return _ONE / (_ONE + np.float32(math.exp(-z)))
+    e = np.float32(math.exp(z))
+    return e / (_ONE + e)
+
+
+@njit(cache=True, inline="always")
+def act_value(code, z):
+    """Activation ``code`` applied to float32 scalar ``z`` (softmax excluded)."""
+    if code == RELU:
+        return z if z > _ZERO else _ZERO
+    if code == SIGMOID:
+        return _sigmoid(z)
+    if code == TANH:
+        return np.float32(math.tanh(z))
+    if code == ELU:
+        return z if z > _ZERO else np.float32(math.expm1(z))
+    if code == SELU:
+        return _SELU_SCALE * z if z > _ZERO else _SELU_SCALE * _SELU_ALPHA * np.float32(math.expm1(z))
+    if code == GELU:
+        return np.float32(0.5) * z * (_ONE + np.float32(math.erf(z * _INV_SQRT2)))
+    if code == SWISH:
+        return z * _sigmoid(z)
+    if code == LEAKY_RELU:
+        return z if z > _ZERO else _LEAKY_SLOPE * z
+    if code == SOFTPLUS:
+        # log(1 + e^z) without overflow: max(z, 0) + log1p(e^-|z|)
+        return max(z, _ZERO) + np.float32(math.log1p(math.exp(-abs(z))))
+    if code == EXPONENTIAL:
+        return np.float32(math.exp(z))
+    return z
+
+
+@njit(cache=True, inline="always")
+def act_derivative(code, z, a):
+    """d act(z) / dz given pre-activation ``z`` and output ``a`` (softmax excluded)."""
+    if code == RELU:
+        return _ONE if z > _ZERO else _ZERO
+    if code == SIGMOID:
+        return a * (_ONE - a)
+    if code == TANH:
+        return _ONE - a * a
+    if code == ELU:
+        return _ONE if z > _ZERO else a + _ONE
+    if code == SELU:
+        return _SELU_SCALE if z > _ZERO else a + _SELU_SCALE * _SELU_ALPHA
+    if code == GELU:
+        cdf = np.float32(0.5) * (_ONE + np.float32(math.erf(z * _INV_SQRT2)))
+        return cdf + z * _INV_SQRT_2PI * np.float32(math.exp(-0.5 * z * z))
+    if code == SWISH:
+        s = _sigmoid(z)
+        return s + z * s * (_ONE - s)
+    if code == LEAKY_RELU:
+        return _ONE if z > _ZERO else _LEAKY_SLOPE
+    if code == SOFTPLUS:
+        return _sigmoid(z)
+    if code == EXPONENTIAL:
+        return a
+    return _ONE
+
+
+@njit(cache=True)
+def softmax_rows(z, z_off, a, a_off, rows, width):
+    """Row-wise softmax of the ``rows x width`` block at ``z[z_off:]`` into ``a[a_off:]``."""
+    for r in range(rows):
+        zi = z_off + r * width
+        ai = a_off + r * width
+        m = z[zi]
+        for j in range(1, width):
+            m = max(m, z[zi + j])
+        s = np.float32(0.0)
+        for j in range(width):
+            e = np.float32(math.exp(z[zi + j] - m))
+            a[ai + j] = e
+            s += e
+        inv = _ONE / s
+        for j in range(width):
+            a[ai + j] *= inv
+
+
+@njit(cache=True)
+def softmax_rows_backward(a, ga, a_off, gz, z_off, rows, width):
+    """gz = a * (ga - sum(ga * a)) per row, the softmax Jacobian-vector product.
+
+    ``a`` (outputs) and ``ga`` (their gradient) are read at ``a_off``; the
+    gradient with respect to the logits is written to ``gz[z_off:]``.
+    """
+    for r in range(rows):
+        i = a_off + r * width
+        o = z_off + r * width
+        dot = np.float32(0.0)
+        for j in range(width):
+            dot += ga[i + j] * a[i + j]
+        for j in range(width):
+            gz[o + j] = a[i + j] * (ga[i + j] - dot)

@@ -1,0 +1,39 @@
+"""The layout of a compiled model program, shared by the CPU and CUDA kernels.
+
+A model compiles to ``prog``, an int64 array of shape ``(n_ops, N_FIELDS)``:
+one row per operation, read by generic kernels. Activations live in one flat
+float32 workspace ``ws`` and their gradients in ``gs`` of the same layout; a
+"slot" is a per-sample position, so the block of a batch of ``b`` rows for a
+slot at ``pos`` of width ``w`` starts at ``b * pos`` (row-major ``b x w``).
+Parameters live in one flat float32 buffer addressed by element offsets.
+"""
+
+# Fields of one program row.
+KIND, N_IN, N_OUT, ACT, W_OFF, B_OFF, X_POS, Z_POS, A_POS, FLAGS, AUX = range(11)
+N_FIELDS = 11
+
+# Operation kinds.
+DENSE = 0        # z = x @ W + b (W at W_OFF, n_in x n_out; b at B_OFF or -1), a = act(z)
+ACTIVATION = 1   # a = act(x); Z_POS == X_POS
+NORMALIZE = 2    # a = (x - mean) / max(sqrt(var), 1e-7); mean at W_OFF, var at B_OFF
+RESCALE = 3      # a = x * scale + offset; scale, offset in the float constants at AUX
+DROPOUT = 4      # training: a = x * mask / (1 - rate), rate in the float constants at AUX; mask kept in ws at Z_POS
+
+# FLAGS bits.
+NEED_DX = 1      # propagate the gradient to this op's input (some earlier op trains)
+LOSS_FUSED = 2   # the loss kernel writes d loss / d z directly: skip act backward
+
+# Loss codes.
+MSE, MAE, CCE, SCCE, BCE = range(5)
+# Loss modes: what the loss kernel reads.
+ON_OUTPUT = 0    # probabilities / values in the output slot A
+ON_LOGITS = 1    # logits: either from_logits=True (slot A) or a fused softmax/sigmoid (slot Z)
+
+# Metric codes (each a mean over samples of a per-sample value).
+M_SPARSE_ACC, M_CAT_ACC, M_BIN_ACC, M_MSE, M_MAE, M_RMSE = range(6)
+
+# Optimizer codes.
+SGD, RMSPROP, ADAM, ADAGRAD = range(4)
+# Hyper-parameter vector (float32): indices.
+HP_LR, HP_1, HP_2, HP_EPS, HP_NESTEROV = range(5)
+N_HP = 5

@@ -1,0 +1,199 @@
+"""Layer and Variable: shapes, configuration and weights. No maths here.
+
+A layer's weights are ``Variable``s. Once a model is built, every Variable's
+value is a view into the model's one flat float32 parameter buffer, so
+writing a Variable writes the buffer the compiled loops train.
+"""
+import re
+
+import numpy as np
+
+from .. import initializers
+
+
+class Variable:
+    """A named float32 weight array. ``value`` may be a view into a model buffer."""
+
+    def __init__(self, value, name, trainable=True):
+        self.value = np.ascontiguousarray(value, dtype=np.float32)
+        self.name = name
+        self.trainable = trainable
+
+    @property
+    def shape(self):
+        return self.value.shape
+
+    @property
+    def dtype(self):
+        return "float32"
+
+    @property
+    def size(self):
+        return self.value.size
+
+    def numpy(self):
+        return self.value.copy()
+
+    def assign(self, new):
+        new = np.asarray(new)
+        if new.shape != self.value.shape:
+            raise ValueError(f"Cannot assign a value of shape {new.shape} to variable {self.name!r} "
+                             f"of shape {self.value.shape}")
+        _check_finite(new, self.name)
+        self.value[...] = new
+
+    def __array__(self, dtype=None, copy=None):
+        return self.value.astype(dtype) if dtype is not None else self.value.copy()
+
+    def __repr__(self):
+        return f"<Variable {self.name} shape={self.shape} trainable={self.trainable}>"
+
+
+def _check_finite(arr, what):
+    if not np.issubdtype(arr.dtype, np.number) or np.issubdtype(arr.dtype, np.complexfloating):
+        raise ValueError(f"{what}: weights must be real numbers, got dtype {arr.dtype}")
+    if not np.all(np.isfinite(arr)):
+        raise ValueError(f"{what}: weights contain NaN or inf")
+
+
+def snake_case(name):
+    s = re.sub(r"(.)([A-Z][a-z]+)", r"\1_\2", name)
+    return re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", s).lower()
+
+
+def normalize_shape(shape, what="input_shape"):
+    """A per-sample shape as a tuple of positive ints; accepts lists and ints."""
+    if isinstance(shape, (int, np.integer)):
+        shape = (shape,)
+    try:
+        shape = tuple(shape)
+    except TypeError:
+        raise ValueError(f"{what} must be a tuple of positive integers, got {shape!r}") from None
+    out = []
+    for d in shape:
+        if isinstance(d, bool) or not isinstance(d, (int, np.integer)) or d <= 0:
+            raise ValueError(f"{what} must be a tuple of positive integers, got {shape!r}")
+        out.append(int(d))
+    return tuple(out)
+
+
+class Layer:
+    """Base class. Subclasses define ``build``, ``compute_output_shape``,
+    ``get_config`` and ``op`` (what the compiled program runs)."""
+
+    def __init__(self, name=None, trainable=True, input_shape=None, dtype=None, input_dim=None, **kwargs):
+        if kwargs:
+            raise TypeError(f"{type(self).__name__}: unexpected arguments {sorted(kwargs)}")
+        if name is not None and (not isinstance(name, str) or not name):
+            raise ValueError(f"Layer name must be a non-empty string, got {name!r}")
+        self._auto_name = name is None
+        self.name = name if name is not None else snake_case(type(self).__name__)
+        self._trainable = bool(trainable)
+        if input_dim is not None and input_shape is None:
+            input_shape = (input_dim,)
+        self._input_shape_arg = normalize_shape(input_shape) if input_shape is not None else None
+        self.built = False
+        self.input_shape = None
+        self.output_shape = None
+        self._weights = []
+
+    # -- weights ---------------------------------------------------------
+    def add_weight(self, name, shape, initializer="zeros", trainable=True):
+        init = initializers.get(initializer)
+        var = Variable(init(tuple(shape)), f"{self.name}/{name}", trainable=trainable)
+        self._weights.append(var)
+        return var
+
+    @property
+    def trainable(self):
+        return self._trainable
+
+    @trainable.setter
+    def trainable(self, value):
+        self._trainable = bool(value)
+
+    @property
+    def weights(self):
+        return list(self._weights)
+
+    @property
+    def trainable_weights(self):
+        return [w for w in self._weights if w.trainable and self._trainable]
+
+    @property
+    def non_trainable_weights(self):
+        return [w for w in self._weights if not (w.trainable and self._trainable)]
+
+    def count_params(self):
+        return int(sum(w.size for w in self._weights))
+
+    def get_weights(self):
+        """Copies of the weights, in Keras's order (kernel, bias, ...)."""
+        return [w.numpy() for w in self._weights]
+
+    def set_weights(self, weights):
+        weights = list(weights)
+        if len(weights) != len(self._weights):
+            raise ValueError(f"Layer {self.name!r} expects {len(self._weights)} weight arrays, got {len(weights)}")
+        arrays = [np.asarray(w) for w in weights]
+        for var, arr in zip(self._weights, arrays):
+            if arr.shape != var.shape:
+                raise ValueError(f"Layer {self.name!r}: weight {var.name!r} has shape {var.shape}, "
+                                 f"got an array of shape {arr.shape}")
+            _check_finite(arr, f"Layer {self.name!r} weight {var.name!r}")
+        for var, arr in zip(self._weights, arrays):
+            var.value[...] = arr
+
+    # -- shapes ----------------------------------------------------------
+    def build_for(self, input_shape):
+        """Builds once for a per-sample ``input_shape``; returns the output shape."""
+        input_shape = tuple(input_shape)
+        if self.built:
+            if input_shape != self.input_shape:
+                raise ValueError(f"Layer {self.name!r} was built for input shape {self.input_shape}, "
+                                 f"cannot be used with {input_shape}")
+            return self.output_shape
+        output_shape = tuple(self.compute_output_shape(input_shape))
+        self.build(input_shape)
+        self.input_shape, self.output_shape, self.built = input_shape, output_shape, True
+        return output_shape
+
+    def build(self, input_shape):
+        pass
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape)
+
+    # -- program -----------------------------------------------------------
+    def op(self):
+        """The compiled operation: ``None`` for a pure reshape, else an ``Op``."""
+        return None
+
+    # -- config ----------------------------------------------------------
+    def get_config(self):
+        config = {"name": self.name, "trainable": self.trainable}
+        if self._input_shape_arg is not None:
+            config["batch_input_shape"] = [None, *self._input_shape_arg]
+        return config
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        config.pop("dtype", None)
+        bis = config.pop("batch_input_shape", None) or config.pop("batch_shape", None)
+        if bis is not None:
+            config["input_shape"] = tuple(bis[1:])
+        return cls(**config)
+
+    def __repr__(self):
+        return f"<{type(self).__name__} name={self.name}>"
+
+
+class Op:
+    """What a layer asks the compiled program to do.
+
+    kind: ``program.DENSE``/``ACTIVATION``/...; act: activation code;
+    w, b: the Variables read as (W_OFF, B_OFF); consts: float constants."""
+
+    def __init__(self, kind, act=0, w=None, b=None, consts=()):
+        self.kind, self.act, self.w, self.b, self.consts = kind, act, w, b, tuple(consts)

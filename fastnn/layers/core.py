@@ -1,0 +1,112 @@
+"""Input, Dense, Flatten, Reshape and Activation."""
+import math
+
+from .. import activations, initializers
+from ..kernels import program as P
+from .base import Layer, Op, normalize_shape
+
+
+class InputLayer(Layer):
+    """Declares the per-sample input shape; ``Input(shape=...)`` makes one."""
+
+    def __init__(self, shape=None, batch_size=None, name=None, input_shape=None, batch_shape=None, **kwargs):
+        if shape is None:
+            shape = input_shape if input_shape is not None else (batch_shape[1:] if batch_shape else None)
+        if shape is None:
+            raise ValueError("Input needs a shape, e.g. Input(shape=(784,))")
+        super().__init__(name=name or "input_layer", input_shape=shape, **kwargs)
+        self.shape = self._input_shape_arg
+
+    def get_config(self):
+        return {"name": self.name, "batch_shape": [None, *self.shape]}
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        config.pop("dtype", None)
+        config.pop("sparse", None)
+        config.pop("ragged", None)
+        bs = config.pop("batch_shape", None) or config.pop("batch_input_shape", None)
+        return cls(shape=tuple(bs[1:]), name=config.get("name"))
+
+
+def Input(shape=None, batch_size=None, name=None, dtype=None, batch_shape=None, **kwargs):
+    """Keras's ``Input``: the start of a Sequential model (``model.add(Input(...))``)."""
+    return InputLayer(shape=shape, name=name, batch_shape=batch_shape)
+
+
+class Flatten(Layer):
+    def compute_output_shape(self, input_shape):
+        return (math.prod(input_shape),)
+
+
+class Reshape(Layer):
+    def __init__(self, target_shape, **kwargs):
+        super().__init__(**kwargs)
+        self.target_shape = tuple(int(d) for d in target_shape)
+
+    def compute_output_shape(self, input_shape):
+        n = math.prod(input_shape)
+        shape = list(self.target_shape)
+        if shape.count(-1) > 1:
+            raise ValueError(f"Reshape {self.name!r}: at most one -1 in target_shape {self.target_shape}")
+        if -1 in shape:
+            known = math.prod(d for d in shape if d != -1)
+            if known <= 0 or n % known:
+                raise ValueError(f"Reshape {self.name!r}: cannot reshape {input_shape} to {self.target_shape}")
+            shape[shape.index(-1)] = n // known
+        if math.prod(shape) != n:
+            raise ValueError(f"Reshape {self.name!r}: cannot reshape {input_shape} ({n} values) "
+                             f"to {self.target_shape}")
+        return normalize_shape(shape, "target_shape")
+
+    def get_config(self):
+        return {**super().get_config(), "target_shape": list(self.target_shape)}
+
+
+class Dense(Layer):
+    """``output = activation(input @ kernel + bias)``; kernel (in, units), bias (units,)."""
+
+    def __init__(self, units, activation=None, use_bias=True, kernel_initializer="glorot_uniform",
+                 bias_initializer="zeros", **kwargs):
+        super().__init__(**kwargs)
+        if isinstance(units, bool) or not isinstance(units, int) or units <= 0:
+            raise ValueError(f"Dense units must be a positive integer, got {units!r}")
+        self.units = units
+        self.activation = activations.get(activation)
+        self.use_bias = bool(use_bias)
+        self.kernel_initializer = initializers.get(kernel_initializer)
+        self.bias_initializer = initializers.get(bias_initializer)
+        self.kernel = self.bias = None
+
+    def compute_output_shape(self, input_shape):
+        if len(input_shape) != 1:
+            raise ValueError(f"Dense layer {self.name!r} needs flat inputs of shape (features,), got "
+                             f"{tuple(input_shape)}; add a Flatten layer before it")
+        return (self.units,)
+
+    def build(self, input_shape):
+        self.kernel = self.add_weight("kernel", (input_shape[-1], self.units), self.kernel_initializer)
+        if self.use_bias:
+            self.bias = self.add_weight("bias", (self.units,), self.bias_initializer)
+
+    def op(self):
+        return Op(P.DENSE, self.activation.code, self.kernel, self.bias)
+
+    def get_config(self):
+        return {**super().get_config(), "units": self.units,
+                "activation": activations.serialize(self.activation), "use_bias": self.use_bias,
+                "kernel_initializer": initializers.serialize(self.kernel_initializer),
+                "bias_initializer": initializers.serialize(self.bias_initializer)}
+
+
+class Activation(Layer):
+    def __init__(self, activation, **kwargs):
+        super().__init__(**kwargs)
+        self.activation = activations.get(activation)
+
+    def op(self):
+        return Op(P.ACTIVATION, self.activation.code)
+
+    def get_config(self):
+        return {**super().get_config(), "activation": activations.serialize(self.activation)}

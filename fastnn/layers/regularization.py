@@ -1,0 +1,22 @@
+"""Dropout: zeroes a fraction ``rate`` of activations in training only."""
+from ..kernels import program as P
+from .base import Layer, Op
+
+
+class Dropout(Layer):
+    """Keeps each value with probability ``1 - rate``, scaled by ``1/(1 - rate)``
+    (inverted dropout, as Keras); identity at inference."""
+
+    def __init__(self, rate, noise_shape=None, seed=None, **kwargs):
+        super().__init__(**kwargs)
+        if not 0 <= float(rate) < 1:
+            raise ValueError(f"Dropout rate must be in [0, 1), got {rate!r}")
+        if noise_shape is not None:
+            raise ValueError("Dropout noise_shape is not supported")
+        self.rate, self.seed = float(rate), seed
+
+    def op(self):
+        return Op(P.DROPOUT, consts=(self.rate,))
+
+    def get_config(self):
+        return {**super().get_config(), "rate": self.rate, "seed": self.seed}

@@ -1,0 +1,266 @@
+"""Sequential: a stack of layers over one flat parameter buffer."""
+import numpy as np
+
+from .. import losses as losses_module
+from .. import metrics as metrics_module
+from .. import optimizers as optimizers_module
+from ..layers.base import Layer
+from ..layers.core import InputLayer
+from . import data, program, training
+
+
+class Sequential:
+    """``Sequential([layers], name="sequential")``; then ``add``, ``compile``, ``fit``."""
+
+    def __init__(self, layers=None, name=None, trainable=True):
+        if name is not None and (not isinstance(name, str) or not name):
+            raise ValueError(f"Model name must be a non-empty string, got {name!r}")
+        self.name = name or "sequential"
+        self._layers = []
+        self._input_shape = None
+        self._params = None
+        self._n_trainable = 0
+        self._layout = None          # what the flat buffer was packed for
+        self._programs = {}
+        self.optimizer = self.loss = None
+        self._metric_ids = []
+        self.compiled = False
+        self.history = None
+        self.stop_training = False
+        for layer in layers or []:
+            self.add(layer)
+
+    # -- structure -------------------------------------------------------
+    @property
+    def layers(self):
+        return list(self._layers)
+
+    def add(self, layer):
+        if isinstance(layer, InputLayer):
+            if self._layers:
+                raise ValueError("Input must be the first layer of a Sequential model")
+            self._input_shape = layer.shape
+            return
+        if not isinstance(layer, Layer):
+            raise TypeError(f"Sequential.add expects a Layer, got {type(layer).__name__}")
+        if any(layer is l for l in self._layers):
+            raise ValueError(f"Layer {layer.name!r} is already in this model")
+        if not self._layers and self._input_shape is None and layer._input_shape_arg is not None:
+            self._input_shape = layer._input_shape_arg
+        if layer._auto_name:
+            layer.name = self._unique_name(layer.name.rsplit("_", 1)[0] if _has_suffix(layer.name) else layer.name)
+        elif any(l.name == layer.name for l in self._layers):
+            raise ValueError(f"A layer named {layer.name!r} is already in the model; names must be unique")
+        self._layers.append(layer)
+        if self._input_shape is not None:
+            self.build()
+
+    def pop(self):
+        if not self._layers:
+            raise ValueError("There are no layers to pop")
+        layer = self._layers.pop()
+        self._layout = None
+        return layer
+
+    def _unique_name(self, base):
+        taken = {l.name for l in self._layers}
+        if base not in taken:
+            return base
+        i = 1
+        while f"{base}_{i}" in taken:
+            i += 1
+        return f"{base}_{i}"
+
+    def build(self, input_shape=None):
+        """Builds every layer for per-sample ``input_shape`` (or the declared one)."""
+        if input_shape is not None:
+            shape = tuple(input_shape)
+            if shape and shape[0] is None:
+                shape = shape[1:]
+            self._input_shape = tuple(int(d) for d in shape)
+        if self._input_shape is None:
+            raise ValueError("The model's input shape is unknown; add an Input layer or pass input_shape")
+        shape = self._input_shape
+        for layer in self._layers:
+            shape = layer.build_for(shape)
+        self._pack()
+
+    @property
+    def built(self):
+        return self._input_shape is not None and all(l.built for l in self._layers) and bool(self._layers)
+
+    def _pack(self):
+        layout = tuple((id(l), l.trainable, tuple(id(w) for w in l.weights)) for l in self._layers)
+        if layout != self._layout:
+            self._params, self._n_trainable = program.pack(self._layers)
+            self._layout = layout
+            self._programs = {}
+
+    @property
+    def input_shape(self):
+        return None if self._input_shape is None else (None, *self._input_shape)
+
+    @property
+    def output_shape(self):
+        if not self.built:
+            return None
+        return (None, *self._layers[-1].output_shape)
+
+    def get_layer(self, name=None, index=None):
+        if index is not None:
+            if not -len(self._layers) <= index < len(self._layers):
+                raise ValueError(f"Layer index {index} out of range for {len(self._layers)} layers")
+            return self._layers[index]
+        for layer in self._layers:
+            if layer.name == name:
+                return layer
+        raise ValueError(f"No such layer: {name!r}. Existing layers are: {[l.name for l in self._layers]}")
+
+    # -- weights ---------------------------------------------------------
+    @property
+    def weights(self):
+        return [w for l in self._layers for w in l.weights]
+
+    @property
+    def trainable_weights(self):
+        return [w for l in self._layers for w in l.trainable_weights]
+
+    @property
+    def non_trainable_weights(self):
+        return [w for l in self._layers for w in l.non_trainable_weights]
+
+    def get_weights(self):
+        return [w.numpy() for w in self.weights]
+
+    def set_weights(self, weights):
+        weights = list(weights)
+        variables = self.weights
+        if len(weights) != len(variables):
+            raise ValueError(f"Model {self.name!r} has {len(variables)} weight arrays, got {len(weights)}")
+        per_layer, i = [], 0
+        for layer in self._layers:
+            per_layer.append(weights[i:i + len(layer.weights)])
+            i += len(layer.weights)
+        # Check everything before writing anything, so a bad call changes nothing.
+        for var, arr in zip(variables, weights):
+            arr = np.asarray(arr)
+            if arr.shape != var.shape:
+                raise ValueError(f"Weight {var.name!r} has shape {var.shape}, got an array of shape {arr.shape}")
+            if not np.issubdtype(arr.dtype, np.number) or not np.all(np.isfinite(arr)):
+                raise ValueError(f"Weight {var.name!r}: values must be finite real numbers")
+        for layer, ws in zip(self._layers, per_layer):
+            layer.set_weights(ws)
+
+    def count_params(self):
+        return int(sum(l.count_params() for l in self._layers))
+
+    # -- summary ---------------------------------------------------------
+    def summary(self, line_length=65, print_fn=None):
+        """Prints Keras's table of layers, output shapes and parameter counts."""
+        from ..utils.summary import summary_text
+        text = summary_text(self, line_length)
+        (print_fn or print)(text)
+
+    # -- compile / train -------------------------------------------------
+    def compile(self, optimizer="rmsprop", loss=None, metrics=None, **kwargs):
+        unknown = set(kwargs) - {"loss_weights", "weighted_metrics", "run_eagerly", "steps_per_execution",
+                                 "jit_compile", "auto_scale_loss"}
+        if unknown:
+            raise TypeError(f"compile() got unexpected arguments {sorted(unknown)}")
+        self.optimizer = optimizers_module.get(optimizer)
+        if loss is None:
+            raise ValueError("compile() needs a loss, e.g. loss='sparse_categorical_crossentropy'")
+        self.loss = losses_module.get(loss)
+        if metrics is None:
+            metrics = []
+        elif isinstance(metrics, (str, metrics_module.Metric)):
+            metrics = [metrics]
+        metrics = list(metrics)
+        for m in metrics:  # names are checked now, "accuracy" is resolved at fit time
+            metrics_module.get(m, output_dim=2, target_ndim=1)
+        self._metric_ids = metrics
+        self.compiled = True
+
+    def _require_compiled(self, what):
+        if not self.compiled:
+            raise RuntimeError(f"You must call compile() before {what}()")
+
+    def _resolve_metrics(self, sparse_targets):
+        out_dim = self._layers[-1].output_shape[-1]
+        return [metrics_module.get(m, output_dim=out_dim, target_ndim=1 if sparse_targets else 2)
+                for m in self._metric_ids]
+
+    def _input_features(self, x, what):
+        if not self._layers:
+            raise ValueError("The model has no layers")
+        if not self.built:
+            arr = np.asarray(x) if x is not None else None
+            if arr is None or arr.ndim < 2:
+                raise ValueError(f"{what} must have shape (samples, *features) to build the model")
+            self.build(arr.shape[1:])
+        else:
+            self._pack()
+        return data.features(x, self._input_shape, what)
+
+    def _program(self, loss):
+        key = None if loss is None else (loss.code, loss.from_logits)
+        if key not in self._programs:
+            self._programs[key] = program.compile_program(self._layers, int(np.prod(self._input_shape)),
+                                                          self._params, loss)
+        return self._programs[key]
+
+    def _program_for_training(self):
+        return self._program(self.loss)
+
+    def fit(self, x=None, y=None, batch_size=None, epochs=1, verbose="auto", callbacks=None,
+            validation_split=0.0, validation_data=None, shuffle=True, initial_epoch=0, steps_per_epoch=None):
+        """Trains for ``epochs``; returns a History whose ``history`` holds floats per epoch."""
+        self._require_compiled("fit")
+        return training.fit(self, x, y, batch_size, epochs, verbose, callbacks, validation_split,
+                            validation_data, shuffle, initial_epoch, steps_per_epoch)
+
+    def evaluate(self, x=None, y=None, batch_size=None, verbose="auto", return_dict=False):
+        """Loss (a float) with no metrics, else [loss, *metrics]; a dict if ``return_dict``."""
+        self._require_compiled("evaluate")
+        batch_size = data.positive_int(32 if batch_size is None else batch_size, "batch_size")
+        verbose = training.resolve_verbose(verbose)
+        X = self._input_features(x, "x")
+        prog = self._program(self.loss)
+        Yf, Yi = data.targets(y, X.shape[0], self.loss, prog.out_width, "y")
+        metrics = self._resolve_metrics(Yi.shape[0] > 0)
+        sums, _ = training.run_inference(self, prog, X, Yf, Yi, batch_size, self.loss, metrics, False,
+                                         verbose, self._params)
+        logs = training._logs(sums, metrics)
+        if return_dict:
+            return logs
+        values = list(logs.values())
+        return values[0] if len(values) == 1 else values
+
+    def predict(self, x, batch_size=None, verbose="auto"):
+        """float32 outputs of shape (samples, *output_shape)."""
+        batch_size = data.positive_int(32 if batch_size is None else batch_size, "batch_size")
+        verbose = training.resolve_verbose(verbose)
+        X = self._input_features(x, "x")
+        prog = self._program(None)
+        empty_f = np.zeros((0, prog.out_width), dtype=np.float32)
+        empty_i = np.zeros(0, dtype=np.int64)
+        _, out = training.run_inference(self, prog, X, empty_f, empty_i, batch_size, None, [], True,
+                                        verbose, self._params)
+        return out.reshape((X.shape[0], *self._layers[-1].output_shape))
+
+    def __call__(self, x, training=False):
+        return self.predict(x, verbose=0)
+
+    # -- config ----------------------------------------------------------
+    def get_config(self):
+        layers = []
+        if self._input_shape is not None:
+            layers.append({"class_name": "InputLayer",
+                           "config": {"batch_shape": [None, *self._input_shape], "name": "input_layer"}})
+        layers += [{"class_name": type(l).__name__, "config": l.get_config()} for l in self._layers]
+        return {"name": self.name, "layers": layers}
+
+
+def _has_suffix(name):
+    base, _, tail = name.rpartition("_")
+    return bool(base) and tail.isdigit()

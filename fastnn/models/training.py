@@ -1,0 +1,179 @@
+"""fit / evaluate / predict: Python at the edges, compiled loops in the middle.
+
+The Python side validates and converts the data once, shuffles, and calls
+the compiled loop for a chunk of steps at a time (sized to about a tenth of
+a second), then draws the progress bar and runs callbacks. While compiled
+code runs, BLAS is pinned to one thread: Numba's pool owns the cores.
+"""
+import time
+
+import numba
+import numpy as np
+
+from .. import callbacks as callbacks_module
+from ..kernels.cpu import engine
+from ..utils import seeding
+from ..utils.progbar import Progbar
+from . import data
+
+_CHUNK_SECONDS = 0.1
+_blas_controller = None
+
+
+def blas_single_thread():
+    """Context manager pinning every loaded BLAS to one thread."""
+    global _blas_controller
+    if _blas_controller is None:
+        from threadpoolctl import ThreadpoolController
+        _blas_controller = ThreadpoolController()
+    return _blas_controller.limit(limits=1, user_api="blas")
+
+
+def resolve_verbose(verbose):
+    if verbose == "auto":
+        return 1
+    if verbose not in (0, 1, 2):
+        raise ValueError(f"verbose must be 'auto', 0, 1 or 2, got {verbose!r}")
+    return verbose
+
+
+class Workspace:
+    """Per-(program, batch size) buffers, allocated once and reused."""
+
+    def __init__(self, program, batch):
+        self.batch = batch
+        self.ws = np.zeros(batch * program.slots, dtype=np.float32)
+        self.gs = np.zeros_like(self.ws)
+        self.yb = np.zeros(batch * program.out_width, dtype=np.float32)
+        self.yl = np.zeros(batch, dtype=np.int64)
+        self.ab = np.array([1.0, 0.0], dtype=np.float32)
+
+
+def _logs(sums, metrics, prefix=""):
+    n = max(sums[1], 1.0)
+    logs = {prefix + "loss": float(sums[0] / n)}
+    for k, m in enumerate(metrics):
+        logs[prefix + m.name] = float(m.finish(sums[2 + k] / n))
+    return logs
+
+
+def run_inference(model, program, X, Yf, Yi, batch_size, loss, metrics, want_output, verbose, params):
+    """Forward passes over all of X; returns (sums, outputs or None)."""
+    n = X.shape[0]
+    ws = Workspace(program, batch_size)
+    loss_code = loss.code if loss is not None else -1
+    loss_mode = 1 if (loss is not None and loss.from_logits) else 0
+    codes = np.array([m.code for m in metrics], dtype=np.int64)
+    sums = np.zeros(2 + len(metrics), dtype=np.float64)
+    out = np.empty((n, program.out_width) if want_output else (0, program.out_width), dtype=np.float32)
+    steps = -(-n // batch_size)
+    bar = Progbar(steps, verbose) if verbose else None
+    n_parts = numba.get_num_threads()
+    chunk = max(1, 64 // max(1, batch_size // 32)) * batch_size
+    pos = 0
+    with blas_single_thread():
+        while pos < n:
+            stop = min(n, pos + chunk)
+            engine.infer_steps(program.prog, params, program.consts, X, Yf, Yi, pos, stop, batch_size,
+                               ws.ws, ws.yb, ws.yl, loss_code, loss_mode, codes, sums, out, n_parts, ws.ab)
+            pos = stop
+            if bar:
+                bar.update(-(-pos // batch_size), _logs(sums, metrics).items() if loss is not None else ())
+    if bar:
+        bar.update(steps, list(_logs(sums, metrics).items()) if loss is not None else (), finalize=True)
+    return sums, (out if want_output else None)
+
+
+def fit(model, x, y, batch_size, epochs, verbose, callbacks, validation_split, validation_data,
+        shuffle, initial_epoch, steps_per_epoch):
+    batch_size = data.positive_int(32 if batch_size is None else batch_size, "batch_size")
+    epochs = data.positive_int(epochs, "epochs", minimum=0)
+    initial_epoch = data.positive_int(initial_epoch, "initial_epoch", minimum=0)
+    verbose = resolve_verbose(verbose)
+    if not 0 <= validation_split < 1:
+        raise ValueError(f"validation_split must be in [0, 1), got {validation_split!r}")
+    if steps_per_epoch is not None:
+        raise ValueError("steps_per_epoch is only meaningful for generators, which fit does not take yet")
+
+    X = model._input_features(x, "x")
+    program = model._program_for_training()
+    Yf, Yi = data.targets(y, X.shape[0], model.loss, program.out_width, "y")
+    if validation_data is not None and validation_split:
+        validation_split = 0.0   # Keras: validation_data wins
+    if validation_split:
+        n_val = int(X.shape[0] * validation_split)
+        if n_val == 0 or n_val == X.shape[0]:
+            raise ValueError(f"validation_split={validation_split} leaves {n_val} validation samples of {X.shape[0]}")
+        cut = X.shape[0] - n_val
+        val = (X[cut:], Yf[cut:], Yi[cut:])
+        X, Yf, Yi = X[:cut], Yf[:cut], Yi[:cut]
+    elif validation_data is not None:
+        if not isinstance(validation_data, (tuple, list)) or len(validation_data) not in (2, 3):
+            raise ValueError("validation_data must be a tuple (x_val, y_val) or (x_val, y_val, sample_weight)")
+        xv = model._input_features(validation_data[0], "validation_data[0] (x)")
+        val = (xv, *data.targets(validation_data[1], xv.shape[0], model.loss, program.out_width,
+                                 "validation_data[1] (y)"))
+    else:
+        val = None
+    metrics = model._resolve_metrics(Yi.shape[0] > 0)
+
+    opt = model.optimizer
+    opt.build(model._n_trainable)
+    params = model._params
+    grads = np.zeros_like(params)
+    n = X.shape[0]
+    steps = -(-n // batch_size)
+    ws = Workspace(program, batch_size)
+    codes = np.array([m.code for m in metrics], dtype=np.int64)
+    loss_mode = 1 if model.loss.from_logits else 0
+    n_parts = numba.get_num_threads()
+
+    history = callbacks_module.History()
+    cbs = callbacks_module.CallbackList(list(callbacks or []) + [history], model,
+                                        {"epochs": epochs, "steps": steps, "verbose": verbose})
+    model.history = history
+    model.stop_training = False
+    cbs.on_train_begin()
+    steps_per_chunk = 1 if cbs.batch_level else 8
+    logs = {}
+    for epoch in range(initial_epoch, epochs):
+        cbs.on_epoch_begin(epoch)
+        if verbose:
+            print(f"Epoch {epoch + 1}/{epochs}")
+        ids = seeding.rng().permutation(n) if shuffle else np.arange(n)
+        ids = ids.astype(np.int64)
+        sums = np.zeros(2 + len(metrics), dtype=np.float64)
+        bar = Progbar(steps, verbose) if verbose else None
+        step = 0
+        hp = opt.hyper()
+        while step < steps:
+            k = min(steps_per_chunk, steps - step)
+            if cbs.batch_level:
+                cbs.on_train_batch_begin(step)
+            t0 = time.perf_counter()
+            with blas_single_thread():
+                opt.iterations = engine.train_steps(
+                    program.prog, params, program.consts, grads, opt.slots[0], opt.slots[1],
+                    model._n_trainable, opt.code, hp, opt.iterations, X, Yf, Yi, ids,
+                    step * batch_size, min(n, (step + k) * batch_size), batch_size,
+                    ws.ws, ws.gs, ws.yb, ws.yl, model.loss.code, loss_mode, codes, sums, n_parts, ws.ab)
+            elapsed = time.perf_counter() - t0
+            step += k
+            logs = _logs(sums, metrics)
+            if cbs.batch_level:
+                cbs.on_train_batch_end(step - 1, logs)
+            elif elapsed > 0:
+                steps_per_chunk = int(min(max(1, k * _CHUNK_SECONDS / elapsed), 4 * k + 1))
+            if bar:
+                bar.update(step, logs.items())
+        if val is not None:
+            vsums, _ = run_inference(model, program, val[0], val[1], val[2], batch_size, model.loss, metrics,
+                                     False, 0, params)
+            logs.update(_logs(vsums, metrics, "val_"))
+        if bar:
+            bar.update(steps, list(logs.items()), finalize=True)
+        cbs.on_epoch_end(epoch, logs)
+        if model.stop_training:
+            break
+    cbs.on_train_end(logs)
+    return history

@@ -1,0 +1,4 @@
+"""Seeding, progress bar, summary."""
+from .seeding import set_random_seed
+
+__all__ = ["set_random_seed"]
