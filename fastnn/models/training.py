@@ -177,3 +177,19 @@ def fit(model, x, y, batch_size, epochs, verbose, callbacks, validation_split, v
             break
     cbs.on_train_end(logs)
     return history
+
+
+def loss_and_gradients(model, x, y):
+    """Mean loss of the compiled model on the batch (x, y) and the gradient
+    with respect to the flat parameter buffer (a new float32 array, same
+    layout as ``model._params``; trainable weights first). No update."""
+    X = model._input_features(x, "x")
+    program = model._program_for_training()
+    Yf, Yi = data.targets(y, X.shape[0], model.loss, program.out_width, "y")
+    ws = Workspace(program, X.shape[0])
+    grads = np.zeros_like(model._params)
+    with blas_single_thread():
+        loss = engine.loss_gradients(program.prog, model._params, program.consts, grads, X, Yf, Yi,
+                                     X.shape[0], ws.ws, ws.gs, ws.yb, ws.yl, model.loss.code,
+                                     1 if model.loss.from_logits else 0, numba.get_num_threads(), ws.ab)
+    return float(loss), grads

@@ -286,3 +286,25 @@ def infer_steps(prog, params, consts, X, Yf, Yi, start, stop, batch, ws, yb, yl,
                 for j in range(n_out):
                     out[pos + r, j] = ws[a + r * n_out + j]
         pos += b
+
+
+@njit(cache=True)
+def loss_gradients(prog, params, consts, grads, X, Yf, Yi, batch, ws, gs, yb, yl, loss_code, loss_mode,
+                   n_parts, ab):
+    """Mean loss over one batch (all rows of X, in order) and its gradient
+    with respect to every parameter, written to ``grads``. Dropout is off.
+    Used by tests (finite differences) and by callers that want gradients."""
+    last = prog[prog.shape[0] - 1]
+    n_out = last[N_OUT]
+    fused = (last[FLAGS] & LOSS_FUSED) != 0
+    b = X.shape[0]
+    _copy_rows(X, 0, b, ws)
+    if Yi.shape[0] > 0:
+        yl[:b] = Yi[:b]
+    else:
+        _copy_rows(Yf, 0, b, yb)
+    forward(prog, params, consts, ws, b, n_parts, ab, False)
+    src = b * (last[Z_POS] if fused else last[A_POS])
+    total = loss_and_grad(loss_code, ON_LOGITS if fused else loss_mode, ws, src, gs, src, yb, yl, b, n_out, True)
+    backward(prog, params, consts, grads, ws, gs, b, n_parts, ab)
+    return total / b
