@@ -9,8 +9,6 @@ set shipped with fastnn, standardised with the training set's mean and std.
 """
 import argparse
 
-import numpy as np
-
 import fastnn as keras
 
 

@@ -24,10 +24,10 @@ def _has_mnist_files(folder):
 
 def load(data_dir):
     """``(data, class_names, title)``: Fashion-MNIST, or MNIST when it is not found."""
+    fashion = keras.datasets.fashion_mnist
     try:
-        return keras.datasets.fashion_mnist.load_data(path=data_dir), keras.datasets.fashion_mnist.CLASS_NAMES, \
-            "Fashion-MNIST"
-    except FileNotFoundError as e:
+        return fashion.load_data(path=data_dir), fashion.CLASS_NAMES, "Fashion-MNIST"
+    except FileNotFoundError as e:          # not found anywhere; a corrupt file still raises
         reason = str(e).splitlines()[0]
     for folder in (data_dir, SHARED_MNIST):
         if _has_mnist_files(folder):

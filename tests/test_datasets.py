@@ -262,7 +262,10 @@ def test_download_tries_mirrors_in_order_and_fills_the_cache(shared_data, no_net
     (x_train, y_train), (x_test, y_test) = mnist.load_data()
     assert cache_listing(no_network) == sorted(MNIST_NAMES)          # the four files, no temporaries
     assert sorted(server.requests) == sorted("/" + n for n in MNIST_NAMES)
-    assert f"Downloading data from {url}" in capfd.readouterr().err
+    err = capfd.readouterr().err
+    assert f"Downloading data from {url}" in err
+    mb = (shared_data / "mnist" / MNIST_NAMES[0]).stat().st_size / 1e6
+    assert f"{MNIST_NAMES[0]}: [{'=' * 30}] {mb:.1f}/{mb:.1f} MB" in err     # the finished progress bar
     (ref_x, ref_y), (ref_xt, ref_yt) = mnist.load_data(path=shared_data / "mnist")
     for got, want in ((x_train, ref_x), (y_train, ref_y), (x_test, ref_xt), (y_test, ref_yt)):
         np.testing.assert_array_equal(got, want)
