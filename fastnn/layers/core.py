@@ -1,6 +1,8 @@
 """Input, Dense, Flatten, Reshape and Activation."""
 import math
 
+import numpy as np
+
 from .. import activations, initializers
 from ..kernels import program as P
 from .base import Layer, Op, normalize_shape
@@ -43,7 +45,12 @@ class Flatten(Layer):
 class Reshape(Layer):
     def __init__(self, target_shape, **kwargs):
         super().__init__(**kwargs)
-        self.target_shape = tuple(int(d) for d in target_shape)
+        dims = target_shape if isinstance(target_shape, (tuple, list)) else (target_shape,)
+        if not dims or any(isinstance(d, bool) or not isinstance(d, (int, np.integer)) or (d <= 0 and d != -1)
+                           for d in dims):
+            raise ValueError(f"Reshape target_shape must be a tuple of positive integers (one may be -1), "
+                             f"got {target_shape!r}")
+        self.target_shape = tuple(int(d) for d in dims)
 
     def compute_output_shape(self, input_shape):
         n = math.prod(input_shape)
@@ -70,9 +77,9 @@ class Dense(Layer):
     def __init__(self, units, activation=None, use_bias=True, kernel_initializer="glorot_uniform",
                  bias_initializer="zeros", **kwargs):
         super().__init__(**kwargs)
-        if isinstance(units, bool) or not isinstance(units, int) or units <= 0:
+        if isinstance(units, bool) or not isinstance(units, (int, np.integer)) or units <= 0:
             raise ValueError(f"Dense units must be a positive integer, got {units!r}")
-        self.units = units
+        self.units = int(units)
         self.activation = activations.get(activation)
         self.use_bias = bool(use_bias)
         self.kernel_initializer = initializers.get(kernel_initializer)

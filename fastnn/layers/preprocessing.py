@@ -5,6 +5,13 @@ from ..kernels import program as P
 from .base import Layer, Op
 
 
+def _finite_vector(values, what):
+    arr = np.asarray(values)
+    if arr.dtype.kind not in "biuf" or not np.isfinite(arr.astype(np.float32)).all():
+        raise ValueError(f"{what} must be finite real numbers, got {values!r}")
+    return arr.astype(np.float32).reshape(-1)
+
+
 class Normalization(Layer):
     """``(x - mean) / max(sqrt(variance), 1e-7)`` per feature (last axis).
 
@@ -22,8 +29,10 @@ class Normalization(Layer):
             raise ValueError("Normalization(invert=True) is not supported")
         if (mean is None) != (variance is None):
             raise ValueError("Normalization: pass both mean and variance, or neither")
-        self._init_mean = None if mean is None else np.asarray(mean, dtype=np.float32).reshape(-1)
-        self._init_var = None if variance is None else np.asarray(variance, dtype=np.float32).reshape(-1)
+        self._init_mean = None if mean is None else _finite_vector(mean, "Normalization mean")
+        self._init_var = None if variance is None else _finite_vector(variance, "Normalization variance")
+        if self._init_var is not None and (self._init_var < 0).any():
+            raise ValueError("Normalization variance must be >= 0")
         self.mean = self.variance = self.count = None
 
     def build(self, input_shape):
@@ -74,9 +83,11 @@ class Rescaling(Layer):
 
     def __init__(self, scale, offset=0.0, **kwargs):
         super().__init__(**kwargs)
+        for value, what in ((scale, "scale"), (offset, "offset")):
+            if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) \
+                    or not np.isfinite(value):
+                raise ValueError(f"Rescaling {what} must be a finite number, got {value!r}")
         self.scale, self.offset = float(scale), float(offset)
-        if not (np.isfinite(self.scale) and np.isfinite(self.offset)):
-            raise ValueError("Rescaling scale and offset must be finite")
 
     def op(self):
         return Op(P.RESCALE, consts=(self.scale, self.offset))

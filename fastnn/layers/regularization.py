@@ -1,4 +1,6 @@
 """Dropout: zeroes a fraction ``rate`` of activations in training only."""
+import numpy as np
+
 from ..kernels import program as P
 from .base import Layer, Op
 
@@ -9,8 +11,8 @@ class Dropout(Layer):
 
     def __init__(self, rate, noise_shape=None, seed=None, **kwargs):
         super().__init__(**kwargs)
-        if not 0 <= float(rate) < 1:
-            raise ValueError(f"Dropout rate must be in [0, 1), got {rate!r}")
+        if isinstance(rate, bool) or not isinstance(rate, (int, float, np.integer, np.floating)) or not 0 <= rate < 1:
+            raise ValueError(f"Dropout rate must be a number in [0, 1), got {rate!r}")
         if noise_shape is not None:
             raise ValueError("Dropout noise_shape is not supported")
         self.rate, self.seed = float(rate), seed

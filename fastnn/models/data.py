@@ -1,97 +1,205 @@
-"""Validation and one-time conversion of user arrays for the compiled loops.
+"""Validation and conversion of user arrays for the compiled loops.
 
-Everything a kernel could trip on is checked here, in Python, before any
-compiled code runs: dtypes, shapes, NaN/inf, label ranges. Inputs of any real
-dtype are converted once to float32 C-contiguous 2-D arrays.
+Everything a kernel could trip on is checked here, in Python, before the
+compiled code sees the data: dtypes, shapes, NaN/inf, label ranges. Every
+error is a ``ValueError`` whose message starts with the argument's name.
+
+Two kinds of check, so that data too large to scan up front can be checked
+as it is read (``sources``):
+
+* layout checks read only shapes and dtypes (``feature_layout``,
+  ``target_layout``);
+* value checks read the data (``features_into``, ``targets_into``); they are
+  given the original row numbers of the rows they see, so a message can say
+  where the bad value is.
+
+``features`` and ``targets`` do both for a whole in-memory array.
+Features become float32 ``(rows, features)`` arrays; values are checked
+after the conversion, so a float64 beyond float32's range (which would
+become inf) is refused too.
 """
 import math
 
 import numpy as np
 
+from ..kernels import program as P
 
-def _real_array(a, what):
+# bool, signed and unsigned integers, floats: what converts to float32 meaningfully.
+_REAL_KINDS = "biuf"
+
+
+def real_array(a, what):
+    """``a`` as a NumPy array of a real dtype (no copy for arrays, memmaps included)."""
+    if a is None:
+        raise ValueError(f"{what} is required")
     try:
-        arr = np.asarray(a)
+        arr = a if isinstance(a, np.ndarray) else np.asarray(a)
     except Exception as exc:  # ragged lists and the like
         raise ValueError(f"{what} could not be converted to an array: {exc}") from None
-    if arr.dtype == bool:
-        arr = arr.astype(np.uint8)
-    if not (np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.floating)):
-        raise ValueError(f"{what} must hold real numbers (integer or float dtype), got dtype {arr.dtype}")
+    if arr.dtype.kind not in _REAL_KINDS:
+        hint = " (an object array: check for None, strings or ragged rows)" if arr.dtype.kind == "O" else ""
+        raise ValueError(f"{what} must hold real numbers (bool, integer or float dtype), "
+                         f"got dtype {arr.dtype}{hint}")
     return arr
 
 
-def _check_finite(arr, what):
-    if np.issubdtype(arr.dtype, np.floating) and not np.isfinite(arr).all():
-        bad = np.argwhere(~np.isfinite(arr))[0]
-        raise ValueError(f"{what} contains NaN or inf (first at index {tuple(int(i) for i in bad)})")
+def feature_layout(arr, input_shape, what="x"):
+    """Checks the shape of features ``arr`` (rank, per-sample shape, not empty)
+    without reading it; returns ``(samples, features per sample)``.
+
+    ``input_shape`` is the model's per-sample shape, or None (any rank >= 2)."""
+    shape = arr.shape
+    if len(shape) == 1 and input_shape is not None and tuple(input_shape) == (1,):
+        shape = (shape[0], 1)   # a column of scalars for a one-feature model
+    if len(shape) < 2:
+        raise ValueError(f"{what} must have shape (samples, *features), got shape {arr.shape}")
+    if shape[0] == 0:
+        raise ValueError(f"{what} is empty (0 samples)")
+    if input_shape is not None and tuple(shape[1:]) != tuple(input_shape):
+        raise ValueError(f"{what} has per-sample shape {tuple(shape[1:])}, but the model expects "
+                         f"{tuple(input_shape)} (full shape (samples, {', '.join(map(str, input_shape))}))")
+    width = math.prod(shape[1:])
+    if width == 0:
+        raise ValueError(f"{what} has no features: shape {arr.shape}")
+    return shape[0], width
+
+
+def kernel_ready(arr):
+    """True when the compiled loops can read ``arr`` as it is: C-contiguous,
+    aligned and writeable (a read-only array is a different Numba type, and
+    would cost a second compile of every loop)."""
+    f = arr.flags
+    return f.c_contiguous and f.aligned and f.writeable
+
+
+def _first_bad(arr, rows):
+    """``(row, column)`` of the first NaN/inf in 2-D ``arr``; rows renamed through ``rows``."""
+    step = max(1, (1 << 20) // max(1, arr.shape[1]))
+    for lo in range(0, arr.shape[0], step):
+        bad = np.argwhere(~np.isfinite(arr[lo:lo + step]))
+        if bad.size:
+            r, c = int(bad[0][0]) + lo, int(bad[0][1])
+            return (int(rows[r]) if rows is not None else r), c
+    return None
+
+
+def check_finite(arr, what, rows=None):
+    """Refuses NaN and inf in float32/float16 ``arr`` (2-D: rows x columns).
+
+    Summing in float64 is an exact test: float32 values cannot overflow a
+    float64 sum, so the sum is finite exactly when every value is; it needs
+    no temporary array. ``rows`` maps row positions to the user's row numbers."""
+    if arr.size == 0 or np.isfinite(np.sum(arr, dtype=np.float64)):
+        return
+    where = _first_bad(arr.reshape(arr.shape[0], -1), rows)
+    at = f"row {where[0]}, column {where[1]}" if where else "some element"
+    raise ValueError(f"{what} contains NaN or inf (first at {at}); "
+                     "float64 values beyond float32's range (about 3.4e38) count as inf")
+
+
+def features_into(rows_arr, out, what="x", rows=None):
+    """Converts ``rows_arr`` (rows, *per-sample shape) of any real dtype into
+    the float32 (rows, features) array ``out`` and checks its values."""
+    with np.errstate(over="ignore", invalid="ignore"):   # an overflow becomes inf, refused just below
+        np.copyto(out, rows_arr.reshape(out.shape), casting="unsafe")
+    check_finite(out, what, rows)
+    return out
 
 
 def features(x, input_shape, what="x"):
-    """``x`` of shape (n, *input_shape) as a float32 (n, features) array.
-
-    ``input_shape`` may be None (model not built yet): any rank >= 2 is taken."""
-    if x is None:
-        raise ValueError(f"{what} is required")
-    arr = _real_array(x, what)
-    if arr.ndim < 2:
-        if input_shape is not None and len(input_shape) == 1 and arr.ndim == 1 and input_shape[0] == 1:
-            arr = arr.reshape(-1, 1)
-        else:
-            raise ValueError(f"{what} must have shape (samples, *features), got shape {arr.shape}")
-    if arr.shape[0] == 0:
-        raise ValueError(f"{what} is empty (0 samples)")
-    if input_shape is not None and tuple(arr.shape[1:]) != tuple(input_shape):
-        raise ValueError(f"{what} has per-sample shape {tuple(arr.shape[1:])}, but the model expects "
-                         f"{tuple(input_shape)} (full shape (samples, {', '.join(map(str, input_shape))}))")
-    if math.prod(arr.shape[1:]) == 0:
-        raise ValueError(f"{what} has no features: shape {arr.shape}")
-    _check_finite(arr, what)
-    return np.ascontiguousarray(arr.reshape(arr.shape[0], -1), dtype=np.float32)
+    """``x`` of shape (n, *input_shape) as a float32 (n, features) array,
+    checked. No copy when ``x`` already is float32, C-contiguous and writeable."""
+    arr = real_array(x, what)
+    n, width = feature_layout(arr, input_shape, what)
+    flat = arr.reshape(n, width)
+    if flat.dtype == np.float32 and kernel_ready(flat):
+        check_finite(flat, what)
+        return flat
+    return features_into(flat, np.empty((n, width), dtype=np.float32), what)
 
 
-def targets(y, n, loss, n_out, what="y"):
-    """Targets for ``loss`` as ``(Yf, Yi)``: dense float32 (n, n_out) or int64 (n,) labels.
+def target_layout(arr, n, loss, out_shape, what="y"):
+    """Checks the shape and dtype of targets ``arr`` for ``loss`` and a model
+    with outputs ``out_shape`` (per sample), without reading values.
 
-    The unused one is an empty array of the right dtype, so the compiled
-    loop has one signature."""
-    from ..kernels import program as P
-    if y is None:
-        raise ValueError(f"{what} is required for training and evaluation")
-    arr = _real_array(y, what)
-    if arr.shape[0:1] != (n,):
-        raise ValueError(f"{what} has {arr.shape[0] if arr.ndim else 0} samples but x has {n}")
-    _check_finite(arr, what)
-    empty_f = np.zeros((0, n_out), dtype=np.float32)
+    Returns ``"sparse"`` (integer labels, one per sample) or ``"dense"``
+    (float targets shaped like the output)."""
+    n_out = math.prod(out_shape)
+    got = arr.shape[0] if arr.ndim else 0
+    if got != n:
+        raise ValueError(f"{what} has {got} samples but x has {n}; x and y must have the same length")
     if loss.code == P.SCCE:
-        if arr.ndim == 2 and arr.shape[1] == 1:
-            arr = arr[:, 0]
-        if arr.ndim != 1:
-            raise ValueError(f"{what} for sparse_categorical_crossentropy must be integer class labels of "
-                             f"shape ({n},), got shape {arr.shape}; use categorical_crossentropy for one-hot targets")
-        if np.issubdtype(arr.dtype, np.floating) and not np.all(arr == np.round(arr)):
-            raise ValueError(f"{what}: sparse_categorical_crossentropy labels must be whole numbers")
-        lo, hi = arr.min(), arr.max()
-        if lo < 0 or hi >= n_out:
-            raise ValueError(f"{what}: labels must be in [0, {n_out - 1}] for a model with {n_out} outputs, "
-                             f"got values from {lo} to {hi}")
-        return empty_f, np.ascontiguousarray(arr, dtype=np.int64)
-    if arr.ndim == 1:
-        arr = arr.reshape(-1, 1)
-    if arr.ndim != 2 or arr.shape[1] != n_out:
-        hint = ""
-        if loss.code == P.CCE and arr.ndim == 2 and arr.shape[1] == 1:
-            hint = "; integer labels need sparse_categorical_crossentropy"
-        raise ValueError(f"{what} must have shape ({n}, {n_out}) to match the model's {n_out} outputs, "
-                         f"got {np.asarray(y).shape}{hint}")
-    if loss.code == P.CCE and np.issubdtype(arr.dtype, np.integer) and n_out > 1 and \
-            not np.all((arr == 0) | (arr == 1)):
-        raise ValueError(f"{what}: categorical_crossentropy needs one-hot targets; for integer labels use "
-                         "sparse_categorical_crossentropy")
-    return np.ascontiguousarray(arr, dtype=np.float32), np.zeros(0, dtype=np.int64)
+        if arr.ndim == 1 or (arr.ndim == 2 and arr.shape[1] == 1):
+            return "sparse"
+        raise ValueError(f"{what} for sparse_categorical_crossentropy must be integer class labels of "
+                         f"shape ({n},), got shape {arr.shape}; use categorical_crossentropy for one-hot targets")
+    if arr.shape[1:] in ((n_out,), tuple(out_shape)) or (arr.ndim == 1 and n_out == 1):
+        return "dense"
+    hint = ""
+    if loss.code == P.CCE and (arr.ndim == 1 or (arr.ndim == 2 and arr.shape[1] == 1)):
+        hint = "; integer class labels need sparse_categorical_crossentropy"
+    raise ValueError(f"{what} must have shape ({n}, {', '.join(map(str, out_shape))}) to match the model's "
+                     f"output, got {arr.shape}{hint}")
+
+
+def targets_into(rows_arr, kind, loss, n_out, out, what="y", rows=None):
+    """Converts and checks target rows: ``out`` is float32 (rows, n_out) for
+    dense targets or int64 (rows,) for sparse labels."""
+    if kind == "sparse":
+        labels = rows_arr.reshape(-1)
+        if labels.dtype.kind == "f":
+            check_finite(labels.reshape(-1, 1), what, rows)
+            frac = labels != np.floor(labels)
+            if frac.any():
+                r = int(np.argmax(frac))
+                raise ValueError(f"{what}: sparse_categorical_crossentropy labels must be whole numbers, "
+                                 f"got {labels[r].item()!r} at row {_row(r, rows)}")
+        bad = (labels < 0) | (labels >= n_out)
+        if bad.any():
+            r = int(np.argmax(bad))
+            raise ValueError(f"{what}: labels must be integers in [0, {n_out - 1}] for a model with {n_out} "
+                             f"outputs, got {labels[r].item()!r} at row {_row(r, rows)} "
+                             f"(values from {labels.min().item()!r} to {labels.max().item()!r})")
+        np.copyto(out, labels, casting="unsafe")
+        return out
+    flat = rows_arr.reshape(out.shape)
+    if loss.code == P.CCE and flat.dtype.kind in "iub" and n_out > 1:
+        bad = (flat != 0) & (flat != 1)
+        if bad.any():
+            r = int(np.argwhere(bad)[0][0])
+            raise ValueError(f"{what}: categorical_crossentropy needs one-hot (or probability) targets, got "
+                             f"integer values other than 0 and 1 (row {_row(r, rows)}); for integer class "
+                             "labels use sparse_categorical_crossentropy")
+    with np.errstate(over="ignore", invalid="ignore"):
+        np.copyto(out, flat, casting="unsafe")
+    check_finite(out, what, rows)
+    return out
+
+
+def _row(r, rows):
+    return int(rows[r]) if rows is not None else r
+
+
+def empty_targets(n_out):
+    """The ``(Yf, Yi)`` pair with no targets (inference): both empty, so the
+    compiled loops keep one signature."""
+    return np.zeros((0, n_out), dtype=np.float32), np.zeros(0, dtype=np.int64)
+
+
+def targets(y, n, loss, out_shape, what="y"):
+    """Targets for ``loss`` as ``(Yf, Yi)``: dense float32 (n, n_out) or int64
+    (n,) labels; the unused one is empty, so the compiled loop has one signature."""
+    arr = real_array(y, what if y is not None else f"{what} (targets, required for training and evaluation)")
+    kind = target_layout(arr, n, loss, out_shape, what)
+    n_out = math.prod(out_shape)
+    empty_f, empty_i = empty_targets(n_out)
+    if kind == "sparse":
+        return empty_f, targets_into(arr, kind, loss, n_out, np.empty(n, dtype=np.int64), what)
+    return targets_into(arr, kind, loss, n_out, np.empty((n, n_out), dtype=np.float32), what), empty_i
 
 
 def positive_int(value, what, minimum=1):
+    """``value`` as an int >= ``minimum``; bools and floats are refused."""
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
         raise ValueError(f"{what} must be an integer >= {minimum}, got {value!r}")
     return int(value)

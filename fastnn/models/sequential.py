@@ -4,9 +4,10 @@ import numpy as np
 from .. import losses as losses_module
 from .. import metrics as metrics_module
 from .. import optimizers as optimizers_module
-from ..layers.base import Layer
+from ..layers.base import Layer, normalize_shape
 from ..layers.core import InputLayer
-from . import data, program, training
+from ..kernels import program as P
+from . import data, program, sources, training
 
 
 class Sequential:
@@ -72,15 +73,22 @@ class Sequential:
         return f"{base}_{i}"
 
     def build(self, input_shape=None):
-        """Builds every layer for per-sample ``input_shape`` (or the declared one)."""
+        """Builds every layer for per-sample ``input_shape`` (or the declared one).
+
+        Shapes are checked through the whole stack before any layer is built,
+        so a shape that does not fit leaves the model as it was."""
+        shape = self._input_shape
         if input_shape is not None:
             shape = tuple(input_shape)
             if shape and shape[0] is None:
                 shape = shape[1:]
-            self._input_shape = tuple(int(d) for d in shape)
-        if self._input_shape is None:
+            shape = normalize_shape(shape, "input_shape")
+        if shape is None:
             raise ValueError("The model's input shape is unknown; add an Input layer or pass input_shape")
-        shape = self._input_shape
+        out = shape
+        for layer in self._layers:   # a dry run: checks every shape, builds nothing
+            out = layer.build_for(out) if layer.built else tuple(layer.compute_output_shape(out))
+        self._input_shape = shape
         for layer in self._layers:
             shape = layer.build_for(shape)
         self._pack()
@@ -133,23 +141,39 @@ class Sequential:
         return [w.numpy() for w in self.weights]
 
     def set_weights(self, weights):
-        weights = list(weights)
+        """Writes a list of arrays, one per weight in ``model.weights`` order.
+
+        Everything is checked (count, shapes, finite real values) before
+        anything is written, so a rejected call changes nothing."""
+        if isinstance(weights, np.ndarray) or not isinstance(weights, (list, tuple)):
+            raise ValueError(f"set_weights expects a list of arrays (as get_weights returns), "
+                             f"got {type(weights).__name__}")
         variables = self.weights
         if len(weights) != len(variables):
-            raise ValueError(f"Model {self.name!r} has {len(variables)} weight arrays, got {len(weights)}")
-        per_layer, i = [], 0
-        for layer in self._layers:
-            per_layer.append(weights[i:i + len(layer.weights)])
-            i += len(layer.weights)
-        # Check everything before writing anything, so a bad call changes nothing.
-        for var, arr in zip(variables, weights):
-            arr = np.asarray(arr)
+            hint = " (the model is not built yet)" if not variables else ""
+            raise ValueError(f"Model {self.name!r} has {len(variables)} weight arrays{hint}, got {len(weights)}")
+        arrays = []
+        for i, (var, arr) in enumerate(zip(variables, weights)):
+            try:
+                arr = np.asarray(arr)
+            except Exception as exc:
+                raise ValueError(f"set_weights: weights[{i}] ({var.name!r}) is not an array: {exc}") from None
             if arr.shape != var.shape:
-                raise ValueError(f"Weight {var.name!r} has shape {var.shape}, got an array of shape {arr.shape}")
-            if not np.issubdtype(arr.dtype, np.number) or not np.all(np.isfinite(arr)):
-                raise ValueError(f"Weight {var.name!r}: values must be finite real numbers")
-        for layer, ws in zip(self._layers, per_layer):
-            layer.set_weights(ws)
+                raise ValueError(f"set_weights: weights[{i}] ({var.name!r}) must have shape {var.shape}, "
+                                 f"got {arr.shape}")
+            if arr.dtype.kind not in "biuf":
+                raise ValueError(f"set_weights: weights[{i}] ({var.name!r}) must hold real numbers, "
+                                 f"got dtype {arr.dtype}")
+            with np.errstate(over="ignore"):
+                finite = np.isfinite(arr.astype(np.float32)).all()
+            if not finite:
+                raise ValueError(f"set_weights: weights[{i}] ({var.name!r}) contains NaN or inf "
+                                 "(after conversion to float32)")
+            arrays.append(arr)
+        i = 0
+        for layer in self._layers:
+            layer.set_weights(arrays[i:i + len(layer.weights)])
+            i += len(layer.weights)
 
     def count_params(self):
         return int(sum(l.count_params() for l in self._layers))
@@ -163,22 +187,26 @@ class Sequential:
 
     # -- compile / train -------------------------------------------------
     def compile(self, optimizer="rmsprop", loss=None, metrics=None, **kwargs):
+        """Sets the optimizer, loss and metrics. Everything is resolved before
+        anything is set, so a rejected call leaves the model as it was."""
         unknown = set(kwargs) - {"loss_weights", "weighted_metrics", "run_eagerly", "steps_per_execution",
                                  "jit_compile", "auto_scale_loss"}
         if unknown:
             raise TypeError(f"compile() got unexpected arguments {sorted(unknown)}")
-        self.optimizer = optimizers_module.get(optimizer)
+        new_optimizer = optimizers_module.get(optimizer)
         if loss is None:
             raise ValueError("compile() needs a loss, e.g. loss='sparse_categorical_crossentropy'")
-        self.loss = losses_module.get(loss)
+        new_loss = losses_module.get(loss)
         if metrics is None:
             metrics = []
         elif isinstance(metrics, (str, metrics_module.Metric)):
             metrics = [metrics]
+        elif not isinstance(metrics, (list, tuple)):
+            raise ValueError(f"metrics must be a list of metric names or objects, got {metrics!r}")
         metrics = list(metrics)
         for m in metrics:  # names are checked now, "accuracy" is resolved at fit time
             metrics_module.get(m, output_dim=2, target_ndim=1)
-        self._metric_ids = metrics
+        self.optimizer, self.loss, self._metric_ids = new_optimizer, new_loss, metrics
         self.compiled = True
 
     def _require_compiled(self, what):
@@ -190,17 +218,30 @@ class Sequential:
         return [metrics_module.get(m, output_dim=out_dim, target_ndim=1 if sparse_targets else 2)
                 for m in self._metric_ids]
 
-    def _input_features(self, x, what):
+    def _ensure_built(self, sample_shape, what):
+        """Builds the model for per-sample ``sample_shape`` if it is not built yet."""
         if not self._layers:
             raise ValueError("The model has no layers")
         if not self.built:
-            arr = np.asarray(x) if x is not None else None
-            if arr is None or arr.ndim < 2:
+            if sample_shape is None:
                 raise ValueError(f"{what} must have shape (samples, *features) to build the model")
-            self.build(arr.shape[1:])
+            self.build(sample_shape)
         else:
             self._pack()
-        return data.features(x, self._input_shape, what)
+
+    def _input_features(self, x, what):
+        """``x`` as checked float32 (samples, features), building the model from its shape."""
+        arr = data.real_array(x, what)
+        self._ensure_built(arr.shape[1:] if arr.ndim >= 2 else None, what)
+        return data.features(arr, self._input_shape, what)
+
+    def _source(self, x, y, loss, steps=None, what="x", y_what="y", steps_what="steps"):
+        """``x`` (and, with a ``loss``, targets ``y``) as a bound data source
+        (``sources``), building the model from x's shape if needed."""
+        src = sources.make(x, y, targets=loss is not None, steps=steps, what=what, y_what=y_what,
+                           steps_what=steps_what)
+        self._ensure_built(src.sample_shape, what)
+        return src.bind(self._input_shape, loss, self._layers[-1].output_shape)
 
     def _program(self, loss):
         key = None if loss is None else (loss.code, loss.from_logits)
@@ -213,40 +254,46 @@ class Sequential:
         return self._program(self.loss)
 
     def fit(self, x=None, y=None, batch_size=None, epochs=1, verbose="auto", callbacks=None,
-            validation_split=0.0, validation_data=None, shuffle=True, initial_epoch=0, steps_per_epoch=None):
-        """Trains for ``epochs``; returns a History whose ``history`` holds floats per epoch."""
+            validation_split=0.0, validation_data=None, shuffle=True, initial_epoch=0, steps_per_epoch=None,
+            validation_steps=None):
+        """Trains for ``epochs``; returns a History whose ``history`` holds floats per epoch.
+
+        ``x``/``y``: arrays (NumPy, memory-mapped NumPy read a chunk at a
+        time, or anything ``np.asarray`` takes), or ``x`` alone as a
+        generator or ``PyDataset`` yielding ``(x, y)`` batches (then
+        ``steps_per_epoch`` limits an epoch; a generator without it runs to
+        its end). A NaN/inf loss raises ``fastnn.errors.NonFiniteLossError``;
+        Ctrl-C raises ``KeyboardInterrupt`` after the current chunk of steps."""
         self._require_compiled("fit")
         return training.fit(self, x, y, batch_size, epochs, verbose, callbacks, validation_split,
-                            validation_data, shuffle, initial_epoch, steps_per_epoch)
+                            validation_data, shuffle, initial_epoch, steps_per_epoch, validation_steps)
 
-    def evaluate(self, x=None, y=None, batch_size=None, verbose="auto", return_dict=False):
-        """Loss (a float) with no metrics, else [loss, *metrics]; a dict if ``return_dict``."""
+    def evaluate(self, x=None, y=None, batch_size=None, verbose="auto", return_dict=False, steps=None):
+        """Loss (a float) with no metrics, else [loss, *metrics]; a dict if ``return_dict``.
+        ``x`` may also be a generator or PyDataset of ``(x, y)`` batches (``steps`` limits it)."""
         self._require_compiled("evaluate")
         batch_size = data.positive_int(32 if batch_size is None else batch_size, "batch_size")
         verbose = training.resolve_verbose(verbose)
-        X = self._input_features(x, "x")
+        src = self._source(x, y, self.loss, steps=steps)
         prog = self._program(self.loss)
-        Yf, Yi = data.targets(y, X.shape[0], self.loss, prog.out_width, "y")
-        metrics = self._resolve_metrics(Yi.shape[0] > 0)
-        sums, _ = training.run_inference(self, prog, X, Yf, Yi, batch_size, self.loss, metrics, False,
-                                         verbose, self._params)
+        metrics = self._resolve_metrics(self.loss.code == P.SCCE)
+        sums, _ = training.run_inference(self, prog, src, batch_size, self.loss, metrics, False, verbose,
+                                         self._params)
         logs = training._logs(sums, metrics)
         if return_dict:
             return logs
         values = list(logs.values())
         return values[0] if len(values) == 1 else values
 
-    def predict(self, x, batch_size=None, verbose="auto"):
-        """float32 outputs of shape (samples, *output_shape)."""
+    def predict(self, x, batch_size=None, verbose="auto", steps=None):
+        """float32 outputs of shape (samples, *output_shape). ``x`` may also be
+        a generator or PyDataset (batches ``x`` or ``(x, y)``; ``steps`` limits it)."""
         batch_size = data.positive_int(32 if batch_size is None else batch_size, "batch_size")
         verbose = training.resolve_verbose(verbose)
-        X = self._input_features(x, "x")
+        src = self._source(x, None, None, steps=steps)
         prog = self._program(None)
-        empty_f = np.zeros((0, prog.out_width), dtype=np.float32)
-        empty_i = np.zeros(0, dtype=np.int64)
-        _, out = training.run_inference(self, prog, X, empty_f, empty_i, batch_size, None, [], True,
-                                        verbose, self._params)
-        return out.reshape((X.shape[0], *self._layers[-1].output_shape))
+        _, out = training.run_inference(self, prog, src, batch_size, None, [], True, verbose, self._params)
+        return out.reshape((out.shape[0], *self._layers[-1].output_shape))
 
     def __call__(self, x, training=False):
         return self.predict(x, verbose=0)

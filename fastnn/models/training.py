@@ -1,20 +1,33 @@
 """fit / evaluate / predict: Python at the edges, compiled loops in the middle.
 
-The Python side validates and converts the data once, shuffles, and calls
-the compiled loop for a chunk of steps at a time (sized to about a tenth of
-a second), then draws the progress bar and runs callbacks. While compiled
-code runs, BLAS is pinned to one thread: Numba's pool owns the cores.
+The Python side reads the data through a source (``sources``: in-memory
+arrays checked once, memory-mapped arrays and Python producers checked a
+chunk at a time), shuffles, and calls the compiled loop for a chunk of
+steps at a time (sized to about a tenth of a second), then draws the
+progress bar and runs callbacks. While compiled code runs, BLAS is pinned
+to one thread: Numba's pool owns the cores.
+
+Faults: a NaN/inf loss stops the compiled loop before that batch's update
+and fit raises ``NonFiniteLossError``; Ctrl-C is held until the chunk in
+flight is done, then raised as ``KeyboardInterrupt`` (``_InterruptAfterChunk``).
 """
+import collections.abc
+import math
+import numbers
+import signal
+import threading
 import time
+import warnings
 
 import numba
 import numpy as np
 
 from .. import callbacks as callbacks_module
+from ..errors import NonFiniteLossError
+from ..kernels import program as P
 from ..kernels.cpu import engine
-from ..utils import seeding
 from ..utils.progbar import Progbar
-from . import data
+from . import data, sources
 
 _CHUNK_SECONDS = 0.1
 _blas_controller = None
@@ -57,72 +70,158 @@ def _logs(sums, metrics, prefix=""):
     return logs
 
 
-def run_inference(model, program, X, Yf, Yi, batch_size, loss, metrics, want_output, verbose, params):
-    """Forward passes over all of X; returns (sums, outputs or None)."""
-    n = X.shape[0]
+def run_inference(model, program, source, batch_size, loss, metrics, want_output, verbose, params):
+    """Forward passes over every row of ``source`` (a bound ``sources`` source).
+
+    Returns ``(sums, outputs)``: the running [loss, samples, metrics...] sums
+    (with ``loss``) and, when ``want_output``, float32 outputs of shape
+    (samples, out_width), else None."""
     ws = Workspace(program, batch_size)
     loss_code = loss.code if loss is not None else -1
     loss_mode = 1 if (loss is not None and loss.from_logits) else 0
     codes = np.array([m.code for m in metrics], dtype=np.int64)
     sums = np.zeros(2 + len(metrics), dtype=np.float64)
-    out = np.empty((n, program.out_width) if want_output else (0, program.out_width), dtype=np.float32)
-    steps = -(-n // batch_size)
-    bar = Progbar(steps, verbose) if verbose else None
+    width = program.out_width
+    n = source.n
+    out = np.empty((n if want_output and n is not None else 0, width), dtype=np.float32)
+    parts = []   # outputs of a producer, whose length is unknown up front
+    bar = Progbar(source.steps(batch_size), verbose) if verbose else None
     n_parts = numba.get_num_threads()
-    chunk = max(1, 64 // max(1, batch_size // 32)) * batch_size
-    pos = 0
+    done = 0
     with blas_single_thread():
-        while pos < n:
-            stop = min(n, pos + chunk)
-            engine.infer_steps(program.prog, params, program.consts, X, Yf, Yi, pos, stop, batch_size,
-                               ws.ws, ws.yb, ws.yl, loss_code, loss_mode, codes, sums, out, n_parts, ws.ab)
-            pos = stop
+        for chunk in source.in_order(batch_size):
+            if chunk.batch > ws.batch:
+                ws = Workspace(program, chunk.batch)
+            dst = out
+            if want_output and chunk.offset is None:
+                dst = np.empty((chunk.stop, width), dtype=np.float32)
+                parts.append(dst)
+            elif want_output:
+                dst = out[chunk.offset:]
+            engine.infer_steps(program.prog, params, program.consts, chunk.X, chunk.Yf, chunk.Yi, chunk.start,
+                               chunk.stop, chunk.batch, ws.ws, ws.yb, ws.yl, loss_code, loss_mode, codes, sums, dst,
+                               n_parts, ws.ab)
+            done += -(-(chunk.stop - chunk.start) // chunk.batch)
             if bar:
-                bar.update(-(-pos // batch_size), _logs(sums, metrics).items() if loss is not None else ())
+                bar.update(done, _logs(sums, metrics).items() if loss is not None else ())
+    if done == 0:
+        raise ValueError(f"{source.what} yielded no batches")
     if bar:
-        bar.update(steps, list(_logs(sums, metrics).items()) if loss is not None else (), finalize=True)
+        bar.update(done, list(_logs(sums, metrics).items()) if loss is not None else (), finalize=True)
+    if want_output and n is None:
+        out = np.concatenate(parts)
     return sums, (out if want_output else None)
 
 
+class _Snapshot:
+    """Weights and optimizer state at the start of an epoch: what fit goes
+    back to when a non-finite loss finds the weights already non-finite.
+    One copy per epoch (the per-batch stop in ``train_steps`` costs nothing)."""
+
+    def __init__(self, params, opt):
+        self.params = params.copy()
+        self.slots = None if opt.slots is None else opt.slots.copy()
+        self.iterations = opt.iterations
+
+    def restore(self, params, opt):
+        params[...] = self.params
+        if self.slots is not None:
+            opt.slots[...] = self.slots
+        opt.iterations = self.iterations
+
+
+def _non_finite(params, opt, saved, epoch, batch):
+    """The error for a NaN/inf loss at ``batch`` of ``epoch``, after making
+    sure the model holds finite weights."""
+    restored = not np.isfinite(params).all()
+    if restored:
+        saved.restore(params, opt)
+    where = "the weights and optimizer state from the start of this epoch were restored" if restored else \
+        "the model keeps the weights from before that batch"
+    return NonFiniteLossError(
+        f"fit stopped: the loss became NaN or inf at epoch {epoch + 1}, batch {batch + 1}; {where}. Usual causes: "
+        "a learning rate too high for the data's scale, unscaled inputs or targets, or a loss that does not fit "
+        "the output (e.g. cross-entropy on unbounded outputs)", epoch=epoch, batch=batch, restored=restored)
+
+
+class _InterruptAfterChunk:
+    """Holds Ctrl-C (SIGINT) during fit until the chunk in flight has finished
+    and been accounted for, then raises ``KeyboardInterrupt``: the weights,
+    the optimizer's step count and ``model.history`` (the finished epochs)
+    then agree, and the model can be used or trained on. Compiled code cannot
+    be interrupted anyway, and a chunk lasts about 0.1 s. A second Ctrl-C
+    raises at once. Active only in the main thread, over Python's default
+    handler (a handler of the user's own is left alone)."""
+
+    def __enter__(self):
+        self.pending, self._previous = False, None
+        if threading.current_thread() is threading.main_thread() and \
+                signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+            self._previous = signal.signal(signal.SIGINT, self._hold)
+        return self
+
+    def _hold(self, signum, frame):
+        if self.pending:
+            raise KeyboardInterrupt
+        self.pending = True
+
+    def check(self):
+        if self.pending:
+            self.pending = False
+            raise KeyboardInterrupt
+
+    def __exit__(self, kind, value, tb):
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+        if kind is None:
+            self.check()   # a Ctrl-C during the last epoch's wrap-up still reaches the user
+        return False
+
+
+def _validation_source(model, validation_data, validation_steps):
+    if sources.is_producer(validation_data):
+        if isinstance(validation_data, collections.abc.Iterator) and validation_steps is None:
+            raise ValueError("validation_data is a generator: pass validation_steps (batches per validation "
+                             "pass; a generator cannot be restarted every epoch), or use a PyDataset")
+        return model._source(validation_data, None, model.loss, steps=validation_steps, what="validation_data",
+                             steps_what="validation_steps")
+    if not isinstance(validation_data, (tuple, list)) or len(validation_data) not in (2, 3):
+        raise ValueError("validation_data must be a tuple (x_val, y_val) or a PyDataset, got "
+                         f"{type(validation_data).__name__}"
+                         + (f" of length {len(validation_data)}" if isinstance(validation_data, (tuple, list)) else ""))
+    if len(validation_data) == 3 and validation_data[2] is not None:
+        raise ValueError("validation_data with sample weights (x_val, y_val, sample_weight) is not supported; "
+                         "pass (x_val, y_val)")
+    return model._source(validation_data[0], validation_data[1], model.loss, what="validation_data[0] (x)",
+                         y_what="validation_data[1] (y)")
+
+
 def fit(model, x, y, batch_size, epochs, verbose, callbacks, validation_split, validation_data,
-        shuffle, initial_epoch, steps_per_epoch):
+        shuffle, initial_epoch, steps_per_epoch, validation_steps=None):
     batch_size = data.positive_int(32 if batch_size is None else batch_size, "batch_size")
     epochs = data.positive_int(epochs, "epochs", minimum=0)
     initial_epoch = data.positive_int(initial_epoch, "initial_epoch", minimum=0)
     verbose = resolve_verbose(verbose)
-    if not 0 <= validation_split < 1:
-        raise ValueError(f"validation_split must be in [0, 1), got {validation_split!r}")
-    if steps_per_epoch is not None:
-        raise ValueError("steps_per_epoch is only meaningful for generators, which fit does not take yet")
+    if isinstance(validation_split, bool) or not isinstance(validation_split, numbers.Real) or \
+            not 0 <= validation_split < 1:
+        raise ValueError(f"validation_split must be a number in [0, 1), got {validation_split!r}")
 
-    X = model._input_features(x, "x")
+    train = model._source(x, y, model.loss, steps=steps_per_epoch, steps_what="steps_per_epoch")
     program = model._program_for_training()
-    Yf, Yi = data.targets(y, X.shape[0], model.loss, program.out_width, "y")
-    if validation_data is not None and validation_split:
-        validation_split = 0.0   # Keras: validation_data wins
-    if validation_split:
-        n_val = int(X.shape[0] * validation_split)
-        if n_val == 0 or n_val == X.shape[0]:
-            raise ValueError(f"validation_split={validation_split} leaves {n_val} validation samples of {X.shape[0]}")
-        cut = X.shape[0] - n_val
-        val = (X[cut:], Yf[cut:], Yi[cut:])
-        X, Yf, Yi = X[:cut], Yf[:cut], Yi[:cut]
-    elif validation_data is not None:
-        if not isinstance(validation_data, (tuple, list)) or len(validation_data) not in (2, 3):
-            raise ValueError("validation_data must be a tuple (x_val, y_val) or (x_val, y_val, sample_weight)")
-        xv = model._input_features(validation_data[0], "validation_data[0] (x)")
-        val = (xv, *data.targets(validation_data[1], xv.shape[0], model.loss, program.out_width,
-                                 "validation_data[1] (y)"))
-    else:
-        val = None
-    metrics = model._resolve_metrics(Yi.shape[0] > 0)
+    val = None
+    if validation_data is not None:   # Keras: validation_data wins over validation_split
+        val = _validation_source(model, validation_data, validation_steps)
+    elif validation_split:
+        if isinstance(train, sources.BatchSource):
+            raise ValueError("validation_split needs arrays; with a generator or PyDataset pass validation_data")
+        train, val = train.split(validation_split)
+    metrics = model._resolve_metrics(model.loss.code == P.SCCE)
 
     opt = model.optimizer
     opt.build(model._n_trainable)
     params = model._params
     grads = np.zeros_like(params)
-    n = X.shape[0]
-    steps = -(-n // batch_size)
+    steps = train.steps(batch_size)
     ws = Workspace(program, batch_size)
     codes = np.array([m.code for m in metrics], dtype=np.int64)
     loss_mode = 1 if model.loss.from_logits else 0
@@ -136,45 +235,71 @@ def fit(model, x, y, batch_size, epochs, verbose, callbacks, validation_split, v
     cbs.on_train_begin()
     steps_per_chunk = 1 if cbs.batch_level else 8
     logs = {}
-    for epoch in range(initial_epoch, epochs):
-        cbs.on_epoch_begin(epoch)
-        if verbose:
-            print(f"Epoch {epoch + 1}/{epochs}")
-        ids = seeding.rng().permutation(n) if shuffle else np.arange(n)
-        ids = ids.astype(np.int64)
-        sums = np.zeros(2 + len(metrics), dtype=np.float64)
-        bar = Progbar(steps, verbose) if verbose else None
-        step = 0
-        hp = opt.hyper()
-        while step < steps:
-            k = min(steps_per_chunk, steps - step)
-            if cbs.batch_level:
-                cbs.on_train_batch_begin(step)
-            t0 = time.perf_counter()
-            with blas_single_thread():
-                opt.iterations = engine.train_steps(
-                    program.prog, params, program.consts, grads, opt.slots[0], opt.slots[1],
-                    model._n_trainable, opt.code, hp, opt.iterations, X, Yf, Yi, ids,
-                    step * batch_size, min(n, (step + k) * batch_size), batch_size,
-                    ws.ws, ws.gs, ws.yb, ws.yl, model.loss.code, loss_mode, codes, sums, n_parts, ws.ab)
-            elapsed = time.perf_counter() - t0
-            step += k
-            logs = _logs(sums, metrics)
-            if cbs.batch_level:
-                cbs.on_train_batch_end(step - 1, logs)
-            elif elapsed > 0:
-                steps_per_chunk = int(min(max(1, k * _CHUNK_SECONDS / elapsed), 4 * k + 1))
+    with _InterruptAfterChunk() as interrupt:
+        for epoch in range(initial_epoch, epochs):
+            cbs.on_epoch_begin(epoch)
+            if verbose:
+                print(f"Epoch {epoch + 1}/{epochs}")
+            saved = _Snapshot(params, opt)
+            reader = train.train_epoch(batch_size, shuffle)
+            sums = np.zeros(2 + len(metrics), dtype=np.float64)
+            bar = Progbar(steps, verbose) if verbose else None
+            step = 0
+            ran_out = False
+            hp = opt.hyper()
+            while True:
+                t0 = time.perf_counter()
+                chunk = reader.next(steps_per_chunk)
+                if chunk is None:
+                    ran_out = True
+                    break
+                if cbs.batch_level:
+                    cbs.on_train_batch_begin(step)
+                if chunk.batch > ws.batch:
+                    ws = Workspace(program, chunk.batch)
+                with blas_single_thread():
+                    done = engine.train_steps(
+                        program.prog, params, program.consts, grads, opt.slots[0], opt.slots[1],
+                        model._n_trainable, opt.code, hp, opt.iterations, chunk.X, chunk.Yf, chunk.Yi, chunk.ids,
+                        chunk.start, chunk.stop, chunk.batch,
+                        ws.ws, ws.gs, ws.yb, ws.yl, model.loss.code, loss_mode, codes, sums, n_parts, ws.ab)
+                elapsed = time.perf_counter() - t0
+                k = done - opt.iterations
+                opt.iterations = done
+                step += k
+                logs = _logs(sums, metrics)
+                if not math.isfinite(sums[0]):
+                    if cbs.batch_level:
+                        cbs.on_train_batch_end(step, logs)
+                    if model.stop_training:   # a callback (TerminateOnNaN) chose to stop quietly
+                        break
+                    raise _non_finite(params, opt, saved, epoch, step)
+                if cbs.batch_level:
+                    cbs.on_train_batch_end(step - 1, logs)
+                elif elapsed > 0:
+                    steps_per_chunk = int(min(max(1, k * _CHUNK_SECONDS / elapsed), 4 * k + 1))
+                if bar:
+                    bar.update(step, logs.items())
+                interrupt.check()
+            reader.close()
+            if ran_out and step == 0:   # only a generator can run dry
+                warnings.warn(f"The training data ran out at epoch {epoch + 1}; training stops. Make sure a "
+                              "generator can yield steps_per_epoch * epochs batches (or use a PyDataset)",
+                              stacklevel=3)
+                break
+            if ran_out and steps is not None and step < steps:
+                warnings.warn(f"The training data ran out after {step} of {steps} batches in epoch {epoch + 1}; "
+                              "training stops after this epoch", stacklevel=3)
+                model.stop_training = True
+            if val is not None:
+                vsums, _ = run_inference(model, program, val, batch_size, model.loss, metrics, False, 0, params)
+                logs.update(_logs(vsums, metrics, "val_"))
             if bar:
-                bar.update(step, logs.items())
-        if val is not None:
-            vsums, _ = run_inference(model, program, val[0], val[1], val[2], batch_size, model.loss, metrics,
-                                     False, 0, params)
-            logs.update(_logs(vsums, metrics, "val_"))
-        if bar:
-            bar.update(steps, list(logs.items()), finalize=True)
-        cbs.on_epoch_end(epoch, logs)
-        if model.stop_training:
-            break
+                bar.update(step, list(logs.items()), finalize=True)
+            cbs.on_epoch_end(epoch, logs)
+            interrupt.check()
+            if model.stop_training:
+                break
     cbs.on_train_end(logs)
     return history
 
@@ -185,7 +310,7 @@ def loss_and_gradients(model, x, y):
     layout as ``model._params``; trainable weights first). No update."""
     X = model._input_features(x, "x")
     program = model._program_for_training()
-    Yf, Yi = data.targets(y, X.shape[0], model.loss, program.out_width, "y")
+    Yf, Yi = data.targets(y, X.shape[0], model.loss, model._layers[-1].output_shape, "y")
     ws = Workspace(program, X.shape[0])
     grads = np.zeros_like(model._params)
     with blas_single_thread():

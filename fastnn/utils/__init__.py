@@ -1,5 +1,6 @@
-"""Seeding, progress bar, summary."""
+"""Seeding, progress bar, summary, Python datasets."""
 from .plot import plot_history
+from .py_dataset import PyDataset, Sequence
 from .seeding import set_random_seed
 
-__all__ = ["set_random_seed", "plot_history"]
+__all__ = ["set_random_seed", "plot_history", "PyDataset", "Sequence"]

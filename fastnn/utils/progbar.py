@@ -27,7 +27,8 @@ def format_values(values):
 
 
 class Progbar:
-    """``target`` steps; ``verbose`` 1 draws a bar, 2 prints only the final line."""
+    """``target`` steps (None: unknown, as for a generator; shown as "Unknown");
+    ``verbose`` 1 draws a bar, 2 prints only the final line."""
 
     def __init__(self, target, verbose=1, width=30, stream=None):
         self.target, self.verbose, self.width = target, verbose, width
@@ -38,6 +39,8 @@ class Progbar:
         self._last_len = 0
 
     def _bar(self, current):
+        if self.target is None:
+            return f"{current}/Unknown"
         digits = len(str(self.target))
         bar = f"{current:{digits}d}/{self.target} ["
         filled = int(self.width * current / self.target) if self.target else self.width
@@ -54,7 +57,7 @@ class Progbar:
             if self.verbose == 1:
                 line = f"{self._bar(current)} - {_format_time(elapsed)} {per}{format_values(values)}"
             else:
-                line = f"{current}/{self.target} - {_format_time(elapsed)} - {per}{format_values(values)}"
+                line = f"{current}/{self.target or 'Unknown'} - {_format_time(elapsed)} - {per}{format_values(values)}"
             if self.interactive:
                 self.stream.write("\r" + line.ljust(self._last_len) + "\n")
             else:
@@ -64,8 +67,11 @@ class Progbar:
         if not self.interactive or now - self._last_draw < 0.05:
             return
         self._last_draw = now
-        eta = elapsed / max(current, 1) * (self.target - current)
-        line = f"{self._bar(current)} - ETA: {_format_time(eta)}{format_values(values)}"
+        if self.target is None:
+            line = f"{self._bar(current)} - {_format_time(elapsed)}{format_values(values)}"
+        else:
+            eta = elapsed / max(current, 1) * (self.target - current)
+            line = f"{self._bar(current)} - ETA: {_format_time(eta)}{format_values(values)}"
         self.stream.write("\r" + line.ljust(self._last_len))
         self._last_len = len(line)
         self.stream.flush()

@@ -266,7 +266,9 @@ def train_steps(prog, params, consts, grads, slot1, slot2, n_trainable, opt, hp,
     targets or ``Yi`` (N,) int64 labels (the other is empty); ``ids`` int64
     row order. ``ws``/``gs`` workspaces sized for ``batch`` rows, ``yb``/``yl``
     target blocks. ``sums`` float64 accumulates [loss, samples, metrics...].
-    ``step`` is the optimizer's iteration count before this call.
+    ``step`` is the optimizer's iteration count before this call. Stops early,
+    before the update, at the first batch whose loss is NaN or inf (``sums[0]``
+    is then non-finite): the weights stay those that batch was computed with.
     """
     sparse = Yi.shape[0] > 0
     pos = start
@@ -279,6 +281,8 @@ def train_steps(prog, params, consts, grads, slot1, slot2, n_trainable, opt, hp,
             _gather(Yf, ids, pos, b, yb)
         forward(prog, params, consts, ws, b, n_parts, ab, True)
         _batch_loss(prog, ws, gs, yb, yl, b, loss_code, loss_mode, metric_codes, sums, True)
+        if not np.isfinite(sums[0]):
+            break   # a NaN/inf loss: stop before this batch touches the weights (fit raises)
         backward(prog, params, consts, grads, ws, gs, b, n_parts, ab)
         step += 1
         _parallel(_UPDATE, prog[0], params, consts, grads, ws, gs, b, n_parts, ab, opt, hp, step, slot1, slot2,

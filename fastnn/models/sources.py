@@ -1,0 +1,474 @@
+"""Where fit, evaluate and predict read their samples from.
+
+Three kinds of source behind one small interface:
+
+* ``ArraySource``: in-memory arrays, checked and converted once. A float32,
+  C-contiguous, writeable ``x`` is used as it is (no copy): the compiled loop
+  gathers each batch from it through the shuffled row order.
+* ``MappedSource``: memory-mapped arrays (``np.load(path, mmap_mode="r")``,
+  ``np.memmap``) and in-memory arrays whose float32 copy would exceed
+  ``COPY_LIMIT_BYTES``. Nothing is read up front. Each chunk's rows are read
+  (ids sorted, for locality) into a reused float32 buffer and checked there
+  (NaN/inf, labels); the compiled loop then follows the chunk-local order,
+  so the batches are exactly those an ``ArraySource`` would make from the
+  same shuffle. Pages of a file mapping are handed back to the OS as soon as
+  their rows are copied, so resident memory stays near one chunk (about
+  ``CHUNK_BYTES``) whatever the file's size.
+* ``BatchSource``: a Python generator/iterator, or a ``PyDataset``/``Sequence``
+  (``__len__``, ``__getitem__``), yielding ``(x, y)`` batches; each batch is
+  checked as it arrives, and consecutive batches of one size are packed into
+  one chunk for the compiled loop.
+
+Use: ``src = make(x, y, ...)``; build the model from ``src.sample_shape``;
+``src.bind(input_shape, loss, output_shape)`` runs the checks that need the
+model (all of them for arrays, shape checks for the others). Then training
+reads ``src.train_epoch(batch, shuffle)`` chunk by chunk and inference reads
+``src.in_order(batch)``. Every chunk is a ``Chunk``.
+"""
+import collections.abc
+import ctypes
+import math
+import mmap
+import sys
+from typing import NamedTuple, Optional
+
+import numpy as np
+
+from ..utils import seeding
+from ..utils.py_dataset import PyDataset
+from . import data
+
+# An in-memory array whose float32 copy would be larger than this is read a
+# chunk at a time instead of being converted once (memmaps always are).
+COPY_LIMIT_BYTES = 1 << 30
+# A chunk read from a MappedSource holds at most about this many bytes of features.
+CHUNK_BYTES = 32 << 20
+# Rows copied out of a file mapping between two hand-backs of its pages. Each
+# scattered row read can map up to 64 KiB around it (the kernel's fault-around),
+# so this bounds the mapped pages at about 16 MiB.
+_RELEASE_ROWS = 256
+
+
+class Chunk(NamedTuple):
+    """What one call of a compiled loop reads.
+
+    ``X`` float32 (rows, features); ``Yf`` float32 (rows, outputs) dense
+    targets and ``Yi`` int64 (rows,) labels, the unused one (or both, for
+    predict) empty; ``batch`` rows per step. Training runs rows
+    ``ids[start:stop]`` of ``X``; inference runs rows ``start:stop`` of
+    ``X`` in order, whose outputs are rows ``offset + (start:stop)`` of the
+    result (``offset`` is None when the total is unknown: outputs are
+    collected per chunk)."""
+    X: np.ndarray
+    Yf: np.ndarray
+    Yi: np.ndarray
+    ids: Optional[np.ndarray]
+    start: int
+    stop: int
+    batch: int
+    offset: Optional[int]
+
+
+def make(x, y=None, *, targets=True, steps=None, what="x", y_what="y", steps_what="steps"):
+    """A source for features ``x`` and, when ``targets``, targets ``y``.
+
+    ``steps`` (named ``steps_what`` in messages) limits the batches read from
+    a generator or PyDataset; arrays are split by ``batch_size`` instead."""
+    if is_producer(x):
+        if y is not None:
+            raise ValueError(f"y must not be given when {what} is a generator or PyDataset: "
+                             "it yields the (x, y) batches itself")
+        if steps is not None:
+            steps = data.positive_int(steps, steps_what)
+        return BatchSource(x, steps, targets, what, steps_what)
+    if steps is not None:
+        raise ValueError(f"{steps_what} applies only when {what} is a generator or PyDataset; "
+                         f"arrays are split into batches of batch_size, got {steps_what}={steps!r}")
+    xa = data.real_array(x, what)
+    ya = None
+    if targets:
+        if y is None:
+            raise ValueError(f"{y_what} is required: training and evaluation need targets "
+                             "(or pass a generator or PyDataset yielding (x, y) batches)")
+        ya = data.real_array(y, y_what)
+    if _out_of_core(xa) or (ya is not None and _out_of_core(ya)):
+        return MappedSource(xa, ya, what, y_what)
+    return ArraySource(xa, ya, what, y_what)
+
+
+def is_producer(x):
+    """True for a generator/iterator or a PyDataset/Sequence (Keras's included)."""
+    if isinstance(x, (np.ndarray, list, tuple, dict, str, bytes)):
+        return False
+    if isinstance(x, (PyDataset, collections.abc.Iterator)):
+        return True
+    return any(c.__name__ in ("PyDataset", "Sequence") and c.__module__.split(".")[0] in ("keras", "tensorflow")
+               for c in type(x).__mro__)
+
+
+def _out_of_core(arr):
+    if isinstance(arr, np.memmap):
+        return True
+    converts = not (arr.dtype == np.float32 and data.kernel_ready(arr))
+    return converts and arr.size * 4 > COPY_LIMIT_BYTES
+
+
+def _order(n, shuffle):
+    """The epoch's row order: a permutation from fastnn's generator, or 0..n-1."""
+    ids = seeding.rng().permutation(n) if shuffle else np.arange(n)
+    return ids.astype(np.int64, copy=False)
+
+
+def _split_point(n, fraction):
+    if isinstance(fraction, bool) or not isinstance(fraction, (int, float, np.integer, np.floating)) \
+            or not 0 <= fraction < 1:
+        raise ValueError(f"validation_split must be a number in [0, 1), got {fraction!r}")
+    n_val = int(n * fraction)
+    if n_val == 0 or n_val == n:
+        raise ValueError(f"validation_split={fraction} leaves {n_val} validation samples of {n}")
+    return n - n_val
+
+
+class _IndexEpoch:
+    """One epoch over an indexable source: chunks of ``ids`` of at most
+    ``cap`` rows, each a whole number of batches (but the last)."""
+
+    def __init__(self, source, ids, batch, cap):
+        self.source, self.ids, self.batch, self.cap, self.pos = source, ids, batch, cap, 0
+
+    def next(self, max_steps):
+        """The next chunk of at most ``max_steps`` batches, or None at the end."""
+        if self.pos >= self.ids.shape[0]:
+            return None
+        stop = min(self.ids.shape[0], self.pos + min(max_steps * self.batch, self.cap))
+        chunk = self.source._train_chunk(self.ids, self.pos, stop, self.batch)
+        self.pos = stop
+        return chunk
+
+    def close(self):
+        pass
+
+
+class ArraySource:
+    """In-memory ``x`` and ``y``, checked and converted once in ``bind``."""
+
+    def __init__(self, x, y, what="x", y_what="y"):
+        self._x, self._y, self.what, self.y_what = x, y, what, y_what
+        self.n = x.shape[0] if x.ndim else 0
+
+    @property
+    def sample_shape(self):
+        return tuple(self._x.shape[1:]) if self._x.ndim >= 2 else None
+
+    def bind(self, input_shape, loss, out_shape):
+        self.X = data.features(self._x, input_shape, self.what)
+        if loss is None:
+            self.Yf, self.Yi = data.empty_targets(math.prod(out_shape))
+        else:
+            self.Yf, self.Yi = data.targets(self._y, self.n, loss, out_shape, self.y_what)
+        self._x = self._y = None   # the converted arrays are all we need
+        return self
+
+    @classmethod
+    def _of(cls, X, Yf, Yi):
+        src = cls.__new__(cls)
+        src.X, src.Yf, src.Yi, src.n = X, Yf, Yi, X.shape[0]
+        return src
+
+    def split(self, fraction):
+        """``(first rows, last fraction of rows)``, as Keras's validation_split."""
+        cut = _split_point(self.n, fraction)
+        part = (lambda a, s: a[s] if a.shape[0] else a)
+        return (ArraySource._of(self.X[:cut], part(self.Yf, slice(None, cut)), part(self.Yi, slice(None, cut))),
+                ArraySource._of(self.X[cut:], part(self.Yf, slice(cut, None)), part(self.Yi, slice(cut, None))))
+
+    def steps(self, batch):
+        return -(-self.n // batch)
+
+    def train_epoch(self, batch, shuffle):
+        return _IndexEpoch(self, _order(self.n, shuffle), batch, self.n)
+
+    def _train_chunk(self, ids, start, stop, batch):
+        return Chunk(self.X, self.Yf, self.Yi, ids, start, stop, batch, None)
+
+    def in_order(self, batch):
+        rows = max(1, 64 // max(1, batch // 32)) * batch
+        for pos in range(0, self.n, rows):
+            yield Chunk(self.X, self.Yf, self.Yi, None, pos, min(self.n, pos + rows), batch, 0)
+
+
+def _libc_madvise():
+    if not sys.platform.startswith("linux") or not hasattr(mmap, "MADV_DONTNEED"):
+        return None
+    try:
+        fn = ctypes.CDLL(None, use_errno=True).madvise
+    except (OSError, AttributeError):
+        return None
+    fn.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+    fn.restype = ctypes.c_int
+    return fn
+
+
+_madvise = _libc_madvise()
+
+
+class _Pages:
+    """Hands the pages of rows already copied out of a shared file mapping
+    back to the OS (``madvise(MADV_DONTNEED)``), so they stop counting in
+    this process's resident memory. Safe only for shared mappings (modes
+    "r", "r+", "w+"), whose pages are backed by the file: the data stays in
+    the file and the page cache, and a later read maps it again. Private
+    ("c", copy-on-write) mappings and other arrays are left alone."""
+
+    def __init__(self, arr):
+        self.active = (_madvise is not None and isinstance(arr, np.memmap) and arr.mode != "c"
+                       and arr.ndim >= 1 and all(s > 0 for s in arr.strides))
+        if self.active:
+            self.base, self.stride = arr.ctypes.data, arr.strides[0]
+            self.extent = arr.itemsize + sum((d - 1) * s for d, s in zip(arr.shape[1:], arr.strides[1:]))
+
+    def release(self, lo, hi):
+        """Releases the pages spanned by rows [lo, hi)."""
+        if not self.active or hi <= lo:
+            return
+        start = self.base + lo * self.stride
+        end = self.base + (hi - 1) * self.stride + self.extent
+        start -= start % mmap.PAGESIZE
+        _madvise(start, end - start, mmap.MADV_DONTNEED)   # a failure only costs memory, never data
+
+
+class MappedSource:
+    """Arrays read a chunk at a time (memmaps, or too large to convert whole)."""
+
+    def __init__(self, x, y, what="x", y_what="y"):
+        self._x, self._y, self.what, self.y_what = x, y, what, y_what
+        self.n = x.shape[0] if x.ndim else 0
+        self._buffers = {}
+
+    @property
+    def sample_shape(self):
+        return tuple(self._x.shape[1:]) if self._x.ndim >= 2 else None
+
+    def bind(self, input_shape, loss, out_shape):
+        _, self._width = data.feature_layout(self._x, input_shape, self.what)
+        self._spec = (input_shape, loss, tuple(out_shape))
+        self._loss, self._n_out = loss, math.prod(out_shape)
+        self._kind = None if loss is None else data.target_layout(self._y, self.n, loss, out_shape, self.y_what)
+        self._pages = (_Pages(self._x), _Pages(self._y) if self._y is not None else None)
+        return self
+
+    def split(self, fraction):
+        cut = _split_point(self.n, fraction)
+        halves = []
+        for s in (slice(None, cut), slice(cut, None)):
+            part = MappedSource(self._x[s], None if self._y is None else self._y[s], self.what, self.y_what)
+            halves.append(part.bind(*self._spec))
+        return tuple(halves)
+
+    def steps(self, batch):
+        return -(-self.n // batch)
+
+    def _cap(self, batch):
+        """Rows per chunk: whole batches within CHUNK_BYTES, at least one batch."""
+        return max(batch, CHUNK_BYTES // (4 * self._width) // batch * batch)
+
+    def train_epoch(self, batch, shuffle):
+        return _IndexEpoch(self, _order(self.n, shuffle), batch, self._cap(batch))
+
+    def _train_chunk(self, ids, start, stop, batch):
+        chosen = ids[start:stop]
+        order = np.argsort(chosen, kind="stable")
+        X, Yf, Yi = self._read(chosen[order])
+        local = np.empty(order.shape[0], dtype=np.int64)
+        local[order] = np.arange(order.shape[0])   # buffer row of each id, in the epoch's order
+        return Chunk(X, Yf, Yi, local, 0, local.shape[0], batch, None)
+
+    def in_order(self, batch):
+        cap = self._cap(batch)
+        for pos in range(0, self.n, cap):
+            stop = min(self.n, pos + cap)
+            X, Yf, Yi = self._read(np.arange(pos, stop))
+            yield Chunk(X, Yf, Yi, None, 0, stop - pos, batch, pos)
+
+    def _buffer(self, name, shape, dtype):
+        buf = self._buffers.get(name)
+        if buf is None or buf.shape[0] < shape[0]:
+            buf = self._buffers[name] = np.empty(shape, dtype=dtype)
+        return buf[:shape[0]]
+
+    def _read(self, rows):
+        """Rows ``rows`` (sorted) of x and y, converted into the reused buffers and checked."""
+        m = rows.shape[0]
+        X = self._buffer("x", (m, self._width), np.float32)
+        Yf, Yi = data.empty_targets(self._n_out)
+        if self._kind == "sparse":
+            Yi = self._buffer("yi", (m,), np.int64)
+        elif self._kind == "dense":
+            Yf = self._buffer("yf", (m, self._n_out), np.float32)
+        contiguous = m > 0 and rows[-1] - rows[0] == m - 1
+        step = _RELEASE_ROWS if not contiguous else max(_RELEASE_ROWS, (1 << 20) // (4 * self._width))
+        for j in range(0, m, step):
+            part = rows[j:j + step]
+            lo, hi = int(part[0]), int(part[-1]) + 1
+            pick = slice(lo, hi) if contiguous else part
+            data.features_into(self._x[pick], X[j:j + part.shape[0]], self.what, part)
+            self._pages[0].release(lo, hi)
+            if self._kind is not None:
+                out = Yi if self._kind == "sparse" else Yf
+                data.targets_into(self._y[pick], self._kind, self._loss, self._n_out, out[j:j + part.shape[0]],
+                                  self.y_what, part)
+                if self._pages[1] is not None:
+                    self._pages[1].release(lo, hi)
+        return X, Yf, Yi
+
+
+def _unpack(batch, where):
+    """``(x, y)`` from a producer's batch: ``(x, y)``, ``(x,)``/``x`` (no targets)."""
+    if isinstance(batch, list):
+        batch = tuple(batch)
+    if not isinstance(batch, tuple):
+        if isinstance(batch, dict):
+            raise ValueError(f"{where} is a dict; fastnn takes batches as (x, y) tuples")
+        return batch, None
+    if len(batch) == 1:
+        return batch[0], None
+    if len(batch) == 2:
+        return batch
+    if len(batch) == 3:
+        if batch[2] is not None:
+            raise ValueError(f"{where} holds sample weights (x, y, sample_weight), which fastnn does not "
+                             "support here; yield (x, y)")
+        return batch[:2]
+    raise ValueError(f"{where} must be a tuple (x, y) or (x,), got a tuple of {len(batch)} items")
+
+
+class _BatchEpoch:
+    """One pass over a producer: up to ``limit`` batches (None: until it ends).
+    With ``hooks`` (training), calls a PyDataset's on_epoch_begin/on_epoch_end."""
+
+    def __init__(self, source, order, limit, hooks):
+        self.source, self.order, self.limit, self.hooks = source, order, limit, hooks
+        self.taken = 0
+        self.held = None   # a checked batch of another size, for the next chunk
+        ds = source._ds
+        if hooks and ds is not None and hasattr(ds, "on_epoch_begin"):
+            ds.on_epoch_begin()
+
+    def _fetch(self):
+        if self.limit is not None and self.taken >= self.limit:
+            return None
+        got = self.source._get(self.order[self.taken] if self.order is not None else None)
+        if got is not None:
+            self.taken += 1
+        return got
+
+    def next(self, max_steps):
+        first, self.held = self.held or self._fetch(), None
+        if first is None:
+            return None
+        parts = [first]
+        b = first[0].shape[0]
+        while len(parts) < max_steps:
+            nxt = self._fetch()
+            if nxt is None:
+                break
+            if nxt[0].shape[0] != b:
+                self.held = nxt
+                break
+            parts.append(nxt)
+        if len(parts) == 1:
+            X, Yf, Yi = first
+        else:
+            X, Yf, Yi = (np.concatenate([p[i] for p in parts]) if first[i].shape[0] else first[i] for i in range(3))
+        m = X.shape[0]
+        return Chunk(X, Yf, Yi, np.arange(m, dtype=np.int64), 0, m, b, None)
+
+    def close(self):
+        ds = self.source._ds
+        if self.hooks and ds is not None and hasattr(ds, "on_epoch_end"):
+            ds.on_epoch_end()
+
+
+class BatchSource:
+    """Batches from a generator/iterator or a PyDataset/Sequence, checked one by one."""
+
+    def __init__(self, producer, steps, targets, what="x", steps_what="steps"):
+        self.what, self.n, self._limit, self._targets = what, None, steps, targets
+        iterator = isinstance(producer, collections.abc.Iterator) and not isinstance(producer, PyDataset)
+        self._ds, self._it = (None, producer) if iterator else (producer, None)
+        self._peeked = None
+        self._count = None
+        if self._ds is not None:
+            count = getattr(producer, "num_batches", None) if not hasattr(producer, "__len__") else len(producer)
+            if count is None and steps is None:
+                raise ValueError(f"{what} is a PyDataset without __len__ (endless): pass {steps_what}")
+            if count is not None:
+                count = data.positive_int(count, f"len({what}) (the number of batches)", minimum=1)
+            self._count = count
+
+    @property
+    def sample_shape(self):
+        if self._ds is not None:
+            raw = self._ds[0]
+        else:
+            if self._peeked is None:
+                self._peeked = self._next_raw()
+                if self._peeked is None:
+                    raise ValueError(f"{self.what} is an empty generator: it yielded no batch")
+            raw = self._peeked
+        x = data.real_array(_unpack(raw, f"the first batch of {self.what}")[0], f"x of the first batch of {self.what}")
+        return tuple(x.shape[1:]) if x.ndim >= 2 else None
+
+    def bind(self, input_shape, loss, out_shape):
+        self._spec = (input_shape, loss, tuple(out_shape))
+        return self
+
+    def steps(self, batch=None):
+        """Batches per epoch, or None when unknown (a generator without steps)."""
+        if self._count is None:
+            return self._limit
+        return self._count if self._limit is None else min(self._count, self._limit)
+
+    def _next_raw(self):
+        try:
+            return next(self._it)
+        except StopIteration:
+            return None
+
+    def _get(self, index):
+        """Batch ``index`` of a PyDataset (or the generator's next), checked and converted; None at the end."""
+        if self._ds is not None:
+            raw, where = self._ds[int(index)], f"batch {int(index)} of {self.what}"
+        else:
+            raw = self._peeked if self._peeked is not None else self._next_raw()
+            self._peeked = None
+            if raw is None:
+                return None
+            where = f"a batch of the generator {self.what}"
+        x, y = _unpack(raw, where)
+        input_shape, loss, out_shape = self._spec
+        X = data.features(x, input_shape, f"x of {where}")
+        if loss is None:
+            return (X, *data.empty_targets(math.prod(out_shape)))
+        if y is None:
+            raise ValueError(f"{where} has no targets: fit and evaluate need (x, y) batches")
+        return (X, *data.targets(y, X.shape[0], loss, out_shape, f"y of {where}"))
+
+    def _indices(self, shuffle):
+        if self._ds is None:
+            return None
+        if self._count is None:   # endless: 0, 1, ... steps-1 every epoch, as Keras
+            return np.arange(self._limit)
+        return _order(self._count, shuffle) if shuffle else np.arange(self._count)
+
+    def train_epoch(self, batch, shuffle):
+        return _BatchEpoch(self, self._indices(shuffle), self.steps(), hooks=True)
+
+    def in_order(self, batch):
+        epoch = _BatchEpoch(self, self._indices(False), self.steps(), hooks=False)
+        while True:
+            got = epoch._fetch()
+            if got is None:
+                return
+            X, Yf, Yi = got
+            yield Chunk(X, Yf, Yi, None, 0, X.shape[0], X.shape[0], None)
