@@ -4,7 +4,7 @@
 ``keras.layers.Dense``, ``model.compile``, ``model.fit``, ...
 """
 from . import activations, callbacks, initializers, layers, losses, metrics, models, optimizers, utils
-from . import datasets
+from . import datasets, errors
 from .layers import Input
 from .models import Sequential
 from .utils import set_random_seed
@@ -12,4 +12,4 @@ from .utils import set_random_seed
 __version__ = "0.1.0"
 
 __all__ = ["Sequential", "Input", "activations", "callbacks", "initializers", "layers", "losses", "metrics",
-           "models", "optimizers", "utils", "set_random_seed", "datasets"]
+           "models", "optimizers", "utils", "set_random_seed", "datasets", "errors"]

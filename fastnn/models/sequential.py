@@ -219,10 +219,12 @@ class Sequential:
                 for m in self._metric_ids]
 
     def _ensure_built(self, sample_shape, what):
-        """Builds the model for per-sample ``sample_shape`` if it is not built yet."""
+        """Builds the model, if it is not built yet, for the per-sample shape
+        ``sample_shape()`` returns (a call: a producer must read a batch to know it)."""
         if not self._layers:
             raise ValueError("The model has no layers")
         if not self.built:
+            sample_shape = sample_shape()
             if sample_shape is None:
                 raise ValueError(f"{what} must have shape (samples, *features) to build the model")
             self.build(sample_shape)
@@ -232,7 +234,7 @@ class Sequential:
     def _input_features(self, x, what):
         """``x`` as checked float32 (samples, features), building the model from its shape."""
         arr = data.real_array(x, what)
-        self._ensure_built(arr.shape[1:] if arr.ndim >= 2 else None, what)
+        self._ensure_built(lambda: arr.shape[1:] if arr.ndim >= 2 else None, what)
         return data.features(arr, self._input_shape, what)
 
     def _source(self, x, y, loss, steps=None, what="x", y_what="y", steps_what="steps"):
@@ -240,7 +242,7 @@ class Sequential:
         (``sources``), building the model from x's shape if needed."""
         src = sources.make(x, y, targets=loss is not None, steps=steps, what=what, y_what=y_what,
                            steps_what=steps_what)
-        self._ensure_built(src.sample_shape, what)
+        self._ensure_built(lambda: src.sample_shape, what)
         return src.bind(self._input_shape, loss, self._layers[-1].output_shape)
 
     def _program(self, loss):

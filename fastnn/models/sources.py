@@ -11,8 +11,8 @@ Three kinds of source behind one small interface:
   (ids sorted, for locality) into a reused float32 buffer and checked there
   (NaN/inf, labels); the compiled loop then follows the chunk-local order,
   so the batches are exactly those an ``ArraySource`` would make from the
-  same shuffle. Pages of a file mapping are handed back to the OS as soon as
-  their rows are copied, so resident memory stays near one chunk (about
+  same shuffle. A memmap's rows are read from its file with pread(2), not
+  through the mapping, so resident memory stays near one chunk (about
   ``CHUNK_BYTES``) whatever the file's size.
 * ``BatchSource``: a Python generator/iterator, or a ``PyDataset``/``Sequence``
   (``__len__``, ``__getitem__``), yielding ``(x, y)`` batches; each batch is
@@ -26,10 +26,10 @@ reads ``src.train_epoch(batch, shuffle)`` chunk by chunk and inference reads
 ``src.in_order(batch)``. Every chunk is a ``Chunk``.
 """
 import collections.abc
-import ctypes
 import math
 import mmap
-import sys
+import os
+import weakref
 from typing import NamedTuple, Optional
 
 import numpy as np
@@ -43,10 +43,6 @@ from . import data
 COPY_LIMIT_BYTES = 1 << 30
 # A chunk read from a MappedSource holds at most about this many bytes of features.
 CHUNK_BYTES = 32 << 20
-# Rows copied out of a file mapping between two hand-backs of its pages. Each
-# scattered row read can map up to 64 KiB around it (the kernel's fault-around),
-# so this bounds the mapped pages at about 16 MiB.
-_RELEASE_ROWS = 256
 
 
 class Chunk(NamedTuple):
@@ -197,44 +193,114 @@ class ArraySource:
             yield Chunk(self.X, self.Yf, self.Yi, None, pos, min(self.n, pos + rows), batch, 0)
 
 
-def _libc_madvise():
-    if not sys.platform.startswith("linux") or not hasattr(mmap, "MADV_DONTNEED"):
-        return None
-    try:
-        fn = ctypes.CDLL(None, use_errno=True).madvise
-    except (OSError, AttributeError):
-        return None
-    fn.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
-    fn.restype = ctypes.c_int
-    return fn
+def _mapping_root(arr):
+    """The memmap that owns the mapping ``arr`` views (its ``offset`` is a file offset), or None."""
+    root = arr
+    while isinstance(root, np.ndarray) and not isinstance(root.base, mmap.mmap):
+        root = root.base
+    return root if isinstance(root, np.memmap) else None
 
 
-_madvise = _libc_madvise()
+def _file_rows_usable(arr):
+    """True when rows of ``arr`` can be read from its file with pread(2): a
+    shared memmap (a copy-on-write one, mode "c", may differ from its file)
+    whose rows are contiguous runs of bytes at a positive stride."""
+    if not (isinstance(arr, np.memmap) and arr.mode in ("r", "r+", "w+") and hasattr(os, "preadv")
+            and getattr(arr, "filename", None) and arr.ndim >= 1 and arr.shape[0] > 0 and arr.strides[0] > 0
+            and _mapping_root(arr) is not None):
+        return False
+    return arr.ndim == 1 or arr[0].flags.c_contiguous
 
 
-class _Pages:
-    """Hands the pages of rows already copied out of a shared file mapping
-    back to the OS (``madvise(MADV_DONTNEED)``), so they stop counting in
-    this process's resident memory. Safe only for shared mappings (modes
-    "r", "r+", "w+"), whose pages are backed by the file: the data stays in
-    the file and the page cache, and a later read maps it again. Private
-    ("c", copy-on-write) mappings and other arrays are left alone."""
+class _FileRows:
+    """Rows of a memory-mapped array read with pread(2) into reused buffers.
+
+    Reading through the mapping would leave every page read mapped in this
+    process (the kernel even maps up to 64 KiB around each page touched), so
+    resident memory would grow to the whole file over an epoch; pread copies
+    from the page cache without mapping anything. Sorted rows less than
+    ``_GAP_BYTES`` apart are read in one call, the bytes between discarded,
+    so narrow rows (labels) cost few calls."""
+
+    _GAP_BYTES = 4096
+    _SPAN_BYTES = 4 << 20
 
     def __init__(self, arr):
-        self.active = (_madvise is not None and isinstance(arr, np.memmap) and arr.mode != "c"
-                       and arr.ndim >= 1 and all(s > 0 for s in arr.strides))
-        if self.active:
-            self.base, self.stride = arr.ctypes.data, arr.strides[0]
-            self.extent = arr.itemsize + sum((d - 1) * s for d, s in zip(arr.shape[1:], arr.strides[1:]))
+        root = _mapping_root(arr)
+        self.offset = root.offset + (arr.ctypes.data - root.ctypes.data)   # file offset of arr's first byte
+        self.stride, self.dtype, self.row_shape = arr.strides[0], arr.dtype, arr.shape[1:]
+        self.row_bytes = arr.itemsize * math.prod(arr.shape[1:])
+        self.gap_rows = 1 + self._GAP_BYTES // self.stride
+        self.fd = os.open(arr.filename, os.O_RDONLY)
+        weakref.finalize(self, os.close, self.fd)
+        self._raw = self._scratch = np.empty(0, dtype=np.uint8)
 
-    def release(self, lo, hi):
-        """Releases the pages spanned by rows [lo, hi)."""
-        if not self.active or hi <= lo:
-            return
-        start = self.base + lo * self.stride
-        end = self.base + (hi - 1) * self.stride + self.extent
-        start -= start % mmap.PAGESIZE
-        _madvise(start, end - start, mmap.MADV_DONTNEED)   # a failure only costs memory, never data
+    def _pread(self, view, offset):
+        """Fills the bytes of ``view`` from the file at ``offset``."""
+        done = os.preadv(self.fd, [view], offset)
+        while done < view.nbytes:   # a short read: go on from where it stopped
+            got = os.preadv(self.fd, [view[done:]], offset + done)
+            if got == 0:
+                raise ValueError(f"the file behind the memory-mapped array ends before byte {offset + done}; "
+                                 "was it truncated?")
+            done += got
+
+    def _span(self, rows, a, b, dest):
+        """Rows ``rows[a:b]``, close together, read as spans of at most
+        ``_SPAN_BYTES`` into the scratch buffer and picked out."""
+        max_rows = max(1, self._SPAN_BYTES // self.stride)
+        while a < b:
+            first = int(rows[a])
+            stop = a + int(np.searchsorted(rows[a:b], first + max_rows))
+            span = int(rows[stop - 1]) - first + 1
+            nbytes = (span - 1) * self.stride + self.row_bytes
+            if self._scratch.nbytes < nbytes:
+                self._scratch = np.empty(nbytes, dtype=np.uint8)
+            self._pread(memoryview(self._scratch)[:nbytes], self.offset + first * self.stride)
+            picked = np.lib.stride_tricks.as_strided(self._scratch, (span, self.row_bytes), (self.stride, 1))
+            dest[a:stop] = picked[rows[a:stop] - first]
+            a = stop
+
+    def read(self, rows, out=None):
+        """Rows ``rows`` (sorted, unique) as an array (m, *row shape) of the
+        file's dtype, in a reused buffer; or their raw bytes written into
+        ``out`` when given (an array of the same bytes per row)."""
+        m, rb = rows.shape[0], self.row_bytes
+        if out is None:
+            if self._raw.nbytes < m * rb:
+                self._raw = np.empty(m * rb, dtype=np.uint8)
+            dest = self._raw[:m * rb]
+        else:
+            dest = out.reshape(-1).view(np.uint8)
+        dest = dest.reshape(m, rb)
+        bytes_of = memoryview(dest).cast("B")
+        breaks = np.flatnonzero(np.diff(rows) > self.gap_rows) + 1
+        starts, ends = np.r_[0, breaks], np.r_[breaks, m]
+        for a, b, first, last in zip(starts.tolist(), ends.tolist(), rows[starts].tolist(), rows[ends - 1].tolist()):
+            if b - a == 1:                                   # a lone row: the common case when shuffled
+                self._pread(bytes_of[a * rb:b * rb], self.offset + first * self.stride)
+            elif last - first == b - a - 1 and self.stride == rb:   # adjacent rows: straight into place
+                self._pread(bytes_of[a * rb:b * rb], self.offset + first * rb)
+            else:
+                self._span(rows, a, b, dest)
+        if out is not None:
+            return out
+        return dest.reshape(-1).view(self.dtype).reshape(m, *self.row_shape)
+
+
+class _IndexedRows:
+    """Rows read by NumPy indexing: in-memory arrays, copy-on-write memmaps."""
+
+    def __init__(self, arr):
+        self.arr = arr
+
+    def read(self, rows, out=None):
+        contiguous = rows.shape[0] > 0 and rows[-1] - rows[0] == rows.shape[0] - 1
+        return self.arr[int(rows[0]):int(rows[-1]) + 1] if contiguous else self.arr[rows]
+
+
+def _rows_reader(arr):
+    return _FileRows(arr) if _file_rows_usable(arr) else _IndexedRows(arr)
 
 
 class MappedSource:
@@ -254,7 +320,7 @@ class MappedSource:
         self._spec = (input_shape, loss, tuple(out_shape))
         self._loss, self._n_out = loss, math.prod(out_shape)
         self._kind = None if loss is None else data.target_layout(self._y, self.n, loss, out_shape, self.y_what)
-        self._pages = (_Pages(self._x), _Pages(self._y) if self._y is not None else None)
+        self._readers = (_rows_reader(self._x), None if self._kind is None else _rows_reader(self._y))
         return self
 
     def split(self, fraction):
@@ -300,25 +366,18 @@ class MappedSource:
         """Rows ``rows`` (sorted) of x and y, converted into the reused buffers and checked."""
         m = rows.shape[0]
         X = self._buffer("x", (m, self._width), np.float32)
+        x_reader, y_reader = self._readers
+        if isinstance(x_reader, _FileRows) and x_reader.dtype == np.float32:
+            data.check_finite(x_reader.read(rows, out=X), self.what, rows)   # no conversion: read in place
+        else:
+            data.features_into(x_reader.read(rows), X, self.what, rows)
         Yf, Yi = data.empty_targets(self._n_out)
-        if self._kind == "sparse":
-            Yi = self._buffer("yi", (m,), np.int64)
-        elif self._kind == "dense":
-            Yf = self._buffer("yf", (m, self._n_out), np.float32)
-        contiguous = m > 0 and rows[-1] - rows[0] == m - 1
-        step = _RELEASE_ROWS if not contiguous else max(_RELEASE_ROWS, (1 << 20) // (4 * self._width))
-        for j in range(0, m, step):
-            part = rows[j:j + step]
-            lo, hi = int(part[0]), int(part[-1]) + 1
-            pick = slice(lo, hi) if contiguous else part
-            data.features_into(self._x[pick], X[j:j + part.shape[0]], self.what, part)
-            self._pages[0].release(lo, hi)
-            if self._kind is not None:
-                out = Yi if self._kind == "sparse" else Yf
-                data.targets_into(self._y[pick], self._kind, self._loss, self._n_out, out[j:j + part.shape[0]],
-                                  self.y_what, part)
-                if self._pages[1] is not None:
-                    self._pages[1].release(lo, hi)
+        if self._kind is not None:
+            if self._kind == "sparse":
+                Yi = out = self._buffer("yi", (m,), np.int64)
+            else:
+                Yf = out = self._buffer("yf", (m, self._n_out), np.float32)
+            data.targets_into(y_reader.read(rows), self._kind, self._loss, self._n_out, out, self.y_what, rows)
         return X, Yf, Yi
 
 
