@@ -10,7 +10,8 @@ a time, before the chunk holding the bad value is trained on).
 
 
 class NonFiniteLossError(FloatingPointError):
-    """``fit`` stopped because a batch's loss was NaN or inf.
+    """``fit`` stopped because a batch's loss was NaN or inf, or an update
+    made the weights NaN or inf (checked at the end of every epoch).
 
     The compiled loop stops before that batch updates anything, so the
     model keeps the last weights it had before the batch; if those were

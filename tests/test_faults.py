@@ -103,6 +103,19 @@ def test_weights_made_infinite_by_an_update_are_restored_to_the_epoch_start():
     assert model.optimizer.iterations == iterations == 2
 
 
+def test_weights_made_infinite_by_the_last_update_of_an_epoch_are_caught():
+    x, y = line_data(4)
+    y = y + 100.0
+    model = regression()
+    diverge = SetLearningRate(at=0, rate=3e38)      # epoch 2's only update overflows, and no loss follows it
+    with pytest.raises(NonFiniteLossError, match=r"the weights became NaN or inf in the update of epoch 2, "
+                                                 r"batch 1; the weights and optimizer state from the start") as info:
+        model.fit(x, y, epochs=2, batch_size=4, verbose=0, callbacks=[diverge])
+    assert info.value.restored
+    np.testing.assert_array_equal(model._params, diverge.epoch_start[1][0])
+    assert model.optimizer.iterations == 1 and len(model.history.history["loss"]) == 1
+
+
 def test_a_callback_that_stops_on_nan_ends_training_quietly():
     class StopOnNaN(keras.callbacks.Callback):
         def on_train_batch_end(self, batch, logs=None):
@@ -117,42 +130,42 @@ def test_a_callback_that_stops_on_nan_ends_training_quietly():
     assert np.isfinite(model._params).all() and model.optimizer.iterations == 1
 
 
-def RaiseSigint(hook, at, times=1):
-    """A callback whose ``hook`` sends this process SIGINT (as Ctrl-C does)
-    ``times`` times at batch or epoch ``at``."""
-    def fire(self, index, logs=None):
-        if index == at:
-            for _ in range(times):
-                signal.raise_signal(signal.SIGINT)
-    return type("RaiseSigint", (keras.callbacks.Callback,), {hook: fire})()
+@pytest.fixture
+def sigint_during_chunk(monkeypatch):
+    """Makes the compiled loop's call number ``at`` (from 0) end with a SIGINT,
+    as if Ctrl-C were pressed while it ran; returns a setter for ``at``."""
+    from fastnn.kernels.cpu import engine
+    real, calls, at = engine.train_steps, [0], [None]
+
+    def train_steps(*args):
+        done = real(*args)
+        if calls[0] == at[0]:
+            signal.raise_signal(signal.SIGINT)
+        calls[0] += 1
+        return done
+    monkeypatch.setattr(engine, "train_steps", train_steps)
+    return lambda n: at.__setitem__(0, n)
+
+
+class EveryBatch(keras.callbacks.Callback):
+    """A batch hook: every chunk is then one step, so call numbers are step numbers."""
+
+    def on_train_batch_end(self, batch, logs=None):
+        pass
 
 
 @pytest.mark.skipif(not hasattr(signal, "raise_signal"), reason="needs signal.raise_signal")
-def test_ctrl_c_between_epochs_keeps_the_finished_epochs_and_a_usable_model():
+def test_ctrl_c_during_a_chunk_lands_after_it_with_the_step_count_and_history_in_order(sigint_during_chunk):
     x, y = line_data(64)
     model = regression("adam")
+    sigint_during_chunk(2 * 8 + 3)          # the 4th step of the 3rd epoch
     with pytest.raises(KeyboardInterrupt):
-        model.fit(x, y, epochs=10, batch_size=8, verbose=0, callbacks=[RaiseSigint("on_epoch_end", at=1)])
-    assert len(model.history.history["loss"]) == 2 and model.optimizer.iterations == 2 * 8
+        model.fit(x, y, epochs=10, batch_size=8, verbose=0, callbacks=[EveryBatch()])
+    assert model.optimizer.iterations == 2 * 8 + 4      # the chunk that was running is counted
+    assert len(model.history.history["loss"]) == 2      # the finished epochs
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
-    model.fit(x, y, epochs=1, batch_size=8, verbose=0)
-    assert model.optimizer.iterations == 3 * 8 and np.isfinite(model.predict(x, verbose=0)).all()
-
-
-@pytest.mark.skipif(not hasattr(signal, "raise_signal"), reason="needs signal.raise_signal")
-def test_ctrl_c_mid_epoch_lands_after_the_chunk_and_a_second_one_at_once():
-    x, y = line_data(64)
-    model = regression("adam")
-    # batch hooks make every chunk one step: the interrupt lands right after step 4
-    with pytest.raises(KeyboardInterrupt):
-        model.fit(x, y, epochs=3, batch_size=8, verbose=0, callbacks=[RaiseSigint("on_train_batch_end", at=3)])
-    assert model.optimizer.iterations == 4 and model.history.history == {}
-    # twice: the second Ctrl-C raises inside the callback, without waiting for the chunk
-    with pytest.raises(KeyboardInterrupt):
-        model.fit(x, y, epochs=3, batch_size=8, verbose=0,
-                  callbacks=[RaiseSigint("on_train_batch_begin", at=2, times=2)])
-    assert model.optimizer.iterations == 4 + 2
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    model.fit(x, y, epochs=1, batch_size=8, verbose=0)  # usable: trains on, from there
+    assert model.optimizer.iterations == 3 * 8 + 4 and np.isfinite(model.predict(x, verbose=0)).all()
 
 
 CHILD = textwrap.dedent("""

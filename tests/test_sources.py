@@ -8,6 +8,7 @@ import sys
 import textwrap
 import warnings
 
+import numba
 import numpy as np
 import pytest
 
@@ -292,6 +293,14 @@ def test_validation_from_a_generator_reads_validation_steps_batches_each_epoch()
     ref = first.fit(x, y, epochs=1, verbose=0, validation_data=(x[:100], y[:100]))
     assert history.history["val_loss"][0] == pytest.approx(ref.history["val_loss"][0], rel=1e-6)
     assert len(history.history["val_loss"]) == 2
+
+
+@pytest.mark.skipif(not numba.config.BOUNDSCHECK, reason="only under NUMBA_BOUNDSCHECK=1 (.ci/run runs it so)")
+def test_bounds_checking_is_live_in_the_compiled_gather():
+    """.ci/run reruns the kernel-level tests with NUMBA_BOUNDSCHECK=1: this shows the check is on there."""
+    from fastnn.kernels.cpu import engine
+    with pytest.raises(IndexError):
+        engine._gather(np.zeros((4, 3), np.float32), np.array([0, 1, 9, 2]), 0, 4, np.zeros(12, np.float32))
 
 
 RSS_CHILD = textwrap.dedent("""

@@ -129,7 +129,8 @@ def test_fit_rejects_bad_input_and_changes_nothing(trained, x, y, kwargs, match)
     (Y, r"y must have shape \(12, 3\) to match the model's output, got \(12,\); integer class labels need "
         r"sparse_categorical_crossentropy"),
     (Y[:, None], r"got \(12, 1\); integer class labels need sparse_categorical_crossentropy"),
-    (np.eye(K, dtype=np.int64)[Y] * 2, r"y: categorical_crossentropy needs one-hot .*integer values other than 0 and 1"),
+    (np.eye(K, dtype=np.int64)[Y] * 2, r"y: categorical_crossentropy needs one-hot .*integer values other than 0 "
+                                       r"and 1"),
     (np.eye(4)[Y], r"y must have shape \(12, 3\) to match the model's output, got \(12, 4\)"),
 ], ids=["labels-1d", "labels-column", "integers-not-one-hot", "too-many-columns"])
 def test_categorical_crossentropy_refuses_integer_labels(y, match):

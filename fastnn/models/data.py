@@ -89,8 +89,9 @@ def check_finite(arr, what, rows=None):
     Summing in float64 is an exact test: float32 values cannot overflow a
     float64 sum, so the sum is finite exactly when every value is; it needs
     no temporary array. ``rows`` maps row positions to the user's row numbers."""
-    if arr.size == 0 or np.isfinite(np.sum(arr, dtype=np.float64)):
-        return
+    with np.errstate(invalid="ignore"):   # inf + -inf: NaN, which is the answer
+        if arr.size == 0 or np.isfinite(np.sum(arr, dtype=np.float64)):
+            return
     where = _first_bad(arr.reshape(arr.shape[0], -1), rows)
     at = f"row {where[0]}, column {where[1]}" if where else "some element"
     raise ValueError(f"{what} contains NaN or inf (first at {at}); "
@@ -124,6 +125,7 @@ def target_layout(arr, n, loss, out_shape, what="y"):
 
     Returns ``"sparse"`` (integer labels, one per sample) or ``"dense"``
     (float targets shaped like the output)."""
+    out_shape = _shape(out_shape)
     n_out = math.prod(out_shape)
     got = arr.shape[0] if arr.ndim else 0
     if got != n:
@@ -176,6 +178,11 @@ def targets_into(rows_arr, kind, loss, n_out, out, what="y", rows=None):
     return out
 
 
+def _shape(out_shape):
+    """A per-sample output shape as a tuple (an int is a flat width)."""
+    return (int(out_shape),) if isinstance(out_shape, (int, np.integer)) else tuple(out_shape)
+
+
 def _row(r, rows):
     return int(rows[r]) if rows is not None else r
 
@@ -188,10 +195,11 @@ def empty_targets(n_out):
 
 def targets(y, n, loss, out_shape, what="y"):
     """Targets for ``loss`` as ``(Yf, Yi)``: dense float32 (n, n_out) or int64
-    (n,) labels; the unused one is empty, so the compiled loop has one signature."""
-    arr = real_array(y, what if y is not None else f"{what} (targets, required for training and evaluation)")
+    (n,) labels; the unused one is empty, so the compiled loop has one signature.
+    ``out_shape``: the model's per-sample output shape (or its flat width)."""
+    arr = real_array(y, what)
     kind = target_layout(arr, n, loss, out_shape, what)
-    n_out = math.prod(out_shape)
+    n_out = math.prod(_shape(out_shape))
     empty_f, empty_i = empty_targets(n_out)
     if kind == "sparse":
         return empty_f, targets_into(arr, kind, loss, n_out, np.empty(n, dtype=np.int64), what)

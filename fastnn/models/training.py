@@ -9,7 +9,7 @@ to one thread: Numba's pool owns the cores.
 
 Faults: a NaN/inf loss stops the compiled loop before that batch's update
 and fit raises ``NonFiniteLossError``; Ctrl-C is held until the chunk in
-flight is done, then raised as ``KeyboardInterrupt`` (``_InterruptAfterChunk``).
+flight is done and counted, then raised as ``KeyboardInterrupt`` (``_HoldInterrupt``).
 """
 import collections.abc
 import math
@@ -130,28 +130,35 @@ class _Snapshot:
         opt.iterations = self.iterations
 
 
-def _non_finite(params, opt, saved, epoch, batch):
-    """The error for a NaN/inf loss at ``batch`` of ``epoch``, after making
-    sure the model holds finite weights."""
-    restored = not np.isfinite(params).all()
+def _finite(params):
+    """True when every value is finite: a float64 sum of float32 values
+    cannot overflow, so it is finite exactly when they all are."""
+    with np.errstate(invalid="ignore"):   # inf + -inf: NaN, which is the answer
+        return bool(np.isfinite(params.sum(dtype=np.float64)))
+
+
+def _non_finite(params, opt, saved, epoch, batch, what="the loss became NaN or inf at"):
+    """The error for a NaN/inf at ``batch`` of ``epoch``, after making sure
+    the model holds finite weights (restoring the epoch's start if not)."""
+    restored = not _finite(params)
     if restored:
         saved.restore(params, opt)
     where = "the weights and optimizer state from the start of this epoch were restored" if restored else \
         "the model keeps the weights from before that batch"
     return NonFiniteLossError(
-        f"fit stopped: the loss became NaN or inf at epoch {epoch + 1}, batch {batch + 1}; {where}. Usual causes: "
-        "a learning rate too high for the data's scale, unscaled inputs or targets, or a loss that does not fit "
-        "the output (e.g. cross-entropy on unbounded outputs)", epoch=epoch, batch=batch, restored=restored)
+        f"fit stopped: {what} epoch {epoch + 1}, batch {batch + 1}; {where}. Usual causes: a learning rate too "
+        "high for the data's scale, unscaled inputs or targets, or a loss that does not fit the output (e.g. "
+        "cross-entropy on unbounded outputs)", epoch=epoch, batch=batch, restored=restored)
 
 
-class _InterruptAfterChunk:
-    """Holds Ctrl-C (SIGINT) during fit until the chunk in flight has finished
-    and been accounted for, then raises ``KeyboardInterrupt``: the weights,
-    the optimizer's step count and ``model.history`` (the finished epochs)
-    then agree, and the model can be used or trained on. Compiled code cannot
-    be interrupted anyway, and a chunk lasts about 0.1 s. A second Ctrl-C
-    raises at once. Active only in the main thread, over Python's default
-    handler (a handler of the user's own is left alone)."""
+class _HoldInterrupt:
+    """Holds Ctrl-C (SIGINT) while a chunk of training steps runs and is
+    accounted for, then raises ``KeyboardInterrupt``: compiled code cannot be
+    interrupted anyway (a chunk lasts about 0.1 s), and raising before the
+    step count is recorded would leave the optimizer out of step with the
+    weights. So the user gets the interrupt after the chunk, with the model
+    usable and ``model.history`` holding the finished epochs. Only in the
+    main thread, over Python's default handler (a user's own is left alone)."""
 
     def __enter__(self):
         self.pending, self._previous = False, None
@@ -161,20 +168,13 @@ class _InterruptAfterChunk:
         return self
 
     def _hold(self, signum, frame):
-        if self.pending:
-            raise KeyboardInterrupt
         self.pending = True
-
-    def check(self):
-        if self.pending:
-            self.pending = False
-            raise KeyboardInterrupt
 
     def __exit__(self, kind, value, tb):
         if self._previous is not None:
             signal.signal(signal.SIGINT, self._previous)
-        if kind is None:
-            self.check()   # a Ctrl-C during the last epoch's wrap-up still reaches the user
+        if self.pending and kind is None:
+            raise KeyboardInterrupt
         return False
 
 
@@ -235,71 +235,71 @@ def fit(model, x, y, batch_size, epochs, verbose, callbacks, validation_split, v
     cbs.on_train_begin()
     steps_per_chunk = 1 if cbs.batch_level else 8
     logs = {}
-    with _InterruptAfterChunk() as interrupt:
-        for epoch in range(initial_epoch, epochs):
-            cbs.on_epoch_begin(epoch)
-            if verbose:
-                print(f"Epoch {epoch + 1}/{epochs}")
-            saved = _Snapshot(params, opt)
-            reader = train.train_epoch(batch_size, shuffle)
-            sums = np.zeros(2 + len(metrics), dtype=np.float64)
-            bar = Progbar(steps, verbose) if verbose else None
-            step = 0
-            ran_out = False
-            hp = opt.hyper()
-            while True:
-                t0 = time.perf_counter()
-                chunk = reader.next(steps_per_chunk)
-                if chunk is None:
-                    ran_out = True
-                    break
-                if cbs.batch_level:
-                    cbs.on_train_batch_begin(step)
-                if chunk.batch > ws.batch:
-                    ws = Workspace(program, chunk.batch)
-                with blas_single_thread():
-                    done = engine.train_steps(
-                        program.prog, params, program.consts, grads, opt.slots[0], opt.slots[1],
-                        model._n_trainable, opt.code, hp, opt.iterations, chunk.X, chunk.Yf, chunk.Yi, chunk.ids,
-                        chunk.start, chunk.stop, chunk.batch,
-                        ws.ws, ws.gs, ws.yb, ws.yl, model.loss.code, loss_mode, codes, sums, n_parts, ws.ab)
-                elapsed = time.perf_counter() - t0
+    for epoch in range(initial_epoch, epochs):
+        cbs.on_epoch_begin(epoch)
+        if verbose:
+            print(f"Epoch {epoch + 1}/{epochs}")
+        saved = _Snapshot(params, opt)
+        reader = train.train_epoch(batch_size, shuffle)
+        sums = np.zeros(2 + len(metrics), dtype=np.float64)
+        bar = Progbar(steps, verbose) if verbose else None
+        step = 0
+        ran_out = False
+        hp = opt.hyper()
+        while True:
+            t0 = time.perf_counter()
+            chunk = reader.next(steps_per_chunk)
+            if chunk is None:
+                ran_out = True
+                break
+            if cbs.batch_level:
+                cbs.on_train_batch_begin(step)
+            if chunk.batch > ws.batch:
+                ws = Workspace(program, chunk.batch)
+            with _HoldInterrupt(), blas_single_thread():
+                done = engine.train_steps(
+                    program.prog, params, program.consts, grads, opt.slots[0], opt.slots[1],
+                    model._n_trainable, opt.code, hp, opt.iterations, chunk.X, chunk.Yf, chunk.Yi, chunk.ids,
+                    chunk.start, chunk.stop, chunk.batch,
+                    ws.ws, ws.gs, ws.yb, ws.yl, model.loss.code, loss_mode, codes, sums, n_parts, ws.ab)
                 k = done - opt.iterations
                 opt.iterations = done
                 step += k
-                logs = _logs(sums, metrics)
-                if not math.isfinite(sums[0]):
-                    if cbs.batch_level:
-                        cbs.on_train_batch_end(step, logs)
-                    if model.stop_training:   # a callback (TerminateOnNaN) chose to stop quietly
-                        break
-                    raise _non_finite(params, opt, saved, epoch, step)
+            elapsed = time.perf_counter() - t0
+            logs = _logs(sums, metrics)
+            if not math.isfinite(sums[0]):
                 if cbs.batch_level:
-                    cbs.on_train_batch_end(step - 1, logs)
-                elif elapsed > 0:
-                    steps_per_chunk = int(min(max(1, k * _CHUNK_SECONDS / elapsed), 4 * k + 1))
-                if bar:
-                    bar.update(step, logs.items())
-                interrupt.check()
-            reader.close()
-            if ran_out and step == 0:   # only a generator can run dry
-                warnings.warn(f"The training data ran out at epoch {epoch + 1}; training stops. Make sure a "
-                              "generator can yield steps_per_epoch * epochs batches (or use a PyDataset)",
-                              stacklevel=3)
-                break
-            if ran_out and steps is not None and step < steps:
-                warnings.warn(f"The training data ran out after {step} of {steps} batches in epoch {epoch + 1}; "
-                              "training stops after this epoch", stacklevel=3)
-                model.stop_training = True
-            if val is not None:
-                vsums, _ = run_inference(model, program, val, batch_size, model.loss, metrics, False, 0, params)
-                logs.update(_logs(vsums, metrics, "val_"))
+                    cbs.on_train_batch_end(step, logs)
+                if model.stop_training:   # a callback (TerminateOnNaN) chose to stop quietly
+                    break
+                raise _non_finite(params, opt, saved, epoch, step)
+            if cbs.batch_level:
+                cbs.on_train_batch_end(step - 1, logs)
+            elif elapsed > 0:
+                steps_per_chunk = int(min(max(1, k * _CHUNK_SECONDS / elapsed), 4 * k + 1))
             if bar:
-                bar.update(step, list(logs.items()), finalize=True)
-            cbs.on_epoch_end(epoch, logs)
-            interrupt.check()
-            if model.stop_training:
-                break
+                bar.update(step, logs.items())
+        reader.close()
+        if ran_out and step > 0 and not _finite(params):   # the epoch's last update overflowed
+            raise _non_finite(params, opt, saved, epoch, step - 1,
+                              "the weights became NaN or inf in the update of")
+        if ran_out and step == 0:   # only a generator can run dry
+            warnings.warn(f"The training data ran out at epoch {epoch + 1}; training stops. Make sure a "
+                          "generator can yield steps_per_epoch * epochs batches (or use a PyDataset)",
+                          stacklevel=3)
+            break
+        if ran_out and steps is not None and step < steps:
+            warnings.warn(f"The training data ran out after {step} of {steps} batches in epoch {epoch + 1}; "
+                          "training stops after this epoch", stacklevel=3)
+            model.stop_training = True
+        if val is not None:
+            vsums, _ = run_inference(model, program, val, batch_size, model.loss, metrics, False, 0, params)
+            logs.update(_logs(vsums, metrics, "val_"))
+        if bar:
+            bar.update(step, list(logs.items()), finalize=True)
+        cbs.on_epoch_end(epoch, logs)
+        if model.stop_training:
+            break
     cbs.on_train_end(logs)
     return history
 
