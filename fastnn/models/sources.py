@@ -76,7 +76,7 @@ def make(x, y=None, *, targets=True, steps=None, what="x", y_what="y", steps_wha
                              "it yields the (x, y) batches itself")
         if steps is not None:
             steps = data.positive_int(steps, steps_what)
-        return BatchSource(x, steps, targets, what, steps_what)
+        return BatchSource(x, steps, what, steps_what)
     if steps is not None:
         raise ValueError(f"{steps_what} applies only when {what} is a generator or PyDataset; "
                          f"arrays are split into batches of batch_size, got {steps_what}={steps!r}")
@@ -116,9 +116,7 @@ def _order(n, shuffle):
 
 
 def _split_point(n, fraction):
-    if isinstance(fraction, bool) or not isinstance(fraction, (int, float, np.integer, np.floating)) \
-            or not 0 <= fraction < 1:
-        raise ValueError(f"validation_split must be a number in [0, 1), got {fraction!r}")
+    """Where Keras's ``validation_split`` (checked by fit to be in [0, 1)) cuts ``n`` rows."""
     n_val = int(n * fraction)
     if n_val == 0 or n_val == n:
         raise ValueError(f"validation_split={fraction} leaves {n_val} validation samples of {n}")
@@ -451,8 +449,8 @@ class _BatchEpoch:
 class BatchSource:
     """Batches from a generator/iterator or a PyDataset/Sequence, checked one by one."""
 
-    def __init__(self, producer, steps, targets, what="x", steps_what="steps"):
-        self.what, self.n, self._limit, self._targets = what, None, steps, targets
+    def __init__(self, producer, steps, what="x", steps_what="steps"):
+        self.what, self.n, self._limit = what, None, steps
         iterator = isinstance(producer, collections.abc.Iterator) and not isinstance(producer, PyDataset)
         self._ds, self._it = (None, producer) if iterator else (producer, None)
         self._peeked = None
