@@ -4,6 +4,7 @@ import numpy as np
 from .. import losses as losses_module
 from .. import metrics as metrics_module
 from .. import optimizers as optimizers_module
+from ..kernels import program as P
 from ..layers.base import Layer
 from ..layers.core import InputLayer
 from . import data, program, training
@@ -187,8 +188,20 @@ class Sequential:
 
     def _resolve_metrics(self, sparse_targets):
         out_dim = self._layers[-1].output_shape[-1]
-        return [metrics_module.get(m, output_dim=out_dim, target_ndim=1 if sparse_targets else 2)
-                for m in self._metric_ids]
+        metrics = [metrics_module.get(m, output_dim=out_dim, target_ndim=1 if sparse_targets else 2)
+                   for m in self._metric_ids]
+        # The compiled loop holds either integer labels or dense targets, never both:
+        # a metric reading the other kind would silently compare against zeros.
+        for m in metrics:
+            if sparse_targets and m.code != P.M_SPARSE_ACC:
+                raise ValueError(f"Metric {m.name!r} needs targets shaped like the outputs, but loss "
+                                 f"{self.loss.name!r} takes integer labels; use 'accuracy' or "
+                                 "'sparse_categorical_accuracy'")
+            if not sparse_targets and m.code == P.M_SPARSE_ACC:
+                raise ValueError(f"Metric {m.name!r} needs integer labels, which only "
+                                 "loss='sparse_categorical_crossentropy' takes; use 'accuracy' or "
+                                 "'categorical_accuracy'")
+        return metrics
 
     def _input_features(self, x, what):
         if not self._layers:
