@@ -3,6 +3,7 @@
 import gzip
 from pathlib import Path
 
+import numba
 import numpy as np
 import pytest
 
@@ -41,16 +42,24 @@ def finite_difference_gradient(model, x, y, step, indices=None):
     ``indices`` of ``model._params`` (default: all ``model._n_trainable``); float64.
 
     The divisor is the step actually taken after rounding the perturbed weight
-    to float32, not the nominal ``step``."""
+    to float32, not the nominal ``step``. The thousands of loss evaluations run
+    on one Numba thread: a parallel region waits for every thread each time,
+    which is slow whenever other processes share the cores, and the quotients
+    only need both losses computed the same way."""
     params = model._params
     indices = np.arange(model._n_trainable) if indices is None else np.asarray(indices)
     grad = np.zeros(len(indices))
-    for k, i in enumerate(indices):
-        original = params[i]
-        params[i] = original + np.float32(step)
-        up, loss_up = float(params[i]), loss_and_gradients(model, x, y)[0]
-        params[i] = original - np.float32(step)
-        down, loss_down = float(params[i]), loss_and_gradients(model, x, y)[0]
-        params[i] = original
-        grad[k] = (loss_up - loss_down) / (up - down)
+    threads = numba.get_num_threads()
+    numba.set_num_threads(1)
+    try:
+        for k, i in enumerate(indices):
+            original = params[i]
+            params[i] = original + np.float32(step)
+            up, loss_up = float(params[i]), loss_and_gradients(model, x, y)[0]
+            params[i] = original - np.float32(step)
+            down, loss_down = float(params[i]), loss_and_gradients(model, x, y)[0]
+            params[i] = original
+            grad[k] = (loss_up - loss_down) / (up - down)
+    finally:
+        numba.set_num_threads(threads)
     return grad

@@ -131,6 +131,15 @@ def test_explicit_and_unicode_names():
     assert " couche_élan (Dense)" in text and " 層2 (Dense)" in text
 
 
+def test_model_without_an_input_shape_is_built_by_its_first_fit():
+    model = keras.Sequential([keras.layers.Dense(4, activation="relu"), keras.layers.Dense(2)])
+    assert model.get_weights() == []
+    model.compile(loss="mse")
+    model.fit(np.ones((6, 3)), np.zeros((6, 2)), verbose=0)
+    assert model.input_shape == (None, 3)
+    assert [w.shape for w in model.get_weights()] == [(3, 4), (4,), (4, 2), (2,)]
+
+
 def test_get_layer():
     model = keras.Sequential(seeds_mlp("input"))
     hidden1 = model.layers[1]

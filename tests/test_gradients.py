@@ -122,6 +122,18 @@ def test_activation_layer(activation):
     assert_gradient_matches(model, x, _regression_targets())
 
 
+def test_stacked_activation_layers():
+    """Activation layers in a row, each reading the previous one's output slot,
+    the last a softmax fused into the loss on top of a tanh Dense."""
+    model = compiled([keras.layers.Dense(N_HIDDEN, input_shape=(N_FEATURES,)),
+                      keras.layers.Activation("tanh"), keras.layers.Activation("sigmoid"),
+                      keras.layers.Activation("linear"),
+                      keras.layers.Dense(N_OUT, activation="tanh"), keras.layers.Activation("softmax")],
+                     loss="sparse_categorical_crossentropy")
+    assert model._program_for_training().prog[-1][P.FLAGS] & P.LOSS_FUSED
+    assert_gradient_matches(model, _inputs(), LABELS)
+
+
 @pytest.mark.parametrize("activation", ["relu", "leaky_relu", "selu", "elu"])
 def test_kinked_activation_in_a_deeper_layer(activation):
     """The kink sits in the second Dense layer, so first-layer perturbations reach it too."""
