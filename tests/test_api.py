@@ -55,6 +55,7 @@ def test_namespace_has_what_keras_users_write():
         assert hasattr(keras.initializers, name), f"fastnn.initializers.{name}"
     assert issubclass(keras.callbacks.History, keras.callbacks.Callback)
     assert callable(keras.utils.set_random_seed)
+    assert callable(keras.datasets.fashion_mnist.load_data) and callable(keras.datasets.mnist.load_data)
 
 
 @pytest.mark.parametrize("name", ["sgd", "rmsprop", "adam", "adagrad"])

@@ -282,7 +282,7 @@ def test_dense_without_bias():
     assert_gradient_matches(model, _inputs(), ONE_HOT)
 
 
-def test_frozen_layer_gets_no_gradient_but_passes_it_on():
+def test_frozen_layer_passes_the_gradient_on():
     """A non-trainable Dense in the middle: its weights are not in the trainable
     prefix, and the layers before it still get the right gradient through it."""
     model = compiled([keras.layers.Dense(N_HIDDEN, activation="tanh", input_shape=(N_FEATURES,)),
