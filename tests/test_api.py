@@ -697,3 +697,20 @@ def test_metric_that_cannot_read_the_targets_is_refused(loss, metric, y):
         model.fit(x, y, verbose=0)
     with pytest.raises(ValueError, match=name):
         model.evaluate(x, y, verbose=0)
+
+
+def test_from_logits_on_a_softmax_output_uses_the_logits_as_keras_does():
+    import warnings as _w
+    keras.utils.set_random_seed(3)
+    x = np.random.default_rng(3).standard_normal((8, 4))
+    y = np.arange(8) % 3
+    model = keras.Sequential([keras.layers.Input(shape=(4,)), keras.layers.Dense(3, activation="softmax")])
+    model.compile(loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    with _w.catch_warnings(record=True) as caught:
+        _w.simplefilter("always")
+        loss = model.evaluate(x, y, verbose=0)
+    assert any("from_logits=True" in str(c.message) for c in caught)
+    w, b = model.layers[0].get_weights()
+    logits = x.astype(np.float32) @ w + b
+    expected = np.mean(np.log(np.exp(logits).sum(1)) - logits[np.arange(8), y])
+    assert abs(loss - expected) < 1e-5
