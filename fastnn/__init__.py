@@ -7,8 +7,10 @@ from . import activations, callbacks, initializers, layers, losses, metrics, mod
 from .layers import Input
 from .models import Sequential
 from .utils import set_random_seed
+from . import config
+from .config import device
 
 __version__ = "0.1.0"
 
 __all__ = ["Sequential", "Input", "activations", "callbacks", "initializers", "layers", "losses", "metrics",
-           "models", "optimizers", "utils", "set_random_seed"]
+           "models", "optimizers", "utils", "set_random_seed", "config", "device"]

@@ -1,0 +1,144 @@
+"""Tiled shared-memory SGEMM on flat device buffers, with a fused epilogue.
+
+Same contract as ``fastnn.kernels.cpu.blas.gemm``: row-major
+``C[m, n] = alpha * op(A)[m, k] @ op(B)[k, n] + beta * C`` where each matrix is
+a 1-D float32 buffer plus an element offset and a leading dimension, and
+``op`` optionally transposes the stored matrix. One kernel serves the dense
+forward product (``x @ W``) and both backward ones (``dZ @ W^T``, ``X^T @ dZ``).
+
+The epilogue fuses what the CPU engine does to a freshly computed block:
+add ``bias[bias_off + j]`` to every row (when ``bias_off >= 0``) and, when
+``act >= 0``, also write ``act(C)`` to ``out`` (same leading dimension as C),
+with the activation codes and formulas of ``fastnn.kernels.cpu.activations``
+(compiled for the GPU from the very same functions).
+
+Each block computes a ``BM x BN`` tile of C from ``BK``-deep slices of A and B
+staged in shared memory; each thread holds a ``TM x TN`` register tile whose
+rows and columns are strided by the thread grid, so neighbouring threads
+touch neighbouring columns (coalesced stores, conflict-free shared reads).
+"""
+import numpy as np
+from numba import cuda, float32
+
+from ..cpu.activations import act_value
+from .launch import SIMULATOR
+
+_ZERO = np.float32(0.0)
+
+
+def make_gemm_kernel(bm, bn, bk, threads_y, threads_x):
+    """A GEMM kernel for ``bm x bn`` tiles, ``bk``-deep slices and a
+    ``threads_y x threads_x`` block (launch with ``block=(threads_x, threads_y)``)."""
+    tm, tn = bm // threads_y, bn // threads_x
+    n_threads = threads_y * threads_x
+    if tm * threads_y != bm or tn * threads_x != bn or (bm * bk) % n_threads or (bk * bn) % n_threads:
+        raise ValueError(f"GEMM tile {bm}x{bn}x{bk} does not split over {threads_y}x{threads_x} threads")
+    a_loads, b_loads = bm * bk // n_threads, bk * bn // n_threads
+
+    @cuda.jit
+    def gemm_kernel(trans_a, trans_b, m, n, k, alpha, beta, a, a_off, lda, b, b_off, ldb, c, c_off, ldc,
+                    bias, bias_off, act, out, out_off):
+        sa = cuda.shared.array((bk, bm), float32)    # sa[kk, i] = op(A)[row0 + i, k0 + kk]
+        sb = cuda.shared.array((bk, bn), float32)    # sb[kk, j] = op(B)[k0 + kk, col0 + j]
+        acc = cuda.local.array((tm, tn), float32)
+        ra = cuda.local.array(tm, float32)
+        rb = cuda.local.array(tn, float32)
+        tx = cuda.threadIdx.x
+        ty = cuda.threadIdx.y
+        tid = ty * threads_x + tx
+        row0 = cuda.blockIdx.y * bm
+        col0 = cuda.blockIdx.x * bn
+        for i in range(tm):
+            for j in range(tn):
+                acc[i, j] = _ZERO
+        for k0 in range(0, k, bk):
+            # Stage the slices; the fastest-varying index follows memory order.
+            for s in range(a_loads):
+                e = tid + s * n_threads
+                if trans_a:          # stored k x m
+                    i = e % bm
+                    kk = e // bm
+                else:                # stored m x k
+                    i = e // bk
+                    kk = e % bk
+                v = _ZERO
+                if row0 + i < m and k0 + kk < k:
+                    if trans_a:
+                        v = a[a_off + (k0 + kk) * lda + row0 + i]
+                    else:
+                        v = a[a_off + (row0 + i) * lda + k0 + kk]
+                sa[kk, i] = v
+            for s in range(b_loads):
+                e = tid + s * n_threads
+                if trans_b:          # stored n x k
+                    j = e // bk
+                    kk = e % bk
+                else:                # stored k x n
+                    j = e % bn
+                    kk = e // bn
+                v = _ZERO
+                if col0 + j < n and k0 + kk < k:
+                    if trans_b:
+                        v = b[b_off + (col0 + j) * ldb + k0 + kk]
+                    else:
+                        v = b[b_off + (k0 + kk) * ldb + col0 + j]
+                sb[kk, j] = v
+            cuda.syncthreads()
+            for kk in range(bk):
+                for i in range(tm):
+                    ra[i] = sa[kk, ty + i * threads_y]
+                for j in range(tn):
+                    rb[j] = sb[kk, tx + j * threads_x]
+                for i in range(tm):
+                    for j in range(tn):
+                        acc[i, j] += ra[i] * rb[j]
+            cuda.syncthreads()
+        for i in range(tm):
+            r = row0 + ty + i * threads_y
+            if r < m:
+                for j in range(tn):
+                    col = col0 + tx + j * threads_x
+                    if col < n:
+                        ci = r * ldc + col
+                        v = alpha * acc[i, j]
+                        if beta != _ZERO:
+                            v += beta * c[c_off + ci]
+                        if bias_off >= 0:
+                            v += bias[bias_off + col]
+                        c[c_off + ci] = v
+                        if act >= 0:
+                            out[out_off + ci] = act_value(act, v)
+
+    gemm_kernel.tile = (bm, bn, bk, threads_y, threads_x)
+    return gemm_kernel
+
+
+# 64x64 tiles of 4x4 per thread on the GPU; the simulator runs one Python
+# thread per GPU thread, so it gets small tiles of the same code.
+GEMM_TILE = (16, 16, 8, 4, 4) if SIMULATOR else (64, 64, 16, 16, 16)
+_kernels = {}
+
+
+def gemm_launch(trans_a, trans_b, m, n, k, alpha, beta, a, a_off, lda, b, b_off, ldb, c, c_off, ldc,
+                bias=None, bias_off=-1, act=-1, out=None, out_off=0, tile=None):
+    """``(configured kernel, args)`` computing the GEMM described in the module
+    docstring; call ``kernel(*args)`` to run it (plans keep the pair).
+
+    Device buffers: ``a``, ``b``, ``c`` (and ``bias``, ``out``) 1-D float32.
+    ``tile`` overrides ``GEMM_TILE`` (tests run both sizes)."""
+    tile = tuple(tile or GEMM_TILE)
+    kernel = _kernels.get(tile)
+    if kernel is None:
+        kernel = _kernels[tile] = make_gemm_kernel(*tile)
+    bm, bn, _, threads_y, threads_x = tile
+    grid = (max(1, -(-n // bn)), max(1, -(-m // bm)))
+    args = (bool(trans_a), bool(trans_b), int(m), int(n), int(k), np.float32(alpha), np.float32(beta),
+            a, int(a_off), int(lda), b, int(b_off), int(ldb), c, int(c_off), int(ldc),
+            c if bias is None else bias, int(bias_off), int(act), c if out is None else out, int(out_off))
+    return kernel[grid, (threads_x, threads_y)], args
+
+
+def gemm(*args, **kwargs):
+    """Runs ``gemm_launch(*args, **kwargs)`` now (asynchronously on the GPU)."""
+    kernel, args = gemm_launch(*args, **kwargs)
+    kernel(*args)

@@ -1,0 +1,282 @@
+"""Training and inference on a CUDA GPU, over the model's op table.
+
+A ``Session`` puts one model on the device for one batch size: its program's
+parameters, constants, workspaces ``ws`` / ``gs`` (the CPU layout), gradient
+and optimizer slots. It reads the op table once per batch size and turns it
+into a *plan*: the list of kernel launches of a forward and of a backward
+pass. A training step is then: gather the batch (from the device-resident
+shuffled index), the forward plan, the loss kernel, the backward plan and
+one optimizer kernel, all queued on the default stream with no host
+round-trip. The host waits once per chunk of steps, to fetch the running
+loss and metric sums.
+
+The model's host buffers stay the source of truth between calls: each call
+first uploads the parameters if the host copy changed since the device last
+wrote it (a callback's ``set_weights``, say), and ends by copying parameters
+and optimizer slots back into the model's flat buffers, so ``get_weights``,
+saving and callbacks always see current weights. That is a few MB per chunk,
+each chunk being about a tenth of a second of training.
+"""
+import warnings
+
+import numpy as np
+from numba import cuda
+from numba.cuda.random import create_xoroshiro128p_states
+
+from ..cpu.activations import LINEAR, SOFTMAX
+from ..program import (A_POS, ACT, ACTIVATION, AUX, B_OFF, DENSE, DROPOUT, FLAGS, KIND, LOSS_FUSED, N_IN, N_OUT,
+                       NEED_DX, ON_LOGITS, W_OFF, X_POS, Z_POS)
+from . import blas, elementwise as ew
+from .launch import MAX_BLOCKS, THREADS, blocks_for
+from .losses import loss_rows
+from .optimizers import apply_update
+
+# Dropout draws from one xoroshiro128+ state per thread of its launch.
+_DROPOUT_STATES = THREADS * min(MAX_BLOCKS, 64)
+
+
+def _launch(kernel, work, *args):
+    """(configured kernel, args) for a grid-stride kernel over ``work`` items."""
+    return kernel[blocks_for(work), THREADS], args
+
+
+class DeviceData:
+    """Inputs and targets of one fit / evaluate / predict call, on the device.
+
+    Host arrays as ``fastnn.models.data`` makes them: X (N, features) float32,
+    Yf (N, outputs) float32 or (0, outputs), Yi (N,) int64 or (0,)."""
+
+    def __init__(self, X, Yf, Yi):
+        self.host = (X, Yf, Yi)          # keeps the ids used as cache keys alive
+        self.n = X.shape[0]
+        self.X, self.Yf, self.Yi = cuda.to_device(X), cuda.to_device(Yf), cuda.to_device(Yi)
+        self.order = cuda.to_device(np.arange(self.n, dtype=np.int64))
+
+
+class Session:
+    """One model on the device for batches of at most ``batch`` rows.
+
+    ``program``: the model's ``Program`` (op table, constants, slot count).
+    ``params``: the model's flat float32 buffer, updated in place after each
+    call. ``optimizer``: the model's optimizer (built) when training, else None.
+    ``seed``: dropout generator seed (only used when the model has Dropout)."""
+
+    def __init__(self, program, params, batch, optimizer=None, n_trainable=0, seed=0):
+        self.prog = program.prog
+        self.consts_host = program.consts
+        self.batch = batch
+        self.out_width = program.out_width
+        self.params_host = params
+        self.params = cuda.to_device(params)
+        self._written = params.copy()       # what the device last wrote into the host buffer
+        self.consts = cuda.to_device(program.consts)
+        self.ws = cuda.to_device(np.zeros(batch * program.slots, dtype=np.float32))
+        self.gs = cuda.to_device(np.zeros(batch * program.slots, dtype=np.float32))
+        self.yb = cuda.to_device(np.zeros(batch * program.out_width, dtype=np.float32))
+        self.yl = cuda.to_device(np.zeros(batch, dtype=np.int64))
+        self.grads = cuda.to_device(np.zeros_like(params))
+        self.optimizer = optimizer
+        self.n_trainable = n_trainable
+        if optimizer is not None:
+            self.slots = [cuda.to_device(optimizer.slots[0]), cuda.to_device(optimizer.slots[1])]
+        self.states = None
+        if np.any(self.prog[:, KIND] == DROPOUT):
+            with warnings.catch_warnings():   # the simulator's CPU seeding of the states is noisy
+                warnings.simplefilter("ignore")
+                self.states = create_xoroshiro128p_states(_DROPOUT_STATES, seed=seed)
+        self._data = {}
+        self._ids = (None, None)
+        self._plans = {}
+
+    # -- host <-> device ---------------------------------------------------
+    def data(self, X, Yf, Yi):
+        """The DeviceData of these host arrays (uploaded on first use)."""
+        key = (id(X), id(Yf), id(Yi))
+        if key not in self._data:
+            self._data[key] = DeviceData(X, Yf, Yi)
+        return self._data[key]
+
+    def _push(self):
+        """Uploads the host parameters if something changed them since the last pull."""
+        if not np.array_equal(self.params_host, self._written):
+            self.params.copy_to_device(self.params_host)
+            self._written[...] = self.params_host
+
+    def _pull(self):
+        """Copies device parameters (and optimizer slots) into the host buffers."""
+        self.params.copy_to_host(self.params_host)
+        self._written[...] = self.params_host
+        if self.optimizer is not None:
+            self.slots[0].copy_to_host(self.optimizer.slots[0])
+            self.slots[1].copy_to_host(self.optimizer.slots[1])
+
+    # -- plans: the op table as kernel launches ----------------------------
+    def _plan(self, b, training):
+        key = (b, training)
+        if key not in self._plans:
+            self._plans[key] = (self._forward_plan(b, training), self._backward_plan(b) if training else [])
+        return self._plans[key]
+
+    def _forward_plan(self, b, training):
+        ws, params, consts = self.ws, self.params, self.consts
+        plan = []
+        for rec in self.prog:
+            kind, n_in, n, act = int(rec[KIND]), int(rec[N_IN]), int(rec[N_OUT]), int(rec[ACT])
+            x, z, a = b * int(rec[X_POS]), b * int(rec[Z_POS]), b * int(rec[A_POS])
+            aux = int(rec[AUX])
+            if kind == DENSE:
+                fused = act if (act != SOFTMAX and a != z) else -1
+                plan.append(blas.gemm_launch(False, False, b, n, n_in, 1.0, 0.0, ws, x, n_in, params,
+                                             int(rec[W_OFF]), n, ws, z, n, bias=params, bias_off=int(rec[B_OFF]),
+                                             act=fused, out=ws, out_off=a))
+                if act == SOFTMAX:
+                    plan.append(_launch(ew.softmax_rows, b, ws, z, ws, a, b, n))
+            elif kind == DROPOUT and training:
+                rate = np.float32(self.consts_host[aux])
+                blocks = min(blocks_for(b * n), _DROPOUT_STATES // THREADS)
+                plan.append((ew.dropout[blocks, THREADS], (self.states, rate, b * n, x, z, a, ws)))
+            elif kind == DROPOUT:   # inference: identity
+                plan.append(_launch(ew.op_forward, b * n, ACTIVATION, LINEAR, n, b, x, a, ws, params, -1, -1,
+                                    consts, aux))
+            elif kind == ACTIVATION and act == SOFTMAX:
+                plan.append(_launch(ew.softmax_rows, b, ws, x, ws, a, b, n))
+            else:
+                plan.append(_launch(ew.op_forward, b * n, kind, act, n, b, x, a, ws, params, int(rec[W_OFF]),
+                                    int(rec[B_OFF]), consts, aux))
+        return plan
+
+    def _backward_plan(self, b):
+        ws, gs, params, grads, consts = self.ws, self.gs, self.params, self.grads, self.consts
+        plan = []
+        for rec in self.prog[::-1]:
+            kind, n_in, n, act = int(rec[KIND]), int(rec[N_IN]), int(rec[N_OUT]), int(rec[ACT])
+            x, z, a = b * int(rec[X_POS]), b * int(rec[Z_POS]), b * int(rec[A_POS])
+            flags, aux = int(rec[FLAGS]), int(rec[AUX])
+            need_dx = (flags & NEED_DX) != 0
+            if kind == DENSE or kind == ACTIVATION:
+                if act != LINEAR and (flags & LOSS_FUSED) == 0 and (kind == DENSE or need_dx):
+                    if act == SOFTMAX:
+                        plan.append(_launch(ew.softmax_rows_backward, b, ws, gs, a, gs, z, b, n))
+                    else:
+                        plan.append(_launch(ew.op_backward, b * n, kind, act, n, b, x, z, a, ws, gs, params, -1,
+                                            consts, aux))
+                if kind == DENSE:
+                    w, bias = int(rec[W_OFF]), int(rec[B_OFF])
+                    if need_dx:
+                        plan.append(blas.gemm_launch(False, True, b, n_in, n, 1.0, 0.0, gs, z, n, params, w, n,
+                                                     gs, x, n_in))
+                    plan.append(blas.gemm_launch(True, False, n_in, n, b, 1.0, 0.0, ws, x, n_in, gs, z, n,
+                                                 grads, w, n))
+                    if bias >= 0:
+                        plan.append(_launch(ew.column_sums, n, gs, z, b, n, grads, bias))
+            elif need_dx:
+                plan.append(_launch(ew.op_backward, b * n, kind, act, n, b, x, z, a, ws, gs, params,
+                                    int(rec[B_OFF]), consts, aux))
+        return plan
+
+    def _output_offsets(self, b):
+        """(slot the loss reads, slot the metrics read, loss reads logits) for batches of b."""
+        last = self.prog[-1]
+        fused = (int(last[FLAGS]) & LOSS_FUSED) != 0
+        a = b * int(last[A_POS])
+        return (b * int(last[Z_POS]) if fused else a), a, fused
+
+    @staticmethod
+    def _run(plan):
+        for kernel, args in plan:
+            kernel(*args)
+
+    # -- the compiled-loop equivalents of kernels.cpu.engine ---------------
+    def train_steps(self, data, ids, start, stop, hp, step, loss_code, loss_mode, metric_codes, sums):
+        """Trains on rows ids[start:stop] of ``data`` in batches; returns the new step count.
+
+        ``ids``: host int64 row order (uploaded once per new array); ``hp``:
+        the optimizer's float32 hyper-parameters; ``step``: its iteration
+        count before the call; ``sums`` (host float64) gets [loss, samples,
+        metrics...] of these steps added, as ``cpu.engine.train_steps``."""
+        if self._ids[0] is not ids:
+            self._ids = (ids, cuda.to_device(ids))
+        d_ids = self._ids[1]
+        self._push()
+        d_hp = cuda.to_device(hp)
+        d_codes = cuda.to_device(metric_codes)
+        d_sums = cuda.to_device(np.zeros_like(sums))
+        opt = self.optimizer
+        n_out = self.out_width
+        pos = start
+        while pos < stop:
+            b = min(self.batch, stop - pos)
+            forward, backward = self._plan(b, True)
+            src, out, fused = self._output_offsets(b)
+            kernel, args = _launch(ew.gather, b * (data.X.shape[1] + n_out + 1), data.X, data.Yf, data.Yi, d_ids,
+                                   pos, b, self.ws, self.yb, self.yl)
+            kernel(*args)
+            self._run(forward)
+            kernel, args = _launch(loss_rows, b, loss_code, ON_LOGITS if fused else loss_mode, self.ws, src, self.gs,
+                                   src, True, self.yb, self.yl, b, n_out, d_codes, self.ws, out, d_sums)
+            kernel(*args)
+            self._run(backward)
+            step += 1
+            kernel, args = _launch(apply_update, self.n_trainable, opt.code, d_hp, step, self.params, self.grads,
+                                   self.slots[0], self.slots[1], self.n_trainable)
+            kernel(*args)
+            pos += b
+        sums += d_sums.copy_to_host()    # waits for the queued steps
+        self._pull()
+        return step
+
+    def infer_steps(self, data, start, stop, loss_code, loss_mode, metric_codes, sums, out):
+        """Forward passes on rows [start, stop) of ``data`` in order.
+
+        With ``loss_code >= 0`` adds [loss, samples, metrics...] to host
+        ``sums``; with ``out`` non-empty copies the outputs of rows
+        [start, stop) into ``out[start:stop]`` (host, 2-D float32)."""
+        self._push()
+        n_out = self.out_width
+        want_out = out.shape[0] > 0
+        if want_out and getattr(data, "out", None) is None:
+            data.out = cuda.device_array(data.n * n_out, dtype=np.float32)
+        if loss_code >= 0:
+            d_codes = cuda.to_device(metric_codes)
+            d_sums = cuda.to_device(np.zeros_like(sums))
+        pos = start
+        while pos < stop:
+            b = min(self.batch, stop - pos)
+            forward, _ = self._plan(b, False)
+            src, a, fused = self._output_offsets(b)
+            kernel, args = _launch(ew.gather, b * (data.X.shape[1] + n_out + 1), data.X, data.Yf, data.Yi,
+                                   data.order, pos, b, self.ws, self.yb, self.yl)
+            kernel(*args)
+            self._run(forward)
+            if loss_code >= 0:
+                kernel, args = _launch(loss_rows, b, loss_code, ON_LOGITS if fused else loss_mode, self.ws, src,
+                                       self.ws, src, False, self.yb, self.yl, b, n_out, d_codes, self.ws, a, d_sums)
+                kernel(*args)
+            if want_out:
+                kernel, args = _launch(ew.copy, b * n_out, self.ws, a, data.out, pos * n_out, b * n_out)
+                kernel(*args)
+            pos += b
+        if loss_code >= 0:
+            sums += d_sums.copy_to_host()
+        if want_out:
+            data.out[start * n_out:stop * n_out].copy_to_host(out[start:stop].reshape(-1))
+
+    def loss_gradients(self, data, loss_code, loss_mode):
+        """Mean loss over all rows of ``data`` (one batch, dropout off) and
+        the gradient of every parameter, as a new host float32 array."""
+        self._push()
+        b = data.n
+        forward, _ = self._plan(b, False)
+        backward = self._plan(b, True)[1]
+        src, a, fused = self._output_offsets(b)
+        d_sums = cuda.to_device(np.zeros(2, dtype=np.float64))
+        no_metrics = cuda.to_device(np.zeros(0, dtype=np.int64))
+        kernel, args = _launch(ew.gather, b * (data.X.shape[1] + self.out_width + 1), data.X, data.Yf, data.Yi,
+                               data.order, 0, b, self.ws, self.yb, self.yl)
+        kernel(*args)
+        self._run(forward)
+        kernel, args = _launch(loss_rows, b, loss_code, ON_LOGITS if fused else loss_mode, self.ws, src, self.gs, src,
+                               True, self.yb, self.yl, b, self.out_width, no_metrics, self.ws, a, d_sums)
+        kernel(*args)
+        self._run(backward)
+        return float(d_sums.copy_to_host()[0] / b), self.grads.copy_to_host()
