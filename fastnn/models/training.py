@@ -57,8 +57,9 @@ def cuda_session(program, params, batch_size, optimizer=None, n_trainable=0):
     if config.get_device() != "cuda":
         return None
     from ..kernels.cuda.engine import Session
-    has_dropout = np.any(program.prog[:, P.KIND] == P.DROPOUT)
-    seed = seeding.draw_seed() if has_dropout else 0   # only then, so shuffles match the CPU's
+    # Dropout masks: seeded from NumPy's global generator (set_random_seed seeds
+    # it), not fastnn's, whose stream the shuffles share with the CPU path.
+    seed = int(np.random.randint(0, 2**31 - 1)) if np.any(program.prog[:, P.KIND] == P.DROPOUT) else 0
     return Session(program, params, batch_size, optimizer, n_trainable, seed)
 
 

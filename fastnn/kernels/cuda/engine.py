@@ -27,12 +27,11 @@ from ..cpu.activations import LINEAR, SOFTMAX
 from ..program import (A_POS, ACT, ACTIVATION, AUX, B_OFF, DENSE, DROPOUT, FLAGS, KIND, LOSS_FUSED, N_IN, N_OUT,
                        NEED_DX, ON_LOGITS, W_OFF, X_POS, Z_POS)
 from . import blas, elementwise as ew
-from .launch import MAX_BLOCKS, THREADS, blocks_for
+from .launch import DROPOUT_BLOCKS, THREADS, blocks_for
 from .losses import loss_rows
 from .optimizers import apply_update
 
-# Dropout draws from one xoroshiro128+ state per thread of its launch.
-_DROPOUT_STATES = THREADS * min(MAX_BLOCKS, 64)
+_DROPOUT_STATES = THREADS * DROPOUT_BLOCKS
 
 
 def _launch(kernel, work, *args):

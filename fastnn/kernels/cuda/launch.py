@@ -12,6 +12,9 @@ SIMULATOR = bool(_numba_config.ENABLE_CUDASIM)
 # kernel is launched with (enough to fill any current GPU several times).
 THREADS = 32 if SIMULATOR else 256
 MAX_BLOCKS = 4 if SIMULATOR else 4096
+# Dropout draws from one xoroshiro128+ state per thread of its launch, so its
+# grid is capped; seeding states is slow in the simulator, so it gets one block.
+DROPOUT_BLOCKS = 1 if SIMULATOR else 64
 
 
 def blocks_for(total, threads=THREADS):
