@@ -35,7 +35,7 @@ def make_gemm_kernel(bm, bn, bk, threads_y, threads_x):
         raise ValueError(f"GEMM tile {bm}x{bn}x{bk} does not split over {threads_y}x{threads_x} threads")
     a_loads, b_loads = bm * bk // n_threads, bk * bn // n_threads
 
-    @cuda.jit
+    @cuda.jit(cache=True)
     def gemm_kernel(trans_a, trans_b, m, n, k, alpha, beta, a, a_off, lda, b, b_off, ldb, c, c_off, ldc,
                     bias, bias_off, act, out, out_off):
         sa = cuda.shared.array((bk, bm), float32)    # sa[kk, i] = op(A)[row0 + i, k0 + kk]

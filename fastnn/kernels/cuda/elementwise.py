@@ -20,7 +20,7 @@ _ONE = np.float32(1.0)
 _NORM_EPS = np.float32(1e-7)
 
 
-@cuda.jit
+@cuda.jit(cache=True)
 def op_forward(kind, act, n, rows, x, a, ws, params, mean_off, var_off, consts, aux):
     """a = f(x) over a ``rows x n`` block of ``ws``: ACTIVATION (``act``, not
     softmax; LINEAR copies, which is also Dropout at inference), NORMALIZE
@@ -39,7 +39,7 @@ def op_forward(kind, act, n, rows, x, a, ws, params, mean_off, var_off, consts, 
         ws[a + e] = v
 
 
-@cuda.jit
+@cuda.jit(cache=True)
 def op_backward(kind, act, n, rows, x, z, a, ws, gs, params, var_off, consts, aux):
     """One backward elementwise step over a ``rows x n`` block.
 
@@ -61,7 +61,7 @@ def op_backward(kind, act, n, rows, x, z, a, ws, gs, params, var_off, consts, au
             gs[x + e] = g
 
 
-@cuda.jit
+@cuda.jit(cache=True)
 def softmax_rows(z, z_off, a, a_off, rows, width):
     """Row-wise softmax of the ``rows x width`` block at ``z[z_off:]`` into
     ``a[a_off:]``, one thread per row (max-shifted, as the CPU kernel)."""
@@ -82,7 +82,7 @@ def softmax_rows(z, z_off, a, a_off, rows, width):
             a[ai + j] *= inv
 
 
-@cuda.jit
+@cuda.jit(cache=True)
 def softmax_rows_backward(a, ga, a_off, gz, z_off, rows, width):
     """gz = a * (ga - sum(ga * a)) per row: the softmax Jacobian-vector product."""
     start, stride = cuda.grid(1), cuda.gridsize(1)
@@ -96,7 +96,7 @@ def softmax_rows_backward(a, ga, a_off, gz, z_off, rows, width):
             gz[o + j] = a[i + j] * (ga[i + j] - dot)
 
 
-@cuda.jit
+@cuda.jit(cache=True)
 def column_sums(src, s_off, rows, cols, dst, d_off):
     """dst[d_off + j] = sum over rows of the ``rows x cols`` block at
     ``src[s_off:]`` (the bias gradient); one thread per column, so the
@@ -109,7 +109,7 @@ def column_sums(src, s_off, rows, cols, dst, d_off):
         dst[d_off + j] = s
 
 
-@cuda.jit
+@cuda.jit(cache=True)
 def dropout(states, rate, count, x, m, a, ws):
     """Training dropout over ``count`` values: mask = 1/(1-rate) with
     probability 1-rate else 0, kept in ws[m:], and a = x * mask.
@@ -127,7 +127,7 @@ def dropout(states, rate, count, x, m, a, ws):
         ws[a + e] = ws[x + e] * mk
 
 
-@cuda.jit
+@cuda.jit(cache=True)
 def gather(X, Yf, Yi, ids, pos, b, ws, yb, yl):
     """Copies rows ids[pos:pos+b] of X (N x f) into ws[:b*f], and their
     targets: rows of Yf (N x o, may have 0 rows) into yb, labels Yi (may be
@@ -149,7 +149,7 @@ def gather(X, Yf, Yi, ids, pos, b, ws, yb, yl):
             yl[r] = Yi[ids[pos + r]]
 
 
-@cuda.jit
+@cuda.jit(cache=True)
 def copy(src, s_off, dst, d_off, count):
     """dst[d_off:d_off+count] = src[s_off:s_off+count] (outputs of a batch into the predictions)."""
     start, stride = cuda.grid(1), cuda.gridsize(1)

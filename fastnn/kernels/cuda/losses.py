@@ -137,7 +137,7 @@ def _row_metric(code, out, s, yf, yi, r, n):
     return v / n
 
 
-@cuda.jit
+@cuda.jit(cache=True)
 def loss_rows(code, mode, src, src_off, grad, grad_off, want_grad, yf, yi, b, n, metric_codes,
               out, out_off, sums):
     """Adds the batch's loss, count and metric sums to ``sums`` and (when

@@ -19,7 +19,7 @@ _ONE = np.float32(1.0)
 _ZERO = np.float32(0.0)
 
 
-@cuda.jit
+@cuda.jit(cache=True)
 def apply_update(opt, hp, step, w, g, s1, s2, n):
     """Optimizer ``opt`` at step ``step`` (from 1) on ``w[:n]``.
 
