@@ -406,3 +406,36 @@ def test_loss_and_gradients_on_cuda_match_cpu():
     assert loss1 == pytest.approx(loss0, rel=1e-6)
     np.testing.assert_allclose(g1, g0, rtol=1e-5, atol=1e-7)
     assert np.abs(g0).max() > 0
+
+
+@device
+def test_callbacks_see_and_change_device_weights_between_batches_and_fits_continue():
+    X, y = _f32(8, 6), RNG.integers(0, 3, 8)
+
+    def run(dev):
+        seen = []
+
+        class Shrink(keras.callbacks.Callback):
+            """Records the weights after each batch; halves the first kernel after batch 1."""
+            def on_train_batch_end(self, batch, logs=None):
+                weights = self.model.get_weights()
+                seen.append([w.copy() for w in weights])
+                if batch == 1:
+                    weights[0] *= 0.5
+                    self.model.set_weights(weights)
+
+        model = _classifier("adam")
+        with keras.device(dev):
+            model.fit(X, y, batch_size=3, epochs=1, shuffle=False, verbose=0, callbacks=[Shrink()])
+            model.fit(X, y, batch_size=3, epochs=1, shuffle=False, verbose=0)   # Adam's state carries on
+        return model, seen
+
+    (m0, seen0), (m1, seen1) = run("cpu"), run("cuda")
+    assert len(seen0) == len(seen1) == 3
+    for e0, e1 in zip(seen0, seen1):
+        for a, b in zip(e0, e1):
+            np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-6)
+    for a, b in zip(m0.get_weights(), m1.get_weights()):
+        np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-6)
+    assert m0.optimizer.iterations == m1.optimizer.iterations == 6
+    np.testing.assert_allclose(m1.optimizer.slots, m0.optimizer.slots, rtol=1e-5, atol=1e-7)

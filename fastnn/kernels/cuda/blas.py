@@ -21,7 +21,7 @@ import numpy as np
 from numba import cuda, float32
 
 from ..cpu.activations import act_value
-from .launch import SIMULATOR
+from .launch import SIMULATOR, configure
 
 _ZERO = np.float32(0.0)
 
@@ -135,7 +135,7 @@ def gemm_launch(trans_a, trans_b, m, n, k, alpha, beta, a, a_off, lda, b, b_off,
     args = (bool(trans_a), bool(trans_b), int(m), int(n), int(k), np.float32(alpha), np.float32(beta),
             a, int(a_off), int(lda), b, int(b_off), int(ldb), c, int(c_off), int(ldc),
             c if bias is None else bias, int(bias_off), int(act), c if out is None else out, int(out_off))
-    return kernel[grid, (threads_x, threads_y)], args
+    return configure(kernel, grid, (threads_x, threads_y)), args
 
 
 def gemm(*args, **kwargs):

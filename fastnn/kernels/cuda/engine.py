@@ -27,7 +27,7 @@ from ..cpu.activations import LINEAR, SOFTMAX
 from ..program import (A_POS, ACT, ACTIVATION, AUX, B_OFF, DENSE, DROPOUT, FLAGS, KIND, LOSS_FUSED, N_IN, N_OUT,
                        NEED_DX, ON_LOGITS, W_OFF, X_POS, Z_POS)
 from . import blas, elementwise as ew
-from .launch import DROPOUT_BLOCKS, THREADS, blocks_for
+from .launch import DROPOUT_BLOCKS, THREADS, blocks_for, configure
 from .losses import loss_rows
 from .optimizers import apply_update
 
@@ -36,7 +36,19 @@ _DROPOUT_STATES = THREADS * DROPOUT_BLOCKS
 
 def _launch(kernel, work, *args):
     """(configured kernel, args) for a grid-stride kernel over ``work`` items."""
-    return kernel[blocks_for(work), THREADS], args
+    return configure(kernel, blocks_for(work), THREADS), args
+
+
+class Plan:
+    """The kernel launches for batches of ``b`` rows, configured once.
+
+    ``forward`` / ``backward``: lists of (configured kernel, args) that
+    replay a pass over the op table; ``gather``, ``loss``, ``update`` and
+    ``copy``: configured kernels whose arguments change from step to step."""
+
+    def __init__(self, forward, backward, gather, loss, update, copy):
+        self.forward, self.backward = forward, backward
+        self.gather, self.loss, self.update, self.copy = gather, loss, update, copy
 
 
 class DeviceData:
@@ -64,7 +76,7 @@ class Session:
         self.prog = program.prog
         self.consts_host = program.consts
         self.batch = batch
-        self.out_width = program.out_width
+        self.in_width, self.out_width = program.in_width, program.out_width
         self.params_host = params
         self.params = cuda.to_device(params)
         self._written = params.copy()       # what the device last wrote into the host buffer
@@ -80,7 +92,7 @@ class Session:
             self.slots = [cuda.to_device(optimizer.slots[0]), cuda.to_device(optimizer.slots[1])]
         self.states = None
         if np.any(self.prog[:, KIND] == DROPOUT):
-            with warnings.catch_warnings():   # the simulator's CPU seeding of the states is noisy
+            with warnings.catch_warnings():   # seeding on the host warns in some numba versions
                 warnings.simplefilter("ignore")
                 self.states = create_xoroshiro128p_states(_DROPOUT_STATES, seed=seed)
         self._data = {}
@@ -113,7 +125,12 @@ class Session:
     def _plan(self, b, training):
         key = (b, training)
         if key not in self._plans:
-            self._plans[key] = (self._forward_plan(b, training), self._backward_plan(b) if training else [])
+            self._plans[key] = Plan(
+                self._forward_plan(b, training), self._backward_plan(b) if training else [],
+                configure(ew.gather, blocks_for(b * (self.in_width + self.out_width + 1)), THREADS),
+                configure(loss_rows, blocks_for(b), THREADS),
+                configure(apply_update, blocks_for(self.n_trainable), THREADS),
+                configure(ew.copy, blocks_for(b * self.out_width), THREADS))
         return self._plans[key]
 
     def _forward_plan(self, b, training):
@@ -133,7 +150,7 @@ class Session:
             elif kind == DROPOUT and training:
                 rate = np.float32(self.consts_host[aux])
                 blocks = min(blocks_for(b * n), _DROPOUT_STATES // THREADS)
-                plan.append((ew.dropout[blocks, THREADS], (self.states, rate, b * n, x, z, a, ws)))
+                plan.append((configure(ew.dropout, blocks, THREADS), (self.states, rate, b * n, x, z, a, ws)))
             elif kind == DROPOUT:   # inference: identity
                 plan.append(_launch(ew.op_forward, b * n, ACTIVATION, LINEAR, n, b, x, a, ws, params, -1, -1,
                                     consts, aux))
@@ -201,24 +218,20 @@ class Session:
         d_codes = cuda.to_device(metric_codes)
         d_sums = cuda.to_device(np.zeros_like(sums))
         opt = self.optimizer
-        n_out = self.out_width
+        ws, gs, yb, yl = self.ws, self.gs, self.yb, self.yl
         pos = start
         while pos < stop:
             b = min(self.batch, stop - pos)
-            forward, backward = self._plan(b, True)
+            plan = self._plan(b, True)
             src, out, fused = self._output_offsets(b)
-            kernel, args = _launch(ew.gather, b * (data.X.shape[1] + n_out + 1), data.X, data.Yf, data.Yi, d_ids,
-                                   pos, b, self.ws, self.yb, self.yl)
-            kernel(*args)
-            self._run(forward)
-            kernel, args = _launch(loss_rows, b, loss_code, ON_LOGITS if fused else loss_mode, self.ws, src, self.gs,
-                                   src, True, self.yb, self.yl, b, n_out, d_codes, self.ws, out, d_sums)
-            kernel(*args)
-            self._run(backward)
+            plan.gather(data.X, data.Yf, data.Yi, d_ids, pos, b, ws, yb, yl)
+            self._run(plan.forward)
+            plan.loss(loss_code, ON_LOGITS if fused else loss_mode, ws, src, gs, src, True, yb, yl, b,
+                      self.out_width, d_codes, ws, out, d_sums)
+            self._run(plan.backward)
             step += 1
-            kernel, args = _launch(apply_update, self.n_trainable, opt.code, d_hp, step, self.params, self.grads,
-                                   self.slots[0], self.slots[1], self.n_trainable)
-            kernel(*args)
+            plan.update(opt.code, d_hp, step, self.params, self.grads, self.slots[0], self.slots[1],
+                        self.n_trainable)
             pos += b
         sums += d_sums.copy_to_host()    # waits for the queued steps
         self._pull()
@@ -238,22 +251,19 @@ class Session:
         if loss_code >= 0:
             d_codes = cuda.to_device(metric_codes)
             d_sums = cuda.to_device(np.zeros_like(sums))
+        ws, yb, yl = self.ws, self.yb, self.yl
         pos = start
         while pos < stop:
             b = min(self.batch, stop - pos)
-            forward, _ = self._plan(b, False)
+            plan = self._plan(b, False)
             src, a, fused = self._output_offsets(b)
-            kernel, args = _launch(ew.gather, b * (data.X.shape[1] + n_out + 1), data.X, data.Yf, data.Yi,
-                                   data.order, pos, b, self.ws, self.yb, self.yl)
-            kernel(*args)
-            self._run(forward)
+            plan.gather(data.X, data.Yf, data.Yi, data.order, pos, b, ws, yb, yl)
+            self._run(plan.forward)
             if loss_code >= 0:
-                kernel, args = _launch(loss_rows, b, loss_code, ON_LOGITS if fused else loss_mode, self.ws, src,
-                                       self.ws, src, False, self.yb, self.yl, b, n_out, d_codes, self.ws, a, d_sums)
-                kernel(*args)
+                plan.loss(loss_code, ON_LOGITS if fused else loss_mode, ws, src, ws, src, False, yb, yl, b, n_out,
+                          d_codes, ws, a, d_sums)
             if want_out:
-                kernel, args = _launch(ew.copy, b * n_out, self.ws, a, data.out, pos * n_out, b * n_out)
-                kernel(*args)
+                plan.copy(ws, a, data.out, pos * n_out, b * n_out)
             pos += b
         if loss_code >= 0:
             sums += d_sums.copy_to_host()
@@ -265,17 +275,13 @@ class Session:
         the gradient of every parameter, as a new host float32 array."""
         self._push()
         b = data.n
-        forward, _ = self._plan(b, False)
-        backward = self._plan(b, True)[1]
+        plan = self._plan(b, False)
         src, a, fused = self._output_offsets(b)
         d_sums = cuda.to_device(np.zeros(2, dtype=np.float64))
         no_metrics = cuda.to_device(np.zeros(0, dtype=np.int64))
-        kernel, args = _launch(ew.gather, b * (data.X.shape[1] + self.out_width + 1), data.X, data.Yf, data.Yi,
-                               data.order, 0, b, self.ws, self.yb, self.yl)
-        kernel(*args)
-        self._run(forward)
-        kernel, args = _launch(loss_rows, b, loss_code, ON_LOGITS if fused else loss_mode, self.ws, src, self.gs, src,
-                               True, self.yb, self.yl, b, self.out_width, no_metrics, self.ws, a, d_sums)
-        kernel(*args)
-        self._run(backward)
+        plan.gather(data.X, data.Yf, data.Yi, data.order, 0, b, self.ws, self.yb, self.yl)
+        self._run(plan.forward)
+        plan.loss(loss_code, ON_LOGITS if fused else loss_mode, self.ws, src, self.gs, src, True, self.yb, self.yl,
+                  b, self.out_width, no_metrics, self.ws, a, d_sums)
+        self._run(self._backward_plan(b))
         return float(d_sums.copy_to_host()[0] / b), self.grads.copy_to_host()
