@@ -120,33 +120,49 @@ def _grid(work):
 @pytest.mark.parametrize("tile", [None, (64, 64, 16, 16, 16)], ids=["default-tile", "gpu-tile"])
 def test_gemm_matches_numpy_for_every_transpose_offset_and_epilogue(tile):
     from numba import cuda
-    from fastnn.kernels.cpu.activations import RELU, TANH, act_value
-    from fastnn.kernels.cuda.blas import gemm
+    from fastnn.kernels.cpu.activations import ELU, RELU, SIGMOID, TANH, act_derivative, act_value
+    from fastnn.kernels.cuda.blas import EPI_ACT, EPI_DACT, EPI_NONE, gemm
     m, n, k = 5, 21, 18     # not multiples of any tile
-    for ta, tb, act in [(False, False, RELU), (False, True, -1), (True, False, TANH), (True, True, -1)]:
+    cases = [(False, False, EPI_ACT, RELU, False), (False, True, EPI_DACT, TANH, False),
+             (True, False, EPI_ACT, ELU, True), (True, True, EPI_NONE, SIGMOID, False)]
+    for ta, tb, epi, act, ones_row in cases:
         # Operands are sub-blocks of wider buffers: offsets and leading dimensions matter.
         lda, ldb, ldc = (m if ta else k) + 3, (k if tb else n) + 2, n + 4
         A = _f32((k if ta else m), lda)
         B = _f32((n if tb else k), ldb)
         C = _f32(m, ldc)
         bias = _f32(n + 1)
+        zs, as_ = _f32(m * ldc), _f32(m * ldc, lo=-0.9, hi=0.9)      # aux: z at 0, a at m*ldc
         d_a, d_b = cuda.to_device(np.r_[np.zeros(2, np.float32), A.ravel()]), cuda.to_device(B.ravel())
         d_c, d_bias = cuda.to_device(C.ravel()), cuda.to_device(bias)
-        d_out = cuda.to_device(np.zeros(m * ldc + 5, np.float32))
-        opA = A[:, :m].T if ta else A[:, :k]
+        d_out, d_aux = cuda.to_device(np.zeros(m * ldc + 5, np.float32)), cuda.to_device(np.r_[zs, as_])
+        if ones_row:        # op(A)'s last row is ones, not read from A
+            opA = np.vstack([A[:, :m - 1].T if ta else A[:m - 1, :k], np.ones((1, k))])
+        else:
+            opA = A[:, :m].T if ta else A[:, :k]
+        opA = opA.astype(np.float64)
         opB = B[:, :k].T if tb else B[:, :n]
-        beta = 0.0 if act >= 0 else 0.5
-        gemm(ta, tb, m, n, k, 1.5, beta, d_a, 2, lda, d_b, 0, ldb, d_c, 0, ldc,
-             bias=d_bias, bias_off=1 if act >= 0 else -1, act=act, out=d_out, out_off=5, tile=tile)
-        want = 1.5 * (opA.astype(np.float64) @ opB) + beta * C[:, :n]
-        if act >= 0:
+        beta = 0.5 if epi == EPI_NONE else 0.0
+        use_bias = epi == EPI_ACT
+        gemm(ta, tb, m, n, k, 1.5, beta, d_a, 2, lda, d_b, 0, ldb, d_c, 0, ldc, ones_row=ones_row,
+             bias=d_bias, bias_off=1 if use_bias else -1, epi=epi, act=act, out=d_out, out_off=5,
+             aux=d_aux, aux_z=0, aux_a=m * ldc, tile=tile)
+        want = 1.5 * (opA @ opB) + beta * C[:, :n]
+        if use_bias:
             want += bias[1:]
         got = d_c.copy_to_host().reshape(m, ldc)
-        np.testing.assert_allclose(got[:, :n], want, rtol=1e-5, atol=1e-5)
+        label = f"trans {ta} {tb} epilogue {epi} ones_row {ones_row}"
+        np.testing.assert_allclose(got[:, :n], want, rtol=1e-5, atol=1e-5, err_msg=label)
         np.testing.assert_array_equal(got[:, n:], C[:, n:])          # padding columns untouched
-        if act >= 0:
-            out = d_out.copy_to_host()[5:].reshape(m, ldc)[:, :n]
-            np.testing.assert_allclose(out, [[act_value(act, v) for v in row] for row in got[:, :n]], rtol=1e-6)
+        out = d_out.copy_to_host()[5:].reshape(m, ldc)[:, :n]
+        z, a = zs.reshape(m, ldc)[:, :n], as_.reshape(m, ldc)[:, :n]
+        if epi == EPI_ACT:
+            want_out = [[act_value(act, v) for v in row] for row in got[:, :n]]
+        elif epi == EPI_DACT:
+            want_out = got[:, :n] * np.vectorize(lambda zz, aa: act_derivative(act, zz, aa))(z, a)
+        else:
+            want_out = np.zeros((m, n))
+        np.testing.assert_allclose(out, want_out, rtol=1e-5, atol=1e-7, err_msg=label)
 
 
 @device
@@ -386,7 +402,7 @@ def test_shuffled_regression_fit_with_preprocessing_and_dropout_layers_matches_c
         norm.adapt(X)
         model = keras.Sequential([norm, keras.layers.Rescaling(0.5, offset=0.1),
                                   keras.layers.Dense(4, activation="elu"), keras.layers.Dropout(0.0),
-                                  keras.layers.Dense(1)])
+                                  keras.layers.Dense(3), keras.layers.Activation("swish"), keras.layers.Dense(1)])
         model.compile(loss="mse", optimizer="adam", metrics=["RootMeanSquaredError"])
         return model
     # The same seed gives the same permutation each epoch: the device gathers from it.

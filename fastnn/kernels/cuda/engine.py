@@ -39,6 +39,14 @@ def _launch(kernel, work, *args):
     return configure(kernel, blocks_for(work), THREADS), args
 
 
+def _runs_act_backward(rec):
+    """True when the backward pass takes op ``rec``'s gradient through its
+    activation (the conditions of ``cpu.engine.backward``)."""
+    kind, act, flags = int(rec[KIND]), int(rec[ACT]), int(rec[FLAGS])
+    return (kind == DENSE or kind == ACTIVATION) and act != LINEAR and (flags & LOSS_FUSED) == 0 and \
+        (kind == DENSE or (flags & NEED_DX) != 0)
+
+
 class Plan:
     """The kernel launches for batches of ``b`` rows, configured once.
 
@@ -141,10 +149,10 @@ class Session:
             x, z, a = b * int(rec[X_POS]), b * int(rec[Z_POS]), b * int(rec[A_POS])
             aux = int(rec[AUX])
             if kind == DENSE:
-                fused = act if (act != SOFTMAX and a != z) else -1
+                epi = blas.EPI_ACT if (act != SOFTMAX and a != z) else blas.EPI_NONE
                 plan.append(blas.gemm_launch(False, False, b, n, n_in, 1.0, 0.0, ws, x, n_in, params,
                                              int(rec[W_OFF]), n, ws, z, n, bias=params, bias_off=int(rec[B_OFF]),
-                                             act=fused, out=ws, out_off=a))
+                                             epi=epi, act=act, out=ws, out_off=a))
                 if act == SOFTMAX:
                     plan.append(_launch(ew.softmax_rows, b, ws, z, ws, a, b, n))
             elif kind == DROPOUT and training:
@@ -162,15 +170,22 @@ class Session:
         return plan
 
     def _backward_plan(self, b):
+        """Launches of a backward pass, as ``cpu.engine.backward``, with two
+        fusions into the GEMMs: the previous op's activation derivative rides
+        on this op's dX product, and the bias gradient on the dW product
+        (a ones row) when the bias follows the kernel in the buffer."""
         ws, gs, params, grads, consts = self.ws, self.gs, self.params, self.grads, self.consts
+        prog = self.prog
         plan = []
-        for rec in self.prog[::-1]:
+        act_done = set()     # ops whose activation backward a later op's dX product did
+        for i in range(prog.shape[0] - 1, -1, -1):
+            rec = prog[i]
             kind, n_in, n, act = int(rec[KIND]), int(rec[N_IN]), int(rec[N_OUT]), int(rec[ACT])
             x, z, a = b * int(rec[X_POS]), b * int(rec[Z_POS]), b * int(rec[A_POS])
             flags, aux = int(rec[FLAGS]), int(rec[AUX])
             need_dx = (flags & NEED_DX) != 0
             if kind == DENSE or kind == ACTIVATION:
-                if act != LINEAR and (flags & LOSS_FUSED) == 0 and (kind == DENSE or need_dx):
+                if _runs_act_backward(rec) and i not in act_done:
                     if act == SOFTMAX:
                         plan.append(_launch(ew.softmax_rows_backward, b, ws, gs, a, gs, z, b, n))
                     else:
@@ -179,11 +194,19 @@ class Session:
                 if kind == DENSE:
                     w, bias = int(rec[W_OFF]), int(rec[B_OFF])
                     if need_dx:
-                        plan.append(blas.gemm_launch(False, True, b, n_in, n, 1.0, 0.0, gs, z, n, params, w, n,
-                                                     gs, x, n_in))
-                    plan.append(blas.gemm_launch(True, False, n_in, n, b, 1.0, 0.0, ws, x, n_in, gs, z, n,
-                                                 grads, w, n))
-                    if bias >= 0:
+                        prev = prog[i - 1]
+                        fuse = _runs_act_backward(prev) and int(prev[ACT]) != SOFTMAX
+                        plan.append(blas.gemm_launch(
+                            False, True, b, n_in, n, 1.0, 0.0, gs, z, n, params, w, n, gs, x, n_in,
+                            epi=blas.EPI_DACT if fuse else blas.EPI_NONE, act=int(prev[ACT]), out=gs,
+                            out_off=b * int(prev[Z_POS]), aux=ws, aux_z=b * int(prev[Z_POS]),
+                            aux_a=b * int(prev[A_POS])))
+                        if fuse:
+                            act_done.add(i - 1)
+                    ones_row = bias == w + n_in * n
+                    plan.append(blas.gemm_launch(True, False, n_in + ones_row, n, b, 1.0, 0.0, ws, x, n_in, gs, z, n,
+                                                 grads, w, n, ones_row=ones_row))
+                    if bias >= 0 and not ones_row:
                         plan.append(_launch(ew.column_sums, n, gs, z, b, n, grads, bias))
             elif need_dx:
                 plan.append(_launch(ew.op_backward, b * n, kind, act, n, b, x, z, a, ws, gs, params,
