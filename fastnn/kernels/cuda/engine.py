@@ -52,11 +52,14 @@ class Plan:
 
     ``forward`` / ``backward``: lists of (configured kernel, args) that
     replay a pass over the op table; ``gather``, ``loss``, ``update`` and
-    ``copy``: configured kernels whose arguments change from step to step."""
+    ``copy``: configured kernels whose arguments change from step to step.
+    ``src``: where the loss reads (logits when ``logits``); ``out``: where
+    the outputs are (what metrics and predictions read)."""
 
-    def __init__(self, forward, backward, gather, loss, update, copy):
+    def __init__(self, forward, backward, gather, loss, update, copy, src, out, logits):
         self.forward, self.backward = forward, backward
         self.gather, self.loss, self.update, self.copy = gather, loss, update, copy
+        self.src, self.out, self.logits = src, out, logits
 
 
 class DeviceData:
@@ -70,6 +73,7 @@ class DeviceData:
         self.n = X.shape[0]
         self.X, self.Yf, self.Yi = cuda.to_device(X), cuda.to_device(Yf), cuda.to_device(Yi)
         self.order = cuda.to_device(np.arange(self.n, dtype=np.int64))
+        self.out = None                  # predictions (N * outputs), allocated by the first predict
 
 
 class Session:
@@ -138,7 +142,8 @@ class Session:
                 configure(ew.gather, blocks_for(b * (self.in_width + self.out_width + 1)), THREADS),
                 configure(loss_rows, blocks_for(b), THREADS),
                 configure(apply_update, blocks_for(self.n_trainable), THREADS),
-                configure(ew.copy, blocks_for(b * self.out_width), THREADS))
+                configure(ew.copy, blocks_for(b * self.out_width), THREADS),
+                *self._output_offsets(b))
         return self._plans[key]
 
     def _forward_plan(self, b, training):
@@ -214,7 +219,7 @@ class Session:
         return plan
 
     def _output_offsets(self, b):
-        """(slot the loss reads, slot the metrics read, loss reads logits) for batches of b."""
+        """(where the loss reads, where the outputs are, whether the loss reads logits)."""
         last = self.prog[-1]
         fused = (int(last[FLAGS]) & LOSS_FUSED) != 0
         a = b * int(last[A_POS])
@@ -246,11 +251,10 @@ class Session:
         while pos < stop:
             b = min(self.batch, stop - pos)
             plan = self._plan(b, True)
-            src, out, fused = self._output_offsets(b)
             plan.gather(data.X, data.Yf, data.Yi, d_ids, pos, b, ws, yb, yl)
             self._run(plan.forward)
-            plan.loss(loss_code, ON_LOGITS if fused else loss_mode, ws, src, gs, src, True, yb, yl, b,
-                      self.out_width, d_codes, ws, out, d_sums)
+            plan.loss(loss_code, ON_LOGITS if plan.logits else loss_mode, ws, plan.src, gs, plan.src, True, yb, yl,
+                      b, self.out_width, d_codes, ws, plan.out, d_sums)
             self._run(plan.backward)
             step += 1
             plan.update(opt.code, d_hp, step, self.params, self.grads, self.slots[0], self.slots[1],
@@ -269,7 +273,7 @@ class Session:
         self._push()
         n_out = self.out_width
         want_out = out.shape[0] > 0
-        if want_out and getattr(data, "out", None) is None:
+        if want_out and data.out is None:
             data.out = cuda.device_array(data.n * n_out, dtype=np.float32)
         if loss_code >= 0:
             d_codes = cuda.to_device(metric_codes)
@@ -279,14 +283,13 @@ class Session:
         while pos < stop:
             b = min(self.batch, stop - pos)
             plan = self._plan(b, False)
-            src, a, fused = self._output_offsets(b)
             plan.gather(data.X, data.Yf, data.Yi, data.order, pos, b, ws, yb, yl)
             self._run(plan.forward)
             if loss_code >= 0:
-                plan.loss(loss_code, ON_LOGITS if fused else loss_mode, ws, src, ws, src, False, yb, yl, b, n_out,
-                          d_codes, ws, a, d_sums)
+                plan.loss(loss_code, ON_LOGITS if plan.logits else loss_mode, ws, plan.src, ws, plan.src, False, yb,
+                          yl, b, n_out, d_codes, ws, plan.out, d_sums)
             if want_out:
-                plan.copy(ws, a, data.out, pos * n_out, b * n_out)
+                plan.copy(ws, plan.out, data.out, pos * n_out, b * n_out)
             pos += b
         if loss_code >= 0:
             sums += d_sums.copy_to_host()
@@ -299,12 +302,11 @@ class Session:
         self._push()
         b = data.n
         plan = self._plan(b, False)
-        src, a, fused = self._output_offsets(b)
         d_sums = cuda.to_device(np.zeros(2, dtype=np.float64))
         no_metrics = cuda.to_device(np.zeros(0, dtype=np.int64))
         plan.gather(data.X, data.Yf, data.Yi, data.order, 0, b, self.ws, self.yb, self.yl)
         self._run(plan.forward)
-        plan.loss(loss_code, ON_LOGITS if fused else loss_mode, self.ws, src, self.gs, src, True, self.yb, self.yl,
-                  b, self.out_width, no_metrics, self.ws, a, d_sums)
+        plan.loss(loss_code, ON_LOGITS if plan.logits else loss_mode, self.ws, plan.src, self.gs, plan.src, True,
+                  self.yb, self.yl, b, self.out_width, no_metrics, self.ws, plan.out, d_sums)
         self._run(self._backward_plan(b))
         return float(d_sums.copy_to_host()[0] / b), self.grads.copy_to_host()
