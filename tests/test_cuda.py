@@ -457,3 +457,29 @@ def test_callbacks_see_and_change_device_weights_between_batches_and_fits_contin
         np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-6)
     assert m0.optimizer.iterations == m1.optimizer.iterations == 6
     np.testing.assert_allclose(m1.optimizer.slots, m0.optimizer.slots, rtol=1e-5, atol=1e-7)
+
+
+@device
+def test_dropout_training_on_cuda_is_reproducible_and_inference_ignores_it():
+    X, y = _f32(8, 6), RNG.integers(0, 3, 8)
+
+    def make(rate=0.5):
+        keras.set_random_seed(21)
+        return keras.Sequential([keras.layers.Input(shape=[6]), keras.layers.Dense(8, activation="relu"),
+                                 keras.layers.Dropout(rate), keras.layers.Dense(3, activation="softmax")])
+
+    model = make()
+    with keras.device("cpu"):
+        p_cpu = model.predict(X, verbose=0)        # an uncompiled model predicts too
+    with keras.device("cuda"):
+        np.testing.assert_allclose(model.predict(X, verbose=0), p_cpu, rtol=1e-5, atol=1e-7)
+    runs = []
+    for rate in (0.5, 0.5, 0.0):
+        model = make(rate)
+        model.compile(loss="sparse_categorical_crossentropy", optimizer="sgd")
+        with keras.device("cuda"):
+            model.fit(X, y, batch_size=4, epochs=1, verbose=0)
+        runs.append(model.get_weights())
+    for a, b in zip(runs[0], runs[1]):              # the same seed draws the same masks
+        np.testing.assert_array_equal(a, b)
+    assert not np.allclose(runs[0][2], runs[2][2])  # and the masks do drop units
