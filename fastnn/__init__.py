@@ -4,6 +4,7 @@
 ``keras.layers.Dense``, ``model.compile``, ``model.fit``, ...
 """
 from . import activations, callbacks, initializers, layers, losses, metrics, models, optimizers, utils
+from . import datasets
 from .layers import Input
 from .models import Sequential
 from .utils import set_random_seed
@@ -13,4 +14,4 @@ from .config import device
 __version__ = "0.1.0"
 
 __all__ = ["Sequential", "Input", "activations", "callbacks", "initializers", "layers", "losses", "metrics",
-           "models", "optimizers", "utils", "set_random_seed", "config", "device"]
+           "models", "optimizers", "utils", "set_random_seed", "datasets", "config", "device"]

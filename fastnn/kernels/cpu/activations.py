@@ -84,6 +84,38 @@ def act_derivative(code, z, a):
     return _ONE
 
 
+@njit(cache=True, error_model="numpy")
+def act_forward(code, z, a):
+    """a = act(z) elementwise over equal-length 1-D views (softmax excluded).
+
+    ReLU gets its own branch-free loop, which vectorises; the others call
+    exp/erf/tanh, which do not vectorise here anyway, so they share one
+    loop and the compile stays short."""
+    if code == RELU:
+        for i in range(z.shape[0]):
+            a[i] = max(z[i], _ZERO)
+    elif code == LINEAR:
+        for i in range(z.shape[0]):
+            a[i] = z[i]
+    else:
+        for i in range(z.shape[0]):
+            a[i] = act_value(code, z[i])
+
+
+@njit(cache=True, error_model="numpy")
+def act_backward(code, z, a, ga, gz):
+    """gz = ga * act'(z) over equal-length 1-D views (softmax excluded)."""
+    if code == RELU:
+        for i in range(z.shape[0]):
+            gz[i] = ga[i] if z[i] > _ZERO else _ZERO
+    elif code == LINEAR:
+        for i in range(z.shape[0]):
+            gz[i] = ga[i]
+    else:
+        for i in range(z.shape[0]):
+            gz[i] = ga[i] * act_derivative(code, z[i], a[i])
+
+
 @njit(cache=True)
 def softmax_rows(z, z_off, a, a_off, rows, width):
     """Row-wise softmax of the ``rows x width`` block at ``z[z_off:]`` into ``a[a_off:]``."""

@@ -12,6 +12,8 @@ import numpy as np
 from numba import njit, types
 from numba.np.linalg import ensure_blas
 
+from .signatures import F1
+
 ensure_blas()
 
 _xxgemm = types.ExternalFunction(
@@ -32,7 +34,8 @@ _NO = ord("n")
 _TR = ord("t")
 
 
-@njit(cache=True, nogil=True)
+@njit(f"void(boolean, boolean, int64, int64, int64, {F1}, {F1}, int64, int64, {F1}, int64, int64, {F1}, int64, int64)",
+      cache=True, nogil=True)
 def gemm(trans_a, trans_b, m, n, k, alpha_beta, a, a_off, lda, b, b_off, ldb, c, c_off, ldc):
     """C[m, n] = alpha * op(A)[m, k] @ op(B)[k, n] + beta * C, all row-major.
 

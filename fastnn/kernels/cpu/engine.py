@@ -7,87 +7,150 @@ Each matrix product is split into ``n_parts`` column blocks, one per thread,
 and each thread runs single-threaded SGEMM on its block; elementwise work
 on a block (bias, activation) is done by the thread that just computed it,
 while the block is in its cache.
+
+All parallel work goes through one ``prange`` dispatcher, ``_parallel``,
+which runs a task's block ``t`` on thread ``t``: every parallel region
+costs seconds of compile time, so there is exactly one. For the same reason
+arrays are copied with explicit loops, never ``a[i:j] = b[k:l]``: Numba
+compiles a shape-mismatch error message for every slice assignment, which
+cost over five seconds of cold compile.
 """
 import numpy as np
 from numba import njit, prange
 
 from ..program import (A_POS, ACT, ACTIVATION, AUX, B_OFF, DENSE, DROPOUT, FLAGS, KIND, LOSS_FUSED, N_IN, N_OUT,
                        NEED_DX, NORMALIZE, ON_LOGITS, RESCALE, W_OFF, X_POS, Z_POS)
-from .activations import LINEAR, SOFTMAX, act_derivative, act_value, softmax_rows, softmax_rows_backward
+from .activations import LINEAR, SOFTMAX, act_backward, act_forward, softmax_rows, softmax_rows_backward
 from .blas import gemm
 from .losses import loss_and_grad, metric_sums
-from .optimizers import apply_update
+from .optimizers import update_range
+from .signatures import D1, F1, I1, I2
 
 _ZERO = np.float32(0.0)
 _ONE = np.float32(1.0)
 _NORM_EPS = np.float32(1e-7)
 
+# Tasks of the parallel dispatcher.
+_DENSE_FWD, _ELEMENTWISE_FWD, _ACT_BWD, _DENSE_BWD, _UPDATE = range(5)
+
 
 @njit(cache=True, inline="always")
 def _block(n, n_parts, t):
-    """Columns [lo, hi) of part ``t`` when ``n`` columns are split in parts.
+    """Items [lo, hi) of part ``t`` when ``n`` items are split in parts.
 
-    Blocks are multiples of 16 columns so threads never share a cache line
-    of a row and tiny layers stay on one thread."""
+    Blocks are multiples of 16 so threads never share a cache line of a
+    row and tiny layers stay on one thread."""
     size = (n + n_parts - 1) // n_parts
     size = ((size + 15) // 16) * 16
     lo = t * size
     return min(lo, n), min(lo + size, n)
 
 
-@njit(cache=True, parallel=True)
-def _dense_forward(rec, params, ws, b, n_parts, ab):
+@njit(cache=True, error_model="numpy")
+def _dense_forward_block(rec, params, ws, b, c0, c1, ab):
+    """Columns [c0, c1) of z = x @ W + bias and a = act(z)."""
     n_in, n_out, act = rec[N_IN], rec[N_OUT], rec[ACT]
     x, z, a = b * rec[X_POS], b * rec[Z_POS], b * rec[A_POS]
-    w, bias = rec[W_OFF], rec[B_OFF]
-    for t in prange(n_parts):
-        c0, c1 = _block(n_out, n_parts, t)
-        if c0 < c1:
-            gemm(False, False, b, c1 - c0, n_in, ab, ws, x, n_in, params, w + c0, n_out, ws, z + c0, n_out)
-            for r in range(b):
-                zr = z + r * n_out
-                ar = a + r * n_out
-                for j in range(c0, c1):
-                    v = ws[zr + j]
-                    if bias >= 0:
-                        v += params[bias + j]
-                        ws[zr + j] = v
-                    if act != SOFTMAX:
-                        ws[ar + j] = act_value(act, v)
-    if act == SOFTMAX:
-        softmax_rows(ws, z, ws, a, b, n_out)
+    bias = rec[B_OFF]
+    gemm(False, False, b, c1 - c0, n_in, ab, ws, x, n_in, params, rec[W_OFF] + c0, n_out, ws, z + c0, n_out)
+    for r in range(b):
+        zr = ws[z + r * n_out + c0:z + r * n_out + c1]
+        if bias >= 0:
+            bv = params[bias + c0:bias + c1]
+            for j in range(zr.shape[0]):
+                zr[j] += bv[j]
+        if act != SOFTMAX and act != LINEAR:
+            act_forward(act, zr, ws[a + r * n_out + c0:a + r * n_out + c1])
 
 
-@njit(cache=True, parallel=True)
-def _elementwise_forward(rec, params, consts, ws, b, n_parts):
-    """Activation, Normalize and Rescale ops: a = f(x) elementwise."""
+@njit(cache=True, error_model="numpy")
+def _elementwise_forward_block(rec, params, consts, ws, b, c0, c1):
+    """Columns [c0, c1) of an Activation, Normalize or Rescale op."""
     kind, n, act = rec[KIND], rec[N_OUT], rec[ACT]
     x, a = b * rec[X_POS], b * rec[A_POS]
-    if kind == ACTIVATION and act == SOFTMAX:
-        softmax_rows(ws, x, ws, a, b, n)
-        return
-    for t in prange(n_parts):
-        c0, c1 = _block(n, n_parts, t)
+    for r in range(b):
+        xv = ws[x + r * n + c0:x + r * n + c1]
+        av = ws[a + r * n + c0:a + r * n + c1]
+        if kind == ACTIVATION:
+            act_forward(act, xv, av)
+        elif kind == NORMALIZE:
+            mean = params[rec[W_OFF] + c0:rec[W_OFF] + c1]
+            var = params[rec[B_OFF] + c0:rec[B_OFF] + c1]
+            for j in range(xv.shape[0]):
+                av[j] = (xv[j] - mean[j]) / max(np.sqrt(var[j]), _NORM_EPS)
+        else:  # RESCALE
+            scale, offset = consts[rec[AUX]], consts[rec[AUX] + 1]
+            for j in range(xv.shape[0]):
+                av[j] = xv[j] * scale + offset
+
+
+@njit(cache=True, error_model="numpy")
+def _activation_backward_block(rec, ws, gs, b, c0, c1):
+    """Columns [c0, c1) of gs[Z] = gs[A] * act'(z)."""
+    n, act = rec[N_OUT], rec[ACT]
+    z, a = b * rec[Z_POS], b * rec[A_POS]
+    for r in range(b):
+        lo, hi = r * n + c0, r * n + c1
+        act_backward(act, ws[z + lo:z + hi], ws[a + lo:a + hi], gs[a + lo:a + hi], gs[z + lo:z + hi])
+
+
+@njit(cache=True, error_model="numpy")
+def _dense_backward_block(rec, params, grads, ws, gs, b, t, n_parts, ab):
+    """Part ``t`` of dX = dZ W^T (if NEED_DX), dW = X^T dZ, db = sum_rows dZ.
+
+    The part owns rows [r0, r1) of W: it reads them for dX's columns
+    [r0, r1) and writes the same rows of dW, so no two threads touch the
+    same cache lines; it also owns a column block of db."""
+    n_in, n_out = rec[N_IN], rec[N_OUT]
+    x, z = b * rec[X_POS], b * rec[Z_POS]
+    w, bias = rec[W_OFF], rec[B_OFF]
+    r0, r1 = _block(n_in, n_parts, t)
+    if r0 < r1:
+        if (rec[FLAGS] & NEED_DX) != 0:
+            gemm(False, True, b, r1 - r0, n_out, ab, gs, z, n_out, params, w + r0 * n_out, n_out, gs, x + r0, n_in)
+        gemm(True, False, r1 - r0, n_out, b, ab, ws, x + r0, n_in, gs, z, n_out, grads, w + r0 * n_out, n_out)
+    if bias >= 0:
+        c0, c1 = _block(n_out, n_parts, t)
+        db = grads[bias + c0:bias + c1]
+        for j in range(db.shape[0]):
+            db[j] = _ZERO
         for r in range(b):
-            for j in range(c0, c1):
-                v = ws[x + r * n + j]
-                if kind == ACTIVATION:
-                    v = act_value(act, v)
-                elif kind == NORMALIZE:
-                    v = (v - params[rec[W_OFF] + j]) / max(np.sqrt(params[rec[B_OFF] + j]), _NORM_EPS)
-                else:  # RESCALE
-                    v = v * consts[rec[AUX]] + consts[rec[AUX] + 1]
-                ws[a + r * n + j] = v
+            row = gs[z + r * n_out + c0:z + r * n_out + c1]
+            for j in range(db.shape[0]):
+                db[j] += row[j]
 
 
-@njit(cache=True)
+@njit(f"void(int64, {I1}, {F1}, {F1}, {F1}, {F1}, {F1}, int64, int64, {F1}, int64, {F1}, int64, {F1}, {F1}, int64)",
+      cache=True, parallel=True)
+def _parallel(task, rec, params, consts, grads, ws, gs, b, n_parts, ab, opt, hp, step, s1, s2, n_train):
+    """Runs block ``t`` of ``task`` on thread ``t`` for t in [0, n_parts)."""
+    for t in prange(n_parts):
+        if task == _DENSE_FWD or task == _ELEMENTWISE_FWD or task == _ACT_BWD:
+            c0, c1 = _block(rec[N_OUT], n_parts, t)
+            if c0 < c1:
+                if task == _DENSE_FWD:
+                    _dense_forward_block(rec, params, ws, b, c0, c1, ab)
+                elif task == _ELEMENTWISE_FWD:
+                    _elementwise_forward_block(rec, params, consts, ws, b, c0, c1)
+                else:
+                    _activation_backward_block(rec, ws, gs, b, c0, c1)
+        elif task == _DENSE_BWD:
+            _dense_backward_block(rec, params, grads, ws, gs, b, t, n_parts, ab)
+        else:
+            lo, hi = _block(n_train, n_parts, t)
+            if lo < hi:
+                update_range(opt, hp, step, params, grads, s1, s2, lo, hi)
+
+
+@njit(f"void({I1}, {F1}, {F1}, int64, boolean)", cache=True)
 def _dropout(rec, consts, ws, b, training):
     """Training: draws a keep mask scaled by 1/(1-rate) into ws[Z], a = x * mask.
     Inference: identity. Masks come from Numba's generator (``seed_kernels``)."""
     n = rec[N_OUT]
     x, m, a = b * rec[X_POS], b * rec[Z_POS], b * rec[A_POS]
     if not training:
-        ws[a:a + b * n] = ws[x:x + b * n]
+        for k in range(b * n):
+            ws[a + k] = ws[x + k]
         return
     rate = consts[rec[AUX]]
     keep_scale = _ONE / (_ONE - rate)
@@ -97,18 +160,23 @@ def _dropout(rec, consts, ws, b, training):
         ws[a + k] = ws[x + k] * mk
 
 
-@njit(cache=True)
+@njit(f"void({I2}, {F1}, {F1}, {F1}, int64, int64, {F1}, boolean)", cache=True)
 def forward(prog, params, consts, ws, b, n_parts, ab, training):
     """Runs every op of ``prog`` on the ``b`` rows already gathered into ws."""
+    hp = np.empty(0, dtype=np.float32)
     for i in range(prog.shape[0]):
         rec = prog[i]
         kind = rec[KIND]
-        if kind == DENSE:
-            _dense_forward(rec, params, ws, b, n_parts, ab)
-        elif kind == DROPOUT:
+        if kind == DROPOUT:
             _dropout(rec, consts, ws, b, training)
-        else:
-            _elementwise_forward(rec, params, consts, ws, b, n_parts)
+            continue
+        if kind == ACTIVATION and rec[ACT] == SOFTMAX:
+            softmax_rows(ws, b * rec[X_POS], ws, b * rec[A_POS], b, rec[N_OUT])
+            continue
+        task = _DENSE_FWD if kind == DENSE else _ELEMENTWISE_FWD
+        _parallel(task, rec, params, consts, params, ws, ws, b, n_parts, ab, 0, hp, 0, hp, hp, 0)
+        if kind == DENSE and rec[ACT] == SOFTMAX:
+            softmax_rows(ws, b * rec[Z_POS], ws, b * rec[A_POS], b, rec[N_OUT])
 
 
 @njit(cache=True)
@@ -117,63 +185,23 @@ def seed_kernels(seed):
     np.random.seed(seed)
 
 
-@njit(cache=True, parallel=True)
-def _activation_backward(rec, ws, gs, b, n_parts):
-    """gs[Z] = gs[A] * act'(z): the gradient through this op's activation."""
-    n, act = rec[N_OUT], rec[ACT]
-    z, a = b * rec[Z_POS], b * rec[A_POS]
-    if act == SOFTMAX:
-        softmax_rows_backward(ws, gs, a, gs, z, b, n)
-        return
-    for t in prange(n_parts):
-        c0, c1 = _block(n, n_parts, t)
-        for r in range(b):
-            for j in range(c0, c1):
-                i = r * n + j
-                gs[z + i] = gs[a + i] * act_derivative(act, ws[z + i], ws[a + i])
-
-
-@njit(cache=True, parallel=True)
-def _dense_backward(rec, params, grads, ws, gs, b, n_parts, ab):
-    """dX = dZ W^T (if NEED_DX), dW = X^T dZ, db = sum_rows dZ.
-
-    Thread t owns rows [r0, r1) of W: it reads them for dX's columns
-    [r0, r1) and writes the same rows of dW, so no two threads touch
-    the same cache lines."""
-    n_in, n_out = rec[N_IN], rec[N_OUT]
-    x, z = b * rec[X_POS], b * rec[Z_POS]
-    w, bias = rec[W_OFF], rec[B_OFF]
-    need_dx = (rec[FLAGS] & NEED_DX) != 0
-    for t in prange(n_parts):
-        r0, r1 = _block(n_in, n_parts, t)
-        if r0 < r1:
-            if need_dx:
-                gemm(False, True, b, r1 - r0, n_out, ab, gs, z, n_out, params, w + r0 * n_out, n_out,
-                     gs, x + r0, n_in)
-            gemm(True, False, r1 - r0, n_out, b, ab, ws, x + r0, n_in, gs, z, n_out,
-                 grads, w + r0 * n_out, n_out)
-        if bias >= 0:
-            c0, c1 = _block(n_out, n_parts, t)
-            for j in range(c0, c1):
-                grads[bias + j] = _ZERO
-            for r in range(b):
-                for j in range(c0, c1):
-                    grads[bias + j] += gs[z + r * n_out + j]
-
-
 @njit(cache=True)
 def backward(prog, params, consts, grads, ws, gs, b, n_parts, ab):
     """Back-propagates from the output gradient already in ``gs``."""
+    hp = np.empty(0, dtype=np.float32)
     for i in range(prog.shape[0] - 1, -1, -1):
         rec = prog[i]
         kind = rec[KIND]
         flags = rec[FLAGS]
         if kind == DENSE or kind == ACTIVATION:
-            if rec[ACT] != LINEAR and (flags & LOSS_FUSED) == 0 and \
-                    (kind == DENSE or (flags & NEED_DX) != 0):
-                _activation_backward(rec, ws, gs, b, n_parts)
+            act = rec[ACT]
+            if act != LINEAR and (flags & LOSS_FUSED) == 0 and (kind == DENSE or (flags & NEED_DX) != 0):
+                if act == SOFTMAX:
+                    softmax_rows_backward(ws, gs, b * rec[A_POS], gs, b * rec[Z_POS], b, rec[N_OUT])
+                else:
+                    _parallel(_ACT_BWD, rec, params, consts, grads, ws, gs, b, n_parts, ab, 0, hp, 0, hp, hp, 0)
             if kind == DENSE:
-                _dense_backward(rec, params, grads, ws, gs, b, n_parts, ab)
+                _parallel(_DENSE_BWD, rec, params, consts, grads, ws, gs, b, n_parts, ab, 0, hp, 0, hp, hp, 0)
         elif (flags & NEED_DX) != 0:
             n = rec[N_OUT]
             x, a, zp = b * rec[X_POS], b * rec[A_POS], b * rec[Z_POS]
@@ -191,14 +219,22 @@ def backward(prog, params, consts, grads, ws, gs, b, n_parts, ab):
 
 
 @njit(cache=True)
-def _gather(X, ids, pos, b, dst, dst_off):
-    """Copies rows ids[pos:pos+b] of 2-D X into dst[dst_off:] (b x features)."""
+def _gather(X, ids, pos, b, dst):
+    """Copies rows ids[pos:pos+b] of 2-D X to the start of flat dst (b x features)."""
     f = X.shape[1]
     for r in range(b):
-        src = X[ids[pos + r]]
-        o = dst_off + r * f
+        row = X[ids[pos + r]]
         for j in range(f):
-            dst[o + j] = src[j]
+            dst[r * f + j] = row[j]
+
+
+@njit(cache=True)
+def _copy_rows(X, pos, b, dst):
+    """Copies rows [pos, pos+b) of 2-D X to the start of flat dst."""
+    f = X.shape[1]
+    for r in range(b):
+        for j in range(f):
+            dst[r * f + j] = X[pos + r, j]
 
 
 @njit(cache=True)
@@ -207,13 +243,17 @@ def _gather_labels(Yi, ids, pos, b, dst):
         dst[r] = Yi[ids[pos + r]]
 
 
-@njit(cache=True)
-def _copy_rows(X, pos, b, dst):
-    """Copies rows [pos, pos+b) of 2-D X into the start of flat dst."""
-    f = X.shape[1]
-    for r in range(b):
-        for j in range(f):
-            dst[r * f + j] = X[pos + r, j]
+@njit(f"void({I2}, {F1}, {F1}, {F1}, {I1}, int64, int64, int64, {I1}, {D1}, boolean)", cache=True)
+def _batch_loss(prog, ws, gs, yb, yl, b, loss_code, loss_mode, metric_codes, sums, want_grad):
+    """Adds the batch's loss, sample count and metric values to ``sums``;
+    with ``want_grad`` writes the output gradient into ``gs``."""
+    last = prog[prog.shape[0] - 1]
+    fused = (last[FLAGS] & LOSS_FUSED) != 0
+    src = b * (last[Z_POS] if fused else last[A_POS])
+    sums[0] += loss_and_grad(loss_code, ON_LOGITS if fused else loss_mode, ws, src, gs, src, yb, yl,
+                             b, last[N_OUT], want_grad)
+    sums[1] += b
+    metric_sums(metric_codes, sums[2:], ws, b * last[A_POS], yb, yl, b, last[N_OUT])
 
 
 @njit(cache=True)
@@ -228,27 +268,21 @@ def train_steps(prog, params, consts, grads, slot1, slot2, n_trainable, opt, hp,
     target blocks. ``sums`` float64 accumulates [loss, samples, metrics...].
     ``step`` is the optimizer's iteration count before this call.
     """
-    last = prog[prog.shape[0] - 1]
-    n_out = last[N_OUT]
-    fused = (last[FLAGS] & LOSS_FUSED) != 0
     sparse = Yi.shape[0] > 0
     pos = start
     while pos < stop:
         b = min(batch, stop - pos)
-        _gather(X, ids, pos, b, ws, 0)
+        _gather(X, ids, pos, b, ws)
         if sparse:
             _gather_labels(Yi, ids, pos, b, yl)
         else:
-            _gather(Yf, ids, pos, b, yb, 0)
+            _gather(Yf, ids, pos, b, yb)
         forward(prog, params, consts, ws, b, n_parts, ab, True)
-        src = b * (last[Z_POS] if fused else last[A_POS])
-        sums[0] += loss_and_grad(loss_code, ON_LOGITS if fused else loss_mode, ws, src, gs, src, yb, yl,
-                                 b, n_out, True)
-        sums[1] += b
-        metric_sums(metric_codes, sums[2:], ws, b * last[A_POS], yb, yl, b, n_out)
+        _batch_loss(prog, ws, gs, yb, yl, b, loss_code, loss_mode, metric_codes, sums, True)
         backward(prog, params, consts, grads, ws, gs, b, n_parts, ab)
         step += 1
-        apply_update(opt, hp, step, params, grads, slot1, slot2, n_trainable, n_parts)
+        _parallel(_UPDATE, prog[0], params, consts, grads, ws, gs, b, n_parts, ab, opt, hp, step, slot1, slot2,
+                  n_trainable)
         pos += b
     return step
 
@@ -263,25 +297,20 @@ def infer_steps(prog, params, consts, X, Yf, Yi, start, stop, batch, ws, yb, yl,
     rows [start, stop) into ``out[start:stop]`` (2-D float32)."""
     last = prog[prog.shape[0] - 1]
     n_out = last[N_OUT]
-    fused = (last[FLAGS] & LOSS_FUSED) != 0
-    sparse = Yi.shape[0] > 0
     pos = start
     while pos < stop:
         b = min(batch, stop - pos)
         _copy_rows(X, pos, b, ws)
         forward(prog, params, consts, ws, b, n_parts, ab, False)
-        a = b * last[A_POS]
         if loss_code >= 0:
-            if sparse:
-                yl[:b] = Yi[pos:pos + b]
+            if Yi.shape[0] > 0:
+                for r in range(b):
+                    yl[r] = Yi[pos + r]
             else:
                 _copy_rows(Yf, pos, b, yb)
-            src = b * (last[Z_POS] if fused else last[A_POS])
-            sums[0] += loss_and_grad(loss_code, ON_LOGITS if fused else loss_mode, ws, src, ws, src, yb, yl,
-                                     b, n_out, False)
-            sums[1] += b
-            metric_sums(metric_codes, sums[2:], ws, a, yb, yl, b, n_out)
+            _batch_loss(prog, ws, ws, yb, yl, b, loss_code, loss_mode, metric_codes, sums, False)
         if out.shape[0] > 0:
+            a = b * last[A_POS]
             for r in range(b):
                 for j in range(n_out):
                     out[pos + r, j] = ws[a + r * n_out + j]
@@ -294,17 +323,15 @@ def loss_gradients(prog, params, consts, grads, X, Yf, Yi, batch, ws, gs, yb, yl
     """Mean loss over one batch (all rows of X, in order) and its gradient
     with respect to every parameter, written to ``grads``. Dropout is off.
     Used by tests (finite differences) and by callers that want gradients."""
-    last = prog[prog.shape[0] - 1]
-    n_out = last[N_OUT]
-    fused = (last[FLAGS] & LOSS_FUSED) != 0
     b = X.shape[0]
     _copy_rows(X, 0, b, ws)
     if Yi.shape[0] > 0:
-        yl[:b] = Yi[:b]
+        for r in range(b):
+            yl[r] = Yi[r]
     else:
         _copy_rows(Yf, 0, b, yb)
     forward(prog, params, consts, ws, b, n_parts, ab, False)
-    src = b * (last[Z_POS] if fused else last[A_POS])
-    total = loss_and_grad(loss_code, ON_LOGITS if fused else loss_mode, ws, src, gs, src, yb, yl, b, n_out, True)
+    sums = np.zeros(2, dtype=np.float64)
+    _batch_loss(prog, ws, gs, yb, yl, b, loss_code, loss_mode, np.zeros(0, dtype=np.int64), sums, True)
     backward(prog, params, consts, grads, ws, gs, b, n_parts, ab)
-    return total / b
+    return sums[0] / b

@@ -10,6 +10,7 @@ import math
 import numpy as np
 from numba import njit
 
+from .signatures import F1, I1
 from ..program import (BCE, CCE, MAE, MSE, ON_LOGITS, SCCE, M_BIN_ACC, M_CAT_ACC, M_MAE, M_MSE, M_RMSE,
                        M_SPARSE_ACC)
 
@@ -25,7 +26,7 @@ def _target(yf, yi, sparse, r, j, n):
     return yf[r * n + j]
 
 
-@njit(cache=True)
+@njit(f"float64(int64, int64, {F1}, int64, {F1}, int64, {F1}, {I1}, int64, int64, boolean)", cache=True)
 def loss_and_grad(code, mode, src, src_off, grad, grad_off, yf, yi, b, n, want_grad):
     """Sum over the batch of per-sample losses; writes d(mean loss)/d src.
 

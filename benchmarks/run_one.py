@@ -1,0 +1,119 @@
+"""Times one framework on the seeds' MLP in a fresh process; prints one JSON line.
+
+    python benchmarks/run_one.py fastnn --batch 32 --epochs 3
+
+Measures: import time, time from the start of import to the end of the first
+training step (one batch), seconds per epoch (each epoch separately, after a
+warm-up epoch fraction), predict time on 10,000 images, test accuracy and
+peak RSS. Run by compare.py, one process per (framework, batch size), so
+each framework's memory and import are its own.
+"""
+import argparse
+import json
+import sys
+import time
+
+T0 = time.perf_counter()
+sys.path.insert(0, __file__.rsplit("/", 1)[0])
+import mlp_data  # noqa: E402
+
+
+def run_fastnn(args, data):
+    import fastnn as keras
+    t_import = time.perf_counter() - T0
+    xtr, ytr, xte, yte, _ = data
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.layers.Input(shape=(784,)), keras.layers.Dense(300, activation="relu"),
+                              keras.layers.Dense(100, activation="relu"), keras.layers.Dense(10, activation="softmax")])
+    model.compile(loss="sparse_categorical_crossentropy", optimizer="adam", metrics=["accuracy"])
+    model.fit(xtr[:args.batch], ytr[:args.batch], batch_size=args.batch, epochs=1, verbose=0)
+    t_first = time.perf_counter() - T0
+
+    def epoch():
+        model.fit(xtr, ytr, batch_size=args.batch, epochs=1, verbose=0)
+
+    def predict():
+        return model.predict(xte, batch_size=args.predict_batch, verbose=0)
+    return t_import, t_first, epoch, predict
+
+
+def run_torch(args, data):
+    import torch
+    t_import = time.perf_counter() - T0
+    xtr, ytr, xte, yte, _ = data
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(784, 300), torch.nn.ReLU(), torch.nn.Linear(300, 100),
+                                torch.nn.ReLU(), torch.nn.Linear(100, 10))
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3, eps=1e-7)
+    loss_fn = torch.nn.CrossEntropyLoss()
+    X, Y, XT = torch.from_numpy(xtr), torch.from_numpy(ytr), torch.from_numpy(xte)
+
+    def steps(n_rows):
+        perm = torch.randperm(n_rows)
+        for i in range(0, n_rows, args.batch):
+            idx = perm[i:i + args.batch]
+            opt.zero_grad()
+            loss = loss_fn(model(X[idx]), Y[idx])
+            loss.backward()
+            opt.step()
+    steps(args.batch)
+    t_first = time.perf_counter() - T0
+
+    def predict():
+        with torch.no_grad():
+            return torch.cat([torch.softmax(model(XT[i:i + args.predict_batch]), 1)
+                              for i in range(0, XT.shape[0], args.predict_batch)]).numpy()
+    return t_import, t_first, lambda: steps(X.shape[0]), predict
+
+
+def run_keras(args, data):
+    import os
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    import keras
+    t_import = time.perf_counter() - T0
+    xtr, ytr, xte, yte, _ = data
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.layers.Input(shape=(784,)), keras.layers.Dense(300, activation="relu"),
+                              keras.layers.Dense(100, activation="relu"), keras.layers.Dense(10, activation="softmax")])
+    model.compile(loss="sparse_categorical_crossentropy", optimizer="adam", metrics=["accuracy"])
+    model.fit(xtr[:args.batch], ytr[:args.batch], batch_size=args.batch, epochs=1, verbose=0)
+    t_first = time.perf_counter() - T0
+
+    def epoch():
+        model.fit(xtr, ytr, batch_size=args.batch, epochs=1, verbose=0)
+
+    def predict():
+        return model.predict(xte, batch_size=args.predict_batch, verbose=0)
+    return t_import, t_first, epoch, predict
+
+
+RUNNERS = {"fastnn": run_fastnn, "torch": run_torch, "keras": run_keras}
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("framework", choices=sorted(RUNNERS))
+    p.add_argument("--batch", type=int, default=32)
+    p.add_argument("--epochs", type=int, default=3, help="timed epochs after the warm-up")
+    p.add_argument("--n-train", type=int, default=60000)
+    p.add_argument("--predict-batch", type=int, default=1024)
+    args = p.parse_args()
+    data = mlp_data.load(args.n_train)
+    t_import, t_first, epoch, predict = RUNNERS[args.framework](args, data)
+    times = []
+    for _ in range(args.epochs):
+        t = time.perf_counter()
+        epoch()
+        times.append(time.perf_counter() - t)
+    predict()
+    t = time.perf_counter()
+    proba = predict()
+    t_predict = time.perf_counter() - t
+    acc = float((proba.argmax(1) == data[3]).mean())
+    print(json.dumps({"framework": args.framework, "batch": args.batch, "epochs": times, "import_s": t_import,
+                      "first_step_s": t_first, "predict_s": t_predict, "test_accuracy": acc,
+                      "peak_rss_mb": mlp_data.peak_rss_mb(), "data": data[4], "n_train": args.n_train}))
+
+
+if __name__ == "__main__":
+    main()
