@@ -16,13 +16,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+import fastnn as keras
+from fastnn import config
+from numba.core import config as numba_config
 
-import fastnn as keras  # noqa: E402
-from fastnn import config  # noqa: E402
-from numba.core import config as numba_config  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 SIMULATOR = bool(numba_config.ENABLE_CUDASIM)
 ON_DEVICE = SIMULATOR or config.cuda_available()
