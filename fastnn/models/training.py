@@ -12,6 +12,8 @@ import numba
 import numpy as np
 
 from .. import callbacks as callbacks_module
+from .. import config
+from ..kernels import program as P
 from ..kernels.cpu import engine
 from ..utils import seeding
 from ..utils.progbar import Progbar
@@ -50,6 +52,18 @@ class Workspace:
         self.ab = np.array([1.0, 0.0], dtype=np.float32)
 
 
+def cuda_session(program, params, batch_size, optimizer=None, n_trainable=0):
+    """A ``kernels.cuda.engine.Session`` holding the model on the GPU when the
+    device (``fastnn.config``) is "cuda", else None (train on the CPU)."""
+    if config.get_device() != "cuda":
+        return None
+    from ..kernels.cuda.engine import Session
+    # Dropout masks: seeded from NumPy's global generator (set_random_seed seeds
+    # it), not fastnn's, whose stream the shuffles share with the CPU path.
+    seed = int(np.random.randint(0, 2**31 - 1)) if np.any(program.prog[:, P.KIND] == P.DROPOUT) else 0
+    return Session(program, params, batch_size, optimizer, n_trainable, seed)
+
+
 def _logs(sums, metrics, prefix=""):
     n = max(sums[1], 1.0)
     logs = {prefix + "loss": float(sums[0] / n)}
@@ -58,9 +72,16 @@ def _logs(sums, metrics, prefix=""):
     return logs
 
 
-def run_inference(model, program, X, Yf, Yi, batch_size, loss, metrics, want_output, verbose, params):
-    """Forward passes over all of X; returns (sums, outputs or None)."""
+def run_inference(model, program, X, Yf, Yi, batch_size, loss, metrics, want_output, verbose, params,
+                  session=None):
+    """Forward passes over all of X; returns (sums, outputs or None).
+
+    ``session``: fit's CUDA session, whose device parameters are used; by
+    default the device in ``fastnn.config`` decides."""
     n = X.shape[0]
+    if session is None:
+        session = cuda_session(program, params, batch_size)
+    device_data = session.data(X, Yf, Yi) if session is not None else None
     ws = Workspace(program, batch_size)
     loss_code = loss.code if loss is not None else -1
     loss_mode = 1 if (loss is not None and loss.from_logits) else 0
@@ -75,8 +96,11 @@ def run_inference(model, program, X, Yf, Yi, batch_size, loss, metrics, want_out
     with blas_single_thread():
         while pos < n:
             stop = min(n, pos + chunk)
-            engine.infer_steps(program.prog, params, program.consts, X, Yf, Yi, pos, stop, batch_size,
-                               ws.ws, ws.yb, ws.yl, loss_code, loss_mode, codes, sums, out, n_parts, ws.ab)
+            if session is not None:
+                session.infer_steps(device_data, pos, stop, loss_code, loss_mode, codes, sums, out)
+            else:
+                engine.infer_steps(program.prog, params, program.consts, X, Yf, Yi, pos, stop, batch_size,
+                                   ws.ws, ws.yb, ws.yl, loss_code, loss_mode, codes, sums, out, n_parts, ws.ab)
             pos = stop
             if bar:
                 bar.update(-(-pos // batch_size), _logs(sums, metrics).items() if loss is not None else ())
@@ -129,6 +153,8 @@ def fit(model, x, y, batch_size, epochs, verbose, callbacks, validation_split, v
     codes = np.array([m.code for m in metrics], dtype=np.int64)
     loss_mode = 1 if model.loss.from_logits else 0
     n_parts = numba.get_num_threads()
+    session = cuda_session(program, params, batch_size, opt, model._n_trainable)
+    device_data = session.data(X, Yf, Yi) if session is not None else None
 
     history = callbacks_module.History()
     cbs = callbacks_module.CallbackList(list(callbacks or []) + [history], model,
@@ -153,12 +179,17 @@ def fit(model, x, y, batch_size, epochs, verbose, callbacks, validation_split, v
             if cbs.batch_level:
                 cbs.on_train_batch_begin(step)
             t0 = time.perf_counter()
-            with blas_single_thread():
-                opt.iterations = engine.train_steps(
-                    program.prog, params, program.consts, grads, opt.slots[0], opt.slots[1],
-                    model._n_trainable, opt.code, hp, opt.iterations, X, Yf, Yi, ids,
-                    step * batch_size, min(n, (step + k) * batch_size), batch_size,
-                    ws.ws, ws.gs, ws.yb, ws.yl, model.loss.code, loss_mode, codes, sums, n_parts, ws.ab)
+            if session is not None:
+                opt.iterations = session.train_steps(device_data, ids, step * batch_size,
+                                                     min(n, (step + k) * batch_size), hp, opt.iterations,
+                                                     model.loss.code, loss_mode, codes, sums)
+            else:
+                with blas_single_thread():
+                    opt.iterations = engine.train_steps(
+                        program.prog, params, program.consts, grads, opt.slots[0], opt.slots[1],
+                        model._n_trainable, opt.code, hp, opt.iterations, X, Yf, Yi, ids,
+                        step * batch_size, min(n, (step + k) * batch_size), batch_size,
+                        ws.ws, ws.gs, ws.yb, ws.yl, model.loss.code, loss_mode, codes, sums, n_parts, ws.ab)
             elapsed = time.perf_counter() - t0
             step += k
             logs = _logs(sums, metrics)
@@ -170,7 +201,7 @@ def fit(model, x, y, batch_size, epochs, verbose, callbacks, validation_split, v
                 bar.update(step, logs.items())
         if val is not None:
             vsums, _ = run_inference(model, program, val[0], val[1], val[2], batch_size, model.loss, metrics,
-                                     False, 0, params)
+                                     False, 0, params, session)
             logs.update(_logs(vsums, metrics, "val_"))
         if bar:
             bar.update(steps, list(logs.items()), finalize=True)
@@ -188,6 +219,9 @@ def loss_and_gradients(model, x, y):
     X = model._input_features(x, "x")
     program = model._program_for_training()
     Yf, Yi = data.targets(y, X.shape[0], model.loss, program.out_width, "y")
+    session = cuda_session(program, model._params, X.shape[0])
+    if session is not None:
+        return session.loss_gradients(session.data(X, Yf, Yi), model.loss.code, 1 if model.loss.from_logits else 0)
     ws = Workspace(program, X.shape[0])
     grads = np.zeros_like(model._params)
     with blas_single_thread():
