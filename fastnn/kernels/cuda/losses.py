@@ -61,12 +61,12 @@ def _row_loss(code, mode, src, s, grad, g, want_grad, yf, yi, r, n, inv_b):
                     grad[g + j] = (p - y) * inv_bn
             else:
                 p = min(max(x, _EPS), _ONE - _EPS)
-                loss -= y * math.log(p + _EPS) + (_ONE - y) * math.log(_ONE - p + _EPS)
+                loss -= y * math.log(p) + (_ONE - y) * math.log(_ONE - p)
                 if want_grad:
                     if x < _EPS or x > _ONE - _EPS:
                         grad[g + j] = _ZERO
                     else:
-                        grad[g + j] = -(y / (p + _EPS) - (_ONE - y) / (_ONE - p + _EPS)) * inv_bn
+                        grad[g + j] = -(y / p - (_ONE - y) / (_ONE - p)) * inv_bn
         loss /= n
     else:  # CCE / SCCE
         if mode == ON_LOGITS:
