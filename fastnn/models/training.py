@@ -15,6 +15,7 @@ from ..kernels.cpu import engine
 from ..utils import seeding
 from ..utils.progbar import Progbar
 from . import data
+from . import program as program_module
 
 _CHUNK_SECONDS = 0.1
 _blas_controller = None
@@ -57,8 +58,20 @@ def _logs(sums, metrics, prefix=""):
     return logs
 
 
-def run_inference(model, program, X, Yf, Yi, batch_size, loss, metrics, want_output, verbose, params):
-    """Forward passes over all of X; returns (sums, outputs or None)."""
+def callback_list(model, callbacks, verbose, steps):
+    """The CallbackList evaluate / predict run their hooks on (Keras's params: one epoch of ``steps``)."""
+    return callbacks_module.CallbackList(list(callbacks or []), model,
+                                         {"verbose": verbose, "epochs": 1, "steps": steps})
+
+
+def run_inference(model, program, X, Yf, Yi, batch_size, loss, metrics, want_output, verbose, params,
+                  callbacks=None, mode="test"):
+    """Forward passes over all of X; returns (sums, outputs or None).
+
+    With a CallbackList, runs its ``on_{mode}_begin/end`` hooks ("test" or
+    "predict") and, when one defines them, its batch hooks after every batch
+    (running loss and metrics as logs for "test", ``{"outputs": batch}`` for
+    "predict")."""
     n = X.shape[0]
     ws = Workspace(program, batch_size)
     loss_code = loss.code if loss is not None else -1
@@ -69,19 +82,44 @@ def run_inference(model, program, X, Yf, Yi, batch_size, loss, metrics, want_out
     steps = -(-n // batch_size)
     bar = Progbar(steps, verbose) if verbose else None
     n_parts = numba.get_num_threads()
-    chunk = max(1, 64 // max(1, batch_size // 32)) * batch_size
+    per_batch = callbacks is not None and callbacks.batch_level[mode]
+    chunk = batch_size if per_batch else max(1, 64 // max(1, batch_size // 32)) * batch_size
+    if callbacks is not None:
+        getattr(callbacks, f"on_{mode}_begin")()
     pos = 0
     with blas_single_thread():
         while pos < n:
             stop = min(n, pos + chunk)
+            if per_batch:
+                getattr(callbacks, f"on_{mode}_batch_begin")(pos // batch_size, logs={})
             engine.infer_steps(program.prog, params, program.consts, X, Yf, Yi, pos, stop, batch_size,
                                ws.ws, ws.yb, ws.yl, loss_code, loss_mode, codes, sums, out, n_parts, ws.ab)
+            if per_batch:
+                logs = ({"outputs": out[pos:stop].reshape((stop - pos, *model._layers[-1].output_shape))}
+                        if mode == "predict" else _logs(sums, metrics))
+                getattr(callbacks, f"on_{mode}_batch_end")(pos // batch_size, logs=logs)
             pos = stop
             if bar:
                 bar.update(-(-pos // batch_size), _logs(sums, metrics).items() if loss is not None else ())
     if bar:
         bar.update(steps, list(_logs(sums, metrics).items()) if loss is not None else (), finalize=True)
+    if callbacks is not None:
+        getattr(callbacks, f"on_{mode}_end")(_logs(sums, metrics) if loss is not None else {})
     return sums, (out if want_output else None)
+
+
+def trainable_bounds(model):
+    """int64 offsets of the trainable weight arrays in the flat buffer, then
+    the end of the trainable prefix: array ``v`` is ``params[b[v]:b[v+1]]``
+    (what clipping by norm needs)."""
+    bounds = [0]
+    for var in model.trainable_weights:
+        if program_module._offset(model._params, var) != bounds[-1]:
+            raise RuntimeError(f"Weight {var.name!r} is not where the flat buffer's layout puts it")
+        bounds.append(bounds[-1] + var.size)
+    if bounds[-1] != model._n_trainable:
+        raise RuntimeError("The trainable weights do not cover the trainable prefix of the flat buffer")
+    return np.array(bounds, dtype=np.int64)
 
 
 def fit(model, x, y, batch_size, epochs, verbose, callbacks, validation_split, validation_data,
@@ -119,6 +157,7 @@ def fit(model, x, y, batch_size, epochs, verbose, callbacks, validation_split, v
 
     opt = model.optimizer
     opt.build(model._n_trainable)
+    bounds = trainable_bounds(model)
     params = model._params
     grads = np.zeros_like(params)
     n = X.shape[0]
@@ -130,11 +169,15 @@ def fit(model, x, y, batch_size, epochs, verbose, callbacks, validation_split, v
 
     history = callbacks_module.History()
     cbs = callbacks_module.CallbackList(list(callbacks or []) + [history], model,
-                                        {"epochs": epochs, "steps": steps, "verbose": verbose})
+                                        {"verbose": verbose, "epochs": epochs, "steps": steps})
     model.history = history
     model.stop_training = False
     cbs.on_train_begin()
-    steps_per_chunk = 1 if cbs.batch_level else 8
+    # Python after every step only when a callback's batch hooks or a
+    # Python-only schedule need it; otherwise chunks of about _CHUNK_SECONDS.
+    batch_hooks = cbs.batch_level["train"]
+    one_step = batch_hooks or opt.schedule_in_python
+    steps_per_chunk = 1 if one_step else 8
     logs = {}
     for epoch in range(initial_epoch, epochs):
         cbs.on_epoch_begin(epoch)
@@ -145,34 +188,40 @@ def fit(model, x, y, batch_size, epochs, verbose, callbacks, validation_split, v
         sums = np.zeros(2 + len(metrics), dtype=np.float64)
         bar = Progbar(steps, verbose) if verbose else None
         step = 0
-        hp = opt.hyper()
         while step < steps:
             k = min(steps_per_chunk, steps - step)
-            if cbs.batch_level:
-                cbs.on_train_batch_begin(step)
+            if batch_hooks:
+                cbs.on_train_batch_begin(step, logs={})
+            hp = opt.hyper()     # after the hooks: what they changed applies from this step
             t0 = time.perf_counter()
             with blas_single_thread():
-                opt.iterations = engine.train_steps(
-                    program.prog, params, program.consts, grads, opt.slots[0], opt.slots[1],
-                    model._n_trainable, opt.code, hp, opt.iterations, X, Yf, Yi, ids,
-                    step * batch_size, min(n, (step + k) * batch_size), batch_size,
-                    ws.ws, ws.gs, ws.yb, ws.yl, model.loss.code, loss_mode, codes, sums, n_parts, ws.ab)
+                done = engine.train_steps(
+                    program.prog, params, program.consts, grads, opt.slots, model._n_trainable, opt.code, hp,
+                    opt.iterations, bounds, X, Yf, Yi, ids, step * batch_size, min(n, (step + k) * batch_size),
+                    batch_size, ws.ws, ws.gs, ws.yb, ws.yl, model.loss.code, loss_mode, codes, sums, n_parts,
+                    ws.ab) - opt.iterations
             elapsed = time.perf_counter() - t0
-            step += k
+            opt.iterations += done
+            step += done
             logs = _logs(sums, metrics)
-            if cbs.batch_level:
-                cbs.on_train_batch_end(step - 1, logs)
-            elif elapsed > 0:
-                steps_per_chunk = int(min(max(1, k * _CHUNK_SECONDS / elapsed), 4 * k + 1))
+            if batch_hooks:
+                cbs.on_train_batch_end(step - 1, logs=logs)
+            else:
+                cbs.chunk_end(step - 1, logs)
+                if not one_step and done == k and elapsed > 0:
+                    steps_per_chunk = int(min(max(1, k * _CHUNK_SECONDS / elapsed), 4 * k + 1))
             if bar:
                 bar.update(step, logs.items())
+            if model.stop_training:
+                break
+        logs = dict(logs)
         if val is not None:
             vsums, _ = run_inference(model, program, val[0], val[1], val[2], batch_size, model.loss, metrics,
-                                     False, 0, params)
+                                     False, 0, params, cbs, "test")
             logs.update(_logs(vsums, metrics, "val_"))
-        if bar:
-            bar.update(steps, list(logs.items()), finalize=True)
         cbs.on_epoch_end(epoch, logs)
+        if bar:     # after the callbacks, so keys they add (learning_rate) show, as in Keras
+            bar.update(step, list(logs.items()), finalize=True)
         if model.stop_training:
             break
     cbs.on_train_end(logs)
