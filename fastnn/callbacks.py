@@ -88,6 +88,17 @@ class History(Callback):
             self.history.setdefault(k, []).append(v)
 
 
+def as_list(callbacks):
+    """``callbacks`` as a list: None gives [], one Callback a list of it (as Keras accepts)."""
+    if callbacks is None:
+        return []
+    if isinstance(callbacks, Callback):
+        return [callbacks]
+    if isinstance(callbacks, (str, bytes)) or not hasattr(callbacks, "__iter__"):
+        raise TypeError(f"callbacks must be a list of keras.callbacks.Callback instances, got {callbacks!r}")
+    return list(callbacks)
+
+
 class CallbackList:
     """Calls a hook on every callback in order. ``batch_level[mode]`` says
     whether batch hooks of that mode must run after every batch;

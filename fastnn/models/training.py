@@ -60,7 +60,7 @@ def _logs(sums, metrics, prefix=""):
 
 def callback_list(model, callbacks, verbose, steps):
     """The CallbackList evaluate / predict run their hooks on (Keras's params: one epoch of ``steps``)."""
-    return callbacks_module.CallbackList(list(callbacks or []), model,
+    return callbacks_module.CallbackList(callbacks_module.as_list(callbacks), model,
                                          {"verbose": verbose, "epochs": 1, "steps": steps})
 
 
@@ -168,7 +168,7 @@ def fit(model, x, y, batch_size, epochs, verbose, callbacks, validation_split, v
     n_parts = numba.get_num_threads()
 
     history = callbacks_module.History()
-    cbs = callbacks_module.CallbackList(list(callbacks or []) + [history], model,
+    cbs = callbacks_module.CallbackList(callbacks_module.as_list(callbacks) + [history], model,
                                         {"verbose": verbose, "epochs": epochs, "steps": steps})
     model.history = history
     model.stop_training = False
@@ -188,32 +188,33 @@ def fit(model, x, y, batch_size, epochs, verbose, callbacks, validation_split, v
         sums = np.zeros(2 + len(metrics), dtype=np.float64)
         bar = Progbar(steps, verbose) if verbose else None
         step = 0
-        while step < steps:
-            k = min(steps_per_chunk, steps - step)
-            if batch_hooks:
-                cbs.on_train_batch_begin(step, logs={})
-            hp = opt.hyper()     # after the hooks: what they changed applies from this step
-            t0 = time.perf_counter()
-            with blas_single_thread():
+        # Pinned for the whole epoch, not per chunk: pinning costs ~30 us, a step can cost less.
+        with blas_single_thread():
+            while step < steps:
+                k = min(steps_per_chunk, steps - step)
+                if batch_hooks:
+                    cbs.on_train_batch_begin(step, logs={})
+                hp = opt.hyper()     # after the hooks: what they changed applies from this step
+                t0 = time.perf_counter()
                 done = engine.train_steps(
                     program.prog, params, program.consts, grads, opt.slots, model._n_trainable, opt.code, hp,
                     opt.iterations, bounds, X, Yf, Yi, ids, step * batch_size, min(n, (step + k) * batch_size),
                     batch_size, ws.ws, ws.gs, ws.yb, ws.yl, model.loss.code, loss_mode, codes, sums, n_parts,
                     ws.ab) - opt.iterations
-            elapsed = time.perf_counter() - t0
-            opt.iterations += done
-            step += done
-            logs = _logs(sums, metrics)
-            if batch_hooks:
-                cbs.on_train_batch_end(step - 1, logs=logs)
-            else:
-                cbs.chunk_end(step - 1, logs)
-                if not one_step and done == k and elapsed > 0:
-                    steps_per_chunk = int(min(max(1, k * _CHUNK_SECONDS / elapsed), 4 * k + 1))
-            if bar:
-                bar.update(step, logs.items())
-            if model.stop_training:
-                break
+                elapsed = time.perf_counter() - t0
+                opt.iterations += done
+                step += done
+                logs = _logs(sums, metrics)
+                if batch_hooks:
+                    cbs.on_train_batch_end(step - 1, logs=logs)
+                else:
+                    cbs.chunk_end(step - 1, logs)
+                    if not one_step and done == k and elapsed > 0:
+                        steps_per_chunk = int(min(max(1, k * _CHUNK_SECONDS / elapsed), 4 * k + 1))
+                if bar:
+                    bar.update(step, logs.items())
+                if model.stop_training:
+                    break
         logs = dict(logs)
         if val is not None:
             vsums, _ = run_inference(model, program, val[0], val[1], val[2], batch_size, model.loss, metrics,
