@@ -103,7 +103,7 @@ class CallbackList:
     """Calls a hook on every callback in order. ``batch_level[mode]`` says
     whether batch hooks of that mode must run after every batch;
     ``chunk_level`` lists the callbacks whose train-batch-end hook may run at
-    the end of each compiled chunk instead (see ``TerminateOnNaN``)."""
+    the end of each compiled chunk instead (``TerminateOnNaN``)."""
 
     def __init__(self, callbacks, model, params):
         self.callbacks = list(callbacks)
@@ -112,9 +112,10 @@ class CallbackList:
                 raise TypeError(f"callbacks must be keras.callbacks.Callback instances, got {type(c).__name__}")
             c.set_model(model)
             c.set_params(params)
-        per_step = [c for c in self.callbacks if not getattr(c, "_chunk_ends_suffice", False)]
+        # TerminateOnNaN itself (not a subclass, which may add hooks) is fine with chunk ends.
+        self.chunk_level = [c for c in self.callbacks if type(c) is TerminateOnNaN]
+        per_step = [c for c in self.callbacks if type(c) is not TerminateOnNaN]
         self.batch_level = {mode: any(wants_batch_hooks(c, mode) for c in per_step) for mode in _BATCH_HOOKS}
-        self.chunk_level = [c for c in self.callbacks if getattr(c, "_chunk_ends_suffice", False)]
 
     def chunk_end(self, batch, logs):
         """Train-batch-end hook of the chunk-level callbacks (when batch hooks do not run every step)."""
@@ -392,7 +393,6 @@ class TerminateOnNaN(Callback):
     The running loss stays NaN once a batch's loss is, and the compiled loop
     ends its chunk right after such a batch, so this hook runs at the end of
     each chunk instead of after every step and still stops at that batch."""
-    _chunk_ends_suffice = True
 
     def __init__(self, raise_error=False):
         super().__init__()
