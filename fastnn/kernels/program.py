@@ -42,8 +42,8 @@ SGD, RMSPROP, ADAM, ADAGRAD, NADAM, ADAMAX, ADADELTA, FTRL = range(8)
 # option off. HP_UPROD is Nadam's running product of momentum factors.
 (HP_LR, HP_1, HP_2, HP_EPS, HP_NESTEROV, HP_3, HP_4, HP_5, HP_AMSGRAD, HP_CENTERED, HP_WD,
  HP_CLIPNORM, HP_CLIPVALUE, HP_GLOBAL_CLIPNORM, HP_UPROD) = range(15)
-HP_SCHED = 15    # learning-rate schedule: [SCHED_* code, its numbers...] (kernels/cpu/schedules.py)
-N_HP = 16        # length with a constant learning rate (schedule code SCHED_NONE)
+HP_SCHED = 15    # from here to the end: the learning-rate schedule, [SCHED_* code, its numbers...]
+                 # (kernels/cpu/schedules.py); a fixed rate has [SCHED_NONE], so len(hp) >= 16
 
 # Learning-rate schedule codes.
 SCHED_NONE, SCHED_EXPONENTIAL, SCHED_PIECEWISE, SCHED_COSINE, SCHED_INVERSE_TIME = range(5)
