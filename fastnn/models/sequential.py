@@ -232,8 +232,9 @@ class Sequential:
         return training.fit(self, x, y, batch_size, epochs, verbose, callbacks, validation_split,
                             validation_data, shuffle, initial_epoch, steps_per_epoch)
 
-    def evaluate(self, x=None, y=None, batch_size=None, verbose="auto", return_dict=False):
-        """Loss (a float) with no metrics, else [loss, *metrics]; a dict if ``return_dict``."""
+    def evaluate(self, x=None, y=None, batch_size=None, verbose="auto", return_dict=False, callbacks=None):
+        """Loss (a float) with no metrics, else [loss, *metrics]; a dict if ``return_dict``.
+        ``callbacks`` get the on_test_* hooks."""
         self._require_compiled("evaluate")
         batch_size = data.positive_int(32 if batch_size is None else batch_size, "batch_size")
         verbose = training.resolve_verbose(verbose)
@@ -241,24 +242,26 @@ class Sequential:
         prog = self._program(self.loss)
         Yf, Yi = data.targets(y, X.shape[0], self.loss, prog.out_width, "y")
         metrics = self._resolve_metrics(Yi.shape[0] > 0)
+        cbs = training.callback_list(self, callbacks, verbose, -(-X.shape[0] // batch_size))
         sums, _ = training.run_inference(self, prog, X, Yf, Yi, batch_size, self.loss, metrics, False,
-                                         verbose, self._params)
+                                         verbose, self._params, cbs, "test")
         logs = training._logs(sums, metrics)
         if return_dict:
             return logs
         values = list(logs.values())
         return values[0] if len(values) == 1 else values
 
-    def predict(self, x, batch_size=None, verbose="auto"):
-        """float32 outputs of shape (samples, *output_shape)."""
+    def predict(self, x, batch_size=None, verbose="auto", callbacks=None):
+        """float32 outputs of shape (samples, *output_shape); ``callbacks`` get the on_predict_* hooks."""
         batch_size = data.positive_int(32 if batch_size is None else batch_size, "batch_size")
         verbose = training.resolve_verbose(verbose)
         X = self._input_features(x, "x")
         prog = self._program(None)
         empty_f = np.zeros((0, prog.out_width), dtype=np.float32)
         empty_i = np.zeros(0, dtype=np.int64)
+        cbs = training.callback_list(self, callbacks, verbose, -(-X.shape[0] // batch_size))
         _, out = training.run_inference(self, prog, X, empty_f, empty_i, batch_size, None, [], True,
-                                        verbose, self._params)
+                                        verbose, self._params, cbs, "predict")
         return out.reshape((X.shape[0], *self._layers[-1].output_shape))
 
     def __call__(self, x, training=False):

@@ -5,7 +5,6 @@ the compiled loop for a chunk of steps at a time (sized to about a tenth of
 a second), then draws the progress bar and runs callbacks. While compiled
 code runs, BLAS is pinned to one thread: Numba's pool owns the cores.
 """
-import math
 import time
 
 import numba
@@ -18,6 +17,7 @@ from ..kernels.cpu import engine
 from ..utils import seeding
 from ..utils.progbar import Progbar
 from . import data
+from . import program as program_module
 
 _CHUNK_SECONDS = 0.1
 _blas_controller = None
@@ -52,18 +52,6 @@ class Workspace:
         self.ab = np.array([1.0, 0.0], dtype=np.float32)
 
 
-def cuda_session(program, params, batch_size, optimizer=None, n_trainable=0):
-    """A ``kernels.cuda.engine.Session`` holding the model on the GPU when the
-    device (``fastnn.config``) is "cuda", else None (train on the CPU)."""
-    if config.get_device() != "cuda":
-        return None
-    from ..kernels.cuda.engine import Session
-    # Dropout masks: seeded from NumPy's global generator (set_random_seed seeds
-    # it), not fastnn's, whose stream the shuffles share with the CPU path.
-    seed = int(np.random.randint(0, 2**31 - 1)) if np.any(program.prog[:, P.KIND] == P.DROPOUT) else 0
-    return Session(program, params, batch_size, optimizer, n_trainable, seed)
-
-
 def _logs(sums, metrics, prefix=""):
     n = max(sums[1], 1.0)
     logs = {prefix + "loss": float(sums[0] / n)}
@@ -72,12 +60,55 @@ def _logs(sums, metrics, prefix=""):
     return logs
 
 
+def cuda_session(program, params, batch_size, optimizer=None, n_trainable=0):
+    """A ``kernels.cuda.engine.Session`` holding the model on the GPU when the
+    device (``fastnn.config``) is "cuda", else None (train on the CPU)."""
+    if config.get_device() != "cuda":
+        return None
+    if optimizer is not None:
+        _check_cuda_optimizer(optimizer)
+    from ..kernels.cuda.engine import Session
+    # Dropout masks: seeded from NumPy's global generator (set_random_seed seeds
+    # it), not fastnn's, whose stream the shuffles share with the CPU path.
+    seed = int(np.random.randint(0, 2**31 - 1)) if np.any(program.prog[:, P.KIND] == P.DROPOUT) else 0
+    return Session(program, params, batch_size, optimizer, n_trainable, seed)
+
+
+def _check_cuda_optimizer(opt):
+    """The CUDA update kernel has SGD/momentum/Nesterov, plain RMSprop, Adam and
+    Adagrad at fixed learning rates; refuse the rest rather than train differently."""
+    hp = opt.hyper()
+    unsupported = []
+    if opt.code not in (P.SGD, P.RMSPROP, P.ADAM, P.ADAGRAD):
+        unsupported.append(type(opt).__name__)
+    if hp[P.HP_SCHED] != P.SCHED_NONE:
+        unsupported.append("learning-rate schedules")
+    if hp[P.HP_AMSGRAD] or hp[P.HP_CENTERED] or (opt.code == P.RMSPROP and hp[P.HP_2]):
+        unsupported.append("amsgrad / centered or momentum RMSprop")
+    if hp[P.HP_WD] or hp[P.HP_CLIPNORM] or hp[P.HP_CLIPVALUE] or hp[P.HP_GLOBAL_CLIPNORM]:
+        unsupported.append("weight decay / gradient clipping")
+    if unsupported:
+        raise NotImplementedError(f"The CUDA device does not support {', '.join(unsupported)} yet; "
+                                  "train on the CPU (fastnn.config.set_device('cpu'))")
+
+
+def callback_list(model, callbacks, verbose, steps):
+    """The CallbackList evaluate / predict run their hooks on (Keras's params: one epoch of ``steps``)."""
+    return callbacks_module.CallbackList(callbacks_module.as_list(callbacks), model,
+                                         {"verbose": verbose, "epochs": 1, "steps": steps})
+
+
 def run_inference(model, program, X, Yf, Yi, batch_size, loss, metrics, want_output, verbose, params,
-                  session=None):
+                  callbacks=None, mode="test", session=None):
     """Forward passes over all of X; returns (sums, outputs or None).
 
     ``session``: fit's CUDA session, whose device parameters are used; by
-    default the device in ``fastnn.config`` decides."""
+    default the device in ``fastnn.config`` decides.
+
+    With a CallbackList, runs its ``on_{mode}_begin/end`` hooks ("test" or
+    "predict") and, when one defines them, its batch hooks after every batch
+    (running loss and metrics as logs for "test", ``{"outputs": batch}`` for
+    "predict")."""
     n = X.shape[0]
     if session is None:
         session = cuda_session(program, params, batch_size)
@@ -91,22 +122,47 @@ def run_inference(model, program, X, Yf, Yi, batch_size, loss, metrics, want_out
     steps = -(-n // batch_size)
     bar = Progbar(steps, verbose) if verbose else None
     n_parts = numba.get_num_threads()
-    chunk = max(1, 64 // max(1, batch_size // 32)) * batch_size
+    per_batch = callbacks is not None and callbacks.batch_level[mode]
+    chunk = batch_size if per_batch else max(1, 64 // max(1, batch_size // 32)) * batch_size
+    if callbacks is not None:
+        getattr(callbacks, f"on_{mode}_begin")()
     pos = 0
     with blas_single_thread():
         while pos < n:
             stop = min(n, pos + chunk)
+            if per_batch:
+                getattr(callbacks, f"on_{mode}_batch_begin")(pos // batch_size, logs={})
             if session is not None:
                 session.infer_steps(device_data, pos, stop, loss_code, loss_mode, codes, sums, out)
             else:
                 engine.infer_steps(program.prog, params, program.consts, X, Yf, Yi, pos, stop, batch_size,
                                    ws.ws, ws.yb, ws.yl, loss_code, loss_mode, codes, sums, out, n_parts, ws.ab)
+            if per_batch:
+                logs = ({"outputs": out[pos:stop].reshape((stop - pos, *model._layers[-1].output_shape))}
+                        if mode == "predict" else _logs(sums, metrics))
+                getattr(callbacks, f"on_{mode}_batch_end")(pos // batch_size, logs=logs)
             pos = stop
             if bar:
                 bar.update(-(-pos // batch_size), _logs(sums, metrics).items() if loss is not None else ())
     if bar:
         bar.update(steps, list(_logs(sums, metrics).items()) if loss is not None else (), finalize=True)
+    if callbacks is not None:
+        getattr(callbacks, f"on_{mode}_end")(_logs(sums, metrics) if loss is not None else {})
     return sums, (out if want_output else None)
+
+
+def trainable_bounds(model):
+    """int64 offsets of the trainable weight arrays in the flat buffer, then
+    the end of the trainable prefix: array ``v`` is ``params[b[v]:b[v+1]]``
+    (what clipping by norm needs)."""
+    bounds = [0]
+    for var in model.trainable_weights:
+        if program_module._offset(model._params, var) != bounds[-1]:
+            raise RuntimeError(f"Weight {var.name!r} is not where the flat buffer's layout puts it")
+        bounds.append(bounds[-1] + var.size)
+    if bounds[-1] != model._n_trainable:
+        raise RuntimeError("The trainable weights do not cover the trainable prefix of the flat buffer")
+    return np.array(bounds, dtype=np.int64)
 
 
 def fit(model, x, y, batch_size, epochs, verbose, callbacks, validation_split, validation_data,
@@ -126,11 +182,10 @@ def fit(model, x, y, batch_size, epochs, verbose, callbacks, validation_split, v
     if validation_data is not None and validation_split:
         validation_split = 0.0   # Keras: validation_data wins
     if validation_split:
-        # Keras trains on the first floor(n * (1 - split)) rows and validates on the rest.
-        cut = math.floor(X.shape[0] * (1.0 - validation_split))
-        if cut == 0 or cut == X.shape[0]:
-            raise ValueError(f"validation_split={validation_split} leaves {X.shape[0] - cut} validation samples "
-                             f"of {X.shape[0]}")
+        n_val = int(X.shape[0] * validation_split)
+        if n_val == 0 or n_val == X.shape[0]:
+            raise ValueError(f"validation_split={validation_split} leaves {n_val} validation samples of {X.shape[0]}")
+        cut = X.shape[0] - n_val
         val = (X[cut:], Yf[cut:], Yi[cut:])
         X, Yf, Yi = X[:cut], Yf[:cut], Yi[:cut]
     elif validation_data is not None:
@@ -145,6 +200,7 @@ def fit(model, x, y, batch_size, epochs, verbose, callbacks, validation_split, v
 
     opt = model.optimizer
     opt.build(model._n_trainable)
+    bounds = trainable_bounds(model)
     params = model._params
     grads = np.zeros_like(params)
     n = X.shape[0]
@@ -157,12 +213,16 @@ def fit(model, x, y, batch_size, epochs, verbose, callbacks, validation_split, v
     device_data = session.data(X, Yf, Yi) if session is not None else None
 
     history = callbacks_module.History()
-    cbs = callbacks_module.CallbackList(list(callbacks or []) + [history], model,
-                                        {"epochs": epochs, "steps": steps, "verbose": verbose})
+    cbs = callbacks_module.CallbackList(callbacks_module.as_list(callbacks) + [history], model,
+                                        {"verbose": verbose, "epochs": epochs, "steps": steps})
     model.history = history
     model.stop_training = False
     cbs.on_train_begin()
-    steps_per_chunk = 1 if cbs.batch_level else 8
+    # Python after every step only when a callback's batch hooks or a
+    # Python-only schedule need it; otherwise chunks of about _CHUNK_SECONDS.
+    batch_hooks = cbs.batch_level["train"]
+    one_step = batch_hooks or opt.schedule_in_python
+    steps_per_chunk = 1 if one_step else 8
     logs = {}
     for epoch in range(initial_epoch, epochs):
         cbs.on_epoch_begin(epoch)
@@ -173,39 +233,46 @@ def fit(model, x, y, batch_size, epochs, verbose, callbacks, validation_split, v
         sums = np.zeros(2 + len(metrics), dtype=np.float64)
         bar = Progbar(steps, verbose) if verbose else None
         step = 0
-        hp = opt.hyper()
-        while step < steps:
-            k = min(steps_per_chunk, steps - step)
-            if cbs.batch_level:
-                cbs.on_train_batch_begin(step)
-            t0 = time.perf_counter()
-            if session is not None:
-                opt.iterations = session.train_steps(device_data, ids, step * batch_size,
-                                                     min(n, (step + k) * batch_size), hp, opt.iterations,
-                                                     model.loss.code, loss_mode, codes, sums)
-            else:
-                with blas_single_thread():
-                    opt.iterations = engine.train_steps(
-                        program.prog, params, program.consts, grads, opt.slots[0], opt.slots[1],
-                        model._n_trainable, opt.code, hp, opt.iterations, X, Yf, Yi, ids,
-                        step * batch_size, min(n, (step + k) * batch_size), batch_size,
-                        ws.ws, ws.gs, ws.yb, ws.yl, model.loss.code, loss_mode, codes, sums, n_parts, ws.ab)
-            elapsed = time.perf_counter() - t0
-            step += k
-            logs = _logs(sums, metrics)
-            if cbs.batch_level:
-                cbs.on_train_batch_end(step - 1, logs)
-            elif elapsed > 0:
-                steps_per_chunk = int(min(max(1, k * _CHUNK_SECONDS / elapsed), 4 * k + 1))
-            if bar:
-                bar.update(step, logs.items())
+        # Pinned for the whole epoch, not per chunk: pinning costs ~30 us, a step can cost less.
+        with blas_single_thread():
+            while step < steps:
+                k = min(steps_per_chunk, steps - step)
+                if batch_hooks:
+                    cbs.on_train_batch_begin(step, logs={})
+                hp = opt.hyper()     # after the hooks: what they changed applies from this step
+                t0 = time.perf_counter()
+                if session is not None:
+                    done = session.train_steps(device_data, ids, step * batch_size,
+                                               min(n, (step + k) * batch_size), hp, opt.iterations,
+                                               model.loss.code, loss_mode, codes, sums) - opt.iterations
+                else:
+                    done = engine.train_steps(
+                        program.prog, params, program.consts, grads, opt.slots, model._n_trainable, opt.code, hp,
+                        opt.iterations, bounds, X, Yf, Yi, ids, step * batch_size, min(n, (step + k) * batch_size),
+                        batch_size, ws.ws, ws.gs, ws.yb, ws.yl, model.loss.code, loss_mode, codes, sums, n_parts,
+                        ws.ab) - opt.iterations
+                elapsed = time.perf_counter() - t0
+                opt.iterations += done
+                step += done
+                logs = _logs(sums, metrics)
+                if batch_hooks:
+                    cbs.on_train_batch_end(step - 1, logs=logs)
+                else:
+                    cbs.chunk_end(step - 1, logs)
+                    if not one_step and done == k and elapsed > 0:
+                        steps_per_chunk = int(min(max(1, k * _CHUNK_SECONDS / elapsed), 4 * k + 1))
+                if bar:
+                    bar.update(step, logs.items())
+                if model.stop_training:
+                    break
+        logs = dict(logs)
         if val is not None:
             vsums, _ = run_inference(model, program, val[0], val[1], val[2], batch_size, model.loss, metrics,
-                                     False, 0, params, session)
+                                     False, 0, params, cbs, "test", session)
             logs.update(_logs(vsums, metrics, "val_"))
-        if bar:
-            bar.update(steps, list(logs.items()), finalize=True)
         cbs.on_epoch_end(epoch, logs)
+        if bar:     # after the callbacks, so keys they add (learning_rate) show, as in Keras
+            bar.update(step, list(logs.items()), finalize=True)
         if model.stop_training:
             break
     cbs.on_train_end(logs)
