@@ -130,9 +130,10 @@ def test_update_range_follows_the_formula(name, make):
     grads = _gradients()
     w_ref, s1_ref, s2_ref, tol = run_reference(opt, w0, grads)
     opt.build(N)
-    w, s1, s2 = w0.copy(), opt.slots[0].copy(), opt.slots[1].copy()
+    w, slots = w0.copy(), opt.slots.copy()
+    s1, s2 = slots[0], slots[1]
     for t, g in enumerate(grads, start=1):
-        update_range(opt.code, opt.hyper(), t, w, g, s1, s2, 0, N)
+        update_range(opt.code, opt.hyper(), t, w, g, slots, 0, N)
     assert np.all(np.abs(w.astype(np.float64) - w_ref) <= tol), np.abs(w - w_ref).max()
     np.testing.assert_allclose(s1, s1_ref, rtol=STEPS * 2.0 ** -20, atol=1e-30)
     np.testing.assert_allclose(s2, s2_ref, rtol=STEPS * 2.0 ** -20, atol=1e-30)
@@ -152,7 +153,7 @@ def test_parallel_update_covers_the_whole_buffer(name, make, n_parts):
     opt.build(N)
     w = w0.copy()
     for t, g in enumerate(grads, start=1):
-        apply_update(opt.code, opt.hyper(), t, w, g, opt.slots[0], opt.slots[1], n_train, n_parts)
+        apply_update(opt.code, opt.hyper(), t, w, g, opt.slots, n_train, n_parts)
     assert np.all(np.abs(w[:n_train].astype(np.float64) - w_ref) <= tol)
     np.testing.assert_array_equal(w[n_train:], w0[n_train:])
 

@@ -5,6 +5,7 @@ the compiled loop for a chunk of steps at a time (sized to about a tenth of
 a second), then draws the progress bar and runs callbacks. While compiled
 code runs, BLAS is pinned to one thread: Numba's pool owns the cores.
 """
+import math
 import time
 
 import numba
@@ -182,10 +183,11 @@ def fit(model, x, y, batch_size, epochs, verbose, callbacks, validation_split, v
     if validation_data is not None and validation_split:
         validation_split = 0.0   # Keras: validation_data wins
     if validation_split:
-        n_val = int(X.shape[0] * validation_split)
-        if n_val == 0 or n_val == X.shape[0]:
-            raise ValueError(f"validation_split={validation_split} leaves {n_val} validation samples of {X.shape[0]}")
-        cut = X.shape[0] - n_val
+        # Keras trains on the first floor(n * (1 - split)) rows and validates on the rest.
+        cut = math.floor(X.shape[0] * (1.0 - validation_split))
+        if cut == 0 or cut == X.shape[0]:
+            raise ValueError(f"validation_split={validation_split} leaves {X.shape[0] - cut} validation samples "
+                             f"of {X.shape[0]}")
         val = (X[cut:], Yf[cut:], Yi[cut:])
         X, Yf, Yi = X[:cut], Yf[:cut], Yi[:cut]
     elif validation_data is not None:
