@@ -325,17 +325,21 @@ def test_update_kernel_matches_cpu_optimizer(opt, hp):
     from fastnn.kernels import program as P
     from fastnn.kernels.cpu.optimizers import update_range
     from fastnn.kernels.cuda.optimizers import apply_update
-    code, hp = getattr(P, opt), np.array(hp, np.float32)
+    code = getattr(P, opt)
+    full = np.zeros(P.HP_SCHED + 1, np.float32)      # the CPU kernel's full vector: options off, fixed rate
+    full[:len(hp)] = hp
+    full[P.HP_SCHED] = P.SCHED_NONE
+    hp = full
     n, total = 37, 40                       # only the trainable prefix [0, n) moves
     w, s1, s2 = _f32(total), np.abs(_f32(total)), np.abs(_f32(total))
-    cpu = [w.copy(), s1.copy(), s2.copy()]
+    cpu_w, cpu_slots = w.copy(), np.stack([s1, s2])
     dev = [cuda.to_device(a) for a in (w, s1, s2)]
     d_hp = cuda.to_device(hp)
     for step in (1, 2, 3):
         g = _f32(total)
-        update_range(code, hp, step, cpu[0], g, cpu[1], cpu[2], 0, n)
+        update_range(code, hp, step, cpu_w, g, cpu_slots, 0, n)
         apply_update[_grid(n)](code, d_hp, step, dev[0], cuda.to_device(g), dev[1], dev[2], n)
-    for c, d in zip(cpu, dev):
+    for c, d in zip([cpu_w, cpu_slots[0], cpu_slots[1]], dev):
         np.testing.assert_allclose(d.copy_to_host(), c, rtol=1e-6, atol=1e-7)
     np.testing.assert_array_equal(dev[0].copy_to_host()[n:], w[n:])
 
