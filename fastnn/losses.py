@@ -18,6 +18,8 @@ class Loss:
     whether ``y_pred`` holds logits (cross-entropies only)."""
     code = None
     default_name = None
+    # Keras 3 config keys that fastnn accepts only at this value ({key: value}).
+    keras_fixed = {"dtype": None}
 
     def __init__(self, name=None, from_logits=False, reduction="sum_over_batch_size"):
         self.name = name or self.default_name
@@ -33,11 +35,22 @@ class Loss:
         return float(np.mean(self.per_sample(np.asarray(y_true), np.asarray(y_pred, dtype=np.float64))))
 
     def get_config(self):
-        return {"name": self.name, "from_logits": self.from_logits, "reduction": self.reduction}
+        """Keras 3's loss config."""
+        return {"name": self.name, "reduction": self.reduction, "from_logits": self.from_logits}
 
     @classmethod
     def from_config(cls, config):
-        return cls(**config)
+        """The loss for ``config`` (fastnn's or Keras's); options fastnn lacks are refused."""
+        config = dict(config)
+        if config.get("dtype") == "float32":
+            config.pop("dtype")
+        for key, value in {**Loss.keras_fixed, **cls.keras_fixed}.items():
+            if key in config and config.pop(key) != value:
+                raise ValueError(f"Loss {cls.__name__}: fastnn supports only {key}={value!r}")
+        try:
+            return cls(**config)
+        except TypeError as e:
+            raise ValueError(f"Loss {cls.__name__}: {e}") from None
 
 
 def _log_softmax(z):
@@ -71,6 +84,10 @@ class CategoricalCrossentropy(Loss):
     """One-hot (or soft) targets of shape (n, classes)."""
     code = P.CCE
     default_name = "categorical_crossentropy"
+    keras_fixed = {"label_smoothing": 0.0, "axis": -1}
+
+    def get_config(self):
+        return {**super().get_config(), "label_smoothing": 0.0, "axis": -1}
 
     def per_sample(self, y_true, y_pred):
         if self.from_logits:
@@ -83,6 +100,10 @@ class SparseCategoricalCrossentropy(CategoricalCrossentropy):
     """Integer class targets of shape (n,)."""
     code = P.SCCE
     default_name = "sparse_categorical_crossentropy"
+    keras_fixed = {"ignore_class": None, "axis": -1}
+
+    def get_config(self):
+        return {**Loss.get_config(self), "ignore_class": None}
 
     def per_sample(self, y_true, y_pred):
         labels = np.asarray(y_true).reshape(-1).astype(np.int64)
@@ -93,6 +114,10 @@ class BinaryCrossentropy(Loss):
     """0/1 (or multi-label) targets, mean over outputs."""
     code = P.BCE
     default_name = "binary_crossentropy"
+    keras_fixed = {"label_smoothing": 0.0, "axis": -1}
+
+    def get_config(self):
+        return {**super().get_config(), "label_smoothing": 0.0, "axis": -1}
 
     def per_sample(self, y_true, y_pred):
         if self.from_logits:
@@ -150,11 +175,29 @@ def get(identifier):
 
 
 def serialize(loss):
-    return {"class_name": type(loss).__name__, "config": loss.get_config()}
+    """Keras 3's record of a loss object, or of a loss function (by its name)."""
+    if getattr(loss, "loss_class", None) is not None:
+        return {"module": "builtins", "class_name": "function", "config": loss.__name__,
+                "registered_name": "function"}
+    return {"module": "keras.losses", "class_name": type(loss).__name__, "config": loss.get_config(),
+            "registered_name": None}
 
 
 def deserialize(config):
-    cls = _BY_CLASS.get(config.get("class_name"))
+    """Loss object from a name or a record (Keras's ``{"class_name", "config"}``; a
+    function's record ``{"class_name": "function", "config": name}``), looked up
+    in fastnn's registry only."""
+    if isinstance(config, str):
+        return get(config)
+    name = config.get("class_name") if isinstance(config, dict) else None
+    if name == "function":
+        if not isinstance(config.get("config"), str):
+            raise ValueError(f"A loss function record must name the function, got {config.get('config')!r}")
+        return get(config["config"])
+    cls = _BY_CLASS.get(name) if isinstance(name, str) else None
     if cls is None:
-        raise ValueError(f"Unknown loss class {config.get('class_name')!r}")
-    return cls.from_config(config.get("config", {}))
+        raise ValueError(f"Unknown loss class {name!r}; fastnn has {sorted(_BY_CLASS)}")
+    inner = config.get("config", {})
+    if not isinstance(inner, dict):
+        raise ValueError(f"Loss {name}: 'config' must be a dict, got {type(inner).__name__}")
+    return cls.from_config(inner)

@@ -13,6 +13,12 @@ from .kernels import program as P
 class Optimizer:
     code = None
     n_slots = 0
+    # Keras 3 config keys that fastnn accepts only at this value ({key: value}).
+    keras_fixed = {"weight_decay": None, "clipnorm": None, "global_clipnorm": None, "clipvalue": None,
+                   "use_ema": False, "loss_scale_factor": None, "gradient_accumulation_steps": None}
+    # Keras config keys that do nothing at the fixed values above (ema_momentum without EMA;
+    # decay, which Keras 3 ignores) or that describe nothing fastnn keeps (is_legacy_optimizer).
+    keras_ignored = ("ema_momentum", "ema_overwrite_frequency", "decay", "is_legacy_optimizer")
 
     def __init__(self, learning_rate=0.001, name=None, **kwargs):
         if kwargs:
@@ -55,12 +61,38 @@ class Optimizer:
     def _init_slots(self):
         pass
 
+    def keras_slot_groups(self):
+        """How Keras 3 lays out this optimizer's per-variable slots after
+        ``iterations`` and ``learning_rate``: a list of groups, each a tuple of
+        rows of ``slots``; a group holds, for each trainable variable in
+        order, one array per row (Adam ``[(0, 1)]``: m0, v0, m1, v1, ...).
+        Every optimizer declares it, so saving never drops state silently."""
+        raise NotImplementedError(f"{type(self).__name__} does not declare keras_slot_groups(), "
+                                  "so its state cannot be saved in Keras's layout")
+
     def get_config(self):
-        return {"name": self.name, "learning_rate": self.learning_rate}
+        """Keras 3's optimizer config (learning rate as the float32 Keras keeps)."""
+        return {"name": self.name, "learning_rate": float(np.float32(self._lr)), "weight_decay": None,
+                "clipnorm": None, "global_clipnorm": None, "clipvalue": None, "use_ema": False,
+                "ema_momentum": 0.99, "ema_overwrite_frequency": None, "loss_scale_factor": None,
+                "gradient_accumulation_steps": None}
 
     @classmethod
     def from_config(cls, config):
-        return cls(**config)
+        """The optimizer for ``config`` (fastnn's or Keras's); options fastnn lacks are refused."""
+        config = dict(config)
+        what = f"Optimizer {cls.__name__}"
+        if isinstance(config.get("learning_rate"), dict):
+            raise ValueError(f"{what}: learning-rate schedules are not supported")
+        for key, value in {**Optimizer.keras_fixed, **cls.keras_fixed}.items():
+            if key in config and config.pop(key) != value:
+                raise ValueError(f"{what}: fastnn supports only {key}={value!r}")
+        for key in Optimizer.keras_ignored:
+            config.pop(key, None)
+        try:
+            return cls(**config)
+        except TypeError as e:
+            raise ValueError(f"{what}: {e}") from None
 
 
 class SGD(Optimizer):
@@ -77,6 +109,9 @@ class SGD(Optimizer):
         hp[P.HP_1] = self.momentum
         hp[P.HP_NESTEROV] = 1.0 if self.nesterov else 0.0
 
+    def keras_slot_groups(self):
+        return [(0,)] if self.momentum != 0 else []
+
     def get_config(self):
         return {**super().get_config(), "momentum": self.momentum, "nesterov": self.nesterov}
 
@@ -84,6 +119,7 @@ class SGD(Optimizer):
 class RMSprop(Optimizer):
     """lr 0.001, rho 0.9, epsilon 1e-7 (inside the square root, as Keras)."""
     code = P.RMSPROP
+    keras_fixed = {"momentum": 0.0, "centered": False}
 
     def __init__(self, learning_rate=0.001, rho=0.9, epsilon=1e-7, name=None, **kwargs):
         super().__init__(learning_rate, name, **kwargs)
@@ -92,13 +128,18 @@ class RMSprop(Optimizer):
     def _fill(self, hp):
         hp[P.HP_1], hp[P.HP_EPS] = self.rho, self.epsilon
 
+    def keras_slot_groups(self):
+        return [(0,)]
+
     def get_config(self):
-        return {**super().get_config(), "rho": self.rho, "epsilon": self.epsilon}
+        return {**super().get_config(), "rho": self.rho, "momentum": 0.0, "epsilon": self.epsilon,
+                "centered": False}
 
 
 class Adam(Optimizer):
     """lr 0.001, beta_1 0.9, beta_2 0.999, epsilon 1e-7 (outside the square root)."""
     code = P.ADAM
+    keras_fixed = {"amsgrad": False}
 
     def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7, name=None, **kwargs):
         super().__init__(learning_rate, name, **kwargs)
@@ -107,8 +148,12 @@ class Adam(Optimizer):
     def _fill(self, hp):
         hp[P.HP_1], hp[P.HP_2], hp[P.HP_EPS] = self.beta_1, self.beta_2, self.epsilon
 
+    def keras_slot_groups(self):
+        return [(0, 1)]
+
     def get_config(self):
-        return {**super().get_config(), "beta_1": self.beta_1, "beta_2": self.beta_2, "epsilon": self.epsilon}
+        return {**super().get_config(), "beta_1": self.beta_1, "beta_2": self.beta_2, "epsilon": self.epsilon,
+                "amsgrad": False}
 
 
 class Adagrad(Optimizer):
@@ -124,6 +169,9 @@ class Adagrad(Optimizer):
 
     def _init_slots(self):
         self.slots[0] = self.initial_accumulator_value
+
+    def keras_slot_groups(self):
+        return [(0,)]
 
     def get_config(self):
         return {**super().get_config(), "initial_accumulator_value": self.initial_accumulator_value,
@@ -149,11 +197,21 @@ def get(identifier):
 
 
 def serialize(opt):
-    return {"class_name": type(opt).__name__, "config": opt.get_config()}
+    """Keras 3's record of an optimizer."""
+    return {"module": "keras.optimizers", "class_name": type(opt).__name__, "config": opt.get_config(),
+            "registered_name": None}
 
 
 def deserialize(config):
-    cls = _BY_CLASS.get(config.get("class_name"))
+    """Optimizer from a record (``{"class_name", "config"}``, Keras's or fastnn's) or a name;
+    the class is looked up in fastnn's registry only."""
+    if isinstance(config, str):
+        return get(config)
+    name = config.get("class_name") if isinstance(config, dict) else None
+    cls = _BY_CLASS.get(name) if isinstance(name, str) else None
     if cls is None:
-        raise ValueError(f"Unknown optimizer class {config.get('class_name')!r}")
-    return cls.from_config(config.get("config", {}))
+        raise ValueError(f"Unknown optimizer class {name!r}; fastnn has {sorted(_BY_CLASS)}")
+    inner = config.get("config", {})
+    if not isinstance(inner, dict):
+        raise ValueError(f"Optimizer {name}: 'config' must be a dict, got {type(inner).__name__}")
+    return cls.from_config(inner)
