@@ -147,6 +147,6 @@ class ModelCheckpoint(Callback):
         for identifier in getattr(self.model, "_metric_ids", []):
             metric = metrics_module.get(identifier, output_dim=out_dim, target_ndim=1)
             if metric.name == name:
-                return metric.direction
+                return getattr(metric, "_direction", "down")
         raise ValueError(f"ModelCheckpoint cannot tell whether {self.monitor!r} should go up or down; "
                          "pass mode='max' or mode='min'")

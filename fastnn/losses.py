@@ -4,6 +4,8 @@ Calling a loss object on NumPy arrays ``(y_true, y_pred)`` returns the mean
 loss, computed in NumPy with the written-out Keras formula; the training loop
 computes the same thing in compiled code.
 """
+import inspect
+
 import numpy as np
 
 from .kernels import program as P
@@ -18,7 +20,8 @@ class Loss:
     whether ``y_pred`` holds logits (cross-entropies only)."""
     code = None
     default_name = None
-    # Keras 3 config keys that fastnn accepts only at this value ({key: value}).
+    # Keras 3 config keys that fastnn accepts only at this value ({key: value}), unless
+    # the class's __init__ takes the key itself.
     keras_fixed = {"dtype": None}
 
     def __init__(self, name=None, from_logits=False, reduction="sum_over_batch_size"):
@@ -44,8 +47,9 @@ class Loss:
         config = dict(config)
         if config.get("dtype") == "float32":
             config.pop("dtype")
+        takes = inspect.signature(cls.__init__).parameters
         for key, value in {**Loss.keras_fixed, **cls.keras_fixed}.items():
-            if key in config and config.pop(key) != value:
+            if key in config and key not in takes and config.pop(key) != value:
                 raise ValueError(f"Loss {cls.__name__}: fastnn supports only {key}={value!r}")
         try:
             return cls(**config)
@@ -175,29 +179,11 @@ def get(identifier):
 
 
 def serialize(loss):
-    """Keras 3's record of a loss object, or of a loss function (by its name)."""
-    if getattr(loss, "loss_class", None) is not None:
-        return {"module": "builtins", "class_name": "function", "config": loss.__name__,
-                "registered_name": "function"}
-    return {"module": "keras.losses", "class_name": type(loss).__name__, "config": loss.get_config(),
-            "registered_name": None}
+    return {"class_name": type(loss).__name__, "config": loss.get_config()}
 
 
 def deserialize(config):
-    """Loss object from a name or a record (Keras's ``{"class_name", "config"}``; a
-    function's record ``{"class_name": "function", "config": name}``), looked up
-    in fastnn's registry only."""
-    if isinstance(config, str):
-        return get(config)
-    name = config.get("class_name") if isinstance(config, dict) else None
-    if name == "function":
-        if not isinstance(config.get("config"), str):
-            raise ValueError(f"A loss function record must name the function, got {config.get('config')!r}")
-        return get(config["config"])
-    cls = _BY_CLASS.get(name) if isinstance(name, str) else None
+    cls = _BY_CLASS.get(config.get("class_name"))
     if cls is None:
-        raise ValueError(f"Unknown loss class {name!r}; fastnn has {sorted(_BY_CLASS)}")
-    inner = config.get("config", {})
-    if not isinstance(inner, dict):
-        raise ValueError(f"Loss {name}: 'config' must be a dict, got {type(inner).__name__}")
-    return cls.from_config(inner)
+        raise ValueError(f"Unknown loss class {config.get('class_name')!r}")
+    return cls.from_config(config.get("config", {}))

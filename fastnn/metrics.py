@@ -12,8 +12,8 @@ from .kernels import program as P
 class Metric:
     code = None
     default_name = None
-    # Whether larger values are better ("up") or worse ("down"), as Keras's ``_direction``.
-    direction = "down"
+    # Whether larger values are better ("up") or worse ("down"); Keras's attribute name.
+    _direction = "down"
 
     def __init__(self, name=None, dtype=None):
         self.name = name or self.default_name
@@ -46,7 +46,7 @@ class Metric:
 class SparseCategoricalAccuracy(Metric):
     code = P.M_SPARSE_ACC
     default_name = "sparse_categorical_accuracy"
-    direction = "up"
+    _direction = "up"
 
     def per_sample(self, y_true, y_pred):
         return (np.argmax(y_pred, axis=-1) == np.asarray(y_true).reshape(-1)).astype(np.float64)
@@ -55,7 +55,7 @@ class SparseCategoricalAccuracy(Metric):
 class CategoricalAccuracy(Metric):
     code = P.M_CAT_ACC
     default_name = "categorical_accuracy"
-    direction = "up"
+    _direction = "up"
 
     def per_sample(self, y_true, y_pred):
         return (np.argmax(y_pred, axis=-1) == np.argmax(y_true, axis=-1)).astype(np.float64)
@@ -65,7 +65,7 @@ class BinaryAccuracy(Metric):
     """Threshold 0.5 on predictions, mean over outputs."""
     code = P.M_BIN_ACC
     default_name = "binary_accuracy"
-    direction = "up"
+    _direction = "up"
 
     def __init__(self, name=None, dtype=None, threshold=0.5):
         if threshold != 0.5:
@@ -148,26 +148,11 @@ def get(identifier, loss=None, output_dim=None, target_ndim=None):
 
 
 def serialize(metric):
-    """Keras 3's record of a metric object."""
-    return {"module": "keras.metrics", "class_name": type(metric).__name__, "config": metric.get_config(),
-            "registered_name": None}
+    return {"class_name": type(metric).__name__, "config": metric.get_config()}
 
 
 def deserialize(config):
-    """What ``compile(metrics=[...])`` takes for a record: a name stays a name
-    (so "accuracy" is resolved at fit time), a function's record
-    ``{"class_name": "function", "config": name}`` gives its name, and a class
-    record a Metric, looked up in fastnn's registry only."""
-    if isinstance(config, str):
-        get(config, output_dim=2, target_ndim=1)     # checks the name now
-        return config
-    name = config.get("class_name") if isinstance(config, dict) else None
-    if name == "function":
-        return deserialize(config.get("config") if isinstance(config.get("config"), str) else {})
-    cls = _BY_CLASS.get(name) if isinstance(name, str) else None
+    cls = _BY_CLASS.get(config.get("class_name"))
     if cls is None:
-        raise ValueError(f"Unknown metric class {name!r}; fastnn has {sorted(_BY_CLASS)}")
-    inner = config.get("config", {})
-    if not isinstance(inner, dict):
-        raise ValueError(f"Metric {name}: 'config' must be a dict, got {type(inner).__name__}")
-    return cls.from_config(inner)
+        raise ValueError(f"Unknown metric class {config.get('class_name')!r}")
+    return cls.from_config(config.get("config", {}))

@@ -13,6 +13,8 @@ from .kernels import program as P
 class Optimizer:
     code = None
     n_slots = 0
+    # What each row of ``slots`` holds, in Keras's names (rows past these are unused).
+    slot_names = ()
     # Keras 3 config keys that fastnn accepts only at this value ({key: value}).
     keras_fixed = {"weight_decay": None, "clipnorm": None, "global_clipnorm": None, "clipvalue": None,
                    "use_ema": False, "loss_scale_factor": None, "gradient_accumulation_steps": None}
@@ -61,15 +63,6 @@ class Optimizer:
     def _init_slots(self):
         pass
 
-    def keras_slot_groups(self):
-        """How Keras 3 lays out this optimizer's per-variable slots after
-        ``iterations`` and ``learning_rate``: a list of groups, each a tuple of
-        rows of ``slots``; a group holds, for each trainable variable in
-        order, one array per row (Adam ``[(0, 1)]``: m0, v0, m1, v1, ...).
-        Every optimizer declares it, so saving never drops state silently."""
-        raise NotImplementedError(f"{type(self).__name__} does not declare keras_slot_groups(), "
-                                  "so its state cannot be saved in Keras's layout")
-
     def get_config(self):
         """Keras 3's optimizer config (learning rate as the float32 Keras keeps)."""
         return {"name": self.name, "learning_rate": float(np.float32(self._lr)), "weight_decay": None,
@@ -109,8 +102,9 @@ class SGD(Optimizer):
         hp[P.HP_1] = self.momentum
         hp[P.HP_NESTEROV] = 1.0 if self.nesterov else 0.0
 
-    def keras_slot_groups(self):
-        return [(0,)] if self.momentum != 0 else []
+    @property
+    def slot_names(self):
+        return ("momentum",) if self.momentum != 0 else ()
 
     def get_config(self):
         return {**super().get_config(), "momentum": self.momentum, "nesterov": self.nesterov}
@@ -120,6 +114,7 @@ class RMSprop(Optimizer):
     """lr 0.001, rho 0.9, epsilon 1e-7 (inside the square root, as Keras)."""
     code = P.RMSPROP
     keras_fixed = {"momentum": 0.0, "centered": False}
+    slot_names = ("velocity",)
 
     def __init__(self, learning_rate=0.001, rho=0.9, epsilon=1e-7, name=None, **kwargs):
         super().__init__(learning_rate, name, **kwargs)
@@ -127,9 +122,6 @@ class RMSprop(Optimizer):
 
     def _fill(self, hp):
         hp[P.HP_1], hp[P.HP_EPS] = self.rho, self.epsilon
-
-    def keras_slot_groups(self):
-        return [(0,)]
 
     def get_config(self):
         return {**super().get_config(), "rho": self.rho, "momentum": 0.0, "epsilon": self.epsilon,
@@ -140,6 +132,7 @@ class Adam(Optimizer):
     """lr 0.001, beta_1 0.9, beta_2 0.999, epsilon 1e-7 (outside the square root)."""
     code = P.ADAM
     keras_fixed = {"amsgrad": False}
+    slot_names = ("momentum", "velocity")
 
     def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7, name=None, **kwargs):
         super().__init__(learning_rate, name, **kwargs)
@@ -147,9 +140,6 @@ class Adam(Optimizer):
 
     def _fill(self, hp):
         hp[P.HP_1], hp[P.HP_2], hp[P.HP_EPS] = self.beta_1, self.beta_2, self.epsilon
-
-    def keras_slot_groups(self):
-        return [(0, 1)]
 
     def get_config(self):
         return {**super().get_config(), "beta_1": self.beta_1, "beta_2": self.beta_2, "epsilon": self.epsilon,
@@ -159,6 +149,7 @@ class Adam(Optimizer):
 class Adagrad(Optimizer):
     """lr 0.001, initial_accumulator_value 0.1, epsilon 1e-7."""
     code = P.ADAGRAD
+    slot_names = ("accumulator",)
 
     def __init__(self, learning_rate=0.001, initial_accumulator_value=0.1, epsilon=1e-7, name=None, **kwargs):
         super().__init__(learning_rate, name, **kwargs)
@@ -169,9 +160,6 @@ class Adagrad(Optimizer):
 
     def _init_slots(self):
         self.slots[0] = self.initial_accumulator_value
-
-    def keras_slot_groups(self):
-        return [(0,)]
 
     def get_config(self):
         return {**super().get_config(), "initial_accumulator_value": self.initial_accumulator_value,
@@ -197,21 +185,11 @@ def get(identifier):
 
 
 def serialize(opt):
-    """Keras 3's record of an optimizer."""
-    return {"module": "keras.optimizers", "class_name": type(opt).__name__, "config": opt.get_config(),
-            "registered_name": None}
+    return {"class_name": type(opt).__name__, "config": opt.get_config()}
 
 
 def deserialize(config):
-    """Optimizer from a record (``{"class_name", "config"}``, Keras's or fastnn's) or a name;
-    the class is looked up in fastnn's registry only."""
-    if isinstance(config, str):
-        return get(config)
-    name = config.get("class_name") if isinstance(config, dict) else None
-    cls = _BY_CLASS.get(name) if isinstance(name, str) else None
+    cls = _BY_CLASS.get(config.get("class_name"))
     if cls is None:
-        raise ValueError(f"Unknown optimizer class {name!r}; fastnn has {sorted(_BY_CLASS)}")
-    inner = config.get("config", {})
-    if not isinstance(inner, dict):
-        raise ValueError(f"Optimizer {name}: 'config' must be a dict, got {type(inner).__name__}")
-    return cls.from_config(inner)
+        raise ValueError(f"Unknown optimizer class {config.get('class_name')!r}")
+    return cls.from_config(config.get("config", {}))

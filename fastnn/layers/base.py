@@ -5,6 +5,7 @@ value is a view into the model's one flat float32 parameter buffer, so
 writing a Variable writes the buffer the compiled loops train.
 """
 import copy
+import inspect
 import re
 
 import numpy as np
@@ -103,7 +104,8 @@ class Layer:
     ``get_config`` returns Keras 3's config for the class, so files move
     between fastnn and Keras; ``from_config`` also takes the keys Keras adds.
     """
-    # Keras config keys that fastnn accepts only at this value ({key: value}).
+    # Keras config keys that fastnn accepts only at this value ({key: value}), unless
+    # the class's __init__ takes the key itself.
     keras_fixed = {"activity_regularizer": None}
     # Whether Keras records this layer's build input shape (layers whose build Keras overrides).
     keras_build_config = True
@@ -209,8 +211,9 @@ class Layer:
         config = dict(config)
         what = f"{cls.__name__} {config.get('name')!r}"
         check_float32(config.pop("dtype", None), what)
+        takes = inspect.signature(cls.__init__).parameters
         for key, value in {**Layer.keras_fixed, **cls.keras_fixed}.items():
-            if key in config and config.pop(key) != value:
+            if key in config and key not in takes and config.pop(key) != value:
                 raise ValueError(f"{what}: fastnn supports only {key}={value!r}")
         bis = config.pop("batch_input_shape", None) or config.pop("batch_shape", None)  # Keras 2 configs
         if bis is not None:
