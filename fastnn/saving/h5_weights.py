@@ -6,18 +6,18 @@ of a ``.keras`` archive::
     vars                          empty group, attribute name = the model's name
     layers/<path>/vars/0, 1, ...  one layer's variables in Keras's order
     optimizer/vars/0              iterations, int64 scalar
-    optimizer/vars/1              learning rate, float32 scalar
-    optimizer/vars/2, ...         slots: for each group of the optimizer's
-                                  ``keras_slot_groups()``, for each trainable
-                                  variable, one array per slot row (Adam: m0, v0, m1, v1, ...)
+    optimizer/vars/1              learning rate, float32 scalar (none for a schedule)
+    optimizer/vars/2, ...         slots: for each of the optimizer's slot groups
+                                  (``optimizer_layout``), for each trainable
+                                  variable, one array per slot (Adam: m0, v0, m1, v1, ...)
 
 ``<path>`` is the layer's class name in snake case, numbered ``_1``, ``_2``
 among layers of the same class (``dense``, ``dense_1``): Keras addresses
 layers by position and class, not by their names. Each ``vars`` group
 carries the owner's name as an attribute. Arrays are plain contiguous
-datasets. fastnn keeps an optimizer's slots as one ``(2, n_trainable)``
-array in the flat trainable layout; this module maps that to and from
-Keras's per-variable arrays.
+datasets. fastnn keeps an optimizer's slots as rows of one array over the
+flat trainable buffer; this module maps them to and from Keras's
+per-variable arrays.
 
 Reading trusts nothing in the file: only hard-linked groups and datasets are
 followed (no external or soft links, no external or virtual storage, no
@@ -32,6 +32,8 @@ import warnings
 
 import h5py
 import numpy as np
+
+from .optimizer_layout import has_learning_rate_variable, slot_groups
 
 HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 # Filters built into HDF5: reading them loads no plugin.
@@ -93,12 +95,14 @@ def write(h5, model):
 def _optimizer_arrays(model):
     """Keras's list of optimizer variables for fastnn's optimizer state."""
     opt = model.optimizer
+    groups = slot_groups(opt)      # refuses an optimizer whose layout is unknown, even before it is built
     slots = _built_slots(model)
-    iterations = opt.iterations if slots is not None else 0
-    arrays = [np.array(iterations, dtype=np.int64), np.array(opt.learning_rate, dtype=np.float32)]
+    arrays = [np.array(opt.iterations if slots is not None else 0, dtype=np.int64)]
+    if has_learning_rate_variable(opt):
+        arrays.append(np.array(opt.learning_rate, dtype=np.float32))
     if slots is None:
         return arrays   # as Keras writes an optimizer that has not been built yet
-    for group in opt.keras_slot_groups():
+    for group in groups:
         for var, lo in _trainable_offsets(model):
             for row in group:
                 arrays.append(slots[row, lo:lo + var.size].reshape(var.shape).copy())
@@ -179,13 +183,13 @@ def _read_layer(h5, layer, path):
 def read_optimizer(h5, model):
     """The optimizer state stored in ``h5`` for ``model``'s optimizer, checked, or None.
 
-    Returns ``(iterations, learning_rate, slots)`` with ``slots`` a new
-    ``(2, n_trainable)`` float32 array. Returns None when there is nothing
-    to load: no optimizer in the file or an uncompiled model; an optimizer
-    the file saved before it was built, into one not built either (both
-    fresh). Otherwise, when the file's optimizer has another number of
-    variables (another optimizer class, or another model), warns and returns
-    None, as Keras does."""
+    Returns ``(iterations, learning_rate, slots)``: ``slots`` a new float32
+    array shaped like the optimizer's, ``learning_rate`` None for a schedule.
+    Returns None when there is nothing to load: no optimizer in the file, an
+    uncompiled model, or an optimizer the file saved before it was built
+    going into one not built either (both fresh). When the file's optimizer
+    has another number of variables (another optimizer class, or another
+    model), warns and returns None, as Keras does."""
     group = _group(h5, "optimizer/vars")
     if group is None or not model.compiled or model.optimizer is None:
         return None
@@ -195,10 +199,11 @@ def read_optimizer(h5, model):
     if keys != [str(i) for i in range(n)]:
         raise ValueError(f"The optimizer's variables in the file are not numbered 0..n-1: {keys[:10]}")
     trainable = _trainable_offsets(model)
-    groups = opt.keras_slot_groups()
-    expected = 2 + len(trainable) * sum(len(g) for g in groups)
+    groups = slot_groups(opt)
+    first_slot = 2 if has_learning_rate_variable(opt) else 1
+    expected = first_slot + len(trainable) * sum(len(g) for g in groups)
     if n != expected:
-        if n == 2 and _built_slots(model) is None:
+        if n == first_slot and _built_slots(model) is None:
             return None
         warnings.warn(f"Skipping the optimizer state in the file: it holds {n} variables, while "
                       f"{type(opt).__name__} {opt.name!r} for this model has {expected}", stacklevel=3)
@@ -206,20 +211,23 @@ def read_optimizer(h5, model):
     iterations = _dataset(group, "0", (), "optimizer iterations", kinds="iu")
     if iterations < 0:
         raise ValueError(f"The optimizer's iterations are negative: {int(iterations)}")
-    lr = _dataset(group, "1", (), "optimizer learning rate", kinds="f")
-    if lr < 0:
-        raise ValueError(f"The optimizer's learning rate is negative: {float(lr)}")
+    lr = None
+    if first_slot == 2:
+        lr = _dataset(group, "1", (), "optimizer learning rate", kinds="f")
+        if lr < 0:
+            raise ValueError(f"The optimizer's learning rate is negative: {float(lr)}")
+        lr = float(lr)
     fresh = copy.copy(opt)
     fresh.slots = None
     fresh.build(model._n_trainable)
-    slots, k = fresh.slots, 2
+    slots, k = fresh.slots, first_slot
     for g in groups:
         for var, lo in trainable:
             for row in g:
                 value = _dataset(group, str(k), var.shape, f"optimizer slot {k} (for {var.name!r})")
                 slots[row, lo:lo + var.size] = value.reshape(-1)
                 k += 1
-    return int(iterations), float(lr), slots
+    return int(iterations), lr, slots
 
 
 def assign(model, assignments, optimizer_state):
@@ -229,7 +237,8 @@ def assign(model, assignments, optimizer_state):
     if optimizer_state is not None:
         opt = model.optimizer
         iterations, lr, slots = optimizer_state
-        opt.learning_rate = lr
+        if lr is not None:
+            opt.learning_rate = lr
         opt.slots = slots
         opt.iterations = iterations
 

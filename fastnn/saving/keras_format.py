@@ -96,7 +96,11 @@ def load_model(filepath, custom_objects=None, compile=True, safe_mode=True):
             assignments = h5_weights.read_layers(h5, model)
             state = None
             if compile:
-                compile_from_config(model, record.get("compile_config") or {})
+                try:
+                    compile_from_config(model, record.get("compile_config") or {})
+                except ValueError as e:
+                    raise ValueError(f"{e} (load_model(..., compile=False) loads the model without its "
+                                     "compile settings)") from e
                 state = h5_weights.read_optimizer(h5, model)
         h5_weights.assign(model, assignments, state)
     return model
