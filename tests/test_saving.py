@@ -192,6 +192,25 @@ def test_keras_adam_state_maps_to_slots_and_the_next_step_follows_the_formula(ke
     np.testing.assert_allclose(opt.slots[1], v, rtol=1e-5, atol=1e-12)
 
 
+REFERENCE = Path(__file__).resolve().parent / "keras_reference" / "saving"
+
+
+@pytest.mark.parametrize("name, opt_class", [("nesterov", "SGD"), ("rmsprop", "RMSprop"), ("adagrad", "Adagrad")])
+def test_keras_optimizer_state_continues_training_as_keras_did(name, opt_class):
+    # Files Keras 3.15 wrote (make_saving_reference.py): every layer kind, a frozen Dense, one
+    # epoch of training; Keras then trained one more epoch on the same batches.
+    ref = np.load(REFERENCE / "reference.npz")
+    model = keras.models.load_model(REFERENCE / f"{name}.keras")
+    np.testing.assert_allclose(model.predict(ref["x"], verbose=0), ref[f"{name}_predictions"], rtol=0, atol=2e-5)
+    assert type(model.optimizer).__name__ == opt_class and model.optimizer.iterations == 4
+    dense = [layer for layer in model.layers if isinstance(layer, keras.layers.Dense)]
+    assert [layer.trainable for layer in dense] == [True, False, True]
+    model.fit(ref["x"], ref["y"], epochs=1, batch_size=16, shuffle=False, verbose=0)
+    after = [w for layer in dense for w in layer.get_weights()]
+    for i, w in enumerate(after):
+        np.testing.assert_allclose(w, ref[f"{name}_after_{i}"], rtol=1e-4, atol=1e-6)
+
+
 # -- files fastnn writes have Keras's layout --------------------------------------------------
 def test_written_keras_file_has_the_keras_layout(keras_files, tmp_path):
     model = mnist_like()
