@@ -13,5 +13,14 @@ from .config import device
 
 __version__ = "0.1.0"
 
+
+def __getattr__(name):
+    # fastnn.saving (and h5py, ~30 ms) is imported on first use, not with fastnn.
+    if name == "saving":
+        import importlib
+        return importlib.import_module(".saving", __name__)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 __all__ = ["Sequential", "Input", "activations", "callbacks", "initializers", "layers", "losses", "metrics",
-           "models", "optimizers", "utils", "set_random_seed", "datasets", "config", "device"]
+           "models", "optimizers", "utils", "set_random_seed", "datasets", "config", "device", "saving"]

@@ -464,3 +464,70 @@ def _csv_value(value):
     if hasattr(value, "__iter__"):
         return f'"[{", ".join(map(str, value))}]"'
     return value
+
+
+class ModelCheckpoint(Callback):
+    """Saves the model (``.keras``) or its weights (``.weights.h5``) at the end of each epoch.
+
+    ``filepath`` may hold ``{epoch}`` (from 1) and any log key with a format,
+    e.g. ``"ckpt/e{epoch:02d}-{val_loss:.2f}.keras"``; missing directories are
+    created. With ``save_best_only`` the model is saved only when ``monitor``
+    improves on the best value so far (the first value always does, or
+    ``initial_value_threshold`` must be beaten); ``mode`` "min"/"max", or
+    "auto": minimise losses, follow the metric's direction otherwise
+    (accuracies up, errors down). Writes are atomic, so an interrupted save
+    never leaves a partial file under the checkpoint's name. Saving happens
+    per epoch only (``save_freq="epoch"``), which keeps training in compiled
+    chunks."""
+
+    def __init__(self, filepath, monitor="val_loss", verbose=0, save_best_only=False, save_weights_only=False,
+                 mode="auto", save_freq="epoch", initial_value_threshold=None):
+        super().__init__()
+        self.filepath = os.fspath(filepath)
+        suffix = ".weights.h5" if save_weights_only else ".keras"
+        if not self.filepath.endswith(suffix):
+            raise ValueError(f"ModelCheckpoint filepath must end in {suffix!r} with "
+                             f"save_weights_only={bool(save_weights_only)}, got {self.filepath!r}")
+        if save_freq != "epoch":
+            raise ValueError(f"ModelCheckpoint supports save_freq='epoch' only, got {save_freq!r}")
+        self.monitor, self.verbose, self.mode = monitor, verbose, _check_mode(mode)
+        self.save_best_only, self.save_weights_only = bool(save_best_only), bool(save_weights_only)
+        self.save_freq = save_freq
+        self.best = initial_value_threshold
+        self._better = None
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        try:
+            path = self.filepath.format(epoch=epoch + 1, **logs)
+        except KeyError as e:
+            raise KeyError(f"Failed to format this callback filepath: {self.filepath!r}. Reason: {e}") from None
+        if self.save_best_only:
+            current = logs.get(self.monitor)
+            if current is None:
+                warnings.warn(f"Can save best model only with {self.monitor} available; saving anyway", stacklevel=2)
+            else:
+                if self._better is None:
+                    direction = self.mode if self.mode != "auto" else _monitor_direction(self.model, self.monitor)
+                    if direction is None:
+                        raise ValueError(f"ModelCheckpoint cannot tell whether {self.monitor!r} should go up or "
+                                         "down; pass mode='max' or mode='min'")
+                    self._better = direction == "max"
+                best = "None" if self.best is None else f"{self.best:.5f}"
+                if self.best is not None and not (current > self.best if self._better else current < self.best):
+                    if self.verbose > 0:
+                        print(f"\nEpoch {epoch + 1}: {self.monitor} did not improve from {best}")
+                    return
+                if self.verbose > 0:
+                    print(f"\nEpoch {epoch + 1}: {self.monitor} improved from {best} to {current:.5f}, "
+                          f"saving model to {path}")
+                self.best = current
+        elif self.verbose > 0:
+            print(f"\nEpoch {epoch + 1}: saving model to {path}")
+        directory = os.path.dirname(path)
+        if directory:
+            os.makedirs(directory, exist_ok=True)
+        if self.save_weights_only:
+            self.model.save_weights(path, overwrite=True)
+        else:
+            self.model.save(path, overwrite=True)

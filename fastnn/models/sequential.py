@@ -1,11 +1,14 @@
 """Sequential: a stack of layers over one flat parameter buffer."""
+import copy
+
 import numpy as np
 
+from .. import layers as layers_module
 from .. import losses as losses_module
 from .. import metrics as metrics_module
 from .. import optimizers as optimizers_module
 from ..kernels import program as P
-from ..layers.base import Layer
+from ..layers.base import FLOAT32_POLICY, Layer, check_float32
 from ..layers.core import InputLayer
 from . import data, program, training
 
@@ -169,6 +172,7 @@ class Sequential:
         if unknown:
             raise TypeError(f"compile() got unexpected arguments {sorted(unknown)}")
         self.optimizer = optimizers_module.get(optimizer)
+        self._loss_arg, self._metrics_arg = loss, metrics   # as given, for get_compile_config
         if loss is None:
             raise ValueError("compile() needs a loss, e.g. loss='sparse_categorical_crossentropy'")
         self.loss = losses_module.get(loss)
@@ -269,12 +273,71 @@ class Sequential:
 
     # -- config ----------------------------------------------------------
     def get_config(self):
-        layers = []
+        """Keras 3's Sequential config: name, trainable, dtype, the layers'
+        records (an InputLayer first when the input shape is known) and
+        ``build_input_shape`` once built."""
+        records = []
         if self._input_shape is not None:
-            layers.append({"class_name": "InputLayer",
-                           "config": {"batch_shape": [None, *self._input_shape], "name": "input_layer"}})
-        layers += [{"class_name": type(l).__name__, "config": l.get_config()} for l in self._layers]
-        return {"name": self.name, "layers": layers}
+            records.append(layers_module.serialize(InputLayer(shape=self._input_shape)))
+        records += [layers_module.serialize(l) for l in self._layers]
+        config = {"name": self.name, "trainable": True, "dtype": copy.deepcopy(FLOAT32_POLICY), "layers": records}
+        if self.built:
+            config["build_input_shape"] = [None, *self._input_shape]
+        return config
+
+    @classmethod
+    def from_config(cls, config):
+        """The model ``get_config`` (fastnn's or Keras's) describes, built when
+        the config gives the input shape. Layer classes are looked up in
+        fastnn's registry only (``fastnn.layers.deserialize``)."""
+        if not isinstance(config, dict) or not isinstance(config.get("layers"), list):
+            raise ValueError("A Sequential config must be a dict with a 'layers' list")
+        check_float32(config.get("dtype"), f"Model {config.get('name')!r}")
+        model = cls(name=config.get("name"))
+        for record in config["layers"]:
+            model.add(layers_module.deserialize(record))
+        shape = config.get("build_input_shape")
+        if not model.built and model._layers and isinstance(shape, list) and len(shape) >= 2:
+            model.build(shape)
+        if config.get("trainable") is False:
+            for layer in model._layers:
+                layer.trainable = False
+        return model
+
+    def get_compile_config(self):
+        """Keras 3's record of the compile arguments ({} when not compiled)."""
+        from ..saving.compile_config import get_compile_config
+        return get_compile_config(self)
+
+    def compile_from_config(self, config):
+        """Compiles as a Keras 3 compile_config says (names looked up in fastnn's registries)."""
+        from ..saving.compile_config import compile_from_config
+        compile_from_config(self, config)
+
+    # -- saving ----------------------------------------------------------
+    def save(self, filepath, overwrite=True, **kwargs):
+        """Writes the model to a Keras 3 ``.keras`` file (atomically); see ``fastnn.saving``."""
+        from ..saving import save_model
+        _no_kwargs("save", kwargs, ("zipped",))
+        save_model(self, filepath, overwrite=overwrite)
+
+    def save_weights(self, filepath, overwrite=True, **kwargs):
+        """Writes the weights and optimizer state to a Keras 3 ``.weights.h5`` file (atomically)."""
+        from ..saving import save_weights
+        _no_kwargs("save_weights", kwargs, ("max_shard_size",))
+        save_weights(self, filepath, overwrite=overwrite)
+
+    def load_weights(self, filepath, skip_mismatch=False, **kwargs):
+        """Loads weights (and optimizer state) from a ``.weights.h5`` or ``.keras`` file."""
+        from ..saving import load_weights
+        _no_kwargs("load_weights", kwargs, ())
+        load_weights(self, filepath, skip_mismatch=skip_mismatch)
+
+
+def _no_kwargs(method, kwargs, ignored_if_none):
+    unknown = {k: v for k, v in kwargs.items() if not (k in ignored_if_none and v is None)}
+    if unknown:
+        raise TypeError(f"{method}() got unsupported arguments {sorted(unknown)}")
 
 
 def _has_suffix(name):
