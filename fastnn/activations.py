@@ -105,9 +105,14 @@ def exponential(x):
 
 
 def get(identifier):
-    """Returns the activation function for a name, function or None (linear)."""
+    """Returns the activation function for a name, function or None (linear);
+    also Keras's record of a function, ``{"class_name": "function", "config": name}``."""
     if identifier is None:
         return linear
+    if isinstance(identifier, dict) and identifier.get("class_name") == "function":
+        identifier = identifier.get("config")
+        if not isinstance(identifier, str):
+            raise ValueError(f"Activation record must name a function, got {identifier!r}")
     if isinstance(identifier, str):
         fn = _REGISTRY.get(identifier.lower())
         if fn is None:

@@ -21,6 +21,9 @@ def _fans(shape):
 
 
 class Initializer:
+    # Keras config keys that fastnn accepts only at this value ({key: value}).
+    keras_fixed = {}
+
     def __call__(self, shape, dtype=None):
         raise NotImplementedError
 
@@ -29,7 +32,14 @@ class Initializer:
 
     @classmethod
     def from_config(cls, config):
-        return cls(**config)
+        config = dict(config)
+        for key, value in cls.keras_fixed.items():
+            if key in config and config.pop(key) != value:
+                raise ValueError(f"Initializer {cls.__name__}: fastnn supports only {key}={value!r}")
+        try:
+            return cls(**config)
+        except TypeError as e:
+            raise ValueError(f"Initializer {cls.__name__}: {e}") from None
 
 
 class Constant(Initializer):
@@ -68,7 +78,7 @@ class RandomNormal(Initializer):
         return g.normal(self.mean, self.stddev, size=shape).astype(np.float32)
 
     def get_config(self):
-        return {"mean": self.mean, "stddev": self.stddev, "seed": self.seed}
+        return {"seed": self.seed, "mean": self.mean, "stddev": self.stddev}
 
 
 class RandomUniform(Initializer):
@@ -80,13 +90,14 @@ class RandomUniform(Initializer):
         return g.uniform(self.minval, self.maxval, size=shape).astype(np.float32)
 
     def get_config(self):
-        return {"minval": self.minval, "maxval": self.maxval, "seed": self.seed}
+        return {"seed": self.seed, "minval": self.minval, "maxval": self.maxval}
 
 
 class VarianceScaling(Initializer):
     """Keras's VarianceScaling: variance ``scale / n`` with n the fan chosen by
     ``mode``; "truncated_normal" cuts at two standard deviations and rescales
     by 0.8796... so the variance is kept; "uniform" draws from +-sqrt(3 scale/n)."""
+    keras_fixed = {"input_axes": None, "output_axes": None}
 
     def __init__(self, scale=1.0, mode="fan_in", distribution="truncated_normal", seed=None):
         if mode not in ("fan_in", "fan_out", "fan_avg"):
@@ -114,7 +125,8 @@ class VarianceScaling(Initializer):
         return out.astype(np.float32)
 
     def get_config(self):
-        return {"scale": self.scale, "mode": self.mode, "distribution": self.distribution, "seed": self.seed}
+        return {"seed": self.seed, "scale": self.scale, "mode": self.mode, "distribution": self.distribution,
+                "input_axes": None, "output_axes": None}
 
 
 def _variant(name, scale, mode, distribution):
@@ -123,7 +135,7 @@ def _variant(name, scale, mode, distribution):
             super().__init__(scale, mode, distribution, seed)
 
         def get_config(self):
-            return {"seed": self.seed}
+            return {"seed": self.seed, "input_axes": None, "output_axes": None}
     _Init.__name__ = _Init.__qualname__ = name
     return _Init
 
@@ -161,4 +173,6 @@ def get(identifier):
 
 
 def serialize(init):
-    return {"class_name": type(init).__name__, "config": init.get_config()}
+    """Keras 3's record of an initializer."""
+    return {"module": "keras.initializers", "class_name": type(init).__name__, "config": init.get_config(),
+            "registered_name": None}

@@ -4,11 +4,15 @@ Calling a loss object on NumPy arrays ``(y_true, y_pred)`` returns the mean
 loss, computed in NumPy with the written-out Keras formula; the training loop
 computes the same thing in compiled code.
 """
+import inspect
+
 import numpy as np
 
 from .kernels import program as P
 
 EPS = 1e-7
+# Keras clips probabilities in float32, where 1 - 1e-7 rounds to 1 - 2**-23.
+_LOW, _HIGH = float(np.float32(EPS)), float(np.float32(1 - EPS))
 
 
 class Loss:
@@ -16,6 +20,9 @@ class Loss:
     whether ``y_pred`` holds logits (cross-entropies only)."""
     code = None
     default_name = None
+    # Keras 3 config keys that fastnn accepts only at this value ({key: value}), unless
+    # the class's __init__ takes the key itself.
+    keras_fixed = {"dtype": None}
 
     def __init__(self, name=None, from_logits=False, reduction="sum_over_batch_size"):
         self.name = name or self.default_name
@@ -31,11 +38,23 @@ class Loss:
         return float(np.mean(self.per_sample(np.asarray(y_true), np.asarray(y_pred, dtype=np.float64))))
 
     def get_config(self):
-        return {"name": self.name, "from_logits": self.from_logits, "reduction": self.reduction}
+        """Keras 3's loss config."""
+        return {"name": self.name, "reduction": self.reduction, "from_logits": self.from_logits}
 
     @classmethod
     def from_config(cls, config):
-        return cls(**config)
+        """The loss for ``config`` (fastnn's or Keras's); options fastnn lacks are refused."""
+        config = dict(config)
+        if config.get("dtype") == "float32":
+            config.pop("dtype")
+        takes = inspect.signature(cls.__init__).parameters
+        for key, value in {**Loss.keras_fixed, **cls.keras_fixed}.items():
+            if key in config and key not in takes and config.pop(key) != value:
+                raise ValueError(f"Loss {cls.__name__}: fastnn supports only {key}={value!r}")
+        try:
+            return cls(**config)
+        except TypeError as e:
+            raise ValueError(f"Loss {cls.__name__}: {e}") from None
 
 
 def _log_softmax(z):
@@ -69,18 +88,26 @@ class CategoricalCrossentropy(Loss):
     """One-hot (or soft) targets of shape (n, classes)."""
     code = P.CCE
     default_name = "categorical_crossentropy"
+    keras_fixed = {"label_smoothing": 0.0, "axis": -1}
+
+    def get_config(self):
+        return {**super().get_config(), "label_smoothing": 0.0, "axis": -1}
 
     def per_sample(self, y_true, y_pred):
         if self.from_logits:
             return -np.sum(y_true * _log_softmax(y_pred), axis=-1)
         q = y_pred / y_pred.sum(axis=-1, keepdims=True)
-        return -np.sum(y_true * np.log(np.clip(q, EPS, 1 - EPS)), axis=-1)
+        return -np.sum(y_true * np.log(np.clip(q, _LOW, _HIGH)), axis=-1)
 
 
 class SparseCategoricalCrossentropy(CategoricalCrossentropy):
     """Integer class targets of shape (n,)."""
     code = P.SCCE
     default_name = "sparse_categorical_crossentropy"
+    keras_fixed = {"ignore_class": None, "axis": -1}
+
+    def get_config(self):
+        return {**Loss.get_config(self), "ignore_class": None}
 
     def per_sample(self, y_true, y_pred):
         labels = np.asarray(y_true).reshape(-1).astype(np.int64)
@@ -91,13 +118,17 @@ class BinaryCrossentropy(Loss):
     """0/1 (or multi-label) targets, mean over outputs."""
     code = P.BCE
     default_name = "binary_crossentropy"
+    keras_fixed = {"label_smoothing": 0.0, "axis": -1}
+
+    def get_config(self):
+        return {**super().get_config(), "label_smoothing": 0.0, "axis": -1}
 
     def per_sample(self, y_true, y_pred):
         if self.from_logits:
             x = y_pred
             return np.mean(np.maximum(x, 0) - x * y_true + np.log1p(np.exp(-np.abs(x))), axis=-1)
-        p = np.clip(y_pred, EPS, 1 - EPS)
-        return -np.mean(y_true * np.log(p + EPS) + (1 - y_true) * np.log(1 - p + EPS), axis=-1)
+        p = np.clip(y_pred, _LOW, _HIGH)
+        return -np.mean(y_true * np.log(p) + (1 - y_true) * np.log(1 - p), axis=-1)
 
 
 _BY_NAME = {

@@ -12,6 +12,8 @@ from .kernels import program as P
 class Metric:
     code = None
     default_name = None
+    # Whether larger values are better ("up") or worse ("down"); Keras's attribute name.
+    _direction = "down"
 
     def __init__(self, name=None, dtype=None):
         self.name = name or self.default_name
@@ -27,16 +29,24 @@ class Metric:
         return self.finish(float(np.mean(self.per_sample(np.asarray(y_true), np.asarray(y_pred)))))
 
     def get_config(self):
-        return {"name": self.name}
+        """Keras 3's metric config."""
+        return {"name": self.name, "dtype": "float32"}
 
     @classmethod
     def from_config(cls, config):
-        return cls(**config)
+        if config.get("dtype") not in (None, "float32"):
+            raise ValueError(f"Metric {cls.__name__}: dtype {config['dtype']!r} is not supported "
+                             "(fastnn computes metrics in float32)")
+        try:
+            return cls(**config)
+        except TypeError as e:
+            raise ValueError(f"Metric {cls.__name__}: {e}") from None
 
 
 class SparseCategoricalAccuracy(Metric):
     code = P.M_SPARSE_ACC
     default_name = "sparse_categorical_accuracy"
+    _direction = "up"
 
     def per_sample(self, y_true, y_pred):
         return (np.argmax(y_pred, axis=-1) == np.asarray(y_true).reshape(-1)).astype(np.float64)
@@ -45,6 +55,7 @@ class SparseCategoricalAccuracy(Metric):
 class CategoricalAccuracy(Metric):
     code = P.M_CAT_ACC
     default_name = "categorical_accuracy"
+    _direction = "up"
 
     def per_sample(self, y_true, y_pred):
         return (np.argmax(y_pred, axis=-1) == np.argmax(y_true, axis=-1)).astype(np.float64)
@@ -54,11 +65,15 @@ class BinaryAccuracy(Metric):
     """Threshold 0.5 on predictions, mean over outputs."""
     code = P.M_BIN_ACC
     default_name = "binary_accuracy"
+    _direction = "up"
 
     def __init__(self, name=None, dtype=None, threshold=0.5):
         if threshold != 0.5:
             raise ValueError("BinaryAccuracy supports threshold=0.5 only")
         super().__init__(name, dtype)
+
+    def get_config(self):
+        return {**super().get_config(), "threshold": 0.5}
 
     def per_sample(self, y_true, y_pred):
         return np.mean(((y_pred > 0.5).astype(np.float64) == y_true).astype(np.float64), axis=-1)

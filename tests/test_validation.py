@@ -104,7 +104,7 @@ FIT_CASES = [
     ("split-negative", X, Y, {"validation_split": -0.1}, r"validation_split must be a number in \[0, 1\)"),
     ("split-string", X, Y, {"validation_split": "0.2"}, r"validation_split must be a number in \[0, 1\)"),
     ("split-nan", X, Y, {"validation_split": float("nan")}, r"validation_split must be a number in \[0, 1\)"),
-    ("split-too-small", X, Y, {"validation_split": 0.01}, r"validation_split=0.01 leaves 0 validation samples"),
+    ("split-too-large", X, Y, {"validation_split": 0.95}, r"validation_split=0.95 leaves 12 validation samples of 12"),
     ("steps-with-arrays", X, Y, {"steps_per_epoch": 3}, r"steps_per_epoch applies only when x is a generator"),
     ("val-not-tuple", X, Y, {"validation_data": X}, r"validation_data must be a tuple \(x_val, y_val\)"),
     ("val-one-item", X, Y, {"validation_data": (X,)}, r"validation_data must be a tuple .* of length 1"),

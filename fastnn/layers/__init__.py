@@ -10,7 +10,49 @@ _BY_CLASS = {c.__name__: c for c in (InputLayer, Dense, Flatten, Reshape, Activa
 
 def get_class(name):
     """The layer class registered under ``name`` (never imports anything)."""
-    cls = _BY_CLASS.get(name)
+    cls = _BY_CLASS.get(name) if isinstance(name, str) else None
     if cls is None:
         raise ValueError(f"Unknown layer class {name!r}; fastnn has {sorted(_BY_CLASS)}")
     return cls
+
+
+def serialize(layer):
+    """Keras 3's record of a layer: ``{"module", "class_name", "config", "registered_name"}``,
+    plus ``"build_config"`` for a built layer of a class whose build Keras records."""
+    record = {"module": "keras.layers", "class_name": type(layer).__name__, "config": layer.get_config(),
+              "registered_name": None}
+    if layer.built and layer.keras_build_config:
+        record["build_config"] = {"input_shape": [None, *layer.input_shape]}
+    return record
+
+
+def deserialize(record):
+    """The layer a Keras (or fastnn) layer record describes.
+
+    The class is looked up by name in fastnn's own registry; nothing named by
+    the record is imported or called. A record from outside Keras's built-in
+    layers (another ``module``, a ``registered_name`` of a custom class) or of
+    a class fastnn lacks raises ValueError naming the layer."""
+    if not isinstance(record, dict) or not isinstance(record.get("class_name"), str):
+        raise ValueError(f"A layer record must be a dict with a 'class_name' string, got {_short(record)}")
+    class_name = record["class_name"]
+    config = record.get("config", {})
+    if not isinstance(config, dict):
+        raise ValueError(f"Layer record of class {class_name!r}: 'config' must be a dict, got {_short(config)}")
+    name = config.get("name")
+    module = record.get("module")
+    registered = record.get("registered_name")
+    if not (module is None or module == "keras" or (isinstance(module, str) and module.startswith("keras."))) \
+            or registered not in (None, class_name):
+        raise ValueError(f"Layer {name!r} is of class {class_name!r} from module {module!r} "
+                         f"(registered as {registered!r}), which is not a Keras built-in layer; fastnn loads "
+                         "only its own layer classes and never imports code named by a file")
+    if class_name not in _BY_CLASS:
+        raise ValueError(f"Layer {name!r} is a {class_name!r}, which fastnn does not have; "
+                         f"fastnn's layers are {sorted(_BY_CLASS)}")
+    return _BY_CLASS[class_name].from_config(config)
+
+
+def _short(value, limit=80):
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + "..."

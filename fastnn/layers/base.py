@@ -4,6 +4,8 @@ A layer's weights are ``Variable``s. Once a model is built, every Variable's
 value is a view into the model's one flat float32 parameter buffer, so
 writing a Variable writes the buffer the compiled loops train.
 """
+import copy
+import inspect
 import re
 
 import numpy as np
@@ -15,7 +17,8 @@ class Variable:
     """A named float32 weight array. ``value`` may be a view into a model buffer."""
 
     def __init__(self, value, name, trainable=True):
-        self.value = np.ascontiguousarray(value, dtype=np.float32)
+        # np.array, not np.ascontiguousarray, which turns a scalar's shape () into (1,)
+        self.value = np.array(value, dtype=np.float32, order="C")
         self.name = name
         self.trainable = trainable
 
@@ -56,6 +59,23 @@ def _check_finite(arr, what):
         raise ValueError(f"{what}: weights contain NaN or inf")
 
 
+# Keras 3 records every layer's dtype policy like this; fastnn computes in float32 only.
+FLOAT32_POLICY = {"module": "keras", "class_name": "DTypePolicy", "config": {"name": "float32"},
+                  "registered_name": None}
+
+
+def check_float32(dtype, what):
+    """Accepts a Keras dtype (None, "float32" or a float32 DTypePolicy dict); refuses others."""
+    if dtype is None or dtype == "float32":
+        return
+    if isinstance(dtype, dict) and dtype.get("class_name") in ("DTypePolicy", "FloatDTypePolicy") \
+            and isinstance(dtype.get("config"), dict) and dtype["config"].get("name") == "float32":
+        return
+    shown = dtype["config"].get("name") if isinstance(dtype, dict) and isinstance(dtype.get("config"), dict) \
+        else dtype
+    raise ValueError(f"{what}: dtype {shown!r} is not supported; fastnn computes in float32 only")
+
+
 def snake_case(name):
     s = re.sub(r"(.)([A-Z][a-z]+)", r"\1_\2", name)
     return re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", s).lower()
@@ -79,7 +99,16 @@ def normalize_shape(shape, what="input_shape"):
 
 class Layer:
     """Base class. Subclasses define ``build``, ``compute_output_shape``,
-    ``get_config`` and ``op`` (what the compiled program runs)."""
+    ``get_config`` and ``op`` (what the compiled program runs).
+
+    ``get_config`` returns Keras 3's config for the class, so files move
+    between fastnn and Keras; ``from_config`` also takes the keys Keras adds.
+    """
+    # Keras config keys that fastnn accepts only at this value ({key: value}), unless
+    # the class's __init__ takes the key itself.
+    keras_fixed = {"activity_regularizer": None}
+    # Whether Keras records this layer's build input shape (layers whose build Keras overrides).
+    keras_build_config = True
 
     def __init__(self, name=None, trainable=True, input_shape=None, dtype=None, input_dim=None, **kwargs):
         if kwargs:
@@ -171,19 +200,28 @@ class Layer:
 
     # -- config ----------------------------------------------------------
     def get_config(self):
-        config = {"name": self.name, "trainable": self.trainable}
-        if self._input_shape_arg is not None:
-            config["batch_input_shape"] = [None, *self._input_shape_arg]
-        return config
+        """Keras 3's layer config: name, trainable, dtype policy, then the class's own keys.
+        (The input shape travels in the model's InputLayer, as in Keras 3.)"""
+        return {"name": self.name, "trainable": self.trainable, "dtype": copy.deepcopy(FLOAT32_POLICY)}
 
     @classmethod
     def from_config(cls, config):
+        """The layer for ``config`` (fastnn's or Keras's); keys Keras adds are
+        accepted at their default value and refused otherwise."""
         config = dict(config)
-        config.pop("dtype", None)
-        bis = config.pop("batch_input_shape", None) or config.pop("batch_shape", None)
+        what = f"{cls.__name__} {config.get('name')!r}"
+        check_float32(config.pop("dtype", None), what)
+        takes = inspect.signature(cls.__init__).parameters
+        for key, value in {**Layer.keras_fixed, **cls.keras_fixed}.items():
+            if key in config and key not in takes and config.pop(key) != value:
+                raise ValueError(f"{what}: fastnn supports only {key}={value!r}")
+        bis = config.pop("batch_input_shape", None) or config.pop("batch_shape", None)  # Keras 2 configs
         if bis is not None:
             config["input_shape"] = tuple(bis[1:])
-        return cls(**config)
+        try:
+            return cls(**config)
+        except TypeError as e:
+            raise ValueError(f"{what}: {e}") from None
 
     def __repr__(self):
         return f"<{type(self).__name__} name={self.name}>"

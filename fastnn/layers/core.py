@@ -5,11 +5,12 @@ import numpy as np
 
 from .. import activations, initializers
 from ..kernels import program as P
-from .base import Layer, Op, normalize_shape
+from .base import Layer, Op, check_float32, normalize_shape
 
 
 class InputLayer(Layer):
     """Declares the per-sample input shape; ``Input(shape=...)`` makes one."""
+    keras_build_config = False
 
     def __init__(self, shape=None, batch_size=None, name=None, input_shape=None, batch_shape=None, **kwargs):
         if shape is None:
@@ -20,15 +21,20 @@ class InputLayer(Layer):
         self.shape = self._input_shape_arg
 
     def get_config(self):
-        return {"name": self.name, "batch_shape": [None, *self.shape]}
+        return {"batch_shape": [None, *self.shape], "dtype": "float32", "sparse": False, "ragged": False,
+                "name": self.name, "optional": False}
 
     @classmethod
     def from_config(cls, config):
         config = dict(config)
-        config.pop("dtype", None)
-        config.pop("sparse", None)
-        config.pop("ragged", None)
+        what = f"InputLayer {config.get('name')!r}"
+        check_float32(config.pop("dtype", None), what)
+        for key in ("sparse", "ragged", "optional"):
+            if config.pop(key, False):
+                raise ValueError(f"{what}: {key} inputs are not supported")
         bs = config.pop("batch_shape", None) or config.pop("batch_input_shape", None)
+        if not isinstance(bs, (list, tuple)) or len(bs) < 2:
+            raise ValueError(f"{what}: batch_shape must be a list [None, *shape], got {bs!r}")
         return cls(shape=tuple(bs[1:]), name=config.get("name"))
 
 
@@ -38,11 +44,18 @@ def Input(shape=None, batch_size=None, name=None, dtype=None, batch_shape=None, 
 
 
 class Flatten(Layer):
+    keras_fixed = {"data_format": "channels_last"}
+
     def compute_output_shape(self, input_shape):
         return (math.prod(input_shape),)
 
+    def get_config(self):
+        return {**super().get_config(), "data_format": "channels_last"}
+
 
 class Reshape(Layer):
+    keras_build_config = False
+
     def __init__(self, target_shape, **kwargs):
         super().__init__(**kwargs)
         dims = target_shape if isinstance(target_shape, (tuple, list)) else (target_shape,)
@@ -73,6 +86,8 @@ class Reshape(Layer):
 
 class Dense(Layer):
     """``output = activation(input @ kernel + bias)``; kernel (in, units), bias (units,)."""
+    keras_fixed = {"kernel_regularizer": None, "bias_regularizer": None, "kernel_constraint": None,
+                   "bias_constraint": None, "quantization_config": None, "lora_rank": None, "lora_alpha": None}
 
     def __init__(self, units, activation=None, use_bias=True, kernel_initializer="glorot_uniform",
                  bias_initializer="zeros", **kwargs):
@@ -104,10 +119,14 @@ class Dense(Layer):
         return {**super().get_config(), "units": self.units,
                 "activation": activations.serialize(self.activation), "use_bias": self.use_bias,
                 "kernel_initializer": initializers.serialize(self.kernel_initializer),
-                "bias_initializer": initializers.serialize(self.bias_initializer)}
+                "bias_initializer": initializers.serialize(self.bias_initializer),
+                "kernel_regularizer": None, "bias_regularizer": None, "kernel_constraint": None,
+                "bias_constraint": None, "quantization_config": None}
 
 
 class Activation(Layer):
+    keras_build_config = False
+
     def __init__(self, activation, **kwargs):
         super().__init__(**kwargs)
         self.activation = activations.get(activation)

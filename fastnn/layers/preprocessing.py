@@ -71,11 +71,10 @@ class Normalization(Layer):
         return Op(P.NORMALIZE, 0, self.mean, self.variance)
 
     def get_config(self):
-        config = {**super().get_config(), "axis": -1}
-        if self._init_mean is not None:
-            config["mean"] = self._init_mean.tolist()
-            config["variance"] = self._init_var.tolist()
-        return config
+        given = self._init_mean is not None
+        return {**super().get_config(), "axis": [-1], "invert": False,
+                "mean": self._init_mean.tolist() if given else None,
+                "variance": self._init_var.tolist() if given else None}
 
 
 class Rescaling(Layer):

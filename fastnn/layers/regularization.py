@@ -8,6 +8,7 @@ from .base import Layer, Op
 class Dropout(Layer):
     """Keeps each value with probability ``1 - rate``, scaled by ``1/(1 - rate)``
     (inverted dropout, as Keras); identity at inference."""
+    keras_build_config = False
 
     def __init__(self, rate, noise_shape=None, seed=None, **kwargs):
         super().__init__(**kwargs)
@@ -21,4 +22,4 @@ class Dropout(Layer):
         return Op(P.DROPOUT, consts=(self.rate,))
 
     def get_config(self):
-        return {**super().get_config(), "rate": self.rate, "seed": self.seed}
+        return {**super().get_config(), "rate": self.rate, "seed": self.seed, "noise_shape": None}

@@ -1,4 +1,13 @@
-"""Models: Sequential and the training engine."""
+"""Models: Sequential and the training engine; ``load_model`` reads Keras 3 ``.keras`` files."""
 from .sequential import Sequential
 
-__all__ = ["Sequential"]
+
+def load_model(filepath, custom_objects=None, compile=True, safe_mode=True):
+    """The model saved in a ``.keras`` file (Keras 3's format), compiled with its
+    optimizer state when the file records a compile configuration; see
+    ``fastnn.saving.load_model``."""
+    from ..saving import load_model as load
+    return load(filepath, custom_objects=custom_objects, compile=compile, safe_mode=safe_mode)
+
+
+__all__ = ["Sequential", "load_model"]

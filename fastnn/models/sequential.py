@@ -1,12 +1,15 @@
 """Sequential: a stack of layers over one flat parameter buffer."""
+import copy
+
 import numpy as np
 
+from .. import layers as layers_module
 from .. import losses as losses_module
 from .. import metrics as metrics_module
 from .. import optimizers as optimizers_module
-from ..layers.base import Layer, normalize_shape
-from ..layers.core import InputLayer
+from ..layers.base import FLOAT32_POLICY, Layer, check_float32, normalize_shape
 from ..kernels import program as P
+from ..layers.core import InputLayer
 from . import data, program, sources, training
 
 
@@ -194,6 +197,7 @@ class Sequential:
         if unknown:
             raise TypeError(f"compile() got unexpected arguments {sorted(unknown)}")
         new_optimizer = optimizers_module.get(optimizer)
+        loss_arg, metrics_arg = loss, metrics   # as given, for get_compile_config
         if loss is None:
             raise ValueError("compile() needs a loss, e.g. loss='sparse_categorical_crossentropy'")
         new_loss = losses_module.get(loss)
@@ -207,6 +211,7 @@ class Sequential:
         for m in metrics:  # names are checked now, "accuracy" is resolved at fit time
             metrics_module.get(m, output_dim=2, target_ndim=1)
         self.optimizer, self.loss, self._metric_ids = new_optimizer, new_loss, metrics
+        self._loss_arg, self._metrics_arg = loss_arg, metrics_arg
         self.compiled = True
 
     def _require_compiled(self, what):
@@ -215,8 +220,20 @@ class Sequential:
 
     def _resolve_metrics(self, sparse_targets):
         out_dim = self._layers[-1].output_shape[-1]
-        return [metrics_module.get(m, output_dim=out_dim, target_ndim=1 if sparse_targets else 2)
-                for m in self._metric_ids]
+        metrics = [metrics_module.get(m, output_dim=out_dim, target_ndim=1 if sparse_targets else 2)
+                   for m in self._metric_ids]
+        # The compiled loop holds either integer labels or dense targets, never both:
+        # a metric reading the other kind would silently compare against zeros.
+        for m in metrics:
+            if sparse_targets and m.code != P.M_SPARSE_ACC:
+                raise ValueError(f"Metric {m.name!r} needs targets shaped like the outputs, but loss "
+                                 f"{self.loss.name!r} takes integer labels; use 'accuracy' or "
+                                 "'sparse_categorical_accuracy'")
+            if not sparse_targets and m.code == P.M_SPARSE_ACC:
+                raise ValueError(f"Metric {m.name!r} needs integer labels, which only "
+                                 "loss='sparse_categorical_crossentropy' takes; use 'accuracy' or "
+                                 "'categorical_accuracy'")
+        return metrics
 
     def _ensure_built(self, sample_shape, what):
         """Builds the model, if it is not built yet, for the per-sample shape
@@ -270,31 +287,37 @@ class Sequential:
         return training.fit(self, x, y, batch_size, epochs, verbose, callbacks, validation_split,
                             validation_data, shuffle, initial_epoch, steps_per_epoch, validation_steps)
 
-    def evaluate(self, x=None, y=None, batch_size=None, verbose="auto", return_dict=False, steps=None):
+    def evaluate(self, x=None, y=None, batch_size=None, verbose="auto", return_dict=False, callbacks=None,
+                 steps=None):
         """Loss (a float) with no metrics, else [loss, *metrics]; a dict if ``return_dict``.
-        ``x`` may also be a generator or PyDataset of ``(x, y)`` batches (``steps`` limits it)."""
+        ``callbacks`` get the on_test_* hooks. ``x`` may also be a generator or
+        PyDataset of ``(x, y)`` batches (``steps`` limits it)."""
         self._require_compiled("evaluate")
         batch_size = data.positive_int(32 if batch_size is None else batch_size, "batch_size")
         verbose = training.resolve_verbose(verbose)
         src = self._source(x, y, self.loss, steps=steps)
         prog = self._program(self.loss)
         metrics = self._resolve_metrics(self.loss.code == P.SCCE)
+        cbs = training.callback_list(self, callbacks, verbose, src.steps(batch_size))
         sums, _ = training.run_inference(self, prog, src, batch_size, self.loss, metrics, False, verbose,
-                                         self._params)
+                                         self._params, cbs, "test")
         logs = training._logs(sums, metrics)
         if return_dict:
             return logs
         values = list(logs.values())
         return values[0] if len(values) == 1 else values
 
-    def predict(self, x, batch_size=None, verbose="auto", steps=None):
-        """float32 outputs of shape (samples, *output_shape). ``x`` may also be
-        a generator or PyDataset (batches ``x`` or ``(x, y)``; ``steps`` limits it)."""
+    def predict(self, x, batch_size=None, verbose="auto", callbacks=None, steps=None):
+        """float32 outputs of shape (samples, *output_shape); ``callbacks`` get the
+        on_predict_* hooks. ``x`` may also be a generator or PyDataset (batches
+        ``x`` or ``(x, y)``; ``steps`` limits it)."""
         batch_size = data.positive_int(32 if batch_size is None else batch_size, "batch_size")
         verbose = training.resolve_verbose(verbose)
         src = self._source(x, None, None, steps=steps)
         prog = self._program(None)
-        _, out = training.run_inference(self, prog, src, batch_size, None, [], True, verbose, self._params)
+        cbs = training.callback_list(self, callbacks, verbose, src.steps(batch_size))
+        _, out = training.run_inference(self, prog, src, batch_size, None, [], True, verbose, self._params,
+                                        cbs, "predict")
         return out.reshape((out.shape[0], *self._layers[-1].output_shape))
 
     def __call__(self, x, training=False):
@@ -302,12 +325,71 @@ class Sequential:
 
     # -- config ----------------------------------------------------------
     def get_config(self):
-        layers = []
+        """Keras 3's Sequential config: name, trainable, dtype, the layers'
+        records (an InputLayer first when the input shape is known) and
+        ``build_input_shape`` once built."""
+        records = []
         if self._input_shape is not None:
-            layers.append({"class_name": "InputLayer",
-                           "config": {"batch_shape": [None, *self._input_shape], "name": "input_layer"}})
-        layers += [{"class_name": type(l).__name__, "config": l.get_config()} for l in self._layers]
-        return {"name": self.name, "layers": layers}
+            records.append(layers_module.serialize(InputLayer(shape=self._input_shape)))
+        records += [layers_module.serialize(l) for l in self._layers]
+        config = {"name": self.name, "trainable": True, "dtype": copy.deepcopy(FLOAT32_POLICY), "layers": records}
+        if self.built:
+            config["build_input_shape"] = [None, *self._input_shape]
+        return config
+
+    @classmethod
+    def from_config(cls, config):
+        """The model ``get_config`` (fastnn's or Keras's) describes, built when
+        the config gives the input shape. Layer classes are looked up in
+        fastnn's registry only (``fastnn.layers.deserialize``)."""
+        if not isinstance(config, dict) or not isinstance(config.get("layers"), list):
+            raise ValueError("A Sequential config must be a dict with a 'layers' list")
+        check_float32(config.get("dtype"), f"Model {config.get('name')!r}")
+        model = cls(name=config.get("name"))
+        for record in config["layers"]:
+            model.add(layers_module.deserialize(record))
+        shape = config.get("build_input_shape")
+        if not model.built and model._layers and isinstance(shape, list) and len(shape) >= 2:
+            model.build(shape)
+        if config.get("trainable") is False:
+            for layer in model._layers:
+                layer.trainable = False
+        return model
+
+    def get_compile_config(self):
+        """Keras 3's record of the compile arguments ({} when not compiled)."""
+        from ..saving.compile_config import get_compile_config
+        return get_compile_config(self)
+
+    def compile_from_config(self, config):
+        """Compiles as a Keras 3 compile_config says (names looked up in fastnn's registries)."""
+        from ..saving.compile_config import compile_from_config
+        compile_from_config(self, config)
+
+    # -- saving ----------------------------------------------------------
+    def save(self, filepath, overwrite=True, **kwargs):
+        """Writes the model to a Keras 3 ``.keras`` file (atomically); see ``fastnn.saving``."""
+        from ..saving import save_model
+        _no_kwargs("save", kwargs, ("zipped",))
+        save_model(self, filepath, overwrite=overwrite)
+
+    def save_weights(self, filepath, overwrite=True, **kwargs):
+        """Writes the weights and optimizer state to a Keras 3 ``.weights.h5`` file (atomically)."""
+        from ..saving import save_weights
+        _no_kwargs("save_weights", kwargs, ("max_shard_size",))
+        save_weights(self, filepath, overwrite=overwrite)
+
+    def load_weights(self, filepath, skip_mismatch=False, **kwargs):
+        """Loads weights (and optimizer state) from a ``.weights.h5`` or ``.keras`` file."""
+        from ..saving import load_weights
+        _no_kwargs("load_weights", kwargs, ())
+        load_weights(self, filepath, skip_mismatch=skip_mismatch)
+
+
+def _no_kwargs(method, kwargs, ignored_if_none):
+    unknown = {k: v for k, v in kwargs.items() if not (k in ignored_if_none and v is None)}
+    if unknown:
+        raise TypeError(f"{method}() got unsupported arguments {sorted(unknown)}")
 
 
 def _has_suffix(name):

@@ -23,7 +23,8 @@ Use: ``src = make(x, y, ...)``; build the model from ``src.sample_shape``;
 ``src.bind(input_shape, loss, output_shape)`` runs the checks that need the
 model (all of them for arrays, shape checks for the others). Then training
 reads ``src.train_epoch(batch, shuffle)`` chunk by chunk and inference reads
-``src.in_order(batch)``. Every chunk is a ``Chunk``.
+``src.in_order(batch, per_batch)`` (one batch per chunk when callbacks want
+every batch; a producer's chunks always are). Every chunk is a ``Chunk``.
 """
 import collections.abc
 import math
@@ -116,11 +117,12 @@ def _order(n, shuffle):
 
 
 def _split_point(n, fraction):
-    """Where Keras's ``validation_split`` (checked by fit to be in [0, 1)) cuts ``n`` rows."""
-    n_val = int(n * fraction)
-    if n_val == 0 or n_val == n:
-        raise ValueError(f"validation_split={fraction} leaves {n_val} validation samples of {n}")
-    return n - n_val
+    """Where Keras's ``validation_split`` (checked by fit to be in [0, 1)) cuts
+    ``n`` rows: it trains on the first floor(n * (1 - split)) and validates on the rest."""
+    cut = math.floor(n * (1.0 - fraction))
+    if cut == 0 or cut == n:
+        raise ValueError(f"validation_split={fraction} leaves {n - cut} validation samples of {n}")
+    return cut
 
 
 class _IndexEpoch:
@@ -185,8 +187,8 @@ class ArraySource:
     def _train_chunk(self, ids, start, stop, batch):
         return Chunk(self.X, self.Yf, self.Yi, ids, start, stop, batch, None)
 
-    def in_order(self, batch):
-        rows = max(1, 64 // max(1, batch // 32)) * batch
+    def in_order(self, batch, per_batch=False):
+        rows = batch if per_batch else max(1, 64 // max(1, batch // 32)) * batch
         for pos in range(0, self.n, rows):
             yield Chunk(self.X, self.Yf, self.Yi, None, pos, min(self.n, pos + rows), batch, 0)
 
@@ -347,8 +349,8 @@ class MappedSource:
         local[order] = np.arange(order.shape[0])   # buffer row of each id, in the epoch's order
         return Chunk(X, Yf, Yi, local, 0, local.shape[0], batch, None)
 
-    def in_order(self, batch):
-        cap = self._cap(batch)
+    def in_order(self, batch, per_batch=False):
+        cap = batch if per_batch else self._cap(batch)
         for pos in range(0, self.n, cap):
             stop = min(self.n, pos + cap)
             X, Yf, Yi = self._read(np.arange(pos, stop))
@@ -521,7 +523,7 @@ class BatchSource:
     def train_epoch(self, batch, shuffle):
         return _BatchEpoch(self, self._indices(shuffle), self.steps(), hooks=True)
 
-    def in_order(self, batch):
+    def in_order(self, batch, per_batch=True):
         epoch = _BatchEpoch(self, self._indices(False), self.steps(), hooks=False)
         while True:
             got = epoch._fetch()

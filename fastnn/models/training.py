@@ -8,8 +8,9 @@ progress bar and runs callbacks. While compiled code runs, BLAS is pinned
 to one thread: Numba's pool owns the cores.
 
 Faults: a NaN/inf loss stops the compiled loop before that batch's update
-and fit raises ``NonFiniteLossError``; Ctrl-C is held until the chunk in
-flight is done and counted, then raised as ``KeyboardInterrupt`` (``_HoldInterrupt``).
+and fit raises ``NonFiniteLossError`` (or stops quietly when a callback,
+TerminateOnNaN, asks it to); Ctrl-C is held until the chunk in flight is
+done and counted, then raised as ``KeyboardInterrupt`` (``_HoldInterrupt``).
 """
 import collections.abc
 import math
@@ -23,11 +24,13 @@ import numba
 import numpy as np
 
 from .. import callbacks as callbacks_module
+from .. import config
 from ..errors import NonFiniteLossError
 from ..kernels import program as P
 from ..kernels.cpu import engine
 from ..utils.progbar import Progbar
 from . import data, sources
+from . import program as program_module
 
 _CHUNK_SECONDS = 0.1
 _blas_controller = None
@@ -70,12 +73,70 @@ def _logs(sums, metrics, prefix=""):
     return logs
 
 
-def run_inference(model, program, source, batch_size, loss, metrics, want_output, verbose, params):
+def cuda_session(program, params, batch_size, optimizer=None, n_trainable=0):
+    """A ``kernels.cuda.engine.Session`` holding the model on the GPU when the
+    device (``fastnn.config``) is "cuda", else None (train on the CPU)."""
+    if config.get_device() != "cuda":
+        return None
+    if optimizer is not None:
+        _check_cuda_optimizer(optimizer)
+    from ..kernels.cuda.engine import Session
+    # Dropout masks: seeded from NumPy's global generator (set_random_seed seeds
+    # it), not fastnn's, whose stream the shuffles share with the CPU path.
+    seed = int(np.random.randint(0, 2**31 - 1)) if np.any(program.prog[:, P.KIND] == P.DROPOUT) else 0
+    return Session(program, params, batch_size, optimizer, n_trainable, seed)
+
+
+def _check_cuda_optimizer(opt):
+    """The CUDA update kernel has SGD/momentum/Nesterov, plain RMSprop, Adam and
+    Adagrad at fixed learning rates; refuse the rest rather than train differently."""
+    hp = opt.hyper()
+    unsupported = []
+    if opt.code not in (P.SGD, P.RMSPROP, P.ADAM, P.ADAGRAD):
+        unsupported.append(type(opt).__name__)
+    if hp[P.HP_SCHED] != P.SCHED_NONE:
+        unsupported.append("learning-rate schedules")
+    if hp[P.HP_AMSGRAD] or hp[P.HP_CENTERED] or (opt.code == P.RMSPROP and hp[P.HP_2]):
+        unsupported.append("amsgrad / centered or momentum RMSprop")
+    if hp[P.HP_WD] or hp[P.HP_CLIPNORM] or hp[P.HP_CLIPVALUE] or hp[P.HP_GLOBAL_CLIPNORM]:
+        unsupported.append("weight decay / gradient clipping")
+    if unsupported:
+        raise NotImplementedError(f"The CUDA device does not support {', '.join(unsupported)} yet; "
+                                  "train on the CPU (fastnn.config.set_device('cpu'))")
+
+
+def callback_list(model, callbacks, verbose, steps):
+    """The CallbackList evaluate / predict run their hooks on (Keras's params: one epoch of ``steps``)."""
+    return callbacks_module.CallbackList(callbacks_module.as_list(callbacks), model,
+                                         {"verbose": verbose, "epochs": 1, "steps": steps})
+
+
+def _device_data(session, source, chunk):
+    """A chunk's arrays on the GPU: an ArraySource's once (the session caches
+    them by array), the others' per chunk (their buffers are reused)."""
+    if isinstance(source, sources.ArraySource):
+        return session.data(chunk.X, chunk.Yf, chunk.Yi)
+    from ..kernels.cuda.engine import DeviceData
+    return DeviceData(chunk.X, chunk.Yf, chunk.Yi)
+
+
+def run_inference(model, program, source, batch_size, loss, metrics, want_output, verbose, params,
+                  callbacks=None, mode="test", session=None):
     """Forward passes over every row of ``source`` (a bound ``sources`` source).
 
     Returns ``(sums, outputs)``: the running [loss, samples, metrics...] sums
     (with ``loss``) and, when ``want_output``, float32 outputs of shape
-    (samples, out_width), else None."""
+    (samples, out_width), else None.
+
+    ``session``: fit's CUDA session, whose device parameters are used; by
+    default the device in ``fastnn.config`` decides.
+
+    With a CallbackList, runs its ``on_{mode}_begin/end`` hooks ("test" or
+    "predict") and, when one defines them, its batch hooks after every batch
+    (running loss and metrics as logs for "test", ``{"outputs": batch}`` for
+    "predict")."""
+    if session is None:
+        session = cuda_session(program, params, batch_size)
     ws = Workspace(program, batch_size)
     loss_code = loss.code if loss is not None else -1
     loss_mode = 1 if (loss is not None and loss.from_logits) else 0
@@ -87,20 +148,36 @@ def run_inference(model, program, source, batch_size, loss, metrics, want_output
     parts = []   # outputs of a producer, whose length is unknown up front
     bar = Progbar(source.steps(batch_size), verbose) if verbose else None
     n_parts = numba.get_num_threads()
+    per_batch = callbacks is not None and callbacks.batch_level[mode]
+    if callbacks is not None:
+        getattr(callbacks, f"on_{mode}_begin")()
     done = 0
     with blas_single_thread():
-        for chunk in source.in_order(batch_size):
-            if chunk.batch > ws.batch:
-                ws = Workspace(program, chunk.batch)
+        for chunk in source.in_order(batch_size, per_batch):
+            if per_batch:
+                getattr(callbacks, f"on_{mode}_batch_begin")(done, logs={})
             dst = out
             if want_output and chunk.offset is None:
                 dst = np.empty((chunk.stop, width), dtype=np.float32)
                 parts.append(dst)
             elif want_output:
                 dst = out[chunk.offset:]
-            engine.infer_steps(program.prog, params, program.consts, chunk.X, chunk.Yf, chunk.Yi, chunk.start,
-                               chunk.stop, chunk.batch, ws.ws, ws.yb, ws.yl, loss_code, loss_mode, codes, sums, dst,
-                               n_parts, ws.ab)
+            if session is not None:
+                if chunk.batch > session.batch:
+                    session = cuda_session(program, params, chunk.batch)
+                session.infer_steps(_device_data(session, source, chunk), chunk.start, chunk.stop, loss_code,
+                                    loss_mode, codes, sums, dst)
+            else:
+                if chunk.batch > ws.batch:
+                    ws = Workspace(program, chunk.batch)
+                engine.infer_steps(program.prog, params, program.consts, chunk.X, chunk.Yf, chunk.Yi, chunk.start,
+                                   chunk.stop, chunk.batch, ws.ws, ws.yb, ws.yl, loss_code, loss_mode, codes, sums,
+                                   dst, n_parts, ws.ab)
+            if per_batch:
+                logs = ({"outputs": dst[chunk.start:chunk.stop].reshape((chunk.stop - chunk.start,
+                                                                        *model._layers[-1].output_shape))}
+                        if mode == "predict" else _logs(sums, metrics))
+                getattr(callbacks, f"on_{mode}_batch_end")(done, logs=logs)
             done += -(-(chunk.stop - chunk.start) // chunk.batch)
             if bar:
                 bar.update(done, _logs(sums, metrics).items() if loss is not None else ())
@@ -108,9 +185,25 @@ def run_inference(model, program, source, batch_size, loss, metrics, want_output
         raise ValueError(f"{source.what} yielded no batches")
     if bar:
         bar.update(done, list(_logs(sums, metrics).items()) if loss is not None else (), finalize=True)
+    if callbacks is not None:
+        getattr(callbacks, f"on_{mode}_end")(_logs(sums, metrics) if loss is not None else {})
     if want_output and n is None:
         out = np.concatenate(parts)
     return sums, (out if want_output else None)
+
+
+def trainable_bounds(model):
+    """int64 offsets of the trainable weight arrays in the flat buffer, then
+    the end of the trainable prefix: array ``v`` is ``params[b[v]:b[v+1]]``
+    (what clipping by norm needs)."""
+    bounds = [0]
+    for var in model.trainable_weights:
+        if program_module._offset(model._params, var) != bounds[-1]:
+            raise RuntimeError(f"Weight {var.name!r} is not where the flat buffer's layout puts it")
+        bounds.append(bounds[-1] + var.size)
+    if bounds[-1] != model._n_trainable:
+        raise RuntimeError("The trainable weights do not cover the trainable prefix of the flat buffer")
+    return np.array(bounds, dtype=np.int64)
 
 
 class _Snapshot:
@@ -137,10 +230,11 @@ def _finite(params):
         return bool(np.isfinite(params.sum(dtype=np.float64)))
 
 
-def _non_finite(params, opt, saved, epoch, batch, what="the loss became NaN or inf at"):
+def _non_finite(params, opt, saved, epoch, batch, what="the loss became NaN or inf at", restore=False):
     """The error for a NaN/inf at ``batch`` of ``epoch``, after making sure
-    the model holds finite weights (restoring the epoch's start if not)."""
-    restored = not _finite(params)
+    the model holds finite weights: the epoch's start is restored when they
+    are not, or when ``restore`` (the GPU loop does not stop at the bad batch)."""
+    restored = restore or not _finite(params)
     if restored:
         saved.restore(params, opt)
     where = "the weights and optimizer state from the start of this epoch were restored" if restored else \
@@ -219,6 +313,7 @@ def fit(model, x, y, batch_size, epochs, verbose, callbacks, validation_split, v
 
     opt = model.optimizer
     opt.build(model._n_trainable)
+    bounds = trainable_bounds(model)
     params = model._params
     grads = np.zeros_like(params)
     steps = train.steps(batch_size)
@@ -226,14 +321,19 @@ def fit(model, x, y, batch_size, epochs, verbose, callbacks, validation_split, v
     codes = np.array([m.code for m in metrics], dtype=np.int64)
     loss_mode = 1 if model.loss.from_logits else 0
     n_parts = numba.get_num_threads()
+    session = cuda_session(program, params, batch_size, opt, model._n_trainable)
 
     history = callbacks_module.History()
-    cbs = callbacks_module.CallbackList(list(callbacks or []) + [history], model,
-                                        {"epochs": epochs, "steps": steps, "verbose": verbose})
+    cbs = callbacks_module.CallbackList(callbacks_module.as_list(callbacks) + [history], model,
+                                        {"verbose": verbose, "epochs": epochs, "steps": steps})
     model.history = history
     model.stop_training = False
     cbs.on_train_begin()
-    steps_per_chunk = 1 if cbs.batch_level else 8
+    # Python after every step only when a callback's batch hooks or a
+    # Python-only schedule need it; otherwise chunks of about _CHUNK_SECONDS.
+    batch_hooks = cbs.batch_level["train"]
+    one_step = batch_hooks or opt.schedule_in_python
+    steps_per_chunk = 1 if one_step else 8
     logs = {}
     for epoch in range(initial_epoch, epochs):
         cbs.on_epoch_begin(epoch)
@@ -245,44 +345,58 @@ def fit(model, x, y, batch_size, epochs, verbose, callbacks, validation_split, v
         bar = Progbar(steps, verbose) if verbose else None
         step = 0
         ran_out = False
-        hp = opt.hyper()
-        while True:
-            t0 = time.perf_counter()
-            chunk = reader.next(steps_per_chunk)
-            if chunk is None:
-                ran_out = True
-                break
-            if cbs.batch_level:
-                cbs.on_train_batch_begin(step)
-            if chunk.batch > ws.batch:
-                ws = Workspace(program, chunk.batch)
-            with _HoldInterrupt(), blas_single_thread():
-                done = engine.train_steps(
-                    program.prog, params, program.consts, grads, opt.slots[0], opt.slots[1],
-                    model._n_trainable, opt.code, hp, opt.iterations, chunk.X, chunk.Yf, chunk.Yi, chunk.ids,
-                    chunk.start, chunk.stop, chunk.batch,
-                    ws.ws, ws.gs, ws.yb, ws.yl, model.loss.code, loss_mode, codes, sums, n_parts, ws.ab)
-                k = done - opt.iterations
-                opt.iterations = done
-                step += k
-            elapsed = time.perf_counter() - t0
-            logs = _logs(sums, metrics)
-            if not math.isfinite(sums[0]):
-                if cbs.batch_level:
-                    cbs.on_train_batch_end(step, logs)
-                if model.stop_training:   # a callback (TerminateOnNaN) chose to stop quietly
+        # Pinned for the whole epoch, not per chunk: pinning costs ~30 us, a step can cost less.
+        with blas_single_thread():
+            while True:
+                t0 = time.perf_counter()
+                chunk = reader.next(steps_per_chunk)
+                if chunk is None:
+                    ran_out = True
                     break
-                raise _non_finite(params, opt, saved, epoch, step)
-            if cbs.batch_level:
-                cbs.on_train_batch_end(step - 1, logs)
-            elif elapsed > 0:
-                steps_per_chunk = int(min(max(1, k * _CHUNK_SECONDS / elapsed), 4 * k + 1))
-            if bar:
-                bar.update(step, logs.items())
+                if batch_hooks:
+                    cbs.on_train_batch_begin(step, logs={})
+                hp = opt.hyper()     # after the hooks: what they changed applies from this step
+                offered = -(-(chunk.stop - chunk.start) // chunk.batch)
+                with _HoldInterrupt():
+                    if session is not None:
+                        session = _session_for(session, chunk, program, params, opt, model._n_trainable)
+                        done = _train_on_gpu(session, _device_data(session, train, chunk), chunk, hp,
+                                             opt.iterations, model.loss.code, loss_mode, codes, sums)
+                    else:
+                        if chunk.batch > ws.batch:
+                            ws = Workspace(program, chunk.batch)
+                        done = engine.train_steps(
+                            program.prog, params, program.consts, grads, opt.slots, model._n_trainable, opt.code,
+                            hp, opt.iterations, bounds, chunk.X, chunk.Yf, chunk.Yi, chunk.ids, chunk.start,
+                            chunk.stop, chunk.batch, ws.ws, ws.gs, ws.yb, ws.yl, model.loss.code, loss_mode, codes,
+                            sums, n_parts, ws.ab)
+                    done -= opt.iterations
+                    opt.iterations += done
+                    step += done
+                elapsed = time.perf_counter() - t0
+                logs = _logs(sums, metrics)
+                if not math.isfinite(sums[0]):
+                    # the batch at ``step`` went non-finite and was not applied
+                    if batch_hooks:
+                        cbs.on_train_batch_end(step, logs=logs)
+                    else:
+                        cbs.chunk_end(step, logs)
+                    if model.stop_training:   # TerminateOnNaN: stop quietly
+                        break
+                    raise _non_finite(params, opt, saved, epoch, step, restore=session is not None)
+                if batch_hooks:
+                    cbs.on_train_batch_end(step - 1, logs=logs)
+                else:
+                    cbs.chunk_end(step - 1, logs)
+                    if not one_step and done == offered and elapsed > 0:
+                        steps_per_chunk = int(min(max(1, done * _CHUNK_SECONDS / elapsed), 4 * done + 1))
+                if bar:
+                    bar.update(step, logs.items())
+                if model.stop_training:
+                    break
         reader.close()
         if ran_out and step > 0 and not _finite(params):   # the epoch's last update overflowed
-            raise _non_finite(params, opt, saved, epoch, step - 1,
-                              "the weights became NaN or inf in the update of")
+            raise _non_finite(params, opt, saved, epoch, step - 1, "the weights became NaN or inf in the update of")
         if ran_out and step == 0:   # only a generator can run dry
             warnings.warn(f"The training data ran out at epoch {epoch + 1}; training stops. Make sure a "
                           "generator can yield steps_per_epoch * epochs batches (or use a PyDataset)",
@@ -292,16 +406,36 @@ def fit(model, x, y, batch_size, epochs, verbose, callbacks, validation_split, v
             warnings.warn(f"The training data ran out after {step} of {steps} batches in epoch {epoch + 1}; "
                           "training stops after this epoch", stacklevel=3)
             model.stop_training = True
+        logs = dict(logs)
         if val is not None:
-            vsums, _ = run_inference(model, program, val, batch_size, model.loss, metrics, False, 0, params)
+            vsums, _ = run_inference(model, program, val, batch_size, model.loss, metrics, False, 0, params,
+                                     cbs, "test", session)
             logs.update(_logs(vsums, metrics, "val_"))
-        if bar:
-            bar.update(step, list(logs.items()), finalize=True)
         cbs.on_epoch_end(epoch, logs)
+        if bar:     # after the callbacks, so keys they add (learning_rate) show, as in Keras
+            bar.update(step, list(logs.items()), finalize=True)
         if model.stop_training:
             break
     cbs.on_train_end(logs)
     return history
+
+
+def _session_for(session, chunk, program, params, opt, n_trainable):
+    """The CUDA session, remade for a producer's batch larger than the one it
+    was made for (the host holds its weights and optimizer state after every call)."""
+    if chunk.batch <= session.batch:
+        return session
+    return cuda_session(program, params, chunk.batch, opt, n_trainable)
+
+
+def _train_on_gpu(session, device, chunk, hp, step, loss_code, loss_mode, codes, sums):
+    """``train_steps`` on the GPU. The session steps in batches of its own
+    size, so a producer's smaller batches go one call each."""
+    rows = chunk.stop - chunk.start if chunk.batch == session.batch else chunk.batch
+    for lo in range(chunk.start, chunk.stop, rows):
+        step = session.train_steps(device, chunk.ids, lo, min(chunk.stop, lo + rows), hp, step, loss_code,
+                                   loss_mode, codes, sums)
+    return step
 
 
 def loss_and_gradients(model, x, y):
@@ -311,6 +445,9 @@ def loss_and_gradients(model, x, y):
     X = model._input_features(x, "x")
     program = model._program_for_training()
     Yf, Yi = data.targets(y, X.shape[0], model.loss, model._layers[-1].output_shape, "y")
+    session = cuda_session(program, model._params, X.shape[0])
+    if session is not None:
+        return session.loss_gradients(session.data(X, Yf, Yi), model.loss.code, 1 if model.loss.from_logits else 0)
     ws = Workspace(program, X.shape[0])
     grads = np.zeros_like(model._params)
     with blas_single_thread():

@@ -55,9 +55,9 @@ class Progbar:
         if finalize:
             per = _per_step(elapsed / max(current, 1))
             if self.verbose == 1:
-                line = f"{self._bar(current)} - {_format_time(elapsed)} {per}{format_values(values)}"
+                line = f"{self._bar(current)} - {elapsed:.0f}s {per}{format_values(values)}"
             else:
-                line = f"{current}/{self.target or 'Unknown'} - {_format_time(elapsed)} - {per}{format_values(values)}"
+                line = f"{current}/{self.target or 'Unknown'} - {elapsed:.0f}s - {per}{format_values(values)}"
             if self.interactive:
                 self.stream.write("\r" + line.ljust(self._last_len) + "\n")
             else:

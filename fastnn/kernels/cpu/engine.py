@@ -23,8 +23,8 @@ from ..program import (A_POS, ACT, ACTIVATION, AUX, B_OFF, DENSE, DROPOUT, FLAGS
 from .activations import LINEAR, SOFTMAX, act_backward, act_forward, softmax_rows, softmax_rows_backward
 from .blas import gemm
 from .losses import loss_and_grad, metric_sums
-from .optimizers import update_range
-from .signatures import D1, F1, I1, I2
+from .optimizers import prepare_step, update_range
+from .signatures import D1, F1, F2, I1, I2
 
 _ZERO = np.float32(0.0)
 _ONE = np.float32(1.0)
@@ -120,9 +120,9 @@ def _dense_backward_block(rec, params, grads, ws, gs, b, t, n_parts, ab):
                 db[j] += row[j]
 
 
-@njit(f"void(int64, {I1}, {F1}, {F1}, {F1}, {F1}, {F1}, int64, int64, {F1}, int64, {F1}, int64, {F1}, {F1}, int64)",
+@njit(f"void(int64, {I1}, {F1}, {F1}, {F1}, {F1}, {F1}, int64, int64, {F1}, int64, {F1}, int64, {F2}, int64)",
       cache=True, parallel=True)
-def _parallel(task, rec, params, consts, grads, ws, gs, b, n_parts, ab, opt, hp, step, s1, s2, n_train):
+def _parallel(task, rec, params, consts, grads, ws, gs, b, n_parts, ab, opt, hp, step, slots, n_train):
     """Runs block ``t`` of ``task`` on thread ``t`` for t in [0, n_parts)."""
     for t in prange(n_parts):
         if task == _DENSE_FWD or task == _ELEMENTWISE_FWD or task == _ACT_BWD:
@@ -139,7 +139,7 @@ def _parallel(task, rec, params, consts, grads, ws, gs, b, n_parts, ab, opt, hp,
         else:
             lo, hi = _block(n_train, n_parts, t)
             if lo < hi:
-                update_range(opt, hp, step, params, grads, s1, s2, lo, hi)
+                update_range(opt, hp, step, params, grads, slots, lo, hi)
 
 
 @njit(f"void({I1}, {F1}, {F1}, int64, boolean)", cache=True)
@@ -164,6 +164,7 @@ def _dropout(rec, consts, ws, b, training):
 def forward(prog, params, consts, ws, b, n_parts, ab, training):
     """Runs every op of ``prog`` on the ``b`` rows already gathered into ws."""
     hp = np.empty(0, dtype=np.float32)
+    no_slots = np.empty((0, 0), dtype=np.float32)
     for i in range(prog.shape[0]):
         rec = prog[i]
         kind = rec[KIND]
@@ -174,7 +175,7 @@ def forward(prog, params, consts, ws, b, n_parts, ab, training):
             softmax_rows(ws, b * rec[X_POS], ws, b * rec[A_POS], b, rec[N_OUT])
             continue
         task = _DENSE_FWD if kind == DENSE else _ELEMENTWISE_FWD
-        _parallel(task, rec, params, consts, params, ws, ws, b, n_parts, ab, 0, hp, 0, hp, hp, 0)
+        _parallel(task, rec, params, consts, params, ws, ws, b, n_parts, ab, 0, hp, 0, no_slots, 0)
         if kind == DENSE and rec[ACT] == SOFTMAX:
             softmax_rows(ws, b * rec[Z_POS], ws, b * rec[A_POS], b, rec[N_OUT])
 
@@ -189,6 +190,7 @@ def seed_kernels(seed):
 def backward(prog, params, consts, grads, ws, gs, b, n_parts, ab):
     """Back-propagates from the output gradient already in ``gs``."""
     hp = np.empty(0, dtype=np.float32)
+    no_slots = np.empty((0, 0), dtype=np.float32)
     for i in range(prog.shape[0] - 1, -1, -1):
         rec = prog[i]
         kind = rec[KIND]
@@ -199,9 +201,9 @@ def backward(prog, params, consts, grads, ws, gs, b, n_parts, ab):
                 if act == SOFTMAX:
                     softmax_rows_backward(ws, gs, b * rec[A_POS], gs, b * rec[Z_POS], b, rec[N_OUT])
                 else:
-                    _parallel(_ACT_BWD, rec, params, consts, grads, ws, gs, b, n_parts, ab, 0, hp, 0, hp, hp, 0)
+                    _parallel(_ACT_BWD, rec, params, consts, grads, ws, gs, b, n_parts, ab, 0, hp, 0, no_slots, 0)
             if kind == DENSE:
-                _parallel(_DENSE_BWD, rec, params, consts, grads, ws, gs, b, n_parts, ab, 0, hp, 0, hp, hp, 0)
+                _parallel(_DENSE_BWD, rec, params, consts, grads, ws, gs, b, n_parts, ab, 0, hp, 0, no_slots, 0)
         elif (flags & NEED_DX) != 0:
             n = rec[N_OUT]
             x, a, zp = b * rec[X_POS], b * rec[A_POS], b * rec[Z_POS]
@@ -257,18 +259,25 @@ def _batch_loss(prog, ws, gs, yb, yl, b, loss_code, loss_mode, metric_codes, sum
 
 
 @njit(cache=True)
-def train_steps(prog, params, consts, grads, slot1, slot2, n_trainable, opt, hp, step,
+def train_steps(prog, params, consts, grads, slots, n_trainable, opt, hp, step, bounds,
                 X, Yf, Yi, ids, start, stop, batch, ws, gs, yb, yl,
                 loss_code, loss_mode, metric_codes, sums, n_parts, ab):
     """Trains on rows ids[start:stop] in batches of ``batch``; returns the step count.
+
+    Stops early, before its update, at the first batch whose loss is NaN or
+    inf (``sums[0]`` is then non-finite): the weights stay the last finite
+    ones, those that batch was computed with, and fit stops there (raising
+    NonFiniteLossError, or quietly when TerminateOnNaN asks it to) without
+    the loop returning to Python every step.
 
     Arrays: ``X`` (N, features) float32; ``Yf`` (N, outputs) float32 dense
     targets or ``Yi`` (N,) int64 labels (the other is empty); ``ids`` int64
     row order. ``ws``/``gs`` workspaces sized for ``batch`` rows, ``yb``/``yl``
     target blocks. ``sums`` float64 accumulates [loss, samples, metrics...].
-    ``step`` is the optimizer's iteration count before this call. Stops early,
-    before the update, at the first batch whose loss is NaN or inf (``sums[0]``
-    is then non-finite): the weights stay those that batch was computed with.
+    ``step`` is the optimizer's iteration count before this call; ``slots``
+    (k, n) its state, ``hp`` its parameter vector (``optimizers.prepare_step``
+    updates it each step), ``bounds`` the offsets of the trainable weight
+    arrays (for clipping by norm).
     """
     sparse = Yi.shape[0] > 0
     pos = start
@@ -282,10 +291,11 @@ def train_steps(prog, params, consts, grads, slot1, slot2, n_trainable, opt, hp,
         forward(prog, params, consts, ws, b, n_parts, ab, True)
         _batch_loss(prog, ws, gs, yb, yl, b, loss_code, loss_mode, metric_codes, sums, True)
         if not np.isfinite(sums[0]):
-            break   # a NaN/inf loss: stop before this batch touches the weights (fit raises)
+            break   # a NaN/inf loss: stop before this batch touches the weights (fit then stops)
         backward(prog, params, consts, grads, ws, gs, b, n_parts, ab)
         step += 1
-        _parallel(_UPDATE, prog[0], params, consts, grads, ws, gs, b, n_parts, ab, opt, hp, step, slot1, slot2,
+        prepare_step(opt, hp, step, grads, bounds)
+        _parallel(_UPDATE, prog[0], params, consts, grads, ws, gs, b, n_parts, ab, opt, hp, step, slots,
                   n_trainable)
         pos += b
     return step

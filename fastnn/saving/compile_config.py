@@ -1,0 +1,99 @@
+"""A model's compile settings as Keras 3's ``compile_config``, and back.
+
+Keras records the arguments of ``compile`` as given: the optimizer as its
+record (with its current configuration), the loss and each metric as the
+name the user wrote or the record of the object passed::
+
+    {"optimizer": {"module": "keras.optimizers", "class_name": "Adam", "config": {...},
+                   "registered_name": None},
+     "loss": "mse", "loss_weights": None, "metrics": ["accuracy"], "weighted_metrics": None,
+     "run_eagerly": False, "steps_per_execution": 1, "jit_compile": False}
+
+fastnn's loss functions (``fastnn.losses.mse``...) are recorded by their
+Keras name; another function as Keras records one, ``{"module": ...,
+"class_name": "function", "config": name, "registered_name": "function"}``
+(Keras needs it as a custom object to load it). An uncompiled model has
+``{}``. Reading looks every name up in fastnn's registries (optimizers,
+losses, metrics) and nothing else.
+"""
+import warnings
+
+from .. import losses as losses_module
+from .. import metrics as metrics_module
+from .. import optimizers as optimizers_module
+
+
+def get_compile_config(model):
+    """Keras 3's compile_config for ``model`` ({} when it is not compiled)."""
+    if not model.compiled:
+        return {}
+    loss_arg = getattr(model, "_loss_arg", model.loss)
+    metrics_arg = getattr(model, "_metrics_arg", model._metric_ids or None)
+    if isinstance(metrics_arg, (str, metrics_module.Metric, type)) or \
+            (callable(metrics_arg) and not isinstance(metrics_arg, (list, tuple))):
+        metrics_arg = [metrics_arg]     # fastnn takes a bare metric; Keras records a list
+    return {"optimizer": _record(model.optimizer, "keras.optimizers"),
+            "loss": _record(loss_arg, "keras.losses"),
+            "loss_weights": None,
+            "metrics": None if metrics_arg is None else [_record(m, "keras.metrics") for m in metrics_arg],
+            "weighted_metrics": None, "run_eagerly": False, "steps_per_execution": 1, "jit_compile": False}
+
+
+def _record(arg, module):
+    """A compile argument as Keras records it: a name stays a name, an object
+    becomes its record, a function its name's record."""
+    if isinstance(arg, str):
+        return arg
+    if getattr(arg, "loss_class", None) is not None:
+        return arg.__name__     # fastnn.losses.mse & co: Keras's own function of that name
+    if isinstance(arg, type):
+        arg = arg()
+    if hasattr(arg, "get_config"):
+        return {"module": module, "class_name": type(arg).__name__, "config": arg.get_config(),
+                "registered_name": None}
+    return {"module": getattr(arg, "__module__", None), "class_name": "function",
+            "config": getattr(arg, "__name__", repr(arg)), "registered_name": "function"}
+
+
+def compile_from_config(model, config):
+    """Compiles ``model`` as ``config`` (a Keras compile_config) says.
+
+    Raises ValueError for anything fastnn cannot honour exactly (several
+    outputs' losses, loss weights, weighted metrics, unknown names)."""
+    if not isinstance(config, dict):
+        raise ValueError(f"compile_config must be a dict, got {type(config).__name__}")
+    if not config:
+        return
+    loss = config.get("loss")
+    if loss is None:
+        warnings.warn("The file's compile_config has no loss; the model is returned uncompiled", stacklevel=3)
+        return
+    if config.get("loss_weights") not in (None, 1, 1.0, [1], [1.0]):
+        raise ValueError(f"compile_config: loss_weights={config['loss_weights']!r} is not supported")
+    if config.get("weighted_metrics") not in (None, []):
+        raise ValueError("compile_config: weighted_metrics are not supported")
+    metrics = config.get("metrics")
+    if metrics is not None and not isinstance(metrics, list):
+        raise ValueError(f"compile_config: metrics must be a list, got {type(metrics).__name__} "
+                         "(per-output metrics are not supported)")
+    model.compile(optimizer=_object(config.get("optimizer", "rmsprop"), optimizers_module, "optimizer"),
+                  loss=_object(loss, losses_module, "loss"),
+                  metrics=None if metrics is None else [_object(m, metrics_module, "metric") for m in metrics])
+
+
+def _object(record, module, what):
+    """What ``compile`` takes for a recorded argument: a name stays a name (the
+    registry resolves it in ``compile``), a function's record gives its name, a
+    class record the object ``module.deserialize`` builds from fastnn's registry."""
+    if isinstance(record, str):
+        return record
+    if not isinstance(record, dict) or not isinstance(record.get("class_name"), str):
+        raise ValueError(f"compile_config: the {what} must be a name or a record with a 'class_name', "
+                         f"got {record!r:.80}")
+    if record["class_name"] == "function":
+        if not isinstance(record.get("config"), str):
+            raise ValueError(f"compile_config: a {what} function's record must name it, got {record!r:.80}")
+        return record["config"]
+    if not isinstance(record.get("config", {}), dict):
+        raise ValueError(f"compile_config: the {what} record's 'config' must be a dict")
+    return module.deserialize(record)
