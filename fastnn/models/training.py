@@ -376,7 +376,10 @@ def fit(model, x, y, batch_size, epochs, verbose, callbacks, validation_split, v
                 elapsed = time.perf_counter() - t0
                 logs = _logs(sums, metrics)
                 if not math.isfinite(sums[0]):
-                    # the batch at ``step`` went non-finite and was not applied
+                    # the batch at ``step`` went non-finite and was not applied; the GPU loop,
+                    # which does not stop there, ran on: go back to the epoch's start
+                    if session is not None:
+                        saved.restore(params, opt)
                     if batch_hooks:
                         cbs.on_train_batch_end(step, logs=logs)
                     else:
