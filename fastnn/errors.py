@@ -16,14 +16,17 @@ class NonFiniteLossError(FloatingPointError):
     The compiled loop stops before that batch updates anything, so the
     model keeps the last weights it had before the batch; if those were
     already non-finite (an earlier update overflowed), the weights and
-    optimizer state are restored to those at the start of the epoch. The
+    optimizer state are restored to those at the start of the epoch (on the
+    GPU, whose loop runs its whole chunk, always; ``batch`` is then the
+    chunk's end). The
     model stays usable and ``model.history`` holds the finished epochs.
     Attributes: ``epoch`` and ``batch`` (0-based) of the offending batch,
     ``restored`` (True when the epoch-start weights were restored).
 
-    A subclass of ``FloatingPointError`` (an ``ArithmeticError``). A
-    callback that sets ``model.stop_training`` in ``on_train_batch_end``
-    on a NaN loss (Keras's TerminateOnNaN) ends training quietly instead.
+    A subclass of ``FloatingPointError`` (an ``ArithmeticError``).
+    ``keras.callbacks.TerminateOnNaN()`` (or any callback that sets
+    ``model.stop_training`` on a NaN loss) ends training quietly instead,
+    with the same weights: unlike Keras, the non-finite batch is never applied.
     """
 
     def __init__(self, message, epoch=None, batch=None, restored=False):
