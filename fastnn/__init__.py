@@ -4,6 +4,7 @@
 ``keras.layers.Dense``, ``model.compile``, ``model.fit``, ...
 """
 from . import activations, callbacks, initializers, layers, losses, metrics, models, optimizers, utils
+from . import regularizers
 from . import datasets
 from .layers import Input
 from .models import Sequential
@@ -12,4 +13,4 @@ from .utils import set_random_seed
 __version__ = "0.1.0"
 
 __all__ = ["Sequential", "Input", "activations", "callbacks", "initializers", "layers", "losses", "metrics",
-           "models", "optimizers", "utils", "set_random_seed", "datasets"]
+           "models", "optimizers", "utils", "set_random_seed", "datasets", "regularizers"]
