@@ -17,7 +17,7 @@ class Variable:
     ``regularizer``: a ``fastnn.regularizers`` penalty on this weight, or None."""
 
     def __init__(self, value, name, trainable=True, regularizer=None):
-        self.value = np.ascontiguousarray(value, dtype=np.float32)
+        self.value = np.array(value, dtype=np.float32, order="C")   # keeps shape () (ascontiguousarray would not)
         self.name = name
         self.trainable = trainable
         self.regularizer = regularizer
