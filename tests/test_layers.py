@@ -266,6 +266,21 @@ def test_dropout_gradient_in_training_uses_the_same_mask_as_the_forward_pass():
     assert not np.allclose(grad_eval[:n], grad[:n])
 
 
+def test_dropout_outside_training_passes_gradients_through_unchanged():
+    # Regression: the backward pass used to multiply by a mask that only training draws (zeros otherwise).
+    x, y = _data(rows=5, cols=4, outs=3, seed=2)
+    grads = []
+    for middle in ([keras.layers.Dropout(0.5)], []):
+        keras.utils.set_random_seed(3)
+        model = keras.Sequential([keras.Input(shape=(4,)), keras.layers.Dense(6, activation="tanh")] + middle +
+                                 [keras.layers.Dense(3)])
+        model.compile(loss="mse", optimizer="sgd")
+        grads.append(loss_and_gradients(model, x, y))
+    assert grads[0][0] == grads[1][0]
+    np.testing.assert_array_equal(grads[0][1], grads[1][1])
+    assert np.abs(grads[0][1][:30]).max() > 1e-3
+
+
 @pytest.mark.parametrize("rate", [-0.1, 1.0, 1.5, "half", None, float("nan")])
 def test_dropout_rejects_bad_rates(rate):
     with pytest.raises(ValueError, match="rate"):
@@ -398,3 +413,11 @@ def test_unfreezing_after_compile_takes_effect_at_the_next_fit():
     model.fit(x, y, batch_size=4, epochs=1, verbose=0)
     for a, b in zip(kernels, model.get_weights()):
         np.testing.assert_array_equal(a, b)
+
+
+def test_new_layers_rebuild_from_their_config():
+    for layer in (keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-5, center=False, name="bn"),
+                  keras.layers.LeakyReLU(negative_slope=0.1), keras.layers.Dropout(0.25, seed=3)):
+        config = layer.get_config()
+        again = keras.layers.get_class(type(layer).__name__).from_config(config)
+        assert again.get_config() == config
