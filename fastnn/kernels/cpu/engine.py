@@ -28,7 +28,7 @@ from .losses import loss_and_grad, metric_sums
 from .optimizers import update_range
 from .regularizers import penalty
 from .sample_loss import GRADIENT_TYPE, VALUE_TYPE, rowwise_loss
-from .signatures import D1, F1, I1, I2
+from .signatures import D1, F1, F2, I1, I2
 
 _ZERO = np.float32(0.0)
 _ONE = np.float32(1.0)
@@ -216,7 +216,7 @@ def update_moving_statistics(prog, params, consts, ws, b):
             batchnorm_update_moving(prog[i], params, consts, ws, b)
 
 
-@njit(cache=True)
+@njit(f"void({I2}, {F1}, {F1}, {F1}, {F1}, {F1}, int64, int64, {F1}, boolean)", cache=True)
 def backward(prog, params, consts, grads, ws, gs, b, n_parts, ab, training):
     """Back-propagates from the output gradient already in ``gs``;
     ``training`` must be the value the forward pass ran with."""
@@ -266,7 +266,7 @@ def _gather(X, ids, pos, b, dst):
             dst[r * f + j] = row[j]
 
 
-@njit(cache=True)
+@njit(f"void({F2}, int64, int64, {F1})", cache=True)
 def _copy_rows(X, pos, b, dst):
     """Copies rows [pos, pos+b) of 2-D X to the start of flat dst."""
     f = X.shape[1]
