@@ -227,6 +227,8 @@ def backward(prog, params, consts, grads, ws, gs, b, n_parts, ab, training):
         flags = rec[FLAGS]
         if kind == BATCHNORM:
             batchnorm_backward(rec, params, grads, ws, gs, b, training)
+        elif kind == DENSE and (flags & FROZEN) != 0 and (flags & NEED_DX) == 0:
+            continue    # a frozen layer with nothing trainable before it: no gradient needed
         elif kind == DENSE or kind == ACTIVATION:
             act = rec[ACT]
             if act != LINEAR and (flags & LOSS_FUSED) == 0 and (kind == DENSE or (flags & NEED_DX) != 0):
