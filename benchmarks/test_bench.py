@@ -60,10 +60,10 @@ def test_adam_update_1m(benchmark):
     n = 1_000_000
     rng = np.random.default_rng(0)
     w, g = rng.standard_normal(n).astype(np.float32), rng.standard_normal(n).astype(np.float32)
-    s1, s2 = np.zeros(n, np.float32), np.zeros(n, np.float32)
+    slots = np.zeros((2, n), np.float32)
     hp = keras.optimizers.Adam().hyper()
     import numba
     parts = numba.get_num_threads()
-    apply_update(P.ADAM, hp, 1, w, g, s1, s2, n, parts)
-    benchmark(apply_update, P.ADAM, hp, 2, w, g, s1, s2, n, parts)
+    apply_update(P.ADAM, hp, 1, w, g, slots, n, parts)
+    benchmark(apply_update, P.ADAM, hp, 2, w, g, slots, n, parts)
     assert np.isfinite(w).all()

@@ -9,8 +9,10 @@ from . import datasets
 from .layers import Input
 from .models import Sequential
 from .utils import set_random_seed
+from . import config
+from .config import device
 
 __version__ = "0.1.0"
 
 __all__ = ["Sequential", "Input", "activations", "callbacks", "initializers", "layers", "losses", "metrics",
-           "models", "optimizers", "utils", "set_random_seed", "datasets", "regularizers"]
+           "models", "optimizers", "utils", "set_random_seed", "datasets", "config", "device", "regularizers"]

@@ -10,6 +10,8 @@ import numpy as np
 from .kernels import program as P
 
 EPS = 1e-7
+# Keras clips probabilities in float32, where 1 - 1e-7 rounds to 1 - 2**-23.
+_LOW, _HIGH = float(np.float32(EPS)), float(np.float32(1 - EPS))
 
 
 class Loss:
@@ -180,7 +182,7 @@ class CategoricalCrossentropy(Loss):
         if self.from_logits:
             return -np.sum(y_true * _log_softmax(y_pred), axis=-1)
         q = y_pred / y_pred.sum(axis=-1, keepdims=True)
-        return -np.sum(y_true * np.log(np.clip(q, EPS, 1 - EPS)), axis=-1)
+        return -np.sum(y_true * np.log(np.clip(q, _LOW, _HIGH)), axis=-1)
 
 
 class SparseCategoricalCrossentropy(CategoricalCrossentropy):
@@ -202,8 +204,8 @@ class BinaryCrossentropy(Loss):
         if self.from_logits:
             x = y_pred
             return np.mean(np.maximum(x, 0) - x * y_true + np.log1p(np.exp(-np.abs(x))), axis=-1)
-        p = np.clip(y_pred, EPS, 1 - EPS)
-        return -np.mean(y_true * np.log(p + EPS) + (1 - y_true) * np.log(1 - p + EPS), axis=-1)
+        p = np.clip(y_pred, _LOW, _HIGH)
+        return -np.mean(y_true * np.log(p) + (1 - y_true) * np.log(1 - p), axis=-1)
 
 
 def _huber_value(y_true, y_pred, constants):

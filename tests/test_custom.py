@@ -313,3 +313,16 @@ def test_bad_weights_are_refused_before_training(kwargs, match):
         np.testing.assert_array_equal(a, b)
     with pytest.raises(ValueError, match=r"shape \(6,\)"):
         model.evaluate(x, labels, sample_weight=np.ones(3), verbose=0)
+
+
+def test_the_cuda_device_refuses_what_its_kernels_lack():
+    from fastnn.models import training
+    model = keras.Sequential([keras.Input(shape=(4,)), keras.layers.Dense(5, kernel_regularizer="l2"),
+                              keras.layers.BatchNormalization(), keras.layers.LeakyReLU(), keras.layers.Dense(3)])
+    model.compile(loss=LogCosh(), optimizer="sgd", metrics=[max_abs_error])
+    program = model._program_for_training()
+    with pytest.raises(NotImplementedError, match="BatchNormalization, LeakyReLU, weight regularizers, the loss "
+                                                  "LogCosh, sample or class weights, own or weighted metrics"):
+        training._check_cuda_features(program, model.loss, model._resolve_metrics(False), True)
+    plain = _model("mse", metrics=["mae"])
+    training._check_cuda_features(plain._program_for_training(), plain.loss, plain._resolve_metrics(False), False)

@@ -22,7 +22,7 @@ RESCALE = 3      # a = x * scale + offset; scale, offset in the float constants 
 DROPOUT = 4      # training: a = x * mask / (1 - rate), rate in the float constants at AUX; mask kept in ws at Z_POS
 BATCHNORM = 5    # a = (x - mean) * gamma / sqrt(var + eps) + beta; gamma at W_OFF, beta at B_OFF (or -1),
                  # moving statistics at S_OFF; constants at AUX: eps, momentum, 1 - momentum; the statistics
-                 # used and scratch live in a slot of width 4 * N_OUT at Z_POS (see kernels/cpu/batchnorm.py)
+                 # used and scratch live in a slot of width 5 * N_OUT at Z_POS (see kernels/cpu/batchnorm.py)
 LEAKY_RELU = 6   # a = x if x > 0 else slope * x; slope in the float constants at AUX
 
 # FLAGS bits.
@@ -41,7 +41,17 @@ ON_LOGITS = 1    # logits: either from_logits=True (slot A) or a fused softmax/s
 M_SPARSE_ACC, M_CAT_ACC, M_BIN_ACC, M_MSE, M_MAE, M_RMSE = range(6)
 
 # Optimizer codes.
-SGD, RMSPROP, ADAM, ADAGRAD = range(4)
-# Hyper-parameter vector (float32): indices.
-HP_LR, HP_1, HP_2, HP_EPS, HP_NESTEROV = range(5)
-N_HP = 5
+SGD, RMSPROP, ADAM, ADAGRAD, NADAM, ADAMAX, ADADELTA, FTRL = range(8)
+
+# The optimizer's parameter vector ``hp`` (float32), read by the update kernels.
+# HP_LR is the learning rate of the step being taken: fixed, or written before
+# each step from the schedule at HP_SCHED. HP_1..HP_5 are the optimizer's own
+# numbers (see each optimizer's ``_fill``); a 0 in HP_WD / HP_CLIP* turns that
+# option off. HP_UPROD is Nadam's running product of momentum factors.
+(HP_LR, HP_1, HP_2, HP_EPS, HP_NESTEROV, HP_3, HP_4, HP_5, HP_AMSGRAD, HP_CENTERED, HP_WD,
+ HP_CLIPNORM, HP_CLIPVALUE, HP_GLOBAL_CLIPNORM, HP_UPROD) = range(15)
+HP_SCHED = 15    # from here to the end: the learning-rate schedule, [SCHED_* code, its numbers...]
+                 # (kernels/cpu/schedules.py); a fixed rate has [SCHED_NONE], so len(hp) >= 16
+
+# Learning-rate schedule codes.
+SCHED_NONE, SCHED_EXPONENTIAL, SCHED_PIECEWISE, SCHED_COSINE, SCHED_INVERSE_TIME = range(5)

@@ -5,6 +5,8 @@ weights first, so the optimizer updates one prefix) and rebinds each
 Variable to its view. ``compile_program`` writes the int64 op table that the
 kernels read (layout in ``fastnn.kernels.program``).
 """
+import warnings
+
 import numpy as np
 
 from ..kernels import program as P
@@ -50,13 +52,21 @@ def _offset(params, var):
 
 
 def fused_loss(ops, loss):
-    """True when the last op's softmax/sigmoid folds into the loss as logits."""
-    if loss is None or loss.from_logits or not ops:
+    """True when the last op's softmax/sigmoid folds into the loss as logits.
+
+    As Keras 3 does, this also holds with ``from_logits=True``: the real
+    logits are used (with a warning), not the probabilities."""
+    if loss is None or not ops:
         return False
     last = ops[-1]
     if last.kind not in (P.DENSE, P.ACTIVATION):
         return False
-    return (last.act == SOFTMAX and loss.code in (P.CCE, P.SCCE)) or (last.act == SIGMOID and loss.code == P.BCE)
+    fused = (last.act == SOFTMAX and loss.code in (P.CCE, P.SCCE)) or (last.act == SIGMOID and loss.code == P.BCE)
+    if fused and loss.from_logits:
+        warnings.warn(f"{loss.name} received from_logits=True, but the output is produced by a "
+                      f"{'softmax' if last.act == SOFTMAX else 'sigmoid'} activation and thus does not represent "
+                      "logits; the loss uses the pre-activation logits, as Keras does", stacklevel=4)
+    return fused
 
 
 def compile_program(layers, input_width, params, loss=None):

@@ -4,6 +4,7 @@ import numpy as np
 from .. import losses as losses_module
 from .. import metrics as metrics_module
 from .. import optimizers as optimizers_module
+from ..kernels import program as P
 from ..layers.base import Layer
 from ..layers.core import InputLayer
 from . import data, program, sample_weights, training
@@ -198,7 +199,23 @@ class Sequential:
         out_dim = self._layers[-1].output_shape[-1]
 
         def resolve(ids):
-            return [metrics_module.get(m, output_dim=out_dim, target_ndim=1 if sparse_targets else 2) for m in ids]
+            metrics = [metrics_module.get(m, output_dim=out_dim, target_ndim=1 if sparse_targets else 2)
+                       for m in ids]
+            # The compiled loop holds either integer labels or dense targets, never both:
+            # a built-in metric reading the other kind would silently compare against zeros.
+            # (Own metrics run in NumPy on the targets the loss takes.)
+            for m in metrics:
+                if m.code is None:
+                    continue
+                if sparse_targets and m.code != P.M_SPARSE_ACC:
+                    raise ValueError(f"Metric {m.name!r} needs targets shaped like the outputs, but loss "
+                                     f"{self.loss.name!r} takes integer labels; use 'accuracy' or "
+                                     "'sparse_categorical_accuracy'")
+                if not sparse_targets and m.code == P.M_SPARSE_ACC:
+                    raise ValueError(f"Metric {m.name!r} needs integer labels, which only "
+                                     "loss='sparse_categorical_crossentropy' takes; use 'accuracy' or "
+                                     "'categorical_accuracy'")
+            return metrics
         return metrics_module.ModelMetrics(resolve(self._metric_ids), resolve(self._weighted_metric_ids),
                                            has_weights)
 
@@ -236,11 +253,12 @@ class Sequential:
         return training.fit(self, x, y, batch_size, epochs, verbose, callbacks, validation_split,
                             validation_data, shuffle, initial_epoch, steps_per_epoch, class_weight, sample_weight)
 
-    def evaluate(self, x=None, y=None, batch_size=None, verbose="auto", sample_weight=None, return_dict=False):
+    def evaluate(self, x=None, y=None, batch_size=None, verbose="auto", sample_weight=None, return_dict=False,
+                 callbacks=None):
         """Loss (a float) with no metrics, else [loss, *metrics]; a dict if ``return_dict``.
 
         The loss includes weight penalties and is weighted by ``sample_weight``
-        (n,) as in ``fit``."""
+        (n,) as in ``fit``. ``callbacks`` get the on_test_* hooks."""
         self._require_compiled("evaluate")
         batch_size = data.positive_int(32 if batch_size is None else batch_size, "batch_size")
         verbose = training.resolve_verbose(verbose)
@@ -249,24 +267,26 @@ class Sequential:
         Yf, Yi = data.targets(y, X.shape[0], self.loss, prog.out_width, "y")
         sw = None if sample_weight is None else sample_weights.sample_weights(sample_weight, X.shape[0])
         metrics = self._resolve_metrics(Yi.shape[0] > 0, sw is not None)
+        cbs = training.callback_list(self, callbacks, verbose, -(-X.shape[0] // batch_size))
         sums, _ = training.run_inference(self, prog, X, Yf, Yi, batch_size, self.loss, metrics, False,
-                                         verbose, self._params, sw)
+                                         verbose, self._params, cbs, "test", sw=sw)
         logs = metrics.logs(sums)
         if return_dict:
             return logs
         values = list(logs.values())
         return values[0] if len(values) == 1 else values
 
-    def predict(self, x, batch_size=None, verbose="auto"):
-        """float32 outputs of shape (samples, *output_shape)."""
+    def predict(self, x, batch_size=None, verbose="auto", callbacks=None):
+        """float32 outputs of shape (samples, *output_shape); ``callbacks`` get the on_predict_* hooks."""
         batch_size = data.positive_int(32 if batch_size is None else batch_size, "batch_size")
         verbose = training.resolve_verbose(verbose)
         X = self._input_features(x, "x")
         prog = self._program(None)
         empty_f = np.zeros((0, prog.out_width), dtype=np.float32)
         empty_i = np.zeros(0, dtype=np.int64)
+        cbs = training.callback_list(self, callbacks, verbose, -(-X.shape[0] // batch_size))
         _, out = training.run_inference(self, prog, X, empty_f, empty_i, batch_size, None, None, True,
-                                        verbose, self._params)
+                                        verbose, self._params, cbs, "predict")
         return out.reshape((X.shape[0], *self._layers[-1].output_shape))
 
     def __call__(self, x, training=False):

@@ -71,7 +71,7 @@ def act_derivative(code, z, a):
         return _SELU_SCALE if z > _ZERO else a + _SELU_SCALE * _SELU_ALPHA
     if code == GELU:
         cdf = np.float32(0.5) * (_ONE + np.float32(math.erf(z * _INV_SQRT2)))
-        return cdf + z * _INV_SQRT_2PI * np.float32(math.exp(-0.5 * z * z))
+        return cdf + z * _INV_SQRT_2PI * np.float32(math.exp(np.float32(-0.5) * z * z))
     if code == SWISH:
         s = _sigmoid(z)
         return s + z * s * (_ONE - s)

@@ -25,7 +25,7 @@ from .activations import LINEAR, SOFTMAX, act_backward, act_forward, softmax_row
 from .batchnorm import batchnorm_backward, batchnorm_forward, batchnorm_update_moving
 from .blas import gemm
 from .losses import loss_and_grad, metric_sums
-from .optimizers import update_range
+from .optimizers import prepare_step, update_range
 from .regularizers import penalty
 from .sample_loss import GRADIENT_TYPE, VALUE_TYPE, rowwise_loss
 from .signatures import D1, F1, F2, I1, I2
@@ -126,9 +126,9 @@ def _dense_backward_block(rec, params, grads, ws, gs, b, t, n_parts, ab):
                 db[j] += row[j]
 
 
-@njit(f"void(int64, {I1}, {F1}, {F1}, {F1}, {F1}, {F1}, int64, int64, {F1}, int64, {F1}, int64, {F1}, {F1}, int64)",
+@njit(f"void(int64, {I1}, {F1}, {F1}, {F1}, {F1}, {F1}, int64, int64, {F1}, int64, {F1}, int64, {F2}, int64)",
       cache=True, parallel=True)
-def _parallel(task, rec, params, consts, grads, ws, gs, b, n_parts, ab, opt, hp, step, s1, s2, n_train):
+def _parallel(task, rec, params, consts, grads, ws, gs, b, n_parts, ab, opt, hp, step, slots, n_train):
     """Runs block ``t`` of ``task`` on thread ``t`` for t in [0, n_parts)."""
     for t in prange(n_parts):
         if task == _DENSE_FWD or task == _ELEMENTWISE_FWD or task == _ACT_BWD:
@@ -145,7 +145,7 @@ def _parallel(task, rec, params, consts, grads, ws, gs, b, n_parts, ab, opt, hp,
         else:
             lo, hi = _block(n_train, n_parts, t)
             if lo < hi:
-                update_range(opt, hp, step, params, grads, s1, s2, lo, hi)
+                update_range(opt, hp, step, params, grads, slots, lo, hi)
 
 
 @njit(f"void({I1}, {F1}, {F1}, int64, boolean)", cache=True)
@@ -181,6 +181,7 @@ def forward(prog, params, consts, ws, b, n_parts, ab, training):
     """Runs every op of ``prog`` on the ``b`` rows already gathered into ws;
     ``training`` draws dropout masks and normalizes by batch statistics."""
     hp = np.empty(0, dtype=np.float32)
+    no_slots = np.empty((0, 0), dtype=np.float32)
     for i in range(prog.shape[0]):
         rec = prog[i]
         kind = rec[KIND]
@@ -197,7 +198,7 @@ def forward(prog, params, consts, ws, b, n_parts, ab, training):
             softmax_rows(ws, b * rec[X_POS], ws, b * rec[A_POS], b, rec[N_OUT])
             continue
         task = _DENSE_FWD if kind == DENSE else _ELEMENTWISE_FWD
-        _parallel(task, rec, params, consts, params, ws, ws, b, n_parts, ab, 0, hp, 0, hp, hp, 0)
+        _parallel(task, rec, params, consts, params, ws, ws, b, n_parts, ab, 0, hp, 0, no_slots, 0)
         if kind == DENSE and rec[ACT] == SOFTMAX:
             softmax_rows(ws, b * rec[Z_POS], ws, b * rec[A_POS], b, rec[N_OUT])
 
@@ -221,6 +222,7 @@ def backward(prog, params, consts, grads, ws, gs, b, n_parts, ab, training):
     """Back-propagates from the output gradient already in ``gs``;
     ``training`` must be the value the forward pass ran with."""
     hp = np.empty(0, dtype=np.float32)
+    no_slots = np.empty((0, 0), dtype=np.float32)
     for i in range(prog.shape[0] - 1, -1, -1):
         rec = prog[i]
         kind = rec[KIND]
@@ -235,9 +237,9 @@ def backward(prog, params, consts, grads, ws, gs, b, n_parts, ab, training):
                 if act == SOFTMAX:
                     softmax_rows_backward(ws, gs, b * rec[A_POS], gs, b * rec[Z_POS], b, rec[N_OUT])
                 else:
-                    _parallel(_ACT_BWD, rec, params, consts, grads, ws, gs, b, n_parts, ab, 0, hp, 0, hp, hp, 0)
+                    _parallel(_ACT_BWD, rec, params, consts, grads, ws, gs, b, n_parts, ab, 0, hp, 0, no_slots, 0)
             if kind == DENSE:
-                _parallel(_DENSE_BWD, rec, params, consts, grads, ws, gs, b, n_parts, ab, 0, hp, 0, hp, hp, 0)
+                _parallel(_DENSE_BWD, rec, params, consts, grads, ws, gs, b, n_parts, ab, 0, hp, 0, no_slots, 0)
         elif (flags & NEED_DX) != 0:
             n = rec[N_OUT]
             x, a, zp = b * rec[X_POS], b * rec[A_POS], b * rec[Z_POS]
@@ -321,11 +323,15 @@ def _copy_outputs(prog, ws, b, out, pos):
 
 
 @njit(cache=True)
-def train_steps(prog, params, consts, grads, slot1, slot2, n_trainable, opt, hp, step,
+def train_steps(prog, params, consts, grads, slots, n_trainable, opt, hp, step, bounds,
                 X, Yf, Yi, ids, start, stop, batch, ws, gs, yb, yl,
                 loss_code, loss_mode, metric_codes, sums, n_parts, ab,
                 regs, sw, loss_value, loss_grad, loss_consts, pred_out):
     """Trains on rows ids[start:stop] in batches of ``batch``; returns the step count.
+
+    Stops early, after its update, at the first batch whose loss makes the
+    running loss non-finite, so a callback watching for NaN (TerminateOnNaN)
+    sees that batch without the loop returning to Python every step.
 
     Arrays: ``X`` (N, features) float32; ``Yf`` (N, outputs) float32 dense
     targets or ``Yi`` (N,) int64 labels (the other is empty); ``ids`` int64
@@ -333,7 +339,10 @@ def train_steps(prog, params, consts, grads, slot1, slot2, n_trainable, opt, hp,
     target blocks. ``sums`` float64 accumulates [loss, samples, metrics...];
     the loss includes the weight penalties of ``regs`` (``regularizers.penalty``)
     once per sample, as Keras adds them to every batch's loss.
-    ``step`` is the optimizer's iteration count before this call.
+    ``step`` is the optimizer's iteration count before this call; ``slots``
+    (k, n) its state, ``hp`` its parameter vector (``optimizers.prepare_step``
+    updates it each step), ``bounds`` the offsets of the trainable weight
+    arrays (for clipping by norm).
     ``sw`` (N,) float32 sample weights or empty; ``loss_value``/``loss_grad``/
     ``loss_consts`` a CUSTOM loss (``sample_loss``); ``pred_out`` (N, outputs)
     float32 or empty: receives the training-mode outputs of row ids[i] at i.
@@ -354,6 +363,7 @@ def train_steps(prog, params, consts, grads, slot1, slot2, n_trainable, opt, hp,
                 wb[r] = sw[ids[pos + r]]
         forward(prog, params, consts, ws, b, n_parts, ab, True)
         update_moving_statistics(prog, params, consts, ws, b)
+        was_finite = np.isfinite(sums[0])
         _batch_loss(prog, ws, gs, yb, yl, wb, b, loss_code, loss_mode, metric_codes, sums, True,
                     loss_value, loss_grad, loss_consts)
         backward(prog, params, consts, grads, ws, gs, b, n_parts, ab, True)
@@ -362,9 +372,12 @@ def train_steps(prog, params, consts, grads, slot1, slot2, n_trainable, opt, hp,
         if pred_out.shape[0] > 0:
             _copy_outputs(prog, ws, b, pred_out, pos)
         step += 1
-        _parallel(_UPDATE, prog[0], params, consts, grads, ws, gs, b, n_parts, ab, opt, hp, step, slot1, slot2,
+        prepare_step(opt, hp, step, grads, bounds)
+        _parallel(_UPDATE, prog[0], params, consts, grads, ws, gs, b, n_parts, ab, opt, hp, step, slots,
                   n_trainable)
         pos += b
+        if was_finite and not np.isfinite(sums[0]):
+            break
     return step
 
 

@@ -67,12 +67,12 @@ def loss_and_grad(code, mode, src, src_off, grad, grad_off, yf, yi, b, n, want_g
                             np.float32(math.exp(x)) / (_ONE + np.float32(math.exp(x)))
                         grad[g + j] = (p - y) * inv_bn
                 else:
+                    # Keras 3 clips, then takes logs (Keras 2 also added EPS inside them).
                     p = min(max(x, EPS), _ONE - EPS)
-                    loss -= y * math.log(p + EPS) + (_ONE - y) * math.log(_ONE - p + EPS)
+                    loss -= y * math.log(p) + (_ONE - y) * math.log(_ONE - p)
                     if want_grad:
                         clipped = x < EPS or x > _ONE - EPS
-                        grad[g + j] = _ZERO if clipped else \
-                            -(y / (p + EPS) - (_ONE - y) / (_ONE - p + EPS)) * inv_bn
+                        grad[g + j] = _ZERO if clipped else -(y / p - (_ONE - y) / (_ONE - p)) * inv_bn
             loss /= n
         else:  # CCE / SCCE
             if mode == ON_LOGITS:

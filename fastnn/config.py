@@ -1,0 +1,100 @@
+"""Which device trains: ``"cpu"``, ``"cuda"`` or ``"auto"`` (the default).
+
+``set_device("cuda")`` sends ``fit``, ``evaluate`` and ``predict`` to the
+``numba.cuda`` kernels in ``fastnn.kernels.cuda``; ``with fastnn.device("cpu"):``
+does it for a block of code. ``"auto"`` picks CUDA only when ``numba.cuda``
+imports and ``numba.cuda.is_available()`` says a GPU is usable (Numba's CUDA
+simulator, ``NUMBA_ENABLE_CUDASIM=1``, counts as one), else the CPU.
+
+This module never imports ``numba.cuda`` when imported, and "auto" first looks
+for the CUDA driver library without importing anything, so ``import fastnn``
+and CPU training pay nothing for the CUDA path on a machine without a GPU.
+"""
+import contextlib
+import ctypes
+import os
+import sys
+
+_NAMES = ("cpu", "cuda", "auto")
+_choice = "auto"
+_cuda_status = None      # (available, reason), probed once per process
+
+
+def _driver_library_loads():
+    """True when a CUDA driver library can be loaded (without importing numba.cuda)."""
+    names = [os.environ["NUMBA_CUDA_DRIVER"]] if os.environ.get("NUMBA_CUDA_DRIVER") else []
+    if sys.platform.startswith("win"):
+        names.append("nvcuda.dll")
+    elif sys.platform.startswith("linux"):
+        names += ["libcuda.so.1", "libcuda.so"]
+    for name in names:
+        try:
+            ctypes.CDLL(name)
+            return True
+        except OSError:
+            continue
+    return False
+
+
+def _probe_cuda():
+    """(available, reason): reason says why CUDA cannot be used, "" when it can."""
+    from numba.core import config as numba_config
+    if not numba_config.ENABLE_CUDASIM and not _driver_library_loads():
+        return False, "no CUDA driver library (libcuda) was found: this machine has no usable NVIDIA driver"
+    try:
+        from numba import cuda
+    except Exception as exc:  # an incomplete or broken CUDA install must not break CPU users
+        return False, f"numba.cuda could not be imported ({exc}); install fastnn[cuda]"
+    try:
+        if cuda.is_available():
+            return True, ""
+    except Exception as exc:
+        return False, f"numba.cuda.is_available() failed ({exc})"
+    return False, "numba.cuda.is_available() is False: no usable CUDA GPU or toolkit was found"
+
+
+def cuda_available():
+    """True when training can run on CUDA here (probed once, then cached)."""
+    global _cuda_status
+    if _cuda_status is None:
+        _cuda_status = _probe_cuda()
+    return _cuda_status[0]
+
+
+def _check_name(name):
+    if not isinstance(name, str) or name.lower() not in _NAMES:
+        raise ValueError(f"device must be one of {list(_NAMES)}, got {name!r}")
+    return name.lower()
+
+
+def set_device(name):
+    """Chooses the device for later ``fit`` / ``evaluate`` / ``predict`` calls.
+
+    ``name``: "cpu", "cuda" or "auto" (CUDA when usable, else CPU).
+    Asking for "cuda" where it cannot run raises RuntimeError saying why."""
+    global _choice
+    name = _check_name(name)
+    if name == "cuda" and not cuda_available():
+        raise RuntimeError(f"set_device('cuda'): CUDA cannot be used here: {_cuda_status[1]}. "
+                           "Use set_device('cpu') or 'auto' to train on the CPU.")
+    _choice = name
+
+
+def get_device():
+    """The device the next ``fit`` runs on: "cpu" or "cuda" ("auto" resolved)."""
+    if _choice == "auto":
+        return "cuda" if cuda_available() else "cpu"
+    return _choice
+
+
+@contextlib.contextmanager
+def device(name):
+    """``with fastnn.device("cuda"):`` trains on ``name`` inside the block and
+    restores the previous choice after it, also when the block raises."""
+    global _choice
+    previous = _choice
+    set_device(name)
+    try:
+        yield
+    finally:
+        _choice = previous

@@ -1,0 +1,64 @@
+"""Numba cache invalidation for the kernels as a whole.
+
+Numba stamps a cached function with the hash of its own source file only.
+Our kernels call each other across files (``engine.py`` inlines
+``optimizers.py``'s update), so editing one file would leave callers in
+other files running stale machine code from the cache. This locator stamps
+every kernel with one hash of all kernel sources, so any change to any
+kernel recompiles them all. Functions outside ``fastnn/kernels`` keep
+Numba's own locators.
+"""
+import hashlib
+from pathlib import Path
+
+from numba.core import caching
+
+KERNEL_DIR = Path(__file__).resolve().parent
+
+
+def _tree_hash():
+    h = hashlib.sha256()
+    for path in sorted(KERNEL_DIR.rglob("*.py")):
+        h.update(str(path.relative_to(KERNEL_DIR)).encode())
+        h.update(path.read_bytes())
+    return h.digest()
+
+
+_TREE_HASH = _tree_hash()
+
+
+class _TreeStamp:
+    def get_source_stamp(self):
+        return _TREE_HASH
+
+
+_STAMPED = [type(f"Kernel{cls.__name__}", (_TreeStamp, cls), {})
+            for cls in (caching.UserProvidedCacheLocator, caching.InTreeCacheLocator,
+                        caching.UserWideCacheLocator)]
+
+
+class KernelTreeLocator:
+    """First locator consulted: takes functions defined under fastnn/kernels."""
+
+    @classmethod
+    def from_function(cls, py_func, py_file):
+        try:
+            Path(py_file).resolve().relative_to(KERNEL_DIR)
+        except (ValueError, OSError):
+            return None
+        for locator_cls in _STAMPED:
+            locator = locator_cls.from_function(py_func, py_file)
+            if locator is not None:
+                return locator
+        return None
+
+
+def install():
+    """Puts ``KernelTreeLocator`` first in Numba's locator chain (once)."""
+    impl = getattr(caching, "CacheImpl", None) or caching._CacheImpl   # renamed in Numba 0.61
+    classes = impl._locator_classes
+    if KernelTreeLocator not in classes:
+        classes.insert(0, KernelTreeLocator)
+
+
+install()

@@ -1,0 +1,312 @@
+"""Training and inference on a CUDA GPU, over the model's op table.
+
+A ``Session`` puts one model on the device for one batch size: its program's
+parameters, constants, workspaces ``ws`` / ``gs`` (the CPU layout), gradient
+and optimizer slots. It reads the op table once per batch size and turns it
+into a *plan*: the list of kernel launches of a forward and of a backward
+pass. A training step is then: gather the batch (from the device-resident
+shuffled index), the forward plan, the loss kernel, the backward plan and
+one optimizer kernel, all queued on the default stream with no host
+round-trip. The host waits once per chunk of steps, to fetch the running
+loss and metric sums.
+
+The model's host buffers stay the source of truth between calls: each call
+first uploads the parameters if the host copy changed since the device last
+wrote it (a callback's ``set_weights``, say), and ends by copying parameters
+and optimizer slots back into the model's flat buffers, so ``get_weights``,
+saving and callbacks always see current weights. That is a few MB per chunk,
+each chunk being about a tenth of a second of training.
+"""
+import warnings
+
+import numpy as np
+from numba import cuda
+from numba.cuda.random import create_xoroshiro128p_states
+
+from ..cpu.activations import LINEAR, SOFTMAX
+from ..program import (A_POS, ACT, ACTIVATION, AUX, B_OFF, DENSE, DROPOUT, FLAGS, KIND, LOSS_FUSED, N_IN, N_OUT,
+                       NEED_DX, ON_LOGITS, W_OFF, X_POS, Z_POS)
+from . import blas, elementwise as ew
+from .launch import DROPOUT_BLOCKS, THREADS, blocks_for, configure
+from .losses import loss_rows
+from .optimizers import apply_update
+
+_DROPOUT_STATES = THREADS * DROPOUT_BLOCKS
+
+
+def _launch(kernel, work, *args):
+    """(configured kernel, args) for a grid-stride kernel over ``work`` items."""
+    return configure(kernel, blocks_for(work), THREADS), args
+
+
+def _runs_act_backward(rec):
+    """True when the backward pass takes op ``rec``'s gradient through its
+    activation (the conditions of ``cpu.engine.backward``)."""
+    kind, act, flags = int(rec[KIND]), int(rec[ACT]), int(rec[FLAGS])
+    return (kind == DENSE or kind == ACTIVATION) and act != LINEAR and (flags & LOSS_FUSED) == 0 and \
+        (kind == DENSE or (flags & NEED_DX) != 0)
+
+
+class Plan:
+    """The kernel launches for batches of ``b`` rows, configured once.
+
+    ``forward`` / ``backward``: lists of (configured kernel, args) that
+    replay a pass over the op table; ``gather``, ``loss``, ``update`` and
+    ``copy``: configured kernels whose arguments change from step to step.
+    ``src``: where the loss reads (logits when ``logits``); ``out``: where
+    the outputs are (what metrics and predictions read)."""
+
+    def __init__(self, forward, backward, gather, loss, update, copy, src, out, logits):
+        self.forward, self.backward = forward, backward
+        self.gather, self.loss, self.update, self.copy = gather, loss, update, copy
+        self.src, self.out, self.logits = src, out, logits
+
+
+class DeviceData:
+    """Inputs and targets of one fit / evaluate / predict call, on the device.
+
+    Host arrays as ``fastnn.models.data`` makes them: X (N, features) float32,
+    Yf (N, outputs) float32 or (0, outputs), Yi (N,) int64 or (0,)."""
+
+    def __init__(self, X, Yf, Yi):
+        self.host = (X, Yf, Yi)          # keeps the ids used as cache keys alive
+        self.n = X.shape[0]
+        self.X, self.Yf, self.Yi = cuda.to_device(X), cuda.to_device(Yf), cuda.to_device(Yi)
+        self.order = cuda.to_device(np.arange(self.n, dtype=np.int64))
+        self.out = None                  # predictions (N * outputs), allocated by the first predict
+
+
+class Session:
+    """One model on the device for batches of at most ``batch`` rows.
+
+    ``program``: the model's ``Program`` (op table, constants, slot count).
+    ``params``: the model's flat float32 buffer, updated in place after each
+    call. ``optimizer``: the model's optimizer (built) when training, else None.
+    ``seed``: dropout generator seed (only used when the model has Dropout)."""
+
+    def __init__(self, program, params, batch, optimizer=None, n_trainable=0, seed=0):
+        self.prog = program.prog
+        self.consts_host = program.consts
+        self.batch = batch
+        self.in_width, self.out_width = program.in_width, program.out_width
+        self.params_host = params
+        self.params = cuda.to_device(params)
+        self._written = params.copy()       # what the device last wrote into the host buffer
+        self.consts = cuda.to_device(program.consts)
+        self.ws = cuda.to_device(np.zeros(batch * program.slots, dtype=np.float32))
+        self.gs = cuda.to_device(np.zeros(batch * program.slots, dtype=np.float32))
+        self.yb = cuda.to_device(np.zeros(batch * program.out_width, dtype=np.float32))
+        self.yl = cuda.to_device(np.zeros(batch, dtype=np.int64))
+        self.grads = cuda.to_device(np.zeros_like(params))
+        self.optimizer = optimizer
+        self.n_trainable = n_trainable
+        if optimizer is not None:
+            self.slots = [cuda.to_device(optimizer.slots[0]), cuda.to_device(optimizer.slots[1])]
+        self.states = None
+        if np.any(self.prog[:, KIND] == DROPOUT):
+            with warnings.catch_warnings():   # seeding on the host warns in some numba versions
+                warnings.simplefilter("ignore")
+                self.states = create_xoroshiro128p_states(_DROPOUT_STATES, seed=seed)
+        self._data = {}
+        self._ids = (None, None)
+        self._plans = {}
+
+    # -- host <-> device ---------------------------------------------------
+    def data(self, X, Yf, Yi):
+        """The DeviceData of these host arrays (uploaded on first use)."""
+        key = (id(X), id(Yf), id(Yi))
+        if key not in self._data:
+            self._data[key] = DeviceData(X, Yf, Yi)
+        return self._data[key]
+
+    def _push(self):
+        """Uploads the host parameters if something changed them since the last pull."""
+        if not np.array_equal(self.params_host, self._written):
+            self.params.copy_to_device(self.params_host)
+            self._written[...] = self.params_host
+
+    def _pull(self):
+        """Copies device parameters (and optimizer slots) into the host buffers."""
+        self.params.copy_to_host(self.params_host)
+        self._written[...] = self.params_host
+        if self.optimizer is not None:
+            self.slots[0].copy_to_host(self.optimizer.slots[0])
+            self.slots[1].copy_to_host(self.optimizer.slots[1])
+
+    # -- plans: the op table as kernel launches ----------------------------
+    def _plan(self, b, training):
+        key = (b, training)
+        if key not in self._plans:
+            self._plans[key] = Plan(
+                self._forward_plan(b, training), self._backward_plan(b) if training else [],
+                configure(ew.gather, blocks_for(b * (self.in_width + self.out_width + 1)), THREADS),
+                configure(loss_rows, blocks_for(b), THREADS),
+                configure(apply_update, blocks_for(self.n_trainable), THREADS),
+                configure(ew.copy, blocks_for(b * self.out_width), THREADS),
+                *self._output_offsets(b))
+        return self._plans[key]
+
+    def _forward_plan(self, b, training):
+        ws, params, consts = self.ws, self.params, self.consts
+        plan = []
+        for rec in self.prog:
+            kind, n_in, n, act = int(rec[KIND]), int(rec[N_IN]), int(rec[N_OUT]), int(rec[ACT])
+            x, z, a = b * int(rec[X_POS]), b * int(rec[Z_POS]), b * int(rec[A_POS])
+            aux = int(rec[AUX])
+            if kind == DENSE:
+                epi = blas.EPI_ACT if (act != SOFTMAX and a != z) else blas.EPI_NONE
+                plan.append(blas.gemm_launch(False, False, b, n, n_in, 1.0, 0.0, ws, x, n_in, params,
+                                             int(rec[W_OFF]), n, ws, z, n, bias=params, bias_off=int(rec[B_OFF]),
+                                             epi=epi, act=act, out=ws, out_off=a))
+                if act == SOFTMAX:
+                    plan.append(_launch(ew.softmax_rows, b, ws, z, ws, a, b, n))
+            elif kind == DROPOUT and training:
+                rate = np.float32(self.consts_host[aux])
+                blocks = min(blocks_for(b * n), _DROPOUT_STATES // THREADS)
+                plan.append((configure(ew.dropout, blocks, THREADS), (self.states, rate, b * n, x, z, a, ws)))
+            elif kind == DROPOUT:   # inference: identity
+                plan.append(_launch(ew.op_forward, b * n, ACTIVATION, LINEAR, n, b, x, a, ws, params, -1, -1,
+                                    consts, aux))
+            elif kind == ACTIVATION and act == SOFTMAX:
+                plan.append(_launch(ew.softmax_rows, b, ws, x, ws, a, b, n))
+            else:
+                plan.append(_launch(ew.op_forward, b * n, kind, act, n, b, x, a, ws, params, int(rec[W_OFF]),
+                                    int(rec[B_OFF]), consts, aux))
+        return plan
+
+    def _backward_plan(self, b):
+        """Launches of a backward pass, as ``cpu.engine.backward``, with two
+        fusions into the GEMMs: the previous op's activation derivative rides
+        on this op's dX product, and the bias gradient on the dW product
+        (a ones row) when the bias follows the kernel in the buffer."""
+        ws, gs, params, grads, consts = self.ws, self.gs, self.params, self.grads, self.consts
+        prog = self.prog
+        plan = []
+        act_done = set()     # ops whose activation backward a later op's dX product did
+        for i in range(prog.shape[0] - 1, -1, -1):
+            rec = prog[i]
+            kind, n_in, n, act = int(rec[KIND]), int(rec[N_IN]), int(rec[N_OUT]), int(rec[ACT])
+            x, z, a = b * int(rec[X_POS]), b * int(rec[Z_POS]), b * int(rec[A_POS])
+            flags, aux = int(rec[FLAGS]), int(rec[AUX])
+            need_dx = (flags & NEED_DX) != 0
+            if kind == DENSE or kind == ACTIVATION:
+                if _runs_act_backward(rec) and i not in act_done:
+                    if act == SOFTMAX:
+                        plan.append(_launch(ew.softmax_rows_backward, b, ws, gs, a, gs, z, b, n))
+                    else:
+                        plan.append(_launch(ew.op_backward, b * n, kind, act, n, b, x, z, a, ws, gs, params, -1,
+                                            consts, aux))
+                if kind == DENSE:
+                    w, bias = int(rec[W_OFF]), int(rec[B_OFF])
+                    if need_dx:
+                        prev = prog[i - 1]
+                        fuse = _runs_act_backward(prev) and int(prev[ACT]) != SOFTMAX
+                        plan.append(blas.gemm_launch(
+                            False, True, b, n_in, n, 1.0, 0.0, gs, z, n, params, w, n, gs, x, n_in,
+                            epi=blas.EPI_DACT if fuse else blas.EPI_NONE, act=int(prev[ACT]), out=gs,
+                            out_off=b * int(prev[Z_POS]), aux=ws, aux_z=b * int(prev[Z_POS]),
+                            aux_a=b * int(prev[A_POS])))
+                        if fuse:
+                            act_done.add(i - 1)
+                    ones_row = bias == w + n_in * n
+                    plan.append(blas.gemm_launch(True, False, n_in + ones_row, n, b, 1.0, 0.0, ws, x, n_in, gs, z, n,
+                                                 grads, w, n, ones_row=ones_row))
+                    if bias >= 0 and not ones_row:
+                        plan.append(_launch(ew.column_sums, n, gs, z, b, n, grads, bias))
+            elif need_dx:
+                plan.append(_launch(ew.op_backward, b * n, kind, act, n, b, x, z, a, ws, gs, params,
+                                    int(rec[B_OFF]), consts, aux))
+        return plan
+
+    def _output_offsets(self, b):
+        """(where the loss reads, where the outputs are, whether the loss reads logits)."""
+        last = self.prog[-1]
+        fused = (int(last[FLAGS]) & LOSS_FUSED) != 0
+        a = b * int(last[A_POS])
+        return (b * int(last[Z_POS]) if fused else a), a, fused
+
+    @staticmethod
+    def _run(plan):
+        for kernel, args in plan:
+            kernel(*args)
+
+    # -- the compiled-loop equivalents of kernels.cpu.engine ---------------
+    def train_steps(self, data, ids, start, stop, hp, step, loss_code, loss_mode, metric_codes, sums):
+        """Trains on rows ids[start:stop] of ``data`` in batches; returns the new step count.
+
+        ``ids``: host int64 row order (uploaded once per new array); ``hp``:
+        the optimizer's float32 hyper-parameters; ``step``: its iteration
+        count before the call; ``sums`` (host float64) gets [loss, samples,
+        metrics...] of these steps added, as ``cpu.engine.train_steps``."""
+        if self._ids[0] is not ids:
+            self._ids = (ids, cuda.to_device(ids))
+        d_ids = self._ids[1]
+        self._push()
+        d_hp = cuda.to_device(hp)
+        d_codes = cuda.to_device(metric_codes)
+        d_sums = cuda.to_device(np.zeros_like(sums))
+        opt = self.optimizer
+        ws, gs, yb, yl = self.ws, self.gs, self.yb, self.yl
+        pos = start
+        while pos < stop:
+            b = min(self.batch, stop - pos)
+            plan = self._plan(b, True)
+            plan.gather(data.X, data.Yf, data.Yi, d_ids, pos, b, ws, yb, yl)
+            self._run(plan.forward)
+            plan.loss(loss_code, ON_LOGITS if plan.logits else loss_mode, ws, plan.src, gs, plan.src, True, yb, yl,
+                      b, self.out_width, d_codes, ws, plan.out, d_sums)
+            self._run(plan.backward)
+            step += 1
+            plan.update(opt.code, d_hp, step, self.params, self.grads, self.slots[0], self.slots[1],
+                        self.n_trainable)
+            pos += b
+        sums += d_sums.copy_to_host()    # waits for the queued steps
+        self._pull()
+        return step
+
+    def infer_steps(self, data, start, stop, loss_code, loss_mode, metric_codes, sums, out):
+        """Forward passes on rows [start, stop) of ``data`` in order.
+
+        With ``loss_code >= 0`` adds [loss, samples, metrics...] to host
+        ``sums``; with ``out`` non-empty copies the outputs of rows
+        [start, stop) into ``out[start:stop]`` (host, 2-D float32)."""
+        self._push()
+        n_out = self.out_width
+        want_out = out.shape[0] > 0
+        if want_out and data.out is None:
+            data.out = cuda.device_array(data.n * n_out, dtype=np.float32)
+        if loss_code >= 0:
+            d_codes = cuda.to_device(metric_codes)
+            d_sums = cuda.to_device(np.zeros_like(sums))
+        ws, yb, yl = self.ws, self.yb, self.yl
+        pos = start
+        while pos < stop:
+            b = min(self.batch, stop - pos)
+            plan = self._plan(b, False)
+            plan.gather(data.X, data.Yf, data.Yi, data.order, pos, b, ws, yb, yl)
+            self._run(plan.forward)
+            if loss_code >= 0:
+                plan.loss(loss_code, ON_LOGITS if plan.logits else loss_mode, ws, plan.src, ws, plan.src, False, yb,
+                          yl, b, n_out, d_codes, ws, plan.out, d_sums)
+            if want_out:
+                plan.copy(ws, plan.out, data.out, pos * n_out, b * n_out)
+            pos += b
+        if loss_code >= 0:
+            sums += d_sums.copy_to_host()
+        if want_out:
+            data.out[start * n_out:stop * n_out].copy_to_host(out[start:stop].reshape(-1))
+
+    def loss_gradients(self, data, loss_code, loss_mode):
+        """Mean loss over all rows of ``data`` (one batch, dropout off) and
+        the gradient of every parameter, as a new host float32 array."""
+        self._push()
+        b = data.n
+        plan = self._plan(b, False)
+        d_sums = cuda.to_device(np.zeros(2, dtype=np.float64))
+        no_metrics = cuda.to_device(np.zeros(0, dtype=np.int64))
+        plan.gather(data.X, data.Yf, data.Yi, data.order, 0, b, self.ws, self.yb, self.yl)
+        self._run(plan.forward)
+        plan.loss(loss_code, ON_LOGITS if plan.logits else loss_mode, self.ws, plan.src, self.gs, plan.src, True,
+                  self.yb, self.yl, b, self.out_width, no_metrics, self.ws, plan.out, d_sums)
+        self._run(self._backward_plan(b))
+        return float(d_sums.copy_to_host()[0] / b), self.grads.copy_to_host()

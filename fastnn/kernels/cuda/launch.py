@@ -1,0 +1,33 @@
+"""Launch sizes shared by the CUDA kernels, and the simulator switch.
+
+Under Numba's CUDA simulator (``NUMBA_ENABLE_CUDASIM=1``) every GPU thread
+is a Python thread, so the simulator gets small blocks; the kernels are the
+same code either way and are written for any block and grid size.
+"""
+import warnings
+
+from numba.core import config as _numba_config
+
+SIMULATOR = bool(_numba_config.ENABLE_CUDASIM)
+
+# Threads per block of the 1-D kernels, and the most blocks a grid-stride
+# kernel is launched with (enough to fill any current GPU several times).
+THREADS = 32 if SIMULATOR else 256
+MAX_BLOCKS = 4 if SIMULATOR else 4096
+# Dropout draws from one xoroshiro128+ state per thread of its launch, so its
+# grid is capped; seeding states is slow in the simulator, so it gets one block.
+DROPOUT_BLOCKS = 1 if SIMULATOR else 64
+
+
+def blocks_for(total, threads=THREADS):
+    """Blocks of ``threads`` for ``total`` work items, for grid-stride loops."""
+    return max(1, min(MAX_BLOCKS, -(-total // threads)))
+
+
+def configure(kernel, blocks, threads):
+    """``kernel[blocks, threads]``, configured once and launched many times.
+    Small batches give small grids on purpose (those steps are bound by
+    launch latency), so numba-cuda's low-occupancy warning is muted here."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Grid size .* under-utilization")
+        return kernel[blocks, threads]

@@ -1,0 +1,162 @@
+"""The optimizer base class: what every Keras 3 optimizer takes.
+
+An optimizer is its numbers plus its state: an iteration count and ``slots``,
+a float32 (k, n) array whose rows are per-parameter buffers (momentum,
+second moments...) the length of the model's trainable parameters. The
+update itself is one compiled kernel over the flat buffer
+(``fastnn.kernels.cpu.optimizers``, where the formulas are written out),
+driven by the float32 vector ``hyper()`` returns.
+
+Keras's base arguments: ``learning_rate`` (a float or a schedule from
+``optimizers.schedules``), ``weight_decay`` (``w -= w * weight_decay * lr``
+before each step), and at most one of ``clipnorm`` (each weight array's
+gradient scaled to norm <= clipnorm), ``clipvalue`` (entries clamped to
+[-clipvalue, clipvalue]) and ``global_clipnorm`` (all gradients scaled
+together). ``use_ema``, ``loss_scale_factor`` and
+``gradient_accumulation_steps`` are accepted at their defaults only.
+"""
+import math
+import numbers
+import warnings
+
+import numpy as np
+
+from ..kernels import program as P
+from . import schedules
+
+
+def number(value, what, minimum=None, maximum=None):
+    """``value`` as a float after checking it is a finite real in [minimum, maximum]."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
+        raise ValueError(f"{what} must be a finite number, got {value!r}")
+    if (minimum is not None and value < minimum) or (maximum is not None and value > maximum):
+        raise ValueError(f"{what} must be in [{minimum}, {maximum}], got {value!r}")
+    return float(value)
+
+
+def _optional(value, what):
+    return None if value is None else number(value, what, minimum=0)
+
+
+class Optimizer:
+    """Subclasses set ``code`` (``program.*``), ``default_name``, fill their
+    numbers into the parameter vector in ``_fill`` and list their state rows
+    in ``slot_names``."""
+    code = None
+    default_name = None
+
+    def __init__(self, learning_rate, weight_decay=None, clipnorm=None, clipvalue=None, global_clipnorm=None,
+                 use_ema=False, ema_momentum=0.99, ema_overwrite_frequency=None, loss_scale_factor=None,
+                 gradient_accumulation_steps=None, name=None, **kwargs):
+        if kwargs.pop("decay", None) is not None:
+            warnings.warn("Argument `decay` is no longer supported and will be ignored.", stacklevel=3)
+        if kwargs:
+            raise TypeError(f"Unexpected optimizer arguments: {sorted(kwargs)}")
+        for arg, value, default in (("use_ema", use_ema, False), ("loss_scale_factor", loss_scale_factor, None),
+                                    ("gradient_accumulation_steps", gradient_accumulation_steps, None),
+                                    ("ema_overwrite_frequency", ema_overwrite_frequency, None)):
+            if value != default:
+                raise ValueError(f"{arg}={value!r} is not supported by fastnn; leave it at {default!r}")
+        self.name = name or self.default_name
+        self.weight_decay = _optional(weight_decay, "weight_decay")
+        self.clipnorm = _optional(clipnorm, "clipnorm")
+        self.clipvalue = _optional(clipvalue, "clipvalue")
+        self.global_clipnorm = _optional(global_clipnorm, "global_clipnorm")
+        if sum(c is not None for c in (clipnorm, clipvalue, global_clipnorm)) > 1:
+            raise ValueError(f"Only one of clipnorm, clipvalue and global_clipnorm can be set; got "
+                             f"clipnorm={clipnorm}, clipvalue={clipvalue}, global_clipnorm={global_clipnorm}")
+        self.use_ema, self.ema_momentum = False, ema_momentum
+        self.ema_overwrite_frequency = self.loss_scale_factor = self.gradient_accumulation_steps = None
+        self.iterations = 0
+        self.slots = None
+        self._schedule = None
+        self.learning_rate = learning_rate
+
+    # -- learning rate ----------------------------------------------------
+    @property
+    def learning_rate(self):
+        """The rate of the next step (a float32 value, as Keras stores it):
+        the schedule at the current iteration count, or the fixed rate."""
+        if self._schedule is not None:
+            return float(self._schedule(self.iterations))
+        return float(self._lr)
+
+    @learning_rate.setter
+    def learning_rate(self, value):
+        if isinstance(value, schedules.LearningRateSchedule):
+            self._schedule = value
+            return
+        if self._schedule is not None:
+            raise TypeError("This optimizer was created with a LearningRateSchedule as its learning_rate, so its "
+                            "learning rate cannot be set; create the optimizer with a float learning_rate instead")
+        if callable(value):
+            raise ValueError("learning_rate must be a float or a keras.optimizers.schedules.LearningRateSchedule; "
+                             "a plain callable cannot run in the compiled training loop")
+        self._lr = np.float32(number(value, "learning_rate", minimum=0))
+
+    lr = learning_rate
+
+    @property
+    def schedule(self):
+        """The LearningRateSchedule, or None for a fixed rate."""
+        return self._schedule
+
+    @property
+    def schedule_in_python(self):
+        """True for a user's schedule that only Python can evaluate."""
+        return self._schedule is not None and self._schedule.code is None
+
+    # -- state ------------------------------------------------------------
+    slot_names = ()
+
+    def build(self, n):
+        """Creates (or keeps) the slots for ``n`` trainable parameters at
+        Keras's initial values. There are at least two rows, so code that
+        reads rows 0 and 1 by position works for every optimizer."""
+        shape = (max(2, len(self.slot_names)), n)
+        if self.slots is None or self.slots.shape != shape:
+            self.slots = np.zeros(shape, dtype=np.float32)
+            self._init_slots()
+            self.iterations = 0
+
+    def _init_slots(self):
+        pass
+
+    def hyper(self):
+        """float32 parameter vector for the update kernel (``program.HP_*``),
+        built from the current attributes, learning rate and iteration count:
+        the training loop asks for it before every chunk of steps, so what
+        callbacks change takes effect at the next step."""
+        compiled = self._schedule is not None and not self.schedule_in_python
+        schedule = self._schedule.encode() if compiled else [P.SCHED_NONE]
+        hp = np.zeros(P.HP_SCHED + len(schedule), dtype=np.float32)
+        hp[P.HP_SCHED:] = schedule
+        hp[P.HP_LR] = self.learning_rate      # a Python schedule's rate: fit asks before every step
+        hp[P.HP_WD] = self.weight_decay or 0.0
+        hp[P.HP_CLIPNORM] = self.clipnorm or 0.0
+        hp[P.HP_CLIPVALUE] = self.clipvalue or 0.0
+        hp[P.HP_GLOBAL_CLIPNORM] = self.global_clipnorm or 0.0
+        self._fill(hp)
+        return hp
+
+    def _fill(self, hp):
+        pass
+
+    # -- config -----------------------------------------------------------
+    def get_config(self):
+        lr = schedules.serialize(self._schedule) if self._schedule is not None else self.learning_rate
+        return {"name": self.name, "learning_rate": lr, "weight_decay": self.weight_decay,
+                "clipnorm": self.clipnorm, "global_clipnorm": self.global_clipnorm, "clipvalue": self.clipvalue,
+                "use_ema": self.use_ema, "ema_momentum": self.ema_momentum,
+                "ema_overwrite_frequency": self.ema_overwrite_frequency, "loss_scale_factor": self.loss_scale_factor,
+                "gradient_accumulation_steps": self.gradient_accumulation_steps}
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        if isinstance(config.get("learning_rate"), dict):
+            config["learning_rate"] = schedules.deserialize(config["learning_rate"])
+        return cls(**config)
+
+    def __repr__(self):
+        return f"<{type(self).__name__} name={self.name!r} learning_rate={self.learning_rate:g}>"

@@ -1,0 +1,487 @@
+"""The CUDA path: device choice, every kernel against the CPU path or a written-out
+formula, and whole fits that must end where the CPU's do.
+
+The device tests need ``numba.cuda``: on a machine with a GPU they run on it;
+everywhere, ``test_device_suite_on_cuda_simulator`` runs this file again in a
+subprocess with ``NUMBA_ENABLE_CUDASIM=1`` (the simulator must be switched on
+before ``numba.cuda`` is first imported, so it cannot share this process with
+the CPU tests). Shapes are tiny: the simulator runs one Python thread per GPU
+thread.
+"""
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import fastnn as keras
+from fastnn import config
+from numba.core import config as numba_config
+
+ROOT = Path(__file__).resolve().parents[1]
+
+SIMULATOR = bool(numba_config.ENABLE_CUDASIM)
+ON_DEVICE = SIMULATOR or config.cuda_available()
+if SIMULATOR:
+    # Numba's simulator seeds xoroshiro states with wrapping uint64 NumPy maths and
+    # an object-mode jit: both warn, neither matters.
+    pytestmark = [pytest.mark.filterwarnings("ignore:overflow encountered in scalar:RuntimeWarning"),
+                  pytest.mark.filterwarnings("ignore:The keyword argument 'nopython=False'")]
+
+
+def _run(code):
+    """Runs ``code`` in a fresh Python (simulator off), from the repository root."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    env.pop("NUMBA_ENABLE_CUDASIM", None)
+    return subprocess.run([sys.executable, "-c", code], env=env, cwd=ROOT, capture_output=True, text=True,
+                          timeout=300)
+
+
+# -- device choice (this process, whatever the machine) ---------------------------------------------
+
+def test_import_fastnn_never_imports_numba_cuda():
+    r = _run("import sys, fastnn\n"
+             "assert 'numba.cuda' not in sys.modules, 'import fastnn imported numba.cuda'\n"
+             "print(fastnn.config.get_device())")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() in ("cpu", "cuda")
+
+
+def test_cpu_training_without_a_driver_never_imports_numba_cuda():
+    if config.cuda_available():
+        pytest.skip("CUDA (or its simulator) is usable in this process: auto picks it")
+    r = _run("import sys, numpy as np, fastnn as keras\n"
+             "m = keras.Sequential([keras.layers.Input(shape=[3]), keras.layers.Dense(2, activation='softmax')])\n"
+             "m.compile(loss='sparse_categorical_crossentropy', optimizer='sgd')\n"
+             "m.fit(np.ones((4, 3)), np.array([0, 1, 0, 1]), verbose=0)\n"
+             "assert keras.config.get_device() == 'cpu'\n"
+             "assert 'numba.cuda' not in sys.modules, 'CPU training imported numba.cuda'\n")
+    assert r.returncode == 0, r.stderr
+
+
+def test_set_device_rejects_unknown_names():
+    with pytest.raises(ValueError, match="device must be one of"):
+        config.set_device("gpu")
+    with pytest.raises(ValueError, match="device must be one of"):
+        with keras.device(3):
+            pass
+
+
+def test_asking_for_cuda_without_cuda_says_why():
+    if config.cuda_available():
+        pytest.skip("CUDA (or its simulator) is usable in this process")
+    with pytest.raises(RuntimeError, match=r"set_device\('cuda'\): CUDA cannot be used here"):
+        config.set_device("cuda")
+    assert config.get_device() == "cpu"
+
+
+def test_device_context_restores_the_previous_choice_even_on_error():
+    # The choice itself ("auto" vs "cpu") is checked: both resolve to "cpu" without a GPU.
+    config.set_device("cpu")
+    try:
+        with pytest.raises(KeyError):
+            with keras.device("auto"):
+                raise KeyError("inside")
+        assert config._choice == "cpu"
+    finally:
+        config.set_device("auto")
+
+
+if not SIMULATOR:
+    def test_device_suite_on_cuda_simulator():
+        """Runs this file's device tests under Numba's CUDA simulator."""
+        env = {**os.environ, "NUMBA_ENABLE_CUDASIM": "1",
+               "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+        r = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", __file__],
+                           env=env, cwd=ROOT, capture_output=True, text=True, timeout=900)
+        tail = (r.stdout + r.stderr)[-6000:]
+        assert r.returncode == 0, tail
+        assert " passed" in r.stdout, tail
+
+
+# -- device tests ----------------------------------------------------------------------------------
+
+device = pytest.mark.skipif(not ON_DEVICE, reason="needs numba.cuda (a GPU, or the simulator subprocess)")
+RNG = np.random.default_rng(7)
+
+
+def _f32(*shape, lo=-2.0, hi=2.0):
+    return RNG.uniform(lo, hi, shape).astype(np.float32)
+
+
+def _grid(work):
+    from fastnn.kernels.cuda.launch import THREADS, blocks_for
+    return blocks_for(work), THREADS
+
+
+@device
+@pytest.mark.parametrize("tile", [None, (64, 64, 16, 16, 16)], ids=["default-tile", "gpu-tile"])
+def test_gemm_matches_numpy_for_every_transpose_offset_and_epilogue(tile):
+    from numba import cuda
+    from fastnn.kernels.cpu.activations import ELU, RELU, SIGMOID, TANH, act_derivative, act_value
+    from fastnn.kernels.cuda.blas import EPI_ACT, EPI_DACT, EPI_NONE, gemm
+    m, n, k = 5, 21, 18     # not multiples of any tile
+    cases = [(False, False, EPI_ACT, RELU, False), (False, True, EPI_DACT, TANH, False),
+             (True, False, EPI_ACT, ELU, True), (True, True, EPI_NONE, SIGMOID, False)]
+    for ta, tb, epi, act, ones_row in cases:
+        # Operands are sub-blocks of wider buffers: offsets and leading dimensions matter.
+        lda, ldb, ldc = (m if ta else k) + 3, (k if tb else n) + 2, n + 4
+        A = _f32((k if ta else m), lda)
+        B = _f32((n if tb else k), ldb)
+        C = _f32(m, ldc)
+        bias = _f32(n + 1)
+        zs, as_ = _f32(m * ldc), _f32(m * ldc, lo=-0.9, hi=0.9)      # aux: z at 0, a at m*ldc
+        d_a, d_b = cuda.to_device(np.r_[np.zeros(2, np.float32), A.ravel()]), cuda.to_device(B.ravel())
+        d_c, d_bias = cuda.to_device(C.ravel()), cuda.to_device(bias)
+        d_out, d_aux = cuda.to_device(np.zeros(m * ldc + 5, np.float32)), cuda.to_device(np.r_[zs, as_])
+        if ones_row:        # op(A)'s last row is ones, not read from A
+            opA = np.vstack([A[:, :m - 1].T if ta else A[:m - 1, :k], np.ones((1, k))])
+        else:
+            opA = A[:, :m].T if ta else A[:, :k]
+        opA = opA.astype(np.float64)
+        opB = B[:, :k].T if tb else B[:, :n]
+        beta = 0.5 if epi == EPI_NONE else 0.0
+        use_bias = epi == EPI_ACT
+        gemm(ta, tb, m, n, k, 1.5, beta, d_a, 2, lda, d_b, 0, ldb, d_c, 0, ldc, ones_row=ones_row,
+             bias=d_bias, bias_off=1 if use_bias else -1, epi=epi, act=act, out=d_out, out_off=5,
+             aux=d_aux, aux_z=0, aux_a=m * ldc, tile=tile)
+        want = 1.5 * (opA @ opB) + beta * C[:, :n]
+        if use_bias:
+            want += bias[1:]
+        got = d_c.copy_to_host().reshape(m, ldc)
+        label = f"trans {ta} {tb} epilogue {epi} ones_row {ones_row}"
+        np.testing.assert_allclose(got[:, :n], want, rtol=1e-5, atol=1e-5, err_msg=label)
+        np.testing.assert_array_equal(got[:, n:], C[:, n:])          # padding columns untouched
+        out = d_out.copy_to_host()[5:].reshape(m, ldc)[:, :n]
+        z, a = zs.reshape(m, ldc)[:, :n], as_.reshape(m, ldc)[:, :n]
+        if epi == EPI_ACT:
+            want_out = [[act_value(act, v) for v in row] for row in got[:, :n]]
+        elif epi == EPI_DACT:
+            want_out = got[:, :n] * np.vectorize(lambda zz, aa: act_derivative(act, zz, aa))(z, a)
+        else:
+            want_out = np.zeros((m, n))
+        np.testing.assert_allclose(out, want_out, rtol=1e-5, atol=1e-7, err_msg=label)
+
+
+@device
+def test_activation_forward_and_backward_kernels_match_the_cpu_functions():
+    from numba import cuda
+    from fastnn.kernels.cpu.activations import SOFTMAX, act_derivative, act_value
+    from fastnn.kernels.cuda import elementwise as ew
+    from fastnn.kernels.program import ACTIVATION, DENSE
+    rows, n = 3, 5
+    x = _f32(rows * n, lo=-3, hi=3)
+    empty = cuda.to_device(np.zeros(1, np.float32))
+    for code in range(12):
+        if code == SOFTMAX:
+            continue
+        ws = cuda.to_device(np.r_[x, np.zeros(rows * n, np.float32)])
+        ew.op_forward[_grid(rows * n)](ACTIVATION, code, n, rows, 0, rows * n, ws, empty, -1, -1, empty, 0)
+        a = ws.copy_to_host()[rows * n:]
+        np.testing.assert_allclose(a, [act_value(code, v) for v in x], rtol=2e-6, atol=1e-7, err_msg=str(code))
+        # backward: gs[z] = gs[a] * act'(z, a), with z at 0 and a at rows*n
+        ga = _f32(rows * n)
+        gs = cuda.to_device(np.r_[np.zeros(rows * n, np.float32), ga])
+        ew.op_backward[_grid(rows * n)](DENSE, code, n, rows, 0, 0, rows * n, ws, gs, empty, -1, empty, 0)
+        want = ga * np.array([act_derivative(code, z, av) for z, av in zip(x, a)], np.float32)
+        np.testing.assert_allclose(gs.copy_to_host()[:rows * n], want, rtol=2e-6, atol=1e-7, err_msg=str(code))
+
+
+@device
+def test_normalize_rescale_and_dropout_ops_follow_their_formulas():
+    from numba import cuda
+    from fastnn.kernels.cuda import elementwise as ew
+    from fastnn.kernels.program import DROPOUT, NORMALIZE, RESCALE
+    rows, n = 4, 3
+    x = _f32(rows * n)
+    mean, var = _f32(n), np.array([4.0, 0.0, 0.25], np.float32)     # var 0 hits the 1e-7 floor
+    params = cuda.to_device(np.r_[np.zeros(2, np.float32), mean, var])
+    consts = cuda.to_device(np.array([9.0, 0.5, -1.0], np.float32))
+    ws = cuda.to_device(np.r_[x, np.zeros(rows * n, np.float32)])
+    ew.op_forward[_grid(rows * n)](NORMALIZE, 0, n, rows, 0, rows * n, ws, params, 2, 2 + n, consts, 0)
+    denom = np.maximum(np.sqrt(var), np.float32(1e-7))
+    np.testing.assert_allclose(ws.copy_to_host()[rows * n:], ((x.reshape(rows, n) - mean) / denom).ravel(), rtol=1e-6)
+    ew.op_forward[_grid(rows * n)](RESCALE, 0, n, rows, 0, rows * n, ws, params, -1, -1, consts, 1)
+    np.testing.assert_allclose(ws.copy_to_host()[rows * n:], x * np.float32(0.5) - 1, rtol=1e-6)
+    # input gradients
+    ga = _f32(rows * n)
+    mask = np.where(RNG.random(rows * n) < 0.5, 0, 2).astype(np.float32)
+    ws = cuda.to_device(np.r_[x, mask])
+    for kind, aux, want in [(NORMALIZE, 0, (ga.reshape(rows, n) / denom).ravel()), (RESCALE, 1, ga * np.float32(0.5)),
+                            (DROPOUT, 0, ga * mask)]:
+        gs = cuda.to_device(np.r_[np.zeros(rows * n, np.float32), ga])
+        # x at 0, z (the dropout mask) at rows*n in ws, a at rows*n in gs
+        ew.op_backward[_grid(rows * n)](kind, 0, n, rows, 0, rows * n, rows * n, ws, gs, params, 2 + n, consts, aux)
+        np.testing.assert_allclose(gs.copy_to_host()[:rows * n], want, rtol=1e-6, err_msg=str(kind))
+
+
+@device
+def test_dropout_keeps_values_scaled_by_one_over_keep_probability():
+    from numba import cuda
+    from fastnn.kernels.cuda import elementwise as ew
+    from fastnn.kernels.cuda.engine import _DROPOUT_STATES
+    from numba.cuda.random import create_xoroshiro128p_states
+    import warnings
+    count, rate = 2048, np.float32(0.25)
+    x = _f32(count)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        states = create_xoroshiro128p_states(_DROPOUT_STATES, seed=3)
+    ws = cuda.to_device(np.r_[x, np.full(2 * count, np.nan, np.float32)])
+    blocks, threads = _grid(count)
+    ew.dropout[min(blocks, _DROPOUT_STATES // threads), threads](states, rate, count, 0, count, 2 * count, ws)
+    out = ws.copy_to_host()
+    mask, a = out[count:2 * count], out[2 * count:]
+    scale = np.float32(1) / (np.float32(1) - rate)
+    assert set(np.unique(mask)) <= {0.0, scale}
+    np.testing.assert_array_equal(a, x * mask)
+    kept = np.mean(mask > 0)
+    assert abs(kept - 0.75) < 0.06, kept      # 2048 draws: 0.06 is over 6 standard deviations
+
+
+@device
+def test_softmax_rows_column_sums_gather_and_copy():
+    from numba import cuda
+    from fastnn.kernels.cuda import elementwise as ew
+    rows, n = 4, 6
+    z = _f32(rows, n, lo=-20, hi=20)
+    d = cuda.to_device(np.r_[z.ravel(), np.zeros(rows * n, np.float32)])
+    ew.softmax_rows[_grid(rows)](d, 0, d, rows * n, rows, n)
+    p = d.copy_to_host()[rows * n:].reshape(rows, n)
+    e = np.exp(z.astype(np.float64) - z.max(1, keepdims=True))
+    np.testing.assert_allclose(p, e / e.sum(1, keepdims=True), rtol=1e-5, atol=1e-7)
+    ga = _f32(rows, n)
+    g = cuda.to_device(np.r_[np.zeros(rows * n, np.float32), ga.ravel()])
+    ew.softmax_rows_backward[_grid(rows)](d, g, rows * n, g, 0, rows, n)
+    want = p * (ga - (ga * p).sum(1, keepdims=True))
+    np.testing.assert_allclose(g.copy_to_host()[:rows * n].reshape(rows, n), want, rtol=1e-5, atol=1e-6)
+    # bias gradient: column sums of a block at an offset, into an offset
+    dst = cuda.to_device(np.full(n + 2, 7, np.float32))
+    ew.column_sums[_grid(n)](d, rows * n, rows, n, dst, 2)
+    np.testing.assert_allclose(dst.copy_to_host(), np.r_[7, 7, p.sum(0)], rtol=1e-6)
+    # gathering a batch from a shuffled index, with dense or integer targets
+    X, Yf, Yi = _f32(10, 3), _f32(10, 2), RNG.integers(0, 5, 10).astype(np.int64)
+    ids = RNG.permutation(10).astype(np.int64)
+    ws, yb, yl = (cuda.to_device(np.zeros(s, t)) for s, t in [(12, np.float32), (8, np.float32), (4, np.int64)])
+    for Yf_, Yi_ in [(Yf, np.zeros(0, np.int64)), (np.zeros((0, 2), np.float32), Yi)]:
+        ew.gather[_grid(40)](cuda.to_device(X), cuda.to_device(Yf_), cuda.to_device(Yi_), cuda.to_device(ids),
+                             5, 4, ws, yb, yl)
+        np.testing.assert_array_equal(ws.copy_to_host(), X[ids[5:9]].ravel())
+    np.testing.assert_array_equal(yb.copy_to_host(), Yf[ids[5:9]].ravel())
+    np.testing.assert_array_equal(yl.copy_to_host(), Yi[ids[5:9]])
+    out = cuda.to_device(np.zeros(14, np.float32))
+    ew.copy[_grid(12)](ws, 0, out, 2, 12)
+    np.testing.assert_array_equal(out.copy_to_host(), np.r_[0, 0, X[ids[5:9]].ravel()])
+
+
+@device
+def test_loss_kernel_matches_cpu_losses_gradients_and_metrics():
+    from numba import cuda
+    from fastnn.kernels import program as P
+    from fastnn.kernels.cpu.losses import loss_and_grad, metric_sums
+    from fastnn.kernels.cuda.losses import loss_rows
+    b, n = 5, 4
+    logits = _f32(b, n, lo=-4, hi=4)
+    probs = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
+    sig = (1 / (1 + np.exp(-logits))).astype(np.float32)
+    sig[0, 0], sig[1, 1] = 1.0, 0.0                       # clipped probabilities: zero gradient
+    onehot_i = RNG.integers(0, n, b).astype(np.int64)
+    onehot = np.eye(n, dtype=np.float32)[onehot_i]
+    binary = (RNG.random((b, n)) < 0.5).astype(np.float32)
+    values = _f32(b, n)
+    cases = [(P.MSE, P.ON_OUTPUT, values, onehot), (P.MAE, P.ON_OUTPUT, values, onehot),
+             (P.BCE, P.ON_OUTPUT, sig, binary), (P.BCE, P.ON_LOGITS, logits, binary),
+             (P.CCE, P.ON_OUTPUT, probs.astype(np.float32), onehot), (P.CCE, P.ON_LOGITS, logits, onehot),
+             (P.SCCE, P.ON_OUTPUT, probs.astype(np.float32), None), (P.SCCE, P.ON_LOGITS, logits, None)]
+    for code, mode, src, yf in cases:
+        sparse = yf is None
+        yf_flat = np.zeros(0, np.float32) if sparse else yf.ravel()
+        yi = onehot_i if sparse else np.zeros(0, np.int64)
+        metrics = np.array([P.M_SPARSE_ACC] if sparse else [P.M_CAT_ACC, P.M_BIN_ACC, P.M_MSE, P.M_MAE, P.M_RMSE])
+        # CPU reference: same buffers, offsets 3 into src / 2 into grad
+        src_buf = np.r_[np.zeros(3, np.float32), src.ravel()].astype(np.float32)
+        cpu_grad = np.zeros(2 + b * n, np.float32)
+        cpu_sums = np.zeros(2 + len(metrics))
+        cpu_sums[0] = loss_and_grad(code, mode, src_buf, 3, cpu_grad, 2, yf_flat, yi, b, n, True)
+        metric_sums(metrics, cpu_sums[2:], src_buf, 3, yf_flat, yi, b, n)
+        cpu_sums[1] = b
+        d_grad, d_sums = cuda.to_device(np.zeros(2 + b * n, np.float32)), cuda.to_device(np.zeros(len(cpu_sums)))
+        d_src = cuda.to_device(src_buf)
+        loss_rows[_grid(b)](code, mode, d_src, 3, d_grad, 2, True, cuda.to_device(yf_flat), cuda.to_device(yi), b, n,
+                            cuda.to_device(metrics), d_src, 3, d_sums)
+        label = f"loss {code} mode {mode}"
+        np.testing.assert_allclose(d_sums.copy_to_host(), cpu_sums, rtol=2e-6, err_msg=label)
+        np.testing.assert_allclose(d_grad.copy_to_host(), cpu_grad, rtol=2e-5, atol=1e-7, err_msg=label)
+
+
+@device
+@pytest.mark.parametrize("opt, hp", [
+    ("SGD", [0.1, 0.0, 0, 0, 0]), ("SGD", [0.1, 0.9, 0, 0, 0]), ("SGD", [0.1, 0.9, 0, 0, 1]),
+    ("RMSPROP", [0.01, 0.9, 0, 1e-7, 0]), ("ADAM", [0.01, 0.9, 0.999, 1e-7, 0]), ("ADAGRAD", [0.01, 0, 0, 1e-7, 0])])
+def test_update_kernel_matches_cpu_optimizer(opt, hp):
+    from numba import cuda
+    from fastnn.kernels import program as P
+    from fastnn.kernels.cpu.optimizers import update_range
+    from fastnn.kernels.cuda.optimizers import apply_update
+    code = getattr(P, opt)
+    full = np.zeros(P.HP_SCHED + 1, np.float32)      # the CPU kernel's full vector: options off, fixed rate
+    full[:len(hp)] = hp
+    full[P.HP_SCHED] = P.SCHED_NONE
+    hp = full
+    n, total = 37, 40                       # only the trainable prefix [0, n) moves
+    w, s1, s2 = _f32(total), np.abs(_f32(total)), np.abs(_f32(total))
+    cpu_w, cpu_slots = w.copy(), np.stack([s1, s2])
+    dev = [cuda.to_device(a) for a in (w, s1, s2)]
+    d_hp = cuda.to_device(hp)
+    for step in (1, 2, 3):
+        g = _f32(total)
+        update_range(code, hp, step, cpu_w, g, cpu_slots, 0, n)
+        apply_update[_grid(n)](code, d_hp, step, dev[0], cuda.to_device(g), dev[1], dev[2], n)
+    for c, d in zip([cpu_w, cpu_slots[0], cpu_slots[1]], dev):
+        np.testing.assert_allclose(d.copy_to_host(), c, rtol=1e-6, atol=1e-7)
+    np.testing.assert_array_equal(dev[0].copy_to_host()[n:], w[n:])
+
+
+def _classifier(opt):
+    keras.set_random_seed(11)
+    model = keras.Sequential([keras.layers.Input(shape=[6]), keras.layers.Dense(9, activation="relu"),
+                              keras.layers.Dense(7, activation="tanh"), keras.layers.Dense(3, activation="softmax")])
+    model.compile(loss="sparse_categorical_crossentropy", optimizer=opt, metrics=["accuracy"])
+    return model
+
+
+def _fit_on(dev, make, X, y, **fit_kwargs):
+    """Trains a fresh model from ``make()`` on device ``dev``; returns what a user sees."""
+    seen = []
+
+    class Record(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            seen.append([w.copy() for w in self.model.get_weights()])
+
+    model = make()
+    with keras.device(dev):
+        history = model.fit(X, y, verbose=0, callbacks=[Record()], **fit_kwargs)
+        pred = model.predict(X, batch_size=4, verbose=0)
+        score = model.evaluate(X, y, batch_size=5, verbose=0)
+    return model, history.history, seen, pred, score
+
+
+def _assert_same_training(cpu, gpu):
+    (m0, h0, seen0, p0, s0), (m1, h1, seen1, p1, s1) = cpu, gpu
+    for a, b in zip(m0.get_weights(), m1.get_weights()):
+        np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-6)
+    for e0, e1 in zip(seen0, seen1):           # callbacks saw the device's weights after every epoch
+        for a, b in zip(e0, e1):
+            np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-6)
+    assert h0.keys() == h1.keys()
+    for key in h0:
+        np.testing.assert_allclose(h1[key], h0[key], rtol=1e-5, err_msg=key)
+    np.testing.assert_allclose(p1, p0, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(s1, s0, rtol=1e-5)
+    opt0, opt1 = m0.optimizer, m1.optimizer
+    assert opt0.iterations == opt1.iterations
+    np.testing.assert_allclose(opt1.slots, opt0.slots, rtol=1e-5, atol=1e-7)
+
+
+@device
+@pytest.mark.parametrize("opt", ["sgd", "adam", "rmsprop"])
+def test_fit_on_cuda_ends_on_the_cpu_weights(opt):
+    X, y = _f32(11, 6), RNG.integers(0, 3, 11)
+    make = lambda: _classifier(keras.optimizers.SGD(0.1, momentum=0.9) if opt == "sgd" else opt)  # noqa: E731
+    # 11 samples in batches of 4: a partial last batch; validation runs on the device too.
+    kwargs = dict(batch_size=4, epochs=2, shuffle=False, validation_data=(X[:5], y[:5]))
+    _assert_same_training(_fit_on("cpu", make, X, y, **kwargs), _fit_on("cuda", make, X, y, **kwargs))
+
+
+@device
+def test_shuffled_regression_fit_with_preprocessing_and_dropout_layers_matches_cpu():
+    X = _f32(10, 3) * 5 + 2
+    y = X @ np.array([[1.0], [-2.0], [0.5]], np.float32)
+
+    def make():
+        keras.set_random_seed(5)
+        norm = keras.layers.Normalization(input_shape=[3])
+        norm.adapt(X)
+        model = keras.Sequential([norm, keras.layers.Rescaling(0.5, offset=0.1),
+                                  keras.layers.Dense(4, activation="elu"), keras.layers.Dropout(0.0),
+                                  keras.layers.Dense(3), keras.layers.Activation("swish"), keras.layers.Dense(1)])
+        model.compile(loss="mse", optimizer="adam", metrics=["RootMeanSquaredError"])
+        return model
+    # The same seed gives the same permutation each epoch: the device gathers from it.
+    kwargs = dict(batch_size=3, epochs=2, shuffle=True)
+    _assert_same_training(_fit_on("cpu", make, X, y, **kwargs), _fit_on("cuda", make, X, y, **kwargs))
+
+
+@device
+def test_loss_and_gradients_on_cuda_match_cpu():
+    from fastnn.models.training import loss_and_gradients
+    X, y = _f32(6, 6), RNG.integers(0, 3, 6)
+    model = _classifier("sgd")
+    with keras.device("cpu"):
+        loss0, g0 = loss_and_gradients(model, X, y)
+    with keras.device("cuda"):
+        loss1, g1 = loss_and_gradients(model, X, y)
+    assert loss1 == pytest.approx(loss0, rel=1e-6)
+    np.testing.assert_allclose(g1, g0, rtol=1e-5, atol=1e-7)
+    assert np.abs(g0).max() > 0
+
+
+@device
+def test_callbacks_see_and_change_device_weights_between_batches_and_fits_continue():
+    X, y = _f32(8, 6), RNG.integers(0, 3, 8)
+
+    def run(dev):
+        seen = []
+
+        class Shrink(keras.callbacks.Callback):
+            """Records the weights after each batch; halves the first kernel after batch 1."""
+            def on_train_batch_end(self, batch, logs=None):
+                weights = self.model.get_weights()
+                seen.append([w.copy() for w in weights])
+                if batch == 1:
+                    weights[0] *= 0.5
+                    self.model.set_weights(weights)
+
+        model = _classifier("adam")
+        with keras.device(dev):
+            model.fit(X, y, batch_size=3, epochs=1, shuffle=False, verbose=0, callbacks=[Shrink()])
+            model.fit(X, y, batch_size=3, epochs=1, shuffle=False, verbose=0)   # Adam's state carries on
+        return model, seen
+
+    (m0, seen0), (m1, seen1) = run("cpu"), run("cuda")
+    assert len(seen0) == len(seen1) == 3
+    for e0, e1 in zip(seen0, seen1):
+        for a, b in zip(e0, e1):
+            np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-6)
+    for a, b in zip(m0.get_weights(), m1.get_weights()):
+        np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-6)
+    assert m0.optimizer.iterations == m1.optimizer.iterations == 6
+    np.testing.assert_allclose(m1.optimizer.slots, m0.optimizer.slots, rtol=1e-5, atol=1e-7)
+
+
+@device
+def test_dropout_training_on_cuda_is_reproducible_and_inference_ignores_it():
+    X, y = _f32(8, 6), RNG.integers(0, 3, 8)
+
+    def make(rate=0.5):
+        keras.set_random_seed(21)
+        return keras.Sequential([keras.layers.Input(shape=[6]), keras.layers.Dense(8, activation="relu"),
+                                 keras.layers.Dropout(rate), keras.layers.Dense(3, activation="softmax")])
+
+    model = make()
+    with keras.device("cpu"):
+        p_cpu = model.predict(X, verbose=0)        # an uncompiled model predicts too
+    with keras.device("cuda"):
+        np.testing.assert_allclose(model.predict(X, verbose=0), p_cpu, rtol=1e-5, atol=1e-7)
+    runs = []
+    for rate in (0.5, 0.5, 0.0):
+        model = make(rate)
+        model.compile(loss="sparse_categorical_crossentropy", optimizer="sgd")
+        with keras.device("cuda"):
+            model.fit(X, y, batch_size=4, epochs=1, verbose=0)
+        runs.append(model.get_weights())
+    for a, b in zip(runs[0], runs[1]):              # the same seed draws the same masks
+        np.testing.assert_array_equal(a, b)
+    assert not np.allclose(runs[0][2], runs[2][2])  # and the masks do drop units
