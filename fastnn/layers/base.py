@@ -121,7 +121,8 @@ class Layer:
         non-trainable) and a BatchNormalization layer runs on its moving
         statistics. As in Keras, a change made after ``compile`` takes effect at
         the next ``fit``/``evaluate`` (here without recompiling: the model
-        re-packs its buffer then, which resets the optimizer's slots)."""
+        re-packs its buffer then, which resets the optimizer's slots and
+        iteration count)."""
         return self._trainable
 
     @trainable.setter

@@ -22,6 +22,7 @@ class Sequential:
         self._params = None
         self._n_trainable = 0
         self._layout = None          # what the flat buffer was packed for
+        self._optimizer_layout = None    # the layout the optimizer's slots were built for
         self._programs = {}
         self.optimizer = self.loss = None
         self._metric_ids = []

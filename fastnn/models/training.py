@@ -265,7 +265,7 @@ def fit(model, x, y, batch_size, epochs, verbose, callbacks, validation_split, v
     val_metrics = None if val is None else model._resolve_metrics(Yi.shape[0] > 0, val[3] is not None)
 
     opt = model.optimizer
-    if getattr(model, "_optimizer_layout", None) is not model._layout:
+    if model._optimizer_layout is not model._layout:
         opt.slots = None    # the trainable part of the buffer changed: its slots no longer match
         model._optimizer_layout = model._layout
     opt.build(model._n_trainable)
