@@ -445,7 +445,8 @@ def test_configs_naming_code_are_refused_and_nothing_is_imported(tmp_path, monke
         "initializer": (lambda r: dense(r)["config"].update(kernel_initializer={
             "module": "evil_fastnn_probe", "class_name": "subprocess.Popen", "config": {}}), "initializer"),
         "regularizer": (lambda r: dense(r)["config"].update(kernel_regularizer={
-            "module": "keras.regularizers", "class_name": "L2", "config": {"l2": 0.01}}), "kernel_regularizer"),
+            "module": "keras.regularizers", "class_name": "OrthogonalRegularizer", "config": {}}),
+            "OrthogonalRegularizer"),
         "model_class": (lambda r: r.update(class_name="Functional"), "Functional"),
         "model_module": (lambda r: r.update(module="evil_fastnn_probe"), "evil_fastnn_probe"),
         "loss": (lambda r: r["compile_config"].update(loss="builtins.eval"), "builtins.eval"),
