@@ -4,6 +4,7 @@
 ``keras.layers.Dense``, ``model.compile``, ``model.fit``, ...
 """
 from . import activations, callbacks, initializers, layers, losses, metrics, models, optimizers, utils
+from . import regularizers
 from . import datasets, errors
 from .layers import Input
 from .models import Sequential
@@ -23,4 +24,5 @@ def __getattr__(name):
 
 
 __all__ = ["Sequential", "Input", "activations", "callbacks", "initializers", "layers", "losses", "metrics",
-           "models", "optimizers", "utils", "set_random_seed", "datasets", "config", "device", "saving", "errors"]
+           "models", "optimizers", "utils", "set_random_seed", "datasets", "config", "device", "saving",
+           "regularizers", "errors"]

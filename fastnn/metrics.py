@@ -3,6 +3,15 @@ value, accumulated in compiled code by ``code`` (``program.M_*``).
 
 Calling a metric object on NumPy arrays returns that mean, with the
 written-out formula, for users and for tests of the kernels.
+
+Your own metric is any function ``fn(y_true, y_pred) -> per-sample values``
+(History's key is ``fn.__name__``) or a ``Metric`` subclass with
+``update_state(y_true, y_pred, sample_weight=None)``, ``result()`` and
+``reset_state()`` (key: its ``name``). Both run in NumPy, once per chunk of
+training steps, on the predictions the compiled loop hands back (the
+training-mode outputs, as Keras's metrics see them): ``y_true`` is float32
+``(n, outputs)``, or int64 ``(n,)`` labels with a sparse loss, ``y_pred``
+float32 ``(n, outputs)``.
 """
 import numpy as np
 
@@ -10,16 +19,21 @@ from .kernels import program as P
 
 
 class Metric:
+    """Base class: a weighted mean of ``per_sample`` values (Keras's
+    ``update_state``/``result``/``reset_state``), or a subclass's own state."""
     code = None
     default_name = None
     # Whether larger values are better ("up") or worse ("down"); Keras's attribute name.
     _direction = "down"
 
     def __init__(self, name=None, dtype=None):
-        self.name = name or self.default_name
+        self.name = name or self.default_name or _snake(type(self).__name__)
+        self._variables = []
+        self._total = 0.0
+        self._count = 0.0
 
     def per_sample(self, y_true, y_pred):
-        raise NotImplementedError
+        raise NotImplementedError(f"{type(self).__name__} defines neither per_sample nor update_state")
 
     def finish(self, mean):
         """Turns the mean of per-sample values into the reported value."""
@@ -27,6 +41,42 @@ class Metric:
 
     def __call__(self, y_true, y_pred):
         return self.finish(float(np.mean(self.per_sample(np.asarray(y_true), np.asarray(y_pred)))))
+
+    # -- Keras's stateful interface ---------------------------------------
+    def add_variable(self, shape=(), initializer="zeros", dtype=None, name=None):
+        """A state Variable (float32); ``reset_state`` sets it back to zero."""
+        from . import initializers
+        from .layers.base import Variable
+        var = Variable(initializers.get(initializer)(tuple(shape)), name or f"variable_{len(self._variables)}",
+                       trainable=False)
+        self._variables.append(var)
+        return var
+
+    def add_weight(self, name=None, shape=(), initializer="zeros", dtype=None):
+        return self.add_variable(shape, initializer, dtype, name)
+
+    @property
+    def variables(self):
+        return list(self._variables)
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        """Adds the batch's per-sample values (weighted) to the running mean."""
+        values = np.asarray(self.per_sample(np.asarray(y_true), np.asarray(y_pred)), dtype=np.float64)
+        n = len(y_pred)
+        if values.ndim == 0:
+            values = np.full(n, float(values))
+        values = values.reshape(n, -1).mean(axis=1)
+        w = np.ones(n) if sample_weight is None else np.asarray(sample_weight, dtype=np.float64).reshape(n)
+        self._total += float(np.sum(w * values))
+        self._count += float(np.sum(w))
+
+    def result(self):
+        return self.finish(self._total / self._count) if self._count else 0.0
+
+    def reset_state(self):
+        self._total = self._count = 0.0
+        for var in self._variables:
+            var.value[...] = 0.0
 
     def get_config(self):
         """Keras 3's metric config."""
@@ -103,6 +153,24 @@ class RootMeanSquaredError(MeanSquaredError):
         return float(np.sqrt(mean))
 
 
+class MeanMetricWrapper(Metric):
+    """A function ``fn(y_true, y_pred) -> per-sample values`` as a metric
+    (weighted mean over samples; values of rank > 1 are first averaged per sample)."""
+
+    def __init__(self, fn, name=None, dtype=None):
+        super().__init__(name or getattr(fn, "__name__", None) or "mean_metric_wrapper", dtype)
+        self.fn = fn
+
+    def per_sample(self, y_true, y_pred):
+        return self.fn(y_true, y_pred)
+
+
+def _snake(name):
+    import re
+    s = re.sub(r"(.)([A-Z][a-z]+)", r"\1_\2", name)
+    return re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", s).lower()
+
+
 _BY_NAME = {
     "sparse_categorical_accuracy": SparseCategoricalAccuracy,
     "categorical_accuracy": CategoricalAccuracy,
@@ -127,6 +195,8 @@ def get(identifier, loss=None, output_dim=None, target_ndim=None):
         return identifier
     if isinstance(identifier, type) and issubclass(identifier, Metric):
         return identifier()
+    if callable(identifier) and not isinstance(identifier, (str, type)):
+        return MeanMetricWrapper(identifier)
     if isinstance(identifier, str):
         if identifier in ("accuracy", "acc"):
             if output_dim == 1:
@@ -156,3 +226,65 @@ def deserialize(config):
     if cls is None:
         raise ValueError(f"Unknown metric class {config.get('class_name')!r}")
     return cls.from_config(config.get("config", {}))
+
+
+class ModelMetrics:
+    """A compiled model's metrics, in History's order and with Keras's names.
+
+    ``metrics`` (unweighted) and ``weighted_metrics`` (given sample weights)
+    are resolved Metric objects. A built-in metric runs in compiled code when
+    it needs no weights (``codes``; its sum sits at ``sums[2 + k]``); own
+    metrics, and weighted metrics when there are sample weights, run in NumPy
+    (``update``) on the predictions the loop hands back. A repeated name gets
+    ``_1``, ``_2``...; a weighted metric whose name is taken is called
+    ``weighted_<name>``, as Keras does.
+    """
+
+    def __init__(self, metrics, weighted_metrics=(), has_weights=False):
+        self.entries = []      # (name, metric, compiled index or None, uses weights)
+        taken = {"loss"}
+        codes = []
+
+        def unique(name):
+            if name not in taken:
+                return name
+            i = 1
+            while f"{name}_{i}" in taken:
+                i += 1
+            return f"{name}_{i}"
+
+        for weighted, group in ((False, metrics), (True, weighted_metrics)):
+            for m in group:
+                name = m.name
+                if weighted and name in taken:
+                    name = "weighted_" + name
+                name = unique(name)
+                taken.add(name)
+                uses_weights = weighted and has_weights
+                if m.code is not None and not uses_weights:
+                    self.entries.append((name, m, len(codes), False))
+                    codes.append(m.code)
+                else:
+                    self.entries.append((name, m, None, uses_weights))
+        self.codes = np.array(codes, dtype=np.int64)
+        self.needs_predictions = any(k is None for _, _, k, _ in self.entries)
+
+    def reset(self):
+        for _, m, k, _ in self.entries:
+            if k is None:
+                m.reset_state()
+
+    def update(self, y_true, y_pred, sample_weight=None):
+        """Feeds one chunk's targets, predictions and weights to the NumPy metrics."""
+        for _, m, k, uses_weights in self.entries:
+            if k is None:
+                m.update_state(y_true, y_pred, sample_weight=sample_weight if uses_weights else None)
+
+    def logs(self, sums, prefix=""):
+        """{"loss": ..., metric names: ...} from the compiled sums and the NumPy metrics."""
+        n = max(sums[1], 1.0)
+        logs = {prefix + "loss": float(sums[0] / n)}
+        for name, m, k, _ in self.entries:
+            value = m.finish(sums[2 + k] / n) if k is not None else m.result()
+            logs[prefix + name] = float(np.asarray(value, dtype=np.float64))
+        return logs

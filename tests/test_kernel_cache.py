@@ -14,7 +14,8 @@ def test_kernels_are_stamped_with_the_whole_tree():
     for dispatcher in (engine.train_steps, engine.infer_steps, optimizers.update_range):
         locator = dispatcher._cache._impl.locator
         assert isinstance(locator, cache._TreeStamp)
-        assert locator.get_source_stamp() == cache._tree_hash()
+        assert locator.get_source_stamp() == cache.stamp()
+        assert cache.stamp().startswith(cache._tree_hash())
 
 
 def test_tree_hash_changes_with_any_kernel_file(tmp_path, monkeypatch):

@@ -445,7 +445,8 @@ def test_configs_naming_code_are_refused_and_nothing_is_imported(tmp_path, monke
         "initializer": (lambda r: dense(r)["config"].update(kernel_initializer={
             "module": "evil_fastnn_probe", "class_name": "subprocess.Popen", "config": {}}), "initializer"),
         "regularizer": (lambda r: dense(r)["config"].update(kernel_regularizer={
-            "module": "keras.regularizers", "class_name": "L2", "config": {"l2": 0.01}}), "kernel_regularizer"),
+            "module": "keras.regularizers", "class_name": "OrthogonalRegularizer", "config": {}}),
+            "OrthogonalRegularizer"),
         "model_class": (lambda r: r.update(class_name="Functional"), "Functional"),
         "model_module": (lambda r: r.update(module="evil_fastnn_probe"), "evil_fastnn_probe"),
         "loss": (lambda r: r["compile_config"].update(loss="builtins.eval"), "builtins.eval"),
@@ -653,3 +654,25 @@ def test_fastnn_loads_what_keras_saves_and_continues_identically(tmp_path, opt_n
     other.load_weights(tmp_path / "k.weights.h5")
     assert not other.compiled
     assert np.array_equal(other.predict(x, verbose=0), saved_predictions)
+
+
+def test_round_trip_with_batchnorm_regularizer_leakyrelu_dropout_and_amsgrad(tmp_path):
+    """Layers and options that came after the first file format: moving statistics,
+    regularizer configs and the third Adam slot (amsgrad) all travel bit-exactly."""
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.layers.Input(shape=(6,)),
+                              keras.layers.Dense(8, kernel_regularizer=keras.regularizers.l2(0.01)),
+                              keras.layers.BatchNormalization(), keras.layers.LeakyReLU(),
+                              keras.layers.Dropout(0.2), keras.layers.Dense(3, activation="softmax")])
+    model.compile(optimizer=keras.optimizers.Adam(amsgrad=True), loss="sparse_categorical_crossentropy")
+    rng = np.random.default_rng(0)
+    x, y = rng.random((64, 6)), rng.integers(0, 3, 64)
+    model.fit(x, y, epochs=2, verbose=0)
+    model.save(tmp_path / "m.keras")
+    loaded = keras.models.load_model(tmp_path / "m.keras")
+    for a, b in zip(model.get_weights(), loaded.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(model.predict(x, verbose=0), loaded.predict(x, verbose=0))
+    assert loaded.optimizer.iterations == model.optimizer.iterations
+    np.testing.assert_array_equal(loaded.optimizer.slots, model.optimizer.slots)
+    assert loaded.layers[0].kernel_regularizer.get_config() == {"l2": 0.01}

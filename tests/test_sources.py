@@ -113,6 +113,28 @@ def test_bad_values_in_a_memmap_are_found_in_the_chunk_that_holds_them(tmp_path,
         model.evaluate(x[:100], save(tmp_path, "y", y[:100]), verbose=0)
 
 
+def test_sample_and_class_weights_travel_with_memmapped_rows(tmp_path, small_chunks):
+    x, y = dataset()
+    w = np.random.default_rng(3).random(N).astype(np.float32)
+    xm, ym = save(tmp_path, "x", x), save(tmp_path, "y", y)
+    for weights in ({"sample_weight": w}, {"class_weight": {0: 0.5, 1: 2.0, 2: 1.0}}):
+        a, b, ha, hb = fit_both(x, y, xm, ym, validation_split=0.2, **weights)
+        assert same_weights(a, b) and ha == hb
+    assert model_for().evaluate(x, y, sample_weight=w, verbose=0) == \
+        model_for().evaluate(xm, ym, sample_weight=w, verbose=0)
+
+
+def test_a_generator_of_weighted_batches_trains_like_weighted_arrays():
+    x, y = dataset()
+    w = np.random.default_rng(4).random(N).astype(np.float32)
+    a, b = model_for(), model_for()
+    keras.utils.set_random_seed(1)
+    ha = a.fit(x, y, sample_weight=w, epochs=1, batch_size=20, shuffle=False, verbose=0).history
+    keras.utils.set_random_seed(1)
+    hb = b.fit(((x[i:i + 20], y[i:i + 20], w[i:i + 20]) for i in range(0, N, 20)), epochs=1, verbose=0).history
+    assert same_weights(a, b) and ha == hb
+
+
 def test_a_memmap_of_the_wrong_shape_is_refused_before_reading(tmp_path):
     x, y = dataset()
     model = model_for()
@@ -273,11 +295,20 @@ def test_a_bad_batch_is_named_and_its_chunk_never_trained_on():
     (lambda m, x, y: m.fit(x, y, validation_data=generator(x, y, [10])), r"validation_data is a generator: pass"
                                                                           r" validation_steps"),
     (lambda m, x, y: m.fit(Batches(x, y, 16), steps_per_epoch=0), r"steps_per_epoch must be an integer >= 1"),
-    (lambda m, x, y: m.fit(iter([(x[:4], y[:4], np.ones(4))])), r"holds sample weights"),
+    (lambda m, x, y: m.fit(iter([(x[:4], y[:4], np.ones(4)), (x[:4], y[:4])])), r"a batch of the generator x "
+                                                                                 r"lacks sample weights, unlike"),
+    (lambda m, x, y: m.fit(iter([(x[:4], y[:4], np.ones(4))]), class_weight={0: 2.0}),
+     r"cannot use class_weight and sample_weight at the same time"),
+    (lambda m, x, y: m.fit(iter([(x[:4], y[:4], -np.ones(4))])), r"sample_weight of a batch of the generator x "
+                                                                 r"must be non-negative"),
+    (lambda m, x, y: m.fit(iter([(x[:4], y[:4])]), sample_weight=np.ones(4)), r"sample_weight must not be given"),
     (lambda m, x, y: m.fit(iter([{"x": x[:4]}])), r"is a dict; fastnn takes batches as \(x, y\) tuples"),
-    (lambda m, x, y: m.fit(iter([(x[:4], y[:4], None, 1)])), r"must be a tuple \(x, y\) or \(x,\), got a tuple of 4"),
-    (lambda m, x, y: m.evaluate(iter([])), r"x yielded no batches"),
-], ids=["y-with-generator", "split", "val-generator", "steps-0", "sample-weights", "dict", "four-items", "empty"])
+    (lambda m, x, y: m.fit(iter([(x[:4], y[:4], None, 1)])), r"must be a tuple \(x, y\), \(x, y, sample_weight\) "
+                                                             r"or \(x,\), got a tuple of 4"),
+    (lambda m, x, y: m.evaluate(iter([])), r"x is an empty generator"),
+    (lambda m, x, y: m.predict(iter([])), r"x yielded no batches"),
+], ids=["y-with-generator", "split", "val-generator", "steps-0", "mixed-weights", "class-and-sample-weights",
+        "negative-weights", "sample-weight-argument", "dict", "four-items", "empty-evaluate", "empty-predict"])
 def test_producers_are_refused_with_clear_messages(call, match):
     x, y = dataset()
     with pytest.raises(ValueError, match=match):

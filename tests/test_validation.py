@@ -116,7 +116,13 @@ FIT_CASES = [
     ("val-x-nan", X, Y, {"validation_data": (NAN_X, Y)}, r"validation_data\[0\] \(x\) contains NaN or inf"),
     ("val-labels", X, Y, {"validation_data": (X, Y + 5)}, r"validation_data\[1\] \(y\): labels must be"),
     ("val-length", X, Y, {"validation_data": (X, Y[:5])}, r"validation_data\[1\] \(y\) has 5 samples but x"),
-    ("val-sample-weights", X, Y, {"validation_data": (X, Y, np.ones(N))}, r"sample weights .* not supported"),
+    ("val-sample-weights", X, Y, {"validation_data": (X, Y, -np.ones(N))}, r"validation_data\[2\] \(sample_weight\) "
+                                                                            r"must be non-negative"),
+    ("sample-weight-length", X, Y, {"sample_weight": np.ones(N - 1)}, r"sample_weight must have shape \(12,\)"),
+    ("sample-weight-nan", X, Y, {"sample_weight": np.r_[np.ones(N - 1), np.nan]}, r"sample_weight contains NaN"),
+    ("class-weight-key", X, Y, {"class_weight": {5: 1.0}}, r"class_weight keys must be class indices in \[0, 2\]"),
+    ("both-weights", X, Y, {"class_weight": {0: 1.0}, "sample_weight": np.ones(N)}, r"cannot use class_weight and "
+                                                                                  r"sample_weight at the same time"),
 ]
 
 
@@ -234,7 +240,7 @@ def test_set_weights_accepts_any_real_dtype():
     ({"optimizer": "sgd"}, ValueError, r"compile\(\) needs a loss"),
     ({"optimizer": "sgd", "loss": lambda a, b: 0}, ValueError, r"plain Python callable"),
     ({"optimizer": "sgd", "loss": "mse", "metrics": ["acuracy"]}, ValueError, r"Unknown metric 'acuracy'"),
-    ({"optimizer": "sgd", "loss": "mse", "metrics": 5}, ValueError, r"metrics must be a list of metric names"),
+    ({"optimizer": "sgd", "loss": "mse", "metrics": 5}, ValueError, r"metrics must be a list of metrics, got 5"),
     ({"optimizer": "sgd", "loss": "mse", "jit": True}, TypeError, r"compile\(\) got unexpected arguments \['jit'\]"),
 ], ids=["optimizer-name", "optimizer-type", "loss-name", "loss-missing", "loss-callable", "metric-name",
         "metrics-type", "unknown-kwarg"])
@@ -257,10 +263,10 @@ def test_a_rejected_compile_keeps_the_optimizer_and_its_state(trained, kwargs, e
     (lambda: keras.layers.Input(shape=(-1, 4)), r"input_shape must be a tuple of positive integers"),
     (lambda: keras.layers.Input(), r"Input needs a shape"),
     (lambda: keras.layers.Activation("sofmax"), r"Unknown activation 'sofmax'"),
-    (lambda: keras.layers.Dropout(1.0), r"Dropout rate must be a number in \[0, 1\), got 1.0"),
-    (lambda: keras.layers.Dropout(-0.5), r"Dropout rate must be a number in \[0, 1\), got -0.5"),
-    (lambda: keras.layers.Dropout("half"), r"Dropout rate must be a number in \[0, 1\), got 'half'"),
-    (lambda: keras.layers.Dropout(float("nan")), r"Dropout rate must be a number in \[0, 1\), got nan"),
+    (lambda: keras.layers.Dropout(1.0), r"Dropout rate must be a number in \[0, 1\), got rate=1.0"),
+    (lambda: keras.layers.Dropout(-0.5), r"Dropout rate must be a number in \[0, 1\), got rate=-0.5"),
+    (lambda: keras.layers.Dropout("half"), r"Dropout rate must be a number in \[0, 1\), got rate='half'"),
+    (lambda: keras.layers.Dropout(float("nan")), r"Dropout rate must be a number in \[0, 1\), got rate=nan"),
     (lambda: keras.layers.Reshape((0, 2)), r"Reshape target_shape must be a tuple of positive integers"),
     (lambda: keras.layers.Reshape(("a",)), r"Reshape target_shape must be a tuple of positive integers"),
     (lambda: keras.layers.Rescaling("1/255"), r"Rescaling scale must be a finite number, got '1/255'"),

@@ -25,11 +25,23 @@ def _tree_hash():
 
 
 _TREE_HASH = _tree_hash()
+_extra = []
+
+
+def extend_stamp(text):
+    """Adds a choice made at import (e.g. which BLAS the GEMM calls) to the
+    stamp, so cached code built for another choice is not reused. Must run
+    before any kernel is compiled or loaded."""
+    _extra.append(text)
+
+
+def stamp():
+    return _TREE_HASH + "|".join(_extra).encode()
 
 
 class _TreeStamp:
     def get_source_stamp(self):
-        return _TREE_HASH
+        return stamp()
 
 
 _STAMPED = [type(f"Kernel{cls.__name__}", (_TreeStamp, cls), {})

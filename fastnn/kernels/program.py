@@ -9,8 +9,10 @@ Parameters live in one flat float32 buffer addressed by element offsets.
 """
 
 # Fields of one program row.
-KIND, N_IN, N_OUT, ACT, W_OFF, B_OFF, X_POS, Z_POS, A_POS, FLAGS, AUX = range(11)
-N_FIELDS = 11
+KIND, N_IN, N_OUT, ACT, W_OFF, B_OFF, X_POS, Z_POS, A_POS, FLAGS, AUX, S_OFF = range(12)
+N_FIELDS = 12
+# S_OFF: offset of an op's non-trainable state in the parameter buffer, or -1
+# (BatchNormalization: moving mean, then moving variance right after it).
 
 # Operation kinds.
 DENSE = 0        # z = x @ W + b (W at W_OFF, n_in x n_out; b at B_OFF or -1), a = act(z)
@@ -18,13 +20,19 @@ ACTIVATION = 1   # a = act(x); Z_POS == X_POS
 NORMALIZE = 2    # a = (x - mean) / max(sqrt(var), 1e-7); mean at W_OFF, var at B_OFF
 RESCALE = 3      # a = x * scale + offset; scale, offset in the float constants at AUX
 DROPOUT = 4      # training: a = x * mask / (1 - rate), rate in the float constants at AUX; mask kept in ws at Z_POS
+BATCHNORM = 5    # a = (x - mean) * gamma / sqrt(var + eps) + beta; gamma at W_OFF, beta at B_OFF (or -1),
+                 # moving statistics at S_OFF; constants at AUX: eps, momentum, 1 - momentum; the statistics
+                 # used and scratch live in a slot of width 5 * N_OUT at Z_POS (see kernels/cpu/batchnorm.py)
+LEAKY_RELU = 6   # a = x if x > 0 else slope * x; slope in the float constants at AUX
 
 # FLAGS bits.
 NEED_DX = 1      # propagate the gradient to this op's input (some earlier op trains)
 LOSS_FUSED = 2   # the loss kernel writes d loss / d z directly: skip act backward
+FROZEN = 4       # the layer is not trainable: no weight gradients; BatchNormalization uses its moving statistics
 
 # Loss codes.
 MSE, MAE, CCE, SCCE, BCE = range(5)
+CUSTOM = 5       # per-sample value and gradient from a Loss subclass's compiled functions (losses.Loss)
 # Loss modes: what the loss kernel reads.
 ON_OUTPUT = 0    # probabilities / values in the output slot A
 ON_LOGITS = 1    # logits: either from_logits=True (slot A) or a fused softmax/sigmoid (slot Z)

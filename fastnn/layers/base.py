@@ -10,17 +10,19 @@ import re
 
 import numpy as np
 
-from .. import initializers
+from .. import initializers, regularizers
 
 
 class Variable:
-    """A named float32 weight array. ``value`` may be a view into a model buffer."""
+    """A named float32 weight array. ``value`` may be a view into a model buffer.
 
-    def __init__(self, value, name, trainable=True):
-        # np.array, not np.ascontiguousarray, which turns a scalar's shape () into (1,)
-        self.value = np.array(value, dtype=np.float32, order="C")
+    ``regularizer``: a ``fastnn.regularizers`` penalty on this weight, or None."""
+
+    def __init__(self, value, name, trainable=True, regularizer=None):
+        self.value = np.array(value, dtype=np.float32, order="C")   # keeps shape () (ascontiguousarray would not)
         self.name = name
         self.trainable = trainable
+        self.regularizer = regularizer
 
     @property
     def shape(self):
@@ -44,6 +46,12 @@ class Variable:
                              f"of shape {self.value.shape}")
         _check_finite(new, self.name)
         self.value[...] = new
+
+    def assign_add(self, delta):
+        self.assign(self.value + np.asarray(delta, dtype=np.float32))
+
+    def assign_sub(self, delta):
+        self.assign(self.value - np.asarray(delta, dtype=np.float32))
 
     def __array__(self, dtype=None, copy=None):
         return self.value.astype(dtype) if dtype is not None else self.value.copy()
@@ -127,14 +135,22 @@ class Layer:
         self._weights = []
 
     # -- weights ---------------------------------------------------------
-    def add_weight(self, name, shape, initializer="zeros", trainable=True):
+    def add_weight(self, name, shape, initializer="zeros", trainable=True, regularizer=None):
         init = initializers.get(initializer)
-        var = Variable(init(tuple(shape)), f"{self.name}/{name}", trainable=trainable)
+        var = Variable(init(tuple(shape)), f"{self.name}/{name}", trainable=trainable,
+                       regularizer=regularizers.get(regularizer))
         self._weights.append(var)
         return var
 
     @property
     def trainable(self):
+        """False freezes the layer: ``fit`` leaves its weights alone (they move to
+        the non-trainable part of the buffer, and ``summary()`` counts them as
+        non-trainable) and a BatchNormalization layer runs on its moving
+        statistics. As in Keras, a change made after ``compile`` takes effect at
+        the next ``fit``/``evaluate`` (here without recompiling: the model
+        re-packs its buffer then, which resets the optimizer's slots and
+        iteration count)."""
         return self._trainable
 
     @trainable.setter
@@ -231,7 +247,10 @@ class Op:
     """What a layer asks the compiled program to do.
 
     kind: ``program.DENSE``/``ACTIVATION``/...; act: activation code;
-    w, b: the Variables read as (W_OFF, B_OFF); consts: float constants."""
+    w, b: the Variables read as (W_OFF, B_OFF); consts: float constants;
+    state: non-trainable Variables of the layer's width read and written at
+    S_OFF, which must lie one after the other in the buffer."""
 
-    def __init__(self, kind, act=0, w=None, b=None, consts=()):
+    def __init__(self, kind, act=0, w=None, b=None, consts=(), state=()):
         self.kind, self.act, self.w, self.b, self.consts = kind, act, w, b, tuple(consts)
+        self.state = tuple(state)

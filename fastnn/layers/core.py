@@ -3,7 +3,7 @@ import math
 
 import numpy as np
 
-from .. import activations, initializers
+from .. import activations, initializers, regularizers
 from ..kernels import program as P
 from .base import Layer, Op, check_float32, normalize_shape
 
@@ -85,13 +85,21 @@ class Reshape(Layer):
 
 
 class Dense(Layer):
-    """``output = activation(input @ kernel + bias)``; kernel (in, units), bias (units,)."""
-    keras_fixed = {"kernel_regularizer": None, "bias_regularizer": None, "kernel_constraint": None,
-                   "bias_constraint": None, "quantization_config": None, "lora_rank": None, "lora_alpha": None}
+    """``output = activation(input @ kernel + bias)``; kernel (in, units), bias (units,).
+
+    ``kernel_regularizer`` / ``bias_regularizer``: a ``fastnn.regularizers``
+    penalty (or its name), added to the loss while the layer is trainable."""
+    keras_fixed = {"kernel_constraint": None, "bias_constraint": None, "quantization_config": None,
+                   "lora_rank": None, "lora_alpha": None}
 
     def __init__(self, units, activation=None, use_bias=True, kernel_initializer="glorot_uniform",
-                 bias_initializer="zeros", **kwargs):
+                 bias_initializer="zeros", kernel_regularizer=None, bias_regularizer=None,
+                 activity_regularizer=None, kernel_constraint=None, bias_constraint=None, **kwargs):
         super().__init__(**kwargs)
+        if activity_regularizer is not None:
+            raise ValueError("Dense activity_regularizer is not supported; use kernel_regularizer or bias_regularizer")
+        if kernel_constraint is not None or bias_constraint is not None:
+            raise ValueError("Dense kernel_constraint / bias_constraint are not supported")
         if isinstance(units, bool) or not isinstance(units, (int, np.integer)) or units <= 0:
             raise ValueError(f"Dense units must be a positive integer, got {units!r}")
         self.units = int(units)
@@ -99,6 +107,8 @@ class Dense(Layer):
         self.use_bias = bool(use_bias)
         self.kernel_initializer = initializers.get(kernel_initializer)
         self.bias_initializer = initializers.get(bias_initializer)
+        self.kernel_regularizer = regularizers.get(kernel_regularizer)
+        self.bias_regularizer = regularizers.get(bias_regularizer)
         self.kernel = self.bias = None
 
     def compute_output_shape(self, input_shape):
@@ -108,9 +118,11 @@ class Dense(Layer):
         return (self.units,)
 
     def build(self, input_shape):
-        self.kernel = self.add_weight("kernel", (input_shape[-1], self.units), self.kernel_initializer)
+        self.kernel = self.add_weight("kernel", (input_shape[-1], self.units), self.kernel_initializer,
+                                      regularizer=self.kernel_regularizer)
         if self.use_bias:
-            self.bias = self.add_weight("bias", (self.units,), self.bias_initializer)
+            self.bias = self.add_weight("bias", (self.units,), self.bias_initializer,
+                                        regularizer=self.bias_regularizer)
 
     def op(self):
         return Op(P.DENSE, self.activation.code, self.kernel, self.bias)
@@ -120,8 +132,9 @@ class Dense(Layer):
                 "activation": activations.serialize(self.activation), "use_bias": self.use_bias,
                 "kernel_initializer": initializers.serialize(self.kernel_initializer),
                 "bias_initializer": initializers.serialize(self.bias_initializer),
-                "kernel_regularizer": None, "bias_regularizer": None, "kernel_constraint": None,
-                "bias_constraint": None, "quantization_config": None}
+                "kernel_regularizer": regularizers.serialize(self.kernel_regularizer),
+                "bias_regularizer": regularizers.serialize(self.bias_regularizer),
+                "kernel_constraint": None, "bias_constraint": None, "quantization_config": None}
 
 
 class Activation(Layer):

@@ -1,5 +1,6 @@
 """Dropout: zeroes a fraction ``rate`` of activations in training only."""
-import numpy as np
+import math
+import numbers
 
 from ..kernels import program as P
 from .base import Layer, Op
@@ -7,15 +8,25 @@ from .base import Layer, Op
 
 class Dropout(Layer):
     """Keeps each value with probability ``1 - rate``, scaled by ``1/(1 - rate)``
-    (inverted dropout, as Keras); identity at inference."""
+    (inverted dropout, as Keras), so every value keeps its expected value;
+    identity at inference (``predict``, ``evaluate``, validation).
+
+    Masks are drawn inside the compiled training loop from Numba's generator,
+    which ``fastnn.utils.set_random_seed`` seeds: the same seed gives the same
+    masks. ``seed`` is kept in the config for Keras compatibility; it does not
+    give the layer a generator of its own.
+    """
     keras_build_config = False
 
     def __init__(self, rate, noise_shape=None, seed=None, **kwargs):
         super().__init__(**kwargs)
-        if isinstance(rate, bool) or not isinstance(rate, (int, float, np.integer, np.floating)) or not 0 <= rate < 1:
-            raise ValueError(f"Dropout rate must be a number in [0, 1), got {rate!r}")
+        if isinstance(rate, bool) or not isinstance(rate, numbers.Real) or not math.isfinite(rate) or \
+                not 0 <= rate < 1:
+            raise ValueError(f"Dropout rate must be a number in [0, 1), got rate={rate!r}")
         if noise_shape is not None:
             raise ValueError("Dropout noise_shape is not supported")
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+            raise ValueError(f"Dropout seed must be an integer or None, got {seed!r}")
         self.rate, self.seed = float(rate), seed
 
     def op(self):

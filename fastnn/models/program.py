@@ -17,11 +17,13 @@ class Program:
     """Everything the compiled loops need that depends only on the model.
 
     prog: (n_ops, N_FIELDS) int64; consts: float32 constants; slots: total
-    per-sample workspace width; in_width / out_width: features in and out."""
+    per-sample workspace width; in_width / out_width: features in and out;
+    regs: (n, 3) int64 weight penalties (``kernels.cpu.regularizers``)."""
 
-    def __init__(self, prog, consts, slots, in_width, out_width):
+    def __init__(self, prog, consts, slots, in_width, out_width, regs):
         self.prog, self.consts, self.slots = prog, consts, slots
         self.in_width, self.out_width = in_width, out_width
+        self.regs = regs
 
 
 def pack(layers):
@@ -83,6 +85,9 @@ def compile_program(layers, input_width, params, loss=None):
         n_out = layer.output_shape[-1] if op.kind == P.DENSE else width
         rec[P.KIND], rec[P.N_IN], rec[P.N_OUT], rec[P.ACT] = op.kind, width, n_out, op.act
         rec[P.W_OFF], rec[P.B_OFF] = _offset(params, op.w), _offset(params, op.b)
+        rec[P.S_OFF] = _offset(params, op.state[0]) if op.state else -1
+        if op.state and any(_offset(params, v) != rec[P.S_OFF] + k * n_out for k, v in enumerate(op.state)):
+            raise RuntimeError(f"layer {layer.name!r}: its state variables are not adjacent in the buffer")
         rec[P.X_POS] = x_pos
         if op.kind == P.DENSE:
             z_pos = next_pos
@@ -90,6 +95,9 @@ def compile_program(layers, input_width, params, loss=None):
         elif op.kind == P.DROPOUT:
             z_pos = next_pos          # the mask
             next_pos += n_out
+        elif op.kind == P.BATCHNORM:
+            z_pos = next_pos          # statistics and scratch (kernels/cpu/batchnorm.py)
+            next_pos += 5 * n_out
         else:
             z_pos = x_pos
         if op.kind in (P.DENSE, P.ACTIVATION) and op.act == LINEAR:
@@ -101,12 +109,21 @@ def compile_program(layers, input_width, params, loss=None):
         flags = P.NEED_DX if trains_before else 0
         if fuse and i == len(ops) - 1:
             flags |= P.LOSS_FUSED
+        if not layer.trainable:
+            flags |= P.FROZEN
         rec[P.FLAGS] = flags
         rec[P.AUX] = len(consts)
         consts.extend(op.consts)
         rows.append(rec)
-        trains_before = trains_before or (op.kind == P.DENSE and layer.trainable)
+        trains_before = trains_before or bool(layer.trainable_weights)
         x_pos, width = a_pos, n_out
+    regs = []
+    for layer in layers:
+        for var in layer.trainable_weights:
+            if getattr(var, "regularizer", None) is not None:
+                regs.append((_offset(params, var), var.size, len(consts)))
+                consts.extend(var.regularizer.factors())
     prog = np.ascontiguousarray(np.stack(rows))
     consts = np.asarray(consts if consts else [0.0], dtype=np.float32)
-    return Program(prog, consts, next_pos, input_width, width)
+    regs = np.array(regs, dtype=np.int64).reshape(-1, 3)
+    return Program(prog, consts, next_pos, input_width, width, regs)

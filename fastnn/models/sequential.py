@@ -25,9 +25,11 @@ class Sequential:
         self._params = None
         self._n_trainable = 0
         self._layout = None          # what the flat buffer was packed for
+        self._optimizer_layout = None    # the layout the optimizer's slots were built for
         self._programs = {}
         self.optimizer = self.loss = None
         self._metric_ids = []
+        self._weighted_metric_ids = []
         self.compiled = False
         self.history = None
         self.stop_training = False
@@ -181,6 +183,16 @@ class Sequential:
     def count_params(self):
         return int(sum(l.count_params() for l in self._layers))
 
+    @property
+    def trainable(self):
+        """False when every layer is frozen; setting it sets every layer's ``trainable``."""
+        return any(l.trainable for l in self._layers) if self._layers else True
+
+    @trainable.setter
+    def trainable(self, value):
+        for layer in self._layers:
+            layer.trainable = value
+
     # -- summary ---------------------------------------------------------
     def summary(self, line_length=65, print_fn=None):
         """Prints Keras's table of layers, output shapes and parameter counts."""
@@ -189,11 +201,14 @@ class Sequential:
         (print_fn or print)(text)
 
     # -- compile / train -------------------------------------------------
-    def compile(self, optimizer="rmsprop", loss=None, metrics=None, **kwargs):
-        """Sets the optimizer, loss and metrics. Everything is resolved before
-        anything is set, so a rejected call leaves the model as it was."""
-        unknown = set(kwargs) - {"loss_weights", "weighted_metrics", "run_eagerly", "steps_per_execution",
-                                 "jit_compile", "auto_scale_loss"}
+    def compile(self, optimizer="rmsprop", loss=None, metrics=None, weighted_metrics=None, **kwargs):
+        """``metrics`` are unweighted; ``weighted_metrics`` are weighted by ``fit``'s
+        and ``evaluate``'s sample weights (Keras 3). Either holds names, Metric
+        objects or functions ``fn(y_true, y_pred) -> per-sample values``.
+        Everything is resolved before anything is set, so a rejected call
+        leaves the model as it was."""
+        unknown = set(kwargs) - {"loss_weights", "run_eagerly", "steps_per_execution", "jit_compile",
+                                 "auto_scale_loss"}
         if unknown:
             raise TypeError(f"compile() got unexpected arguments {sorted(unknown)}")
         new_optimizer = optimizers_module.get(optimizer)
@@ -201,16 +216,10 @@ class Sequential:
         if loss is None:
             raise ValueError("compile() needs a loss, e.g. loss='sparse_categorical_crossentropy'")
         new_loss = losses_module.get(loss)
-        if metrics is None:
-            metrics = []
-        elif isinstance(metrics, (str, metrics_module.Metric)):
-            metrics = [metrics]
-        elif not isinstance(metrics, (list, tuple)):
-            raise ValueError(f"metrics must be a list of metric names or objects, got {metrics!r}")
-        metrics = list(metrics)
-        for m in metrics:  # names are checked now, "accuracy" is resolved at fit time
-            metrics_module.get(m, output_dim=2, target_ndim=1)
-        self.optimizer, self.loss, self._metric_ids = new_optimizer, new_loss, metrics
+        metric_ids = _metric_list(metrics, "metrics")
+        weighted_ids = _metric_list(weighted_metrics, "weighted_metrics")
+        self.optimizer, self.loss = new_optimizer, new_loss
+        self._metric_ids, self._weighted_metric_ids = metric_ids, weighted_ids
         self._loss_arg, self._metrics_arg = loss_arg, metrics_arg
         self.compiled = True
 
@@ -218,22 +227,30 @@ class Sequential:
         if not self.compiled:
             raise RuntimeError(f"You must call compile() before {what}()")
 
-    def _resolve_metrics(self, sparse_targets):
+    def _resolve_metrics(self, sparse_targets, has_weights=False):
+        """A ``metrics.ModelMetrics`` for targets of this kind, with or without sample weights."""
         out_dim = self._layers[-1].output_shape[-1]
-        metrics = [metrics_module.get(m, output_dim=out_dim, target_ndim=1 if sparse_targets else 2)
-                   for m in self._metric_ids]
-        # The compiled loop holds either integer labels or dense targets, never both:
-        # a metric reading the other kind would silently compare against zeros.
-        for m in metrics:
-            if sparse_targets and m.code != P.M_SPARSE_ACC:
-                raise ValueError(f"Metric {m.name!r} needs targets shaped like the outputs, but loss "
-                                 f"{self.loss.name!r} takes integer labels; use 'accuracy' or "
-                                 "'sparse_categorical_accuracy'")
-            if not sparse_targets and m.code == P.M_SPARSE_ACC:
-                raise ValueError(f"Metric {m.name!r} needs integer labels, which only "
-                                 "loss='sparse_categorical_crossentropy' takes; use 'accuracy' or "
-                                 "'categorical_accuracy'")
-        return metrics
+
+        def resolve(ids):
+            metrics = [metrics_module.get(m, output_dim=out_dim, target_ndim=1 if sparse_targets else 2)
+                       for m in ids]
+            # The compiled loop holds either integer labels or dense targets, never both:
+            # a built-in metric reading the other kind would silently compare against zeros.
+            # (Own metrics run in NumPy on the targets the loss takes.)
+            for m in metrics:
+                if m.code is None:
+                    continue
+                if sparse_targets and m.code != P.M_SPARSE_ACC:
+                    raise ValueError(f"Metric {m.name!r} needs targets shaped like the outputs, but loss "
+                                     f"{self.loss.name!r} takes integer labels; use 'accuracy' or "
+                                     "'sparse_categorical_accuracy'")
+                if not sparse_targets and m.code == P.M_SPARSE_ACC:
+                    raise ValueError(f"Metric {m.name!r} needs integer labels, which only "
+                                     "loss='sparse_categorical_crossentropy' takes; use 'accuracy' or "
+                                     "'categorical_accuracy'")
+            return metrics
+        return metrics_module.ModelMetrics(resolve(self._metric_ids), resolve(self._weighted_metric_ids),
+                                           has_weights)
 
     def _ensure_built(self, sample_shape, what):
         """Builds the model, if it is not built yet, for the per-sample shape
@@ -254,11 +271,12 @@ class Sequential:
         self._ensure_built(lambda: arr.shape[1:] if arr.ndim >= 2 else None, what)
         return data.features(arr, self._input_shape, what)
 
-    def _source(self, x, y, loss, steps=None, what="x", y_what="y", steps_what="steps"):
+    def _source(self, x, y, loss, steps=None, what="x", y_what="y", steps_what="steps", **weights):
         """``x`` (and, with a ``loss``, targets ``y``) as a bound data source
-        (``sources``), building the model from x's shape if needed."""
+        (``sources``), building the model from x's shape if needed.
+        ``weights``: ``sample_weight``, ``class_weight``, ``sw_what`` for ``sources.make``."""
         src = sources.make(x, y, targets=loss is not None, steps=steps, what=what, y_what=y_what,
-                           steps_what=steps_what)
+                           steps_what=steps_what, **weights)
         self._ensure_built(lambda: src.sample_shape, what)
         return src.bind(self._input_shape, loss, self._layers[-1].output_shape)
 
@@ -273,35 +291,42 @@ class Sequential:
         return self._program(self.loss)
 
     def fit(self, x=None, y=None, batch_size=None, epochs=1, verbose="auto", callbacks=None,
-            validation_split=0.0, validation_data=None, shuffle=True, initial_epoch=0, steps_per_epoch=None,
-            validation_steps=None):
+            validation_split=0.0, validation_data=None, shuffle=True, class_weight=None, sample_weight=None,
+            initial_epoch=0, steps_per_epoch=None, validation_steps=None):
         """Trains for ``epochs``; returns a History whose ``history`` holds floats per epoch.
 
         ``x``/``y``: arrays (NumPy, memory-mapped NumPy read a chunk at a
         time, or anything ``np.asarray`` takes), or ``x`` alone as a
-        generator or ``PyDataset`` yielding ``(x, y)`` batches (then
-        ``steps_per_epoch`` limits an epoch; a generator without it runs to
-        its end). A NaN/inf loss raises ``fastnn.errors.NonFiniteLossError``;
-        Ctrl-C raises ``KeyboardInterrupt`` after the current chunk of steps."""
+        generator or ``PyDataset`` yielding ``(x, y)`` or ``(x, y,
+        sample_weight)`` batches (then ``steps_per_epoch`` limits an epoch; a
+        generator without it runs to its end).
+        ``sample_weight`` (n,) weighs each sample's loss (``sum_i w_i l_i / batch``,
+        Keras's ``sum_over_batch_size``) and the ``weighted_metrics``;
+        ``class_weight`` {class index: weight} does the same per class (not both).
+        A NaN/inf loss raises ``fastnn.errors.NonFiniteLossError``; Ctrl-C
+        raises ``KeyboardInterrupt`` after the current chunk of steps."""
         self._require_compiled("fit")
         return training.fit(self, x, y, batch_size, epochs, verbose, callbacks, validation_split,
-                            validation_data, shuffle, initial_epoch, steps_per_epoch, validation_steps)
+                            validation_data, shuffle, initial_epoch, steps_per_epoch, class_weight, sample_weight,
+                            validation_steps)
 
-    def evaluate(self, x=None, y=None, batch_size=None, verbose="auto", return_dict=False, callbacks=None,
-                 steps=None):
+    def evaluate(self, x=None, y=None, batch_size=None, verbose="auto", sample_weight=None, return_dict=False,
+                 callbacks=None, steps=None):
         """Loss (a float) with no metrics, else [loss, *metrics]; a dict if ``return_dict``.
-        ``callbacks`` get the on_test_* hooks. ``x`` may also be a generator or
-        PyDataset of ``(x, y)`` batches (``steps`` limits it)."""
+
+        The loss includes weight penalties and is weighted by ``sample_weight``
+        (n,) as in ``fit``. ``callbacks`` get the on_test_* hooks. ``x`` may
+        also be a generator or PyDataset of ``(x, y)`` batches (``steps`` limits it)."""
         self._require_compiled("evaluate")
         batch_size = data.positive_int(32 if batch_size is None else batch_size, "batch_size")
         verbose = training.resolve_verbose(verbose)
-        src = self._source(x, y, self.loss, steps=steps)
+        src = self._source(x, y, self.loss, steps=steps, sample_weight=sample_weight)
         prog = self._program(self.loss)
-        metrics = self._resolve_metrics(self.loss.code == P.SCCE)
+        metrics = self._resolve_metrics(self.loss.code == P.SCCE, src.weighted)
         cbs = training.callback_list(self, callbacks, verbose, src.steps(batch_size))
         sums, _ = training.run_inference(self, prog, src, batch_size, self.loss, metrics, False, verbose,
                                          self._params, cbs, "test")
-        logs = training._logs(sums, metrics)
+        logs = metrics.logs(sums)
         if return_dict:
             return logs
         values = list(logs.values())
@@ -316,7 +341,7 @@ class Sequential:
         src = self._source(x, None, None, steps=steps)
         prog = self._program(None)
         cbs = training.callback_list(self, callbacks, verbose, src.steps(batch_size))
-        _, out = training.run_inference(self, prog, src, batch_size, None, [], True, verbose, self._params,
+        _, out = training.run_inference(self, prog, src, batch_size, None, None, True, verbose, self._params,
                                         cbs, "predict")
         return out.reshape((out.shape[0], *self._layers[-1].output_shape))
 
@@ -390,6 +415,20 @@ def _no_kwargs(method, kwargs, ignored_if_none):
     unknown = {k: v for k, v in kwargs.items() if not (k in ignored_if_none and v is None)}
     if unknown:
         raise TypeError(f"{method}() got unsupported arguments {sorted(unknown)}")
+
+
+def _metric_list(metrics, what):
+    """``metrics`` as a list; names are checked now, "accuracy" is resolved at fit time."""
+    if metrics is None:
+        return []
+    if isinstance(metrics, (str, metrics_module.Metric)) or callable(metrics):
+        metrics = [metrics]
+    if not isinstance(metrics, (list, tuple)):
+        raise ValueError(f"{what} must be a list of metrics, got {metrics!r}")
+    metrics = list(metrics)
+    for m in metrics:
+        metrics_module.get(m, output_dim=2, target_ndim=1)
+    return metrics
 
 
 def _has_suffix(name):

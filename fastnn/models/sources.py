@@ -15,9 +15,14 @@ Three kinds of source behind one small interface:
   through the mapping, so resident memory stays near one chunk (about
   ``CHUNK_BYTES``) whatever the file's size.
 * ``BatchSource``: a Python generator/iterator, or a ``PyDataset``/``Sequence``
-  (``__len__``, ``__getitem__``), yielding ``(x, y)`` batches; each batch is
-  checked as it arrives, and consecutive batches of one size are packed into
-  one chunk for the compiled loop.
+  (``__len__``, ``__getitem__``), yielding ``(x, y)`` or ``(x, y,
+  sample_weight)`` batches; each batch is checked as it arrives, and
+  consecutive batches of one size are packed into one chunk for the
+  compiled loop.
+
+Sample weights (``sample_weight``, one per row, kept in memory) and class
+weights (``class_weight``, applied to each chunk's targets) travel with the
+rows, as float32 ``sw``.
 
 Use: ``src = make(x, y, ...)``; build the model from ``src.sample_shape``;
 ``src.bind(input_shape, loss, output_shape)`` runs the checks that need the
@@ -37,7 +42,7 @@ import numpy as np
 
 from ..utils import seeding
 from ..utils.py_dataset import PyDataset
-from . import data
+from . import data, sample_weights
 
 # An in-memory array whose float32 copy would be larger than this is read a
 # chunk at a time instead of being converted once (memmaps always are).
@@ -51,7 +56,8 @@ class Chunk(NamedTuple):
 
     ``X`` float32 (rows, features); ``Yf`` float32 (rows, outputs) dense
     targets and ``Yi`` int64 (rows,) labels, the unused one (or both, for
-    predict) empty; ``batch`` rows per step. Training runs rows
+    predict) empty; ``sw`` float32 (rows,) sample weights or empty;
+    ``batch`` rows per step. Training runs rows
     ``ids[start:stop]`` of ``X``; inference runs rows ``start:stop`` of
     ``X`` in order, whose outputs are rows ``offset + (start:stop)`` of the
     result (``offset`` is None when the total is unknown: outputs are
@@ -59,6 +65,7 @@ class Chunk(NamedTuple):
     X: np.ndarray
     Yf: np.ndarray
     Yi: np.ndarray
+    sw: np.ndarray
     ids: Optional[np.ndarray]
     start: int
     stop: int
@@ -66,18 +73,30 @@ class Chunk(NamedTuple):
     offset: Optional[int]
 
 
-def make(x, y=None, *, targets=True, steps=None, what="x", y_what="y", steps_what="steps"):
+_NO_WEIGHTS = np.zeros(0, dtype=np.float32)
+
+
+def make(x, y=None, *, targets=True, steps=None, what="x", y_what="y", steps_what="steps",
+         sample_weight=None, class_weight=None, sw_what="sample_weight"):
     """A source for features ``x`` and, when ``targets``, targets ``y``.
 
     ``steps`` (named ``steps_what`` in messages) limits the batches read from
-    a generator or PyDataset; arrays are split by ``batch_size`` instead."""
+    a generator or PyDataset; arrays are split by ``batch_size`` instead.
+    ``sample_weight`` (one per row; named ``sw_what``) or ``class_weight``
+    ({class: weight}) weigh the rows (not both)."""
+    if sample_weight is not None and class_weight is not None:
+        raise ValueError("You cannot use class_weight and sample_weight at the same time")
+    weights = (sample_weight, class_weight, sw_what)
     if is_producer(x):
         if y is not None:
             raise ValueError(f"y must not be given when {what} is a generator or PyDataset: "
                              "it yields the (x, y) batches itself")
+        if sample_weight is not None:
+            raise ValueError(f"{sw_what} must not be given when {what} is a generator or PyDataset: "
+                             "it yields (x, y, sample_weight) batches itself")
         if steps is not None:
             steps = data.positive_int(steps, steps_what)
-        return BatchSource(x, steps, what, steps_what)
+        return BatchSource(x, steps, what, steps_what, class_weight)
     if steps is not None:
         raise ValueError(f"{steps_what} applies only when {what} is a generator or PyDataset; "
                          f"arrays are split into batches of batch_size, got {steps_what}={steps!r}")
@@ -89,8 +108,8 @@ def make(x, y=None, *, targets=True, steps=None, what="x", y_what="y", steps_wha
                              "(or pass a generator or PyDataset yielding (x, y) batches)")
         ya = data.real_array(y, y_what)
     if _out_of_core(xa) or (ya is not None and _out_of_core(ya)):
-        return MappedSource(xa, ya, what, y_what)
-    return ArraySource(xa, ya, what, y_what)
+        return MappedSource(xa, ya, what, y_what, weights)
+    return ArraySource(xa, ya, what, y_what, weights)
 
 
 def is_producer(x):
@@ -145,12 +164,20 @@ class _IndexEpoch:
         pass
 
 
+def _row_weights(weights, n):
+    """The checked (n,) float32 ``sample_weight`` of ``weights``, or None."""
+    sample_weight, _, what = weights
+    return None if sample_weight is None else sample_weights.sample_weights(sample_weight, n, what)
+
+
 class ArraySource:
     """In-memory ``x`` and ``y``, checked and converted once in ``bind``."""
 
-    def __init__(self, x, y, what="x", y_what="y"):
+    def __init__(self, x, y, what="x", y_what="y", weights=(None, None, "sample_weight")):
         self._x, self._y, self.what, self.y_what = x, y, what, y_what
         self.n = x.shape[0] if x.ndim else 0
+        self._weights = weights
+        self.weighted = weights[0] is not None or weights[1] is not None
 
     @property
     def sample_shape(self):
@@ -162,21 +189,30 @@ class ArraySource:
             self.Yf, self.Yi = data.empty_targets(math.prod(out_shape))
         else:
             self.Yf, self.Yi = data.targets(self._y, self.n, loss, out_shape, self.y_what)
+        sw = _row_weights(self._weights, self.n)
+        if sw is None and self._weights[1] is not None:
+            sw = sample_weights.class_weights(self._weights[1], self.Yf, self.Yi, math.prod(out_shape))
+        self.sw = _NO_WEIGHTS if sw is None else sw
         self._x = self._y = None   # the converted arrays are all we need
         return self
 
     @classmethod
-    def _of(cls, X, Yf, Yi):
+    def _of(cls, X, Yf, Yi, sw):
         src = cls.__new__(cls)
-        src.X, src.Yf, src.Yi, src.n = X, Yf, Yi, X.shape[0]
+        src.X, src.Yf, src.Yi, src.sw, src.n = X, Yf, Yi, sw, X.shape[0]
+        src.weighted = sw.shape[0] > 0
         return src
 
     def split(self, fraction):
-        """``(first rows, last fraction of rows)``, as Keras's validation_split."""
+        """``(first rows, last fraction of rows)``, as Keras's validation_split.
+        Sample weights are split with the rows; class weights apply to the first part only."""
         cut = _split_point(self.n, fraction)
         part = (lambda a, s: a[s] if a.shape[0] else a)
-        return (ArraySource._of(self.X[:cut], part(self.Yf, slice(None, cut)), part(self.Yi, slice(None, cut))),
-                ArraySource._of(self.X[cut:], part(self.Yf, slice(cut, None)), part(self.Yi, slice(cut, None))))
+        val_sw = part(self.sw, slice(cut, None)) if self._weights[0] is not None else _NO_WEIGHTS
+        return (ArraySource._of(self.X[:cut], part(self.Yf, slice(None, cut)), part(self.Yi, slice(None, cut)),
+                                part(self.sw, slice(None, cut))),
+                ArraySource._of(self.X[cut:], part(self.Yf, slice(cut, None)), part(self.Yi, slice(cut, None)),
+                                val_sw))
 
     def steps(self, batch):
         return -(-self.n // batch)
@@ -185,12 +221,12 @@ class ArraySource:
         return _IndexEpoch(self, _order(self.n, shuffle), batch, self.n)
 
     def _train_chunk(self, ids, start, stop, batch):
-        return Chunk(self.X, self.Yf, self.Yi, ids, start, stop, batch, None)
+        return Chunk(self.X, self.Yf, self.Yi, self.sw, ids, start, stop, batch, None)
 
     def in_order(self, batch, per_batch=False):
         rows = batch if per_batch else max(1, 64 // max(1, batch // 32)) * batch
         for pos in range(0, self.n, rows):
-            yield Chunk(self.X, self.Yf, self.Yi, None, pos, min(self.n, pos + rows), batch, 0)
+            yield Chunk(self.X, self.Yf, self.Yi, self.sw, None, pos, min(self.n, pos + rows), batch, 0)
 
 
 def _mapping_root(arr):
@@ -306,9 +342,11 @@ def _rows_reader(arr):
 class MappedSource:
     """Arrays read a chunk at a time (memmaps, or too large to convert whole)."""
 
-    def __init__(self, x, y, what="x", y_what="y"):
+    def __init__(self, x, y, what="x", y_what="y", weights=(None, None, "sample_weight")):
         self._x, self._y, self.what, self.y_what = x, y, what, y_what
         self.n = x.shape[0] if x.ndim else 0
+        self._weights = weights
+        self.weighted = weights[0] is not None or weights[1] is not None
         self._buffers = {}
 
     @property
@@ -321,13 +359,18 @@ class MappedSource:
         self._loss, self._n_out = loss, math.prod(out_shape)
         self._kind = None if loss is None else data.target_layout(self._y, self.n, loss, out_shape, self.y_what)
         self._readers = (_rows_reader(self._x), None if self._kind is None else _rows_reader(self._y))
+        self._sw = _row_weights(self._weights, self.n)    # in memory: 4 bytes a row
         return self
 
     def split(self, fraction):
+        """As ``ArraySource.split``, without reading the rows."""
         cut = _split_point(self.n, fraction)
+        sample_weight, class_weight, what = self._weights
         halves = []
-        for s in (slice(None, cut), slice(cut, None)):
-            part = MappedSource(self._x[s], None if self._y is None else self._y[s], self.what, self.y_what)
+        for s, cw in ((slice(None, cut), class_weight), (slice(cut, None), None)):
+            sw = None if sample_weight is None else sample_weights.sample_weights(sample_weight, self.n, what)[s]
+            part = MappedSource(self._x[s], None if self._y is None else self._y[s], self.what, self.y_what,
+                                (sw, cw, what))
             halves.append(part.bind(*self._spec))
         return tuple(halves)
 
@@ -344,17 +387,17 @@ class MappedSource:
     def _train_chunk(self, ids, start, stop, batch):
         chosen = ids[start:stop]
         order = np.argsort(chosen, kind="stable")
-        X, Yf, Yi = self._read(chosen[order])
+        X, Yf, Yi, sw = self._read(chosen[order])
         local = np.empty(order.shape[0], dtype=np.int64)
         local[order] = np.arange(order.shape[0])   # buffer row of each id, in the epoch's order
-        return Chunk(X, Yf, Yi, local, 0, local.shape[0], batch, None)
+        return Chunk(X, Yf, Yi, sw, local, 0, local.shape[0], batch, None)
 
     def in_order(self, batch, per_batch=False):
         cap = batch if per_batch else self._cap(batch)
         for pos in range(0, self.n, cap):
             stop = min(self.n, pos + cap)
-            X, Yf, Yi = self._read(np.arange(pos, stop))
-            yield Chunk(X, Yf, Yi, None, 0, stop - pos, batch, pos)
+            X, Yf, Yi, sw = self._read(np.arange(pos, stop))
+            yield Chunk(X, Yf, Yi, sw, None, 0, stop - pos, batch, pos)
 
     def _buffer(self, name, shape, dtype):
         buf = self._buffers.get(name)
@@ -363,7 +406,8 @@ class MappedSource:
         return buf[:shape[0]]
 
     def _read(self, rows):
-        """Rows ``rows`` (sorted) of x and y, converted into the reused buffers and checked."""
+        """Rows ``rows`` (sorted) of x and y, converted into the reused buffers and
+        checked, and their weights: ``(X, Yf, Yi, sw)``."""
         m = rows.shape[0]
         X = self._buffer("x", (m, self._width), np.float32)
         x_reader, y_reader = self._readers
@@ -378,27 +422,27 @@ class MappedSource:
             else:
                 Yf = out = self._buffer("yf", (m, self._n_out), np.float32)
             data.targets_into(y_reader.read(rows), self._kind, self._loss, self._n_out, out, self.y_what, rows)
-        return X, Yf, Yi
+        sw = _NO_WEIGHTS
+        if self._sw is not None:
+            sw = self._sw[rows]
+        elif self._weights[1] is not None and self._kind is not None:
+            sw = sample_weights.class_weights(self._weights[1], Yf, Yi, self._n_out)
+        return X, Yf, Yi, sw
 
 
 def _unpack(batch, where):
-    """``(x, y)`` from a producer's batch: ``(x, y)``, ``(x,)``/``x`` (no targets)."""
+    """``(x, y, sample_weight)`` from a producer's batch: ``(x, y, sample_weight)``,
+    ``(x, y)``, ``(x,)`` or ``x`` (the missing ones None)."""
     if isinstance(batch, list):
         batch = tuple(batch)
     if not isinstance(batch, tuple):
         if isinstance(batch, dict):
             raise ValueError(f"{where} is a dict; fastnn takes batches as (x, y) tuples")
-        return batch, None
-    if len(batch) == 1:
-        return batch[0], None
-    if len(batch) == 2:
-        return batch
-    if len(batch) == 3:
-        if batch[2] is not None:
-            raise ValueError(f"{where} holds sample weights (x, y, sample_weight), which fastnn does not "
-                             "support here; yield (x, y)")
-        return batch[:2]
-    raise ValueError(f"{where} must be a tuple (x, y) or (x,), got a tuple of {len(batch)} items")
+        return batch, None, None
+    if not 1 <= len(batch) <= 3:
+        raise ValueError(f"{where} must be a tuple (x, y), (x, y, sample_weight) or (x,), "
+                         f"got a tuple of {len(batch)} items")
+    return (*batch, None, None)[:3]
 
 
 class _BatchEpoch:
@@ -436,11 +480,12 @@ class _BatchEpoch:
                 break
             parts.append(nxt)
         if len(parts) == 1:
-            X, Yf, Yi = first
+            X, Yf, Yi, sw = first
         else:
-            X, Yf, Yi = (np.concatenate([p[i] for p in parts]) if first[i].shape[0] else first[i] for i in range(3))
+            X, Yf, Yi, sw = (np.concatenate([p[i] for p in parts]) if first[i].shape[0] else first[i]
+                             for i in range(4))
         m = X.shape[0]
-        return Chunk(X, Yf, Yi, np.arange(m, dtype=np.int64), 0, m, b, None)
+        return Chunk(X, Yf, Yi, sw, np.arange(m, dtype=np.int64), 0, m, b, None)
 
     def close(self):
         ds = self.source._ds
@@ -451,8 +496,10 @@ class _BatchEpoch:
 class BatchSource:
     """Batches from a generator/iterator or a PyDataset/Sequence, checked one by one."""
 
-    def __init__(self, producer, steps, what="x", steps_what="steps"):
+    def __init__(self, producer, steps, what="x", steps_what="steps", class_weight=None):
         self.what, self.n, self._limit = what, None, steps
+        self._class_weight, self._weighted = class_weight, None
+        self._ds_first = None   # batch 0 of a PyDataset, once peeked
         iterator = isinstance(producer, collections.abc.Iterator) and not isinstance(producer, PyDataset)
         self._ds, self._it = (None, producer) if iterator else (producer, None)
         self._peeked = None
@@ -467,16 +514,30 @@ class BatchSource:
 
     @property
     def sample_shape(self):
-        if self._ds is not None:
-            raw = self._ds[0]
-        else:
-            if self._peeked is None:
-                self._peeked = self._next_raw()
-                if self._peeked is None:
-                    raise ValueError(f"{self.what} is an empty generator: it yielded no batch")
-            raw = self._peeked
+        raw = self._first()
         x = data.real_array(_unpack(raw, f"the first batch of {self.what}")[0], f"x of the first batch of {self.what}")
         return tuple(x.shape[1:]) if x.ndim >= 2 else None
+
+    @property
+    def weighted(self):
+        """Whether batches carry weights: class weights, or a first batch (x, y, sample_weight)."""
+        if self._class_weight is not None:
+            return True
+        if self._weighted is None:
+            self._weighted = _unpack(self._first(), f"the first batch of {self.what}")[2] is not None
+        return self._weighted
+
+    def _first(self):
+        """The first batch, unchecked, kept until it is read for training."""
+        if self._ds is not None:
+            if self._ds_first is None:
+                self._ds_first = self._ds[0]
+            return self._ds_first
+        if self._peeked is None:
+            self._peeked = self._next_raw()
+            if self._peeked is None:
+                raise ValueError(f"{self.what} is an empty generator: it yielded no batch")
+        return self._peeked
 
     def bind(self, input_shape, loss, out_shape):
         self._spec = (input_shape, loss, tuple(out_shape))
@@ -497,21 +558,36 @@ class BatchSource:
     def _get(self, index):
         """Batch ``index`` of a PyDataset (or the generator's next), checked and converted; None at the end."""
         if self._ds is not None:
-            raw, where = self._ds[int(index)], f"batch {int(index)} of {self.what}"
+            index = int(index)
+            raw = self._ds_first if index == 0 and self._ds_first is not None else self._ds[index]
+            if index == 0:
+                self._ds_first = None
+            where = f"batch {index} of {self.what}"
         else:
             raw = self._peeked if self._peeked is not None else self._next_raw()
             self._peeked = None
             if raw is None:
                 return None
             where = f"a batch of the generator {self.what}"
-        x, y = _unpack(raw, where)
+        x, y, sw = _unpack(raw, where)
         input_shape, loss, out_shape = self._spec
         X = data.features(x, input_shape, f"x of {where}")
         if loss is None:
-            return (X, *data.empty_targets(math.prod(out_shape)))
+            return (X, *data.empty_targets(math.prod(out_shape)), _NO_WEIGHTS)
         if y is None:
             raise ValueError(f"{where} has no targets: fit and evaluate need (x, y) batches")
-        return (X, *data.targets(y, X.shape[0], loss, out_shape, f"y of {where}"))
+        Yf, Yi = data.targets(y, X.shape[0], loss, out_shape, f"y of {where}")
+        if sw is not None and self._class_weight is not None:
+            raise ValueError(f"You cannot use class_weight and sample_weight at the same time ({where} holds "
+                             "sample weights)")
+        if self._class_weight is None and (sw is not None) != self.weighted:
+            raise ValueError(f"{where} {'has' if sw is not None else 'lacks'} sample weights, unlike the first "
+                             "batch: yield (x, y) or (x, y, sample_weight) throughout")
+        if sw is not None:
+            sw = sample_weights.sample_weights(sw, X.shape[0], f"sample_weight of {where}")
+        elif self._class_weight is not None:
+            sw = sample_weights.class_weights(self._class_weight, Yf, Yi, math.prod(out_shape))
+        return X, Yf, Yi, _NO_WEIGHTS if sw is None else sw
 
     def _indices(self, shuffle):
         if self._ds is None:
@@ -529,5 +605,5 @@ class BatchSource:
             got = epoch._fetch()
             if got is None:
                 return
-            X, Yf, Yi = got
-            yield Chunk(X, Yf, Yi, None, 0, X.shape[0], X.shape[0], None)
+            X, Yf, Yi, sw = got
+            yield Chunk(X, Yf, Yi, sw, None, 0, X.shape[0], X.shape[0], None)

@@ -27,9 +27,10 @@ from .. import callbacks as callbacks_module
 from .. import config
 from ..errors import NonFiniteLossError
 from ..kernels import program as P
-from ..kernels.cpu import engine
+from ..kernels.cpu import engine, regularizers
+from ..kernels.cpu.sample_loss import unused_loss
 from ..utils.progbar import Progbar
-from . import data, sources
+from . import data, sample_weights, sources
 from . import program as program_module
 
 _CHUNK_SECONDS = 0.1
@@ -65,21 +66,27 @@ class Workspace:
         self.ab = np.array([1.0, 0.0], dtype=np.float32)
 
 
-def _logs(sums, metrics, prefix=""):
-    n = max(sums[1], 1.0)
-    logs = {prefix + "loss": float(sums[0] / n)}
-    for k, m in enumerate(metrics):
-        logs[prefix + m.name] = float(m.finish(sums[2 + k] / n))
-    return logs
+def _targets(Yf, Yi, rows):
+    """The targets of ``rows`` as own metrics see them: labels or dense rows."""
+    return Yi[rows] if Yi.shape[0] > 0 else Yf[rows]
 
 
-def cuda_session(program, params, batch_size, optimizer=None, n_trainable=0):
+def weight_penalty(program, params):
+    """The weight penalties of ``program`` at the current weights (0.0 without regularizers)."""
+    if program.regs.shape[0] == 0:
+        return 0.0
+    return regularizers.penalty(program.regs, program.consts, params, params, False)
+
+
+def cuda_session(program, params, batch_size, optimizer=None, n_trainable=0, loss=None, metrics=None,
+                 weighted=False):
     """A ``kernels.cuda.engine.Session`` holding the model on the GPU when the
     device (``fastnn.config``) is "cuda", else None (train on the CPU)."""
     if config.get_device() != "cuda":
         return None
     if optimizer is not None:
         _check_cuda_optimizer(optimizer)
+    _check_cuda_features(program, loss, metrics, weighted)
     from ..kernels.cuda.engine import Session
     # Dropout masks: seeded from NumPy's global generator (set_random_seed seeds
     # it), not fastnn's, whose stream the shuffles share with the CPU path.
@@ -105,6 +112,26 @@ def _check_cuda_optimizer(opt):
                                   "train on the CPU (fastnn.config.set_device('cpu'))")
 
 
+def _check_cuda_features(program, loss, metrics, weighted):
+    """The CUDA kernels have neither BatchNormalization, LeakyReLU, weight
+    penalties, own losses, sample weights nor own metrics yet; refuse them
+    rather than train differently."""
+    kinds = set(program.prog[:, P.KIND].tolist())
+    unsupported = [name for kind, name in ((P.BATCHNORM, "BatchNormalization"), (P.LEAKY_RELU, "LeakyReLU"))
+                   if kind in kinds]
+    if program.regs.shape[0] > 0:
+        unsupported.append("weight regularizers")
+    if loss is not None and loss.code == P.CUSTOM:
+        unsupported.append(f"the loss {type(loss).__name__}")
+    if weighted:
+        unsupported.append("sample or class weights")
+    if metrics is not None and metrics.needs_predictions:
+        unsupported.append("own or weighted metrics")
+    if unsupported:
+        raise NotImplementedError(f"The CUDA device does not support {', '.join(unsupported)} yet; "
+                                  "train on the CPU (fastnn.config.set_device('cpu'))")
+
+
 def callback_list(model, callbacks, verbose, steps):
     """The CallbackList evaluate / predict run their hooks on (Keras's params: one epoch of ``steps``)."""
     return callbacks_module.CallbackList(callbacks_module.as_list(callbacks), model,
@@ -120,13 +147,18 @@ def _device_data(session, source, chunk):
     return DeviceData(chunk.X, chunk.Yf, chunk.Yi)
 
 
+_NO_WEIGHTS = np.zeros(0, dtype=np.float32)
+
+
 def run_inference(model, program, source, batch_size, loss, metrics, want_output, verbose, params,
                   callbacks=None, mode="test", session=None):
     """Forward passes over every row of ``source`` (a bound ``sources`` source).
 
     Returns ``(sums, outputs)``: the running [loss, samples, metrics...] sums
-    (with ``loss``) and, when ``want_output``, float32 outputs of shape
-    (samples, out_width), else None.
+    (with ``loss``; the loss includes the weight penalties, as in Keras) and,
+    when ``want_output``, float32 outputs of shape (samples, out_width), else
+    None. ``metrics`` is a ``metrics.ModelMetrics`` (None without a loss);
+    the source's sample weights, if any, weigh the loss and weighted metrics.
 
     ``session``: fit's CUDA session, whose device parameters are used; by
     default the device in ``fastnn.config`` decides.
@@ -135,17 +167,30 @@ def run_inference(model, program, source, batch_size, loss, metrics, want_output
     "predict") and, when one defines them, its batch hooks after every batch
     (running loss and metrics as logs for "test", ``{"outputs": batch}`` for
     "predict")."""
+    weighted = loss is not None and source.weighted
     if session is None:
-        session = cuda_session(program, params, batch_size)
+        session = cuda_session(program, params, batch_size, loss=loss, metrics=metrics, weighted=weighted)
     ws = Workspace(program, batch_size)
     loss_code = loss.code if loss is not None else -1
     loss_mode = 1 if (loss is not None and loss.from_logits) else 0
-    codes = np.array([m.code for m in metrics], dtype=np.int64)
-    sums = np.zeros(2 + len(metrics), dtype=np.float64)
+    value_fn, grad_fn, loss_consts = loss.kernel_functions() if loss is not None else \
+        (*unused_loss(), np.zeros(0, dtype=np.float32))
+    codes = metrics.codes if metrics is not None else np.zeros(0, dtype=np.int64)
+    sums = np.zeros(2 + len(codes), dtype=np.float64)
+    keep = want_output or (metrics is not None and metrics.needs_predictions)
     width = program.out_width
     n = source.n
-    out = np.empty((n if want_output and n is not None else 0, width), dtype=np.float32)
+    out = np.empty((n if keep and n is not None else 0, width), dtype=np.float32)
     parts = []   # outputs of a producer, whose length is unknown up front
+    penalty = weight_penalty(program, params) if loss is not None else 0.0
+    if metrics is not None:
+        metrics.reset()
+
+    def _logs():
+        with_penalty = sums.copy()
+        with_penalty[0] += penalty * sums[1]
+        return metrics.logs(with_penalty)
+
     bar = Progbar(source.steps(batch_size), verbose) if verbose else None
     n_parts = numba.get_num_threads()
     per_batch = callbacks is not None and callbacks.batch_level[mode]
@@ -157,14 +202,15 @@ def run_inference(model, program, source, batch_size, loss, metrics, want_output
             if per_batch:
                 getattr(callbacks, f"on_{mode}_batch_begin")(done, logs={})
             dst = out
-            if want_output and chunk.offset is None:
+            if keep and chunk.offset is None:
                 dst = np.empty((chunk.stop, width), dtype=np.float32)
                 parts.append(dst)
-            elif want_output:
+            elif keep:
                 dst = out[chunk.offset:]
             if session is not None:
                 if chunk.batch > session.batch:
-                    session = cuda_session(program, params, chunk.batch)
+                    session = cuda_session(program, params, chunk.batch, loss=loss, metrics=metrics,
+                                           weighted=weighted)
                 session.infer_steps(_device_data(session, source, chunk), chunk.start, chunk.stop, loss_code,
                                     loss_mode, codes, sums, dst)
             else:
@@ -172,22 +218,26 @@ def run_inference(model, program, source, batch_size, loss, metrics, want_output
                     ws = Workspace(program, chunk.batch)
                 engine.infer_steps(program.prog, params, program.consts, chunk.X, chunk.Yf, chunk.Yi, chunk.start,
                                    chunk.stop, chunk.batch, ws.ws, ws.yb, ws.yl, loss_code, loss_mode, codes, sums,
-                                   dst, n_parts, ws.ab)
+                                   dst, n_parts, ws.ab, chunk.sw if weighted else _NO_WEIGHTS, value_fn, grad_fn,
+                                   loss_consts)
+            rows = slice(chunk.start, chunk.stop)
+            if metrics is not None and metrics.needs_predictions:
+                metrics.update(_targets(chunk.Yf, chunk.Yi, rows), dst[rows], chunk.sw[rows] if weighted else None)
             if per_batch:
-                logs = ({"outputs": dst[chunk.start:chunk.stop].reshape((chunk.stop - chunk.start,
-                                                                        *model._layers[-1].output_shape))}
-                        if mode == "predict" else _logs(sums, metrics))
+                logs = ({"outputs": dst[rows].reshape((chunk.stop - chunk.start, *model._layers[-1].output_shape))}
+                        if mode == "predict" else _logs())
                 getattr(callbacks, f"on_{mode}_batch_end")(done, logs=logs)
             done += -(-(chunk.stop - chunk.start) // chunk.batch)
             if bar:
-                bar.update(done, _logs(sums, metrics).items() if loss is not None else ())
+                bar.update(done, _logs().items() if loss is not None else ())
     if done == 0:
         raise ValueError(f"{source.what} yielded no batches")
     if bar:
-        bar.update(done, list(_logs(sums, metrics).items()) if loss is not None else (), finalize=True)
+        bar.update(done, list(_logs().items()) if loss is not None else (), finalize=True)
     if callbacks is not None:
-        getattr(callbacks, f"on_{mode}_end")(_logs(sums, metrics) if loss is not None else {})
-    if want_output and n is None:
+        getattr(callbacks, f"on_{mode}_end")(_logs() if loss is not None else {})
+    sums[0] += penalty * sums[1]
+    if keep and n is None:
         out = np.concatenate(parts)
     return sums, (out if want_output else None)
 
@@ -280,18 +330,18 @@ def _validation_source(model, validation_data, validation_steps):
         return model._source(validation_data, None, model.loss, steps=validation_steps, what="validation_data",
                              steps_what="validation_steps")
     if not isinstance(validation_data, (tuple, list)) or len(validation_data) not in (2, 3):
-        raise ValueError("validation_data must be a tuple (x_val, y_val) or a PyDataset, got "
+        raise ValueError("validation_data must be a tuple (x_val, y_val) or (x_val, y_val, sample_weight), or a "
+                         "PyDataset, got "
                          f"{type(validation_data).__name__}"
                          + (f" of length {len(validation_data)}" if isinstance(validation_data, (tuple, list)) else ""))
-    if len(validation_data) == 3 and validation_data[2] is not None:
-        raise ValueError("validation_data with sample weights (x_val, y_val, sample_weight) is not supported; "
-                         "pass (x_val, y_val)")
     return model._source(validation_data[0], validation_data[1], model.loss, what="validation_data[0] (x)",
-                         y_what="validation_data[1] (y)")
+                         y_what="validation_data[1] (y)",
+                         sample_weight=validation_data[2] if len(validation_data) == 3 else None,
+                         sw_what="validation_data[2] (sample_weight)")
 
 
 def fit(model, x, y, batch_size, epochs, verbose, callbacks, validation_split, validation_data,
-        shuffle, initial_epoch, steps_per_epoch, validation_steps=None):
+        shuffle, initial_epoch, steps_per_epoch, class_weight=None, sample_weight=None, validation_steps=None):
     batch_size = data.positive_int(32 if batch_size is None else batch_size, "batch_size")
     epochs = data.positive_int(epochs, "epochs", minimum=0)
     initial_epoch = data.positive_int(initial_epoch, "initial_epoch", minimum=0)
@@ -300,7 +350,8 @@ def fit(model, x, y, batch_size, epochs, verbose, callbacks, validation_split, v
             not 0 <= validation_split < 1:
         raise ValueError(f"validation_split must be a number in [0, 1), got {validation_split!r}")
 
-    train = model._source(x, y, model.loss, steps=steps_per_epoch, steps_what="steps_per_epoch")
+    train = model._source(x, y, model.loss, steps=steps_per_epoch, steps_what="steps_per_epoch",
+                          sample_weight=sample_weight, class_weight=class_weight)
     program = model._program_for_training()
     val = None
     if validation_data is not None:   # Keras: validation_data wins over validation_split
@@ -309,19 +360,27 @@ def fit(model, x, y, batch_size, epochs, verbose, callbacks, validation_split, v
         if isinstance(train, sources.BatchSource):
             raise ValueError("validation_split needs arrays; with a generator or PyDataset pass validation_data")
         train, val = train.split(validation_split)
-    metrics = model._resolve_metrics(model.loss.code == P.SCCE)
+    sparse = model.loss.code == P.SCCE
+    metrics = model._resolve_metrics(sparse, train.weighted)
+    val_metrics = None if val is None else model._resolve_metrics(sparse, val.weighted)
 
     opt = model.optimizer
+    if model._optimizer_layout is not model._layout:
+        opt.slots = None    # the trainable part of the buffer changed: its slots no longer match
+        model._optimizer_layout = model._layout
     opt.build(model._n_trainable)
     bounds = trainable_bounds(model)
     params = model._params
     grads = np.zeros_like(params)
     steps = train.steps(batch_size)
     ws = Workspace(program, batch_size)
-    codes = np.array([m.code for m in metrics], dtype=np.int64)
+    codes = metrics.codes
     loss_mode = 1 if model.loss.from_logits else 0
+    value_fn, grad_fn, loss_consts = model.loss.kernel_functions()
+    pred_out = np.empty((0, program.out_width), dtype=np.float32)   # grown to a chunk when metrics need it
     n_parts = numba.get_num_threads()
-    session = cuda_session(program, params, batch_size, opt, model._n_trainable)
+    session = cuda_session(program, params, batch_size, opt, model._n_trainable, model.loss, metrics,
+                           train.weighted or (val is not None and val.weighted))
 
     history = callbacks_module.History()
     cbs = callbacks_module.CallbackList(callbacks_module.as_list(callbacks) + [history], model,
@@ -341,7 +400,8 @@ def fit(model, x, y, batch_size, epochs, verbose, callbacks, validation_split, v
             print(f"Epoch {epoch + 1}/{epochs}")
         saved = _Snapshot(params, opt)
         reader = train.train_epoch(batch_size, shuffle)
-        sums = np.zeros(2 + len(metrics), dtype=np.float64)
+        sums = np.zeros(2 + len(codes), dtype=np.float64)
+        metrics.reset()
         bar = Progbar(steps, verbose) if verbose else None
         step = 0
         ran_out = False
@@ -357,6 +417,8 @@ def fit(model, x, y, batch_size, epochs, verbose, callbacks, validation_split, v
                     cbs.on_train_batch_begin(step, logs={})
                 hp = opt.hyper()     # after the hooks: what they changed applies from this step
                 offered = -(-(chunk.stop - chunk.start) // chunk.batch)
+                if metrics.needs_predictions and pred_out.shape[0] < chunk.stop:
+                    pred_out = np.empty((chunk.stop, program.out_width), dtype=np.float32)
                 with _HoldInterrupt():
                     if session is not None:
                         session = _session_for(session, chunk, program, params, opt, model._n_trainable)
@@ -369,12 +431,17 @@ def fit(model, x, y, batch_size, epochs, verbose, callbacks, validation_split, v
                             program.prog, params, program.consts, grads, opt.slots, model._n_trainable, opt.code,
                             hp, opt.iterations, bounds, chunk.X, chunk.Yf, chunk.Yi, chunk.ids, chunk.start,
                             chunk.stop, chunk.batch, ws.ws, ws.gs, ws.yb, ws.yl, model.loss.code, loss_mode, codes,
-                            sums, n_parts, ws.ab)
+                            sums, n_parts, ws.ab, program.regs, chunk.sw, value_fn, grad_fn, loss_consts, pred_out)
                     done -= opt.iterations
                     opt.iterations += done
                     step += done
+                if metrics.needs_predictions:
+                    stop = min(chunk.stop, chunk.start + done * chunk.batch)    # the loop stops early on a NaN loss
+                    rows = chunk.ids[chunk.start:stop]
+                    metrics.update(_targets(chunk.Yf, chunk.Yi, rows), pred_out[chunk.start:stop],
+                                   chunk.sw[rows] if train.weighted else None)
                 elapsed = time.perf_counter() - t0
-                logs = _logs(sums, metrics)
+                logs = metrics.logs(sums)
                 if not math.isfinite(sums[0]):
                     # the batch at ``step`` went non-finite and was not applied; the GPU loop,
                     # which does not stop there, ran on: go back to the epoch's start
@@ -411,9 +478,9 @@ def fit(model, x, y, batch_size, epochs, verbose, callbacks, validation_split, v
             model.stop_training = True
         logs = dict(logs)
         if val is not None:
-            vsums, _ = run_inference(model, program, val, batch_size, model.loss, metrics, False, 0, params,
+            vsums, _ = run_inference(model, program, val, batch_size, model.loss, val_metrics, False, 0, params,
                                      cbs, "test", session)
-            logs.update(_logs(vsums, metrics, "val_"))
+            logs.update(val_metrics.logs(vsums, "val_"))
         cbs.on_epoch_end(epoch, logs)
         if bar:     # after the callbacks, so keys they add (learning_rate) show, as in Keras
             bar.update(step, list(logs.items()), finalize=True)
@@ -441,20 +508,32 @@ def _train_on_gpu(session, device, chunk, hp, step, loss_code, loss_mode, codes,
     return step
 
 
-def loss_and_gradients(model, x, y):
-    """Mean loss of the compiled model on the batch (x, y) and the gradient
-    with respect to the flat parameter buffer (a new float32 array, same
-    layout as ``model._params``; trainable weights first). No update."""
+def loss_and_gradients(model, x, y, sample_weight=None, training=False):
+    """Loss of the compiled model on the batch (x, y) and its gradient with
+    respect to the flat parameter buffer (a new float32 array, same layout as
+    ``model._params``; trainable weights first, the rest left at zero).
+
+    The loss is what ``fit`` minimises on that batch: the mean per-sample
+    loss (``sum_i w_i l_i / n`` with ``sample_weight``) plus the weight
+    penalties. ``training=True`` runs the layers in training mode (dropout
+    masks, batch statistics) without updating moving statistics; nothing is
+    updated either way."""
     X = model._input_features(x, "x")
     program = model._program_for_training()
-    Yf, Yi = data.targets(y, X.shape[0], model.loss, model._layers[-1].output_shape, "y")
-    session = cuda_session(program, model._params, X.shape[0])
+    Yf, Yi = data.targets(y, X.shape[0], model.loss, program.out_width, "y")
+    sw = np.zeros(0, dtype=np.float32) if sample_weight is None else \
+        sample_weights.sample_weights(sample_weight, X.shape[0])
+    session = cuda_session(program, model._params, X.shape[0], loss=model.loss, weighted=sample_weight is not None)
     if session is not None:
+        if training:
+            raise NotImplementedError("loss_and_gradients(training=True) is not supported on the CUDA device yet")
         return session.loss_gradients(session.data(X, Yf, Yi), model.loss.code, 1 if model.loss.from_logits else 0)
+    value_fn, grad_fn, loss_consts = model.loss.kernel_functions()
     ws = Workspace(program, X.shape[0])
     grads = np.zeros_like(model._params)
     with blas_single_thread():
         loss = engine.loss_gradients(program.prog, model._params, program.consts, grads, X, Yf, Yi,
                                      X.shape[0], ws.ws, ws.gs, ws.yb, ws.yl, model.loss.code,
-                                     1 if model.loss.from_logits else 0, numba.get_num_threads(), ws.ab)
+                                     1 if model.loss.from_logits else 0, numba.get_num_threads(), ws.ab,
+                                     program.regs, sw, value_fn, grad_fn, loss_consts, bool(training))
     return float(loss), grads

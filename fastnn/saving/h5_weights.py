@@ -241,6 +241,7 @@ def assign(model, assignments, optimizer_state):
             opt.learning_rate = lr
         opt.slots = slots
         opt.iterations = iterations
+        model._optimizer_layout = model._layout   # these slots belong to the buffer as packed now
 
 
 def _group(h5, path):

@@ -16,14 +16,18 @@ compiles a shape-mismatch error message for every slice assignment, which
 cost over five seconds of cold compile.
 """
 import numpy as np
-from numba import njit, prange
+from numba import njit, prange, types
 
-from ..program import (A_POS, ACT, ACTIVATION, AUX, B_OFF, DENSE, DROPOUT, FLAGS, KIND, LOSS_FUSED, N_IN, N_OUT,
-                       NEED_DX, NORMALIZE, ON_LOGITS, RESCALE, W_OFF, X_POS, Z_POS)
+from ..program import (A_POS, ACT, ACTIVATION, AUX, B_OFF, BATCHNORM, CUSTOM, DENSE, DROPOUT, FLAGS, FROZEN, KIND,
+                       LEAKY_RELU, LOSS_FUSED, N_IN, N_OUT, NEED_DX, NORMALIZE, ON_LOGITS, RESCALE, W_OFF, X_POS,
+                       Z_POS)
 from .activations import LINEAR, SOFTMAX, act_backward, act_forward, softmax_rows, softmax_rows_backward
+from .batchnorm import batchnorm_backward, batchnorm_forward, batchnorm_update_moving
 from .blas import gemm
 from .losses import loss_and_grad, metric_sums
 from .optimizers import prepare_step, update_range
+from .regularizers import penalty
+from .sample_loss import GRADIENT_TYPE, VALUE_TYPE, rowwise_loss
 from .signatures import D1, F1, F2, I1, I2
 
 _ZERO = np.float32(0.0)
@@ -105,11 +109,13 @@ def _dense_backward_block(rec, params, grads, ws, gs, b, t, n_parts, ab):
     x, z = b * rec[X_POS], b * rec[Z_POS]
     w, bias = rec[W_OFF], rec[B_OFF]
     r0, r1 = _block(n_in, n_parts, t)
+    frozen = (rec[FLAGS] & FROZEN) != 0
     if r0 < r1:
         if (rec[FLAGS] & NEED_DX) != 0:
             gemm(False, True, b, r1 - r0, n_out, ab, gs, z, n_out, params, w + r0 * n_out, n_out, gs, x + r0, n_in)
-        gemm(True, False, r1 - r0, n_out, b, ab, ws, x + r0, n_in, gs, z, n_out, grads, w + r0 * n_out, n_out)
-    if bias >= 0:
+        if not frozen:
+            gemm(True, False, r1 - r0, n_out, b, ab, ws, x + r0, n_in, gs, z, n_out, grads, w + r0 * n_out, n_out)
+    if bias >= 0 and not frozen:
         c0, c1 = _block(n_out, n_parts, t)
         db = grads[bias + c0:bias + c1]
         for j in range(db.shape[0]):
@@ -160,9 +166,20 @@ def _dropout(rec, consts, ws, b, training):
         ws[a + k] = ws[x + k] * mk
 
 
+@njit(f"void({I1}, {F1}, {F1}, int64)", cache=True)
+def _leaky_relu(rec, consts, ws, b):
+    """a = x if x > 0 else slope * x, slope from the layer's constants."""
+    x, a = b * rec[X_POS], b * rec[A_POS]
+    slope = consts[rec[AUX]]
+    for k in range(b * rec[N_OUT]):
+        v = ws[x + k]
+        ws[a + k] = v if v > _ZERO else slope * v
+
+
 @njit(f"void({I2}, {F1}, {F1}, {F1}, int64, int64, {F1}, boolean)", cache=True)
 def forward(prog, params, consts, ws, b, n_parts, ab, training):
-    """Runs every op of ``prog`` on the ``b`` rows already gathered into ws."""
+    """Runs every op of ``prog`` on the ``b`` rows already gathered into ws;
+    ``training`` draws dropout masks and normalizes by batch statistics."""
     hp = np.empty(0, dtype=np.float32)
     no_slots = np.empty((0, 0), dtype=np.float32)
     for i in range(prog.shape[0]):
@@ -170,6 +187,12 @@ def forward(prog, params, consts, ws, b, n_parts, ab, training):
         kind = rec[KIND]
         if kind == DROPOUT:
             _dropout(rec, consts, ws, b, training)
+            continue
+        if kind == BATCHNORM:
+            batchnorm_forward(rec, params, consts, ws, b, training)
+            continue
+        if kind == LEAKY_RELU:
+            _leaky_relu(rec, consts, ws, b)
             continue
         if kind == ACTIVATION and rec[ACT] == SOFTMAX:
             softmax_rows(ws, b * rec[X_POS], ws, b * rec[A_POS], b, rec[N_OUT])
@@ -187,15 +210,28 @@ def seed_kernels(seed):
 
 
 @njit(cache=True)
-def backward(prog, params, consts, grads, ws, gs, b, n_parts, ab):
-    """Back-propagates from the output gradient already in ``gs``."""
+def update_moving_statistics(prog, params, consts, ws, b):
+    """After a training forward pass: BatchNormalization's moving mean and variance."""
+    for i in range(prog.shape[0]):
+        if prog[i, KIND] == BATCHNORM:
+            batchnorm_update_moving(prog[i], params, consts, ws, b)
+
+
+@njit(f"void({I2}, {F1}, {F1}, {F1}, {F1}, {F1}, int64, int64, {F1}, boolean)", cache=True)
+def backward(prog, params, consts, grads, ws, gs, b, n_parts, ab, training):
+    """Back-propagates from the output gradient already in ``gs``;
+    ``training`` must be the value the forward pass ran with."""
     hp = np.empty(0, dtype=np.float32)
     no_slots = np.empty((0, 0), dtype=np.float32)
     for i in range(prog.shape[0] - 1, -1, -1):
         rec = prog[i]
         kind = rec[KIND]
         flags = rec[FLAGS]
-        if kind == DENSE or kind == ACTIVATION:
+        if kind == BATCHNORM:
+            batchnorm_backward(rec, params, grads, ws, gs, b, training)
+        elif kind == DENSE and (flags & FROZEN) != 0 and (flags & NEED_DX) == 0:
+            continue    # a frozen layer with nothing trainable before it: no gradient needed
+        elif kind == DENSE or kind == ACTIVATION:
             act = rec[ACT]
             if act != LINEAR and (flags & LOSS_FUSED) == 0 and (kind == DENSE or (flags & NEED_DX) != 0):
                 if act == SOFTMAX:
@@ -216,7 +252,11 @@ def backward(prog, params, consts, grads, ws, gs, b, n_parts, ab):
                     elif kind == RESCALE:
                         gk = gk * consts[rec[AUX]]
                     elif kind == DROPOUT:
-                        gk = gk * ws[zp + k]
+                        if training:
+                            gk = gk * ws[zp + k]
+                    elif kind == LEAKY_RELU:
+                        if ws[x + k] <= _ZERO:
+                            gk = gk * consts[rec[AUX]]
                     gs[x + k] = gk
 
 
@@ -230,7 +270,7 @@ def _gather(X, ids, pos, b, dst):
             dst[r * f + j] = row[j]
 
 
-@njit(cache=True)
+@njit(f"void({F2}, int64, int64, {F1})", cache=True)
 def _copy_rows(X, pos, b, dst):
     """Copies rows [pos, pos+b) of 2-D X to the start of flat dst."""
     f = X.shape[1]
@@ -245,41 +285,74 @@ def _gather_labels(Yi, ids, pos, b, dst):
         dst[r] = Yi[ids[pos + r]]
 
 
-@njit(f"void({I2}, {F1}, {F1}, {F1}, {I1}, int64, int64, int64, {I1}, {D1}, boolean)", cache=True)
-def _batch_loss(prog, ws, gs, yb, yl, b, loss_code, loss_mode, metric_codes, sums, want_grad):
-    """Adds the batch's loss, sample count and metric values to ``sums``;
-    with ``want_grad`` writes the output gradient into ``gs``."""
+_BATCH_LOSS_SIG = types.void(types.int64[:, ::1], types.float32[::1], types.float32[::1], types.float32[::1],
+                             types.int64[::1], types.float32[::1], types.int64, types.int64, types.int64,
+                             types.int64[::1], types.float64[::1], types.boolean, VALUE_TYPE, GRADIENT_TYPE,
+                             types.float32[::1])
+
+
+@njit(_BATCH_LOSS_SIG, cache=True)
+def _batch_loss(prog, ws, gs, yb, yl, wb, b, loss_code, loss_mode, metric_codes, sums, want_grad,
+                loss_value, loss_grad, loss_consts):
+    """Adds the batch's loss (weighted by ``wb`` when not empty), sample count
+    and metric values to ``sums``; with ``want_grad`` writes the output
+    gradient into ``gs``. A CUSTOM loss calls ``loss_value``/``loss_grad``."""
     last = prog[prog.shape[0] - 1]
     fused = (last[FLAGS] & LOSS_FUSED) != 0
     src = b * (last[Z_POS] if fused else last[A_POS])
-    sums[0] += loss_and_grad(loss_code, ON_LOGITS if fused else loss_mode, ws, src, gs, src, yb, yl,
-                             b, last[N_OUT], want_grad)
+    mode = ON_LOGITS if fused else loss_mode
+    n = last[N_OUT]
+    if loss_code == CUSTOM or wb.shape[0] > 0:
+        sums[0] += rowwise_loss(loss_code, mode, ws[src:src + b * n], gs[src:src + b * n], yb, yl, wb, b, n,
+                                want_grad, loss_value, loss_grad, loss_consts)
+    else:
+        sums[0] += loss_and_grad(loss_code, mode, ws, src, gs, src, yb, yl, b, n, want_grad)
     sums[1] += b
     metric_sums(metric_codes, sums[2:], ws, b * last[A_POS], yb, yl, b, last[N_OUT])
 
 
 @njit(cache=True)
+def _copy_outputs(prog, ws, b, out, pos):
+    """Copies the ``b`` output rows of the last op to ``out[pos:pos + b]`` (2-D float32)."""
+    last = prog[prog.shape[0] - 1]
+    n_out = last[N_OUT]
+    a = b * last[A_POS]
+    for r in range(b):
+        for j in range(n_out):
+            out[pos + r, j] = ws[a + r * n_out + j]
+
+
+@njit(cache=True)
 def train_steps(prog, params, consts, grads, slots, n_trainable, opt, hp, step, bounds,
                 X, Yf, Yi, ids, start, stop, batch, ws, gs, yb, yl,
-                loss_code, loss_mode, metric_codes, sums, n_parts, ab):
+                loss_code, loss_mode, metric_codes, sums, n_parts, ab,
+                regs, sw, loss_value, loss_grad, loss_consts, pred_out):
     """Trains on rows ids[start:stop] in batches of ``batch``; returns the step count.
 
     Stops early, before its update, at the first batch whose loss is NaN or
     inf (``sums[0]`` is then non-finite): the weights stay the last finite
-    ones, those that batch was computed with, and fit stops there (raising
-    NonFiniteLossError, or quietly when TerminateOnNaN asks it to) without
-    the loop returning to Python every step.
+    ones, those that batch was computed with (BatchNormalization's moving
+    statistics excepted: fit restores the epoch's start if they went
+    non-finite), and fit stops there (raising NonFiniteLossError, or quietly
+    when TerminateOnNaN asks it to) without returning to Python every step.
 
     Arrays: ``X`` (N, features) float32; ``Yf`` (N, outputs) float32 dense
     targets or ``Yi`` (N,) int64 labels (the other is empty); ``ids`` int64
     row order. ``ws``/``gs`` workspaces sized for ``batch`` rows, ``yb``/``yl``
-    target blocks. ``sums`` float64 accumulates [loss, samples, metrics...].
+    target blocks. ``sums`` float64 accumulates [loss, samples, metrics...];
+    the loss includes the weight penalties of ``regs`` (``regularizers.penalty``)
+    once per sample, as Keras adds them to every batch's loss.
     ``step`` is the optimizer's iteration count before this call; ``slots``
     (k, n) its state, ``hp`` its parameter vector (``optimizers.prepare_step``
     updates it each step), ``bounds`` the offsets of the trainable weight
     arrays (for clipping by norm).
+    ``sw`` (N,) float32 sample weights or empty; ``loss_value``/``loss_grad``/
+    ``loss_consts`` a CUSTOM loss (``sample_loss``); ``pred_out`` (N, outputs)
+    float32 or empty: receives the training-mode outputs of row ids[i] at i.
     """
     sparse = Yi.shape[0] > 0
+    weighted = sw.shape[0] > 0
+    wb = np.empty(batch if weighted else 0, dtype=np.float32)
     pos = start
     while pos < stop:
         b = min(batch, stop - pos)
@@ -288,11 +361,20 @@ def train_steps(prog, params, consts, grads, slots, n_trainable, opt, hp, step, 
             _gather_labels(Yi, ids, pos, b, yl)
         else:
             _gather(Yf, ids, pos, b, yb)
+        if weighted:
+            for r in range(b):
+                wb[r] = sw[ids[pos + r]]
         forward(prog, params, consts, ws, b, n_parts, ab, True)
-        _batch_loss(prog, ws, gs, yb, yl, b, loss_code, loss_mode, metric_codes, sums, True)
+        update_moving_statistics(prog, params, consts, ws, b)
+        _batch_loss(prog, ws, gs, yb, yl, wb, b, loss_code, loss_mode, metric_codes, sums, True,
+                    loss_value, loss_grad, loss_consts)
+        backward(prog, params, consts, grads, ws, gs, b, n_parts, ab, True)
+        if regs.shape[0] > 0:
+            sums[0] += b * penalty(regs, consts, params, grads, True)
         if not np.isfinite(sums[0]):
-            break   # a NaN/inf loss: stop before this batch touches the weights (fit then stops)
-        backward(prog, params, consts, grads, ws, gs, b, n_parts, ab)
+            break   # a NaN/inf loss: stop before this batch's update (fit then stops)
+        if pred_out.shape[0] > 0:
+            _copy_outputs(prog, ws, b, pred_out, pos)
         step += 1
         prepare_step(opt, hp, step, grads, bounds)
         _parallel(_UPDATE, prog[0], params, consts, grads, ws, gs, b, n_parts, ab, opt, hp, step, slots,
@@ -303,14 +385,16 @@ def train_steps(prog, params, consts, grads, slots, n_trainable, opt, hp, step, 
 
 @njit(cache=True)
 def infer_steps(prog, params, consts, X, Yf, Yi, start, stop, batch, ws, yb, yl,
-                loss_code, loss_mode, metric_codes, sums, out, n_parts, ab):
+                loss_code, loss_mode, metric_codes, sums, out, n_parts, ab,
+                sw, loss_value, loss_grad, loss_consts):
     """Forward pass on rows [start, stop) of X in order.
 
     With ``loss_code >= 0`` adds [loss, samples, metrics...] to ``sums`` as
-    ``train_steps`` does; with ``out`` non-empty copies the outputs of
-    rows [start, stop) into ``out[start:stop]`` (2-D float32)."""
-    last = prog[prog.shape[0] - 1]
-    n_out = last[N_OUT]
+    ``train_steps`` does (weighted by ``sw`` when not empty; weight penalties
+    are constant here and added by the caller); with ``out`` non-empty copies
+    the outputs of rows [start, stop) into ``out[start:stop]`` (2-D float32)."""
+    weighted = sw.shape[0] > 0
+    wb = np.empty(batch if weighted else 0, dtype=np.float32)
     pos = start
     while pos < stop:
         b = min(batch, stop - pos)
@@ -322,20 +406,24 @@ def infer_steps(prog, params, consts, X, Yf, Yi, start, stop, batch, ws, yb, yl,
                     yl[r] = Yi[pos + r]
             else:
                 _copy_rows(Yf, pos, b, yb)
-            _batch_loss(prog, ws, ws, yb, yl, b, loss_code, loss_mode, metric_codes, sums, False)
+            if weighted:
+                for r in range(b):
+                    wb[r] = sw[pos + r]
+            _batch_loss(prog, ws, ws, yb, yl, wb, b, loss_code, loss_mode, metric_codes, sums, False,
+                        loss_value, loss_grad, loss_consts)
         if out.shape[0] > 0:
-            a = b * last[A_POS]
-            for r in range(b):
-                for j in range(n_out):
-                    out[pos + r, j] = ws[a + r * n_out + j]
+            _copy_outputs(prog, ws, b, out, pos)
         pos += b
 
 
 @njit(cache=True)
 def loss_gradients(prog, params, consts, grads, X, Yf, Yi, batch, ws, gs, yb, yl, loss_code, loss_mode,
-                   n_parts, ab):
-    """Mean loss over one batch (all rows of X, in order) and its gradient
-    with respect to every parameter, written to ``grads``. Dropout is off.
+                   n_parts, ab, regs, sw, loss_value, loss_grad, loss_consts, training):
+    """Loss over one batch (all rows of X, in order: the mean of the per-sample
+    losses, weighted by ``sw`` when not empty, plus the weight penalties) and
+    its gradient with respect to every trainable parameter, written to
+    ``grads``. ``training`` runs the layers as in ``fit`` (dropout masks,
+    batch statistics) without updating moving statistics. Nothing is updated.
     Used by tests (finite differences) and by callers that want gradients."""
     b = X.shape[0]
     _copy_rows(X, 0, b, ws)
@@ -344,8 +432,13 @@ def loss_gradients(prog, params, consts, grads, X, Yf, Yi, batch, ws, gs, yb, yl
             yl[r] = Yi[r]
     else:
         _copy_rows(Yf, 0, b, yb)
-    forward(prog, params, consts, ws, b, n_parts, ab, False)
+    forward(prog, params, consts, ws, b, n_parts, ab, training)
     sums = np.zeros(2, dtype=np.float64)
-    _batch_loss(prog, ws, gs, yb, yl, b, loss_code, loss_mode, np.zeros(0, dtype=np.int64), sums, True)
-    backward(prog, params, consts, grads, ws, gs, b, n_parts, ab)
-    return sums[0] / b
+    wb = np.empty(b if sw.shape[0] > 0 else 0, dtype=np.float32)
+    for r in range(wb.shape[0]):
+        wb[r] = sw[r]
+    _batch_loss(prog, ws, gs, yb, yl, wb, b, loss_code, loss_mode, np.zeros(0, dtype=np.int64), sums, True,
+                loss_value, loss_grad, loss_consts)
+    backward(prog, params, consts, grads, ws, gs, b, n_parts, ab, training)
+    reg = penalty(regs, consts, params, grads, True) if regs.shape[0] > 0 else 0.0
+    return sums[0] / b + reg
