@@ -17,9 +17,11 @@ sys.path.insert(0, __file__.rsplit("/", 1)[0])
 import mlp_data  # noqa: E402
 
 
-def run_fastnn(args, data):
+def run_keras_api(module, args, data):
+    """fastnn and Keras run the very same Keras code: only the import differs."""
+    import importlib
     t0 = time.perf_counter()
-    import fastnn as keras
+    keras = importlib.import_module(module)
     t_import = time.perf_counter() - t0
     xtr, ytr, xte, yte, _ = data
     keras.utils.set_random_seed(0)
@@ -35,6 +37,10 @@ def run_fastnn(args, data):
     def predict():
         return model.predict(xte, batch_size=args.predict_batch, verbose=0)
     return t_import, t_first, epoch, predict
+
+
+def run_fastnn(args, data):
+    return run_keras_api("fastnn", args, data)
 
 
 def run_torch(args, data):
@@ -70,23 +76,7 @@ def run_torch(args, data):
 def run_keras(args, data):
     import os
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    t0 = time.perf_counter()
-    import keras
-    t_import = time.perf_counter() - t0
-    xtr, ytr, xte, yte, _ = data
-    keras.utils.set_random_seed(0)
-    model = keras.Sequential([keras.layers.Input(shape=(784,)), keras.layers.Dense(300, activation="relu"),
-                              keras.layers.Dense(100, activation="relu"), keras.layers.Dense(10, activation="softmax")])
-    model.compile(loss="sparse_categorical_crossentropy", optimizer="adam", metrics=["accuracy"])
-    model.fit(xtr[:args.batch], ytr[:args.batch], batch_size=args.batch, epochs=1, verbose=0)
-    t_first = time.perf_counter() - t0
-
-    def epoch():
-        model.fit(xtr, ytr, batch_size=args.batch, epochs=1, verbose=0)
-
-    def predict():
-        return model.predict(xte, batch_size=args.predict_batch, verbose=0)
-    return t_import, t_first, epoch, predict
+    return run_keras_api("keras", args, data)
 
 
 RUNNERS = {"fastnn": run_fastnn, "torch": run_torch, "keras": run_keras}
