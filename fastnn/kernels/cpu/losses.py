@@ -19,11 +19,112 @@ _ONE = np.float32(1.0)
 _ZERO = np.float32(0.0)
 
 
-@njit(cache=True, inline="always")
-def _target(yf, yi, sparse, r, j, n):
-    if sparse:
-        return _ONE if yi[r] == j else _ZERO
-    return yf[r * n + j]
+@njit(cache=True)
+def row_loss(code, mode, src, s, grad, g, want_grad, yf, yi, r, n, inv_b):
+    """Loss of row ``r`` (float64) whose values start at ``src[s]``; writes the
+    gradient of the batch-mean loss to ``grad[g:g+n]`` when ``want_grad``
+    (``inv_b`` = 1 / batch size). The CUDA loss kernel runs this same function
+    (it calls no other compiled function, so the simulator can run its source)."""
+    inv_bn = inv_b / np.float32(n)
+    sparse = code == SCCE
+    loss = 0.0
+    if code == MSE or code == MAE:
+        for j in range(n):
+            d = src[s + j] - yf[r * n + j]
+            if code == MSE:
+                loss += d * d
+                if want_grad:
+                    grad[g + j] = np.float32(2.0) * d * inv_bn
+            else:
+                loss += abs(d)
+                if want_grad:
+                    grad[g + j] = (_ONE if d > _ZERO else (-_ONE if d < _ZERO else _ZERO)) * inv_bn
+        loss /= n
+    elif code == BCE:
+        for j in range(n):
+            y = yf[r * n + j]
+            x = src[s + j]
+            if mode == ON_LOGITS:
+                loss += max(x, _ZERO) - x * y + math.log1p(math.exp(-abs(x)))
+                if want_grad:
+                    p = _ONE / (_ONE + np.float32(math.exp(-x))) if x >= _ZERO else \
+                        np.float32(math.exp(x)) / (_ONE + np.float32(math.exp(x)))
+                    grad[g + j] = (p - y) * inv_bn
+            else:
+                # Keras 3 clips, then takes logs (Keras 2 also added EPS inside them).
+                p = min(max(x, EPS), _ONE - EPS)
+                loss -= y * math.log(p) + (_ONE - y) * math.log(_ONE - p)
+                if want_grad:
+                    clipped = x < EPS or x > _ONE - EPS
+                    grad[g + j] = _ZERO if clipped else -(y / p - (_ONE - y) / (_ONE - p)) * inv_bn
+        loss /= n
+    else:  # CCE / SCCE; the target of class j is yi[r] == j (sparse) or yf[r, j]
+        if mode == ON_LOGITS:
+            m = src[s]
+            for j in range(1, n):
+                m = max(m, src[s + j])
+            z = 0.0
+            for j in range(n):
+                z += math.exp(src[s + j] - m)
+            lse = m + math.log(z)
+            ysum = _ZERO
+            for j in range(n):
+                y = (_ONE if yi[r] == j else _ZERO) if sparse else yf[r * n + j]
+                ysum += y
+                loss += y * (lse - src[s + j])
+            if want_grad:
+                for j in range(n):
+                    y = (_ONE if yi[r] == j else _ZERO) if sparse else yf[r * n + j]
+                    p = np.float32(math.exp(src[s + j] - lse))
+                    grad[g + j] = (ysum * p - y) * inv_b
+        else:
+            # Keras renormalises the probabilities, then clips them.
+            tot = _ZERO
+            for j in range(n):
+                tot += src[s + j]
+            dq = _ZERO      # sum_i g_i q_i, g_i = dL/dq_i
+            for j in range(n):
+                q = src[s + j] / tot
+                y = (_ONE if yi[r] == j else _ZERO) if sparse else yf[r * n + j]
+                qc = min(max(q, EPS), _ONE - EPS)
+                loss -= y * math.log(qc)
+                gq = _ZERO if (q < EPS or q > _ONE - EPS) else -y / q
+                dq += gq * q
+                if want_grad:
+                    grad[g + j] = gq
+            if want_grad:
+                for j in range(n):
+                    grad[g + j] = (grad[g + j] - dq) / tot * inv_b
+    return loss
+
+
+@njit(cache=True)
+def row_metric(code, out, s, yf, yi, r, n):
+    """Metric ``code``'s value for row ``r`` of the outputs at ``out[s:]``
+    (also run by the CUDA loss kernel)."""
+    if code == M_SPARSE_ACC or code == M_CAT_ACC:
+        best = 0
+        for j in range(1, n):
+            if out[s + j] > out[s + best]:
+                best = j
+        if code == M_SPARSE_ACC:
+            return 1.0 if best == yi[r] else 0.0
+        tbest = 0
+        for j in range(1, n):
+            if yf[r * n + j] > yf[r * n + tbest]:
+                tbest = j
+        return 1.0 if best == tbest else 0.0
+    v = 0.0
+    for j in range(n):
+        y = yf[r * n + j]
+        p = out[s + j]
+        if code == M_BIN_ACC:
+            v += 1.0 if (_ONE if p > np.float32(0.5) else _ZERO) == y else 0.0
+        elif code == M_MAE:
+            v += abs(p - y)
+        else:  # M_MSE, M_RMSE accumulate squared error
+            v += (p - y) * (p - y)
+    return v / n
 
 
 @njit(f"float64(int64, int64, {F1}, int64, {F1}, int64, {F1}, {I1}, int64, int64, boolean)", cache=True)
@@ -38,79 +139,8 @@ def loss_and_grad(code, mode, src, src_off, grad, grad_off, yf, yi, b, n, want_g
     """
     total = 0.0
     inv_b = _ONE / np.float32(b)
-    inv_bn = inv_b / np.float32(n)
-    sparse = code == SCCE
     for r in range(b):
-        s = src_off + r * n
-        g = grad_off + r * n
-        loss = 0.0
-        if code == MSE or code == MAE:
-            for j in range(n):
-                d = src[s + j] - yf[r * n + j]
-                if code == MSE:
-                    loss += d * d
-                    if want_grad:
-                        grad[g + j] = np.float32(2.0) * d * inv_bn
-                else:
-                    loss += abs(d)
-                    if want_grad:
-                        grad[g + j] = (_ONE if d > _ZERO else (-_ONE if d < _ZERO else _ZERO)) * inv_bn
-            loss /= n
-        elif code == BCE:
-            for j in range(n):
-                y = yf[r * n + j]
-                x = src[s + j]
-                if mode == ON_LOGITS:
-                    loss += max(x, _ZERO) - x * y + math.log1p(math.exp(-abs(x)))
-                    if want_grad:
-                        p = _ONE / (_ONE + np.float32(math.exp(-x))) if x >= _ZERO else \
-                            np.float32(math.exp(x)) / (_ONE + np.float32(math.exp(x)))
-                        grad[g + j] = (p - y) * inv_bn
-                else:
-                    # Keras 3 clips, then takes logs (Keras 2 also added EPS inside them).
-                    p = min(max(x, EPS), _ONE - EPS)
-                    loss -= y * math.log(p) + (_ONE - y) * math.log(_ONE - p)
-                    if want_grad:
-                        clipped = x < EPS or x > _ONE - EPS
-                        grad[g + j] = _ZERO if clipped else -(y / p - (_ONE - y) / (_ONE - p)) * inv_bn
-            loss /= n
-        else:  # CCE / SCCE
-            if mode == ON_LOGITS:
-                m = src[s]
-                for j in range(1, n):
-                    m = max(m, src[s + j])
-                z = 0.0
-                for j in range(n):
-                    z += math.exp(src[s + j] - m)
-                lse = m + math.log(z)
-                ysum = _ZERO
-                for j in range(n):
-                    y = _target(yf, yi, sparse, r, j, n)
-                    ysum += y
-                    loss += y * (lse - src[s + j])
-                if want_grad:
-                    for j in range(n):
-                        p = np.float32(math.exp(src[s + j] - lse))
-                        grad[g + j] = (ysum * p - _target(yf, yi, sparse, r, j, n)) * inv_b
-            else:
-                # Keras renormalises the probabilities, then clips them.
-                tot = _ZERO
-                for j in range(n):
-                    tot += src[s + j]
-                dq = _ZERO      # sum_i g_i q_i, g_i = dL/dq_i
-                for j in range(n):
-                    q = src[s + j] / tot
-                    y = _target(yf, yi, sparse, r, j, n)
-                    qc = min(max(q, EPS), _ONE - EPS)
-                    loss -= y * math.log(qc)
-                    gq = _ZERO if (q < EPS or q > _ONE - EPS) else -y / q
-                    dq += gq * q
-                    if want_grad:
-                        grad[g + j] = gq
-                if want_grad:
-                    for j in range(n):
-                        grad[g + j] = (grad[g + j] - dq) / tot * inv_b
-        total += loss
+        total += row_loss(code, mode, src, src_off + r * n, grad, grad_off + r * n, want_grad, yf, yi, r, n, inv_b)
     return total
 
 
@@ -118,33 +148,7 @@ def loss_and_grad(code, mode, src, src_off, grad, grad_off, yf, yi, b, n, want_g
 def metric_sums(codes, sums, out, out_off, yf, yi, b, n):
     """Adds each metric's per-sample values over the batch to ``sums[k]``."""
     for k in range(codes.shape[0]):
-        code = codes[k]
         acc = 0.0
         for r in range(b):
-            s = out_off + r * n
-            if code == M_SPARSE_ACC or code == M_CAT_ACC:
-                best = 0
-                for j in range(1, n):
-                    if out[s + j] > out[s + best]:
-                        best = j
-                if code == M_SPARSE_ACC:
-                    acc += 1.0 if best == yi[r] else 0.0
-                else:
-                    tbest = 0
-                    for j in range(1, n):
-                        if yf[r * n + j] > yf[r * n + tbest]:
-                            tbest = j
-                    acc += 1.0 if best == tbest else 0.0
-            else:
-                v = 0.0
-                for j in range(n):
-                    y = yf[r * n + j]
-                    p = out[s + j]
-                    if code == M_BIN_ACC:
-                        v += 1.0 if (_ONE if p > np.float32(0.5) else _ZERO) == y else 0.0
-                    elif code == M_MAE:
-                        v += abs(p - y)
-                    else:  # M_MSE, M_RMSE accumulate squared error
-                        v += (p - y) * (p - y)
-                acc += v / n
+            acc += row_metric(codes[k], out, out_off + r * n, yf, yi, r, n)
         sums[k] += acc
