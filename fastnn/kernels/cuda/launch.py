@@ -24,10 +24,28 @@ def blocks_for(total, threads=THREADS):
     return max(1, min(MAX_BLOCKS, -(-total // threads)))
 
 
+class _SimulatorLaunch:
+    """A launch configuration kept for later, under the simulator.
+
+    The simulator's ``kernel[grid, block]`` stores the configuration on the
+    kernel object itself and returns that object, so two configurations of
+    one kernel kept side by side (a plan's GEMMs) would all launch with the
+    last one set: a GEMM would then cover too few tiles. This applies its
+    own configuration at every call instead."""
+
+    def __init__(self, kernel, blocks, threads):
+        self.kernel, self.blocks, self.threads = kernel, blocks, threads
+
+    def __call__(self, *args):
+        self.kernel[self.blocks, self.threads](*args)
+
+
 def configure(kernel, blocks, threads):
     """``kernel[blocks, threads]``, configured once and launched many times.
     Small batches give small grids on purpose (those steps are bound by
     launch latency), so numba-cuda's low-occupancy warning is muted here."""
+    if SIMULATOR:
+        return _SimulatorLaunch(kernel, blocks, threads)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="Grid size .* under-utilization")
         return kernel[blocks, threads]
