@@ -270,13 +270,16 @@ def test_softmax_rows_column_sums_gather_and_copy():
     # gathering a batch from a shuffled index, with dense or integer targets
     X, Yf, Yi = _f32(10, 3), _f32(10, 2), RNG.integers(0, 5, 10).astype(np.int64)
     ids = RNG.permutation(10).astype(np.int64)
-    ws, yb, yl = (cuda.to_device(np.zeros(s, t)) for s, t in [(12, np.float32), (8, np.float32), (4, np.int64)])
-    for Yf_, Yi_ in [(Yf, np.zeros(0, np.int64)), (np.zeros((0, 2), np.float32), Yi)]:
-        ew.gather[_grid(40)](cuda.to_device(X), cuda.to_device(Yf_), cuda.to_device(Yi_), cuda.to_device(ids),
-                             5, 4, ws, yb, yl)
+    sw = _f32(10, lo=0, hi=3)
+    ws, yb, yl, wb = (cuda.to_device(np.zeros(s, t)) for s, t in [(12, np.float32), (8, np.float32), (4, np.int64),
+                                                                   (4, np.float32)])
+    for Yf_, Yi_, sw_ in [(Yf, np.zeros(0, np.int64), sw), (np.zeros((0, 2), np.float32), Yi, np.zeros(0, np.float32))]:
+        ew.gather[_grid(40)](cuda.to_device(X), cuda.to_device(Yf_), cuda.to_device(Yi_), cuda.to_device(sw_),
+                             cuda.to_device(ids), 5, 4, ws, yb, yl, wb)
         np.testing.assert_array_equal(ws.copy_to_host(), X[ids[5:9]].ravel())
     np.testing.assert_array_equal(yb.copy_to_host(), Yf[ids[5:9]].ravel())
     np.testing.assert_array_equal(yl.copy_to_host(), Yi[ids[5:9]])
+    np.testing.assert_array_equal(wb.copy_to_host(), sw[ids[5:9]])
     out = cuda.to_device(np.zeros(14, np.float32))
     ew.copy[_grid(12)](ws, 0, out, 2, 12)
     np.testing.assert_array_equal(out.copy_to_host(), np.r_[0, 0, X[ids[5:9]].ravel()])
@@ -287,6 +290,7 @@ def test_loss_kernel_matches_cpu_losses_gradients_and_metrics():
     from numba import cuda
     from fastnn.kernels import program as P
     from fastnn.kernels.cpu.losses import loss_and_grad, metric_sums
+    from fastnn.kernels.cpu.sample_loss import rowwise_loss, unused_loss
     from fastnn.kernels.cuda.losses import loss_rows
     b, n = 5, 4
     logits = _f32(b, n, lo=-4, hi=4)
@@ -301,7 +305,8 @@ def test_loss_kernel_matches_cpu_losses_gradients_and_metrics():
              (P.BCE, P.ON_OUTPUT, sig, binary), (P.BCE, P.ON_LOGITS, logits, binary),
              (P.CCE, P.ON_OUTPUT, probs.astype(np.float32), onehot), (P.CCE, P.ON_LOGITS, logits, onehot),
              (P.SCCE, P.ON_OUTPUT, probs.astype(np.float32), None), (P.SCCE, P.ON_LOGITS, logits, None)]
-    for code, mode, src, yf in cases:
+    weights = _f32(b, lo=0, hi=3)
+    for (code, mode, src, yf), weighted in [(case, False) for case in cases] + [(case, True) for case in cases[::2]]:
         sparse = yf is None
         yf_flat = np.zeros(0, np.float32) if sparse else yf.ravel()
         yi = onehot_i if sparse else np.zeros(0, np.int64)
@@ -310,44 +315,20 @@ def test_loss_kernel_matches_cpu_losses_gradients_and_metrics():
         src_buf = np.r_[np.zeros(3, np.float32), src.ravel()].astype(np.float32)
         cpu_grad = np.zeros(2 + b * n, np.float32)
         cpu_sums = np.zeros(2 + len(metrics))
-        cpu_sums[0] = loss_and_grad(code, mode, src_buf, 3, cpu_grad, 2, yf_flat, yi, b, n, True)
+        if weighted:    # the CPU's weighted path: one row at a time, scaled by w / b
+            cpu_sums[0] = rowwise_loss(code, mode, src_buf[3:], cpu_grad[2:], yf_flat, yi, weights, b, n, True,
+                                       *unused_loss(), np.zeros(0, np.float32))
+        else:
+            cpu_sums[0] = loss_and_grad(code, mode, src_buf, 3, cpu_grad, 2, yf_flat, yi, b, n, True)
         metric_sums(metrics, cpu_sums[2:], src_buf, 3, yf_flat, yi, b, n)
         cpu_sums[1] = b
         d_grad, d_sums = cuda.to_device(np.zeros(2 + b * n, np.float32)), cuda.to_device(np.zeros(len(cpu_sums)))
         d_src = cuda.to_device(src_buf)
-        loss_rows[_grid(b)](code, mode, d_src, 3, d_grad, 2, True, cuda.to_device(yf_flat), cuda.to_device(yi), b, n,
-                            cuda.to_device(metrics), d_src, 3, d_sums)
-        label = f"loss {code} mode {mode}"
+        loss_rows[_grid(b)](code, mode, d_src, 3, d_grad, 2, True, cuda.to_device(yf_flat), cuda.to_device(yi),
+                            cuda.to_device(weights), weighted, b, n, cuda.to_device(metrics), d_src, 3, d_sums)
+        label = f"loss {code} mode {mode} weighted {weighted}"
         np.testing.assert_allclose(d_sums.copy_to_host(), cpu_sums, rtol=2e-6, err_msg=label)
         np.testing.assert_allclose(d_grad.copy_to_host(), cpu_grad, rtol=2e-5, atol=1e-7, err_msg=label)
-
-
-@device
-@pytest.mark.parametrize("opt, hp", [
-    ("SGD", [0.1, 0.0, 0, 0, 0]), ("SGD", [0.1, 0.9, 0, 0, 0]), ("SGD", [0.1, 0.9, 0, 0, 1]),
-    ("RMSPROP", [0.01, 0.9, 0, 1e-7, 0]), ("ADAM", [0.01, 0.9, 0.999, 1e-7, 0]), ("ADAGRAD", [0.01, 0, 0, 1e-7, 0])])
-def test_update_kernel_matches_cpu_optimizer(opt, hp):
-    from numba import cuda
-    from fastnn.kernels import program as P
-    from fastnn.kernels.cpu.optimizers import update_range
-    from fastnn.kernels.cuda.optimizers import apply_update
-    code = getattr(P, opt)
-    full = np.zeros(P.HP_SCHED + 1, np.float32)      # the CPU kernel's full vector: options off, fixed rate
-    full[:len(hp)] = hp
-    full[P.HP_SCHED] = P.SCHED_NONE
-    hp = full
-    n, total = 37, 40                       # only the trainable prefix [0, n) moves
-    w, s1, s2 = _f32(total), np.abs(_f32(total)), np.abs(_f32(total))
-    cpu_w, cpu_slots = w.copy(), np.stack([s1, s2])
-    dev = [cuda.to_device(a) for a in (w, s1, s2)]
-    d_hp = cuda.to_device(hp)
-    for step in (1, 2, 3):
-        g = _f32(total)
-        update_range(code, hp, step, cpu_w, g, cpu_slots, 0, n)
-        apply_update[_grid(n)](code, d_hp, step, dev[0], cuda.to_device(g), dev[1], dev[2], n)
-    for c, d in zip([cpu_w, cpu_slots[0], cpu_slots[1]], dev):
-        np.testing.assert_allclose(d.copy_to_host(), c, rtol=1e-6, atol=1e-7)
-    np.testing.assert_array_equal(dev[0].copy_to_host()[n:], w[n:])
 
 
 def _classifier(opt):

@@ -24,14 +24,16 @@ from numba import cuda
 from numba.cuda.random import create_xoroshiro128p_states
 
 from ..cpu.activations import LINEAR, SOFTMAX
-from ..program import (A_POS, ACT, ACTIVATION, AUX, B_OFF, DENSE, DROPOUT, FLAGS, KIND, LOSS_FUSED, N_IN, N_OUT,
-                       NEED_DX, ON_LOGITS, W_OFF, X_POS, Z_POS)
+from ..program import (A_POS, ACT, ACTIVATION, AUX, B_OFF, DENSE, DROPOUT, FLAGS, FROZEN, KIND, LOSS_FUSED, N_IN,
+                       N_OUT, NEED_DX, ON_LOGITS, W_OFF, X_POS, Z_POS)
 from . import blas, elementwise as ew
 from .launch import DROPOUT_BLOCKS, THREADS, blocks_for, configure
 from .losses import loss_rows
-from .optimizers import apply_update
+from .optimizers import REDUCE_THREADS, apply_update, needs_prepare, prepare_step
+from .regularizers import add_penalty
 
 _DROPOUT_STATES = THREADS * DROPOUT_BLOCKS
+_NO_WEIGHTS = np.zeros(0, dtype=np.float32)
 
 
 def _launch(kernel, work, *args):
@@ -51,27 +53,31 @@ class Plan:
     """The kernel launches for batches of ``b`` rows, configured once.
 
     ``forward`` / ``backward``: lists of (configured kernel, args) that
-    replay a pass over the op table; ``gather``, ``loss``, ``update`` and
-    ``copy``: configured kernels whose arguments change from step to step.
-    ``src``: where the loss reads (logits when ``logits``); ``out``: where
-    the outputs are (what metrics and predictions read)."""
+    replay a pass over the op table; ``gather``, ``loss``, ``penalty``,
+    ``prepare``, ``update`` and ``copy``: configured kernels whose arguments
+    change from step to step. ``src``: where the loss reads (logits when
+    ``logits``); ``out``: where the outputs are (what metrics and
+    predictions read)."""
 
-    def __init__(self, forward, backward, gather, loss, update, copy, src, out, logits):
+    def __init__(self, forward, backward, gather, loss, penalty, prepare, update, copy, src, out, logits):
         self.forward, self.backward = forward, backward
-        self.gather, self.loss, self.update, self.copy = gather, loss, update, copy
+        self.gather, self.loss, self.penalty, self.prepare = gather, loss, penalty, prepare
+        self.update, self.copy = update, copy
         self.src, self.out, self.logits = src, out, logits
 
 
 class DeviceData:
-    """Inputs and targets of one fit / evaluate / predict call, on the device.
+    """Inputs, targets and sample weights of one fit / evaluate / predict call, on the device.
 
     Host arrays as ``fastnn.models.data`` makes them: X (N, features) float32,
-    Yf (N, outputs) float32 or (0, outputs), Yi (N,) int64 or (0,)."""
+    Yf (N, outputs) float32 or (0, outputs), Yi (N,) int64 or (0,); sw (N,)
+    float32 sample weights or (0,)."""
 
-    def __init__(self, X, Yf, Yi):
-        self.host = (X, Yf, Yi)          # keeps the ids used as cache keys alive
+    def __init__(self, X, Yf, Yi, sw=_NO_WEIGHTS):
+        self.host = (X, Yf, Yi, sw)      # keeps the ids used as cache keys alive
         self.n = X.shape[0]
         self.X, self.Yf, self.Yi = cuda.to_device(X), cuda.to_device(Yf), cuda.to_device(Yi)
+        self.sw = cuda.to_device(sw)
         self.order = cuda.to_device(np.arange(self.n, dtype=np.int64))
         self.out = None                  # predictions (N * outputs), allocated by the first predict
 
@@ -79,12 +85,15 @@ class DeviceData:
 class Session:
     """One model on the device for batches of at most ``batch`` rows.
 
-    ``program``: the model's ``Program`` (op table, constants, slot count).
-    ``params``: the model's flat float32 buffer, updated in place after each
-    call. ``optimizer``: the model's optimizer (built) when training, else None.
-    ``seed``: dropout generator seed (only used when the model has Dropout)."""
+    ``program``: the model's ``Program`` (op table, constants, slot count,
+    weight penalties). ``params``: the model's flat float32 buffer, updated
+    in place after each call. ``optimizer``: the model's optimizer (built)
+    when training, else None; ``bounds``: int64 offsets of the trainable
+    weight arrays then the end of the trainable prefix (``training.trainable_bounds``;
+    clipping by norm needs them). ``seed``: dropout generator seed (only used
+    when the model has Dropout)."""
 
-    def __init__(self, program, params, batch, optimizer=None, n_trainable=0, seed=0):
+    def __init__(self, program, params, batch, optimizer=None, n_trainable=0, seed=0, bounds=None):
         self.prog = program.prog
         self.consts_host = program.consts
         self.batch = batch
@@ -93,15 +102,22 @@ class Session:
         self.params = cuda.to_device(params)
         self._written = params.copy()       # what the device last wrote into the host buffer
         self.consts = cuda.to_device(program.consts)
+        self.regs = cuda.to_device(program.regs) if program.regs.shape[0] > 0 else None
         self.ws = cuda.to_device(np.zeros(batch * program.slots, dtype=np.float32))
         self.gs = cuda.to_device(np.zeros(batch * program.slots, dtype=np.float32))
         self.yb = cuda.to_device(np.zeros(batch * program.out_width, dtype=np.float32))
         self.yl = cuda.to_device(np.zeros(batch, dtype=np.int64))
+        self.wb = cuda.to_device(np.zeros(batch, dtype=np.float32))
         self.grads = cuda.to_device(np.zeros_like(params))
         self.optimizer = optimizer
         self.n_trainable = n_trainable
         if optimizer is not None:
-            self.slots = [cuda.to_device(optimizer.slots[0]), cuda.to_device(optimizer.slots[1])]
+            self.slots = cuda.to_device(optimizer.slots)
+            if bounds is None:
+                bounds = np.array([0, n_trainable], dtype=np.int64)
+            self.bounds_host = bounds
+            self.bounds = cuda.to_device(bounds)
+            self.clip = cuda.to_device(np.zeros(max(1, bounds.shape[0] - 1), dtype=np.float32))
         self.states = None
         if np.any(self.prog[:, KIND] == DROPOUT):
             with warnings.catch_warnings():   # seeding on the host warns in some numba versions
@@ -110,14 +126,26 @@ class Session:
         self._data = {}
         self._ids = (None, None)
         self._plans = {}
+        self._small = {}                    # device copies of small per-call arrays, reused (``_upload``)
+        self._pred = None                   # training-mode outputs for metrics computed on the host
 
     # -- host <-> device ---------------------------------------------------
-    def data(self, X, Yf, Yi):
+    def data(self, X, Yf, Yi, sw=_NO_WEIGHTS):
         """The DeviceData of these host arrays (uploaded on first use)."""
-        key = (id(X), id(Yf), id(Yi))
+        key = (id(X), id(Yf), id(Yi), id(sw))
         if key not in self._data:
-            self._data[key] = DeviceData(X, Yf, Yi)
+            self._data[key] = DeviceData(X, Yf, Yi, sw)
         return self._data[key]
+
+    def _upload(self, name, host):
+        """A device copy of the small host array ``host``, in a buffer kept
+        under ``name`` and reused while the shape and dtype stay the same."""
+        dev = self._small.get(name)
+        if dev is None or dev.shape != host.shape or dev.dtype != host.dtype:
+            dev = self._small[name] = cuda.to_device(host)
+        else:
+            dev.copy_to_device(host)
+        return dev
 
     def _push(self):
         """Uploads the host parameters if something changed them since the last pull."""
@@ -130,8 +158,7 @@ class Session:
         self.params.copy_to_host(self.params_host)
         self._written[...] = self.params_host
         if self.optimizer is not None:
-            self.slots[0].copy_to_host(self.optimizer.slots[0])
-            self.slots[1].copy_to_host(self.optimizer.slots[1])
+            self.slots.copy_to_host(self.optimizer.slots)
 
     # -- plans: the op table as kernel launches ----------------------------
     def _plan(self, b, training):
@@ -139,8 +166,10 @@ class Session:
         if key not in self._plans:
             self._plans[key] = Plan(
                 self._forward_plan(b, training), self._backward_plan(b) if training else [],
-                configure(ew.gather, blocks_for(b * (self.in_width + self.out_width + 1)), THREADS),
+                configure(ew.gather, blocks_for(b * (self.in_width + self.out_width + 2)), THREADS),
                 configure(loss_rows, blocks_for(b), THREADS),
+                configure(add_penalty, blocks_for(self.n_trainable), THREADS),
+                configure(prepare_step, 1, REDUCE_THREADS),
                 configure(apply_update, blocks_for(self.n_trainable), THREADS),
                 configure(ew.copy, blocks_for(b * self.out_width), THREADS),
                 *self._output_offsets(b))
@@ -189,6 +218,8 @@ class Session:
             x, z, a = b * int(rec[X_POS]), b * int(rec[Z_POS]), b * int(rec[A_POS])
             flags, aux = int(rec[FLAGS]), int(rec[AUX])
             need_dx = (flags & NEED_DX) != 0
+            if kind == DENSE and (flags & FROZEN) and not need_dx:
+                continue    # a frozen layer with nothing trainable before it: no gradient needed
             if kind == DENSE or kind == ACTIVATION:
                 if _runs_act_backward(rec) and i not in act_done:
                     if act == SOFTMAX:
@@ -208,6 +239,8 @@ class Session:
                             aux_a=b * int(prev[A_POS])))
                         if fuse:
                             act_done.add(i - 1)
+                    if flags & FROZEN:
+                        continue
                     ones_row = bias == w + n_in * n
                     plan.append(blas.gemm_launch(True, False, n_in + ones_row, n, b, 1.0, 0.0, ws, x, n_in, gs, z, n,
                                                  grads, w, n, ones_row=ones_row))
@@ -231,36 +264,53 @@ class Session:
             kernel(*args)
 
     # -- the compiled-loop equivalents of kernels.cpu.engine ---------------
-    def train_steps(self, data, ids, start, stop, hp, step, loss_code, loss_mode, metric_codes, sums):
+    def train_steps(self, data, ids, start, stop, hp, step, loss_code, loss_mode, metric_codes, sums,
+                    pred_out=None):
         """Trains on rows ids[start:stop] of ``data`` in batches; returns the new step count.
 
         ``ids``: host int64 row order (uploaded once per new array); ``hp``:
         the optimizer's float32 hyper-parameters; ``step``: its iteration
         count before the call; ``sums`` (host float64) gets [loss, samples,
-        metrics...] of these steps added, as ``cpu.engine.train_steps``."""
+        metrics...] of these steps added, as ``cpu.engine.train_steps``
+        (the loss with the weight penalties); ``pred_out`` (host (N, outputs)
+        float32, or None / empty) receives the training-mode outputs of row
+        ids[i] at i, for metrics computed on the host."""
         if self._ids[0] is not ids:
             self._ids = (ids, cuda.to_device(ids))
         d_ids = self._ids[1]
         self._push()
-        d_hp = cuda.to_device(hp)
-        d_codes = cuda.to_device(metric_codes)
-        d_sums = cuda.to_device(np.zeros_like(sums))
+        d_hp = self._upload("hp", hp)
+        d_codes = self._upload("codes", metric_codes)
+        d_sums = self._upload("sums", np.zeros_like(sums))
+        want_pred = pred_out is not None and pred_out.shape[0] > 0
+        if want_pred and (self._pred is None or self._pred.shape[0] < pred_out.size):
+            self._pred = cuda.device_array(pred_out.size, dtype=np.float32)
         opt = self.optimizer
-        ws, gs, yb, yl = self.ws, self.gs, self.yb, self.yl
+        prepare = needs_prepare(opt.code, hp)
+        ws, gs, yb, yl, wb = self.ws, self.gs, self.yb, self.yl, self.wb
+        n_out = self.out_width
         pos = start
         while pos < stop:
             b = min(self.batch, stop - pos)
             plan = self._plan(b, True)
-            plan.gather(data.X, data.Yf, data.Yi, d_ids, pos, b, ws, yb, yl)
+            plan.gather(data.X, data.Yf, data.Yi, data.sw, d_ids, pos, b, ws, yb, yl, wb)
             self._run(plan.forward)
             plan.loss(loss_code, ON_LOGITS if plan.logits else loss_mode, ws, plan.src, gs, plan.src, True, yb, yl,
-                      b, self.out_width, d_codes, ws, plan.out, d_sums)
+                      wb, data.sw.shape[0] > 0, b, n_out, d_codes, ws, plan.out, d_sums)
+            if want_pred:
+                plan.copy(ws, plan.out, self._pred, pos * n_out, b * n_out)
             self._run(plan.backward)
+            if self.regs is not None:
+                plan.penalty(self.regs, self.consts, self.params, self.grads, True, np.float64(b), d_sums)
             step += 1
-            plan.update(opt.code, d_hp, step, self.params, self.grads, self.slots[0], self.slots[1],
-                        self.n_trainable)
+            if prepare:
+                plan.prepare(opt.code, d_hp, step, self.grads, self.bounds, self.clip)
+            plan.update(opt.code, d_hp, step, self.params, self.grads, self.slots, self.n_trainable, self.bounds,
+                        self.clip)
             pos += b
         sums += d_sums.copy_to_host()    # waits for the queued steps
+        if want_pred:
+            self._pred[start * n_out:stop * n_out].copy_to_host(pred_out[start:stop].reshape(-1))
         self._pull()
         return step
 
@@ -268,26 +318,28 @@ class Session:
         """Forward passes on rows [start, stop) of ``data`` in order.
 
         With ``loss_code >= 0`` adds [loss, samples, metrics...] to host
-        ``sums``; with ``out`` non-empty copies the outputs of rows
-        [start, stop) into ``out[start:stop]`` (host, 2-D float32)."""
+        ``sums`` (the loss weighted by the data's sample weights, if any;
+        without weight penalties, which the caller adds); with ``out``
+        non-empty copies the outputs of rows [start, stop) into
+        ``out[start:stop]`` (host, 2-D float32)."""
         self._push()
         n_out = self.out_width
         want_out = out.shape[0] > 0
         if want_out and data.out is None:
             data.out = cuda.device_array(data.n * n_out, dtype=np.float32)
         if loss_code >= 0:
-            d_codes = cuda.to_device(metric_codes)
-            d_sums = cuda.to_device(np.zeros_like(sums))
-        ws, yb, yl = self.ws, self.yb, self.yl
+            d_codes = self._upload("codes", metric_codes)
+            d_sums = self._upload("sums", np.zeros_like(sums))
+        ws, yb, yl, wb = self.ws, self.yb, self.yl, self.wb
         pos = start
         while pos < stop:
             b = min(self.batch, stop - pos)
             plan = self._plan(b, False)
-            plan.gather(data.X, data.Yf, data.Yi, data.order, pos, b, ws, yb, yl)
+            plan.gather(data.X, data.Yf, data.Yi, data.sw, data.order, pos, b, ws, yb, yl, wb)
             self._run(plan.forward)
             if loss_code >= 0:
                 plan.loss(loss_code, ON_LOGITS if plan.logits else loss_mode, ws, plan.src, ws, plan.src, False, yb,
-                          yl, b, n_out, d_codes, ws, plan.out, d_sums)
+                          yl, wb, data.sw.shape[0] > 0, b, n_out, d_codes, ws, plan.out, d_sums)
             if want_out:
                 plan.copy(ws, plan.out, data.out, pos * n_out, b * n_out)
             pos += b
@@ -297,16 +349,21 @@ class Session:
             data.out[start * n_out:stop * n_out].copy_to_host(out[start:stop].reshape(-1))
 
     def loss_gradients(self, data, loss_code, loss_mode):
-        """Mean loss over all rows of ``data`` (one batch, dropout off) and
-        the gradient of every parameter, as a new host float32 array."""
+        """Loss over all rows of ``data`` (one batch, dropout off: the mean
+        per-sample loss, weighted by the data's sample weights if any, plus
+        the weight penalties) and the gradient of every parameter, as a new
+        host float32 array."""
         self._push()
         b = data.n
         plan = self._plan(b, False)
         d_sums = cuda.to_device(np.zeros(2, dtype=np.float64))
         no_metrics = cuda.to_device(np.zeros(0, dtype=np.int64))
-        plan.gather(data.X, data.Yf, data.Yi, data.order, 0, b, self.ws, self.yb, self.yl)
+        plan.gather(data.X, data.Yf, data.Yi, data.sw, data.order, 0, b, self.ws, self.yb, self.yl, self.wb)
         self._run(plan.forward)
         plan.loss(loss_code, ON_LOGITS if plan.logits else loss_mode, self.ws, plan.src, self.gs, plan.src, True,
-                  self.yb, self.yl, b, self.out_width, no_metrics, self.ws, plan.out, d_sums)
+                  self.yb, self.yl, self.wb, data.sw.shape[0] > 0, b, self.out_width, no_metrics,
+                  self.ws, plan.out, d_sums)
         self._run(self._backward_plan(b))
+        if self.regs is not None:
+            plan.penalty(self.regs, self.consts, self.params, self.grads, True, np.float64(b), d_sums)
         return float(d_sums.copy_to_host()[0] / b), self.grads.copy_to_host()
