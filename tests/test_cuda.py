@@ -172,6 +172,28 @@ def test_gemm_matches_numpy_for_every_transpose_offset_and_epilogue(tile):
 
 
 @device
+def test_gemm_reads_rows_of_a_through_an_index():
+    # The first layer's products read the batch in place: x @ W with x = X[ids[pos:pos+b]], and
+    # [dW; db] = [x^T; 1] @ dZ, with 19 rows (more than one simulator tile).
+    from numba import cuda
+    from fastnn.kernels.cuda.blas import gemm
+    N, f, n, b, pos = 30, 5, 6, 19, 4
+    X, W, dZ = _f32(N, f), _f32(f, n), _f32(b, n)
+    ids = RNG.permutation(N).astype(np.int64)
+    x = X[ids[pos:pos + b]].astype(np.float64)
+    d_X, d_ids = cuda.to_device(X.ravel()), cuda.to_device(ids)
+    d_c = cuda.to_device(np.zeros(b * n, np.float32))
+    gemm(False, False, b, n, f, 1.0, 0.0, d_X, 0, f, cuda.to_device(W.ravel()), 0, n, d_c, 0, n, a_rows=d_ids,
+         a_rows_off=pos)
+    np.testing.assert_allclose(d_c.copy_to_host().reshape(b, n), x @ W, rtol=1e-5, atol=1e-5)
+    d_c = cuda.to_device(np.zeros((f + 1) * n, np.float32))
+    gemm(True, False, f + 1, n, b, 1.0, 0.0, d_X, 0, f, cuda.to_device(dZ.ravel()), 0, n, d_c, 0, n, ones_row=True,
+         a_rows=d_ids, a_rows_off=pos)
+    np.testing.assert_allclose(d_c.copy_to_host().reshape(f + 1, n), np.vstack([x.T @ dZ, dZ.sum(0)]),
+                               rtol=1e-5, atol=1e-5)
+
+
+@device
 def test_activation_forward_and_backward_kernels_match_the_cpu_functions():
     from numba import cuda
     from fastnn.kernels.cpu.activations import SOFTMAX, act_derivative, act_value
@@ -267,19 +289,12 @@ def test_softmax_rows_column_sums_gather_and_copy():
     dst = cuda.to_device(np.full(n + 2, 7, np.float32))
     ew.column_sums[_grid(n)](d, rows * n, rows, n, dst, 2)
     np.testing.assert_allclose(dst.copy_to_host(), np.r_[7, 7, p.sum(0)], rtol=1e-6)
-    # gathering a batch from a shuffled index, with dense or integer targets
-    X, Yf, Yi = _f32(10, 3), _f32(10, 2), RNG.integers(0, 5, 10).astype(np.int64)
+    # gathering a batch from a shuffled index (when the first op is not a Dense layer)
+    X = _f32(10, 3)
     ids = RNG.permutation(10).astype(np.int64)
-    sw = _f32(10, lo=0, hi=3)
-    ws, yb, yl, wb = (cuda.to_device(np.zeros(s, t)) for s, t in [(12, np.float32), (8, np.float32), (4, np.int64),
-                                                                   (4, np.float32)])
-    for Yf_, Yi_, sw_ in [(Yf, np.zeros(0, np.int64), sw), (np.zeros((0, 2), np.float32), Yi, np.zeros(0, np.float32))]:
-        ew.gather[_grid(40)](cuda.to_device(X), cuda.to_device(Yf_), cuda.to_device(Yi_), cuda.to_device(sw_),
-                             cuda.to_device(ids), 5, 4, ws, yb, yl, wb)
-        np.testing.assert_array_equal(ws.copy_to_host(), X[ids[5:9]].ravel())
-    np.testing.assert_array_equal(yb.copy_to_host(), Yf[ids[5:9]].ravel())
-    np.testing.assert_array_equal(yl.copy_to_host(), Yi[ids[5:9]])
-    np.testing.assert_array_equal(wb.copy_to_host(), sw[ids[5:9]])
+    ws = cuda.to_device(np.zeros(12, np.float32))
+    ew.gather[_grid(12)](cuda.to_device(X.ravel()), 3, cuda.to_device(ids), 5, 4, ws)
+    np.testing.assert_array_equal(ws.copy_to_host(), X[ids[5:9]].ravel())
     out = cuda.to_device(np.zeros(14, np.float32))
     ew.copy[_grid(12)](ws, 0, out, 2, 12)
     np.testing.assert_array_equal(out.copy_to_host(), np.r_[0, 0, X[ids[5:9]].ravel()])
@@ -289,6 +304,7 @@ def test_softmax_rows_column_sums_gather_and_copy():
 def test_loss_kernel_matches_cpu_losses_gradients_and_metrics():
     from numba import cuda
     from fastnn.kernels import program as P
+    from fastnn.kernels.cpu.activations import softmax_rows
     from fastnn.kernels.cpu.losses import loss_and_grad, metric_sums
     from fastnn.kernels.cpu.sample_loss import rowwise_loss, unused_loss
     from fastnn.kernels.cuda.losses import loss_rows
@@ -305,30 +321,48 @@ def test_loss_kernel_matches_cpu_losses_gradients_and_metrics():
              (P.BCE, P.ON_OUTPUT, sig, binary), (P.BCE, P.ON_LOGITS, logits, binary),
              (P.CCE, P.ON_OUTPUT, probs.astype(np.float32), onehot), (P.CCE, P.ON_LOGITS, logits, onehot),
              (P.SCCE, P.ON_OUTPUT, probs.astype(np.float32), None), (P.SCCE, P.ON_LOGITS, logits, None)]
-    weights = _f32(b, lo=0, hi=3)
+    # The kernel reads targets and weights of batch row r at data set row ids[pos + r].
+    N, pos = 9, 3
+    ids = RNG.permutation(N).astype(np.int64)
+    rows = ids[pos:pos + b]
+    weights = _f32(N, lo=0, hi=3)
     for (code, mode, src, yf), weighted in [(case, False) for case in cases] + [(case, True) for case in cases[::2]]:
         sparse = yf is None
+        # the data set's targets: the batch's rows where the index points, other rows random
+        Yf = np.zeros((0, n), np.float32) if sparse else _f32(N, n)
+        Yi = RNG.integers(0, n, N).astype(np.int64) if sparse else np.zeros(0, np.int64)
+        if sparse:
+            Yi[rows] = onehot_i
+        else:
+            Yf[rows] = yf
         yf_flat = np.zeros(0, np.float32) if sparse else yf.ravel()
         yi = onehot_i if sparse else np.zeros(0, np.int64)
         metrics = np.array([P.M_SPARSE_ACC] if sparse else [P.M_CAT_ACC, P.M_BIN_ACC, P.M_MSE, P.M_MAE, P.M_RMSE])
+        # A loss on logits that fuses a softmax also writes the outputs (softmax_out) the metrics read.
+        softmax_out = mode == P.ON_LOGITS and code in (P.CCE, P.SCCE)
         # CPU reference: same buffers, offsets 3 into src / 2 into grad
         src_buf = np.r_[np.zeros(3, np.float32), src.ravel()].astype(np.float32)
+        out_buf = src_buf.copy()
+        if softmax_out:
+            softmax_rows(src_buf, 3, out_buf, 3, b, n)
         cpu_grad = np.zeros(2 + b * n, np.float32)
         cpu_sums = np.zeros(2 + len(metrics))
         if weighted:    # the CPU's weighted path: one row at a time, scaled by w / b
-            cpu_sums[0] = rowwise_loss(code, mode, src_buf[3:], cpu_grad[2:], yf_flat, yi, weights, b, n, True,
+            cpu_sums[0] = rowwise_loss(code, mode, src_buf[3:], cpu_grad[2:], yf_flat, yi, weights[rows], b, n, True,
                                        *unused_loss(), np.zeros(0, np.float32))
         else:
             cpu_sums[0] = loss_and_grad(code, mode, src_buf, 3, cpu_grad, 2, yf_flat, yi, b, n, True)
-        metric_sums(metrics, cpu_sums[2:], src_buf, 3, yf_flat, yi, b, n)
+        metric_sums(metrics, cpu_sums[2:], out_buf, 3, yf_flat, yi, b, n)
         cpu_sums[1] = b
         d_grad, d_sums = cuda.to_device(np.zeros(2 + b * n, np.float32)), cuda.to_device(np.zeros(len(cpu_sums)))
-        d_src = cuda.to_device(src_buf)
-        loss_rows[_grid(b)](code, mode, d_src, 3, d_grad, 2, True, cuda.to_device(yf_flat), cuda.to_device(yi),
-                            cuda.to_device(weights), weighted, b, n, cuda.to_device(metrics), d_src, 3, d_sums)
+        d_src, d_out = cuda.to_device(src_buf), cuda.to_device(src_buf if not softmax_out else np.zeros_like(src_buf))
+        loss_rows[_grid(b)](code, mode, d_src, 3, d_grad, 2, True, cuda.to_device(Yf.ravel()), cuda.to_device(Yi),
+                            cuda.to_device(weights), weighted, cuda.to_device(ids), pos, b, n, cuda.to_device(metrics),
+                            d_out, 3, softmax_out, d_sums)
         label = f"loss {code} mode {mode} weighted {weighted}"
         np.testing.assert_allclose(d_sums.copy_to_host(), cpu_sums, rtol=2e-6, err_msg=label)
         np.testing.assert_allclose(d_grad.copy_to_host(), cpu_grad, rtol=2e-5, atol=1e-7, err_msg=label)
+        np.testing.assert_allclose(d_out.copy_to_host()[3:], out_buf[3:], rtol=1e-6, atol=1e-7, err_msg=label)
 
 
 def _classifier(opt):
@@ -461,9 +495,65 @@ def test_gradients_of_every_layer_match_cpu_for_batches_beyond_one_tile(rows):
 @device
 def test_fit_with_batches_beyond_one_tile_and_a_partial_last_batch_matches_cpu():
     X, y = _f32(37, 6), RNG.integers(0, 3, 37)
-    make = lambda: _deep_classifier(keras.optimizers.SGD(0.1, momentum=0.9))  # noqa: E731
-    kwargs = dict(batch_size=19, epochs=2, shuffle=True)        # batches of 19 and 18 rows
-    _assert_same_training(_fit_on("cpu", make, X, y, **kwargs), _fit_on("cuda", make, X, y, **kwargs))
+    runs = []
+    for dev in ("cpu", "cuda"):
+        model = _deep_classifier(keras.optimizers.SGD(0.1, momentum=0.9))
+        with keras.device(dev):
+            history = model.fit(X, y, batch_size=19, epochs=2, shuffle=True, verbose=0)   # batches of 19 and 18
+        runs.append((model, history.history))
+    (m0, h0), (m1, h1) = runs
+    for a, b in zip(m0.get_weights(), m1.get_weights()):
+        np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(m1.optimizer.slots, m0.optimizer.slots, rtol=1e-5, atol=1e-6)
+    for key in ("loss", "accuracy"):
+        np.testing.assert_allclose(h1[key], h0[key], rtol=1e-5, err_msg=key)
+
+
+def _mlp(widths, first=None):
+    keras.set_random_seed(2)
+    layers = [keras.layers.Input(shape=[widths[0]])] + ([first] if first is not None else [])
+    layers += [keras.layers.Dense(w, activation="relu") for w in widths[1:-1]]
+    model = keras.Sequential(layers + [keras.layers.Dense(widths[-1], activation="softmax")])
+    model.compile(loss="sparse_categorical_crossentropy", optimizer="adam", metrics=["accuracy"])
+    return model
+
+
+def _session(model, batch):
+    from fastnn.kernels.cuda.engine import Session
+    model.optimizer.build(model._n_trainable)
+    return Session(model._program_for_training(), model._params, batch, model.optimizer, model._n_trainable)
+
+
+@device
+def test_a_training_step_of_the_seeds_mlp_is_ten_launches():
+    # 784-300-100-10 with Adam: 3 forward GEMMs (the first reads the batch through the index; the softmax is
+    # left to the loss kernel), the loss, 5 backward GEMMs (activation derivatives and bias gradients fused
+    # in), one update. A regression in the fusions shows here.
+    session = _session(_mlp([784, 300, 100, 10]), 32)
+    assert session._plan(32, True).launches() == 10
+    assert session._plan(32, False, with_loss=True).launches() == 4       # evaluate: 3 GEMMs and the loss
+    assert session._plan(32, False, with_loss=False).launches(with_loss=False) == 4     # predict: and the softmax
+    # Options that need their own launch: weight penalties, and a schedule / Nadam / clipping by norm.
+    assert session._plan(32, True).launches(penalty=True, prepare=True) == 12
+    # A first op that is not Dense needs the batch gathered first.
+    scaled = _session(_mlp([784, 300, 100, 10], first=keras.layers.Rescaling(0.5)), 32)
+    assert scaled._plan(32, True).launches() == 12                      # + gather, + the rescaling op
+
+
+@device
+@pytest.mark.skipif(not SIMULATOR, reason="counts launches through the simulator's launcher")
+def test_plan_launch_count_is_what_a_training_step_launches(monkeypatch):
+    from fastnn.kernels.cuda import launch
+    model = _mlp([5, 6, 4, 3])
+    session = _session(model, 4)
+    X, y = _f32(8, 5), RNG.integers(0, 3, 8)
+    data = session.data(X, np.zeros((0, 3), np.float32), y.astype(np.int64))
+    calls = []
+    real = launch._SimulatorLaunch.__call__
+    monkeypatch.setattr(launch._SimulatorLaunch, "__call__", lambda self, *args: (calls.append(1), real(self, *args)))
+    session.train_steps(data, np.arange(8, dtype=np.int64), 0, 8, model.optimizer.hyper(), 0, model.loss.code, 0,
+                        np.array([0]), np.zeros(3))
+    assert len(calls) == 2 * session._plan(4, True).launches() == 2 * 10     # two steps of 4 rows
 
 
 @device

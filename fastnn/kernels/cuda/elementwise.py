@@ -136,30 +136,14 @@ def dropout(states, rate, count, x, m, a, ws):
 
 
 @cuda.jit(cache=True)
-def gather(X, Yf, Yi, Sw, ids, pos, b, ws, yb, yl, wb):
-    """Copies rows ids[pos:pos+b] of X (N x f) into ws[:b*f], and their
-    targets: rows of Yf (N x o, may have 0 rows) into yb, labels Yi (may be
-    empty) into yl, sample weights Sw (may be empty) into wb. One
-    grid-stride loop over every value moved."""
-    f = X.shape[1]
-    o = Yf.shape[1] if Yf.shape[0] > 0 else 0
-    nl = b if Yi.shape[0] > 0 else 0
-    nw = b if Sw.shape[0] > 0 else 0
+def gather(X, f, ids, pos, b, ws):
+    """Copies rows ids[pos:pos+b] of X (flat N x f) into ws[:b*f]: the batch,
+    when the first op is not a Dense layer (which reads X through ``ids``
+    itself). The loss kernel reads targets and weights through ``ids`` too."""
     start, stride = cuda.grid(1), cuda.gridsize(1)
-    for e in range(start, b * f + b * o + nl + nw, stride):
-        if e < b * f:
-            r = e // f
-            ws[e] = X[ids[pos + r], e - r * f]
-        elif e < b * (f + o):
-            e2 = e - b * f
-            r = e2 // o
-            yb[e2] = Yf[ids[pos + r], e2 - r * o]
-        elif e < b * (f + o) + nl:
-            r = e - b * (f + o)
-            yl[r] = Yi[ids[pos + r]]
-        else:
-            r = e - b * (f + o) - nl
-            wb[r] = Sw[ids[pos + r]]
+    for e in range(start, b * f, stride):
+        r = e // f
+        ws[e] = X[ids[pos + r] * f + e - r * f]
 
 
 @cuda.jit(cache=True)
