@@ -1,6 +1,7 @@
 """The CUDA path beyond the basics: every optimizer and option, learning-rate
-schedules, gradient clipping, LeakyReLU, weight penalties, sample and class
-weights, metrics computed on the host; each against the CPU path.
+schedules, gradient clipping, LeakyReLU, BatchNormalization, weight
+penalties, sample and class weights, metrics computed on the host; each
+against the CPU path.
 
 Device tests run on a GPU when there is one, and under Numba's CUDA
 simulator in the subprocess that ``test_cuda.py`` starts (see its docstring).
@@ -18,6 +19,10 @@ from numba.core import config as numba_config
 SIMULATOR = bool(numba_config.ENABLE_CUDASIM)
 if SIMULATOR:
     sys.setswitchinterval(5e-4)     # see test_cuda.py: the simulator's threads wait less for the GIL
+    # Numba's simulator draws dropout masks with wrapping uint64 NumPy maths and seeds them in an
+    # object-mode jit: both warn, neither matters.
+    pytestmark = [pytest.mark.filterwarnings("ignore:overflow encountered in scalar:RuntimeWarning"),
+                  pytest.mark.filterwarnings("ignore:The keyword argument 'nopython=False'")]
 device = pytest.mark.skipif(not (SIMULATOR or config.cuda_available()),
                             reason="needs numba.cuda (a GPU, or the simulator subprocess of test_cuda.py)")
 RNG = np.random.default_rng(17)
@@ -208,10 +213,17 @@ def test_fit_with_class_weights_matches_cpu():
 
 
 @device
-def test_loss_and_gradients_with_sample_weights_and_penalties_match_cpu():
+def test_loss_and_gradients_with_sample_weights_penalties_and_dropout_match_cpu():
+    # Dropout is the identity here (training=False): its backward must not apply a mask from an earlier fit.
     from fastnn.models.training import loss_and_gradients
     X, y, sw = _f32(9, 5), RNG.integers(0, 3, 9), _f32(9, lo=0.0, hi=2.0)
-    model = _model("sgd", regularized=True)
+    keras.set_random_seed(6)
+    model = keras.Sequential([keras.layers.Input(shape=[5]), keras.layers.Dense(7, kernel_regularizer="l1"),
+                              keras.layers.LeakyReLU(0.2), keras.layers.Dropout(0.5),
+                              keras.layers.Dense(3, activation="softmax", bias_regularizer="l2")])
+    model.compile(loss="sparse_categorical_crossentropy", optimizer="sgd")
+    with keras.device("cuda"):
+        model.fit(X, y, batch_size=4, epochs=1, verbose=0)      # leaves dropout masks in the device workspace
     with keras.device("cpu"):
         loss0, g0 = loss_and_gradients(model, X, y, sample_weight=sw)
     with keras.device("cuda"):
@@ -221,21 +233,71 @@ def test_loss_and_gradients_with_sample_weights_and_penalties_match_cpu():
 
 
 @device
+@pytest.mark.parametrize("training, frozen", [(True, False), (False, False), (True, True)])
+def test_batchnorm_kernels_match_cpu(training, frozen):
+    # Forward (statistics, outputs, moving-statistics update), then backward (gamma, beta, input gradients),
+    # on the same buffers as the CPU functions; 19 rows, 5 features at offsets.
+    from numba import cuda
+    from fastnn.kernels import program as P
+    from fastnn.kernels.cpu.batchnorm import batchnorm_backward, batchnorm_forward, batchnorm_update_moving
+    from fastnn.kernels.cuda import batchnorm as bn
+    from fastnn.kernels.cuda.launch import THREADS
+    b, n = 19, 5
+    rec = np.zeros(P.N_FIELDS, np.int64)
+    rec[P.KIND], rec[P.N_IN], rec[P.N_OUT] = P.BATCHNORM, n, n
+    rec[P.W_OFF], rec[P.B_OFF], rec[P.S_OFF], rec[P.AUX] = 0, n, 2 * n, 1      # gamma, beta, moving mean / var
+    rec[P.X_POS], rec[P.Z_POS], rec[P.A_POS] = 0, n, 6 * n                      # x, 5n of statistics, a
+    rec[P.FLAGS] = P.NEED_DX | (P.FROZEN if frozen else 0)
+    consts = np.array([9.0, 1e-3, 0.9, 0.1], np.float32)                        # eps, momentum, 1 - momentum
+    params = np.r_[_f32(n, lo=0.5, hi=2), _f32(n), _f32(n), _f32(n, lo=0.5, hi=2)].astype(np.float32)
+    ws = np.r_[_f32(b * n) * 3 + 1, np.zeros(b * 6 * n, np.float32)].astype(np.float32)
+    gs = np.r_[np.zeros(b * 6 * n, np.float32), _f32(b * n)].astype(np.float32)
+    d_params, d_ws, d_gs = cuda.to_device(params), cuda.to_device(ws), cuda.to_device(gs)
+    d_grads = cuda.to_device(np.zeros(4 * n, np.float32))
+    batch_stats = training and not frozen
+    bn.batchnorm_forward[1, THREADS](n, b, 0, b * 6 * n, b * n, 0, n, 2 * n, consts[1], consts[2], consts[3],
+                                     batch_stats, d_params, d_ws)
+    bn.batchnorm_backward[1, THREADS](n, b, 0, b * 6 * n, b * n, 0, n, not frozen, True, batch_stats, d_params,
+                                      d_grads, d_ws, d_gs)
+    grads = np.zeros(4 * n, np.float32)
+    batchnorm_forward(rec, params, consts, ws, b, training)
+    if training:
+        batchnorm_update_moving(rec, params, consts, ws, b)
+    a = ws[b * 6 * n:].copy()
+    batchnorm_backward(rec, params, grads, ws, gs, b, training)
+    np.testing.assert_allclose(d_ws.copy_to_host()[b * 6 * n:], a, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(d_params.copy_to_host(), params, rtol=1e-6)
+    np.testing.assert_allclose(d_grads.copy_to_host(), grads, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(d_gs.copy_to_host()[:b * n], gs[:b * n], rtol=1e-4, atol=1e-6)
+    assert np.abs(gs[:b * n]).max() > 0
+
+
+@device
+def test_fit_with_batchnorm_and_dropout_at_rate_zero_matches_cpu():
+    X, y = _f32(11, 5) * 2 + 1, RNG.integers(0, 3, 11)
+
+    def make():
+        keras.set_random_seed(4)
+        model = keras.Sequential([keras.layers.Input(shape=[5]), keras.layers.Dense(6, use_bias=False),
+                                  keras.layers.BatchNormalization(momentum=0.8), keras.layers.Activation("relu"),
+                                  keras.layers.Dropout(0.0), keras.layers.Dense(4, activation="tanh"),
+                                  keras.layers.BatchNormalization(center=False),
+                                  keras.layers.Dense(3, activation="softmax")])
+        model.compile(loss="sparse_categorical_crossentropy", optimizer=O.Adam(0.02), metrics=["accuracy"])
+        return model
+
+    cpu, gpu = _fit_both(make, X, y, batch_size=4, epochs=2, shuffle=True)
+    _assert_same(cpu, gpu)        # moving statistics included: get_weights holds them
+
+
+@device
 def test_what_cuda_cannot_run_is_refused_before_training():
     X, y = _f32(4, 5), RNG.integers(0, 3, 4)
-    keras.set_random_seed(1)
-    bn = keras.Sequential([keras.layers.Input(shape=[5]), keras.layers.Dense(4), keras.layers.BatchNormalization(),
-                           keras.layers.Dense(3, activation="softmax")])
-    bn.compile(loss="sparse_categorical_crossentropy", optimizer="sgd")
-
-    own = _model("sgd")
-    own.compile(loss=keras.losses.Huber(), optimizer="sgd")   # a Loss subclass: compiled for the CPU
-    before = [m.get_weights() for m in (bn, own)]
+    model = _model("sgd")
+    model.compile(loss=keras.losses.Huber(), optimizer="sgd")   # a Loss subclass: compiled for the CPU only
+    before = model.get_weights()
     with keras.device("cuda"):
-        with pytest.raises(NotImplementedError, match="BatchNormalization"):
-            bn.fit(X, y, verbose=0)
         with pytest.raises(NotImplementedError, match="the loss Huber"):
-            own.fit(X, np.eye(3, dtype=np.float32)[y], verbose=0)
-    for model, weights in zip((bn, own), before):
-        for a, b in zip(model.get_weights(), weights):
-            np.testing.assert_array_equal(a, b)
+            model.fit(X, np.eye(3, dtype=np.float32)[y], verbose=0)
+    for a, b in zip(model.get_weights(), before):
+        np.testing.assert_array_equal(a, b)

@@ -84,7 +84,7 @@ def cuda_session(program, params, batch_size, optimizer=None, n_trainable=0, los
     ``bounds``: ``trainable_bounds`` of the model, when training."""
     if config.get_device() != "cuda":
         return None
-    _check_cuda_features(program, loss)
+    _check_cuda_features(loss)
     from ..kernels.cuda.engine import Session
     # Dropout masks: seeded from NumPy's global generator (set_random_seed seeds
     # it), not fastnn's, whose stream the shuffles share with the CPU path.
@@ -92,15 +92,13 @@ def cuda_session(program, params, batch_size, optimizer=None, n_trainable=0, los
     return Session(program, params, batch_size, optimizer, n_trainable, seed, bounds)
 
 
-def _check_cuda_features(program, loss):
-    """The CUDA kernels have neither BatchNormalization nor a user's own loss
-    (compiled for the CPU only) yet; refuse them rather than train differently."""
-    unsupported = ["BatchNormalization"] if np.any(program.prog[:, P.KIND] == P.BATCHNORM) else []
+def _check_cuda_features(loss):
+    """A user's own loss (a ``losses.Loss`` subclass) is compiled for the CPU
+    only: refuse it on CUDA rather than train differently."""
     if loss is not None and loss.code == P.CUSTOM:
-        unsupported.append(f"the loss {type(loss).__name__}")
-    if unsupported:
-        raise NotImplementedError(f"The CUDA device does not support {', '.join(unsupported)} yet; "
-                                  "train on the CPU (fastnn.config.set_device('cpu'))")
+        raise NotImplementedError(f"The CUDA device does not support the loss {type(loss).__name__} (a Loss "
+                                  "subclass, compiled for the CPU only) yet; train on the CPU "
+                                  "(fastnn.config.set_device('cpu'))")
 
 
 def callback_list(model, callbacks, verbose, steps):

@@ -31,9 +31,10 @@ from numba import cuda
 from numba.cuda.random import create_xoroshiro128p_states
 
 from ..cpu.activations import LINEAR, SOFTMAX
-from ..program import (A_POS, ACT, ACTIVATION, AUX, B_OFF, DENSE, DROPOUT, FLAGS, FROZEN, KIND, LOSS_FUSED, N_IN,
-                       N_OUT, NEED_DX, ON_LOGITS, W_OFF, X_POS, Z_POS)
+from ..program import (A_POS, ACT, ACTIVATION, AUX, B_OFF, BATCHNORM, DENSE, DROPOUT, FLAGS, FROZEN, KIND,
+                       LOSS_FUSED, N_IN, N_OUT, NEED_DX, ON_LOGITS, S_OFF, W_OFF, X_POS, Z_POS)
 from . import blas, elementwise as ew
+from .batchnorm import batchnorm_backward, batchnorm_forward
 from .launch import DROPOUT_BLOCKS, THREADS, blocks_for, configure
 from .losses import loss_rows
 from .optimizers import REDUCE_THREADS, apply_update, needs_prepare, prepare_step
@@ -192,7 +193,7 @@ class Session:
             # The loss on logits fuses the softmax: the loss kernel writes the outputs.
             softmax_out = with_loss and logits and int(last[ACT]) == SOFTMAX
             self._plans[key] = Plan(
-                self._forward_plan(b, training, softmax_out), self._backward_plan(b) if training else [],
+                self._forward_plan(b, training, softmax_out), self._backward_plan(b, True) if training else [],
                 None if self.reads_data else configure(ew.gather, blocks_for(b * self.in_width), THREADS),
                 configure(loss_rows, blocks_for(b), THREADS),
                 configure(add_penalty, blocks_for(self.n_trainable), THREADS),
@@ -225,6 +226,12 @@ class Session:
             elif kind == DROPOUT:   # inference: identity
                 plan.append((*_launch(ew.op_forward, b * n, ACTIVATION, LINEAR, n, b, x, a, ws, params, -1, -1,
                                       consts, aux), False))
+            elif kind == BATCHNORM:
+                batch_stats = training and not int(rec[FLAGS]) & FROZEN
+                c = self.consts_host
+                plan.append((*_launch(batchnorm_forward, n, n, b, x, a, z, int(rec[W_OFF]), int(rec[B_OFF]),
+                                      int(rec[S_OFF]), c[aux], c[aux + 1], c[aux + 2], batch_stats, params, ws),
+                             False))
             elif kind == ACTIVATION and act == SOFTMAX:
                 if not skip_softmax:
                     plan.append((*_launch(ew.softmax_rows, b, ws, x, ws, a, b, n), False))
@@ -233,11 +240,12 @@ class Session:
                                       int(rec[B_OFF]), consts, aux), False))
         return plan
 
-    def _backward_plan(self, b):
-        """Launches of a backward pass, as ``cpu.engine.backward``, with two
-        fusions into the GEMMs: the previous op's activation derivative rides
-        on this op's dX product, and the bias gradient on the dW product
-        (a ones row) when the bias follows the kernel in the buffer."""
+    def _backward_plan(self, b, training):
+        """Launches of a backward pass, as ``cpu.engine.backward`` (``training``
+        as the forward pass ran), with two fusions into the GEMMs: the
+        previous op's activation derivative rides on this op's dX product,
+        and the bias gradient on the dW product (a ones row) when the bias
+        follows the kernel in the buffer."""
         ws, gs, params, grads, consts = self.ws, self.gs, self.params, self.grads, self.consts
         prog = self.prog
         plan = []
@@ -277,6 +285,14 @@ class Session:
                                                    n, grads, w, n, ones_row=ones_row), reads_data))
                     if bias >= 0 and not ones_row:
                         plan.append((*_launch(ew.column_sums, n, gs, z, b, n, grads, bias), False))
+            elif kind == BATCHNORM:
+                frozen = (flags & FROZEN) != 0
+                if need_dx or not frozen:
+                    plan.append((*_launch(batchnorm_backward, n, n, b, x, a, z, int(rec[W_OFF]), int(rec[B_OFF]),
+                                          not frozen, need_dx, training and not frozen, params, grads, ws, gs),
+                                 False))
+            elif kind == DROPOUT and need_dx and not training:     # identity at inference
+                plan.append((*_launch(ew.copy, b * n, gs, a, gs, x, b * n), False))
             elif need_dx:
                 plan.append((*_launch(ew.op_backward, b * n, kind, act, n, b, x, z, a, ws, gs, params,
                                       int(rec[B_OFF]), consts, aux), False))
@@ -401,7 +417,7 @@ class Session:
         no_metrics = cuda.to_device(np.zeros(0, dtype=np.int64))
         self._step_in(plan, data, data.order, 0, b)
         self._loss(plan, data, data.order, 0, b, loss_code, loss_mode, True, no_metrics, d_sums)
-        self._run(self._backward_plan(b), data, data.order, 0)
+        self._run(self._backward_plan(b, False), data, data.order, 0)
         if self.regs is not None:
             plan.penalty(self.regs, self.consts, self.params, self.grads, True, np.float64(b), d_sums)
         return float(d_sums.copy_to_host()[0] / b), self.grads.copy_to_host()
