@@ -33,11 +33,13 @@ from ..program import (HP_1, HP_CLIPNORM, HP_CLIPVALUE, HP_GLOBAL_CLIPNORM, HP_L
                        SCHED_NONE)
 from .launch import SIMULATOR
 
-# The simulator runs kernels as Python and cannot pass its arrays to compiled
-# CPU code, so there the kernels run the same functions' Python source.
-update_range = _cpu_opt.update_range.py_func if SIMULATOR else _cpu_opt.update_range
-scheduled_rate = _cpu_sched.scheduled_rate.py_func if SIMULATOR else _cpu_sched.scheduled_rate
-nadam_next = _cpu_opt._nadam_next.py_func if SIMULATOR else _cpu_opt._nadam_next
+# The CPU's functions, compiled for the device from their Python source: numba.cuda
+# compiles a CPU function it meets in a kernel by itself only when the function has
+# no explicit signature (these have one, which disables further compiles). The
+# simulator runs that source as Python.
+update_range = cuda.jit(device=True)(_cpu_opt.update_range.py_func)
+scheduled_rate = cuda.jit(device=True)(_cpu_sched.scheduled_rate.py_func)
+nadam_next = cuda.jit(device=True)(_cpu_opt._nadam_next.py_func)
 
 # Threads of the one block of ``prepare_step`` (its shared reduction buffer is this long).
 REDUCE_THREADS = 32 if SIMULATOR else 256
