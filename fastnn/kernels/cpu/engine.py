@@ -53,12 +53,12 @@ def _block(n, n_parts, t):
 
 
 @njit(cache=True, error_model="numpy")
-def _dense_forward_block(rec, params, ws, b, c0, c1, ab):
-    """Columns [c0, c1) of z = x @ W + bias and a = act(z)."""
+def _dense_forward_block(rec, params, xs, ws, b, c0, c1, ab):
+    """Columns [c0, c1) of z = x @ W + bias and a = act(z); x is read from ``xs``."""
     n_in, n_out, act = rec[N_IN], rec[N_OUT], rec[ACT]
     x, z, a = b * rec[X_POS], b * rec[Z_POS], b * rec[A_POS]
     bias = rec[B_OFF]
-    gemm(False, False, b, c1 - c0, n_in, ab, ws, x, n_in, params, rec[W_OFF] + c0, n_out, ws, z + c0, n_out)
+    gemm(False, False, b, c1 - c0, n_in, ab, xs, x, n_in, params, rec[W_OFF] + c0, n_out, ws, z + c0, n_out)
     for r in range(b):
         zr = ws[z + r * n_out + c0:z + r * n_out + c1]
         if bias >= 0:
@@ -114,7 +114,9 @@ _PARALLEL_SIG = types.void(types.int64, types.int64[::1], types.float32[::1], ty
 @njit(cache=True, parallel=True)
 def _parallel(task, rec, params, grads, ws, gs, b, n_parts, ab):
     """Runs block ``t`` of ``task`` on Dense (or Activation) op ``rec`` on
-    thread ``t`` for t in [0, n_parts)."""
+    thread ``t`` for t in [0, n_parts). The forward task reads the op's
+    input from ``gs`` (unused there otherwise): ``ws``, or for the first op
+    the caller's own rows, which inference need not copy."""
     for t in prange(n_parts):
         if task == _DENSE_BWD:
             _dense_backward_block(rec, params, grads, ws, gs, b, t, n_parts, ab)
@@ -122,7 +124,7 @@ def _parallel(task, rec, params, grads, ws, gs, b, n_parts, ab):
             c0, c1 = _block(rec[N_OUT], n_parts, t)
             if c0 < c1:
                 if task == _DENSE_FWD:
-                    _dense_forward_block(rec, params, ws, b, c0, c1, ab)
+                    _dense_forward_block(rec, params, gs, ws, b, c0, c1, ab)
                 else:
                     _activation_backward_block(rec, ws, gs, b, c0, c1)
 
@@ -133,9 +135,11 @@ def dense_function():
 
 
 @njit(cache=True)
-def forward(prog, params, consts, grads, ws, gs, b, n_parts, ab, training, dense, layers):
-    """Runs every op of ``prog`` on the ``b`` rows already gathered into ws;
-    ``training`` draws dropout masks and normalizes by batch statistics.
+def forward(prog, params, consts, grads, ws, gs, b, n_parts, ab, training, dense, layers, inp):
+    """Runs every op of ``prog`` on ``b`` rows; ``training`` draws dropout
+    masks and normalizes by batch statistics. The rows (b x features) are in
+    ``inp``: ``ws`` (gathered there), or when the first op is Dense any
+    float32 buffer, which that op reads in place.
     ``dense``: ``dense_function()``; ``layers``: ``layers.layer_function(prog)``,
     which runs the ops that are not Dense."""
     for i in range(prog.shape[0]):
@@ -143,7 +147,7 @@ def forward(prog, params, consts, grads, ws, gs, b, n_parts, ab, training, dense
         if rec[KIND] != DENSE:
             layers(FORWARD, rec, params, consts, grads, ws, gs, b, training)
             continue
-        dense(_DENSE_FWD, rec, params, grads, ws, gs, b, n_parts, ab)
+        dense(_DENSE_FWD, rec, params, grads, ws, inp if i == 0 else ws, b, n_parts, ab)
         if rec[ACT] == SOFTMAX:
             softmax_rows(ws, b * rec[Z_POS], ws, b * rec[A_POS], b, rec[N_OUT])
 
@@ -313,7 +317,7 @@ def train_steps(prog, params, consts, grads, slots, n_trainable, opt, update, pr
         if weighted:
             for r in range(b):
                 wb[r] = sw[ids[pos + r]]
-        forward(prog, params, consts, grads, ws, gs, b, n_parts, ab, True, dense, layers)
+        forward(prog, params, consts, grads, ws, gs, b, n_parts, ab, True, dense, layers, ws)
         for i in range(prog.shape[0]):
             if prog[i, KIND] == BATCHNORM:
                 layers(MOVING, prog[i], params, consts, grads, ws, gs, b, True)
@@ -345,11 +349,17 @@ def infer_steps(prog, params, consts, X, Yf, Yi, start, stop, batch, ws, yb, yl,
     Other arguments as ``train_steps``."""
     weighted = sw.shape[0] > 0
     wb = np.empty(batch if weighted else 0, dtype=np.float32)
+    in_place = prog[0, KIND] == DENSE     # the first op reads the rows where they are: no copy
+    f = X.shape[1]
+    flat_x = X.reshape(-1)
     pos = start
     while pos < stop:
         b = min(batch, stop - pos)
-        _copy_rows(X, pos, b, ws)
-        forward(prog, params, consts, params, ws, ws, b, n_parts, ab, False, dense, layers)
+        if in_place:
+            forward(prog, params, consts, params, ws, ws, b, n_parts, ab, False, dense, layers, flat_x[pos * f:])
+        else:
+            _copy_rows(X, pos, b, ws)
+            forward(prog, params, consts, params, ws, ws, b, n_parts, ab, False, dense, layers, ws)
         if loss_code >= 0:
             if Yi.shape[0] > 0:
                 for r in range(b):
@@ -384,7 +394,7 @@ def loss_gradients(prog, params, consts, grads, X, Yf, Yi, batch, ws, gs, yb, yl
             yl[r] = Yi[r]
     else:
         _copy_rows(Yf, 0, b, yb)
-    forward(prog, params, consts, grads, ws, gs, b, n_parts, ab, training, dense, layers)
+    forward(prog, params, consts, grads, ws, gs, b, n_parts, ab, training, dense, layers, ws)
     sums = np.zeros(2, dtype=np.float64)
     wb = np.empty(b if sw.shape[0] > 0 else 0, dtype=np.float32)
     for r in range(wb.shape[0]):
