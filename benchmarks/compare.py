@@ -11,9 +11,11 @@ divided by the other framework, from this one run.
 """
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -23,13 +25,14 @@ def available(python, module):
     return subprocess.run([python, "-c", f"import {module}"], capture_output=True).returncode == 0
 
 
-def run(python, framework, batch, epochs, n_train):
+def run(python, framework, batch, epochs, n_train, cache_dir=None):
     cmd = [python, str(HERE / "run_one.py"), framework, "--batch", str(batch), "--epochs", str(epochs),
            "--n-train", str(n_train)]
     env = None
     if framework == "fastnn":
-        import os
         env = dict(os.environ, PYTHONPATH=str(HERE.parent) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+        if cache_dir is not None:
+            env["NUMBA_CACHE_DIR"] = cache_dir
     out = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if out.returncode != 0:
         raise RuntimeError(f"{framework} batch {batch} failed:\n{out.stderr[-2000:]}")
@@ -52,6 +55,8 @@ def main():
             frameworks.append((name, python))
         else:
             print(f"# {name}: not importable with {python}, skipped")
+    with tempfile.TemporaryDirectory() as empty_cache:
+        cold = run(sys.executable, "fastnn", args.batches[0], 0, args.n_train, cache_dir=empty_cache)
     results = []
     for batch in args.batches:
         for name, python in frameworks:
@@ -80,6 +85,9 @@ def main():
               f"{statistics.median(r['first_step_s'] for r in rs):.2f} | "
               f"{statistics.median(r['predict_s'] for r in rs):.3f} | "
               f"{max(r['peak_rss_mb'] for r in rs):.0f} | {rs[0]['test_accuracy']:.4f} |")
+    print(f"\nfastnn cold (empty Numba cache): import {cold['import_s']:.2f} s, import to first step "
+          f"{cold['first_step_s']:.2f} s, first predict {cold['first_predict_s']:.2f} s; "
+          f"total compile wait {cold['first_step_s'] + cold['first_predict_s']:.2f} s")
 
 
 if __name__ == "__main__":

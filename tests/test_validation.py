@@ -298,3 +298,16 @@ def test_set_random_seed_refuses_non_integers():
     for seed in (-1, 1.5, "7", None):
         with pytest.raises(ValueError, match=r"seed must be a non-negative integer"):
             keras.utils.set_random_seed(seed)
+
+
+def test_large_finite_inputs_whose_float32_sum_overflows_are_accepted():
+    """The finiteness check sums the inputs; near float32's limit the float32
+    sum overflows to inf although every value is finite, and must not refuse them."""
+    from fastnn.models.data import check_finite
+    big = np.full((4, 3), 3.0e38, dtype=np.float32)
+    with np.errstate(over="ignore"):
+        assert not np.isfinite(np.sum(big))
+    check_finite(big, "x")          # accepted
+    big[2, 1] = np.inf
+    with pytest.raises(ValueError, match=r"x contains NaN or inf \(first at row 2, column 1\)"):
+        check_finite(big, "x")

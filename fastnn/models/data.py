@@ -86,11 +86,13 @@ def _first_bad(arr, rows):
 def check_finite(arr, what, rows=None):
     """Refuses NaN and inf in float32/float16 ``arr`` (2-D: rows x columns).
 
-    Summing in float64 is an exact test: float32 values cannot overflow a
-    float64 sum, so the sum is finite exactly when every value is; it needs
-    no temporary array. ``rows`` maps row positions to the user's row numbers."""
-    with np.errstate(invalid="ignore"):   # inf + -inf: NaN, which is the answer
-        if arr.size == 0 or np.isfinite(np.sum(arr, dtype=np.float64)):
+    A sum is finite when every value is, and needs no temporary array: NaN
+    and inf propagate through it. The float32 sum (twice as fast) can also
+    overflow, so a non-finite one is checked again in float64, which float32
+    values cannot overflow: that sum is finite exactly when every value is.
+    ``rows`` maps row positions to the user's row numbers."""
+    with np.errstate(invalid="ignore", over="ignore"):   # inf + -inf: NaN, which is the answer
+        if arr.size == 0 or np.isfinite(np.sum(arr)) or np.isfinite(np.sum(arr, dtype=np.float64)):
             return
     where = _first_bad(arr.reshape(arr.shape[0], -1), rows)
     at = f"row {where[0]}, column {where[1]}" if where else "some element"

@@ -28,6 +28,8 @@ from .. import config
 from ..errors import NonFiniteLossError
 from ..kernels import program as P
 from ..kernels.cpu import engine, regularizers
+from ..kernels.cpu.layers import layer_function
+from ..kernels.cpu.optimizers import prepare_function, update_function
 from ..kernels.cpu.sample_loss import unused_loss
 from ..utils.progbar import Progbar
 from . import data, sample_weights, sources
@@ -144,6 +146,7 @@ def run_inference(model, program, source, batch_size, loss, metrics, want_output
     loss_mode = 1 if (loss is not None and loss.from_logits) else 0
     value_fn, grad_fn, loss_consts = loss.kernel_functions() if loss is not None else \
         (*unused_loss(), np.zeros(0, dtype=np.float32))
+    batch_loss_fn, layers_fn = engine.loss_function(loss_code, weighted), layer_function(program.prog)
     codes = metrics.codes if metrics is not None else np.zeros(0, dtype=np.int64)
     sums = np.zeros(2 + len(codes), dtype=np.float64)
     keep = want_output or (metrics is not None and metrics.needs_predictions)
@@ -186,7 +189,8 @@ def run_inference(model, program, source, batch_size, loss, metrics, want_output
                     ws = Workspace(program, chunk.batch)
                 engine.infer_steps(program.prog, params, program.consts, chunk.X, chunk.Yf, chunk.Yi, chunk.start,
                                    chunk.stop, chunk.batch, ws.ws, ws.yb, ws.yl, loss_code, loss_mode, codes, sums,
-                                   dst, n_parts, ws.ab, chunk.sw if weighted else _NO_WEIGHTS, value_fn, grad_fn,
+                                   dst, n_parts, ws.ab, chunk.sw if weighted else _NO_WEIGHTS, batch_loss_fn,
+                                   engine.dense_function(), layers_fn, value_fn, grad_fn,
                                    loss_consts)
             rows = slice(chunk.start, chunk.stop)
             if metrics is not None and metrics.needs_predictions:
@@ -345,6 +349,8 @@ def fit(model, x, y, batch_size, epochs, verbose, callbacks, validation_split, v
     codes = metrics.codes
     loss_mode = 1 if model.loss.from_logits else 0
     value_fn, grad_fn, loss_consts = model.loss.kernel_functions()
+    batch_loss_fn, layers_fn = engine.loss_function(model.loss.code, train.weighted), layer_function(program.prog)
+    penalty_fn = regularizers.penalty_function(program.regs)
     pred_out = np.empty((0, program.out_width), dtype=np.float32)   # grown to a chunk when metrics need it
     n_parts = numba.get_num_threads()
     session = cuda_session(program, params, batch_size, opt, model._n_trainable, model.loss, bounds)
@@ -397,9 +403,10 @@ def fit(model, x, y, batch_size, epochs, verbose, callbacks, validation_split, v
                             ws = Workspace(program, chunk.batch)
                         done = engine.train_steps(
                             program.prog, params, program.consts, grads, opt.slots, model._n_trainable, opt.code,
-                            hp, opt.iterations, bounds, chunk.X, chunk.Yf, chunk.Yi, chunk.ids, chunk.start,
+                            update_function(opt.code), prepare_function(opt.code, hp), hp, opt.iterations, bounds, chunk.X, chunk.Yf, chunk.Yi, chunk.ids, chunk.start,
                             chunk.stop, chunk.batch, ws.ws, ws.gs, ws.yb, ws.yl, model.loss.code, loss_mode, codes,
-                            sums, n_parts, ws.ab, program.regs, chunk.sw, value_fn, grad_fn, loss_consts, pred_out)
+                            sums, n_parts, ws.ab, program.regs, penalty_fn, chunk.sw, batch_loss_fn, engine.dense_function(), layers_fn,
+                            value_fn, grad_fn, loss_consts, pred_out)
                     done -= opt.iterations
                     opt.iterations += done
                     step += done
@@ -504,5 +511,7 @@ def loss_and_gradients(model, x, y, sample_weight=None, training=False):
         loss = engine.loss_gradients(program.prog, model._params, program.consts, grads, X, Yf, Yi,
                                      X.shape[0], ws.ws, ws.gs, ws.yb, ws.yl, model.loss.code,
                                      1 if model.loss.from_logits else 0, numba.get_num_threads(), ws.ab,
-                                     program.regs, sw, value_fn, grad_fn, loss_consts, bool(training))
+                                     program.regs, regularizers.penalty_function(program.regs), sw,
+                                     engine.loss_function(model.loss.code, sw.shape[0] > 0),
+                                     engine.dense_function(), layer_function(program.prog), value_fn, grad_fn, loss_consts, bool(training))
     return float(loss), grads

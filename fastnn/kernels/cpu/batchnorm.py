@@ -26,14 +26,13 @@ accumulators in that block, so nothing is allocated per step.
 import numpy as np
 from numba import njit
 
-from .signatures import F1, I1
 from ..program import A_POS, AUX, B_OFF, FLAGS, FROZEN, N_OUT, NEED_DX, S_OFF, W_OFF, X_POS, Z_POS
 
 _ZERO = np.float32(0.0)
 _ONE = np.float32(1.0)
 
 
-@njit(f"void({I1}, {F1}, {F1}, {F1}, int64, boolean)", cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy")
 def batchnorm_forward(rec, params, consts, ws, b, training):
     """a = BN(x) for the ``b`` rows at X_POS; batch statistics when
     ``training`` and the layer is not frozen, moving statistics otherwise."""
@@ -80,7 +79,7 @@ def batchnorm_forward(rec, params, consts, ws, b, training):
             ar[j] = xr[j] * scale[j] + shift[j]
 
 
-@njit(f"void({I1}, {F1}, {F1}, {F1}, {F1}, int64, boolean)", cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy")
 def batchnorm_backward(rec, params, grads, ws, gs, b, training):
     """Gradients of gamma and beta (unless frozen) into ``grads`` and, with
     NEED_DX, of the input into ``gs``; ``training`` must match the forward call."""
@@ -127,7 +126,7 @@ def batchnorm_backward(rec, params, grads, ws, gs, b, training):
                 dx[j] = k * gr[j]
 
 
-@njit(f"void({I1}, {F1}, {F1}, {F1}, int64)", cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy")
 def batchnorm_update_moving(rec, params, consts, ws, b):
     """moving = moving * momentum + batch * (1 - momentum) for mean and variance,
     from the statistics the last training forward pass left in the Z slot."""

@@ -4,38 +4,40 @@ Thread ownership: Numba's pool owns the cores and BLAS runs single-threaded
 inside it (the Python side pins BLAS to one thread while these loops run),
 because two spinning pools on two cores slow each other down several-fold.
 Each matrix product is split into ``n_parts`` column blocks, one per thread,
-and each thread runs single-threaded SGEMM on its block; elementwise work
-on a block (bias, activation) is done by the thread that just computed it,
-while the block is in its cache.
+and each thread runs single-threaded SGEMM on its block; bias and
+activation on a block are done by the thread that just computed it, while
+the block is in its cache.
 
-All parallel work goes through one ``prange`` dispatcher, ``_parallel``,
-which runs a task's block ``t`` on thread ``t``: every parallel region
-costs seconds of compile time, so there is exactly one. For the same reason
-arrays are copied with explicit loops, never ``a[i:j] = b[k:l]``: Numba
-compiles a shape-mismatch error message for every slice assignment, which
-cost over five seconds of cold compile.
+Compile time is part of the user's wait, so:
+- all parallel work on Dense layers goes through one ``prange`` dispatcher,
+  ``_parallel``, which runs a task's block ``t`` on thread ``t``: every
+  parallel region costs seconds of compile time;
+- the parts a model may not need (the optimizer's update and step
+  preparation, other layer kinds, weighted losses, weight penalties) are
+  separate compiled functions the loops call through pointers
+  (``signatures.function_pointer``): the loops compile once for every
+  model, a part compiles only when a model uses it, and no part is compiled
+  again inside each loop that calls it;
+- arrays are copied with explicit loops, never ``a[i:j] = b[k:l]``: Numba
+  compiles a shape-mismatch error message for every slice assignment.
 """
 import numpy as np
 from numba import njit, prange, types
 
-from ..program import (A_POS, ACT, ACTIVATION, AUX, B_OFF, BATCHNORM, CUSTOM, DENSE, DROPOUT, FLAGS, FROZEN, KIND,
-                       LEAKY_RELU, LOSS_FUSED, N_IN, N_OUT, NEED_DX, NORMALIZE, ON_LOGITS, RESCALE, W_OFF, X_POS,
-                       Z_POS)
+from ..program import (A_POS, ACT, ACTIVATION, B_OFF, BATCHNORM, CUSTOM, DENSE, FLAGS, FROZEN, KIND,
+                       LOSS_FUSED, N_IN, N_OUT, NEED_DX, ON_LOGITS, W_OFF, X_POS, Z_POS)
 from .activations import LINEAR, SOFTMAX, act_backward, act_forward, softmax_rows, softmax_rows_backward
-from .batchnorm import batchnorm_backward, batchnorm_forward, batchnorm_update_moving
 from .blas import gemm
+from .layers import BACKWARD, FORWARD, MOVING
 from .losses import loss_and_grad, metric_sums
-from .optimizers import prepare_step, update_range
-from .regularizers import penalty
+from .optimizers import parallel_update
 from .sample_loss import GRADIENT_TYPE, VALUE_TYPE, rowwise_loss
-from .signatures import D1, F1, F2, I1, I2
+from .signatures import F1, F2, I1, function_pointer
 
 _ZERO = np.float32(0.0)
-_ONE = np.float32(1.0)
-_NORM_EPS = np.float32(1e-7)
 
 # Tasks of the parallel dispatcher.
-_DENSE_FWD, _ELEMENTWISE_FWD, _ACT_BWD, _DENSE_BWD, _UPDATE = range(5)
+_DENSE_FWD, _ACT_BWD, _DENSE_BWD = range(3)
 
 
 @njit(cache=True, inline="always")
@@ -51,12 +53,12 @@ def _block(n, n_parts, t):
 
 
 @njit(cache=True, error_model="numpy")
-def _dense_forward_block(rec, params, ws, b, c0, c1, ab):
-    """Columns [c0, c1) of z = x @ W + bias and a = act(z)."""
+def _dense_forward_block(rec, params, xs, ws, b, c0, c1, ab):
+    """Columns [c0, c1) of z = x @ W + bias and a = act(z); x is read from ``xs``."""
     n_in, n_out, act = rec[N_IN], rec[N_OUT], rec[ACT]
     x, z, a = b * rec[X_POS], b * rec[Z_POS], b * rec[A_POS]
     bias = rec[B_OFF]
-    gemm(False, False, b, c1 - c0, n_in, ab, ws, x, n_in, params, rec[W_OFF] + c0, n_out, ws, z + c0, n_out)
+    gemm(False, False, b, c1 - c0, n_in, ab, xs, x, n_in, params, rec[W_OFF] + c0, n_out, ws, z + c0, n_out)
     for r in range(b):
         zr = ws[z + r * n_out + c0:z + r * n_out + c1]
         if bias >= 0:
@@ -65,27 +67,6 @@ def _dense_forward_block(rec, params, ws, b, c0, c1, ab):
                 zr[j] += bv[j]
         if act != SOFTMAX and act != LINEAR:
             act_forward(act, zr, ws[a + r * n_out + c0:a + r * n_out + c1])
-
-
-@njit(cache=True, error_model="numpy")
-def _elementwise_forward_block(rec, params, consts, ws, b, c0, c1):
-    """Columns [c0, c1) of an Activation, Normalize or Rescale op."""
-    kind, n, act = rec[KIND], rec[N_OUT], rec[ACT]
-    x, a = b * rec[X_POS], b * rec[A_POS]
-    for r in range(b):
-        xv = ws[x + r * n + c0:x + r * n + c1]
-        av = ws[a + r * n + c0:a + r * n + c1]
-        if kind == ACTIVATION:
-            act_forward(act, xv, av)
-        elif kind == NORMALIZE:
-            mean = params[rec[W_OFF] + c0:rec[W_OFF] + c1]
-            var = params[rec[B_OFF] + c0:rec[B_OFF] + c1]
-            for j in range(xv.shape[0]):
-                av[j] = (xv[j] - mean[j]) / max(np.sqrt(var[j]), _NORM_EPS)
-        else:  # RESCALE
-            scale, offset = consts[rec[AUX]], consts[rec[AUX] + 1]
-            for j in range(xv.shape[0]):
-                av[j] = xv[j] * scale + offset
 
 
 @njit(cache=True, error_model="numpy")
@@ -126,138 +107,78 @@ def _dense_backward_block(rec, params, grads, ws, gs, b, t, n_parts, ab):
                 db[j] += row[j]
 
 
-@njit(f"void(int64, {I1}, {F1}, {F1}, {F1}, {F1}, {F1}, int64, int64, {F1}, int64, {F1}, int64, {F2}, int64)",
-      cache=True, parallel=True)
-def _parallel(task, rec, params, consts, grads, ws, gs, b, n_parts, ab, opt, hp, step, slots, n_train):
-    """Runs block ``t`` of ``task`` on thread ``t`` for t in [0, n_parts)."""
+_PARALLEL_SIG = types.void(types.int64, types.int64[::1], types.float32[::1], types.float32[::1],
+                           types.float32[::1], types.float32[::1], types.int64, types.int64, types.float32[::1])
+
+
+@njit(cache=True, parallel=True)
+def _parallel(task, rec, params, grads, ws, gs, b, n_parts, ab):
+    """Runs block ``t`` of ``task`` on Dense (or Activation) op ``rec`` on
+    thread ``t`` for t in [0, n_parts). The forward task reads the op's
+    input from ``gs`` (unused there otherwise): ``ws``, or for the first op
+    the caller's own rows, which inference need not copy."""
     for t in prange(n_parts):
-        if task == _DENSE_FWD or task == _ELEMENTWISE_FWD or task == _ACT_BWD:
+        if task == _DENSE_BWD:
+            _dense_backward_block(rec, params, grads, ws, gs, b, t, n_parts, ab)
+        else:
             c0, c1 = _block(rec[N_OUT], n_parts, t)
             if c0 < c1:
                 if task == _DENSE_FWD:
-                    _dense_forward_block(rec, params, ws, b, c0, c1, ab)
-                elif task == _ELEMENTWISE_FWD:
-                    _elementwise_forward_block(rec, params, consts, ws, b, c0, c1)
+                    _dense_forward_block(rec, params, gs, ws, b, c0, c1, ab)
                 else:
                     _activation_backward_block(rec, ws, gs, b, c0, c1)
-        elif task == _DENSE_BWD:
-            _dense_backward_block(rec, params, grads, ws, gs, b, t, n_parts, ab)
-        else:
-            lo, hi = _block(n_train, n_parts, t)
-            if lo < hi:
-                update_range(opt, hp, step, params, grads, slots, lo, hi)
 
 
-@njit(f"void({I1}, {F1}, {F1}, int64, boolean)", cache=True)
-def _dropout(rec, consts, ws, b, training):
-    """Training: draws a keep mask scaled by 1/(1-rate) into ws[Z], a = x * mask.
-    Inference: identity. Masks come from Numba's generator (``seed_kernels``)."""
-    n = rec[N_OUT]
-    x, m, a = b * rec[X_POS], b * rec[Z_POS], b * rec[A_POS]
-    if not training:
-        for k in range(b * n):
-            ws[a + k] = ws[x + k]
-        return
-    rate = consts[rec[AUX]]
-    keep_scale = _ONE / (_ONE - rate)
-    for k in range(b * n):
-        mk = keep_scale if np.random.random() >= rate else _ZERO
-        ws[m + k] = mk
-        ws[a + k] = ws[x + k] * mk
+def dense_function():
+    """The pointer to ``_parallel``, which runs the Dense layers' work on all threads."""
+    return function_pointer(_parallel, _PARALLEL_SIG)
 
 
-@njit(f"void({I1}, {F1}, {F1}, int64)", cache=True)
-def _leaky_relu(rec, consts, ws, b):
-    """a = x if x > 0 else slope * x, slope from the layer's constants."""
-    x, a = b * rec[X_POS], b * rec[A_POS]
-    slope = consts[rec[AUX]]
-    for k in range(b * rec[N_OUT]):
-        v = ws[x + k]
-        ws[a + k] = v if v > _ZERO else slope * v
-
-
-@njit(f"void({I2}, {F1}, {F1}, {F1}, int64, int64, {F1}, boolean)", cache=True)
-def forward(prog, params, consts, ws, b, n_parts, ab, training):
-    """Runs every op of ``prog`` on the ``b`` rows already gathered into ws;
-    ``training`` draws dropout masks and normalizes by batch statistics."""
-    hp = np.empty(0, dtype=np.float32)
-    no_slots = np.empty((0, 0), dtype=np.float32)
+@njit(cache=True)
+def forward(prog, params, consts, grads, ws, gs, b, n_parts, ab, training, dense, layers, inp):
+    """Runs every op of ``prog`` on ``b`` rows; ``training`` draws dropout
+    masks and normalizes by batch statistics. The rows (b x features) are in
+    ``inp``: ``ws`` (gathered there), or when the first op is Dense any
+    float32 buffer, which that op reads in place.
+    ``dense``: ``dense_function()``; ``layers``: ``layers.layer_function(prog)``,
+    which runs the ops that are not Dense."""
     for i in range(prog.shape[0]):
         rec = prog[i]
-        kind = rec[KIND]
-        if kind == DROPOUT:
-            _dropout(rec, consts, ws, b, training)
+        if rec[KIND] != DENSE:
+            layers(FORWARD, rec, params, consts, grads, ws, gs, b, training)
             continue
-        if kind == BATCHNORM:
-            batchnorm_forward(rec, params, consts, ws, b, training)
-            continue
-        if kind == LEAKY_RELU:
-            _leaky_relu(rec, consts, ws, b)
-            continue
-        if kind == ACTIVATION and rec[ACT] == SOFTMAX:
-            softmax_rows(ws, b * rec[X_POS], ws, b * rec[A_POS], b, rec[N_OUT])
-            continue
-        task = _DENSE_FWD if kind == DENSE else _ELEMENTWISE_FWD
-        _parallel(task, rec, params, consts, params, ws, ws, b, n_parts, ab, 0, hp, 0, no_slots, 0)
-        if kind == DENSE and rec[ACT] == SOFTMAX:
+        dense(_DENSE_FWD, rec, params, grads, ws, inp if i == 0 else ws, b, n_parts, ab)
+        if rec[ACT] == SOFTMAX:
             softmax_rows(ws, b * rec[Z_POS], ws, b * rec[A_POS], b, rec[N_OUT])
+
+
+@njit(cache=True)
+def backward(prog, params, consts, grads, ws, gs, b, n_parts, ab, training, dense, layers):
+    """Back-propagates from the output gradient already in ``gs``;
+    ``training`` must be the value the forward pass ran with."""
+    for i in range(prog.shape[0] - 1, -1, -1):
+        rec = prog[i]
+        flags = rec[FLAGS]
+        if rec[KIND] == ACTIVATION and rec[ACT] != SOFTMAX and rec[ACT] != LINEAR and \
+                (flags & (NEED_DX | LOSS_FUSED)) == NEED_DX:
+            dense(_ACT_BWD, rec, params, grads, ws, gs, b, n_parts, ab)   # wide layers: in parallel
+        elif rec[KIND] != DENSE:
+            if (flags & LOSS_FUSED) == 0:
+                layers(BACKWARD, rec, params, consts, grads, ws, gs, b, training)
+        elif (flags & FROZEN) == 0 or (flags & NEED_DX) != 0:   # else no gradient is needed below
+            act = rec[ACT]
+            if act != LINEAR and (flags & LOSS_FUSED) == 0:
+                if act == SOFTMAX:
+                    softmax_rows_backward(ws, gs, b * rec[A_POS], gs, b * rec[Z_POS], b, rec[N_OUT])
+                else:
+                    dense(_ACT_BWD, rec, params, grads, ws, gs, b, n_parts, ab)
+            dense(_DENSE_BWD, rec, params, grads, ws, gs, b, n_parts, ab)
 
 
 @njit(cache=True)
 def seed_kernels(seed):
     """Seeds the generator compiled code draws from (dropout masks)."""
     np.random.seed(seed)
-
-
-@njit(cache=True)
-def update_moving_statistics(prog, params, consts, ws, b):
-    """After a training forward pass: BatchNormalization's moving mean and variance."""
-    for i in range(prog.shape[0]):
-        if prog[i, KIND] == BATCHNORM:
-            batchnorm_update_moving(prog[i], params, consts, ws, b)
-
-
-@njit(f"void({I2}, {F1}, {F1}, {F1}, {F1}, {F1}, int64, int64, {F1}, boolean)", cache=True)
-def backward(prog, params, consts, grads, ws, gs, b, n_parts, ab, training):
-    """Back-propagates from the output gradient already in ``gs``;
-    ``training`` must be the value the forward pass ran with."""
-    hp = np.empty(0, dtype=np.float32)
-    no_slots = np.empty((0, 0), dtype=np.float32)
-    for i in range(prog.shape[0] - 1, -1, -1):
-        rec = prog[i]
-        kind = rec[KIND]
-        flags = rec[FLAGS]
-        if kind == BATCHNORM:
-            batchnorm_backward(rec, params, grads, ws, gs, b, training)
-        elif kind == DENSE and (flags & FROZEN) != 0 and (flags & NEED_DX) == 0:
-            continue    # a frozen layer with nothing trainable before it: no gradient needed
-        elif kind == DENSE or kind == ACTIVATION:
-            act = rec[ACT]
-            if act != LINEAR and (flags & LOSS_FUSED) == 0 and (kind == DENSE or (flags & NEED_DX) != 0):
-                if act == SOFTMAX:
-                    softmax_rows_backward(ws, gs, b * rec[A_POS], gs, b * rec[Z_POS], b, rec[N_OUT])
-                else:
-                    _parallel(_ACT_BWD, rec, params, consts, grads, ws, gs, b, n_parts, ab, 0, hp, 0, no_slots, 0)
-            if kind == DENSE:
-                _parallel(_DENSE_BWD, rec, params, consts, grads, ws, gs, b, n_parts, ab, 0, hp, 0, no_slots, 0)
-        elif (flags & NEED_DX) != 0:
-            n = rec[N_OUT]
-            x, a, zp = b * rec[X_POS], b * rec[A_POS], b * rec[Z_POS]
-            for r in range(b):
-                for j in range(n):
-                    k = r * n + j
-                    gk = gs[a + k]
-                    if kind == NORMALIZE:
-                        gk = gk / max(np.sqrt(params[rec[B_OFF] + j]), _NORM_EPS)
-                    elif kind == RESCALE:
-                        gk = gk * consts[rec[AUX]]
-                    elif kind == DROPOUT:
-                        if training:
-                            gk = gk * ws[zp + k]
-                    elif kind == LEAKY_RELU:
-                        if ws[x + k] <= _ZERO:
-                            gk = gk * consts[rec[AUX]]
-                    gs[x + k] = gk
 
 
 @njit(cache=True)
@@ -285,30 +206,59 @@ def _gather_labels(Yi, ids, pos, b, dst):
         dst[r] = Yi[ids[pos + r]]
 
 
-_BATCH_LOSS_SIG = types.void(types.int64[:, ::1], types.float32[::1], types.float32[::1], types.float32[::1],
-                             types.int64[::1], types.float32[::1], types.int64, types.int64, types.int64,
-                             types.int64[::1], types.float64[::1], types.boolean, VALUE_TYPE, GRADIENT_TYPE,
-                             types.float32[::1])
+_BATCH_LOSS_SIG = types.float64(types.int64[:, ::1], types.float32[::1], types.float32[::1], types.float32[::1],
+                                 types.int64[::1], types.float32[::1], types.int64, types.int64, types.int64,
+                                 types.int64[::1], types.float64[::1], types.boolean, VALUE_TYPE, GRADIENT_TYPE,
+                                 types.float32[::1])
+BATCH_LOSS_TYPE = types.FunctionType(_BATCH_LOSS_SIG)
 
 
-@njit(_BATCH_LOSS_SIG, cache=True)
-def _batch_loss(prog, ws, gs, yb, yl, wb, b, loss_code, loss_mode, metric_codes, sums, want_grad,
-                loss_value, loss_grad, loss_consts):
-    """Adds the batch's loss (weighted by ``wb`` when not empty), sample count
-    and metric values to ``sums``; with ``want_grad`` writes the output
-    gradient into ``gs``. A CUSTOM loss calls ``loss_value``/``loss_grad``."""
+@njit(cache=True, inline="always")
+def _loss_source(prog, b, loss_mode):
+    """(where the loss reads, the mode it reads in, the output width)."""
     last = prog[prog.shape[0] - 1]
     fused = (last[FLAGS] & LOSS_FUSED) != 0
-    src = b * (last[Z_POS] if fused else last[A_POS])
-    mode = ON_LOGITS if fused else loss_mode
-    n = last[N_OUT]
-    if loss_code == CUSTOM or wb.shape[0] > 0:
-        sums[0] += rowwise_loss(loss_code, mode, ws[src:src + b * n], gs[src:src + b * n], yb, yl, wb, b, n,
-                                want_grad, loss_value, loss_grad, loss_consts)
-    else:
-        sums[0] += loss_and_grad(loss_code, mode, ws, src, gs, src, yb, yl, b, n, want_grad)
+    return b * (last[Z_POS] if fused else last[A_POS]), ON_LOGITS if fused else loss_mode, last[N_OUT]
+
+
+@njit(cache=True, inline="always")
+def _count_and_metrics(prog, ws, yb, yl, b, metric_codes, sums):
+    last = prog[prog.shape[0] - 1]
     sums[1] += b
     metric_sums(metric_codes, sums[2:], ws, b * last[A_POS], yb, yl, b, last[N_OUT])
+
+
+@njit(cache=True)
+def batch_loss(prog, ws, gs, yb, yl, wb, b, loss_code, loss_mode, metric_codes, sums, want_grad,
+               loss_value, loss_grad, loss_consts):
+    """Adds the batch's loss (a built-in loss, unweighted), sample count and
+    metric values to ``sums``; with ``want_grad`` writes the output gradient
+    into ``gs``. Returns the loss."""
+    src, mode, n = _loss_source(prog, b, loss_mode)
+    loss = loss_and_grad(loss_code, mode, ws, src, gs, src, yb, yl, b, n, want_grad)
+    sums[0] += loss
+    _count_and_metrics(prog, ws, yb, yl, b, metric_codes, sums)
+    return loss
+
+
+@njit(cache=True)
+def weighted_batch_loss(prog, ws, gs, yb, yl, wb, b, loss_code, loss_mode, metric_codes, sums, want_grad,
+                        loss_value, loss_grad, loss_consts):
+    """``batch_loss`` weighted by ``wb`` (when not empty), or of a CUSTOM loss
+    (``loss_value``/``loss_grad``/``loss_consts``), one sample at a time."""
+    src, mode, n = _loss_source(prog, b, loss_mode)
+    loss = rowwise_loss(loss_code, mode, ws[src:src + b * n], gs[src:src + b * n], yb, yl, wb, b, n, want_grad,
+                        loss_value, loss_grad, loss_consts)
+    sums[0] += loss
+    _count_and_metrics(prog, ws, yb, yl, b, metric_codes, sums)
+    return loss
+
+
+def loss_function(loss_code, weighted):
+    """The pointer to ``batch_loss``, or ``weighted_batch_loss`` for sample
+    weights or a CUSTOM loss."""
+    fn = weighted_batch_loss if weighted or loss_code == CUSTOM else batch_loss
+    return function_pointer(fn, _BATCH_LOSS_SIG)
 
 
 @njit(cache=True)
@@ -323,10 +273,10 @@ def _copy_outputs(prog, ws, b, out, pos):
 
 
 @njit(cache=True)
-def train_steps(prog, params, consts, grads, slots, n_trainable, opt, hp, step, bounds,
+def train_steps(prog, params, consts, grads, slots, n_trainable, opt, update, prepare, hp, step, bounds,
                 X, Yf, Yi, ids, start, stop, batch, ws, gs, yb, yl,
-                loss_code, loss_mode, metric_codes, sums, n_parts, ab,
-                regs, sw, loss_value, loss_grad, loss_consts, pred_out):
+                loss_code, loss_mode, metric_codes, sums, n_parts, ab, regs, penalty, sw,
+                batch_loss, dense, layers, loss_value, loss_grad, loss_consts, pred_out):
     """Trains on rows ids[start:stop] in batches of ``batch``; returns the step count.
 
     Stops early, before its update, at the first batch whose loss is NaN or
@@ -340,13 +290,16 @@ def train_steps(prog, params, consts, grads, slots, n_trainable, opt, hp, step, 
     targets or ``Yi`` (N,) int64 labels (the other is empty); ``ids`` int64
     row order. ``ws``/``gs`` workspaces sized for ``batch`` rows, ``yb``/``yl``
     target blocks. ``sums`` float64 accumulates [loss, samples, metrics...];
-    the loss includes the weight penalties of ``regs`` (``regularizers.penalty``)
-    once per sample, as Keras adds them to every batch's loss.
+    the loss includes the weight penalties of ``regs`` (``penalty``:
+    ``regularizers.penalty_function``) once per sample, as Keras adds them to
+    every batch's loss.
     ``step`` is the optimizer's iteration count before this call; ``slots``
-    (k, n) its state, ``hp`` its parameter vector (``optimizers.prepare_step``
-    updates it each step), ``bounds`` the offsets of the trainable weight
-    arrays (for clipping by norm).
-    ``sw`` (N,) float32 sample weights or empty; ``loss_value``/``loss_grad``/
+    (k, n) its state, ``hp`` its parameter vector, ``update`` its
+    ``optimizers.update_function`` and ``prepare`` its
+    ``optimizers.prepare_function`` (which updates ``hp`` each step),
+    ``bounds`` the offsets of the trainable weight arrays (for clipping by norm).
+    ``sw`` (N,) float32 sample weights or empty; ``batch_loss``: ``loss_function``;
+    ``dense``: ``dense_function``; ``layers``: ``layers.layer_function``; ``loss_value``/``loss_grad``/
     ``loss_consts`` a CUSTOM loss (``sample_loss``); ``pred_out`` (N, outputs)
     float32 or empty: receives the training-mode outputs of row ids[i] at i.
     """
@@ -364,21 +317,21 @@ def train_steps(prog, params, consts, grads, slots, n_trainable, opt, hp, step, 
         if weighted:
             for r in range(b):
                 wb[r] = sw[ids[pos + r]]
-        forward(prog, params, consts, ws, b, n_parts, ab, True)
-        update_moving_statistics(prog, params, consts, ws, b)
-        _batch_loss(prog, ws, gs, yb, yl, wb, b, loss_code, loss_mode, metric_codes, sums, True,
-                    loss_value, loss_grad, loss_consts)
-        backward(prog, params, consts, grads, ws, gs, b, n_parts, ab, True)
-        if regs.shape[0] > 0:
-            sums[0] += b * penalty(regs, consts, params, grads, True)
+        forward(prog, params, consts, grads, ws, gs, b, n_parts, ab, True, dense, layers, ws)
+        for i in range(prog.shape[0]):
+            if prog[i, KIND] == BATCHNORM:
+                layers(MOVING, prog[i], params, consts, grads, ws, gs, b, True)
+        batch_loss(prog, ws, gs, yb, yl, wb, b, loss_code, loss_mode, metric_codes, sums, True,
+                   loss_value, loss_grad, loss_consts)
+        backward(prog, params, consts, grads, ws, gs, b, n_parts, ab, True, dense, layers)
+        sums[0] += b * penalty(regs, consts, params, grads, True)
         if not np.isfinite(sums[0]):
             break   # a NaN/inf loss: stop before this batch's update (fit then stops)
         if pred_out.shape[0] > 0:
             _copy_outputs(prog, ws, b, pred_out, pos)
         step += 1
-        prepare_step(opt, hp, step, grads, bounds)
-        _parallel(_UPDATE, prog[0], params, consts, grads, ws, gs, b, n_parts, ab, opt, hp, step, slots,
-                  n_trainable)
+        prepare(opt, hp, step, grads, bounds)
+        parallel_update(update, hp, step, params, grads, slots, n_trainable, n_parts)
         pos += b
     return step
 
@@ -386,20 +339,27 @@ def train_steps(prog, params, consts, grads, slots, n_trainable, opt, hp, step, 
 @njit(cache=True)
 def infer_steps(prog, params, consts, X, Yf, Yi, start, stop, batch, ws, yb, yl,
                 loss_code, loss_mode, metric_codes, sums, out, n_parts, ab,
-                sw, loss_value, loss_grad, loss_consts):
+                sw, batch_loss, dense, layers, loss_value, loss_grad, loss_consts):
     """Forward pass on rows [start, stop) of X in order.
 
     With ``loss_code >= 0`` adds [loss, samples, metrics...] to ``sums`` as
     ``train_steps`` does (weighted by ``sw`` when not empty; weight penalties
     are constant here and added by the caller); with ``out`` non-empty copies
-    the outputs of rows [start, stop) into ``out[start:stop]`` (2-D float32)."""
+    the outputs of rows [start, stop) into ``out[start:stop]`` (2-D float32).
+    Other arguments as ``train_steps``."""
     weighted = sw.shape[0] > 0
     wb = np.empty(batch if weighted else 0, dtype=np.float32)
+    in_place = prog[0, KIND] == DENSE     # the first op reads the rows where they are: no copy
+    f = X.shape[1]
+    flat_x = X.reshape(-1)
     pos = start
     while pos < stop:
         b = min(batch, stop - pos)
-        _copy_rows(X, pos, b, ws)
-        forward(prog, params, consts, ws, b, n_parts, ab, False)
+        if in_place:
+            forward(prog, params, consts, params, ws, ws, b, n_parts, ab, False, dense, layers, flat_x[pos * f:])
+        else:
+            _copy_rows(X, pos, b, ws)
+            forward(prog, params, consts, params, ws, ws, b, n_parts, ab, False, dense, layers, ws)
         if loss_code >= 0:
             if Yi.shape[0] > 0:
                 for r in range(b):
@@ -409,8 +369,8 @@ def infer_steps(prog, params, consts, X, Yf, Yi, start, stop, batch, ws, yb, yl,
             if weighted:
                 for r in range(b):
                     wb[r] = sw[pos + r]
-            _batch_loss(prog, ws, ws, yb, yl, wb, b, loss_code, loss_mode, metric_codes, sums, False,
-                        loss_value, loss_grad, loss_consts)
+            batch_loss(prog, ws, ws, yb, yl, wb, b, loss_code, loss_mode, metric_codes, sums, False,
+                       loss_value, loss_grad, loss_consts)
         if out.shape[0] > 0:
             _copy_outputs(prog, ws, b, out, pos)
         pos += b
@@ -418,13 +378,15 @@ def infer_steps(prog, params, consts, X, Yf, Yi, start, stop, batch, ws, yb, yl,
 
 @njit(cache=True)
 def loss_gradients(prog, params, consts, grads, X, Yf, Yi, batch, ws, gs, yb, yl, loss_code, loss_mode,
-                   n_parts, ab, regs, sw, loss_value, loss_grad, loss_consts, training):
+                   n_parts, ab, regs, penalty, sw, batch_loss, dense, layers, loss_value, loss_grad, loss_consts,
+                   training):
     """Loss over one batch (all rows of X, in order: the mean of the per-sample
     losses, weighted by ``sw`` when not empty, plus the weight penalties) and
     its gradient with respect to every trainable parameter, written to
     ``grads``. ``training`` runs the layers as in ``fit`` (dropout masks,
     batch statistics) without updating moving statistics. Nothing is updated.
-    Used by tests (finite differences) and by callers that want gradients."""
+    Used by tests (finite differences) and by callers that want gradients.
+    Other arguments as ``train_steps``."""
     b = X.shape[0]
     _copy_rows(X, 0, b, ws)
     if Yi.shape[0] > 0:
@@ -432,13 +394,12 @@ def loss_gradients(prog, params, consts, grads, X, Yf, Yi, batch, ws, gs, yb, yl
             yl[r] = Yi[r]
     else:
         _copy_rows(Yf, 0, b, yb)
-    forward(prog, params, consts, ws, b, n_parts, ab, training)
+    forward(prog, params, consts, grads, ws, gs, b, n_parts, ab, training, dense, layers, ws)
     sums = np.zeros(2, dtype=np.float64)
     wb = np.empty(b if sw.shape[0] > 0 else 0, dtype=np.float32)
     for r in range(wb.shape[0]):
         wb[r] = sw[r]
-    _batch_loss(prog, ws, gs, yb, yl, wb, b, loss_code, loss_mode, np.zeros(0, dtype=np.int64), sums, True,
-                loss_value, loss_grad, loss_consts)
-    backward(prog, params, consts, grads, ws, gs, b, n_parts, ab, training)
-    reg = penalty(regs, consts, params, grads, True) if regs.shape[0] > 0 else 0.0
-    return sums[0] / b + reg
+    batch_loss(prog, ws, gs, yb, yl, wb, b, loss_code, loss_mode, np.zeros(0, dtype=np.int64), sums, True,
+               loss_value, loss_grad, loss_consts)
+    backward(prog, params, consts, grads, ws, gs, b, n_parts, ab, training, dense, layers)
+    return sums[0] / b + penalty(regs, consts, params, grads, True)

@@ -33,14 +33,21 @@ floats takes 97 us per call instead of 720 us): constants are float32
 (``1 - b1`` with a float64 literal would promote the loop to float64); loops
 run over zero-based views (a signed ``lo + i`` index needs a wrap-around
 check); ``error_model="numpy"`` drops the Python ZeroDivisionError check
-that otherwise sits in every division. Branches on the optimizer and its
-options sit outside the loops.
+that otherwise sits in every division. Branches on options sit outside the
+loops.
+
+Each optimizer is its own compiled function (``update_function``), passed to
+the training loop as a function pointer: a model compiles only the update
+it uses, and the loop compiles once for all of them. Likewise the loop gets
+``prepare_nothing`` instead of ``prepare_step`` when a step has nothing to
+prepare (``prepare_function``), so schedules and clipping compile only for
+the models that use them.
 """
 import numpy as np
-from numba import njit, prange
+from numba import njit, prange, types
 
 from .schedules import scheduled_rate
-from .signatures import F1, F2, I1
+from .signatures import function_pointer
 from ..program import (ADADELTA, ADAGRAD, ADAM, ADAMAX, FTRL, HP_1, HP_2, HP_3, HP_4, HP_5, HP_AMSGRAD,
                        HP_CENTERED, HP_CLIPNORM, HP_CLIPVALUE, HP_EPS, HP_GLOBAL_CLIPNORM, HP_LR, HP_NESTEROV,
                        HP_SCHED, HP_UPROD, HP_WD, NADAM, RMSPROP, SCHED_NONE, SGD)
@@ -52,158 +59,226 @@ _TWO = np.float32(2.0)
 _NADAM_DECAY = np.float32(0.96)
 
 
-@njit(f"void(int64, {F1}, int64, {F1}, {F1}, {F2}, int64, int64)", cache=True, fastmath=True,
-      error_model="numpy")
-def update_range(opt, hp, step, w, g, slots, lo, hi):
-    """Applies optimizer ``opt`` at step ``step`` (from 1) to ``w[lo:hi]``.
+UPDATE_SIG = types.void(types.float32[::1], types.int64, types.float32[::1], types.float32[::1],
+                        types.float32[:, ::1], types.int64, types.int64)
+UPDATE_TYPE = types.FunctionType(UPDATE_SIG)
+_update = njit(cache=True, fastmath=True, error_model="numpy")
 
-    ``hp`` is the float32 parameter vector (``program.HP_*``), already
-    prepared for this step; ``slots`` (k >= 2, len(w)) the optimizer's state.
-    """
-    w, g = w[lo:hi], g[lo:hi]
-    s0, s1 = slots[0][lo:hi], slots[1][lo:hi]
-    s2 = slots[2][lo:hi] if slots.shape[0] > 2 else s1
-    n = w.shape[0]
-    lr = hp[HP_LR]
-    eps = hp[HP_EPS]
-    h1, h2 = hp[HP_1], hp[HP_2]
-    wd = hp[HP_WD]
+
+@njit(cache=True, inline="always")
+def _views(w, g, slots, lo, hi):
+    """w[lo:hi], g[lo:hi] and the slot rows' [lo:hi] (s2 aliases s1 when there are two rows)."""
+    s2 = slots[2][lo:hi] if slots.shape[0] > 2 else slots[1][lo:hi]
+    return w[lo:hi], g[lo:hi], slots[0][lo:hi], slots[1][lo:hi], s2
+
+
+@njit(cache=True, inline="always")
+def _decay_weights(hp, w):
+    """Keras's decoupled weight decay, before the step: w -= w*wd*lr."""
+    wd, lr = hp[HP_WD], hp[HP_LR]
     if wd != _ZERO:
-        for i in range(n):
+        for i in range(w.shape[0]):
             w[i] -= w[i] * wd * lr
-    if opt == SGD:
-        if h1 == _ZERO:
-            for i in range(n):
-                w[i] -= lr * g[i]
-        elif hp[HP_NESTEROV] != _ZERO:
-            for i in range(n):
-                m = h1 * s0[i] - lr * g[i]
-                s0[i] = m
-                w[i] += h1 * m - lr * g[i]
-        else:
-            for i in range(n):
-                m = h1 * s0[i] - lr * g[i]
-                s0[i] = m
-                w[i] += m
-    elif opt == RMSPROP:
-        one_m_rho = _ONE - h1
-        if hp[HP_CENTERED] == _ZERO and h2 == _ZERO:
-            for i in range(n):
-                v = h1 * s0[i] + one_m_rho * (g[i] * g[i])
-                s0[i] = v
-                w[i] -= lr * g[i] / np.sqrt(v + eps)
-        elif hp[HP_CENTERED] == _ZERO:
-            for i in range(n):
-                v = h1 * s0[i] + one_m_rho * (g[i] * g[i])
-                s0[i] = v
-                m = h2 * s1[i] + lr * g[i] / np.sqrt(v + eps)
-                s1[i] = m
-                w[i] -= m
-        elif h2 == _ZERO:
-            for i in range(n):
-                v = h1 * s0[i] + one_m_rho * (g[i] * g[i])
-                a = h1 * s2[i] + one_m_rho * g[i]
-                s0[i] = v
-                s2[i] = a
-                w[i] -= lr * g[i] / np.sqrt(v - a * a + eps)
-        else:
-            for i in range(n):
-                v = h1 * s0[i] + one_m_rho * (g[i] * g[i])
-                a = h1 * s2[i] + one_m_rho * g[i]
-                s0[i] = v
-                s2[i] = a
-                m = h2 * s1[i] + lr * g[i] / np.sqrt(v - a * a + eps)
-                s1[i] = m
-                w[i] -= m
-    elif opt == ADAM:
-        t = np.float32(step)
-        alpha = lr * np.sqrt(_ONE - h2 ** t) / (_ONE - h1 ** t)
-        one_m_b1 = _ONE - h1
-        one_m_b2 = _ONE - h2
-        if hp[HP_AMSGRAD] == _ZERO:
-            for i in range(n):
-                gi = g[i]
-                m = s0[i] + (gi - s0[i]) * one_m_b1
-                v = s1[i] + (gi * gi - s1[i]) * one_m_b2
-                s0[i] = m
-                s1[i] = v
-                w[i] -= alpha * m / (np.sqrt(v) + eps)
-        else:
-            for i in range(n):
-                gi = g[i]
-                m = s0[i] + (gi - s0[i]) * one_m_b1
-                v = s1[i] + (gi * gi - s1[i]) * one_m_b2
-                v_hat = max(s2[i], v)
-                s0[i] = m
-                s1[i] = v
-                s2[i] = v_hat
-                w[i] -= alpha * m / (np.sqrt(v_hat) + eps)
-    elif opt == ADAGRAD:
-        for i in range(n):
-            acc = s0[i] + g[i] * g[i]
-            s0[i] = acc
-            w[i] -= lr * g[i] / np.sqrt(acc + eps)
-    elif opt == NADAM:
-        t = np.float32(step)
-        u_t = h1 * (_ONE - _HALF * _NADAM_DECAY ** t)
-        u_next = h1 * (_ONE - _HALF * _NADAM_DECAY ** np.float32(step + 1))
-        prod = hp[HP_UPROD]
-        prod_next = prod * u_next
-        v_scale = _ONE - h2 ** t
-        one_m_b1 = _ONE - h1
-        one_m_b2 = _ONE - h2
-        for i in range(n):
+
+
+@_update
+def sgd(hp, step, w, g, slots, lo, hi):
+    w, g, s0, s1, s2 = _views(w, g, slots, lo, hi)
+    _decay_weights(hp, w)
+    lr, h1 = hp[HP_LR], hp[HP_1]
+    if h1 == _ZERO:
+        for i in range(w.shape[0]):
+            w[i] -= lr * g[i]
+    elif hp[HP_NESTEROV] != _ZERO:
+        for i in range(w.shape[0]):
+            m = h1 * s0[i] - lr * g[i]
+            s0[i] = m
+            w[i] += h1 * m - lr * g[i]
+    else:
+        for i in range(w.shape[0]):
+            m = h1 * s0[i] - lr * g[i]
+            s0[i] = m
+            w[i] += m
+
+
+@_update
+def rmsprop(hp, step, w, g, slots, lo, hi):
+    w, g, s0, s1, s2 = _views(w, g, slots, lo, hi)
+    _decay_weights(hp, w)
+    lr, eps, h1, h2 = hp[HP_LR], hp[HP_EPS], hp[HP_1], hp[HP_2]
+    one_m_rho = _ONE - h1
+    if hp[HP_CENTERED] == _ZERO and h2 == _ZERO:
+        for i in range(w.shape[0]):
+            v = h1 * s0[i] + one_m_rho * (g[i] * g[i])
+            s0[i] = v
+            w[i] -= lr * g[i] / np.sqrt(v + eps)
+    elif hp[HP_CENTERED] == _ZERO:
+        for i in range(w.shape[0]):
+            v = h1 * s0[i] + one_m_rho * (g[i] * g[i])
+            s0[i] = v
+            m = h2 * s1[i] + lr * g[i] / np.sqrt(v + eps)
+            s1[i] = m
+            w[i] -= m
+    elif h2 == _ZERO:
+        for i in range(w.shape[0]):
+            v = h1 * s0[i] + one_m_rho * (g[i] * g[i])
+            a = h1 * s2[i] + one_m_rho * g[i]
+            s0[i] = v
+            s2[i] = a
+            w[i] -= lr * g[i] / np.sqrt(v - a * a + eps)
+    else:
+        for i in range(w.shape[0]):
+            v = h1 * s0[i] + one_m_rho * (g[i] * g[i])
+            a = h1 * s2[i] + one_m_rho * g[i]
+            s0[i] = v
+            s2[i] = a
+            m = h2 * s1[i] + lr * g[i] / np.sqrt(v - a * a + eps)
+            s1[i] = m
+            w[i] -= m
+
+
+@_update
+def adam(hp, step, w, g, slots, lo, hi):
+    w, g, s0, s1, s2 = _views(w, g, slots, lo, hi)
+    _decay_weights(hp, w)
+    lr, eps, h1, h2 = hp[HP_LR], hp[HP_EPS], hp[HP_1], hp[HP_2]
+    t = np.float32(step)
+    alpha = lr * np.sqrt(_ONE - h2 ** t) / (_ONE - h1 ** t)
+    one_m_b1 = _ONE - h1
+    one_m_b2 = _ONE - h2
+    if hp[HP_AMSGRAD] == _ZERO:
+        for i in range(w.shape[0]):
             gi = g[i]
             m = s0[i] + (gi - s0[i]) * one_m_b1
             v = s1[i] + (gi * gi - s1[i]) * one_m_b2
             s0[i] = m
             s1[i] = v
-            m_hat = u_next * m / (_ONE - prod_next) + (_ONE - u_t) * gi / (_ONE - prod)
-            w[i] -= m_hat * lr / (np.sqrt(v / v_scale) + eps)
-    elif opt == ADAMAX:
-        bias = _ONE - h1 ** np.float32(step)
-        one_m_b1 = _ONE - h1
-        for i in range(n):
+            w[i] -= alpha * m / (np.sqrt(v) + eps)
+    else:
+        for i in range(w.shape[0]):
             gi = g[i]
             m = s0[i] + (gi - s0[i]) * one_m_b1
-            u = max(h2 * s1[i], abs(gi))
+            v = s1[i] + (gi * gi - s1[i]) * one_m_b2
+            v_hat = max(s2[i], v)
             s0[i] = m
-            s1[i] = u
-            w[i] -= lr * m / (bias * (u + eps))
-    elif opt == ADADELTA:
-        one_m_rho = _ONE - h1
-        for i in range(n):
+            s1[i] = v
+            s2[i] = v_hat
+            w[i] -= alpha * m / (np.sqrt(v_hat) + eps)
+
+
+@_update
+def adagrad(hp, step, w, g, slots, lo, hi):
+    w, g, s0, s1, s2 = _views(w, g, slots, lo, hi)
+    _decay_weights(hp, w)
+    lr, eps = hp[HP_LR], hp[HP_EPS]
+    for i in range(w.shape[0]):
+        acc = s0[i] + g[i] * g[i]
+        s0[i] = acc
+        w[i] -= lr * g[i] / np.sqrt(acc + eps)
+
+
+@_update
+def nadam(hp, step, w, g, slots, lo, hi):
+    w, g, s0, s1, s2 = _views(w, g, slots, lo, hi)
+    _decay_weights(hp, w)
+    lr, eps, h1, h2 = hp[HP_LR], hp[HP_EPS], hp[HP_1], hp[HP_2]
+    t = np.float32(step)
+    u_t = h1 * (_ONE - _HALF * _NADAM_DECAY ** t)
+    u_next = h1 * (_ONE - _HALF * _NADAM_DECAY ** np.float32(step + 1))
+    prod = hp[HP_UPROD]
+    prod_next = prod * u_next
+    v_scale = _ONE - h2 ** t
+    one_m_b1 = _ONE - h1
+    one_m_b2 = _ONE - h2
+    for i in range(w.shape[0]):
+        gi = g[i]
+        m = s0[i] + (gi - s0[i]) * one_m_b1
+        v = s1[i] + (gi * gi - s1[i]) * one_m_b2
+        s0[i] = m
+        s1[i] = v
+        m_hat = u_next * m / (_ONE - prod_next) + (_ONE - u_t) * gi / (_ONE - prod)
+        w[i] -= m_hat * lr / (np.sqrt(v / v_scale) + eps)
+
+
+@_update
+def adamax(hp, step, w, g, slots, lo, hi):
+    w, g, s0, s1, s2 = _views(w, g, slots, lo, hi)
+    _decay_weights(hp, w)
+    lr, eps, h1, h2 = hp[HP_LR], hp[HP_EPS], hp[HP_1], hp[HP_2]
+    bias = _ONE - h1 ** np.float32(step)
+    one_m_b1 = _ONE - h1
+    for i in range(w.shape[0]):
+        gi = g[i]
+        m = s0[i] + (gi - s0[i]) * one_m_b1
+        u = max(h2 * s1[i], abs(gi))
+        s0[i] = m
+        s1[i] = u
+        w[i] -= lr * m / (bias * (u + eps))
+
+
+@_update
+def adadelta(hp, step, w, g, slots, lo, hi):
+    w, g, s0, s1, s2 = _views(w, g, slots, lo, hi)
+    _decay_weights(hp, w)
+    lr, eps, h1 = hp[HP_LR], hp[HP_EPS], hp[HP_1]
+    one_m_rho = _ONE - h1
+    for i in range(w.shape[0]):
+        gi = g[i]
+        acc_g = h1 * s0[i] + one_m_rho * (gi * gi)
+        dx = -(np.sqrt(s1[i] + eps) * gi) / np.sqrt(acc_g + eps)
+        s0[i] = acc_g
+        s1[i] = h1 * s1[i] + one_m_rho * (dx * dx)
+        w[i] += lr * dx
+
+
+@_update
+def ftrl(hp, step, w, g, slots, lo, hi):
+    w, g, s0, s1, s2 = _views(w, g, slots, lo, hi)
+    _decay_weights(hp, w)
+    lr = hp[HP_LR]
+    neg_power = -hp[HP_1]
+    l1 = hp[HP_2]
+    l2 = hp[HP_3] + hp[HP_5] / (_TWO * lr)
+    shrink = _TWO * hp[HP_4]
+    if neg_power == _HALF:     # the default: sqrt vectorises, a general power does not (30x slower)
+        for i in range(w.shape[0]):
             gi = g[i]
-            acc_g = h1 * s0[i] + one_m_rho * (gi * gi)
-            dx = -(np.sqrt(s1[i] + eps) * gi) / np.sqrt(acc_g + eps)
-            s0[i] = acc_g
-            s1[i] = h1 * s1[i] + one_m_rho * (dx * dx)
-            w[i] += lr * dx
-    elif opt == FTRL:
-        neg_power = -h1
-        l1 = h2
-        l2 = hp[HP_3] + hp[HP_5] / (_TWO * lr)
-        shrink = _TWO * hp[HP_4]
-        if neg_power == _HALF:     # the default: sqrt vectorises, a general power does not (30x slower)
-            for i in range(n):
-                gi = g[i]
-                acc = s0[i]
-                new_acc = acc + gi * gi
-                new_pow = np.sqrt(new_acc)
-                z = s1[i] + ((gi + shrink * w[i]) - (new_pow - np.sqrt(acc)) / lr * w[i])
-                s1[i] = z
-                s0[i] = new_acc
-                w[i] = (min(max(z, -l1), l1) - z) / (new_pow / lr + _TWO * l2)
-        else:
-            for i in range(n):
-                gi = g[i]
-                acc = s0[i]
-                new_acc = acc + gi * gi
-                new_pow = new_acc ** neg_power
-                z = s1[i] + ((gi + shrink * w[i]) - (new_pow - acc ** neg_power) / lr * w[i])
-                s1[i] = z
-                s0[i] = new_acc
-                w[i] = (min(max(z, -l1), l1) - z) / (new_pow / lr + _TWO * l2)
+            acc = s0[i]
+            new_acc = acc + gi * gi
+            new_pow = np.sqrt(new_acc)
+            z = s1[i] + ((gi + shrink * w[i]) - (new_pow - np.sqrt(acc)) / lr * w[i])
+            s1[i] = z
+            s0[i] = new_acc
+            w[i] = (min(max(z, -l1), l1) - z) / (new_pow / lr + _TWO * l2)
+    else:
+        for i in range(w.shape[0]):
+            gi = g[i]
+            acc = s0[i]
+            new_acc = acc + gi * gi
+            new_pow = new_acc ** neg_power
+            z = s1[i] + ((gi + shrink * w[i]) - (new_pow - acc ** neg_power) / lr * w[i])
+            s1[i] = z
+            s0[i] = new_acc
+            w[i] = (min(max(z, -l1), l1) - z) / (new_pow / lr + _TWO * l2)
+
+
+_UPDATES = {SGD: sgd, RMSPROP: rmsprop, ADAM: adam, ADAGRAD: adagrad, NADAM: nadam, ADAMAX: adamax,
+            ADADELTA: adadelta, FTRL: ftrl}
+
+
+def update_function(opt):
+    """Optimizer ``opt``'s update, compiled (or loaded from the cache) on first
+    use: ``f(hp, step, w, g, slots, lo, hi)`` applies step ``step`` (from 1)
+    to ``w[lo:hi]``; ``hp`` is the float32 parameter vector (``program.HP_*``),
+    already prepared for this step; ``slots`` (k >= 2, len(w)) the state.
+    Compiled loops receive it as a function pointer (``UPDATE_TYPE``)."""
+    return function_pointer(_UPDATES[opt], UPDATE_SIG)
+
+
+def update_range(opt, hp, step, w, g, slots, lo, hi):
+    """Applies optimizer ``opt`` at step ``step`` to ``w[lo:hi]`` (from Python)."""
+    update_function(opt)
+    _UPDATES[opt](hp, step, w, g, slots, lo, hi)
 
 
 @njit(cache=True, inline="always")
@@ -212,8 +287,8 @@ def _nadam_next(prod, b1, step):
     return prod * b1 * (_ONE - _HALF * _NADAM_DECAY ** np.float32(step))
 
 
-@njit("float32(float32, float32, int64, int64)", cache=True)
-def nadam_product(b1, prod, done, steps):
+@njit(cache=True)
+def _nadam_product(b1, prod, done, steps):
     """Nadam's product after ``steps`` steps, continuing from ``prod`` after
     ``done`` steps, exactly as ``prepare_step`` leaves it. It underflows to 0
     within some thousands of steps, where the loop stops."""
@@ -226,7 +301,7 @@ def nadam_product(b1, prod, done, steps):
 
 # A NaN or infinite norm must stay NaN (Keras makes the scaled gradient NaN),
 # so no "nnan"/"ninf" fast-math flags here; reassociation vectorises the sums.
-@njit(f"void({F1}, {F1}, {I1})", cache=True, fastmath={"reassoc", "contract", "nsz", "arcp"},
+@njit(cache=True, fastmath={"reassoc", "contract", "nsz", "arcp"},
       error_model="numpy")
 def clip_gradients(hp, grads, bounds):
     """Keras's gradient clipping in place on the trainable gradient.
@@ -266,7 +341,11 @@ def clip_gradients(hp, grads, bounds):
             gv[i] = min(max(gv[i], -clipvalue), clipvalue)
 
 
-@njit(f"void(int64, {F1}, int64, {F1}, {I1})", cache=True, error_model="numpy")
+PREPARE_TYPE = types.FunctionType(types.void(types.int64, types.float32[::1], types.int64, types.float32[::1],
+                                             types.int64[::1]))
+
+
+@njit(cache=True, error_model="numpy")
 def prepare_step(opt, hp, step, grads, bounds):
     """Once per step, before ``update_range`` of step ``step`` (from 1):
     the scheduled learning rate into hp[HP_LR] (Keras evaluates the schedule
@@ -280,14 +359,40 @@ def prepare_step(opt, hp, step, grads, bounds):
         clip_gradients(hp, grads, bounds)
 
 
-@njit(cache=True, parallel=True)
-def apply_update(opt, hp, step, w, g, slots, n, n_parts):
-    """``update_range`` over ``w[:n]``, split into ``n_parts`` contiguous
-    ranges, one per thread (multiples of 16 floats: no shared cache lines).
-    Callers run ``prepare_step`` first."""
+@njit(types.void(UPDATE_TYPE, types.float32[::1], types.int64, types.float32[::1], types.float32[::1],
+                 types.float32[:, ::1], types.int64, types.int64), cache=True, parallel=True)
+def parallel_update(update, hp, step, w, g, slots, n, n_parts):
+    """``update`` (an ``update_function``) over ``w[:n]``, split into
+    ``n_parts`` contiguous ranges, one per thread (multiples of 16 floats: no
+    shared cache lines). Callers run ``prepare_step`` first."""
     chunk = ((n + n_parts - 1) // n_parts + 15) // 16 * 16
     for t in prange(n_parts):
-        lo = min(n, t * chunk)
+        lo = min(n, np.int64(t) * chunk)
         hi = min(n, lo + chunk)
         if lo < hi:
-            update_range(opt, hp, step, w, g, slots, lo, hi)
+            update(hp, step, w, g, slots, lo, hi)
+
+
+def apply_update(opt, hp, step, w, g, slots, n, n_parts):
+    """``parallel_update`` of optimizer ``opt`` (from Python)."""
+    parallel_update(update_function(opt), hp, step, w, g, slots, n, n_parts)
+
+
+@njit(cache=True)
+def prepare_nothing(opt, hp, step, grads, bounds):
+    """``prepare_step`` for a step with nothing to prepare: a fixed learning
+    rate, no clipping, not Nadam. Compiles in a fraction of a second."""
+
+
+def prepare_function(opt, hp):
+    """``prepare_step``, or ``prepare_nothing`` when optimizer ``opt`` with
+    parameters ``hp`` has no schedule, no clipping and is not Nadam."""
+    needed = (hp[HP_SCHED] != SCHED_NONE or opt == NADAM or hp[HP_CLIPNORM] > 0 or hp[HP_GLOBAL_CLIPNORM] > 0
+              or hp[HP_CLIPVALUE] > 0)
+    return function_pointer(prepare_step if needed else prepare_nothing, PREPARE_TYPE.signature)
+
+
+def nadam_product(b1, prod, done, steps):
+    """Nadam's product after ``steps`` steps, continuing from ``prod`` after
+    ``done`` steps, exactly as ``prepare_step`` leaves it (float32)."""
+    return _nadam_product(np.float32(b1), np.float32(prod), done, steps)

@@ -18,17 +18,20 @@ the vectorised sums) and ``contract`` are allowed of fastmath, so NaN and
 inf propagate as usual.
 """
 import numpy as np
-from numba import njit
+from numba import njit, types
 
-from .signatures import F1, I2
+from .signatures import function_pointer
+
+_F1 = types.float32[::1]
+PENALTY_SIG = types.float64(types.int64[:, ::1], _F1, _F1, _F1, types.boolean)
+PENALTY_TYPE = types.FunctionType(PENALTY_SIG)
 
 _ZERO = np.float32(0.0)
 _TWO = np.float32(2.0)
 _BLOCK = 4096
 
 
-@njit(f"float64({I2}, {F1}, {F1}, {F1}, boolean)", cache=True, error_model="numpy",
-      fastmath={"reassoc", "contract"})
+@njit(cache=True, error_model="numpy", fastmath={"reassoc", "contract"})
 def penalty(regs, consts, params, grads, want_grad):
     """The total penalty (float64); with ``want_grad`` adds its gradient to ``grads``."""
     total = 0.0
@@ -51,3 +54,14 @@ def penalty(regs, consts, params, grads, want_grad):
                     g[k] += l1 * sign + two_l2 * wk
             total += l1 * np.float64(s1) + l2 * np.float64(s2)
     return total
+
+
+@njit(cache=True)
+def no_penalty(regs, consts, params, grads, want_grad):
+    """``penalty`` of a model without regularizers: 0."""
+    return 0.0
+
+
+def penalty_function(regs):
+    """The pointer the training loop calls for the weight penalties of ``regs``."""
+    return function_pointer(penalty if regs.shape[0] > 0 else no_penalty, PENALTY_SIG)

@@ -25,7 +25,6 @@ import math
 import numpy as np
 from numba import njit
 
-from .signatures import F1
 from ..program import SCHED_COSINE, SCHED_EXPONENTIAL, SCHED_INVERSE_TIME, SCHED_PIECEWISE
 
 _ONE = np.float32(1.0)
@@ -39,7 +38,7 @@ def _cosine(s, decay_steps, start, alpha, one_m_alpha):
     return start * (one_m_alpha * cosine + alpha)
 
 
-@njit(f"float32({F1}, int64)", cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy")
 def scheduled_rate(sv, step):
     """Learning rate of schedule ``sv`` at iteration ``step`` (from 0)."""
     code = int(sv[0])
