@@ -4,9 +4,12 @@ Under Numba's CUDA simulator (``NUMBA_ENABLE_CUDASIM=1``) every GPU thread
 is a Python thread, so the simulator gets small blocks; the kernels are the
 same code either way and are written for any block and grid size.
 """
+import functools
+import types
 import warnings
 
 from numba.core import config as _numba_config
+from numba.core.dispatcher import Dispatcher
 
 SIMULATOR = bool(_numba_config.ENABLE_CUDASIM)
 
@@ -49,3 +52,23 @@ def configure(kernel, blocks, threads):
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="Grid size .* under-utilization")
         return kernel[blocks, threads]
+
+
+def device_function(f):
+    """The CPU's compiled function ``f`` (``@njit``, no explicit signature),
+    callable from a kernel: on the GPU ``f`` itself, which numba.cuda
+    compiles for the device from its source. Under the simulator, kernels
+    run as Python and its arrays cannot enter compiled code, so there it is
+    ``f``'s Python source, with the compiled functions it calls (and theirs)
+    swapped for their Python source too."""
+    return _python_source(f) if SIMULATOR else f
+
+
+@functools.lru_cache(maxsize=None)
+def _python_source(f):
+    py = f.py_func
+    names = dict(py.__globals__)
+    for name in py.__code__.co_names:
+        if isinstance(names.get(name), Dispatcher):
+            names[name] = _python_source(names[name])
+    return types.FunctionType(py.__code__, names, py.__name__, py.__defaults__, py.__closure__)

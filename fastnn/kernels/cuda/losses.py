@@ -12,13 +12,12 @@ from numba import cuda
 
 from ..cpu import activations as _cpu_act
 from ..cpu import losses as _cpu
-from .launch import SIMULATOR
+from .launch import device_function
 
-# The simulator runs kernels as Python and cannot pass its arrays to compiled
-# CPU code, so there the rows run the same functions' Python source.
-row_loss = _cpu.row_loss.py_func if SIMULATOR else _cpu.row_loss
-row_metric = _cpu.row_metric.py_func if SIMULATOR else _cpu.row_metric
-softmax_rows = _cpu_act.softmax_rows.py_func if SIMULATOR else _cpu_act.softmax_rows
+# The CPU's functions, run by the kernel (see ``launch.device_function``).
+row_loss = device_function(_cpu.row_loss)
+row_metric = device_function(_cpu.row_metric)
+softmax_rows = device_function(_cpu_act.softmax_rows)
 
 _ONE = np.float32(1.0)
 

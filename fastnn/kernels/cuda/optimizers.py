@@ -2,9 +2,9 @@
 
 The formulas (SGD with momentum / Nesterov, RMSprop plain, with momentum or
 centered, Adam and AMSGrad, Adagrad, Nadam, Adamax, Adadelta, Ftrl; weight
-decay) are ``fastnn.kernels.cpu.optimizers.update_range``, where they are
-written out: ``apply_update`` runs that very function, compiled for the GPU,
-on one parameter per thread. What ``cpu.optimizers.prepare_step`` does once
+decay) are the per-optimizer functions of ``fastnn.kernels.cpu.optimizers``,
+where they are written out: ``apply_update`` runs those very functions,
+compiled for the GPU, on one parameter per thread. What ``cpu.optimizers.prepare_step`` does once
 per step is split by what it needs:
 
 - the scheduled learning rate (``cpu.schedules.scheduled_rate``) and Nadam's
@@ -29,17 +29,16 @@ from numba import cuda, float64
 
 from ..cpu import optimizers as _cpu_opt
 from ..cpu import schedules as _cpu_sched
-from ..program import (HP_1, HP_CLIPNORM, HP_CLIPVALUE, HP_GLOBAL_CLIPNORM, HP_LR, HP_SCHED, HP_UPROD, NADAM,
-                       SCHED_NONE)
-from .launch import SIMULATOR
+from ..program import (ADADELTA, ADAGRAD, ADAM, ADAMAX, FTRL, HP_1, HP_CLIPNORM, HP_CLIPVALUE, HP_GLOBAL_CLIPNORM,
+                       HP_LR, HP_SCHED, HP_UPROD, NADAM, RMSPROP, SCHED_NONE, SGD)
+from .launch import SIMULATOR, device_function
 
-# The CPU's functions, compiled for the device from their Python source: numba.cuda
-# compiles a CPU function it meets in a kernel by itself only when the function has
-# no explicit signature (these have one, which disables further compiles). The
-# simulator runs that source as Python.
-update_range = cuda.jit(device=True)(_cpu_opt.update_range.py_func)
-scheduled_rate = cuda.jit(device=True)(_cpu_sched.scheduled_rate.py_func)
-nadam_next = cuda.jit(device=True)(_cpu_opt._nadam_next.py_func)
+# The CPU's functions, run by the kernels (see ``launch.device_function``).
+sgd, rmsprop, adam, adagrad, nadam, adamax, adadelta, ftrl = (
+    device_function(f) for f in (_cpu_opt.sgd, _cpu_opt.rmsprop, _cpu_opt.adam, _cpu_opt.adagrad, _cpu_opt.nadam,
+                                 _cpu_opt.adamax, _cpu_opt.adadelta, _cpu_opt.ftrl))
+scheduled_rate = device_function(_cpu_sched.scheduled_rate)
+nadam_next = device_function(_cpu_opt._nadam_next)
 
 # Threads of the one block of ``prepare_step`` (its shared reduction buffer is this long).
 REDUCE_THREADS = 32 if SIMULATOR else 256
@@ -117,4 +116,19 @@ def apply_update(opt, hp, step, w, g, slots, n, bounds, clip):
             g[i] = g[i] * clip[0]
         elif clipvalue > _ZERO:
             g[i] = min(max(g[i], -clipvalue), clipvalue)
-        update_range(opt, hp, step, w, g, slots, i, i + 1)
+        if opt == SGD:
+            sgd(hp, step, w, g, slots, i, i + 1)
+        elif opt == RMSPROP:
+            rmsprop(hp, step, w, g, slots, i, i + 1)
+        elif opt == ADAM:
+            adam(hp, step, w, g, slots, i, i + 1)
+        elif opt == ADAGRAD:
+            adagrad(hp, step, w, g, slots, i, i + 1)
+        elif opt == NADAM:
+            nadam(hp, step, w, g, slots, i, i + 1)
+        elif opt == ADAMAX:
+            adamax(hp, step, w, g, slots, i, i + 1)
+        elif opt == ADADELTA:
+            adadelta(hp, step, w, g, slots, i, i + 1)
+        elif opt == FTRL:
+            ftrl(hp, step, w, g, slots, i, i + 1)
