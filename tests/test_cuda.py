@@ -2,10 +2,11 @@
 formula, and whole fits that must end where the CPU's do.
 
 The device tests need ``numba.cuda``: on a machine with a GPU they run on it;
-everywhere, ``test_device_suite_on_cuda_simulator`` runs this file again in a
-subprocess with ``NUMBA_ENABLE_CUDASIM=1`` (the simulator must be switched on
-before ``numba.cuda`` is first imported, so it cannot share this process with
-the CPU tests). Shapes are tiny: the simulator runs one Python thread per GPU
+everywhere, ``test_device_suite_on_cuda_simulator`` runs this file (and the
+``test_cuda_*.py`` files beside it) again in a subprocess with
+``NUMBA_ENABLE_CUDASIM=1`` (the simulator must be switched on before
+``numba.cuda`` is first imported, so it cannot share this process with the
+CPU tests). Shapes are tiny: the simulator runs one Python thread per GPU
 thread.
 """
 import os
@@ -25,6 +26,10 @@ ROOT = Path(__file__).resolve().parents[1]
 SIMULATOR = bool(numba_config.ENABLE_CUDASIM)
 ON_DEVICE = SIMULATOR or config.cuda_available()
 if SIMULATOR:
+    # The simulator runs each GPU thread as a Python thread and its launcher busy-polls them: with
+    # Python's default 5 ms GIL switch interval, most of a launch is threads waiting for their turn
+    # (measured: a small fit ran 4.5x faster at 0.5 ms).
+    sys.setswitchinterval(5e-4)
     # Numba's simulator seeds xoroshiro states with wrapping uint64 NumPy maths and
     # an object-mode jit: both warn, neither matters.
     pytestmark = [pytest.mark.filterwarnings("ignore:overflow encountered in scalar:RuntimeWarning"),
@@ -91,10 +96,11 @@ def test_device_context_restores_the_previous_choice_even_on_error():
 
 if not SIMULATOR:
     def test_device_suite_on_cuda_simulator():
-        """Runs this file's device tests under Numba's CUDA simulator."""
+        """Runs the device tests of this file and of every ``test_cuda_*.py`` under Numba's CUDA simulator."""
         env = {**os.environ, "NUMBA_ENABLE_CUDASIM": "1",
                "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
-        r = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", __file__],
+        files = [__file__, *sorted(str(p) for p in Path(__file__).parent.glob("test_cuda_*.py"))]
+        r = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *files],
                            env=env, cwd=ROOT, capture_output=True, text=True, timeout=900)
         tail = (r.stdout + r.stderr)[-6000:]
         assert r.returncode == 0, tail
@@ -163,6 +169,28 @@ def test_gemm_matches_numpy_for_every_transpose_offset_and_epilogue(tile):
         else:
             want_out = np.zeros((m, n))
         np.testing.assert_allclose(out, want_out, rtol=1e-5, atol=1e-7, err_msg=label)
+
+
+@device
+def test_gemm_reads_rows_of_a_through_an_index():
+    # The first layer's products read the batch in place: x @ W with x = X[ids[pos:pos+b]], and
+    # [dW; db] = [x^T; 1] @ dZ, with 19 rows (more than one simulator tile).
+    from numba import cuda
+    from fastnn.kernels.cuda.blas import gemm
+    N, f, n, b, pos = 30, 5, 6, 19, 4
+    X, W, dZ = _f32(N, f), _f32(f, n), _f32(b, n)
+    ids = RNG.permutation(N).astype(np.int64)
+    x = X[ids[pos:pos + b]].astype(np.float64)
+    d_X, d_ids = cuda.to_device(X.ravel()), cuda.to_device(ids)
+    d_c = cuda.to_device(np.zeros(b * n, np.float32))
+    gemm(False, False, b, n, f, 1.0, 0.0, d_X, 0, f, cuda.to_device(W.ravel()), 0, n, d_c, 0, n, a_rows=d_ids,
+         a_rows_off=pos)
+    np.testing.assert_allclose(d_c.copy_to_host().reshape(b, n), x @ W, rtol=1e-5, atol=1e-5)
+    d_c = cuda.to_device(np.zeros((f + 1) * n, np.float32))
+    gemm(True, False, f + 1, n, b, 1.0, 0.0, d_X, 0, f, cuda.to_device(dZ.ravel()), 0, n, d_c, 0, n, ones_row=True,
+         a_rows=d_ids, a_rows_off=pos)
+    np.testing.assert_allclose(d_c.copy_to_host().reshape(f + 1, n), np.vstack([x.T @ dZ, dZ.sum(0)]),
+                               rtol=1e-5, atol=1e-5)
 
 
 @device
@@ -261,16 +289,12 @@ def test_softmax_rows_column_sums_gather_and_copy():
     dst = cuda.to_device(np.full(n + 2, 7, np.float32))
     ew.column_sums[_grid(n)](d, rows * n, rows, n, dst, 2)
     np.testing.assert_allclose(dst.copy_to_host(), np.r_[7, 7, p.sum(0)], rtol=1e-6)
-    # gathering a batch from a shuffled index, with dense or integer targets
-    X, Yf, Yi = _f32(10, 3), _f32(10, 2), RNG.integers(0, 5, 10).astype(np.int64)
+    # gathering a batch from a shuffled index (when the first op is not a Dense layer)
+    X = _f32(10, 3)
     ids = RNG.permutation(10).astype(np.int64)
-    ws, yb, yl = (cuda.to_device(np.zeros(s, t)) for s, t in [(12, np.float32), (8, np.float32), (4, np.int64)])
-    for Yf_, Yi_ in [(Yf, np.zeros(0, np.int64)), (np.zeros((0, 2), np.float32), Yi)]:
-        ew.gather[_grid(40)](cuda.to_device(X), cuda.to_device(Yf_), cuda.to_device(Yi_), cuda.to_device(ids),
-                             5, 4, ws, yb, yl)
-        np.testing.assert_array_equal(ws.copy_to_host(), X[ids[5:9]].ravel())
-    np.testing.assert_array_equal(yb.copy_to_host(), Yf[ids[5:9]].ravel())
-    np.testing.assert_array_equal(yl.copy_to_host(), Yi[ids[5:9]])
+    ws = cuda.to_device(np.zeros(12, np.float32))
+    ew.gather[_grid(12)](cuda.to_device(X.ravel()), 3, cuda.to_device(ids), 5, 4, ws)
+    np.testing.assert_array_equal(ws.copy_to_host(), X[ids[5:9]].ravel())
     out = cuda.to_device(np.zeros(14, np.float32))
     ew.copy[_grid(12)](ws, 0, out, 2, 12)
     np.testing.assert_array_equal(out.copy_to_host(), np.r_[0, 0, X[ids[5:9]].ravel()])
@@ -280,7 +304,9 @@ def test_softmax_rows_column_sums_gather_and_copy():
 def test_loss_kernel_matches_cpu_losses_gradients_and_metrics():
     from numba import cuda
     from fastnn.kernels import program as P
+    from fastnn.kernels.cpu.activations import softmax_rows
     from fastnn.kernels.cpu.losses import loss_and_grad, metric_sums
+    from fastnn.kernels.cpu.sample_loss import rowwise_loss, unused_loss
     from fastnn.kernels.cuda.losses import loss_rows
     b, n = 5, 4
     logits = _f32(b, n, lo=-4, hi=4)
@@ -295,53 +321,48 @@ def test_loss_kernel_matches_cpu_losses_gradients_and_metrics():
              (P.BCE, P.ON_OUTPUT, sig, binary), (P.BCE, P.ON_LOGITS, logits, binary),
              (P.CCE, P.ON_OUTPUT, probs.astype(np.float32), onehot), (P.CCE, P.ON_LOGITS, logits, onehot),
              (P.SCCE, P.ON_OUTPUT, probs.astype(np.float32), None), (P.SCCE, P.ON_LOGITS, logits, None)]
-    for code, mode, src, yf in cases:
+    # The kernel reads targets and weights of batch row r at data set row ids[pos + r].
+    N, pos = 9, 3
+    ids = RNG.permutation(N).astype(np.int64)
+    rows = ids[pos:pos + b]
+    weights = _f32(N, lo=0, hi=3)
+    for (code, mode, src, yf), weighted in [(case, False) for case in cases] + [(case, True) for case in cases[::2]]:
         sparse = yf is None
+        # the data set's targets: the batch's rows where the index points, other rows random
+        Yf = np.zeros((0, n), np.float32) if sparse else _f32(N, n)
+        Yi = RNG.integers(0, n, N).astype(np.int64) if sparse else np.zeros(0, np.int64)
+        if sparse:
+            Yi[rows] = onehot_i
+        else:
+            Yf[rows] = yf
         yf_flat = np.zeros(0, np.float32) if sparse else yf.ravel()
         yi = onehot_i if sparse else np.zeros(0, np.int64)
         metrics = np.array([P.M_SPARSE_ACC] if sparse else [P.M_CAT_ACC, P.M_BIN_ACC, P.M_MSE, P.M_MAE, P.M_RMSE])
+        # A loss on logits that fuses a softmax also writes the outputs (softmax_out) the metrics read.
+        softmax_out = mode == P.ON_LOGITS and code in (P.CCE, P.SCCE)
         # CPU reference: same buffers, offsets 3 into src / 2 into grad
         src_buf = np.r_[np.zeros(3, np.float32), src.ravel()].astype(np.float32)
+        out_buf = src_buf.copy()
+        if softmax_out:
+            softmax_rows(src_buf, 3, out_buf, 3, b, n)
         cpu_grad = np.zeros(2 + b * n, np.float32)
         cpu_sums = np.zeros(2 + len(metrics))
-        cpu_sums[0] = loss_and_grad(code, mode, src_buf, 3, cpu_grad, 2, yf_flat, yi, b, n, True)
-        metric_sums(metrics, cpu_sums[2:], src_buf, 3, yf_flat, yi, b, n)
+        if weighted:    # the CPU's weighted path: one row at a time, scaled by w / b
+            cpu_sums[0] = rowwise_loss(code, mode, src_buf[3:], cpu_grad[2:], yf_flat, yi, weights[rows], b, n, True,
+                                       *unused_loss(), np.zeros(0, np.float32))
+        else:
+            cpu_sums[0] = loss_and_grad(code, mode, src_buf, 3, cpu_grad, 2, yf_flat, yi, b, n, True)
+        metric_sums(metrics, cpu_sums[2:], out_buf, 3, yf_flat, yi, b, n)
         cpu_sums[1] = b
         d_grad, d_sums = cuda.to_device(np.zeros(2 + b * n, np.float32)), cuda.to_device(np.zeros(len(cpu_sums)))
-        d_src = cuda.to_device(src_buf)
-        loss_rows[_grid(b)](code, mode, d_src, 3, d_grad, 2, True, cuda.to_device(yf_flat), cuda.to_device(yi), b, n,
-                            cuda.to_device(metrics), d_src, 3, d_sums)
-        label = f"loss {code} mode {mode}"
+        d_src, d_out = cuda.to_device(src_buf), cuda.to_device(src_buf if not softmax_out else np.zeros_like(src_buf))
+        loss_rows[_grid(b)](code, mode, d_src, 3, d_grad, 2, True, cuda.to_device(Yf.ravel()), cuda.to_device(Yi),
+                            cuda.to_device(weights), weighted, cuda.to_device(ids), pos, b, n, cuda.to_device(metrics),
+                            d_out, 3, softmax_out, d_sums)
+        label = f"loss {code} mode {mode} weighted {weighted}"
         np.testing.assert_allclose(d_sums.copy_to_host(), cpu_sums, rtol=2e-6, err_msg=label)
         np.testing.assert_allclose(d_grad.copy_to_host(), cpu_grad, rtol=2e-5, atol=1e-7, err_msg=label)
-
-
-@device
-@pytest.mark.parametrize("opt, hp", [
-    ("SGD", [0.1, 0.0, 0, 0, 0]), ("SGD", [0.1, 0.9, 0, 0, 0]), ("SGD", [0.1, 0.9, 0, 0, 1]),
-    ("RMSPROP", [0.01, 0.9, 0, 1e-7, 0]), ("ADAM", [0.01, 0.9, 0.999, 1e-7, 0]), ("ADAGRAD", [0.01, 0, 0, 1e-7, 0])])
-def test_update_kernel_matches_cpu_optimizer(opt, hp):
-    from numba import cuda
-    from fastnn.kernels import program as P
-    from fastnn.kernels.cpu.optimizers import update_range
-    from fastnn.kernels.cuda.optimizers import apply_update
-    code = getattr(P, opt)
-    full = np.zeros(P.HP_SCHED + 1, np.float32)      # the CPU kernel's full vector: options off, fixed rate
-    full[:len(hp)] = hp
-    full[P.HP_SCHED] = P.SCHED_NONE
-    hp = full
-    n, total = 37, 40                       # only the trainable prefix [0, n) moves
-    w, s1, s2 = _f32(total), np.abs(_f32(total)), np.abs(_f32(total))
-    cpu_w, cpu_slots = w.copy(), np.stack([s1, s2])
-    dev = [cuda.to_device(a) for a in (w, s1, s2)]
-    d_hp = cuda.to_device(hp)
-    for step in (1, 2, 3):
-        g = _f32(total)
-        update_range(code, hp, step, cpu_w, g, cpu_slots, 0, n)
-        apply_update[_grid(n)](code, d_hp, step, dev[0], cuda.to_device(g), dev[1], dev[2], n)
-    for c, d in zip([cpu_w, cpu_slots[0], cpu_slots[1]], dev):
-        np.testing.assert_allclose(d.copy_to_host(), c, rtol=1e-6, atol=1e-7)
-    np.testing.assert_array_equal(dev[0].copy_to_host()[n:], w[n:])
+        np.testing.assert_allclose(d_out.copy_to_host()[3:], out_buf[3:], rtol=1e-6, atol=1e-7, err_msg=label)
 
 
 def _classifier(opt):
@@ -426,6 +447,113 @@ def test_loss_and_gradients_on_cuda_match_cpu():
     assert loss1 == pytest.approx(loss0, rel=1e-6)
     np.testing.assert_allclose(g1, g0, rtol=1e-5, atol=1e-7)
     assert np.abs(g0).max() > 0
+
+
+@device
+def test_launches_configured_side_by_side_keep_their_own_grids():
+    # A plan keeps one configured launch per GEMM; each must cover its own grid, not the last one made.
+    from numba import cuda
+    from fastnn.kernels.cuda.blas import gemm_launch
+    m, n, k = 19, 5, 3                      # 19 rows: two tile rows in the simulator's 16-row tiles
+    A, B = _f32(m, k), _f32(k, n)
+    d_c = cuda.to_device(np.zeros(m * n, np.float32))
+    tall = gemm_launch(False, False, m, n, k, 1.0, 0.0, cuda.to_device(A.ravel()), 0, k, cuda.to_device(B.ravel()), 0,
+                       n, d_c, 0, n)
+    gemm_launch(False, False, 2, n, k, 1.0, 0.0, cuda.to_device(A.ravel()), 0, k, cuda.to_device(B.ravel()), 0, n,
+                cuda.to_device(np.zeros(2 * n, np.float32)), 0, n)      # configured after, never run
+    tall[0](*tall[1])
+    np.testing.assert_allclose(d_c.copy_to_host().reshape(m, n), A @ B, rtol=1e-5, atol=1e-6)
+
+
+def _deep_classifier(opt="sgd"):
+    """Three hidden layers, two of them wider than a simulator GEMM tile (16)."""
+    keras.set_random_seed(13)
+    model = keras.Sequential([keras.layers.Input(shape=[6]), keras.layers.Dense(18, activation="relu"),
+                              keras.layers.Dense(17, activation="tanh"), keras.layers.Dense(5, activation="elu"),
+                              keras.layers.Dense(3, activation="softmax")])
+    model.compile(loss="sparse_categorical_crossentropy", optimizer=opt, metrics=["accuracy"])
+    return model
+
+
+@device
+@pytest.mark.parametrize("rows", [19, 37])
+def test_gradients_of_every_layer_match_cpu_for_batches_beyond_one_tile(rows):
+    # Batches that are not a multiple of the GEMM tile height: every layer's gradient, not just the last.
+    from fastnn.models.training import loss_and_gradients
+    X, y = _f32(rows, 6), RNG.integers(0, 3, rows)
+    model = _deep_classifier()
+    with keras.device("cpu"):
+        loss0, g0 = loss_and_gradients(model, X, y)
+    with keras.device("cuda"):
+        loss1, g1 = loss_and_gradients(model, X, y)
+    assert loss1 == pytest.approx(loss0, rel=1e-6)
+    n_first = 6 * 18 + 18
+    assert np.abs(g0[:n_first]).max() > 1e-3          # the first layer's gradient is not trivially zero
+    np.testing.assert_allclose(g1, g0, rtol=1e-4, atol=1e-7)
+
+
+@device
+def test_fit_with_batches_beyond_one_tile_and_a_partial_last_batch_matches_cpu():
+    X, y = _f32(37, 6), RNG.integers(0, 3, 37)
+    runs = []
+    for dev in ("cpu", "cuda"):
+        model = _deep_classifier(keras.optimizers.SGD(0.1, momentum=0.9))
+        with keras.device(dev):
+            history = model.fit(X, y, batch_size=19, epochs=2, shuffle=True, verbose=0)   # batches of 19 and 18
+        runs.append((model, history.history))
+    (m0, h0), (m1, h1) = runs
+    for a, b in zip(m0.get_weights(), m1.get_weights()):
+        np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(m1.optimizer.slots, m0.optimizer.slots, rtol=1e-5, atol=1e-6)
+    for key in ("loss", "accuracy"):
+        np.testing.assert_allclose(h1[key], h0[key], rtol=1e-5, err_msg=key)
+
+
+def _mlp(widths, first=None):
+    keras.set_random_seed(2)
+    layers = [keras.layers.Input(shape=[widths[0]])] + ([first] if first is not None else [])
+    layers += [keras.layers.Dense(w, activation="relu") for w in widths[1:-1]]
+    model = keras.Sequential(layers + [keras.layers.Dense(widths[-1], activation="softmax")])
+    model.compile(loss="sparse_categorical_crossentropy", optimizer="adam", metrics=["accuracy"])
+    return model
+
+
+def _session(model, batch):
+    from fastnn.kernels.cuda.engine import Session
+    model.optimizer.build(model._n_trainable)
+    return Session(model._program_for_training(), model._params, batch, model.optimizer, model._n_trainable)
+
+
+@device
+def test_a_training_step_of_the_seeds_mlp_is_ten_launches():
+    # 784-300-100-10 with Adam: 3 forward GEMMs (the first reads the batch through the index; the softmax is
+    # left to the loss kernel), the loss, 5 backward GEMMs (activation derivatives and bias gradients fused
+    # in), one update. A regression in the fusions shows here.
+    session = _session(_mlp([784, 300, 100, 10]), 32)
+    assert session._plan(32, True).launches() == 10
+    assert session._plan(32, False, with_loss=True).launches() == 4       # evaluate: 3 GEMMs and the loss
+    assert session._plan(32, False, with_loss=False).launches(with_loss=False) == 4     # predict: and the softmax
+    # Options that need their own launch: weight penalties, and a schedule / Nadam / clipping by norm.
+    assert session._plan(32, True).launches(penalty=True, prepare=True) == 12
+    # A first op that is not Dense needs the batch gathered first.
+    scaled = _session(_mlp([784, 300, 100, 10], first=keras.layers.Rescaling(0.5)), 32)
+    assert scaled._plan(32, True).launches() == 12                      # + gather, + the rescaling op
+
+
+@device
+@pytest.mark.skipif(not SIMULATOR, reason="counts launches through the simulator's launcher")
+def test_plan_launch_count_is_what_a_training_step_launches(monkeypatch):
+    from fastnn.kernels.cuda import launch
+    model = _mlp([5, 6, 4, 3])
+    session = _session(model, 4)
+    X, y = _f32(8, 5), RNG.integers(0, 3, 8)
+    data = session.data(X, np.zeros((0, 3), np.float32), y.astype(np.int64))
+    calls = []
+    real = launch._SimulatorLaunch.__call__
+    monkeypatch.setattr(launch._SimulatorLaunch, "__call__", lambda self, *args: (calls.append(1), real(self, *args)))
+    session.train_steps(data, np.arange(8, dtype=np.int64), 0, 8, model.optimizer.hyper(), 0, model.loss.code, 0,
+                        np.array([0]), np.zeros(3))
+    assert len(calls) == 2 * session._plan(4, True).launches() == 2 * 10     # two steps of 4 rows
 
 
 @device

@@ -80,58 +80,27 @@ def weight_penalty(program, params):
     return regularizers.penalty(program.regs, program.consts, params, params, False)
 
 
-def cuda_session(program, params, batch_size, optimizer=None, n_trainable=0, loss=None, metrics=None,
-                 weighted=False):
+def cuda_session(program, params, batch_size, optimizer=None, n_trainable=0, loss=None, bounds=None):
     """A ``kernels.cuda.engine.Session`` holding the model on the GPU when the
-    device (``fastnn.config``) is "cuda", else None (train on the CPU)."""
+    device (``fastnn.config``) is "cuda", else None (train on the CPU).
+    ``bounds``: ``trainable_bounds`` of the model, when training."""
     if config.get_device() != "cuda":
         return None
-    if optimizer is not None:
-        _check_cuda_optimizer(optimizer)
-    _check_cuda_features(program, loss, metrics, weighted)
+    _check_cuda_features(loss)
     from ..kernels.cuda.engine import Session
     # Dropout masks: seeded from NumPy's global generator (set_random_seed seeds
     # it), not fastnn's, whose stream the shuffles share with the CPU path.
     seed = int(np.random.randint(0, 2**31 - 1)) if np.any(program.prog[:, P.KIND] == P.DROPOUT) else 0
-    return Session(program, params, batch_size, optimizer, n_trainable, seed)
+    return Session(program, params, batch_size, optimizer, n_trainable, seed, bounds)
 
 
-def _check_cuda_optimizer(opt):
-    """The CUDA update kernel has SGD/momentum/Nesterov, plain RMSprop, Adam and
-    Adagrad at fixed learning rates; refuse the rest rather than train differently."""
-    hp = opt.hyper()
-    unsupported = []
-    if opt.code not in (P.SGD, P.RMSPROP, P.ADAM, P.ADAGRAD):
-        unsupported.append(type(opt).__name__)
-    if hp[P.HP_SCHED] != P.SCHED_NONE:
-        unsupported.append("learning-rate schedules")
-    if hp[P.HP_AMSGRAD] or hp[P.HP_CENTERED] or (opt.code == P.RMSPROP and hp[P.HP_2]):
-        unsupported.append("amsgrad / centered or momentum RMSprop")
-    if hp[P.HP_WD] or hp[P.HP_CLIPNORM] or hp[P.HP_CLIPVALUE] or hp[P.HP_GLOBAL_CLIPNORM]:
-        unsupported.append("weight decay / gradient clipping")
-    if unsupported:
-        raise NotImplementedError(f"The CUDA device does not support {', '.join(unsupported)} yet; "
-                                  "train on the CPU (fastnn.config.set_device('cpu'))")
-
-
-def _check_cuda_features(program, loss, metrics, weighted):
-    """The CUDA kernels have neither BatchNormalization, LeakyReLU, weight
-    penalties, own losses, sample weights nor own metrics yet; refuse them
-    rather than train differently."""
-    kinds = set(program.prog[:, P.KIND].tolist())
-    unsupported = [name for kind, name in ((P.BATCHNORM, "BatchNormalization"), (P.LEAKY_RELU, "LeakyReLU"))
-                   if kind in kinds]
-    if program.regs.shape[0] > 0:
-        unsupported.append("weight regularizers")
+def _check_cuda_features(loss):
+    """A user's own loss (a ``losses.Loss`` subclass) is compiled for the CPU
+    only: refuse it on CUDA rather than train differently."""
     if loss is not None and loss.code == P.CUSTOM:
-        unsupported.append(f"the loss {type(loss).__name__}")
-    if weighted:
-        unsupported.append("sample or class weights")
-    if metrics is not None and metrics.needs_predictions:
-        unsupported.append("own or weighted metrics")
-    if unsupported:
-        raise NotImplementedError(f"The CUDA device does not support {', '.join(unsupported)} yet; "
-                                  "train on the CPU (fastnn.config.set_device('cpu'))")
+        raise NotImplementedError(f"The CUDA device does not support the loss {type(loss).__name__} (a Loss "
+                                  "subclass, compiled for the CPU only) yet; train on the CPU "
+                                  "(fastnn.config.set_device('cpu'))")
 
 
 def callback_list(model, callbacks, verbose, steps):
@@ -144,9 +113,9 @@ def _device_data(session, source, chunk):
     """A chunk's arrays on the GPU: an ArraySource's once (the session caches
     them by array), the others' per chunk (their buffers are reused)."""
     if isinstance(source, sources.ArraySource):
-        return session.data(chunk.X, chunk.Yf, chunk.Yi)
+        return session.data(chunk.X, chunk.Yf, chunk.Yi, chunk.sw)
     from ..kernels.cuda.engine import DeviceData
-    return DeviceData(chunk.X, chunk.Yf, chunk.Yi)
+    return DeviceData(chunk.X, chunk.Yf, chunk.Yi, chunk.sw)
 
 
 _NO_WEIGHTS = np.zeros(0, dtype=np.float32)
@@ -171,7 +140,7 @@ def run_inference(model, program, source, batch_size, loss, metrics, want_output
     "predict")."""
     weighted = loss is not None and source.weighted
     if session is None:
-        session = cuda_session(program, params, batch_size, loss=loss, metrics=metrics, weighted=weighted)
+        session = cuda_session(program, params, batch_size, loss=loss)
     ws = Workspace(program, batch_size)
     loss_code = loss.code if loss is not None else -1
     loss_mode = 1 if (loss is not None and loss.from_logits) else 0
@@ -212,8 +181,7 @@ def run_inference(model, program, source, batch_size, loss, metrics, want_output
                 dst = out[chunk.offset:]
             if session is not None:
                 if chunk.batch > session.batch:
-                    session = cuda_session(program, params, chunk.batch, loss=loss, metrics=metrics,
-                                           weighted=weighted)
+                    session = cuda_session(program, params, chunk.batch, loss=loss)
                 session.infer_steps(_device_data(session, source, chunk), chunk.start, chunk.stop, loss_code,
                                     loss_mode, codes, sums, dst)
             else:
@@ -385,8 +353,7 @@ def fit(model, x, y, batch_size, epochs, verbose, callbacks, validation_split, v
     penalty_fn = regularizers.penalty_function(program.regs)
     pred_out = np.empty((0, program.out_width), dtype=np.float32)   # grown to a chunk when metrics need it
     n_parts = numba.get_num_threads()
-    session = cuda_session(program, params, batch_size, opt, model._n_trainable, model.loss, metrics,
-                           train.weighted or (val is not None and val.weighted))
+    session = cuda_session(program, params, batch_size, opt, model._n_trainable, model.loss, bounds)
 
     history = callbacks_module.History()
     cbs = callbacks_module.CallbackList(callbacks_module.as_list(callbacks) + [history], model,
@@ -429,7 +396,8 @@ def fit(model, x, y, batch_size, epochs, verbose, callbacks, validation_split, v
                     if session is not None:
                         session = _session_for(session, chunk, program, params, opt, model._n_trainable)
                         done = _train_on_gpu(session, _device_data(session, train, chunk), chunk, hp,
-                                             opt.iterations, model.loss.code, loss_mode, codes, sums)
+                                             opt.iterations, model.loss.code, loss_mode, codes, sums,
+                                             pred_out if metrics.needs_predictions else None)
                     else:
                         if chunk.batch > ws.batch:
                             ws = Workspace(program, chunk.batch)
@@ -502,16 +470,16 @@ def _session_for(session, chunk, program, params, opt, n_trainable):
     was made for (the host holds its weights and optimizer state after every call)."""
     if chunk.batch <= session.batch:
         return session
-    return cuda_session(program, params, chunk.batch, opt, n_trainable)
+    return cuda_session(program, params, chunk.batch, opt, n_trainable, bounds=session.bounds_host)
 
 
-def _train_on_gpu(session, device, chunk, hp, step, loss_code, loss_mode, codes, sums):
+def _train_on_gpu(session, device, chunk, hp, step, loss_code, loss_mode, codes, sums, pred_out):
     """``train_steps`` on the GPU. The session steps in batches of its own
     size, so a producer's smaller batches go one call each."""
     rows = chunk.stop - chunk.start if chunk.batch == session.batch else chunk.batch
     for lo in range(chunk.start, chunk.stop, rows):
         step = session.train_steps(device, chunk.ids, lo, min(chunk.stop, lo + rows), hp, step, loss_code,
-                                   loss_mode, codes, sums)
+                                   loss_mode, codes, sums, pred_out)
     return step
 
 
@@ -530,11 +498,12 @@ def loss_and_gradients(model, x, y, sample_weight=None, training=False):
     Yf, Yi = data.targets(y, X.shape[0], model.loss, program.out_width, "y")
     sw = np.zeros(0, dtype=np.float32) if sample_weight is None else \
         sample_weights.sample_weights(sample_weight, X.shape[0])
-    session = cuda_session(program, model._params, X.shape[0], loss=model.loss, weighted=sample_weight is not None)
+    session = cuda_session(program, model._params, X.shape[0], loss=model.loss)
     if session is not None:
         if training:
             raise NotImplementedError("loss_and_gradients(training=True) is not supported on the CUDA device yet")
-        return session.loss_gradients(session.data(X, Yf, Yi), model.loss.code, 1 if model.loss.from_logits else 0)
+        return session.loss_gradients(session.data(X, Yf, Yi, sw), model.loss.code,
+                                      1 if model.loss.from_logits else 0)
     value_fn, grad_fn, loss_consts = model.loss.kernel_functions()
     ws = Workspace(program, X.shape[0])
     grads = np.zeros_like(model._params)

@@ -11,6 +11,10 @@ Fused around the product, so that a training step needs fewer launches:
 - ``ones_row``: op(A)'s last row is all ones instead of read from ``a``, so
   C's last row gets the column sums of op(B). With the bias stored right
   after the kernel, ``[dW; db] = [X^T; 1] @ dZ`` is one product.
+- ``a_rows`` (int64, not empty): stored row ``s`` of A is row
+  ``a_rows[a_rows_off + s]`` of the buffer, so the first layer reads its
+  batch straight from the data set through the shuffled index (``x @ W``,
+  and ``X^T @ dZ`` for its weight gradient) with no gather launch.
 - ``bias_off >= 0``: adds ``bias[bias_off + j]`` to every row of C.
 - ``epi`` (``EPI_*``), written to ``out`` at ``out_off`` with C's leading
   dimension: ``EPI_ACT`` writes ``act(C)`` (forward: z, then a = act(z));
@@ -50,8 +54,8 @@ def make_gemm_kernel(bm, bn, bk, threads_y, threads_x):
     sa_shape, sb_shape = (bk, bm + 1), (bk, bn + 1)
 
     @cuda.jit(cache=True)
-    def gemm_kernel(trans_a, trans_b, m, n, k, alpha, beta, a, a_off, lda, b, b_off, ldb, c, c_off, ldc,
-                    ones_row, bias, bias_off, epi, act, out, out_off, aux, aux_z, aux_a):
+    def gemm_kernel(trans_a, trans_b, m, n, k, alpha, beta, a, a_off, lda, a_rows, a_rows_off, b, b_off, ldb,
+                    c, c_off, ldc, ones_row, bias, bias_off, epi, act, out, out_off, aux, aux_z, aux_a):
         sa = cuda.shared.array(sa_shape, float32)    # sa[kk, i] = op(A)[row0 + i, k0 + kk]
         sb = cuda.shared.array(sb_shape, float32)    # sb[kk, j] = op(B)[k0 + kk, col0 + j]
         acc = cuda.local.array((tm, tn), float32)
@@ -62,6 +66,7 @@ def make_gemm_kernel(bm, bn, bk, threads_y, threads_x):
         tid = ty * threads_x + tx
         row0 = cuda.blockIdx.y * bm
         col0 = cuda.blockIdx.x * bn
+        gathered = a_rows.shape[0] > 0
         for i in range(tm):
             for j in range(tn):
                 acc[i, j] = _ZERO
@@ -81,9 +86,12 @@ def make_gemm_kernel(bm, bn, bk, threads_y, threads_x):
                         v = _ONE
                 elif row0 + i < m and k0 + kk < k:
                     if trans_a:
-                        v = a[a_off + (k0 + kk) * lda + row0 + i]
+                        sr, sc = k0 + kk, row0 + i      # stored row and column of A
                     else:
-                        v = a[a_off + (row0 + i) * lda + k0 + kk]
+                        sr, sc = row0 + i, k0 + kk
+                    if gathered:
+                        sr = a_rows[a_rows_off + sr]
+                    v = a[a_off + sr * lda + sc]
                 sa[kk, i] = v
             for s in range(b_loads):
                 e = tid + s * n_threads
@@ -136,17 +144,28 @@ def make_gemm_kernel(bm, bn, bk, threads_y, threads_x):
 # thread per GPU thread, so it gets small tiles of the same code.
 GEMM_TILE = (16, 16, 8, 4, 4) if SIMULATOR else (64, 64, 16, 16, 16)
 _kernels = {}
+A_ARG, A_ROWS_ARG, A_ROWS_OFF_ARG = 7, 10, 11
+_no_rows = []
+
+
+def no_rows():
+    """An empty int64 device array: ``a_rows`` when A is read as stored."""
+    if not _no_rows:
+        _no_rows.append(cuda.to_device(np.zeros(0, dtype=np.int64)))
+    return _no_rows[0]
 
 
 def gemm_launch(trans_a, trans_b, m, n, k, alpha, beta, a, a_off, lda, b, b_off, ldb, c, c_off, ldc,
                 ones_row=False, bias=None, bias_off=-1, epi=EPI_NONE, act=0, out=None, out_off=0,
-                aux=None, aux_z=0, aux_a=0, tile=None):
+                aux=None, aux_z=0, aux_a=0, a_rows=None, a_rows_off=0, tile=None):
     """``(configured kernel, args)`` computing the GEMM and epilogue described
     in the module docstring; call ``kernel(*args)`` to run it (plans keep the pair).
 
     Device buffers: ``a``, ``b``, ``c`` (and ``bias``, ``out``, ``aux``) 1-D
-    float32. With ``ones_row``, ``m`` counts the ones row. ``tile``
-    overrides ``GEMM_TILE`` (tests run both sizes)."""
+    float32; ``a_rows`` 1-D int64 or None. With ``ones_row``, ``m`` counts
+    the ones row. ``tile`` overrides ``GEMM_TILE`` (tests run both sizes).
+    ``A_ARG``, ``A_ROWS_ARG`` and ``A_ROWS_OFF_ARG`` are the positions of
+    ``a``, ``a_rows`` and ``a_rows_off`` in the returned args."""
     tile = tuple(tile or GEMM_TILE)
     kernel = _kernels.get(tile)
     if kernel is None:
@@ -154,7 +173,8 @@ def gemm_launch(trans_a, trans_b, m, n, k, alpha, beta, a, a_off, lda, b, b_off,
     bm, bn, _, threads_y, threads_x = tile
     grid = (max(1, -(-n // bn)), max(1, -(-m // bm)))
     args = (bool(trans_a), bool(trans_b), int(m), int(n), int(k), np.float32(alpha), np.float32(beta),
-            a, int(a_off), int(lda), b, int(b_off), int(ldb), c, int(c_off), int(ldc),
+            a, int(a_off), int(lda), no_rows() if a_rows is None else a_rows, int(a_rows_off),
+            b, int(b_off), int(ldb), c, int(c_off), int(ldc),
             bool(ones_row), c if bias is None else bias, int(bias_off), int(epi), int(act),
             c if out is None else out, int(out_off), c if aux is None else aux, int(aux_z), int(aux_a))
     return configure(kernel, grid, (threads_x, threads_y)), args

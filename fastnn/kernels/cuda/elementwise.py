@@ -13,7 +13,7 @@ from numba import cuda
 from numba.cuda.random import xoroshiro128p_uniform_float32
 
 from ..cpu.activations import act_derivative, act_value
-from ..program import ACTIVATION, DENSE, DROPOUT, NORMALIZE, RESCALE
+from ..program import ACTIVATION, DENSE, DROPOUT, LEAKY_RELU, NORMALIZE, RESCALE
 
 _ZERO = np.float32(0.0)
 _ONE = np.float32(1.0)
@@ -24,8 +24,9 @@ _NORM_EPS = np.float32(1e-7)
 def op_forward(kind, act, n, rows, x, a, ws, params, mean_off, var_off, consts, aux):
     """a = f(x) over a ``rows x n`` block of ``ws``: ACTIVATION (``act``, not
     softmax; LINEAR copies, which is also Dropout at inference), NORMALIZE
-    ((x - mean) / max(sqrt(var), 1e-7), mean/var in ``params``) or RESCALE
-    (x * consts[aux] + consts[aux + 1])."""
+    ((x - mean) / max(sqrt(var), 1e-7), mean/var in ``params``), RESCALE
+    (x * consts[aux] + consts[aux + 1]) or LEAKY_RELU (x if x > 0 else
+    consts[aux] * x)."""
     start, stride = cuda.grid(1), cuda.gridsize(1)
     for e in range(start, rows * n, stride):
         v = ws[x + e]
@@ -34,6 +35,9 @@ def op_forward(kind, act, n, rows, x, a, ws, params, mean_off, var_off, consts, 
             v = (v - params[mean_off + j]) / max(math.sqrt(params[var_off + j]), _NORM_EPS)
         elif kind == RESCALE:
             v = v * consts[aux] + consts[aux + 1]
+        elif kind == LEAKY_RELU:
+            if v <= _ZERO:
+                v = consts[aux] * v
         else:
             v = act_value(act, v)
         ws[a + e] = v
@@ -45,7 +49,8 @@ def op_backward(kind, act, n, rows, x, z, a, ws, gs, params, var_off, consts, au
 
     DENSE / ACTIVATION: gs[z] = gs[a] * act'(ws[z], ws[a]) (not softmax).
     NORMALIZE: gs[x] = gs[a] / max(sqrt(var), 1e-7); RESCALE: gs[x] = gs[a] * scale;
-    DROPOUT: gs[x] = gs[a] * mask, the mask kept in ws at ``z``."""
+    DROPOUT: gs[x] = gs[a] * mask, the mask kept in ws at ``z``;
+    LEAKY_RELU: gs[x] = gs[a] * (1 if x > 0 else consts[aux])."""
     start, stride = cuda.grid(1), cuda.gridsize(1)
     for e in range(start, rows * n, stride):
         g = gs[a + e]
@@ -58,6 +63,9 @@ def op_backward(kind, act, n, rows, x, z, a, ws, gs, params, var_off, consts, au
                 g = g * consts[aux]
             elif kind == DROPOUT:
                 g = g * ws[z + e]
+            elif kind == LEAKY_RELU:
+                if ws[x + e] <= _ZERO:
+                    g = g * consts[aux]
             gs[x + e] = g
 
 
@@ -128,25 +136,14 @@ def dropout(states, rate, count, x, m, a, ws):
 
 
 @cuda.jit(cache=True)
-def gather(X, Yf, Yi, ids, pos, b, ws, yb, yl):
-    """Copies rows ids[pos:pos+b] of X (N x f) into ws[:b*f], and their
-    targets: rows of Yf (N x o, may have 0 rows) into yb, labels Yi (may be
-    empty) into yl. One grid-stride loop over every value moved."""
-    f = X.shape[1]
-    o = Yf.shape[1] if Yf.shape[0] > 0 else 0
-    nl = b if Yi.shape[0] > 0 else 0
+def gather(X, f, ids, pos, b, ws):
+    """Copies rows ids[pos:pos+b] of X (flat N x f) into ws[:b*f]: the batch,
+    when the first op is not a Dense layer (which reads X through ``ids``
+    itself). The loss kernel reads targets and weights through ``ids`` too."""
     start, stride = cuda.grid(1), cuda.gridsize(1)
-    for e in range(start, b * f + b * o + nl, stride):
-        if e < b * f:
-            r = e // f
-            ws[e] = X[ids[pos + r], e - r * f]
-        elif e < b * (f + o):
-            e2 = e - b * f
-            r = e2 // o
-            yb[e2] = Yf[ids[pos + r], e2 - r * o]
-        else:
-            r = e - b * (f + o)
-            yl[r] = Yi[ids[pos + r]]
+    for e in range(start, b * f, stride):
+        r = e // f
+        ws[e] = X[ids[pos + r] * f + e - r * f]
 
 
 @cuda.jit(cache=True)

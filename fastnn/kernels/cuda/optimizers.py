@@ -1,63 +1,134 @@
-"""Every optimizer's update as one kernel over the flat parameter buffer.
+"""Every optimizer's update on the device, with the CPU's maths.
 
-The maths of ``fastnn.kernels.cpu.optimizers`` (Keras 3), element by element,
-all in float32 (``g`` gradient, ``t`` step from 1):
+The formulas (SGD with momentum / Nesterov, RMSprop plain, with momentum or
+centered, Adam and AMSGrad, Adagrad, Nadam, Adamax, Adadelta, Ftrl; weight
+decay) are the per-optimizer functions of ``fastnn.kernels.cpu.optimizers``,
+where they are written out: ``apply_update`` runs those very functions,
+compiled for the GPU, on one parameter per thread. What ``cpu.optimizers.prepare_step`` does once
+per step is split by what it needs:
 
-SGD      m = momentum*m - lr*g; w += m (Nesterov: w += momentum*m - lr*g); momentum 0: w -= lr*g
-RMSprop  v = rho*v + (1-rho)*g^2; w -= lr*g / sqrt(v + eps)
-Adam     a = lr*sqrt(1-b2^t)/(1-b1^t); m += (g-m)*(1-b1); v += (g^2-v)*(1-b2); w -= a*m/(sqrt(v)+eps)
-Adagrad  acc += g^2; w -= lr*g / sqrt(acc + eps)
+- the scheduled learning rate (``cpu.schedules.scheduled_rate``) and Nadam's
+  running product: scalars, written into the device ``hp`` by ``prepare_step``
+  (one block) before the update;
+- clipnorm / global_clipnorm need the norm of whole gradients before any
+  update: ``prepare_step`` reduces them in its block and leaves in ``clip``
+  each weight array's norm (clipnorm) or the global scale (global_clipnorm),
+  which ``apply_update`` applies as it reads the gradient;
+- clipvalue is per entry: ``apply_update`` clamps.
+
+Clipping follows ``cpu.optimizers.clip_gradients``: clipnorm scales an array
+by ``clipnorm / norm`` when its norm exceeds clipnorm; global_clipnorm
+scales everything by ``clipnorm * min(1 / norm, 1 / clipnorm)`` (NaN when
+the norm is not finite); clipvalue clamps to [-clipvalue, clipvalue]. Norms
+are float64 sums of float32 squares, as on the CPU.
 """
 import math
 
 import numpy as np
-from numba import cuda
+from numba import cuda, float64
 
-from ..program import ADAGRAD, ADAM, HP_1, HP_2, HP_EPS, HP_LR, HP_NESTEROV, RMSPROP, SGD
+from ..cpu import optimizers as _cpu_opt
+from ..cpu import schedules as _cpu_sched
+from ..program import (ADADELTA, ADAGRAD, ADAM, ADAMAX, FTRL, HP_1, HP_CLIPNORM, HP_CLIPVALUE, HP_GLOBAL_CLIPNORM,
+                       HP_LR, HP_SCHED, HP_UPROD, NADAM, RMSPROP, SCHED_NONE, SGD)
+from .launch import SIMULATOR, device_function
 
-_ONE = np.float32(1.0)
+# The CPU's functions, run by the kernels (see ``launch.device_function``).
+sgd, rmsprop, adam, adagrad, nadam, adamax, adadelta, ftrl = (
+    device_function(f) for f in (_cpu_opt.sgd, _cpu_opt.rmsprop, _cpu_opt.adam, _cpu_opt.adagrad, _cpu_opt.nadam,
+                                 _cpu_opt.adamax, _cpu_opt.adadelta, _cpu_opt.ftrl))
+scheduled_rate = device_function(_cpu_sched.scheduled_rate)
+nadam_next = device_function(_cpu_opt._nadam_next)
+
+# Threads of the one block of ``prepare_step`` (its shared reduction buffer is this long).
+REDUCE_THREADS = 32 if SIMULATOR else 256
 _ZERO = np.float32(0.0)
+_ONE = np.float32(1.0)
+
+
+def needs_prepare(opt, hp):
+    """True when a step of optimizer ``opt`` with parameters ``hp`` (host
+    float32) needs ``prepare_step`` before ``apply_update``."""
+    return hp[HP_SCHED] != SCHED_NONE or opt == NADAM or hp[HP_CLIPNORM] > 0 or hp[HP_GLOBAL_CLIPNORM] > 0
 
 
 @cuda.jit(cache=True)
-def apply_update(opt, hp, step, w, g, s1, s2, n):
-    """Optimizer ``opt`` at step ``step`` (from 1) on ``w[:n]``.
+def prepare_step(opt, hp, step, g, bounds, clip):
+    """Once per step, before ``apply_update`` of step ``step`` (from 1); one
+    block of ``REDUCE_THREADS`` threads.
 
-    ``hp``: the float32 hyper-parameter vector (``program.HP_*``); ``s1``,
-    ``s2``: the optimizer's slot buffers (at least ``n`` long)."""
-    lr = hp[HP_LR]
-    eps = hp[HP_EPS]
-    h1 = hp[HP_1]
-    h2 = hp[HP_2]
-    nesterov = hp[HP_NESTEROV] != _ZERO
-    alpha = lr
-    if opt == ADAM:
-        t = np.float32(step)
-        alpha = lr * math.sqrt(_ONE - h2 ** t) / (_ONE - h1 ** t)
-    start, stride = cuda.grid(1), cuda.gridsize(1)
-    for i in range(start, n, stride):
-        gi = g[i]
-        if opt == SGD:
-            if h1 == _ZERO:
-                w[i] -= lr * gi
+    Writes the scheduled rate into ``hp[HP_LR]`` (at the iteration count
+    before the step, as Keras), advances Nadam's product in
+    ``hp[HP_UPROD]``, and for clipping by norm fills ``clip`` (float32, one
+    per weight array, ``bounds`` as ``cpu.optimizers.clip_gradients``)."""
+    tid = cuda.threadIdx.x
+    if tid == 0:
+        if hp[HP_SCHED] != SCHED_NONE:
+            hp[HP_LR] = scheduled_rate(hp[HP_SCHED:], step - 1)
+        if opt == NADAM:
+            hp[HP_UPROD] = nadam_next(hp[HP_UPROD], hp[HP_1], step)
+    clipnorm, global_clipnorm = hp[HP_CLIPNORM], hp[HP_GLOBAL_CLIPNORM]
+    if clipnorm <= _ZERO and global_clipnorm <= _ZERO:
+        return
+    partial = cuda.shared.array(REDUCE_THREADS, float64)
+    n_vars = bounds.shape[0] - 1
+    n_ranges = n_vars if clipnorm > _ZERO else 1
+    for v in range(n_ranges):
+        lo, hi = (bounds[v], bounds[v + 1]) if clipnorm > _ZERO else (bounds[0], bounds[n_vars])
+        total = 0.0
+        for i in range(lo + tid, hi, REDUCE_THREADS):
+            total += g[i] * g[i]
+        partial[tid] = total
+        cuda.syncthreads()
+        half = REDUCE_THREADS // 2
+        while half > 0:
+            if tid < half:
+                partial[tid] += partial[tid + half]
+            cuda.syncthreads()
+            half //= 2
+        if tid == 0:
+            norm = np.float32(math.sqrt(partial[0]))
+            if clipnorm > _ZERO:
+                clip[v] = norm
             else:
-                m = h1 * s1[i] - lr * gi
-                s1[i] = m
-                if nesterov:
-                    w[i] += h1 * m - lr * gi
-                else:
-                    w[i] += m
+                scale = global_clipnorm * min(_ONE / norm, _ONE / global_clipnorm)
+                clip[0] = scale if math.isfinite(norm) else np.float32(np.nan)
+        cuda.syncthreads()
+
+
+@cuda.jit(cache=True)
+def apply_update(opt, hp, step, w, g, slots, n, bounds, clip):
+    """Optimizer ``opt`` at step ``step`` (from 1) on ``w[:n]``, one
+    parameter per thread, after clipping the gradient entry (``clip`` from
+    ``prepare_step``). ``hp``: the float32 parameter vector (``program.HP_*``,
+    prepared for this step); ``slots``: the optimizer's (k, n) state."""
+    clipnorm, global_clipnorm, clipvalue = hp[HP_CLIPNORM], hp[HP_GLOBAL_CLIPNORM], hp[HP_CLIPVALUE]
+    start, stride = cuda.grid(1), cuda.gridsize(1)
+    v = 0
+    for i in range(start, n, stride):
+        if clipnorm > _ZERO:
+            while bounds[v + 1] <= i:      # i only grows in this loop, so v only moves forward
+                v += 1
+            norm = clip[v]
+            if norm > clipnorm:
+                g[i] = g[i] * clipnorm / norm
+        elif global_clipnorm > _ZERO:
+            g[i] = g[i] * clip[0]
+        elif clipvalue > _ZERO:
+            g[i] = min(max(g[i], -clipvalue), clipvalue)
+        if opt == SGD:
+            sgd(hp, step, w, g, slots, i, i + 1)
         elif opt == RMSPROP:
-            v = h1 * s1[i] + (_ONE - h1) * gi * gi
-            s1[i] = v
-            w[i] -= lr * gi / math.sqrt(v + eps)
+            rmsprop(hp, step, w, g, slots, i, i + 1)
         elif opt == ADAM:
-            m = s1[i] + (gi - s1[i]) * (_ONE - h1)
-            v = s2[i] + (gi * gi - s2[i]) * (_ONE - h2)
-            s1[i] = m
-            s2[i] = v
-            w[i] -= alpha * m / (math.sqrt(v) + eps)
+            adam(hp, step, w, g, slots, i, i + 1)
         elif opt == ADAGRAD:
-            acc = s1[i] + gi * gi
-            s1[i] = acc
-            w[i] -= lr * gi / math.sqrt(acc + eps)
+            adagrad(hp, step, w, g, slots, i, i + 1)
+        elif opt == NADAM:
+            nadam(hp, step, w, g, slots, i, i + 1)
+        elif opt == ADAMAX:
+            adamax(hp, step, w, g, slots, i, i + 1)
+        elif opt == ADADELTA:
+            adadelta(hp, step, w, g, slots, i, i + 1)
+        elif opt == FTRL:
+            ftrl(hp, step, w, g, slots, i, i + 1)
