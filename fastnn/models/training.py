@@ -57,12 +57,13 @@ def resolve_verbose(verbose):
 
 
 class Workspace:
-    """Per-(program, batch size) buffers, allocated once and reused."""
+    """Per-(program, batch size) buffers, allocated once and reused; the
+    gradient workspace ``gs`` only for ``training`` (inference has none)."""
 
-    def __init__(self, program, batch):
+    def __init__(self, program, batch, training=True):
         self.batch = batch
         self.ws = np.zeros(batch * program.slots, dtype=np.float32)
-        self.gs = np.zeros_like(self.ws)
+        self.gs = np.zeros(self.ws.shape[0] if training else 0, dtype=np.float32)
         self.yb = np.zeros(batch * program.out_width, dtype=np.float32)
         self.yl = np.zeros(batch, dtype=np.int64)
         self.ab = np.array([1.0, 0.0], dtype=np.float32)
@@ -141,7 +142,7 @@ def run_inference(model, program, source, batch_size, loss, metrics, want_output
     weighted = loss is not None and source.weighted
     if session is None:
         session = cuda_session(program, params, batch_size, loss=loss)
-    ws = Workspace(program, batch_size)
+    ws = Workspace(program, batch_size, training=False)
     loss_code = loss.code if loss is not None else -1
     loss_mode = 1 if (loss is not None and loss.from_logits) else 0
     value_fn, grad_fn, loss_consts = loss.kernel_functions() if loss is not None else \
@@ -186,7 +187,7 @@ def run_inference(model, program, source, batch_size, loss, metrics, want_output
                                     loss_mode, codes, sums, dst)
             else:
                 if chunk.batch > ws.batch:
-                    ws = Workspace(program, chunk.batch)
+                    ws = Workspace(program, chunk.batch, training=False)
                 engine.infer_steps(program.prog, params, program.consts, chunk.X, chunk.Yf, chunk.Yi, chunk.start,
                                    chunk.stop, chunk.batch, ws.ws, ws.yb, ws.yl, loss_code, loss_mode, codes, sums,
                                    dst, n_parts, ws.ab, chunk.sw if weighted else _NO_WEIGHTS, batch_loss_fn,

@@ -38,6 +38,10 @@ _ZERO = np.float32(0.0)
 
 # Tasks of the parallel dispatcher.
 _DENSE_FWD, _ACT_BWD, _DENSE_BWD = range(3)
+# From this many rows, threads split a forward product by rows instead of
+# columns: measured with single-threaded SGEMM on the seeds' first layer,
+# half the rows beats half the columns by 3-6% from 256 rows up, and loses below.
+_ROW_SPLIT_ROWS = 256
 
 
 @njit(cache=True, inline="always")
@@ -53,13 +57,15 @@ def _block(n, n_parts, t):
 
 
 @njit(cache=True, error_model="numpy")
-def _dense_forward_block(rec, params, xs, ws, b, c0, c1, ab):
-    """Columns [c0, c1) of z = x @ W + bias and a = act(z); x is read from ``xs``."""
+def _dense_forward_block(rec, params, xs, ws, b, r0, r1, c0, c1, ab):
+    """Rows [r0, r1) and columns [c0, c1) of z = x @ W + bias and a = act(z);
+    x is read from ``xs``."""
     n_in, n_out, act = rec[N_IN], rec[N_OUT], rec[ACT]
     x, z, a = b * rec[X_POS], b * rec[Z_POS], b * rec[A_POS]
     bias = rec[B_OFF]
-    gemm(False, False, b, c1 - c0, n_in, ab, xs, x, n_in, params, rec[W_OFF] + c0, n_out, ws, z + c0, n_out)
-    for r in range(b):
+    gemm(False, False, r1 - r0, c1 - c0, n_in, ab, xs, x + r0 * n_in, n_in, params, rec[W_OFF] + c0, n_out,
+         ws, z + r0 * n_out + c0, n_out)
+    for r in range(r0, r1):
         zr = ws[z + r * n_out + c0:z + r * n_out + c1]
         if bias >= 0:
             bv = params[bias + c0:bias + c1]
@@ -120,11 +126,15 @@ def _parallel(task, rec, params, grads, ws, gs, b, n_parts, ab):
     for t in prange(n_parts):
         if task == _DENSE_BWD:
             _dense_backward_block(rec, params, grads, ws, gs, b, t, n_parts, ab)
+        elif task == _DENSE_FWD and b >= _ROW_SPLIT_ROWS:
+            r0, r1 = _block(b, n_parts, t)
+            if r0 < r1:
+                _dense_forward_block(rec, params, gs, ws, b, r0, r1, 0, rec[N_OUT], ab)
         else:
             c0, c1 = _block(rec[N_OUT], n_parts, t)
             if c0 < c1:
                 if task == _DENSE_FWD:
-                    _dense_forward_block(rec, params, gs, ws, b, c0, c1, ab)
+                    _dense_forward_block(rec, params, gs, ws, b, 0, b, c0, c1, ab)
                 else:
                     _activation_backward_block(rec, ws, gs, b, c0, c1)
 
