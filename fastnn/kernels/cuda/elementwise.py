@@ -152,3 +152,17 @@ def copy(src, s_off, dst, d_off, count):
     start, stride = cuda.grid(1), cuda.gridsize(1)
     for e in range(start, count, stride):
         dst[d_off + e] = src[s_off + e]
+
+
+@cuda.jit(device=True)
+def block_sum(partial, tid, threads):
+    """Tree sum of ``partial[:threads]`` (shared memory, one entry per thread
+    of the block, ``threads`` a power of two) into ``partial[0]``. Every
+    thread of the block must call it."""
+    cuda.syncthreads()
+    half = threads // 2
+    while half > 0:
+        if tid < half:
+            partial[tid] += partial[tid + half]
+        cuda.syncthreads()
+        half //= 2

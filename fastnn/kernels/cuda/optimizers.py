@@ -31,6 +31,7 @@ from ..cpu import optimizers as _cpu_opt
 from ..cpu import schedules as _cpu_sched
 from ..program import (ADADELTA, ADAGRAD, ADAM, ADAMAX, FTRL, HP_1, HP_CLIPNORM, HP_CLIPVALUE, HP_GLOBAL_CLIPNORM,
                        HP_LR, HP_SCHED, HP_UPROD, NADAM, RMSPROP, SCHED_NONE, SGD)
+from .elementwise import block_sum
 from .launch import SIMULATOR, device_function
 
 # The CPU's functions, run by the kernels (see ``launch.device_function``).
@@ -79,13 +80,7 @@ def prepare_step(opt, hp, step, g, bounds, clip):
         for i in range(lo + tid, hi, REDUCE_THREADS):
             total += g[i] * g[i]
         partial[tid] = total
-        cuda.syncthreads()
-        half = REDUCE_THREADS // 2
-        while half > 0:
-            if tid < half:
-                partial[tid] += partial[tid + half]
-            cuda.syncthreads()
-            half //= 2
+        block_sum(partial, tid, REDUCE_THREADS)
         if tid == 0:
             norm = np.float32(math.sqrt(partial[0]))
             if clipnorm > _ZERO:

@@ -9,6 +9,7 @@ it to the running loss with one atomic add.
 import numpy as np
 from numba import cuda, float64
 
+from .elementwise import block_sum
 from .launch import THREADS
 
 _ZERO = np.float32(0.0)
@@ -35,12 +36,6 @@ def add_penalty(regs, consts, params, grads, want_grad, scale, sums):
                 sign = np.float32(w > _ZERO) - np.float32(w < _ZERO)
                 grads[i] += l1 * sign + two_l2 * w
     partial[tid] = total
-    cuda.syncthreads()
-    half = THREADS // 2
-    while half > 0:
-        if tid < half:
-            partial[tid] += partial[tid + half]
-        cuda.syncthreads()
-        half //= 2
+    block_sum(partial, tid, THREADS)
     if tid == 0:
         cuda.atomic.add(sums, 0, scale * partial[0])
