@@ -84,7 +84,7 @@ def act_derivative(code, z, a):
     return _ONE
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", no_cpython_wrapper=True)
 def act_forward(code, z, a):
     """a = act(z) elementwise over equal-length 1-D views (softmax excluded).
 
@@ -102,7 +102,7 @@ def act_forward(code, z, a):
             a[i] = act_value(code, z[i])
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", no_cpython_wrapper=True)
 def act_backward(code, z, a, ga, gz):
     """gz = ga * act'(z) over equal-length 1-D views (softmax excluded)."""
     if code == RELU:
@@ -135,7 +135,7 @@ def softmax_rows(z, z_off, a, a_off, rows, width):
             a[ai + j] *= inv
 
 
-@njit(cache=True)
+@njit(cache=True, no_cpython_wrapper=True)
 def softmax_rows_backward(a, ga, a_off, gz, z_off, rows, width):
     """gz = a * (ga - sum(ga * a)) per row, the softmax Jacobian-vector product.
 

@@ -19,7 +19,9 @@ Compile time is part of the user's wait, so:
   model, a part compiles only when a model uses it, and no part is compiled
   again inside each loop that calls it;
 - arrays are copied with explicit loops, never ``a[i:j] = b[k:l]``: Numba
-  compiles a shape-mismatch error message for every slice assignment.
+  compiles a shape-mismatch error message for every slice assignment;
+- functions only compiled code calls are ``no_cpython_wrapper``: Numba then
+  builds no Python entry point for each (about 1 s of the cold compile).
 """
 import numpy as np
 from numba import njit, prange, types
@@ -58,7 +60,7 @@ def _block(n, n_parts, t):
     return min(lo, n), min(lo + size, n)
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", no_cpython_wrapper=True)
 def _dense_forward_block(rec, params, xs, ws, b, r0, r1, c0, c1, ab):
     """Rows [r0, r1) and columns [c0, c1) of z = x @ W + bias and a = act(z);
     x is read from ``xs``."""
@@ -77,7 +79,7 @@ def _dense_forward_block(rec, params, xs, ws, b, r0, r1, c0, c1, ab):
             act_forward(act, zr, ws[a + r * n_out + c0:a + r * n_out + c1])
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", no_cpython_wrapper=True)
 def _activation_backward_block(rec, ws, gs, b, c0, c1):
     """Columns [c0, c1) of gs[Z] = gs[A] * act'(z)."""
     n, act = rec[N_OUT], rec[ACT]
@@ -87,7 +89,7 @@ def _activation_backward_block(rec, ws, gs, b, c0, c1):
         act_backward(act, ws[z + lo:z + hi], ws[a + lo:a + hi], gs[a + lo:a + hi], gs[z + lo:z + hi])
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", no_cpython_wrapper=True)
 def _dense_backward_block(rec, params, grads, ws, gs, b, t, n_parts, ab):
     """Part ``t`` of dX = dZ W^T (if NEED_DX), dW = X^T dZ, db = sum_rows dZ.
 
@@ -146,7 +148,7 @@ def dense_function():
     return function_pointer(_parallel, _PARALLEL_SIG)
 
 
-@njit(cache=True)
+@njit(cache=True, no_cpython_wrapper=True)
 def forward(prog, params, consts, grads, ws, gs, b, n_parts, ab, training, dense, layers, inp):
     """Runs every op of ``prog`` on ``b`` rows; ``training`` draws dropout
     masks and normalizes by batch statistics. The rows (b x features) are in
@@ -165,7 +167,7 @@ def forward(prog, params, consts, grads, ws, gs, b, n_parts, ab, training, dense
             softmax_rows(ws, b * rec[Z_POS], ws, b * rec[A_POS], b, rec[N_OUT])
 
 
-@njit(cache=True)
+@njit(cache=True, no_cpython_wrapper=True)
 def backward(prog, params, consts, grads, ws, gs, b, n_parts, ab, training, dense, layers):
     """Back-propagates from the output gradient already in ``gs``;
     ``training`` must be the value the forward pass ran with."""
@@ -204,7 +206,7 @@ def _gather(X, ids, pos, b, dst):
             dst[r * f + j] = row[j]
 
 
-@njit(f"void({F2}, int64, int64, {F1})", cache=True)
+@njit(f"void({F2}, int64, int64, {F1})", cache=True, no_cpython_wrapper=True)
 def _copy_rows(X, pos, b, dst):
     """Copies rows [pos, pos+b) of 2-D X to the start of flat dst."""
     f = X.shape[1]
@@ -213,7 +215,7 @@ def _copy_rows(X, pos, b, dst):
             dst[r * f + j] = X[pos + r, j]
 
 
-@njit(cache=True)
+@njit(cache=True, no_cpython_wrapper=True)
 def _gather_labels(Yi, ids, pos, b, dst):
     for r in range(b):
         dst[r] = Yi[ids[pos + r]]
@@ -241,7 +243,7 @@ def _count_and_metrics(prog, ws, yb, yl, b, metric_codes, sums):
     metric_sums(metric_codes, sums[2:], ws, b * last[A_POS], yb, yl, b, last[N_OUT])
 
 
-@njit(cache=True)
+@njit(cache=True, no_cpython_wrapper=True)
 def batch_loss(prog, ws, gs, yb, yl, wb, b, loss_code, loss_mode, metric_codes, sums, want_grad,
                loss_value, loss_grad, loss_consts):
     """Adds the batch's loss (a built-in loss, unweighted), sample count and
@@ -254,7 +256,7 @@ def batch_loss(prog, ws, gs, yb, yl, wb, b, loss_code, loss_mode, metric_codes, 
     return loss
 
 
-@njit(cache=True)
+@njit(cache=True, no_cpython_wrapper=True)
 def weighted_batch_loss(prog, ws, gs, yb, yl, wb, b, loss_code, loss_mode, metric_codes, sums, want_grad,
                         loss_value, loss_grad, loss_consts):
     """``batch_loss`` weighted by ``wb`` (when not empty), or of a CUSTOM loss
@@ -274,7 +276,7 @@ def loss_function(loss_code, weighted):
     return function_pointer(fn, _BATCH_LOSS_SIG)
 
 
-@njit(cache=True)
+@njit(cache=True, no_cpython_wrapper=True)
 def _copy_outputs(prog, ws, b, out, pos):
     """Copies the ``b`` output rows of the last op to ``out[pos:pos + b]`` (2-D float32)."""
     last = prog[prog.shape[0] - 1]

@@ -32,7 +32,7 @@ _ONE = np.float32(1.0)
 _NORM_EPS = np.float32(1e-7)
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", no_cpython_wrapper=True)
 def _forward(rec, params, consts, ws, b, training):
     kind, n = rec[KIND], rec[N_OUT]
     x, z, a = b * rec[X_POS], b * rec[Z_POS], b * rec[A_POS]
@@ -71,7 +71,7 @@ def _forward(rec, params, consts, ws, b, training):
             ws[a + k] = ws[x + k] * scale + offset
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", no_cpython_wrapper=True)
 def _backward(rec, params, consts, grads, ws, gs, b, training):
     kind, n = rec[KIND], rec[N_OUT]
     if kind == BATCHNORM:

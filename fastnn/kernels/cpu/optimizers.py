@@ -302,7 +302,7 @@ def _nadam_product(b1, prod, done, steps):
 # A NaN or infinite norm must stay NaN (Keras makes the scaled gradient NaN),
 # so no "nnan"/"ninf" fast-math flags here; reassociation vectorises the sums.
 @njit(cache=True, fastmath={"reassoc", "contract", "nsz", "arcp"},
-      error_model="numpy")
+      error_model="numpy", no_cpython_wrapper=True)
 def clip_gradients(hp, grads, bounds):
     """Keras's gradient clipping in place on the trainable gradient.
 
