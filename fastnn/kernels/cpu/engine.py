@@ -30,11 +30,16 @@ from ..program import (A_POS, ACT, ACTIVATION, B_OFF, BATCHNORM, CUSTOM, DENSE, 
                        LOSS_FUSED, N_IN, N_OUT, NEED_DX, ON_LOGITS, W_OFF, X_POS, Z_POS)
 from .activations import LINEAR, SOFTMAX, act_backward, act_forward, softmax_rows, softmax_rows_backward
 from .blas import gemm
-from .layers import BACKWARD, FORWARD, MOVING
+from .layers import BACKWARD, FORWARD, LAYER_SIG, MOVING
 from .losses import loss_and_grad, metric_sums
 from .optimizers import parallel_update
 from .sample_loss import GRADIENT_TYPE, VALUE_TYPE, rowwise_loss
 from .signatures import F1, F2, I1, function_pointer
+
+_I64 = types.int64
+_REC = types.int64[::1]
+_PROG = types.int64[:, ::1]
+_BUF = types.float32[::1]
 
 _ZERO = np.float32(0.0)
 
@@ -60,7 +65,8 @@ def _block(n, n_parts, t):
     return min(lo, n), min(lo + size, n)
 
 
-@njit(cache=True, error_model="numpy", no_cpython_wrapper=True)
+@njit(types.void(_REC, _BUF, _BUF, _BUF, _I64, _I64, _I64, _I64, _I64, _BUF),
+      cache=True, error_model="numpy", no_cpython_wrapper=True)
 def _dense_forward_block(rec, params, xs, ws, b, r0, r1, c0, c1, ab):
     """Rows [r0, r1) and columns [c0, c1) of z = x @ W + bias and a = act(z);
     x is read from ``xs``."""
@@ -79,7 +85,7 @@ def _dense_forward_block(rec, params, xs, ws, b, r0, r1, c0, c1, ab):
             act_forward(act, zr, ws[a + r * n_out + c0:a + r * n_out + c1])
 
 
-@njit(cache=True, error_model="numpy", no_cpython_wrapper=True)
+@njit(types.void(_REC, _BUF, _BUF, _I64, _I64, _I64), cache=True, error_model="numpy", no_cpython_wrapper=True)
 def _activation_backward_block(rec, ws, gs, b, c0, c1):
     """Columns [c0, c1) of gs[Z] = gs[A] * act'(z)."""
     n, act = rec[N_OUT], rec[ACT]
@@ -89,7 +95,8 @@ def _activation_backward_block(rec, ws, gs, b, c0, c1):
         act_backward(act, ws[z + lo:z + hi], ws[a + lo:a + hi], gs[a + lo:a + hi], gs[z + lo:z + hi])
 
 
-@njit(cache=True, error_model="numpy", no_cpython_wrapper=True)
+@njit(types.void(_REC, _BUF, _BUF, _BUF, _BUF, _I64, _I64, _I64, _BUF),
+      cache=True, error_model="numpy", no_cpython_wrapper=True)
 def _dense_backward_block(rec, params, grads, ws, gs, b, t, n_parts, ab):
     """Part ``t`` of dX = dZ W^T (if NEED_DX), dW = X^T dZ, db = sum_rows dZ.
 
@@ -117,8 +124,9 @@ def _dense_backward_block(rec, params, grads, ws, gs, b, t, n_parts, ab):
                 db[j] += row[j]
 
 
-_PARALLEL_SIG = types.void(types.int64, types.int64[::1], types.float32[::1], types.float32[::1],
-                           types.float32[::1], types.float32[::1], types.int64, types.int64, types.float32[::1])
+_PARALLEL_SIG = types.void(_I64, _REC, _BUF, _BUF, _BUF, _BUF, _I64, _I64, _BUF)
+_DENSE_TYPE = types.FunctionType(_PARALLEL_SIG)
+_LAYERS_TYPE = types.FunctionType(LAYER_SIG)
 
 
 @njit(cache=True, parallel=True)
@@ -148,7 +156,8 @@ def dense_function():
     return function_pointer(_parallel, _PARALLEL_SIG)
 
 
-@njit(cache=True, no_cpython_wrapper=True)
+@njit(types.void(_PROG, _BUF, _BUF, _BUF, _BUF, _BUF, _I64, _I64, _BUF, types.boolean, _DENSE_TYPE, _LAYERS_TYPE,
+                 _BUF), cache=True, no_cpython_wrapper=True)
 def forward(prog, params, consts, grads, ws, gs, b, n_parts, ab, training, dense, layers, inp):
     """Runs every op of ``prog`` on ``b`` rows; ``training`` draws dropout
     masks and normalizes by batch statistics. The rows (b x features) are in
@@ -167,7 +176,8 @@ def forward(prog, params, consts, grads, ws, gs, b, n_parts, ab, training, dense
             softmax_rows(ws, b * rec[Z_POS], ws, b * rec[A_POS], b, rec[N_OUT])
 
 
-@njit(cache=True, no_cpython_wrapper=True)
+@njit(types.void(_PROG, _BUF, _BUF, _BUF, _BUF, _BUF, _I64, _I64, _BUF, types.boolean, _DENSE_TYPE, _LAYERS_TYPE),
+      cache=True, no_cpython_wrapper=True)
 def backward(prog, params, consts, grads, ws, gs, b, n_parts, ab, training, dense, layers):
     """Back-propagates from the output gradient already in ``gs``;
     ``training`` must be the value the forward pass ran with."""
@@ -221,10 +231,8 @@ def _gather_labels(Yi, ids, pos, b, dst):
         dst[r] = Yi[ids[pos + r]]
 
 
-_BATCH_LOSS_SIG = types.float64(types.int64[:, ::1], types.float32[::1], types.float32[::1], types.float32[::1],
-                                 types.int64[::1], types.float32[::1], types.int64, types.int64, types.int64,
-                                 types.int64[::1], types.float64[::1], types.boolean, VALUE_TYPE, GRADIENT_TYPE,
-                                 types.float32[::1])
+_BATCH_LOSS_SIG = types.float64(_PROG, _BUF, _BUF, _BUF, _REC, _BUF, _I64, _I64, _I64, _REC, types.float64[::1],
+                                 types.boolean, VALUE_TYPE, GRADIENT_TYPE, _BUF)
 BATCH_LOSS_TYPE = types.FunctionType(_BATCH_LOSS_SIG)
 
 
