@@ -28,6 +28,7 @@ from .. import config
 from ..errors import NonFiniteLossError
 from ..kernels import program as P
 from ..kernels.cpu import engine, regularizers
+from ..kernels.cpu.activations import activation_function
 from ..kernels.cpu.layers import layer_function
 from ..kernels.cpu.optimizers import prepare_function, update_function
 from ..kernels.cpu.sample_loss import unused_loss
@@ -148,6 +149,7 @@ def run_inference(model, program, source, batch_size, loss, metrics, want_output
     value_fn, grad_fn, loss_consts = loss.kernel_functions() if loss is not None else \
         (*unused_loss(), np.zeros(0, dtype=np.float32))
     batch_loss_fn, layers_fn = engine.loss_function(loss_code, weighted), layer_function(program.prog)
+    acts_fn = activation_function(program.prog)
     codes = metrics.codes if metrics is not None else np.zeros(0, dtype=np.int64)
     sums = np.zeros(2 + len(codes), dtype=np.float64)
     keep = want_output or (metrics is not None and metrics.needs_predictions)
@@ -191,7 +193,7 @@ def run_inference(model, program, source, batch_size, loss, metrics, want_output
                 engine.infer_steps(program.prog, params, program.consts, chunk.X, chunk.Yf, chunk.Yi, chunk.start,
                                    chunk.stop, chunk.batch, ws.ws, ws.yb, ws.yl, loss_code, loss_mode, codes, sums,
                                    dst, n_parts, ws.ab, chunk.sw if weighted else _NO_WEIGHTS, batch_loss_fn,
-                                   engine.dense_function(), layers_fn, value_fn, grad_fn,
+                                   engine.dense_function(), acts_fn, layers_fn, value_fn, grad_fn,
                                    loss_consts)
             rows = slice(chunk.start, chunk.stop)
             if metrics is not None and metrics.needs_predictions:
@@ -351,6 +353,7 @@ def fit(model, x, y, batch_size, epochs, verbose, callbacks, validation_split, v
     loss_mode = 1 if model.loss.from_logits else 0
     value_fn, grad_fn, loss_consts = model.loss.kernel_functions()
     batch_loss_fn, layers_fn = engine.loss_function(model.loss.code, train.weighted), layer_function(program.prog)
+    acts_fn = activation_function(program.prog)
     penalty_fn = regularizers.penalty_function(program.regs)
     pred_out = np.empty((0, program.out_width), dtype=np.float32)   # grown to a chunk when metrics need it
     n_parts = numba.get_num_threads()
@@ -406,7 +409,7 @@ def fit(model, x, y, batch_size, epochs, verbose, callbacks, validation_split, v
                             program.prog, params, program.consts, grads, opt.slots, model._n_trainable, opt.code,
                             update_function(opt.code), prepare_function(opt.code, hp), hp, opt.iterations, bounds, chunk.X, chunk.Yf, chunk.Yi, chunk.ids, chunk.start,
                             chunk.stop, chunk.batch, ws.ws, ws.gs, ws.yb, ws.yl, model.loss.code, loss_mode, codes,
-                            sums, n_parts, ws.ab, program.regs, penalty_fn, chunk.sw, batch_loss_fn, engine.dense_function(), layers_fn,
+                            sums, n_parts, ws.ab, program.regs, penalty_fn, chunk.sw, batch_loss_fn, engine.dense_function(), acts_fn, layers_fn,
                             value_fn, grad_fn, loss_consts, pred_out)
                     done -= opt.iterations
                     opt.iterations += done
@@ -514,5 +517,6 @@ def loss_and_gradients(model, x, y, sample_weight=None, training=False):
                                      1 if model.loss.from_logits else 0, numba.get_num_threads(), ws.ab,
                                      program.regs, regularizers.penalty_function(program.regs), sw,
                                      engine.loss_function(model.loss.code, sw.shape[0] > 0),
-                                     engine.dense_function(), layer_function(program.prog), value_fn, grad_fn, loss_consts, bool(training))
+                                     engine.dense_function(), activation_function(program.prog),
+                                     layer_function(program.prog), value_fn, grad_fn, loss_consts, bool(training))
     return float(loss), grads

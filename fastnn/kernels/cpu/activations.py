@@ -3,11 +3,19 @@
 The codes are the contract between ``fastnn.activations`` (names) and the
 compiled loops; one generic kernel serves every activation, so adding a
 model never compiles new code. Softmax is the one row-wise activation.
+
+The parallel Dense blocks run ReLU and linear themselves and reach the
+others through a pointer (``activation_function``): the generic kernel is
+about 1 s of compile time that a model with ReLU, linear and softmax
+layers alone never spends.
 """
 import math
 
 import numpy as np
-from numba import njit
+from numba import njit, types
+
+from .signatures import function_pointer
+from ..program import ACT, ACTIVATION, DENSE, KIND
 
 LINEAR, RELU, SIGMOID, SOFTMAX, TANH, ELU, SELU, GELU, SWISH, LEAKY_RELU, SOFTPLUS, EXPONENTIAL = range(12)
 
@@ -84,6 +92,20 @@ def act_derivative(code, z, a):
     return _ONE
 
 
+@njit(cache=True, inline="always")
+def relu_forward(z, a):
+    """a = max(z, 0) over equal-length 1-D views: branch-free, so it vectorises."""
+    for i in range(z.shape[0]):
+        a[i] = max(z[i], _ZERO)
+
+
+@njit(cache=True, inline="always")
+def relu_backward(z, ga, gz):
+    """gz = ga where z > 0, else 0."""
+    for i in range(z.shape[0]):
+        gz[i] = ga[i] if z[i] > _ZERO else _ZERO
+
+
 @njit(cache=True, error_model="numpy", no_cpython_wrapper=True)
 def act_forward(code, z, a):
     """a = act(z) elementwise over equal-length 1-D views (softmax excluded).
@@ -92,8 +114,7 @@ def act_forward(code, z, a):
     exp/erf/tanh, which do not vectorise here anyway, so they share one
     loop and the compile stays short."""
     if code == RELU:
-        for i in range(z.shape[0]):
-            a[i] = max(z[i], _ZERO)
+        relu_forward(z, a)
     elif code == LINEAR:
         for i in range(z.shape[0]):
             a[i] = z[i]
@@ -106,8 +127,7 @@ def act_forward(code, z, a):
 def act_backward(code, z, a, ga, gz):
     """gz = ga * act'(z) over equal-length 1-D views (softmax excluded)."""
     if code == RELU:
-        for i in range(z.shape[0]):
-            gz[i] = ga[i] if z[i] > _ZERO else _ZERO
+        relu_backward(z, ga, gz)
     elif code == LINEAR:
         for i in range(z.shape[0]):
             gz[i] = ga[i]
@@ -150,3 +170,32 @@ def softmax_rows_backward(a, ga, a_off, gz, z_off, rows, width):
             dot += ga[i + j] * a[i + j]
         for j in range(width):
             gz[o + j] = a[i + j] * (ga[i + j] - dot)
+
+
+_F1 = types.float32[::1]
+ACTIVATION_SIG = types.void(types.int64, types.boolean, _F1, _F1, _F1, _F1)
+
+
+@njit(cache=True)
+def elementwise(code, backward, z, a, ga, gz):
+    """``act_forward(code, z, a)``, or with ``backward`` ``act_backward(code, z, a, ga, gz)``."""
+    if backward:
+        act_backward(code, z, a, ga, gz)
+    else:
+        act_forward(code, z, a)
+
+
+@njit(cache=True)
+def no_elementwise(code, backward, z, a, ga, gz):
+    """Stands in for ``elementwise`` when every Dense activation is ReLU,
+    linear or softmax (never called)."""
+
+
+def activation_function(prog):
+    """The pointer the Dense blocks call for activations other than ReLU,
+    linear and softmax: ``elementwise``, or ``no_elementwise`` when no Dense
+    op of ``prog`` uses one. (Activation ops count too: their backward pass
+    runs in the same parallel blocks.)"""
+    codes = prog[(prog[:, KIND] == DENSE) | (prog[:, KIND] == ACTIVATION), ACT]
+    simple = bool(np.all((codes == RELU) | (codes == LINEAR) | (codes == SOFTMAX)))
+    return function_pointer(no_elementwise if simple else elementwise, ACTIVATION_SIG)

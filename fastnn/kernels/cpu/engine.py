@@ -28,7 +28,8 @@ from numba import njit, prange, types
 
 from ..program import (A_POS, ACT, ACTIVATION, B_OFF, BATCHNORM, CUSTOM, DENSE, FLAGS, FROZEN, KIND,
                        LOSS_FUSED, N_IN, N_OUT, NEED_DX, ON_LOGITS, W_OFF, X_POS, Z_POS)
-from .activations import LINEAR, SOFTMAX, act_backward, act_forward, softmax_rows, softmax_rows_backward
+from .activations import (ACTIVATION_SIG, LINEAR, RELU, SOFTMAX, relu_backward, relu_forward, softmax_rows,
+                          softmax_rows_backward)
 from .blas import gemm
 from .layers import BACKWARD, FORWARD, LAYER_SIG, MOVING
 from .losses import loss_and_grad, metric_sums
@@ -40,6 +41,7 @@ _I64 = types.int64
 _REC = types.int64[::1]
 _PROG = types.int64[:, ::1]
 _BUF = types.float32[::1]
+_ACTS = types.FunctionType(ACTIVATION_SIG)
 
 _ZERO = np.float32(0.0)
 
@@ -65,11 +67,11 @@ def _block(n, n_parts, t):
     return min(lo, n), min(lo + size, n)
 
 
-@njit(types.void(_REC, _BUF, _BUF, _BUF, _I64, _I64, _I64, _I64, _I64, _BUF),
+@njit(types.void(_REC, _BUF, _BUF, _BUF, _I64, _I64, _I64, _I64, _I64, _BUF, _ACTS),
       cache=True, error_model="numpy", no_cpython_wrapper=True)
-def _dense_forward_block(rec, params, xs, ws, b, r0, r1, c0, c1, ab):
+def _dense_forward_block(rec, params, xs, ws, b, r0, r1, c0, c1, ab, acts):
     """Rows [r0, r1) and columns [c0, c1) of z = x @ W + bias and a = act(z);
-    x is read from ``xs``."""
+    x is read from ``xs``; ``acts``: ``activations.activation_function``."""
     n_in, n_out, act = rec[N_IN], rec[N_OUT], rec[ACT]
     x, z, a = b * rec[X_POS], b * rec[Z_POS], b * rec[A_POS]
     bias = rec[B_OFF]
@@ -81,18 +83,24 @@ def _dense_forward_block(rec, params, xs, ws, b, r0, r1, c0, c1, ab):
             bv = params[bias + c0:bias + c1]
             for j in range(zr.shape[0]):
                 zr[j] += bv[j]
-        if act != SOFTMAX and act != LINEAR:
-            act_forward(act, zr, ws[a + r * n_out + c0:a + r * n_out + c1])
+        if act == RELU:
+            relu_forward(zr, ws[a + r * n_out + c0:a + r * n_out + c1])
+        elif act != SOFTMAX and act != LINEAR:
+            acts(act, False, zr, ws[a + r * n_out + c0:a + r * n_out + c1], zr, zr)
 
 
-@njit(types.void(_REC, _BUF, _BUF, _I64, _I64, _I64), cache=True, error_model="numpy", no_cpython_wrapper=True)
-def _activation_backward_block(rec, ws, gs, b, c0, c1):
-    """Columns [c0, c1) of gs[Z] = gs[A] * act'(z)."""
+@njit(types.void(_REC, _BUF, _BUF, _I64, _I64, _I64, _ACTS), cache=True, error_model="numpy",
+      no_cpython_wrapper=True)
+def _activation_backward_block(rec, ws, gs, b, c0, c1, acts):
+    """Columns [c0, c1) of gs[Z] = gs[A] * act'(z) (not softmax, not linear)."""
     n, act = rec[N_OUT], rec[ACT]
     z, a = b * rec[Z_POS], b * rec[A_POS]
     for r in range(b):
         lo, hi = r * n + c0, r * n + c1
-        act_backward(act, ws[z + lo:z + hi], ws[a + lo:a + hi], gs[a + lo:a + hi], gs[z + lo:z + hi])
+        if act == RELU:
+            relu_backward(ws[z + lo:z + hi], gs[a + lo:a + hi], gs[z + lo:z + hi])
+        else:
+            acts(act, True, ws[z + lo:z + hi], ws[a + lo:a + hi], gs[a + lo:a + hi], gs[z + lo:z + hi])
 
 
 @njit(types.void(_REC, _BUF, _BUF, _BUF, _BUF, _I64, _I64, _I64, _BUF),
@@ -124,13 +132,13 @@ def _dense_backward_block(rec, params, grads, ws, gs, b, t, n_parts, ab):
                 db[j] += row[j]
 
 
-_PARALLEL_SIG = types.void(_I64, _REC, _BUF, _BUF, _BUF, _BUF, _I64, _I64, _BUF)
+_PARALLEL_SIG = types.void(_I64, _REC, _BUF, _BUF, _BUF, _BUF, _I64, _I64, _BUF, _ACTS)
 _DENSE_TYPE = types.FunctionType(_PARALLEL_SIG)
 _LAYERS_TYPE = types.FunctionType(LAYER_SIG)
 
 
 @njit(cache=True, parallel=True)
-def _parallel(task, rec, params, grads, ws, gs, b, n_parts, ab):
+def _parallel(task, rec, params, grads, ws, gs, b, n_parts, ab, acts):
     """Runs block ``t`` of ``task`` on Dense (or Activation) op ``rec`` on
     thread ``t`` for t in [0, n_parts). The forward task reads the op's
     input from ``gs`` (unused there otherwise): ``ws``, or for the first op
@@ -141,14 +149,14 @@ def _parallel(task, rec, params, grads, ws, gs, b, n_parts, ab):
         elif task == _DENSE_FWD_BY_ROWS:
             r0, r1 = _block(b, n_parts, t)
             if r0 < r1:
-                _dense_forward_block(rec, params, gs, ws, b, r0, r1, 0, rec[N_OUT], ab)
+                _dense_forward_block(rec, params, gs, ws, b, r0, r1, 0, rec[N_OUT], ab, acts)
         else:
             c0, c1 = _block(rec[N_OUT], n_parts, t)
             if c0 < c1:
                 if task == _DENSE_FWD:
-                    _dense_forward_block(rec, params, gs, ws, b, 0, b, c0, c1, ab)
+                    _dense_forward_block(rec, params, gs, ws, b, 0, b, c0, c1, ab, acts)
                 else:
-                    _activation_backward_block(rec, ws, gs, b, c0, c1)
+                    _activation_backward_block(rec, ws, gs, b, c0, c1, acts)
 
 
 def dense_function():
@@ -156,29 +164,29 @@ def dense_function():
     return function_pointer(_parallel, _PARALLEL_SIG)
 
 
-@njit(types.void(_PROG, _BUF, _BUF, _BUF, _BUF, _BUF, _I64, _I64, _BUF, types.boolean, _DENSE_TYPE, _LAYERS_TYPE,
-                 _BUF), cache=True, no_cpython_wrapper=True)
-def forward(prog, params, consts, grads, ws, gs, b, n_parts, ab, training, dense, layers, inp):
+@njit(types.void(_PROG, _BUF, _BUF, _BUF, _BUF, _BUF, _I64, _I64, _BUF, types.boolean, _DENSE_TYPE, _ACTS,
+                 _LAYERS_TYPE, _BUF), cache=True, no_cpython_wrapper=True)
+def forward(prog, params, consts, grads, ws, gs, b, n_parts, ab, training, dense, acts, layers, inp):
     """Runs every op of ``prog`` on ``b`` rows; ``training`` draws dropout
     masks and normalizes by batch statistics. The rows (b x features) are in
     ``inp``: ``ws`` (gathered there), or when the first op is Dense any
     float32 buffer, which that op reads in place.
-    ``dense``: ``dense_function()``; ``layers``: ``layers.layer_function(prog)``,
-    which runs the ops that are not Dense."""
+    ``dense``: ``dense_function()``; ``acts``: ``activations.activation_function(prog)``;
+    ``layers``: ``layers.layer_function(prog)``, which runs the ops that are not Dense."""
     for i in range(prog.shape[0]):
         rec = prog[i]
         if rec[KIND] != DENSE:
             layers(FORWARD, rec, params, consts, grads, ws, gs, b, training)
             continue
         task = _DENSE_FWD_BY_ROWS if not training and b >= _ROW_SPLIT_ROWS else _DENSE_FWD
-        dense(task, rec, params, grads, ws, inp if i == 0 else ws, b, n_parts, ab)
+        dense(task, rec, params, grads, ws, inp if i == 0 else ws, b, n_parts, ab, acts)
         if rec[ACT] == SOFTMAX:
             softmax_rows(ws, b * rec[Z_POS], ws, b * rec[A_POS], b, rec[N_OUT])
 
 
-@njit(types.void(_PROG, _BUF, _BUF, _BUF, _BUF, _BUF, _I64, _I64, _BUF, types.boolean, _DENSE_TYPE, _LAYERS_TYPE),
-      cache=True, no_cpython_wrapper=True)
-def backward(prog, params, consts, grads, ws, gs, b, n_parts, ab, training, dense, layers):
+@njit(types.void(_PROG, _BUF, _BUF, _BUF, _BUF, _BUF, _I64, _I64, _BUF, types.boolean, _DENSE_TYPE, _ACTS,
+                 _LAYERS_TYPE), cache=True, no_cpython_wrapper=True)
+def backward(prog, params, consts, grads, ws, gs, b, n_parts, ab, training, dense, acts, layers):
     """Back-propagates from the output gradient already in ``gs``;
     ``training`` must be the value the forward pass ran with."""
     for i in range(prog.shape[0] - 1, -1, -1):
@@ -186,7 +194,7 @@ def backward(prog, params, consts, grads, ws, gs, b, n_parts, ab, training, dens
         flags = rec[FLAGS]
         if rec[KIND] == ACTIVATION and rec[ACT] != SOFTMAX and rec[ACT] != LINEAR and \
                 (flags & (NEED_DX | LOSS_FUSED)) == NEED_DX:
-            dense(_ACT_BWD, rec, params, grads, ws, gs, b, n_parts, ab)   # wide layers: in parallel
+            dense(_ACT_BWD, rec, params, grads, ws, gs, b, n_parts, ab, acts)   # wide layers: in parallel
         elif rec[KIND] != DENSE:
             if (flags & LOSS_FUSED) == 0:
                 layers(BACKWARD, rec, params, consts, grads, ws, gs, b, training)
@@ -196,8 +204,8 @@ def backward(prog, params, consts, grads, ws, gs, b, n_parts, ab, training, dens
                 if act == SOFTMAX:
                     softmax_rows_backward(ws, gs, b * rec[A_POS], gs, b * rec[Z_POS], b, rec[N_OUT])
                 else:
-                    dense(_ACT_BWD, rec, params, grads, ws, gs, b, n_parts, ab)
-            dense(_DENSE_BWD, rec, params, grads, ws, gs, b, n_parts, ab)
+                    dense(_ACT_BWD, rec, params, grads, ws, gs, b, n_parts, ab, acts)
+            dense(_DENSE_BWD, rec, params, grads, ws, gs, b, n_parts, ab, acts)
 
 
 @njit(cache=True)
@@ -299,7 +307,7 @@ def _copy_outputs(prog, ws, b, out, pos):
 def train_steps(prog, params, consts, grads, slots, n_trainable, opt, update, prepare, hp, step, bounds,
                 X, Yf, Yi, ids, start, stop, batch, ws, gs, yb, yl,
                 loss_code, loss_mode, metric_codes, sums, n_parts, ab, regs, penalty, sw,
-                batch_loss, dense, layers, loss_value, loss_grad, loss_consts, pred_out):
+                batch_loss, dense, acts, layers, loss_value, loss_grad, loss_consts, pred_out):
     """Trains on rows ids[start:stop] in batches of ``batch``; returns the step count.
 
     Stops early, before its update, at the first batch whose loss is NaN or
@@ -322,7 +330,8 @@ def train_steps(prog, params, consts, grads, slots, n_trainable, opt, update, pr
     ``optimizers.prepare_function`` (which updates ``hp`` each step),
     ``bounds`` the offsets of the trainable weight arrays (for clipping by norm).
     ``sw`` (N,) float32 sample weights or empty; ``batch_loss``: ``loss_function``;
-    ``dense``: ``dense_function``; ``layers``: ``layers.layer_function``; ``loss_value``/``loss_grad``/
+    ``dense``: ``dense_function``; ``acts``: ``activations.activation_function``;
+    ``layers``: ``layers.layer_function``; ``loss_value``/``loss_grad``/
     ``loss_consts`` a CUSTOM loss (``sample_loss``); ``pred_out`` (N, outputs)
     float32 or empty: receives the training-mode outputs of row ids[i] at i.
     """
@@ -340,13 +349,13 @@ def train_steps(prog, params, consts, grads, slots, n_trainable, opt, update, pr
         if weighted:
             for r in range(b):
                 wb[r] = sw[ids[pos + r]]
-        forward(prog, params, consts, grads, ws, gs, b, n_parts, ab, True, dense, layers, ws)
+        forward(prog, params, consts, grads, ws, gs, b, n_parts, ab, True, dense, acts, layers, ws)
         for i in range(prog.shape[0]):
             if prog[i, KIND] == BATCHNORM:
                 layers(MOVING, prog[i], params, consts, grads, ws, gs, b, True)
         batch_loss(prog, ws, gs, yb, yl, wb, b, loss_code, loss_mode, metric_codes, sums, True,
                    loss_value, loss_grad, loss_consts)
-        backward(prog, params, consts, grads, ws, gs, b, n_parts, ab, True, dense, layers)
+        backward(prog, params, consts, grads, ws, gs, b, n_parts, ab, True, dense, acts, layers)
         sums[0] += b * penalty(regs, consts, params, grads, True)
         if not np.isfinite(sums[0]):
             break   # a NaN/inf loss: stop before this batch's update (fit then stops)
@@ -362,7 +371,7 @@ def train_steps(prog, params, consts, grads, slots, n_trainable, opt, update, pr
 @njit(cache=True)
 def infer_steps(prog, params, consts, X, Yf, Yi, start, stop, batch, ws, yb, yl,
                 loss_code, loss_mode, metric_codes, sums, out, n_parts, ab,
-                sw, batch_loss, dense, layers, loss_value, loss_grad, loss_consts):
+                sw, batch_loss, dense, acts, layers, loss_value, loss_grad, loss_consts):
     """Forward pass on rows [start, stop) of X in order.
 
     With ``loss_code >= 0`` adds [loss, samples, metrics...] to ``sums`` as
@@ -379,10 +388,10 @@ def infer_steps(prog, params, consts, X, Yf, Yi, start, stop, batch, ws, yb, yl,
     while pos < stop:
         b = min(batch, stop - pos)
         if in_place:
-            forward(prog, params, consts, params, ws, ws, b, n_parts, ab, False, dense, layers, flat_x[pos * f:])
+            forward(prog, params, consts, params, ws, ws, b, n_parts, ab, False, dense, acts, layers, flat_x[pos * f:])
         else:
             _copy_rows(X, pos, b, ws)
-            forward(prog, params, consts, params, ws, ws, b, n_parts, ab, False, dense, layers, ws)
+            forward(prog, params, consts, params, ws, ws, b, n_parts, ab, False, dense, acts, layers, ws)
         if loss_code >= 0:
             if Yi.shape[0] > 0:
                 for r in range(b):
@@ -401,7 +410,7 @@ def infer_steps(prog, params, consts, X, Yf, Yi, start, stop, batch, ws, yb, yl,
 
 @njit(cache=True)
 def loss_gradients(prog, params, consts, grads, X, Yf, Yi, batch, ws, gs, yb, yl, loss_code, loss_mode,
-                   n_parts, ab, regs, penalty, sw, batch_loss, dense, layers, loss_value, loss_grad, loss_consts,
+                   n_parts, ab, regs, penalty, sw, batch_loss, dense, acts, layers, loss_value, loss_grad, loss_consts,
                    training):
     """Loss over one batch (all rows of X, in order: the mean of the per-sample
     losses, weighted by ``sw`` when not empty, plus the weight penalties) and
@@ -417,12 +426,12 @@ def loss_gradients(prog, params, consts, grads, X, Yf, Yi, batch, ws, gs, yb, yl
             yl[r] = Yi[r]
     else:
         _copy_rows(Yf, 0, b, yb)
-    forward(prog, params, consts, grads, ws, gs, b, n_parts, ab, training, dense, layers, ws)
+    forward(prog, params, consts, grads, ws, gs, b, n_parts, ab, training, dense, acts, layers, ws)
     sums = np.zeros(2, dtype=np.float64)
     wb = np.empty(b if sw.shape[0] > 0 else 0, dtype=np.float32)
     for r in range(wb.shape[0]):
         wb[r] = sw[r]
     batch_loss(prog, ws, gs, yb, yl, wb, b, loss_code, loss_mode, np.zeros(0, dtype=np.int64), sums, True,
                loss_value, loss_grad, loss_consts)
-    backward(prog, params, consts, grads, ws, gs, b, n_parts, ab, training, dense, layers)
+    backward(prog, params, consts, grads, ws, gs, b, n_parts, ab, training, dense, acts, layers)
     return sums[0] / b + penalty(regs, consts, params, grads, True)
