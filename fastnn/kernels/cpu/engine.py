@@ -13,7 +13,8 @@ Compile time is part of the user's wait, so:
   ``_parallel``, which runs a task's block ``t`` on thread ``t``: every
   parallel region costs seconds of compile time;
 - the parts a model may not need (the optimizer's update and step
-  preparation, other layer kinds, weighted losses, weight penalties) are
+  preparation, activations other than ReLU/linear/softmax, other layer
+  kinds, weighted losses, weight penalties) are
   separate compiled functions the loops call through pointers
   (``signatures.function_pointer``): the loops compile once for every
   model, a part compiles only when a model uses it, and no part is compiled
