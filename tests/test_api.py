@@ -402,6 +402,22 @@ def test_predict_returns_float32_of_the_output_shape():
     np.testing.assert_allclose(model.predict(x, batch_size=7, verbose=0), proba, rtol=1e-5, atol=1e-7)
 
 
+@pytest.mark.parametrize("batch_size", [32, 512])
+def test_predict_matches_the_written_out_forward_pass(batch_size):
+    """Batches of 256 rows or more split each product by rows across threads
+    instead of by columns; both must give relu(x W1 + b1) ... softmax, the
+    first Dense layer reading the caller's rows in place, the last batch short."""
+    rng = np.random.default_rng(4)
+    model = compiled([keras.layers.Input(shape=(784,)), keras.layers.Dense(300, activation="relu"),
+                      keras.layers.Dense(100, activation="tanh"), keras.layers.Dense(10, activation="softmax")])
+    x = rng.random((600, 784), dtype=np.float32)
+    w1, b1, w2, b2, w3, b3 = [w.astype(np.float64) for w in model.get_weights()]
+    logits = np.tanh(np.maximum(x @ w1 + b1, 0.0) @ w2 + b2) @ w3 + b3
+    expected = np.exp(logits - logits.max(axis=1, keepdims=True))
+    expected /= expected.sum(axis=1, keepdims=True)
+    np.testing.assert_allclose(model.predict(x, batch_size=batch_size, verbose=0), expected, rtol=1e-4, atol=1e-6)
+
+
 def test_uint8_and_float64_inputs_match_float32():
     rng = np.random.default_rng(3)
     pixels = rng.integers(0, 256, (48, 6, 6), dtype=np.uint8)

@@ -32,8 +32,8 @@ def test_a_model_compiles_only_the_kernel_parts_it_uses():
     """Cold compile is part of the user's wait: a Dense-only MLP trained with
     plain Adam must not compile (or load) the other optimizers, schedules and
     clipping, the other layer kinds, activations other than ReLU and softmax,
-    weight penalties or the weighted loss;
-    a model that uses them gets them. Run in fresh processes, which see only
+    weight penalties, the weighted loss or the forward block that splits
+    large inference batches by rows; a model that uses them gets them. Run in fresh processes, which see only
     their own compiles."""
     import os
     import subprocess
@@ -50,17 +50,19 @@ model = keras.Sequential([keras.Input(shape=(6,)), keras.layers.Dense(5, activat
                           keras.layers.Dense(3, activation="softmax")])
 model.compile(loss="sparse_categorical_crossentropy", optimizer={opt})
 model.fit(x, y, epochs=1, batch_size=8, verbose=0{weights})
-model.predict(x, verbose=0)
+model.predict(x, verbose=0{predict})
 parts = {{"adam": optimizers.adam, "sgd": optimizers.sgd, "prepare_step": optimizers.prepare_step,
          "other_layers": layers.other_layers, "penalty": regularizers.penalty,
-         "weighted_batch_loss": engine.weighted_batch_loss, "elementwise": activations.elementwise}}
+         "weighted_batch_loss": engine.weighted_batch_loss, "elementwise": activations.elementwise,
+         "rows_forward": engine._dense_forward_by_rows}}
 print(sorted(name for name, fn in parts.items() if fn.signatures))
 """
     root = Path(__file__).resolve().parents[1]
     env = dict(os.environ, PYTHONPATH=str(root) + os.pathsep + os.environ.get("PYTHONPATH", ""))
 
     def compiled(**options):
-        code = probe.format(**{"act": "relu", "reg": "", "extra": "", "opt": '"adam"', "weights": "", **options})
+        code = probe.format(**{"act": "relu", "reg": "", "extra": "", "opt": '"adam"', "weights": "", "predict": "",
+                              **options})
         out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=root)
         assert out.returncode == 0, out.stderr[-2000:]
         return out.stdout.strip().splitlines()[-1]
@@ -68,5 +70,5 @@ print(sorted(name for name, fn in parts.items() if fn.signatures))
     assert compiled() == "['adam']"
     assert compiled(act="tanh", reg=', kernel_regularizer="l2"', extra="keras.layers.Dropout(0.5),",
                     opt='keras.optimizers.SGD(momentum=0.9, clipnorm=1.0)',
-                    weights=", sample_weight=np.ones(40)") == \
-        "['elementwise', 'other_layers', 'penalty', 'prepare_step', 'sgd', 'weighted_batch_loss']"
+                    weights=", sample_weight=np.ones(40)", predict=", batch_size=256") == \
+        "['elementwise', 'other_layers', 'penalty', 'prepare_step', 'rows_forward', 'sgd', 'weighted_batch_loss']"

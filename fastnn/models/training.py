@@ -28,8 +28,6 @@ from .. import config
 from ..errors import NonFiniteLossError
 from ..kernels import program as P
 from ..kernels.cpu import engine, regularizers
-from ..kernels.cpu.activations import activation_function
-from ..kernels.cpu.layers import layer_function
 from ..kernels.cpu.optimizers import prepare_function, update_function
 from ..kernels.cpu.sample_loss import unused_loss
 from ..utils.progbar import Progbar
@@ -123,14 +121,6 @@ def _device_data(session, source, chunk):
 _NO_WEIGHTS = np.zeros(0, dtype=np.float32)
 
 
-def _loop_parts(program, loss_code, weighted):
-    """The compiled parts the CPU loops call through pointers, for this
-    program and loss, in the loops' argument order: the batch loss, the
-    Dense work, the activations other than ReLU, the other layer kinds."""
-    return (engine.loss_function(loss_code, weighted), engine.dense_function(),
-            activation_function(program.prog), layer_function(program.prog))
-
-
 def run_inference(model, program, source, batch_size, loss, metrics, want_output, verbose, params,
                   callbacks=None, mode="test", session=None):
     """Forward passes over every row of ``source`` (a bound ``sources`` source).
@@ -156,7 +146,7 @@ def run_inference(model, program, source, batch_size, loss, metrics, want_output
     loss_mode = 1 if (loss is not None and loss.from_logits) else 0
     value_fn, grad_fn, loss_consts = loss.kernel_functions() if loss is not None else \
         (*unused_loss(), np.zeros(0, dtype=np.float32))
-    loop_parts = _loop_parts(program, loss_code, weighted)
+    loop_parts = engine.inference_parts(program.prog, loss_code, weighted, batch_size)
     codes = metrics.codes if metrics is not None else np.zeros(0, dtype=np.int64)
     sums = np.zeros(2 + len(codes), dtype=np.float64)
     keep = want_output or (metrics is not None and metrics.needs_predictions)
@@ -199,8 +189,8 @@ def run_inference(model, program, source, batch_size, loss, metrics, want_output
                     ws = Workspace(program, chunk.batch, training=False)
                 engine.infer_steps(program.prog, params, program.consts, chunk.X, chunk.Yf, chunk.Yi, chunk.start,
                                    chunk.stop, chunk.batch, ws.ws, ws.yb, ws.yl, loss_code, loss_mode, codes, sums,
-                                   dst, n_parts, ws.ab, chunk.sw if weighted else _NO_WEIGHTS, *loop_parts,
-                                   value_fn, grad_fn, loss_consts)
+                                   dst, n_parts, ws.ab, chunk.sw if weighted else _NO_WEIGHTS, value_fn, grad_fn,
+                                   loss_consts, *loop_parts)
             rows = slice(chunk.start, chunk.stop)
             if metrics is not None and metrics.needs_predictions:
                 metrics.update(_targets(chunk.Yf, chunk.Yi, rows), dst[rows], chunk.sw[rows] if weighted else None)
@@ -358,7 +348,7 @@ def fit(model, x, y, batch_size, epochs, verbose, callbacks, validation_split, v
     codes = metrics.codes
     loss_mode = 1 if model.loss.from_logits else 0
     value_fn, grad_fn, loss_consts = model.loss.kernel_functions()
-    loop_parts = _loop_parts(program, model.loss.code, train.weighted)
+    loop_parts = engine.training_parts(program.prog, model.loss.code, train.weighted)
     update_fn, penalty_fn = update_function(opt.code), regularizers.penalty_function(program.regs)
     pred_out = np.empty((0, program.out_width), dtype=np.float32)   # grown to a chunk when metrics need it
     n_parts = numba.get_num_threads()
@@ -416,7 +406,7 @@ def fit(model, x, y, batch_size, epochs, verbose, callbacks, validation_split, v
                             update_fn, prepare_function(opt.code, hp), hp, opt.iterations, bounds, chunk.X,
                             chunk.Yf, chunk.Yi, chunk.ids, chunk.start, chunk.stop, chunk.batch, ws.ws, ws.gs,
                             ws.yb, ws.yl, model.loss.code, loss_mode, codes, sums, n_parts, ws.ab, program.regs,
-                            penalty_fn, chunk.sw, *loop_parts, value_fn, grad_fn, loss_consts, pred_out)
+                            penalty_fn, chunk.sw, value_fn, grad_fn, loss_consts, pred_out, *loop_parts)
                     done -= opt.iterations
                     opt.iterations += done
                     step += done
@@ -522,6 +512,6 @@ def loss_and_gradients(model, x, y, sample_weight=None, training=False):
                                      X.shape[0], ws.ws, ws.gs, ws.yb, ws.yl, model.loss.code,
                                      1 if model.loss.from_logits else 0, numba.get_num_threads(), ws.ab,
                                      program.regs, regularizers.penalty_function(program.regs), sw,
-                                     *_loop_parts(program, model.loss.code, sw.shape[0] > 0),
-                                     value_fn, grad_fn, loss_consts, bool(training))
+                                     value_fn, grad_fn, loss_consts, bool(training),
+                                     *engine.training_parts(program.prog, model.loss.code, sw.shape[0] > 0))
     return float(loss), grads

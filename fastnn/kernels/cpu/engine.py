@@ -10,15 +10,19 @@ the block is in its cache.
 
 Compile time is part of the user's wait, so:
 - all parallel work on Dense layers goes through one ``prange`` dispatcher,
-  ``_parallel``, which runs a task's block ``t`` on thread ``t``: every
-  parallel region costs seconds of compile time;
-- the parts a model may not need (the optimizer's update and step
-  preparation, activations other than ReLU/linear/softmax, other layer
-  kinds, weighted losses, weight penalties) are
-  separate compiled functions the loops call through pointers
-  (``signatures.function_pointer``): the loops compile once for every
-  model, a part compiles only when a model uses it, and no part is compiled
-  again inside each loop that calls it;
+  ``_parallel``, which runs part ``t`` of a block function on thread ``t``:
+  every parallel region costs about a second of compile time;
+- the compiled units call each other through pointers
+  (``signatures.function_pointer``), not directly. Numba links a direct
+  callee's machine code into the caller and optimises and emits it again
+  there, at every level of the call chain: the Dense blocks were built four
+  times over (in ``_parallel``, its loop body and its two gufunc wrappers),
+  the forward pass in every loop. Through pointers each unit is built once,
+  the loops compile once for every model, and a part a model does not use
+  (an optimizer, step preparation, activations other than
+  ReLU/linear/softmax, other layer kinds, weighted losses, weight
+  penalties) is never compiled. ``training_parts`` and ``inference_parts``
+  pick the pointers; small helpers stay direct calls;
 - arrays are copied with explicit loops, never ``a[i:j] = b[k:l]``: Numba
   compiles a shape-mismatch error message for every slice assignment;
 - functions only compiled code calls are ``no_cpython_wrapper``: Numba then
@@ -29,10 +33,10 @@ from numba import njit, prange, types
 
 from ..program import (A_POS, ACT, ACTIVATION, B_OFF, BATCHNORM, CUSTOM, DENSE, FLAGS, FROZEN, KIND,
                        LOSS_FUSED, N_IN, N_OUT, NEED_DX, ON_LOGITS, W_OFF, X_POS, Z_POS)
-from .activations import (ACTIVATION_SIG, LINEAR, RELU, SOFTMAX, relu_backward, relu_forward, softmax_rows,
-                          softmax_rows_backward)
+from .activations import (ACTIVATION_SIG, LINEAR, RELU, SOFTMAX, activation_function, relu_backward, relu_forward,
+                          softmax_rows, softmax_rows_backward)
 from .blas import gemm
-from .layers import BACKWARD, FORWARD, LAYER_SIG, MOVING
+from .layers import BACKWARD, FORWARD, LAYER_SIG, MOVING, layer_function
 from .losses import loss_and_grad, metric_sums
 from .optimizers import parallel_update
 from .sample_loss import GRADIENT_TYPE, VALUE_TYPE, rowwise_loss
@@ -46,9 +50,7 @@ _ACTS = types.FunctionType(ACTIVATION_SIG)
 
 _ZERO = np.float32(0.0)
 
-# Tasks of the parallel dispatcher.
-_DENSE_FWD, _DENSE_FWD_BY_ROWS, _ACT_BWD, _DENSE_BWD = range(4)
-# Inference on this many rows or more splits a forward product by rows
+# Inference in batches of this many rows or more splits a forward product by rows
 # instead of columns: with single-threaded SGEMM on the seeds' first layer,
 # half the rows beats half the columns by 3-6% from 256 rows up (predict on
 # 10k images: 43 -> 37.5 ms). Not in training: there the epoch at batch
@@ -68,9 +70,8 @@ def _block(n, n_parts, t):
     return min(lo, n), min(lo + size, n)
 
 
-@njit(types.void(_REC, _BUF, _BUF, _BUF, _I64, _I64, _I64, _I64, _I64, _BUF, _ACTS),
-      cache=True, error_model="numpy", no_cpython_wrapper=True)
-def _dense_forward_block(rec, params, xs, ws, b, r0, r1, c0, c1, ab, acts):
+@njit(cache=True, error_model="numpy", inline="always")
+def _dense_forward_range(rec, params, xs, ws, b, r0, r1, c0, c1, ab, acts):
     """Rows [r0, r1) and columns [c0, c1) of z = x @ W + bias and a = act(z);
     x is read from ``xs``; ``acts``: ``activations.activation_function``."""
     n_in, n_out, act = rec[N_IN], rec[N_OUT], rec[ACT]
@@ -90,12 +91,35 @@ def _dense_forward_block(rec, params, xs, ws, b, r0, r1, c0, c1, ab, acts):
             acts(act, False, zr, ws[a + r * n_out + c0:a + r * n_out + c1], zr, zr)
 
 
-@njit(types.void(_REC, _BUF, _BUF, _I64, _I64, _I64, _ACTS), cache=True, error_model="numpy",
-      no_cpython_wrapper=True)
-def _activation_backward_block(rec, ws, gs, b, c0, c1, acts):
-    """Columns [c0, c1) of gs[Z] = gs[A] * act'(z) (not softmax, not linear)."""
+# The blocks: part ``t`` of ``n_parts`` of one op's work, run by ``_parallel``.
+BLOCK_SIG = types.void(_REC, _BUF, _BUF, _BUF, _BUF, _I64, _I64, _I64, _BUF, _ACTS)
+_BLOCK = njit(cache=True, error_model="numpy", no_cpython_wrapper=True)
+
+
+@_BLOCK
+def _dense_forward_by_columns(rec, params, grads, ws, xs, b, t, n_parts, ab, acts):
+    """A column block of the Dense op's forward pass on all ``b`` rows of ``xs``."""
+    c0, c1 = _block(rec[N_OUT], n_parts, t)
+    if c0 < c1:
+        _dense_forward_range(rec, params, xs, ws, b, 0, b, c0, c1, ab, acts)
+
+
+@_BLOCK
+def _dense_forward_by_rows(rec, params, grads, ws, xs, b, t, n_parts, ab, acts):
+    """A row block of the Dense op's forward pass (inference on many rows)."""
+    r0, r1 = _block(b, n_parts, t)
+    if r0 < r1:
+        _dense_forward_range(rec, params, xs, ws, b, r0, r1, 0, rec[N_OUT], ab, acts)
+
+
+@_BLOCK
+def _activation_backward_block(rec, params, grads, ws, gs, b, t, n_parts, ab, acts):
+    """A column block of gs[Z] = gs[A] * act'(z) (not softmax, not linear)."""
     n, act = rec[N_OUT], rec[ACT]
+    c0, c1 = _block(n, n_parts, t)
     z, a = b * rec[Z_POS], b * rec[A_POS]
+    if c0 >= c1:
+        return
     for r in range(b):
         lo, hi = r * n + c0, r * n + c1
         if act == RELU:
@@ -104,9 +128,8 @@ def _activation_backward_block(rec, ws, gs, b, c0, c1, acts):
             acts(act, True, ws[z + lo:z + hi], ws[a + lo:a + hi], gs[a + lo:a + hi], gs[z + lo:z + hi])
 
 
-@njit(types.void(_REC, _BUF, _BUF, _BUF, _BUF, _I64, _I64, _I64, _BUF),
-      cache=True, error_model="numpy", no_cpython_wrapper=True)
-def _dense_backward_block(rec, params, grads, ws, gs, b, t, n_parts, ab):
+@_BLOCK
+def _dense_backward_block(rec, params, grads, ws, gs, b, t, n_parts, ab, acts):
     """Part ``t`` of dX = dZ W^T (if NEED_DX), dW = X^T dZ, db = sum_rows dZ.
 
     The part owns rows [r0, r1) of W: it reads them for dX's columns
@@ -133,69 +156,61 @@ def _dense_backward_block(rec, params, grads, ws, gs, b, t, n_parts, ab):
                 db[j] += row[j]
 
 
-_PARALLEL_SIG = types.void(_I64, _REC, _BUF, _BUF, _BUF, _BUF, _I64, _I64, _BUF, _ACTS)
-_DENSE_TYPE = types.FunctionType(_PARALLEL_SIG)
+_BLOCK_TYPE = types.FunctionType(BLOCK_SIG)
+_PARALLEL_SIG = types.void(_BLOCK_TYPE, _REC, _BUF, _BUF, _BUF, _BUF, _I64, _I64, _BUF, _ACTS)
+_PARALLEL_TYPE = types.FunctionType(_PARALLEL_SIG)
 _LAYERS_TYPE = types.FunctionType(LAYER_SIG)
 
 
-@njit(cache=True, parallel=True)
-def _parallel(task, rec, params, grads, ws, gs, b, n_parts, ab, acts):
-    """Runs block ``t`` of ``task`` on Dense (or Activation) op ``rec`` on
-    thread ``t`` for t in [0, n_parts). The forward task reads the op's
+@njit(cache=True, parallel=True, no_cpython_wrapper=True)
+def _parallel(block, rec, params, grads, ws, gs, b, n_parts, ab, acts):
+    """Runs part ``t`` of ``block`` on Dense (or Activation) op ``rec`` on
+    thread ``t`` for t in [0, n_parts). The forward blocks read the op's
     input from ``gs`` (unused there otherwise): ``ws``, or for the first op
     the caller's own rows, which inference need not copy."""
     for t in prange(n_parts):
-        if task == _DENSE_BWD:
-            _dense_backward_block(rec, params, grads, ws, gs, b, t, n_parts, ab)
-        elif task == _DENSE_FWD_BY_ROWS:
-            r0, r1 = _block(b, n_parts, t)
-            if r0 < r1:
-                _dense_forward_block(rec, params, gs, ws, b, r0, r1, 0, rec[N_OUT], ab, acts)
-        else:
-            c0, c1 = _block(rec[N_OUT], n_parts, t)
-            if c0 < c1:
-                if task == _DENSE_FWD:
-                    _dense_forward_block(rec, params, gs, ws, b, 0, b, c0, c1, ab, acts)
-                else:
-                    _activation_backward_block(rec, ws, gs, b, c0, c1, acts)
+        block(rec, params, grads, ws, gs, b, np.int64(t), n_parts, ab, acts)
 
 
-def dense_function():
-    """The pointer to ``_parallel``, which runs the Dense layers' work on all threads."""
-    return function_pointer(_parallel, _PARALLEL_SIG)
+_FORWARD_SIG = types.void(_PROG, _BUF, _BUF, _BUF, _BUF, _BUF, _I64, _I64, _BUF, types.boolean, _PARALLEL_TYPE,
+                          _BLOCK_TYPE, _ACTS, _LAYERS_TYPE, _BUF)
 
 
-@njit(types.void(_PROG, _BUF, _BUF, _BUF, _BUF, _BUF, _I64, _I64, _BUF, types.boolean, _DENSE_TYPE, _ACTS,
-                 _LAYERS_TYPE, _BUF), cache=True, no_cpython_wrapper=True)
-def forward(prog, params, consts, grads, ws, gs, b, n_parts, ab, training, dense, acts, layers, inp):
+@njit(cache=True, no_cpython_wrapper=True)
+def forward(prog, params, consts, grads, ws, gs, b, n_parts, ab, training, parallel, dense_block, acts, layers, inp):
     """Runs every op of ``prog`` on ``b`` rows; ``training`` draws dropout
     masks and normalizes by batch statistics. The rows (b x features) are in
     ``inp``: ``ws`` (gathered there), or when the first op is Dense any
     float32 buffer, which that op reads in place.
-    ``dense``: ``dense_function()``; ``acts``: ``activations.activation_function(prog)``;
+    ``parallel``: the pointer to ``_parallel``; ``dense_block``: a Dense
+    forward block; ``acts``: ``activations.activation_function(prog)``;
     ``layers``: ``layers.layer_function(prog)``, which runs the ops that are not Dense."""
     for i in range(prog.shape[0]):
         rec = prog[i]
         if rec[KIND] != DENSE:
             layers(FORWARD, rec, params, consts, grads, ws, gs, b, training)
             continue
-        task = _DENSE_FWD_BY_ROWS if not training and b >= _ROW_SPLIT_ROWS else _DENSE_FWD
-        dense(task, rec, params, grads, ws, inp if i == 0 else ws, b, n_parts, ab, acts)
+        parallel(dense_block, rec, params, grads, ws, inp if i == 0 else ws, b, n_parts, ab, acts)
         if rec[ACT] == SOFTMAX:
             softmax_rows(ws, b * rec[Z_POS], ws, b * rec[A_POS], b, rec[N_OUT])
 
 
-@njit(types.void(_PROG, _BUF, _BUF, _BUF, _BUF, _BUF, _I64, _I64, _BUF, types.boolean, _DENSE_TYPE, _ACTS,
-                 _LAYERS_TYPE), cache=True, no_cpython_wrapper=True)
-def backward(prog, params, consts, grads, ws, gs, b, n_parts, ab, training, dense, acts, layers):
+_BACKWARD_SIG = types.void(_PROG, _BUF, _BUF, _BUF, _BUF, _BUF, _I64, _I64, _BUF, types.boolean, _PARALLEL_TYPE,
+                           _BLOCK_TYPE, _BLOCK_TYPE, _ACTS, _LAYERS_TYPE)
+
+
+@njit(cache=True, no_cpython_wrapper=True)
+def backward(prog, params, consts, grads, ws, gs, b, n_parts, ab, training, parallel, activation_block, dense_block,
+             acts, layers):
     """Back-propagates from the output gradient already in ``gs``;
-    ``training`` must be the value the forward pass ran with."""
+    ``training`` must be the value the forward pass ran with. The blocks
+    are ``_activation_backward_block`` and ``_dense_backward_block``."""
     for i in range(prog.shape[0] - 1, -1, -1):
         rec = prog[i]
         flags = rec[FLAGS]
         if rec[KIND] == ACTIVATION and rec[ACT] != SOFTMAX and rec[ACT] != LINEAR and \
                 (flags & (NEED_DX | LOSS_FUSED)) == NEED_DX:
-            dense(_ACT_BWD, rec, params, grads, ws, gs, b, n_parts, ab, acts)   # wide layers: in parallel
+            parallel(activation_block, rec, params, grads, ws, gs, b, n_parts, ab, acts)   # wide layers: in parallel
         elif rec[KIND] != DENSE:
             if (flags & LOSS_FUSED) == 0:
                 layers(BACKWARD, rec, params, consts, grads, ws, gs, b, training)
@@ -205,8 +220,8 @@ def backward(prog, params, consts, grads, ws, gs, b, n_parts, ab, training, dens
                 if act == SOFTMAX:
                     softmax_rows_backward(ws, gs, b * rec[A_POS], gs, b * rec[Z_POS], b, rec[N_OUT])
                 else:
-                    dense(_ACT_BWD, rec, params, grads, ws, gs, b, n_parts, ab, acts)
-            dense(_DENSE_BWD, rec, params, grads, ws, gs, b, n_parts, ab, acts)
+                    parallel(activation_block, rec, params, grads, ws, gs, b, n_parts, ab, acts)
+            parallel(dense_block, rec, params, grads, ws, gs, b, n_parts, ab, acts)
 
 
 @njit(cache=True)
@@ -308,7 +323,9 @@ def _copy_outputs(prog, ws, b, out, pos):
 def train_steps(prog, params, consts, grads, slots, n_trainable, opt, update, prepare, hp, step, bounds,
                 X, Yf, Yi, ids, start, stop, batch, ws, gs, yb, yl,
                 loss_code, loss_mode, metric_codes, sums, n_parts, ab, regs, penalty, sw,
-                batch_loss, dense, acts, layers, loss_value, loss_grad, loss_consts, pred_out):
+                loss_value, loss_grad, loss_consts, pred_out,
+                batch_loss, forward_pass, backward_pass, parallel, forward_block, activation_block, backward_block,
+                acts, layers):
     """Trains on rows ids[start:stop] in batches of ``batch``; returns the step count.
 
     Stops early, before its update, at the first batch whose loss is NaN or
@@ -330,11 +347,10 @@ def train_steps(prog, params, consts, grads, slots, n_trainable, opt, update, pr
     ``optimizers.update_function`` and ``prepare`` its
     ``optimizers.prepare_function`` (which updates ``hp`` each step),
     ``bounds`` the offsets of the trainable weight arrays (for clipping by norm).
-    ``sw`` (N,) float32 sample weights or empty; ``batch_loss``: ``loss_function``;
-    ``dense``: ``dense_function``; ``acts``: ``activations.activation_function``;
-    ``layers``: ``layers.layer_function``; ``loss_value``/``loss_grad``/
+    ``sw`` (N,) float32 sample weights or empty; ``loss_value``/``loss_grad``/
     ``loss_consts`` a CUSTOM loss (``sample_loss``); ``pred_out`` (N, outputs)
     float32 or empty: receives the training-mode outputs of row ids[i] at i.
+    The compiled parts it calls, from ``batch_loss`` on: ``training_parts``.
     """
     sparse = Yi.shape[0] > 0
     weighted = sw.shape[0] > 0
@@ -350,13 +366,15 @@ def train_steps(prog, params, consts, grads, slots, n_trainable, opt, update, pr
         if weighted:
             for r in range(b):
                 wb[r] = sw[ids[pos + r]]
-        forward(prog, params, consts, grads, ws, gs, b, n_parts, ab, True, dense, acts, layers, ws)
+        forward_pass(prog, params, consts, grads, ws, gs, b, n_parts, ab, True, parallel, forward_block, acts, layers,
+                     ws)
         for i in range(prog.shape[0]):
             if prog[i, KIND] == BATCHNORM:
                 layers(MOVING, prog[i], params, consts, grads, ws, gs, b, True)
         batch_loss(prog, ws, gs, yb, yl, wb, b, loss_code, loss_mode, metric_codes, sums, True,
                    loss_value, loss_grad, loss_consts)
-        backward(prog, params, consts, grads, ws, gs, b, n_parts, ab, True, dense, acts, layers)
+        backward_pass(prog, params, consts, grads, ws, gs, b, n_parts, ab, True, parallel, activation_block,
+                      backward_block, acts, layers)
         sums[0] += b * penalty(regs, consts, params, grads, True)
         if not np.isfinite(sums[0]):
             break   # a NaN/inf loss: stop before this batch's update (fit then stops)
@@ -372,14 +390,14 @@ def train_steps(prog, params, consts, grads, slots, n_trainable, opt, update, pr
 @njit(cache=True)
 def infer_steps(prog, params, consts, X, Yf, Yi, start, stop, batch, ws, yb, yl,
                 loss_code, loss_mode, metric_codes, sums, out, n_parts, ab,
-                sw, batch_loss, dense, acts, layers, loss_value, loss_grad, loss_consts):
+                sw, loss_value, loss_grad, loss_consts, batch_loss, forward_pass, parallel, forward_block, acts, layers):
     """Forward pass on rows [start, stop) of X in order.
 
     With ``loss_code >= 0`` adds [loss, samples, metrics...] to ``sums`` as
     ``train_steps`` does (weighted by ``sw`` when not empty; weight penalties
     are constant here and added by the caller); with ``out`` non-empty copies
     the outputs of rows [start, stop) into ``out[start:stop]`` (2-D float32).
-    Other arguments as ``train_steps``."""
+    The compiled parts it calls: ``inference_parts``. Other arguments as ``train_steps``."""
     weighted = sw.shape[0] > 0
     wb = np.empty(batch if weighted else 0, dtype=np.float32)
     in_place = prog[0, KIND] == DENSE     # the first op reads the rows where they are: no copy
@@ -389,10 +407,12 @@ def infer_steps(prog, params, consts, X, Yf, Yi, start, stop, batch, ws, yb, yl,
     while pos < stop:
         b = min(batch, stop - pos)
         if in_place:
-            forward(prog, params, consts, params, ws, ws, b, n_parts, ab, False, dense, acts, layers, flat_x[pos * f:])
+            inp = flat_x[pos * f:]
         else:
             _copy_rows(X, pos, b, ws)
-            forward(prog, params, consts, params, ws, ws, b, n_parts, ab, False, dense, acts, layers, ws)
+            inp = ws
+        forward_pass(prog, params, consts, params, ws, ws, b, n_parts, ab, False, parallel, forward_block, acts, layers,
+                     inp)
         if loss_code >= 0:
             if Yi.shape[0] > 0:
                 for r in range(b):
@@ -411,8 +431,9 @@ def infer_steps(prog, params, consts, X, Yf, Yi, start, stop, batch, ws, yb, yl,
 
 @njit(cache=True)
 def loss_gradients(prog, params, consts, grads, X, Yf, Yi, batch, ws, gs, yb, yl, loss_code, loss_mode,
-                   n_parts, ab, regs, penalty, sw, batch_loss, dense, acts, layers, loss_value, loss_grad, loss_consts,
-                   training):
+                   n_parts, ab, regs, penalty, sw, loss_value, loss_grad, loss_consts, training,
+                   batch_loss, forward_pass, backward_pass, parallel, forward_block, activation_block, backward_block,
+                   acts, layers):
     """Loss over one batch (all rows of X, in order: the mean of the per-sample
     losses, weighted by ``sw`` when not empty, plus the weight penalties) and
     its gradient with respect to every trainable parameter, written to
@@ -427,12 +448,37 @@ def loss_gradients(prog, params, consts, grads, X, Yf, Yi, batch, ws, gs, yb, yl
             yl[r] = Yi[r]
     else:
         _copy_rows(Yf, 0, b, yb)
-    forward(prog, params, consts, grads, ws, gs, b, n_parts, ab, training, dense, acts, layers, ws)
+    forward_pass(prog, params, consts, grads, ws, gs, b, n_parts, ab, training, parallel, forward_block, acts, layers,
+                 ws)
     sums = np.zeros(2, dtype=np.float64)
     wb = np.empty(b if sw.shape[0] > 0 else 0, dtype=np.float32)
     for r in range(wb.shape[0]):
         wb[r] = sw[r]
     batch_loss(prog, ws, gs, yb, yl, wb, b, loss_code, loss_mode, np.zeros(0, dtype=np.int64), sums, True,
                loss_value, loss_grad, loss_consts)
-    backward(prog, params, consts, grads, ws, gs, b, n_parts, ab, training, dense, acts, layers)
+    backward_pass(prog, params, consts, grads, ws, gs, b, n_parts, ab, training, parallel, activation_block,
+                  backward_block, acts, layers)
     return sums[0] / b + penalty(regs, consts, params, grads, True)
+
+
+def _common_parts(prog, loss_code, weighted):
+    return (loss_function(loss_code, weighted), function_pointer(forward, _FORWARD_SIG))
+
+
+def training_parts(prog, loss_code, weighted):
+    """The compiled parts ``train_steps`` and ``loss_gradients`` call, as
+    pointers in their argument order (the last ones): the batch loss, the
+    forward and backward passes, the parallel dispatcher and its blocks, the
+    activations other than ReLU, the layers other than Dense."""
+    return (*_common_parts(prog, loss_code, weighted), function_pointer(backward, _BACKWARD_SIG),
+            function_pointer(_parallel, _PARALLEL_SIG), function_pointer(_dense_forward_by_columns, BLOCK_SIG),
+            function_pointer(_activation_backward_block, BLOCK_SIG), function_pointer(_dense_backward_block, BLOCK_SIG),
+            activation_function(prog), layer_function(prog))
+
+
+def inference_parts(prog, loss_code, weighted, batch):
+    """The compiled parts ``infer_steps`` calls for batches of ``batch`` rows,
+    as ``training_parts``."""
+    block = _dense_forward_by_rows if batch >= _ROW_SPLIT_ROWS else _dense_forward_by_columns
+    return (*_common_parts(prog, loss_code, weighted), function_pointer(_parallel, _PARALLEL_SIG),
+            function_pointer(block, BLOCK_SIG), activation_function(prog), layer_function(prog))

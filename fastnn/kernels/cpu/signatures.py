@@ -28,7 +28,8 @@ def function_pointer(dispatcher, sig):
     serves every choice and a part compiles only when a model uses it. (A
     dispatcher passed directly would make Numba compile the loop again for
     each part it is given.)"""
-    dispatcher.compile(sig)
+    if sig.args not in dispatcher.overloads:   # an explicit signature compiles at import
+        dispatcher.compile(sig)
     return _FunctionPointer(dispatcher.overloads[sig.args], sig)
 
 
