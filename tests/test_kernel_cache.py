@@ -32,18 +32,22 @@ def test_a_model_compiles_only_the_kernel_parts_it_uses():
     """Cold compile is part of the user's wait: a Dense-only MLP trained with
     plain Adam must not compile (or load) the other optimizers, schedules and
     clipping, the other layer kinds, activations other than ReLU and softmax,
-    weight penalties, the weighted loss or the forward block that splits
-    large inference batches by rows; a model that uses them gets them. Run in fresh processes, which see only
-    their own compiles."""
+    weight penalties, the weighted loss, the loss families other than its own
+    or the forward block that splits large inference batches by rows; a model
+    that uses them gets them (sample weights run every loss family). Run in
+    fresh processes with an empty Numba cache: they see only their own
+    compiles, and a function loaded from a cache does not list the
+    functions compiled into it."""
     import os
     import subprocess
     import sys
+    import tempfile
     from pathlib import Path
 
     probe = """
 import numpy as np
 import fastnn as keras
-from fastnn.kernels.cpu import activations, engine, layers, optimizers, regularizers
+from fastnn.kernels.cpu import activations, engine, layers, losses, optimizers, regularizers
 x = np.random.default_rng(0).random((40, 6), dtype=np.float32)
 y = np.arange(40) % 3
 model = keras.Sequential([keras.Input(shape=(6,)), keras.layers.Dense(5, activation="{act}"{reg}), {extra}
@@ -54,7 +58,8 @@ model.predict(x, verbose=0{predict})
 parts = {{"adam": optimizers.adam, "sgd": optimizers.sgd, "prepare_step": optimizers.prepare_step,
          "other_layers": layers.other_layers, "penalty": regularizers.penalty,
          "weighted_batch_loss": engine.weighted_batch_loss, "elementwise": activations.elementwise,
-         "rows_forward": engine._dense_forward_by_rows}}
+         "rows_forward": engine._dense_forward_by_rows, "regression_loss": losses.regression_row_loss,
+         "binary_loss": losses.binary_row_loss}}
 print(sorted(name for name, fn in parts.items() if fn.signatures))
 """
     root = Path(__file__).resolve().parents[1]
@@ -63,12 +68,15 @@ print(sorted(name for name, fn in parts.items() if fn.signatures))
     def compiled(**options):
         code = probe.format(**{"act": "relu", "reg": "", "extra": "", "opt": '"adam"', "weights": "", "predict": "",
                               **options})
-        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=root)
+        with tempfile.TemporaryDirectory() as cache:
+            out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                                 env=dict(env, NUMBA_CACHE_DIR=cache), cwd=root)
         assert out.returncode == 0, out.stderr[-2000:]
         return out.stdout.strip().splitlines()[-1]
 
     assert compiled() == "['adam']"
     assert compiled(act="tanh", reg=', kernel_regularizer="l2"', extra="keras.layers.Dropout(0.5),",
                     opt='keras.optimizers.SGD(momentum=0.9, clipnorm=1.0)',
-                    weights=", sample_weight=np.ones(40)", predict=", batch_size=256") == \
-        "['elementwise', 'other_layers', 'penalty', 'prepare_step', 'rows_forward', 'sgd', 'weighted_batch_loss']"
+                    weights=", sample_weight=np.ones(40)", predict=", batch_size=256") == (
+        "['binary_loss', 'elementwise', 'other_layers', 'penalty', 'prepare_step', 'regression_loss', 'rows_forward', "
+        "'sgd', 'weighted_batch_loss']")

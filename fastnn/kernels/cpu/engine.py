@@ -31,13 +31,13 @@ Compile time is part of the user's wait, so:
 import numpy as np
 from numba import njit, prange, types
 
-from ..program import (A_POS, ACT, ACTIVATION, B_OFF, BATCHNORM, CUSTOM, DENSE, FLAGS, FROZEN, KIND,
-                       LOSS_FUSED, N_IN, N_OUT, NEED_DX, ON_LOGITS, W_OFF, X_POS, Z_POS)
+from ..program import (A_POS, ACT, ACTIVATION, B_OFF, BATCHNORM, BCE, CUSTOM, DENSE, FLAGS, FROZEN, KIND,
+                       LOSS_FUSED, MAE, MSE, N_IN, N_OUT, NEED_DX, ON_LOGITS, W_OFF, X_POS, Z_POS)
 from .activations import (ACTIVATION_SIG, LINEAR, RELU, SOFTMAX, activation_function, relu_backward, relu_forward,
                           softmax_rows, softmax_rows_backward)
 from .blas import gemm
 from .layers import BACKWARD, FORWARD, LAYER_SIG, MOVING, layer_function
-from .losses import loss_and_grad, metric_sums
+from .losses import binary_row_loss, categorical_row_loss, loss_sum, metric_sums, regression_row_loss
 from .optimizers import parallel_update
 from .sample_loss import GRADIENT_TYPE, VALUE_TYPE, rowwise_loss
 from .signatures import F1, F2, I1, function_pointer
@@ -275,23 +275,45 @@ def _count_and_metrics(prog, ws, yb, yl, b, metric_codes, sums):
     metric_sums(metric_codes, sums[2:], ws, b * last[A_POS], yb, yl, b, last[N_OUT])
 
 
-@njit(cache=True, no_cpython_wrapper=True)
-def batch_loss(prog, ws, gs, yb, yl, wb, b, loss_code, loss_mode, metric_codes, sums, want_grad,
-               loss_value, loss_grad, loss_consts):
-    """Adds the batch's loss (a built-in loss, unweighted), sample count and
-    metric values to ``sums``; with ``want_grad`` writes the output gradient
-    into ``gs``. Returns the loss."""
+@njit(cache=True, inline="always")
+def _batch_loss(row_loss_fn, prog, ws, gs, yb, yl, b, loss_code, loss_mode, metric_codes, sums, want_grad):
+    """Adds the batch's loss (a built-in loss of ``row_loss_fn``'s family,
+    unweighted), sample count and metric values to ``sums``; with
+    ``want_grad`` writes the output gradient into ``gs``. Returns the loss."""
     src, mode, n = _loss_source(prog, b, loss_mode)
-    loss = loss_and_grad(loss_code, mode, ws, src, gs, src, yb, yl, b, n, want_grad)
+    loss = loss_sum(row_loss_fn, loss_code, mode, ws, src, gs, src, yb, yl, b, n, want_grad)
     sums[0] += loss
     _count_and_metrics(prog, ws, yb, yl, b, metric_codes, sums)
     return loss
 
 
+# One batch-loss function per loss family (all share ``_BATCH_LOSS_SIG``),
+# so a model compiles only the formulas of its own loss.
+@njit(cache=True, no_cpython_wrapper=True)
+def regression_batch_loss(prog, ws, gs, yb, yl, wb, b, loss_code, loss_mode, metric_codes, sums, want_grad,
+                          loss_value, loss_grad, loss_consts):
+    return _batch_loss(regression_row_loss, prog, ws, gs, yb, yl, b, loss_code, loss_mode, metric_codes, sums,
+                       want_grad)
+
+
+@njit(cache=True, no_cpython_wrapper=True)
+def binary_batch_loss(prog, ws, gs, yb, yl, wb, b, loss_code, loss_mode, metric_codes, sums, want_grad,
+                      loss_value, loss_grad, loss_consts):
+    return _batch_loss(binary_row_loss, prog, ws, gs, yb, yl, b, loss_code, loss_mode, metric_codes, sums,
+                       want_grad)
+
+
+@njit(cache=True, no_cpython_wrapper=True)
+def categorical_batch_loss(prog, ws, gs, yb, yl, wb, b, loss_code, loss_mode, metric_codes, sums, want_grad,
+                           loss_value, loss_grad, loss_consts):
+    return _batch_loss(categorical_row_loss, prog, ws, gs, yb, yl, b, loss_code, loss_mode, metric_codes, sums,
+                       want_grad)
+
+
 @njit(cache=True, no_cpython_wrapper=True)
 def weighted_batch_loss(prog, ws, gs, yb, yl, wb, b, loss_code, loss_mode, metric_codes, sums, want_grad,
                         loss_value, loss_grad, loss_consts):
-    """``batch_loss`` weighted by ``wb`` (when not empty), or of a CUSTOM loss
+    """A batch loss weighted by ``wb`` (when not empty), or of a CUSTOM loss
     (``loss_value``/``loss_grad``/``loss_consts``), one sample at a time."""
     src, mode, n = _loss_source(prog, b, loss_mode)
     loss = rowwise_loss(loss_code, mode, ws[src:src + b * n], gs[src:src + b * n], yb, yl, wb, b, n, want_grad,
@@ -302,9 +324,16 @@ def weighted_batch_loss(prog, ws, gs, yb, yl, wb, b, loss_code, loss_mode, metri
 
 
 def loss_function(loss_code, weighted):
-    """The pointer to ``batch_loss``, or ``weighted_batch_loss`` for sample
-    weights or a CUSTOM loss."""
-    fn = weighted_batch_loss if weighted or loss_code == CUSTOM else batch_loss
+    """The pointer to the batch-loss function of ``loss_code``'s family, or to
+    ``weighted_batch_loss`` for sample weights or a CUSTOM loss."""
+    if weighted or loss_code == CUSTOM:
+        fn = weighted_batch_loss
+    elif loss_code in (MSE, MAE):
+        fn = regression_batch_loss
+    elif loss_code == BCE:
+        fn = binary_batch_loss
+    else:
+        fn = categorical_batch_loss
     return function_pointer(fn, _BATCH_LOSS_SIG)
 
 

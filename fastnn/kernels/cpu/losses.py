@@ -10,7 +10,6 @@ import math
 import numpy as np
 from numba import njit
 
-from .signatures import F1, I1
 from ..program import (BCE, CCE, MAE, MSE, ON_LOGITS, SCCE, M_BIN_ACC, M_CAT_ACC, M_MAE, M_MSE, M_RMSE,
                        M_SPARSE_ACC)
 
@@ -19,83 +18,110 @@ _ONE = np.float32(1.0)
 _ZERO = np.float32(0.0)
 
 
-@njit(cache=True)
-def row_loss(code, mode, src, s, grad, g, want_grad, yf, yi, r, n, inv_b):
-    """Loss of row ``r`` (float64) whose values start at ``src[s]``; writes the
-    gradient of the batch-mean loss to ``grad[g:g+n]`` when ``want_grad``
-    (``inv_b`` = 1 / batch size). The CUDA loss kernel runs this same function
-    (it calls no other compiled function, so the simulator can run its source)."""
+# The three loss families are separate compiled functions with one signature,
+# so a model compiles only its own family (``loss_function`` in the
+# engine): one function for all five losses cost about 1 s more cold compile.
+# Arguments: the loss of row ``r`` (float64) whose values start at
+# ``src[s]``; with ``want_grad`` the gradient of the batch-mean loss goes to
+# ``grad[g:g+n]`` (``inv_b`` = 1 / batch size). ``yf`` dense targets (b x n),
+# ``yi`` labels.
+
+
+@njit(cache=True, error_model="numpy")
+def regression_row_loss(code, mode, src, s, grad, g, want_grad, yf, yi, r, n, inv_b):
+    """MSE and MAE, averaged over the ``n`` outputs."""
     inv_bn = inv_b / np.float32(n)
+    loss = 0.0
+    for j in range(n):
+        d = src[s + j] - yf[r * n + j]
+        if code == MSE:
+            loss += d * d
+            if want_grad:
+                grad[g + j] = np.float32(2.0) * d * inv_bn
+        else:
+            loss += abs(d)
+            if want_grad:
+                grad[g + j] = (_ONE if d > _ZERO else (-_ONE if d < _ZERO else _ZERO)) * inv_bn
+    return loss / n
+
+
+@njit(cache=True, error_model="numpy")
+def binary_row_loss(code, mode, src, s, grad, g, want_grad, yf, yi, r, n, inv_b):
+    """Binary cross-entropy, averaged over the ``n`` outputs."""
+    inv_bn = inv_b / np.float32(n)
+    loss = 0.0
+    for j in range(n):
+        y = yf[r * n + j]
+        x = src[s + j]
+        if mode == ON_LOGITS:
+            loss += max(x, _ZERO) - x * y + math.log1p(math.exp(-abs(x)))
+            if want_grad:
+                p = _ONE / (_ONE + np.float32(math.exp(-x))) if x >= _ZERO else \
+                    np.float32(math.exp(x)) / (_ONE + np.float32(math.exp(x)))
+                grad[g + j] = (p - y) * inv_bn
+        else:
+            # Keras 3 clips, then takes logs (Keras 2 also added EPS inside them).
+            p = min(max(x, EPS), _ONE - EPS)
+            loss -= y * math.log(p) + (_ONE - y) * math.log(_ONE - p)
+            if want_grad:
+                clipped = x < EPS or x > _ONE - EPS
+                grad[g + j] = _ZERO if clipped else -(y / p - (_ONE - y) / (_ONE - p)) * inv_bn
+    return loss / n
+
+
+@njit(cache=True, error_model="numpy")
+def categorical_row_loss(code, mode, src, s, grad, g, want_grad, yf, yi, r, n, inv_b):
+    """CCE and SCCE; the target of class j is yi[r] == j (SCCE) or yf[r, j]."""
     sparse = code == SCCE
     loss = 0.0
-    if code == MSE or code == MAE:
+    if mode == ON_LOGITS:
+        m = src[s]
+        for j in range(1, n):
+            m = max(m, src[s + j])
+        z = 0.0
         for j in range(n):
-            d = src[s + j] - yf[r * n + j]
-            if code == MSE:
-                loss += d * d
-                if want_grad:
-                    grad[g + j] = np.float32(2.0) * d * inv_bn
-            else:
-                loss += abs(d)
-                if want_grad:
-                    grad[g + j] = (_ONE if d > _ZERO else (-_ONE if d < _ZERO else _ZERO)) * inv_bn
-        loss /= n
-    elif code == BCE:
+            z += math.exp(src[s + j] - m)
+        lse = m + math.log(z)
+        ysum = _ZERO
         for j in range(n):
-            y = yf[r * n + j]
-            x = src[s + j]
-            if mode == ON_LOGITS:
-                loss += max(x, _ZERO) - x * y + math.log1p(math.exp(-abs(x)))
-                if want_grad:
-                    p = _ONE / (_ONE + np.float32(math.exp(-x))) if x >= _ZERO else \
-                        np.float32(math.exp(x)) / (_ONE + np.float32(math.exp(x)))
-                    grad[g + j] = (p - y) * inv_bn
-            else:
-                # Keras 3 clips, then takes logs (Keras 2 also added EPS inside them).
-                p = min(max(x, EPS), _ONE - EPS)
-                loss -= y * math.log(p) + (_ONE - y) * math.log(_ONE - p)
-                if want_grad:
-                    clipped = x < EPS or x > _ONE - EPS
-                    grad[g + j] = _ZERO if clipped else -(y / p - (_ONE - y) / (_ONE - p)) * inv_bn
-        loss /= n
-    else:  # CCE / SCCE; the target of class j is yi[r] == j (sparse) or yf[r, j]
-        if mode == ON_LOGITS:
-            m = src[s]
-            for j in range(1, n):
-                m = max(m, src[s + j])
-            z = 0.0
-            for j in range(n):
-                z += math.exp(src[s + j] - m)
-            lse = m + math.log(z)
-            ysum = _ZERO
+            y = (_ONE if yi[r] == j else _ZERO) if sparse else yf[r * n + j]
+            ysum += y
+            loss += y * (lse - src[s + j])
+        if want_grad:
             for j in range(n):
                 y = (_ONE if yi[r] == j else _ZERO) if sparse else yf[r * n + j]
-                ysum += y
-                loss += y * (lse - src[s + j])
-            if want_grad:
-                for j in range(n):
-                    y = (_ONE if yi[r] == j else _ZERO) if sparse else yf[r * n + j]
-                    p = np.float32(math.exp(src[s + j] - lse))
-                    grad[g + j] = (ysum * p - y) * inv_b
-        else:
-            # Keras renormalises the probabilities, then clips them.
-            tot = _ZERO
-            for j in range(n):
-                tot += src[s + j]
-            dq = _ZERO      # sum_i g_i q_i, g_i = dL/dq_i
-            for j in range(n):
-                q = src[s + j] / tot
-                y = (_ONE if yi[r] == j else _ZERO) if sparse else yf[r * n + j]
-                qc = min(max(q, EPS), _ONE - EPS)
-                loss -= y * math.log(qc)
-                gq = _ZERO if (q < EPS or q > _ONE - EPS) else -y / q
-                dq += gq * q
-                if want_grad:
-                    grad[g + j] = gq
-            if want_grad:
-                for j in range(n):
-                    grad[g + j] = (grad[g + j] - dq) / tot * inv_b
+                p = np.float32(math.exp(src[s + j] - lse))
+                grad[g + j] = (ysum * p - y) * inv_b
+        return loss
+    # Keras renormalises the probabilities, then clips them.
+    tot = _ZERO
+    for j in range(n):
+        tot += src[s + j]
+    dq = _ZERO      # sum_i g_i q_i, g_i = dL/dq_i
+    for j in range(n):
+        q = src[s + j] / tot
+        y = (_ONE if yi[r] == j else _ZERO) if sparse else yf[r * n + j]
+        qc = min(max(q, EPS), _ONE - EPS)
+        loss -= y * math.log(qc)
+        gq = _ZERO if (q < EPS or q > _ONE - EPS) else -y / q
+        dq += gq * q
+        if want_grad:
+            grad[g + j] = gq
+    if want_grad:
+        for j in range(n):
+            grad[g + j] = (grad[g + j] - dq) / tot * inv_b
     return loss
+
+
+@njit(cache=True)
+def row_loss(code, mode, src, s, grad, g, want_grad, yf, yi, r, n, inv_b):
+    """Any built-in loss of one row (arguments as the families'). The CUDA
+    loss kernel and the weighted CPU path run this."""
+    if code == MSE or code == MAE:
+        return regression_row_loss(code, mode, src, s, grad, g, want_grad, yf, yi, r, n, inv_b)
+    if code == BCE:
+        return binary_row_loss(code, mode, src, s, grad, g, want_grad, yf, yi, r, n, inv_b)
+    return categorical_row_loss(code, mode, src, s, grad, g, want_grad, yf, yi, r, n, inv_b)
 
 
 @njit(cache=True)
@@ -127,9 +153,10 @@ def row_metric(code, out, s, yf, yi, r, n):
     return v / n
 
 
-@njit(f"float64(int64, int64, {F1}, int64, {F1}, int64, {F1}, {I1}, int64, int64, boolean)", cache=True)
-def loss_and_grad(code, mode, src, src_off, grad, grad_off, yf, yi, b, n, want_grad):
-    """Sum over the batch of per-sample losses; writes d(mean loss)/d src.
+@njit(cache=True, inline="always")
+def loss_sum(row_loss_fn, code, mode, src, src_off, grad, grad_off, yf, yi, b, n, want_grad):
+    """Sum over the batch of per-sample losses of ``row_loss_fn`` (a family's
+    row function, or ``row_loss``); writes d(mean loss)/d src.
 
     ``src[src_off:]`` holds the ``b x n`` network output (probabilities or
     values) or logits (``mode == ON_LOGITS``). Targets: ``yf`` is the
@@ -140,7 +167,8 @@ def loss_and_grad(code, mode, src, src_off, grad, grad_off, yf, yi, b, n, want_g
     total = 0.0
     inv_b = _ONE / np.float32(b)
     for r in range(b):
-        total += row_loss(code, mode, src, src_off + r * n, grad, grad_off + r * n, want_grad, yf, yi, r, n, inv_b)
+        total += row_loss_fn(code, mode, src, src_off + r * n, grad, grad_off + r * n, want_grad, yf, yi, r, n,
+                             inv_b)
     return total
 
 

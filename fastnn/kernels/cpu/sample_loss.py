@@ -1,6 +1,6 @@
 """Losses one sample at a time: sample weights, and a user's loss through function pointers.
 
-The batched kernel (``losses.loss_and_grad``) serves unweighted built-in
+The batched kernels (``losses.loss_sum`` of a family) serve unweighted built-in
 losses. Two cases need the loss of each sample on its own, and go through
 ``rowwise_loss`` instead:
 
@@ -28,7 +28,7 @@ from numba import cfunc, njit, types
 from numba.core.dispatcher import Dispatcher
 from numba.core.errors import NumbaError
 
-from .losses import loss_and_grad
+from .losses import row_loss
 from ..program import CUSTOM
 
 ROW = types.float32[::1]
@@ -79,7 +79,7 @@ def unused_loss():
 @njit(cache=True, error_model="numpy")
 def rowwise_loss(code, mode, src, grad, yf, yi, wb, b, n, want_grad, loss_value, loss_grad, loss_consts):
     """Sum over the ``b`` rows of w_i * l_i; with ``want_grad`` writes
-    d(sum_i w_i l_i / b)/d output into ``grad`` (offsets as ``loss_and_grad``).
+    d(sum_i w_i l_i / b)/d output into ``grad`` (offsets as ``losses.loss_sum``).
 
     ``src``/``grad`` are the output block and its gradient block (1-D views of
     b x n), ``yf``/``yi`` the gathered dense targets / labels, ``wb`` the rows'
@@ -98,7 +98,7 @@ def rowwise_loss(code, mode, src, grad, yf, yi, wb, b, n, want_grad, loss_value,
             if want_grad:
                 loss_grad(target, pred, loss_consts, g)
         else:
-            loss = loss_and_grad(code, mode, pred, 0, g, 0, yf[r * n:], yi[r:], 1, n, want_grad)
+            loss = row_loss(code, mode, src, r * n, grad, r * n, want_grad, yf, yi, r, n, np.float32(1.0))
         total += w * loss
         if want_grad:
             scale = w * inv_b
