@@ -33,8 +33,9 @@ def test_a_model_compiles_only_the_kernel_parts_it_uses():
     plain Adam must not compile (or load) the other optimizers, schedules and
     clipping, the other layer kinds, activations other than ReLU and softmax,
     weight penalties, the weighted loss, the loss families other than its own
-    or the forward block that splits large inference batches by rows; a model
-    that uses them gets them (sample weights run every loss family). Run in
+    (``row_loss`` holds them all) or the forward block that splits large
+    inference batches by rows; a model that uses them gets them (sample
+    weights run every loss family). Run in
     fresh processes with an empty Numba cache: they see only their own
     compiles, and a function loaded from a cache does not list the
     functions compiled into it."""
@@ -58,8 +59,7 @@ model.predict(x, verbose=0{predict})
 parts = {{"adam": optimizers.adam, "sgd": optimizers.sgd, "prepare_step": optimizers.prepare_step,
          "other_layers": layers.other_layers, "penalty": regularizers.penalty,
          "weighted_batch_loss": engine.weighted_batch_loss, "elementwise": activations.elementwise,
-         "rows_forward": engine._dense_forward_by_rows, "regression_loss": losses.regression_row_loss,
-         "binary_loss": losses.binary_row_loss}}
+         "rows_forward": engine._dense_forward_by_rows, "all_losses": losses.row_loss}}
 print(sorted(name for name, fn in parts.items() if fn.signatures))
 """
     root = Path(__file__).resolve().parents[1]
@@ -78,5 +78,5 @@ print(sorted(name for name, fn in parts.items() if fn.signatures))
     assert compiled(act="tanh", reg=', kernel_regularizer="l2"', extra="keras.layers.Dropout(0.5),",
                     opt='keras.optimizers.SGD(momentum=0.9, clipnorm=1.0)',
                     weights=", sample_weight=np.ones(40)", predict=", batch_size=256") == (
-        "['binary_loss', 'elementwise', 'other_layers', 'penalty', 'prepare_step', 'regression_loss', 'rows_forward', "
-        "'sgd', 'weighted_batch_loss']")
+        "['all_losses', 'elementwise', 'other_layers', 'penalty', 'prepare_step', 'rows_forward', 'sgd', "
+        "'weighted_batch_loss']")

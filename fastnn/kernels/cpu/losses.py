@@ -18,16 +18,17 @@ _ONE = np.float32(1.0)
 _ZERO = np.float32(0.0)
 
 
-# The three loss families are separate compiled functions with one signature,
-# so a model compiles only its own family (``loss_function`` in the
-# engine): one function for all five losses cost about 1 s more cold compile.
+# The three loss families are separate functions with one signature, inlined
+# into one batch-loss function each (``loss_function`` in the engine), so a
+# model compiles only its own family: one function for all five losses cost
+# about 1 s more cold compile.
 # Arguments: the loss of row ``r`` (float64) whose values start at
 # ``src[s]``; with ``want_grad`` the gradient of the batch-mean loss goes to
 # ``grad[g:g+n]`` (``inv_b`` = 1 / batch size). ``yf`` dense targets (b x n),
 # ``yi`` labels.
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", inline="always")
 def regression_row_loss(code, mode, src, s, grad, g, want_grad, yf, yi, r, n, inv_b):
     """MSE and MAE, averaged over the ``n`` outputs."""
     inv_bn = inv_b / np.float32(n)
@@ -45,7 +46,7 @@ def regression_row_loss(code, mode, src, s, grad, g, want_grad, yf, yi, r, n, in
     return loss / n
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", inline="always")
 def binary_row_loss(code, mode, src, s, grad, g, want_grad, yf, yi, r, n, inv_b):
     """Binary cross-entropy, averaged over the ``n`` outputs."""
     inv_bn = inv_b / np.float32(n)
@@ -69,7 +70,7 @@ def binary_row_loss(code, mode, src, s, grad, g, want_grad, yf, yi, r, n, inv_b)
     return loss / n
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", inline="always")
 def categorical_row_loss(code, mode, src, s, grad, g, want_grad, yf, yi, r, n, inv_b):
     """CCE and SCCE; the target of class j is yi[r] == j (SCCE) or yf[r, j]."""
     sparse = code == SCCE
@@ -124,7 +125,9 @@ def row_loss(code, mode, src, s, grad, g, want_grad, yf, yi, r, n, inv_b):
     return categorical_row_loss(code, mode, src, s, grad, g, want_grad, yf, yi, r, n, inv_b)
 
 
-@njit(cache=True)
+# Inlined (as the families): Numba compiles a plain callee on its own and then
+# again inside its caller.
+@njit(cache=True, inline="always")
 def row_metric(code, out, s, yf, yi, r, n):
     """Metric ``code``'s value for row ``r`` of the outputs at ``out[s:]``
     (also run by the CUDA loss kernel)."""
@@ -172,7 +175,7 @@ def loss_sum(row_loss_fn, code, mode, src, src_off, grad, grad_off, yf, yi, b, n
     return total
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def metric_sums(codes, sums, out, out_off, yf, yi, b, n):
     """Adds each metric's per-sample values over the batch to ``sums[k]``."""
     for k in range(codes.shape[0]):
