@@ -136,7 +136,7 @@ def act_backward(code, z, a, ga, gz):
             gz[i] = ga[i] * act_derivative(code, z[i], a[i])
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def softmax_rows(z, z_off, a, a_off, rows, width):
     """Row-wise softmax of the ``rows x width`` block at ``z[z_off:]`` into ``a[a_off:]``."""
     for r in range(rows):
@@ -155,7 +155,7 @@ def softmax_rows(z, z_off, a, a_off, rows, width):
             a[ai + j] *= inv
 
 
-@njit(cache=True, no_cpython_wrapper=True)
+@njit(cache=True, inline="always")
 def softmax_rows_backward(a, ga, a_off, gz, z_off, rows, width):
     """gz = a * (ga - sum(ga * a)) per row, the softmax Jacobian-vector product.
 
@@ -176,7 +176,7 @@ _F1 = types.float32[::1]
 ACTIVATION_SIG = types.void(types.int64, types.boolean, _F1, _F1, _F1, _F1)
 
 
-@njit(cache=True)
+@njit(cache=True, no_cpython_wrapper=True)
 def elementwise(code, backward, z, a, ga, gz):
     """``act_forward(code, z, a)``, or with ``backward`` ``act_backward(code, z, a, ga, gz)``."""
     if backward:
@@ -185,7 +185,7 @@ def elementwise(code, backward, z, a, ga, gz):
         act_forward(code, z, a)
 
 
-@njit(cache=True)
+@njit(cache=True, no_cpython_wrapper=True)
 def no_elementwise(code, backward, z, a, ga, gz):
     """Stands in for ``elementwise`` when every Dense activation is ReLU,
     linear or softmax (never called)."""

@@ -40,7 +40,7 @@ from .layers import BACKWARD, FORWARD, LAYER_SIG, MOVING, layer_function
 from .losses import binary_row_loss, categorical_row_loss, loss_sum, metric_sums, regression_row_loss
 from .optimizers import parallel_update
 from .sample_loss import GRADIENT_TYPE, VALUE_TYPE, rowwise_loss
-from .signatures import F1, F2, I1, function_pointer
+from .signatures import function_pointer
 
 _I64 = types.int64
 _REC = types.int64[::1]
@@ -230,7 +230,7 @@ def seed_kernels(seed):
     np.random.seed(seed)
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _gather(X, ids, pos, b, dst):
     """Copies rows ids[pos:pos+b] of 2-D X to the start of flat dst (b x features)."""
     f = X.shape[1]
@@ -240,7 +240,7 @@ def _gather(X, ids, pos, b, dst):
             dst[r * f + j] = row[j]
 
 
-@njit(f"void({F2}, int64, int64, {F1})", cache=True, no_cpython_wrapper=True)
+@njit(cache=True, inline="always")
 def _copy_rows(X, pos, b, dst):
     """Copies rows [pos, pos+b) of 2-D X to the start of flat dst."""
     f = X.shape[1]
@@ -249,7 +249,7 @@ def _copy_rows(X, pos, b, dst):
             dst[r * f + j] = X[pos + r, j]
 
 
-@njit(cache=True, no_cpython_wrapper=True)
+@njit(cache=True, inline="always")
 def _gather_labels(Yi, ids, pos, b, dst):
     for r in range(b):
         dst[r] = Yi[ids[pos + r]]
@@ -337,7 +337,7 @@ def loss_function(loss_code, weighted):
     return function_pointer(fn, _BATCH_LOSS_SIG)
 
 
-@njit(cache=True, no_cpython_wrapper=True)
+@njit(cache=True, inline="always")
 def _copy_outputs(prog, ws, b, out, pos):
     """Copies the ``b`` output rows of the last op to ``out[pos:pos + b]`` (2-D float32)."""
     last = prog[prog.shape[0] - 1]
@@ -348,7 +348,7 @@ def _copy_outputs(prog, ws, b, out, pos):
             out[pos + r, j] = ws[a + r * n_out + j]
 
 
-@njit(cache=True)
+@njit(cache=True, no_cfunc_wrapper=True)
 def train_steps(prog, params, consts, grads, slots, n_trainable, opt, update, prepare, hp, step, bounds,
                 X, Yf, Yi, ids, start, stop, batch, ws, gs, yb, yl,
                 loss_code, loss_mode, metric_codes, sums, n_parts, ab, regs, penalty, sw,
@@ -416,7 +416,7 @@ def train_steps(prog, params, consts, grads, slots, n_trainable, opt, update, pr
     return step
 
 
-@njit(cache=True)
+@njit(cache=True, no_cfunc_wrapper=True)
 def infer_steps(prog, params, consts, X, Yf, Yi, start, stop, batch, ws, yb, yl,
                 loss_code, loss_mode, metric_codes, sums, out, n_parts, ab,
                 sw, loss_value, loss_grad, loss_consts, batch_loss, forward_pass, parallel, forward_block, acts, layers):
@@ -458,7 +458,7 @@ def infer_steps(prog, params, consts, X, Yf, Yi, start, stop, batch, ws, yb, yl,
         pos += b
 
 
-@njit(cache=True)
+@njit(cache=True, no_cfunc_wrapper=True)
 def loss_gradients(prog, params, consts, grads, X, Yf, Yi, batch, ws, gs, yb, yl, loss_code, loss_mode,
                    n_parts, ab, regs, penalty, sw, loss_value, loss_grad, loss_consts, training,
                    batch_loss, forward_pass, backward_pass, parallel, forward_block, activation_block, backward_block,

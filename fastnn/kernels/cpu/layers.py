@@ -103,7 +103,7 @@ def _backward(rec, params, consts, grads, ws, gs, b, training):
                 gs[x + k] = gk
 
 
-@njit(cache=True)
+@njit(cache=True, no_cpython_wrapper=True)
 def other_layers(phase, rec, params, consts, grads, ws, gs, b, training):
     """``phase`` of op ``rec`` (any kind but Dense) on the ``b`` rows in ``ws``/``gs``."""
     if phase == FORWARD:
@@ -114,7 +114,7 @@ def other_layers(phase, rec, params, consts, grads, ws, gs, b, training):
         batchnorm_update_moving(rec, params, consts, ws, b)
 
 
-@njit(cache=True)
+@njit(cache=True, no_cpython_wrapper=True)
 def no_layers(phase, rec, params, consts, grads, ws, gs, b, training):
     """Stands in for ``other_layers`` in programs made of Dense ops alone (never called)."""
 

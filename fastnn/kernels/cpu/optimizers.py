@@ -378,7 +378,7 @@ def apply_update(opt, hp, step, w, g, slots, n, n_parts):
     parallel_update(update_function(opt), hp, step, w, g, slots, n, n_parts)
 
 
-@njit(cache=True)
+@njit(cache=True, no_cpython_wrapper=True)
 def prepare_nothing(opt, hp, step, grads, bounds):
     """``prepare_step`` for a step with nothing to prepare: a fixed learning
     rate, no clipping, not Nadam. Compiles in a fraction of a second."""

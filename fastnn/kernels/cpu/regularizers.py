@@ -56,7 +56,7 @@ def penalty(regs, consts, params, grads, want_grad):
     return total
 
 
-@njit(cache=True)
+@njit(cache=True, no_cpython_wrapper=True)
 def no_penalty(regs, consts, params, grads, want_grad):
     """``penalty`` of a model without regularizers: 0."""
     return 0.0
