@@ -35,7 +35,8 @@ def test_a_model_compiles_only_the_kernel_parts_it_uses():
     weight penalties, the weighted loss, the loss families other than its own
     (``row_loss`` holds them all) or the forward block that splits large
     inference batches by rows; a model that uses them gets them (sample
-    weights run every loss family). Run in
+    weights run every loss family), and ``predict`` alone compiles no loss.
+    Run in
     fresh processes with an empty Numba cache: they see only their own
     compiles, and a function loaded from a cache does not list the
     functions compiled into it."""
@@ -54,27 +55,30 @@ y = np.arange(40) % 3
 model = keras.Sequential([keras.Input(shape=(6,)), keras.layers.Dense(5, activation="{act}"{reg}), {extra}
                           keras.layers.Dense(3, activation="softmax")])
 model.compile(loss="sparse_categorical_crossentropy", optimizer={opt})
-model.fit(x, y, epochs=1, batch_size=8, verbose=0{weights})
+if {train}:
+    model.fit(x, y, epochs=1, batch_size=8, verbose=0{weights})
 model.predict(x, verbose=0{predict})
 parts = {{"adam": optimizers.adam, "sgd": optimizers.sgd, "prepare_step": optimizers.prepare_step,
          "other_layers": layers.other_layers, "penalty": regularizers.penalty,
          "weighted_batch_loss": engine.weighted_batch_loss, "elementwise": activations.elementwise,
-         "rows_forward": engine._dense_forward_by_rows, "all_losses": losses.row_loss}}
+         "rows_forward": engine._dense_forward_by_rows, "all_losses": losses.row_loss,
+         "categorical_loss": engine.categorical_batch_loss}}
 print(sorted(name for name, fn in parts.items() if fn.signatures))
 """
     root = Path(__file__).resolve().parents[1]
     env = dict(os.environ, PYTHONPATH=str(root) + os.pathsep + os.environ.get("PYTHONPATH", ""))
 
     def compiled(**options):
-        code = probe.format(**{"act": "relu", "reg": "", "extra": "", "opt": '"adam"', "weights": "", "predict": "",
-                              **options})
+        code = probe.format(**{"act": "relu", "reg": "", "extra": "", "opt": '"adam"', "train": True, "weights": "",
+                               "predict": "", **options})
         with tempfile.TemporaryDirectory() as cache:
             out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                                  env=dict(env, NUMBA_CACHE_DIR=cache), cwd=root)
         assert out.returncode == 0, out.stderr[-2000:]
         return out.stdout.strip().splitlines()[-1]
 
-    assert compiled() == "['adam']"
+    assert compiled() == "['adam', 'categorical_loss']"
+    assert compiled(train=False) == "[]"    # predict alone: no optimizer, no loss
     assert compiled(act="tanh", reg=', kernel_regularizer="l2"', extra="keras.layers.Dropout(0.5),",
                     opt='keras.optimizers.SGD(momentum=0.9, clipnorm=1.0)',
                     weights=", sample_weight=np.ones(40)", predict=", batch_size=256") == (

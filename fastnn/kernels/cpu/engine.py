@@ -322,10 +322,20 @@ def weighted_batch_loss(prog, ws, gs, yb, yl, wb, b, loss_code, loss_mode, metri
     return loss
 
 
+@njit(cache=True, no_cpython_wrapper=True)
+def no_batch_loss(prog, ws, gs, yb, yl, wb, b, loss_code, loss_mode, metric_codes, sums, want_grad,
+                  loss_value, loss_grad, loss_consts):
+    """Stands in for the batch loss of a run without a loss (``predict``; never called)."""
+    return 0.0
+
+
 def loss_function(loss_code, weighted):
-    """The pointer to the batch-loss function of ``loss_code``'s family, or to
-    ``weighted_batch_loss`` for sample weights or a CUSTOM loss."""
-    if weighted or loss_code == CUSTOM:
+    """The pointer to the batch-loss function of ``loss_code``'s family, to
+    ``weighted_batch_loss`` for sample weights or a CUSTOM loss, or to
+    ``no_batch_loss`` when ``loss_code`` is negative (no loss)."""
+    if loss_code < 0:
+        fn = no_batch_loss
+    elif weighted or loss_code == CUSTOM:
         fn = weighted_batch_loss
     elif loss_code in (MSE, MAE):
         fn = regression_batch_loss
