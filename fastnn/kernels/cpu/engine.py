@@ -499,7 +499,7 @@ def loss_gradients(prog, params, consts, grads, X, Yf, Yi, batch, ws, gs, yb, yl
     return sums[0] / b + penalty(regs, consts, params, grads, True)
 
 
-def _common_parts(prog, loss_code, weighted):
+def _common_parts(loss_code, weighted):
     return (loss_function(loss_code, weighted), function_pointer(forward, _FORWARD_SIG))
 
 
@@ -508,7 +508,7 @@ def training_parts(prog, loss_code, weighted):
     pointers in their argument order (the last ones): the batch loss, the
     forward and backward passes, the parallel dispatcher and its blocks, the
     activations other than ReLU, the layers other than Dense."""
-    return (*_common_parts(prog, loss_code, weighted), function_pointer(backward, _BACKWARD_SIG),
+    return (*_common_parts(loss_code, weighted), function_pointer(backward, _BACKWARD_SIG),
             function_pointer(_parallel, _PARALLEL_SIG), function_pointer(_dense_forward_by_columns, BLOCK_SIG),
             function_pointer(_activation_backward_block, BLOCK_SIG), function_pointer(_dense_backward_block, BLOCK_SIG),
             activation_function(prog), layer_function(prog))
@@ -518,5 +518,5 @@ def inference_parts(prog, loss_code, weighted, batch):
     """The compiled parts ``infer_steps`` calls for batches of ``batch`` rows,
     as ``training_parts``."""
     block = _dense_forward_by_rows if batch >= _ROW_SPLIT_ROWS else _dense_forward_by_columns
-    return (*_common_parts(prog, loss_code, weighted), function_pointer(_parallel, _PARALLEL_SIG),
+    return (*_common_parts(loss_code, weighted), function_pointer(_parallel, _PARALLEL_SIG),
             function_pointer(block, BLOCK_SIG), activation_function(prog), layer_function(prog))
