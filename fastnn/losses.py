@@ -35,7 +35,9 @@ class Loss:
     where a loss keeps its parameters. The batch loss is the mean of the
     per-sample values (weighted by ``sample_weight`` as in Keras), the
     gradient is scaled to match, and ``fit`` compiles the two functions once
-    per class (cached on disk like the rest of fastnn). A worked example,
+    per class (cached on disk like the rest of fastnn). An exception they
+    raise (``raise ValueError("...")``) stops ``fit``/``evaluate`` with that
+    error. A worked example,
     Huber with its parameter ``delta`` (fastnn's own ``Huber`` is this code)::
 
         class MyHuber(fastnn.losses.Loss):
@@ -112,8 +114,9 @@ class Loss:
         return ()
 
     def kernel_functions(self):
-        """(value, gradient, constants) for the compiled loops: the C callbacks
-        of an own loss (compiled once per class), placeholders otherwise."""
+        """(value, gradient, constants) for the compiled loops: pointers to the
+        compiled functions of an own loss (compiled once per class),
+        placeholders otherwise."""
         from .kernels.cpu import sample_loss
         if self.code != P.CUSTOM:
             return (*sample_loss.unused_loss(), np.zeros(0, dtype=np.float32))
@@ -264,7 +267,7 @@ class Huber(Loss):
     and ``delta * |e| - 0.5 * delta^2`` elsewhere (``e = y_pred - y_true``).
 
     Built on the own-loss mechanism of ``Loss`` (``value``/``gradient``
-    compiled to callbacks) rather than a kernel code of its own: it is the
+    compiled for the loops) rather than a kernel code of its own: it is the
     mechanism's first user and keeps the loss kernel to the losses whose
     gradients fuse with an activation."""
     default_name = "huber_loss"

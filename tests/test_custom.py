@@ -172,6 +172,31 @@ def test_plain_callables_and_incomplete_losses_are_refused_with_the_reason():
         model.fit(x, y, verbose=0)
 
 
+
+class NonNegativeMSE(losses.Loss):
+    """Mean squared error that refuses negative targets by raising, as Numba code may."""
+
+    def value(y_true, y_pred, c):
+        total = 0.0
+        for j in range(y_pred.shape[0]):
+            if y_true[j] < 0:
+                raise ValueError("NonNegativeMSE: a negative target")
+            total += (y_pred[j] - y_true[j]) ** 2
+        return total / y_pred.shape[0]
+
+    def gradient(y_true, y_pred, c, out):
+        for j in range(y_pred.shape[0]):
+            out[j] = 2.0 * (y_pred[j] - y_true[j]) / y_pred.shape[0]
+
+
+def test_an_error_raised_in_an_own_loss_reaches_the_caller():
+    x, y = _data()
+    model = _model(NonNegativeMSE())
+    model.fit(x, np.abs(y), epochs=1, verbose=0)    # accepted targets train
+    for run in (lambda: model.fit(x, y, epochs=1, verbose=0), lambda: model.evaluate(x, y, verbose=0)):
+        with pytest.raises(ValueError, match="NonNegativeMSE: a negative target"):
+            run()
+
 # -- own metrics ----------------------------------------------------------------------------------------------
 
 def max_abs_error(y_true, y_pred):

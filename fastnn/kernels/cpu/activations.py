@@ -14,7 +14,7 @@ import math
 import numpy as np
 from numba import njit, types
 
-from .signatures import function_pointer
+from .pointers import NO_WRAPPERS, function_pointer
 from ..program import ACT, ACTIVATION, DENSE, KIND
 
 LINEAR, RELU, SIGMOID, SOFTMAX, TANH, ELU, SELU, GELU, SWISH, LEAKY_RELU, SOFTPLUS, EXPONENTIAL = range(12)
@@ -106,7 +106,7 @@ def relu_backward(z, ga, gz):
         gz[i] = ga[i] if z[i] > _ZERO else _ZERO
 
 
-@njit(cache=True, error_model="numpy", no_cpython_wrapper=True)
+@njit(cache=True, error_model="numpy", **NO_WRAPPERS)
 def act_forward(code, z, a):
     """a = act(z) elementwise over equal-length 1-D views (softmax excluded).
 
@@ -123,7 +123,7 @@ def act_forward(code, z, a):
             a[i] = act_value(code, z[i])
 
 
-@njit(cache=True, error_model="numpy", no_cpython_wrapper=True)
+@njit(cache=True, error_model="numpy", **NO_WRAPPERS)
 def act_backward(code, z, a, ga, gz):
     """gz = ga * act'(z) over equal-length 1-D views (softmax excluded)."""
     if code == RELU:
@@ -176,7 +176,7 @@ _F1 = types.float32[::1]
 ACTIVATION_SIG = types.void(types.int64, types.boolean, _F1, _F1, _F1, _F1)
 
 
-@njit(cache=True, no_cpython_wrapper=True)
+@njit(cache=True, **NO_WRAPPERS)
 def elementwise(code, backward, z, a, ga, gz):
     """``act_forward(code, z, a)``, or with ``backward`` ``act_backward(code, z, a, ga, gz)``."""
     if backward:
@@ -185,7 +185,7 @@ def elementwise(code, backward, z, a, ga, gz):
         act_forward(code, z, a)
 
 
-@njit(cache=True, no_cpython_wrapper=True)
+@njit(cache=True, **NO_WRAPPERS)
 def no_elementwise(code, backward, z, a, ga, gz):
     """Stands in for ``elementwise`` when every Dense activation is ReLU,
     linear or softmax (never called)."""

@@ -24,7 +24,6 @@ from numba import njit, types
 from numba.np.linalg import ensure_blas
 
 from .. import cache
-from .signatures import F1
 
 ensure_blas()
 
@@ -70,6 +69,8 @@ else:
     BACKEND = "scipy-xxgemm"
     _cblas_sgemm = None
 cache.extend_stamp(BACKEND)
+
+F1 = "float32[::1]"     # a flat float32 buffer
 
 _xxgemm = types.ExternalFunction(
     "numba_xxgemm",

@@ -13,7 +13,7 @@ Compile time is part of the user's wait, so:
   ``_parallel``, which runs part ``t`` of a block function on thread ``t``:
   every parallel region costs about a second of compile time;
 - the compiled units call each other through pointers
-  (``signatures.function_pointer``), not directly. Numba links a direct
+  (``pointers.call``), not directly. Numba links a direct
   callee's machine code into the caller and optimises and emits it again
   there, at every level of the call chain: the Dense blocks were built four
   times over (in ``_parallel``, its loop body and its two gufunc wrappers),
@@ -25,8 +25,9 @@ Compile time is part of the user's wait, so:
   pick the pointers; small helpers stay direct calls;
 - arrays are copied with explicit loops, never ``a[i:j] = b[k:l]``: Numba
   compiles a shape-mismatch error message for every slice assignment;
-- functions only compiled code calls are ``no_cpython_wrapper``: Numba then
-  builds no Python entry point for each (about 0.7 s of the cold compile).
+- functions only compiled code calls get ``pointers.NO_WRAPPERS``: Numba
+  then builds no Python or C entry point for each (the Python ones were
+  about 0.7 s of the cold compile).
 """
 import numpy as np
 from numba import njit, prange, types
@@ -40,13 +41,13 @@ from .layers import BACKWARD, FORWARD, LAYER_SIG, MOVING, layer_function
 from .losses import binary_row_loss, categorical_row_loss, loss_sum, metric_sums, regression_row_loss
 from .optimizers import parallel_update
 from .sample_loss import GRADIENT_TYPE, VALUE_TYPE, rowwise_loss
-from .signatures import function_pointer
+from .pointers import NO_WRAPPERS, Pointer, call, function_pointer
 
 _I64 = types.int64
 _REC = types.int64[::1]
 _PROG = types.int64[:, ::1]
 _BUF = types.float32[::1]
-_ACTS = types.FunctionType(ACTIVATION_SIG)
+_ACTS = Pointer(ACTIVATION_SIG)
 
 _ZERO = np.float32(0.0)
 
@@ -88,12 +89,12 @@ def _dense_forward_range(rec, params, xs, ws, b, r0, r1, c0, c1, ab, acts):
         if act == RELU:
             relu_forward(zr, ws[a + r * n_out + c0:a + r * n_out + c1])
         elif act != SOFTMAX and act != LINEAR:
-            acts(act, False, zr, ws[a + r * n_out + c0:a + r * n_out + c1], zr, zr)
+            call(acts, act, False, zr, ws[a + r * n_out + c0:a + r * n_out + c1], zr, zr)
 
 
 # The blocks: part ``t`` of ``n_parts`` of one op's work, run by ``_parallel``.
 BLOCK_SIG = types.void(_REC, _BUF, _BUF, _BUF, _BUF, _I64, _I64, _I64, _BUF, _ACTS)
-_BLOCK = njit(cache=True, error_model="numpy", no_cpython_wrapper=True)
+_BLOCK = njit(cache=True, error_model="numpy", **NO_WRAPPERS)
 
 
 @_BLOCK
@@ -125,7 +126,7 @@ def _activation_backward_block(rec, params, grads, ws, gs, b, t, n_parts, ab, ac
         if act == RELU:
             relu_backward(ws[z + lo:z + hi], gs[a + lo:a + hi], gs[z + lo:z + hi])
         else:
-            acts(act, True, ws[z + lo:z + hi], ws[a + lo:a + hi], gs[a + lo:a + hi], gs[z + lo:z + hi])
+            call(acts, act, True, ws[z + lo:z + hi], ws[a + lo:a + hi], gs[a + lo:a + hi], gs[z + lo:z + hi])
 
 
 @_BLOCK
@@ -156,27 +157,27 @@ def _dense_backward_block(rec, params, grads, ws, gs, b, t, n_parts, ab, acts):
                 db[j] += row[j]
 
 
-_BLOCK_TYPE = types.FunctionType(BLOCK_SIG)
+_BLOCK_TYPE = Pointer(BLOCK_SIG)
 _PARALLEL_SIG = types.void(_BLOCK_TYPE, _REC, _BUF, _BUF, _BUF, _BUF, _I64, _I64, _BUF, _ACTS)
-_PARALLEL_TYPE = types.FunctionType(_PARALLEL_SIG)
-_LAYERS_TYPE = types.FunctionType(LAYER_SIG)
+_PARALLEL_TYPE = Pointer(_PARALLEL_SIG)
+_LAYERS_TYPE = Pointer(LAYER_SIG)
 
 
-@njit(cache=True, parallel=True, no_cpython_wrapper=True)
+@njit(cache=True, parallel=True, **NO_WRAPPERS)
 def _parallel(block, rec, params, grads, ws, gs, b, n_parts, ab, acts):
     """Runs part ``t`` of ``block`` on Dense (or Activation) op ``rec`` on
     thread ``t`` for t in [0, n_parts). The forward blocks read the op's
     input from ``gs`` (unused there otherwise): ``ws``, or for the first op
     the caller's own rows, which inference need not copy."""
     for t in prange(n_parts):
-        block(rec, params, grads, ws, gs, b, np.int64(t), n_parts, ab, acts)
+        call(block, rec, params, grads, ws, gs, b, np.int64(t), n_parts, ab, acts)
 
 
 _FORWARD_SIG = types.void(_PROG, _BUF, _BUF, _BUF, _BUF, _BUF, _I64, _I64, _BUF, types.boolean, _PARALLEL_TYPE,
                           _BLOCK_TYPE, _ACTS, _LAYERS_TYPE, _BUF)
 
 
-@njit(cache=True, no_cpython_wrapper=True)
+@njit(cache=True, **NO_WRAPPERS)
 def forward(prog, params, consts, grads, ws, gs, b, n_parts, ab, training, parallel, dense_block, acts, layers, inp):
     """Runs every op of ``prog`` on ``b`` rows; ``training`` draws dropout
     masks and normalizes by batch statistics. The rows (b x features) are in
@@ -188,9 +189,9 @@ def forward(prog, params, consts, grads, ws, gs, b, n_parts, ab, training, paral
     for i in range(prog.shape[0]):
         rec = prog[i]
         if rec[KIND] != DENSE:
-            layers(FORWARD, rec, params, consts, grads, ws, gs, b, training)
+            call(layers, FORWARD, rec, params, consts, grads, ws, gs, b, training)
             continue
-        parallel(dense_block, rec, params, grads, ws, inp if i == 0 else ws, b, n_parts, ab, acts)
+        call(parallel, dense_block, rec, params, grads, ws, inp if i == 0 else ws, b, n_parts, ab, acts)
         if rec[ACT] == SOFTMAX:
             softmax_rows(ws, b * rec[Z_POS], ws, b * rec[A_POS], b, rec[N_OUT])
 
@@ -199,7 +200,7 @@ _BACKWARD_SIG = types.void(_PROG, _BUF, _BUF, _BUF, _BUF, _BUF, _I64, _I64, _BUF
                            _BLOCK_TYPE, _BLOCK_TYPE, _ACTS, _LAYERS_TYPE)
 
 
-@njit(cache=True, no_cpython_wrapper=True)
+@njit(cache=True, **NO_WRAPPERS)
 def backward(prog, params, consts, grads, ws, gs, b, n_parts, ab, training, parallel, activation_block, dense_block,
              acts, layers):
     """Back-propagates from the output gradient already in ``gs``;
@@ -210,18 +211,18 @@ def backward(prog, params, consts, grads, ws, gs, b, n_parts, ab, training, para
         flags = rec[FLAGS]
         if rec[KIND] == ACTIVATION and rec[ACT] != SOFTMAX and rec[ACT] != LINEAR and \
                 (flags & (NEED_DX | LOSS_FUSED)) == NEED_DX:
-            parallel(activation_block, rec, params, grads, ws, gs, b, n_parts, ab, acts)   # wide layers: in parallel
+            call(parallel, activation_block, rec, params, grads, ws, gs, b, n_parts, ab, acts)   # wide layers: in parallel
         elif rec[KIND] != DENSE:
             if (flags & LOSS_FUSED) == 0:
-                layers(BACKWARD, rec, params, consts, grads, ws, gs, b, training)
+                call(layers, BACKWARD, rec, params, consts, grads, ws, gs, b, training)
         elif (flags & FROZEN) == 0 or (flags & NEED_DX) != 0:   # else no gradient is needed below
             act = rec[ACT]
             if act != LINEAR and (flags & LOSS_FUSED) == 0:
                 if act == SOFTMAX:
                     softmax_rows_backward(ws, gs, b * rec[A_POS], gs, b * rec[Z_POS], b, rec[N_OUT])
                 else:
-                    parallel(activation_block, rec, params, grads, ws, gs, b, n_parts, ab, acts)
-            parallel(dense_block, rec, params, grads, ws, gs, b, n_parts, ab, acts)
+                    call(parallel, activation_block, rec, params, grads, ws, gs, b, n_parts, ab, acts)
+            call(parallel, dense_block, rec, params, grads, ws, gs, b, n_parts, ab, acts)
 
 
 @njit(cache=True)
@@ -257,7 +258,6 @@ def _gather_labels(Yi, ids, pos, b, dst):
 
 _BATCH_LOSS_SIG = types.float64(_PROG, _BUF, _BUF, _BUF, _REC, _BUF, _I64, _I64, _I64, _REC, types.float64[::1],
                                  types.boolean, VALUE_TYPE, GRADIENT_TYPE, _BUF)
-BATCH_LOSS_TYPE = types.FunctionType(_BATCH_LOSS_SIG)
 
 
 @njit(cache=True, inline="always")
@@ -283,7 +283,7 @@ def _add_to_sums(prog, ws, yb, yl, b, metric_codes, sums, loss):
 # with ``want_grad`` writes the output gradient into ``gs``; returns the
 # loss. (No shared inline wrapper around these four lines: Numba copies
 # inlined code once more at every level of inlining, ~0.1 s for a row loss.)
-@njit(cache=True, no_cpython_wrapper=True)
+@njit(cache=True, **NO_WRAPPERS)
 def regression_batch_loss(prog, ws, gs, yb, yl, wb, b, loss_code, loss_mode, metric_codes, sums, want_grad,
                           loss_value, loss_grad, loss_consts):
     src, mode, n = _loss_source(prog, b, loss_mode)
@@ -292,7 +292,7 @@ def regression_batch_loss(prog, ws, gs, yb, yl, wb, b, loss_code, loss_mode, met
     return loss
 
 
-@njit(cache=True, no_cpython_wrapper=True)
+@njit(cache=True, **NO_WRAPPERS)
 def binary_batch_loss(prog, ws, gs, yb, yl, wb, b, loss_code, loss_mode, metric_codes, sums, want_grad,
                       loss_value, loss_grad, loss_consts):
     src, mode, n = _loss_source(prog, b, loss_mode)
@@ -301,7 +301,7 @@ def binary_batch_loss(prog, ws, gs, yb, yl, wb, b, loss_code, loss_mode, metric_
     return loss
 
 
-@njit(cache=True, no_cpython_wrapper=True)
+@njit(cache=True, **NO_WRAPPERS)
 def categorical_batch_loss(prog, ws, gs, yb, yl, wb, b, loss_code, loss_mode, metric_codes, sums, want_grad,
                            loss_value, loss_grad, loss_consts):
     src, mode, n = _loss_source(prog, b, loss_mode)
@@ -310,7 +310,7 @@ def categorical_batch_loss(prog, ws, gs, yb, yl, wb, b, loss_code, loss_mode, me
     return loss
 
 
-@njit(cache=True, no_cpython_wrapper=True)
+@njit(cache=True, **NO_WRAPPERS)
 def weighted_batch_loss(prog, ws, gs, yb, yl, wb, b, loss_code, loss_mode, metric_codes, sums, want_grad,
                         loss_value, loss_grad, loss_consts):
     """A batch loss weighted by ``wb`` (when not empty), or of a CUSTOM loss
@@ -322,7 +322,7 @@ def weighted_batch_loss(prog, ws, gs, yb, yl, wb, b, loss_code, loss_mode, metri
     return loss
 
 
-@njit(cache=True, no_cpython_wrapper=True)
+@njit(cache=True, **NO_WRAPPERS)
 def no_batch_loss(prog, ws, gs, yb, yl, wb, b, loss_code, loss_mode, metric_codes, sums, want_grad,
                   loss_value, loss_grad, loss_consts):
     """Stands in for the batch loss of a run without a loss (``predict``; never called)."""
@@ -404,22 +404,22 @@ def train_steps(prog, params, consts, grads, slots, n_trainable, opt, update, pr
         if weighted:
             for r in range(b):
                 wb[r] = sw[ids[pos + r]]
-        forward_pass(prog, params, consts, grads, ws, gs, b, n_parts, ab, True, parallel, forward_block, acts, layers,
+        call(forward_pass, prog, params, consts, grads, ws, gs, b, n_parts, ab, True, parallel, forward_block, acts, layers,
                      ws)
         for i in range(prog.shape[0]):
             if prog[i, KIND] == BATCHNORM:
-                layers(MOVING, prog[i], params, consts, grads, ws, gs, b, True)
-        batch_loss(prog, ws, gs, yb, yl, wb, b, loss_code, loss_mode, metric_codes, sums, True,
+                call(layers, MOVING, prog[i], params, consts, grads, ws, gs, b, True)
+        call(batch_loss, prog, ws, gs, yb, yl, wb, b, loss_code, loss_mode, metric_codes, sums, True,
                    loss_value, loss_grad, loss_consts)
-        backward_pass(prog, params, consts, grads, ws, gs, b, n_parts, ab, True, parallel, activation_block,
+        call(backward_pass, prog, params, consts, grads, ws, gs, b, n_parts, ab, True, parallel, activation_block,
                       backward_block, acts, layers)
-        sums[0] += b * penalty(regs, consts, params, grads, True)
+        sums[0] += b * call(penalty, regs, consts, params, grads, True)
         if not np.isfinite(sums[0]):
             break   # a NaN/inf loss: stop before this batch's update (fit then stops)
         if pred_out.shape[0] > 0:
             _copy_outputs(prog, ws, b, pred_out, pos)
         step += 1
-        prepare(opt, hp, step, grads, bounds)
+        call(prepare, opt, hp, step, grads, bounds)
         parallel_update(update, hp, step, params, grads, slots, n_trainable, n_parts)
         pos += b
     return step
@@ -449,7 +449,7 @@ def infer_steps(prog, params, consts, X, Yf, Yi, start, stop, batch, ws, yb, yl,
         else:
             _copy_rows(X, pos, b, ws)
             inp = ws
-        forward_pass(prog, params, consts, params, ws, ws, b, n_parts, ab, False, parallel, forward_block, acts, layers,
+        call(forward_pass, prog, params, consts, params, ws, ws, b, n_parts, ab, False, parallel, forward_block, acts, layers,
                      inp)
         if loss_code >= 0:
             if Yi.shape[0] > 0:
@@ -460,7 +460,7 @@ def infer_steps(prog, params, consts, X, Yf, Yi, start, stop, batch, ws, yb, yl,
             if weighted:
                 for r in range(b):
                     wb[r] = sw[pos + r]
-            batch_loss(prog, ws, ws, yb, yl, wb, b, loss_code, loss_mode, metric_codes, sums, False,
+            call(batch_loss, prog, ws, ws, yb, yl, wb, b, loss_code, loss_mode, metric_codes, sums, False,
                        loss_value, loss_grad, loss_consts)
         if out.shape[0] > 0:
             _copy_outputs(prog, ws, b, out, pos)
@@ -486,17 +486,17 @@ def loss_gradients(prog, params, consts, grads, X, Yf, Yi, batch, ws, gs, yb, yl
             yl[r] = Yi[r]
     else:
         _copy_rows(Yf, 0, b, yb)
-    forward_pass(prog, params, consts, grads, ws, gs, b, n_parts, ab, training, parallel, forward_block, acts, layers,
+    call(forward_pass, prog, params, consts, grads, ws, gs, b, n_parts, ab, training, parallel, forward_block, acts, layers,
                  ws)
     sums = np.zeros(2, dtype=np.float64)
     wb = np.empty(b if sw.shape[0] > 0 else 0, dtype=np.float32)
     for r in range(wb.shape[0]):
         wb[r] = sw[r]
-    batch_loss(prog, ws, gs, yb, yl, wb, b, loss_code, loss_mode, np.zeros(0, dtype=np.int64), sums, True,
+    call(batch_loss, prog, ws, gs, yb, yl, wb, b, loss_code, loss_mode, np.zeros(0, dtype=np.int64), sums, True,
                loss_value, loss_grad, loss_consts)
-    backward_pass(prog, params, consts, grads, ws, gs, b, n_parts, ab, training, parallel, activation_block,
+    call(backward_pass, prog, params, consts, grads, ws, gs, b, n_parts, ab, training, parallel, activation_block,
                   backward_block, acts, layers)
-    return sums[0] / b + penalty(regs, consts, params, grads, True)
+    return sums[0] / b + call(penalty, regs, consts, params, grads, True)
 
 
 def _common_parts(loss_code, weighted):

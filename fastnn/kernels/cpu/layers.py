@@ -18,7 +18,7 @@ from numba import njit, types
 
 from .activations import SOFTMAX, act_backward, act_forward, softmax_rows, softmax_rows_backward
 from .batchnorm import batchnorm_backward, batchnorm_forward, batchnorm_update_moving
-from .signatures import function_pointer
+from .pointers import NO_WRAPPERS, function_pointer
 from ..program import (A_POS, ACT, ACTIVATION, AUX, B_OFF, BATCHNORM, DENSE, DROPOUT, FLAGS, KIND, LEAKY_RELU,
                        N_OUT, NEED_DX, NORMALIZE, RESCALE, W_OFF, X_POS, Z_POS)
 
@@ -32,7 +32,7 @@ _ONE = np.float32(1.0)
 _NORM_EPS = np.float32(1e-7)
 
 
-@njit(cache=True, error_model="numpy", no_cpython_wrapper=True)
+@njit(cache=True, error_model="numpy", **NO_WRAPPERS)
 def _forward(rec, params, consts, ws, b, training):
     kind, n = rec[KIND], rec[N_OUT]
     x, z, a = b * rec[X_POS], b * rec[Z_POS], b * rec[A_POS]
@@ -71,7 +71,7 @@ def _forward(rec, params, consts, ws, b, training):
             ws[a + k] = ws[x + k] * scale + offset
 
 
-@njit(cache=True, error_model="numpy", no_cpython_wrapper=True)
+@njit(cache=True, error_model="numpy", **NO_WRAPPERS)
 def _backward(rec, params, consts, grads, ws, gs, b, training):
     kind, n = rec[KIND], rec[N_OUT]
     if kind == BATCHNORM:
@@ -103,7 +103,7 @@ def _backward(rec, params, consts, grads, ws, gs, b, training):
                 gs[x + k] = gk
 
 
-@njit(cache=True, no_cpython_wrapper=True)
+@njit(cache=True, **NO_WRAPPERS)
 def other_layers(phase, rec, params, consts, grads, ws, gs, b, training):
     """``phase`` of op ``rec`` (any kind but Dense) on the ``b`` rows in ``ws``/``gs``."""
     if phase == FORWARD:
@@ -114,7 +114,7 @@ def other_layers(phase, rec, params, consts, grads, ws, gs, b, training):
         batchnorm_update_moving(rec, params, consts, ws, b)
 
 
-@njit(cache=True, no_cpython_wrapper=True)
+@njit(cache=True, **NO_WRAPPERS)
 def no_layers(phase, rec, params, consts, grads, ws, gs, b, training):
     """Stands in for ``other_layers`` in programs made of Dense ops alone (never called)."""
 

@@ -47,7 +47,7 @@ import numpy as np
 from numba import njit, prange, types
 
 from .schedules import scheduled_rate
-from .signatures import function_pointer
+from .pointers import NO_WRAPPERS, Pointer, call, function_pointer
 from ..program import (ADADELTA, ADAGRAD, ADAM, ADAMAX, FTRL, HP_1, HP_2, HP_3, HP_4, HP_5, HP_AMSGRAD,
                        HP_CENTERED, HP_CLIPNORM, HP_CLIPVALUE, HP_EPS, HP_GLOBAL_CLIPNORM, HP_LR, HP_NESTEROV,
                        HP_SCHED, HP_UPROD, HP_WD, NADAM, RMSPROP, SCHED_NONE, SGD)
@@ -61,8 +61,8 @@ _NADAM_DECAY = np.float32(0.96)
 
 UPDATE_SIG = types.void(types.float32[::1], types.int64, types.float32[::1], types.float32[::1],
                         types.float32[:, ::1], types.int64, types.int64)
-UPDATE_TYPE = types.FunctionType(UPDATE_SIG)
-_update = njit(cache=True, fastmath=True, error_model="numpy")
+UPDATE_TYPE = Pointer(UPDATE_SIG)
+_update = njit(cache=True, fastmath=True, error_model="numpy", no_cfunc_wrapper=True)
 
 
 @njit(cache=True, inline="always")
@@ -341,11 +341,10 @@ def clip_gradients(hp, grads, bounds):
             gv[i] = min(max(gv[i], -clipvalue), clipvalue)
 
 
-PREPARE_TYPE = types.FunctionType(types.void(types.int64, types.float32[::1], types.int64, types.float32[::1],
-                                             types.int64[::1]))
+PREPARE_SIG = types.void(types.int64, types.float32[::1], types.int64, types.float32[::1], types.int64[::1])
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", no_cfunc_wrapper=True)
 def prepare_step(opt, hp, step, grads, bounds):
     """Once per step, before ``update_range`` of step ``step`` (from 1):
     the scheduled learning rate into hp[HP_LR] (Keras evaluates the schedule
@@ -370,7 +369,7 @@ def parallel_update(update, hp, step, w, g, slots, n, n_parts):
         lo = min(n, np.int64(t) * chunk)
         hi = min(n, lo + chunk)
         if lo < hi:
-            update(hp, step, w, g, slots, lo, hi)
+            call(update, hp, step, w, g, slots, lo, hi)
 
 
 def apply_update(opt, hp, step, w, g, slots, n, n_parts):
@@ -378,7 +377,7 @@ def apply_update(opt, hp, step, w, g, slots, n, n_parts):
     parallel_update(update_function(opt), hp, step, w, g, slots, n, n_parts)
 
 
-@njit(cache=True, no_cpython_wrapper=True)
+@njit(cache=True, **NO_WRAPPERS)
 def prepare_nothing(opt, hp, step, grads, bounds):
     """``prepare_step`` for a step with nothing to prepare: a fixed learning
     rate, no clipping, not Nadam. Compiles in a fraction of a second."""
@@ -389,7 +388,7 @@ def prepare_function(opt, hp):
     parameters ``hp`` has no schedule, no clipping and is not Nadam."""
     needed = (hp[HP_SCHED] != SCHED_NONE or opt == NADAM or hp[HP_CLIPNORM] > 0 or hp[HP_GLOBAL_CLIPNORM] > 0
               or hp[HP_CLIPVALUE] > 0)
-    return function_pointer(prepare_step if needed else prepare_nothing, PREPARE_TYPE.signature)
+    return function_pointer(prepare_step if needed else prepare_nothing, PREPARE_SIG)
 
 
 def nadam_product(b1, prod, done, steps):

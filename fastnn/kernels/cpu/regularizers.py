@@ -20,18 +20,17 @@ inf propagate as usual.
 import numpy as np
 from numba import njit, types
 
-from .signatures import function_pointer
+from .pointers import NO_WRAPPERS, function_pointer
 
 _F1 = types.float32[::1]
 PENALTY_SIG = types.float64(types.int64[:, ::1], _F1, _F1, _F1, types.boolean)
-PENALTY_TYPE = types.FunctionType(PENALTY_SIG)
 
 _ZERO = np.float32(0.0)
 _TWO = np.float32(2.0)
 _BLOCK = 4096
 
 
-@njit(cache=True, error_model="numpy", fastmath={"reassoc", "contract"})
+@njit(cache=True, error_model="numpy", fastmath={"reassoc", "contract"}, no_cfunc_wrapper=True)
 def penalty(regs, consts, params, grads, want_grad):
     """The total penalty (float64); with ``want_grad`` adds its gradient to ``grads``."""
     total = 0.0
@@ -56,7 +55,7 @@ def penalty(regs, consts, params, grads, want_grad):
     return total
 
 
-@njit(cache=True, no_cpython_wrapper=True)
+@njit(cache=True, **NO_WRAPPERS)
 def no_penalty(regs, consts, params, grads, want_grad):
     """``penalty`` of a model without regularizers: 0."""
     return 0.0

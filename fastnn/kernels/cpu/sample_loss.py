@@ -7,8 +7,8 @@ losses. Two cases need the loss of each sample on its own, and go through
 - sample weights (Keras 3, reduction ``sum_over_batch_size``): the batch loss
   is ``sum_i w_i * l_i / b``, so the gradient of row i is scaled by ``w_i / b``;
 - a ``fastnn.losses.Loss`` subclass with its own per-sample functions, written
-  in Numba's subset of Python and compiled here (``compile_loss``) into C
-  callbacks with fixed signatures:
+  in Numba's subset of Python and compiled here (``compile_loss``) into
+  functions with fixed signatures:
 
       value(y_true, y_pred, constants) -> float          the sample's loss
       gradient(y_true, y_pred, constants, out) -> None   out = d value / d y_pred
@@ -16,40 +16,42 @@ losses. Two cases need the loss of each sample on its own, and go through
   ``y_true``, ``y_pred`` and ``out`` are float32[::1] rows of the output width,
   ``constants`` the loss's float32 constants (e.g. Huber's delta).
 
-The compiled loops receive the two callbacks as first-class function
-arguments, typed by their signature alone: one compiled (and disk-cached)
-training loop serves every loss; a new loss compiles only its own two
-functions. Built-in losses pass ``unused_loss()``, which is never called.
+The compiled loops receive the two functions as pointers
+(``pointers.function_pointer``), typed by their signature alone: one
+compiled (and disk-cached) training loop serves every loss; a new loss
+compiles only its own two functions. Built-in losses pass
+``unused_loss()``, which is never called.
 """
 import functools
 
 import numpy as np
-from numba import cfunc, njit, types
+from numba import njit, types
 from numba.core.dispatcher import Dispatcher
 from numba.core.errors import NumbaError
 
 from .losses import row_loss
+from .pointers import NO_WRAPPERS, Pointer, call, function_pointer
 from ..program import CUSTOM
 
 ROW = types.float32[::1]
 VALUE_SIG = types.float64(ROW, ROW, ROW)
 GRADIENT_SIG = types.void(ROW, ROW, ROW, ROW)
-VALUE_TYPE = types.FunctionType(VALUE_SIG)
-GRADIENT_TYPE = types.FunctionType(GRADIENT_SIG)
+VALUE_TYPE = Pointer(VALUE_SIG)
+GRADIENT_TYPE = Pointer(GRADIENT_SIG)
 
 
 def _callback(fn, sig, what):
-    """``fn`` (a Python function or an @njit one) compiled as a C callback with ``sig``."""
+    """``fn`` (a Python function or an @njit one) compiled for ``sig``, as a pointer."""
     py = fn.py_func if isinstance(fn, Dispatcher) else fn
     if not callable(py):
         raise TypeError(f"{what} must be a function, got {fn!r}")
     try:
         try:
-            return cfunc(sig, cache=True)(py)
+            return function_pointer(njit(sig, **NO_WRAPPERS, cache=True)(py), sig)
         except RuntimeError as exc:   # no cache locator: defined in a REPL or by exec
             if "cannot cache" not in str(exc):
                 raise
-            return cfunc(sig)(py)
+            return function_pointer(njit(sig, **NO_WRAPPERS)(py), sig)
     except NumbaError as exc:
         raise ValueError(
             f"{what} could not be compiled by Numba with the signature {sig}: it must be written in Numba's "
@@ -57,7 +59,7 @@ def _callback(fn, sig, what):
 
 
 def compile_loss(value, gradient, name):
-    """The pair of C callbacks for a loss's ``value`` and ``gradient`` functions."""
+    """The pair of pointers to a loss's compiled ``value`` and ``gradient`` functions."""
     return (_callback(value, VALUE_SIG, f"{name}.value"),
             _callback(gradient, GRADIENT_SIG, f"{name}.gradient"))
 
@@ -94,9 +96,9 @@ def rowwise_loss(code, mode, src, grad, yf, yi, wb, b, n, want_grad, loss_value,
         g = grad[r * n:(r + 1) * n]
         if code == CUSTOM:
             target = yf[r * n:(r + 1) * n]
-            loss = loss_value(target, pred, loss_consts)
+            loss = call(loss_value, target, pred, loss_consts)
             if want_grad:
-                loss_grad(target, pred, loss_consts, g)
+                call(loss_grad, target, pred, loss_consts, g)
         else:
             loss = row_loss(code, mode, src, r * n, grad, r * n, want_grad, yf, yi, r, n, np.float32(1.0))
         total += w * loss
