@@ -125,13 +125,13 @@ def test_stop_training_in_a_batch_hook_stops_after_that_batch():
 
 def test_batch_hooks_only_break_the_loop_into_single_steps_when_defined(monkeypatch):
     calls = []
-    train_steps = training.engine.train_steps
+    run_steps = training.engine.run_steps
 
     def counting(*args):
         calls.append(1)
-        return train_steps(*args)
+        return run_steps(*args)
 
-    monkeypatch.setattr(training.engine, "train_steps", counting)
+    monkeypatch.setattr(training.engine, "run_steps", counting)
     # Chunks grow toward _CHUNK_SECONDS of work; a huge target takes timing (and machine load) out of it.
     monkeypatch.setattr(training, "_CHUNK_SECONDS", 1e9)
     x, y = np.repeat(X, 8, axis=0), np.repeat(Y, 8, axis=0)       # 80 rows: 40 steps of 2

@@ -135,15 +135,15 @@ def sigint_during_chunk(monkeypatch):
     """Makes the compiled loop's call number ``at`` (from 0) end with a SIGINT,
     as if Ctrl-C were pressed while it ran; returns a setter for ``at``."""
     from fastnn.kernels.cpu import engine
-    real, calls, at = engine.train_steps, [0], [None]
+    real, calls, at = engine.run_steps, [0], [None]
 
-    def train_steps(*args):
+    def run_steps(*args):
         done = real(*args)
         if calls[0] == at[0]:
             signal.raise_signal(signal.SIGINT)
         calls[0] += 1
         return done
-    monkeypatch.setattr(engine, "train_steps", train_steps)
+    monkeypatch.setattr(engine, "run_steps", run_steps)
     return lambda n: at.__setitem__(0, n)
 
 

@@ -11,7 +11,7 @@ from fastnn.kernels.cpu import engine, optimizers
 
 
 def test_kernels_are_stamped_with_the_whole_tree():
-    for dispatcher in (engine.train_steps, engine.infer_steps, optimizers.adam):
+    for dispatcher in (engine.run_steps, engine.loss_gradients, optimizers.adam):
         locator = dispatcher._cache._impl.locator
         assert isinstance(locator, cache._TreeStamp)
         assert locator.get_source_stamp() == cache.stamp()

@@ -230,7 +230,7 @@ def trainable_bounds(model):
 class _Snapshot:
     """Weights and optimizer state at the start of an epoch: what fit goes
     back to when a non-finite loss finds the weights already non-finite.
-    One copy per epoch (the per-batch stop in ``train_steps`` costs nothing)."""
+    One copy per epoch (the per-batch stop in ``run_steps`` costs nothing)."""
 
     def __init__(self, params, opt):
         self.params = params.copy()
@@ -401,12 +401,13 @@ def fit(model, x, y, batch_size, epochs, verbose, callbacks, validation_split, v
                         if chunk.batch > ws.batch:
                             ws = Workspace(program, chunk.batch)
                         # hp can change between chunks (callbacks), so can what a step must prepare
-                        done = engine.train_steps(
+                        done = engine.run_steps(
                             program.prog, params, program.consts, grads, opt.slots, model._n_trainable, opt.code,
-                            update_fn, prepare_function(opt.code, hp), hp, opt.iterations, bounds, chunk.X,
-                            chunk.Yf, chunk.Yi, chunk.ids, chunk.start, chunk.stop, chunk.batch, ws.ws, ws.gs,
-                            ws.yb, ws.yl, model.loss.code, loss_mode, codes, sums, n_parts, ws.ab, program.regs,
-                            penalty_fn, chunk.sw, value_fn, grad_fn, loss_consts, pred_out, *loop_parts)
+                            update_fn, prepare_function(opt.code, hp), hp, opt.iterations, bounds,
+                            chunk.X.reshape(-1), chunk.Yf.reshape(-1), chunk.Yi, chunk.ids, chunk.start, chunk.stop,
+                            chunk.batch, ws.ws, ws.gs, ws.yb, ws.yl, model.loss.code, loss_mode, codes, sums,
+                            n_parts, ws.ab, program.regs, penalty_fn, chunk.sw, value_fn, grad_fn, loss_consts,
+                            pred_out, True, *loop_parts)
                     done -= opt.iterations
                     opt.iterations += done
                     step += done
@@ -474,7 +475,7 @@ def _session_for(session, chunk, program, params, opt, n_trainable):
 
 
 def _train_on_gpu(session, device, chunk, hp, step, loss_code, loss_mode, codes, sums, pred_out):
-    """``train_steps`` on the GPU. The session steps in batches of its own
+    """``engine.run_steps`` (training) on the GPU. The session steps in batches of its own
     size, so a producer's smaller batches go one call each."""
     rows = chunk.stop - chunk.start if chunk.batch == session.batch else chunk.batch
     for lo in range(chunk.start, chunk.stop, rows):
@@ -508,8 +509,8 @@ def loss_and_gradients(model, x, y, sample_weight=None, training=False):
     ws = Workspace(program, X.shape[0])
     grads = np.zeros_like(model._params)
     with blas_single_thread():
-        loss = engine.loss_gradients(program.prog, model._params, program.consts, grads, X, Yf, Yi,
-                                     X.shape[0], ws.ws, ws.gs, ws.yb, ws.yl, model.loss.code,
+        loss = engine.loss_gradients(program.prog, model._params, program.consts, grads, X.reshape(-1), Yf.reshape(-1),
+                                     Yi, X.shape[0], ws.ws, ws.gs, ws.yb, ws.yl, model.loss.code,
                                      1 if model.loss.from_logits else 0, numba.get_num_threads(), ws.ab,
                                      program.regs, regularizers.penalty_function(program.regs), sw,
                                      value_fn, grad_fn, loss_consts, bool(training),

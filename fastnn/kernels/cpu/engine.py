@@ -39,7 +39,8 @@ from .activations import (ACTIVATION_SIG, LINEAR, RELU, SOFTMAX, activation_func
 from .blas import gemm
 from .layers import BACKWARD, FORWARD, LAYER_SIG, MOVING, layer_function
 from .losses import binary_row_loss, categorical_row_loss, loss_sum, metric_sums, regression_row_loss
-from .optimizers import parallel_update
+from .optimizers import idle_optimizer, parallel_update
+from .regularizers import penalty_function
 from .sample_loss import GRADIENT_TYPE, VALUE_TYPE, rowwise_loss
 from .pointers import NO_WRAPPERS, Pointer, call, function_pointer
 
@@ -211,7 +212,8 @@ def backward(prog, params, consts, grads, ws, gs, b, n_parts, ab, training, para
         flags = rec[FLAGS]
         if rec[KIND] == ACTIVATION and rec[ACT] != SOFTMAX and rec[ACT] != LINEAR and \
                 (flags & (NEED_DX | LOSS_FUSED)) == NEED_DX:
-            call(parallel, activation_block, rec, params, grads, ws, gs, b, n_parts, ab, acts)   # wide layers: in parallel
+            # wide layers: in parallel
+            call(parallel, activation_block, rec, params, grads, ws, gs, b, n_parts, ab, acts)
         elif rec[KIND] != DENSE:
             if (flags & LOSS_FUSED) == 0:
                 call(layers, BACKWARD, rec, params, consts, grads, ws, gs, b, training)
@@ -225,6 +227,12 @@ def backward(prog, params, consts, grads, ws, gs, b, n_parts, ab, training, para
             call(parallel, dense_block, rec, params, grads, ws, gs, b, n_parts, ab, acts)
 
 
+@njit(cache=True, **NO_WRAPPERS)
+def no_backward(prog, params, consts, grads, ws, gs, b, n_parts, ab, training, parallel, activation_block, dense_block,
+                acts, layers):
+    """Stands in for ``backward`` in a run that does not train (never called)."""
+
+
 @njit(cache=True)
 def seed_kernels(seed):
     """Seeds the generator compiled code draws from (dropout masks)."""
@@ -232,28 +240,25 @@ def seed_kernels(seed):
 
 
 @njit(cache=True, inline="always")
-def _gather(X, ids, pos, b, dst):
-    """Copies rows ids[pos:pos+b] of 2-D X to the start of flat dst (b x features)."""
-    f = X.shape[1]
-    for r in range(b):
-        row = X[ids[pos + r]]
-        for j in range(f):
-            dst[r * f + j] = row[j]
+def _row(ids, i):
+    """Data set row of the run's row ``i``: ``ids[i]``, or ``i`` when ``ids`` is empty (rows in order)."""
+    return ids[i] if ids.shape[0] > 0 else i
 
 
 @njit(cache=True, inline="always")
-def _copy_rows(X, pos, b, dst):
-    """Copies rows [pos, pos+b) of 2-D X to the start of flat dst."""
-    f = X.shape[1]
+def _gather(X, f, ids, pos, b, dst):
+    """Copies the run's rows [pos, pos+b) (see ``_row``) of X, rows of ``f``
+    values stored flat, to the start of flat dst (b x f)."""
     for r in range(b):
+        src = _row(ids, pos + r) * f
         for j in range(f):
-            dst[r * f + j] = X[pos + r, j]
+            dst[r * f + j] = X[src + j]
 
 
 @njit(cache=True, inline="always")
 def _gather_labels(Yi, ids, pos, b, dst):
     for r in range(b):
-        dst[r] = Yi[ids[pos + r]]
+        dst[r] = Yi[_row(ids, pos + r)]
 
 
 _BATCH_LOSS_SIG = types.float64(_PROG, _BUF, _BUF, _BUF, _REC, _BUF, _I64, _I64, _I64, _REC, types.float64[::1],
@@ -358,113 +363,92 @@ def _copy_outputs(prog, ws, b, out, pos):
 
 
 @njit(cache=True, no_cfunc_wrapper=True)
-def train_steps(prog, params, consts, grads, slots, n_trainable, opt, update, prepare, hp, step, bounds,
-                X, Yf, Yi, ids, start, stop, batch, ws, gs, yb, yl,
-                loss_code, loss_mode, metric_codes, sums, n_parts, ab, regs, penalty, sw,
-                loss_value, loss_grad, loss_consts, pred_out,
-                batch_loss, forward_pass, backward_pass, parallel, forward_block, activation_block, backward_block,
-                acts, layers):
-    """Trains on rows ids[start:stop] in batches of ``batch``; returns the step count.
+def run_steps(prog, params, consts, grads, slots, n_trainable, opt, update, prepare, hp, step, bounds,
+              X, Yf, Yi, ids, start, stop, batch, ws, gs, yb, yl,
+              loss_code, loss_mode, metric_codes, sums, n_parts, ab, regs, penalty, sw,
+              loss_value, loss_grad, loss_consts, out, training,
+              batch_loss, forward_pass, backward_pass, parallel, forward_block, activation_block, backward_block,
+              acts, layers):
+    """Runs rows ids[start:stop] of the data (``ids`` empty: rows [start, stop)
+    in order) in batches of ``batch``; trains on them when ``training``.
+    Returns the optimizer's step count. One loop serves fit, evaluate and
+    predict, so a process that trains and predicts compiles one loop.
 
-    Stops early, before its update, at the first batch whose loss is NaN or
-    inf (``sums[0]`` is then non-finite): the weights stay the last finite
-    ones, those that batch was computed with (BatchNormalization's moving
-    statistics excepted: fit restores the epoch's start if they went
+    Training stops early, before its update, at the first batch whose loss is
+    NaN or inf (``sums[0]`` is then non-finite): the weights stay the last
+    finite ones, those that batch was computed with (BatchNormalization's
+    moving statistics excepted: fit restores the epoch's start if they went
     non-finite), and fit stops there (raising NonFiniteLossError, or quietly
     when TerminateOnNaN asks it to) without returning to Python every step.
+    Without ``training`` the layers run in inference mode and the arguments
+    of the optimizer, the backward pass and the penalties are not used
+    (``infer_steps`` fills them in).
 
-    Arrays: ``X`` (N, features) float32; ``Yf`` (N, outputs) float32 dense
-    targets or ``Yi`` (N,) int64 labels (the other is empty); ``ids`` int64
-    row order. ``ws``/``gs`` workspaces sized for ``batch`` rows, ``yb``/``yl``
-    target blocks. ``sums`` float64 accumulates [loss, samples, metrics...];
-    the loss includes the weight penalties of ``regs`` (``penalty``:
-    ``regularizers.penalty_function``) once per sample, as Keras adds them to
-    every batch's loss.
+    Arrays: ``X`` (N, features) float32 and ``Yf`` (N, outputs) float32 dense
+    targets, both flattened to 1-D (C order), or ``Yi`` (N,) int64 labels
+    (``Yf`` or ``Yi`` empty); ``ids`` int64 row order. ``ws``/``gs`` workspaces sized for ``batch`` rows, ``yb``/``yl``
+    target blocks. With ``loss_code >= 0``, ``sums`` float64 accumulates
+    [loss, samples, metrics...] (weighted by ``sw`` (N,) float32 when not
+    empty); in training the loss includes the weight penalties of ``regs``
+    (``penalty``: ``regularizers.penalty_function``) once per sample, as
+    Keras adds them to every batch's loss (evaluate adds them itself: they
+    are constant there).
     ``step`` is the optimizer's iteration count before this call; ``slots``
     (k, n) its state, ``hp`` its parameter vector, ``update`` its
     ``optimizers.update_function`` and ``prepare`` its
     ``optimizers.prepare_function`` (which updates ``hp`` each step),
     ``bounds`` the offsets of the trainable weight arrays (for clipping by norm).
-    ``sw`` (N,) float32 sample weights or empty; ``loss_value``/``loss_grad``/
-    ``loss_consts`` a CUSTOM loss (``sample_loss``); ``pred_out`` (N, outputs)
-    float32 or empty: receives the training-mode outputs of row ids[i] at i.
-    The compiled parts it calls, from ``batch_loss`` on: ``training_parts``.
+    ``loss_value``/``loss_grad``/``loss_consts`` a CUSTOM loss
+    (``sample_loss``); ``out`` (N, outputs) float32 or empty: receives the
+    outputs of the run's row i at out[i] (training mode's outputs in training).
+    The compiled parts it calls, from ``batch_loss`` on: ``training_parts``
+    or ``inference_parts``.
     """
     sparse = Yi.shape[0] > 0
     weighted = sw.shape[0] > 0
     wb = np.empty(batch if weighted else 0, dtype=np.float32)
-    pos = start
-    while pos < stop:
-        b = min(batch, stop - pos)
-        _gather(X, ids, pos, b, ws)
-        if sparse:
-            _gather_labels(Yi, ids, pos, b, yl)
-        else:
-            _gather(Yf, ids, pos, b, yb)
-        if weighted:
-            for r in range(b):
-                wb[r] = sw[ids[pos + r]]
-        call(forward_pass, prog, params, consts, grads, ws, gs, b, n_parts, ab, True, parallel, forward_block, acts, layers,
-                     ws)
-        for i in range(prog.shape[0]):
-            if prog[i, KIND] == BATCHNORM:
-                call(layers, MOVING, prog[i], params, consts, grads, ws, gs, b, True)
-        call(batch_loss, prog, ws, gs, yb, yl, wb, b, loss_code, loss_mode, metric_codes, sums, True,
-                   loss_value, loss_grad, loss_consts)
-        call(backward_pass, prog, params, consts, grads, ws, gs, b, n_parts, ab, True, parallel, activation_block,
-                      backward_block, acts, layers)
-        sums[0] += b * call(penalty, regs, consts, params, grads, True)
-        if not np.isfinite(sums[0]):
-            break   # a NaN/inf loss: stop before this batch's update (fit then stops)
-        if pred_out.shape[0] > 0:
-            _copy_outputs(prog, ws, b, pred_out, pos)
-        step += 1
-        call(prepare, opt, hp, step, grads, bounds)
-        parallel_update(update, hp, step, params, grads, slots, n_trainable, n_parts)
-        pos += b
-    return step
-
-
-@njit(cache=True, no_cfunc_wrapper=True)
-def infer_steps(prog, params, consts, X, Yf, Yi, start, stop, batch, ws, yb, yl,
-                loss_code, loss_mode, metric_codes, sums, out, n_parts, ab,
-                sw, loss_value, loss_grad, loss_consts, batch_loss, forward_pass, parallel, forward_block, acts, layers):
-    """Forward pass on rows [start, stop) of X in order.
-
-    With ``loss_code >= 0`` adds [loss, samples, metrics...] to ``sums`` as
-    ``train_steps`` does (weighted by ``sw`` when not empty; weight penalties
-    are constant here and added by the caller); with ``out`` non-empty copies
-    the outputs of rows [start, stop) into ``out[start:stop]`` (2-D float32).
-    The compiled parts it calls: ``inference_parts``. Other arguments as ``train_steps``."""
-    weighted = sw.shape[0] > 0
-    wb = np.empty(batch if weighted else 0, dtype=np.float32)
-    in_place = prog[0, KIND] == DENSE     # the first op reads the rows where they are: no copy
-    f = X.shape[1]
-    flat_x = X.reshape(-1)
+    # Rows in order into a Dense first op are read where they are: no copy.
+    in_place = not training and ids.shape[0] == 0 and prog[0, KIND] == DENSE
+    f, n_y = prog[0, N_IN], prog[prog.shape[0] - 1, N_OUT]
     pos = start
     while pos < stop:
         b = min(batch, stop - pos)
         if in_place:
-            inp = flat_x[pos * f:]
+            inp = X[pos * f:]
         else:
-            _copy_rows(X, pos, b, ws)
+            _gather(X, f, ids, pos, b, ws)
             inp = ws
-        call(forward_pass, prog, params, consts, params, ws, ws, b, n_parts, ab, False, parallel, forward_block, acts, layers,
-                     inp)
         if loss_code >= 0:
-            if Yi.shape[0] > 0:
-                for r in range(b):
-                    yl[r] = Yi[pos + r]
+            if sparse:
+                _gather_labels(Yi, ids, pos, b, yl)
             else:
-                _copy_rows(Yf, pos, b, yb)
+                _gather(Yf, n_y, ids, pos, b, yb)
             if weighted:
                 for r in range(b):
-                    wb[r] = sw[pos + r]
-            call(batch_loss, prog, ws, ws, yb, yl, wb, b, loss_code, loss_mode, metric_codes, sums, False,
-                       loss_value, loss_grad, loss_consts)
+                    wb[r] = sw[_row(ids, pos + r)]
+        call(forward_pass, prog, params, consts, grads, ws, gs, b, n_parts, ab, training, parallel, forward_block,
+             acts, layers, inp)
+        if training:
+            for i in range(prog.shape[0]):
+                if prog[i, KIND] == BATCHNORM:
+                    call(layers, MOVING, prog[i], params, consts, grads, ws, gs, b, True)
+        if loss_code >= 0:
+            call(batch_loss, prog, ws, gs, yb, yl, wb, b, loss_code, loss_mode, metric_codes, sums, training,
+                 loss_value, loss_grad, loss_consts)
+        if training:
+            call(backward_pass, prog, params, consts, grads, ws, gs, b, n_parts, ab, True, parallel, activation_block,
+                 backward_block, acts, layers)
+            sums[0] += b * call(penalty, regs, consts, params, grads, True)
+            if not np.isfinite(sums[0]):
+                break   # a NaN/inf loss: stop before this batch's update (fit then stops)
         if out.shape[0] > 0:
             _copy_outputs(prog, ws, b, out, pos)
+        if training:
+            step += 1
+            call(prepare, opt, hp, step, grads, bounds)
+            parallel_update(update, hp, step, params, grads, slots, n_trainable, n_parts)
         pos += b
+    return step
 
 
 @njit(cache=True, no_cfunc_wrapper=True)
@@ -472,51 +456,73 @@ def loss_gradients(prog, params, consts, grads, X, Yf, Yi, batch, ws, gs, yb, yl
                    n_parts, ab, regs, penalty, sw, loss_value, loss_grad, loss_consts, training,
                    batch_loss, forward_pass, backward_pass, parallel, forward_block, activation_block, backward_block,
                    acts, layers):
-    """Loss over one batch (all rows of X, in order: the mean of the per-sample
-    losses, weighted by ``sw`` when not empty, plus the weight penalties) and
+    """Loss over one batch (the ``batch`` rows of X, in order: the mean of the
+    per-sample losses, weighted by ``sw`` when not empty, plus the weight penalties) and
     its gradient with respect to every trainable parameter, written to
     ``grads``. ``training`` runs the layers as in ``fit`` (dropout masks,
     batch statistics) without updating moving statistics. Nothing is updated.
     Used by tests (finite differences) and by callers that want gradients.
-    Other arguments as ``train_steps``."""
-    b = X.shape[0]
-    _copy_rows(X, 0, b, ws)
+    Other arguments as ``run_steps``."""
+    f, n_y = prog[0, N_IN], prog[prog.shape[0] - 1, N_OUT]
+    b = batch
+    in_order = np.empty(0, dtype=np.int64)
+    _gather(X, f, in_order, 0, b, ws)
     if Yi.shape[0] > 0:
-        for r in range(b):
-            yl[r] = Yi[r]
+        _gather_labels(Yi, in_order, 0, b, yl)
     else:
-        _copy_rows(Yf, 0, b, yb)
-    call(forward_pass, prog, params, consts, grads, ws, gs, b, n_parts, ab, training, parallel, forward_block, acts, layers,
-                 ws)
+        _gather(Yf, n_y, in_order, 0, b, yb)
+    call(forward_pass, prog, params, consts, grads, ws, gs, b, n_parts, ab, training, parallel, forward_block, acts,
+         layers, ws)
     sums = np.zeros(2, dtype=np.float64)
     wb = np.empty(b if sw.shape[0] > 0 else 0, dtype=np.float32)
     for r in range(wb.shape[0]):
         wb[r] = sw[r]
     call(batch_loss, prog, ws, gs, yb, yl, wb, b, loss_code, loss_mode, np.zeros(0, dtype=np.int64), sums, True,
-               loss_value, loss_grad, loss_consts)
+         loss_value, loss_grad, loss_consts)
     call(backward_pass, prog, params, consts, grads, ws, gs, b, n_parts, ab, training, parallel, activation_block,
-                  backward_block, acts, layers)
+         backward_block, acts, layers)
     return sums[0] / b + call(penalty, regs, consts, params, grads, True)
 
 
-def _common_parts(loss_code, weighted):
-    return (loss_function(loss_code, weighted), function_pointer(forward, _FORWARD_SIG))
-
-
 def training_parts(prog, loss_code, weighted):
-    """The compiled parts ``train_steps`` and ``loss_gradients`` call, as
-    pointers in their argument order (the last ones): the batch loss, the
-    forward and backward passes, the parallel dispatcher and its blocks, the
-    activations other than ReLU, the layers other than Dense."""
-    return (*_common_parts(loss_code, weighted), function_pointer(backward, _BACKWARD_SIG),
-            function_pointer(_parallel, _PARALLEL_SIG), function_pointer(_dense_forward_by_columns, BLOCK_SIG),
+    """The compiled parts ``run_steps`` (training) and ``loss_gradients``
+    call, as pointers in their argument order (the last ones): the batch loss,
+    the forward and backward passes, the parallel dispatcher and its blocks
+    (forward, activation backward, Dense backward), the activations other
+    than ReLU, the layers other than Dense."""
+    return (loss_function(loss_code, weighted), function_pointer(forward, _FORWARD_SIG),
+            function_pointer(backward, _BACKWARD_SIG), function_pointer(_parallel, _PARALLEL_SIG),
+            function_pointer(_dense_forward_by_columns, BLOCK_SIG),
             function_pointer(_activation_backward_block, BLOCK_SIG), function_pointer(_dense_backward_block, BLOCK_SIG),
             activation_function(prog), layer_function(prog))
 
 
 def inference_parts(prog, loss_code, weighted, batch):
-    """The compiled parts ``infer_steps`` calls for batches of ``batch`` rows,
-    as ``training_parts``."""
-    block = _dense_forward_by_rows if batch >= _ROW_SPLIT_ROWS else _dense_forward_by_columns
-    return (*_common_parts(loss_code, weighted), function_pointer(_parallel, _PARALLEL_SIG),
-            function_pointer(block, BLOCK_SIG), activation_function(prog), layer_function(prog))
+    """The compiled parts ``run_steps`` calls without training, for batches of
+    ``batch`` rows, as ``training_parts``: the backward pass is a placeholder
+    and the forward block stands in for the two backward blocks (never called)."""
+    block = function_pointer(_dense_forward_by_rows if batch >= _ROW_SPLIT_ROWS else _dense_forward_by_columns,
+                             BLOCK_SIG)
+    return (loss_function(loss_code, weighted), function_pointer(forward, _FORWARD_SIG),
+            function_pointer(no_backward, _BACKWARD_SIG), function_pointer(_parallel, _PARALLEL_SIG),
+            block, block, block, activation_function(prog), layer_function(prog))
+
+
+_NO_F32 = np.zeros(0, dtype=np.float32)
+_NO_I64 = np.zeros(0, dtype=np.int64)
+_NO_SLOTS = np.zeros((0, 0), dtype=np.float32)
+_NO_REGS = np.zeros((0, 3), dtype=np.int64)
+
+
+def infer_steps(prog, params, consts, X, Yf, Yi, start, stop, batch, ws, yb, yl, loss_code, loss_mode, metric_codes,
+                sums, out, n_parts, ab, sw, loss_value, loss_grad, loss_consts, *parts):
+    """``run_steps`` without training on rows [start, stop) of X in order
+    (``X``, ``Yf`` 2-D, C-contiguous); ``parts``: ``inference_parts``. The
+    arguments only training uses are filled in with empty arrays and
+    placeholder functions of the types fit passes, so fit and predict share
+    one compiled loop."""
+    update, prepare = idle_optimizer()
+    run_steps(prog, params, consts, params, _NO_SLOTS, 0, 0, update, prepare, _NO_F32, 0, _NO_I64,
+              X.reshape(-1), Yf.reshape(-1), Yi, _NO_I64, start, stop, batch, ws, ws, yb, yl, loss_code, loss_mode,
+              metric_codes, sums, n_parts, ab, _NO_REGS, penalty_function(_NO_REGS), sw, loss_value, loss_grad,
+              loss_consts, out, False, *parts)

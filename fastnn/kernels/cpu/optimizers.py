@@ -383,6 +383,16 @@ def prepare_nothing(opt, hp, step, grads, bounds):
     rate, no clipping, not Nadam. Compiles in a fraction of a second."""
 
 
+@njit(cache=True, **NO_WRAPPERS)
+def no_update(hp, step, w, g, slots, lo, hi):
+    """Stands in for the update of a run that does not train (never called)."""
+
+
+def idle_optimizer():
+    """(update, prepare) pointers for a run that does not train: placeholders."""
+    return function_pointer(no_update, UPDATE_SIG), function_pointer(prepare_nothing, PREPARE_SIG)
+
+
 def prepare_function(opt, hp):
     """``prepare_step``, or ``prepare_nothing`` when optimizer ``opt`` with
     parameters ``hp`` has no schedule, no clipping and is not Nadam."""

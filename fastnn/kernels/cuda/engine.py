@@ -333,7 +333,7 @@ class Session:
         ``ids``: host int64 row order (uploaded once per new array); ``hp``:
         the optimizer's float32 hyper-parameters; ``step``: its iteration
         count before the call; ``sums`` (host float64) gets [loss, samples,
-        metrics...] of these steps added, as ``cpu.engine.train_steps``
+        metrics...] of these steps added, as ``cpu.engine.run_steps``
         (the loss with the weight penalties); ``pred_out`` (host (N, outputs)
         float32, or None / empty) receives the training-mode outputs of row
         ids[i] at i, for metrics computed on the host."""
