@@ -305,7 +305,7 @@ def test_loss_kernel_matches_cpu_losses_gradients_and_metrics():
     from numba import cuda
     from fastnn.kernels import program as P
     from fastnn.kernels.cpu.activations import softmax_rows
-    from fastnn.kernels.cpu.losses import loss_sum, metric_sums, row_loss
+    from fastnn.kernels.cpu.losses import row_loss, row_metric
     from fastnn.kernels.cpu.sample_loss import rowwise_loss, unused_loss
     from fastnn.kernels.cuda.losses import loss_rows
     b, n = 5, 4
@@ -351,8 +351,10 @@ def test_loss_kernel_matches_cpu_losses_gradients_and_metrics():
             cpu_sums[0] = rowwise_loss(code, mode, src_buf[3:], cpu_grad[2:], yf_flat, yi, weights[rows], b, n, True,
                                        *unused_loss(), np.zeros(0, np.float32))
         else:
-            cpu_sums[0] = loss_sum(row_loss, code, mode, src_buf, 3, cpu_grad, 2, yf_flat, yi, b, n, True)
-        metric_sums(metrics, cpu_sums[2:], out_buf, 3, yf_flat, yi, b, n)
+            cpu_sums[0] = sum(row_loss(code, mode, src_buf, 3 + r * n, cpu_grad, 2 + r * n, True, yf_flat, yi, r, n,
+                                       np.float32(1) / np.float32(b)) for r in range(b))
+        for k, metric in enumerate(metrics):
+            cpu_sums[2 + k] = sum(row_metric(metric, out_buf, 3 + r * n, yf_flat, yi, r, n) for r in range(b))
         cpu_sums[1] = b
         d_grad, d_sums = cuda.to_device(np.zeros(2 + b * n, np.float32)), cuda.to_device(np.zeros(len(cpu_sums)))
         d_src, d_out = cuda.to_device(src_buf), cuda.to_device(src_buf if not softmax_out else np.zeros_like(src_buf))

@@ -32,8 +32,9 @@ def test_a_model_compiles_only_the_kernel_parts_it_uses():
     """Cold compile is part of the user's wait: a Dense-only MLP trained with
     plain Adam must not compile (or load) the other optimizers, schedules and
     clipping, the other layer kinds, activations other than ReLU and softmax,
-    weight penalties, the weighted loss, the loss families other than its own
-    (``row_loss`` holds them all) or the forward block that splits large
+    weight penalties, the weighted loss, any loss but its own (sparse
+    categorical cross-entropy on the logits of its fused softmax; ``row_loss``
+    holds them all) or the forward block that splits large
     inference batches by rows; a model that uses them gets them (sample
     weights run every loss family), and ``predict`` alone compiles no loss.
     Run in
@@ -49,7 +50,8 @@ def test_a_model_compiles_only_the_kernel_parts_it_uses():
     probe = """
 import numpy as np
 import fastnn as keras
-from fastnn.kernels.cpu import activations, engine, layers, losses, optimizers, regularizers
+from fastnn.kernels import program as P
+from fastnn.kernels.cpu import activations, batch_loss, engine, layers, losses, optimizers, regularizers
 x = np.random.default_rng(0).random((40, 6), dtype=np.float32)
 y = np.arange(40) % 3
 model = keras.Sequential([keras.Input(shape=(6,)), keras.layers.Dense(5, activation="{act}"{reg}), {extra}
@@ -60,9 +62,10 @@ if {train}:
 model.predict(x, verbose=0{predict})
 parts = {{"adam": optimizers.adam, "sgd": optimizers.sgd, "prepare_step": optimizers.prepare_step,
          "other_layers": layers.other_layers, "penalty": regularizers.penalty,
-         "weighted_batch_loss": engine.weighted_batch_loss, "elementwise": activations.elementwise,
+         "weighted_loss": batch_loss._batch_loss(P.SCCE, P.ON_LOGITS, True), "elementwise": activations.elementwise,
          "rows_forward": engine._dense_forward_by_rows, "all_losses": losses.row_loss,
-         "categorical_loss": engine.categorical_batch_loss}}
+         "own_loss": batch_loss._batch_loss(P.SCCE, P.ON_LOGITS, False),
+         "other_mode": batch_loss._batch_loss(P.SCCE, P.ON_OUTPUT, False)}}
 print(sorted(name for name, fn in parts.items() if fn.signatures))
 """
     root = Path(__file__).resolve().parents[1]
@@ -77,10 +80,10 @@ print(sorted(name for name, fn in parts.items() if fn.signatures))
         assert out.returncode == 0, out.stderr[-2000:]
         return out.stdout.strip().splitlines()[-1]
 
-    assert compiled() == "['adam', 'categorical_loss']"
+    assert compiled() == "['adam', 'own_loss']"
     assert compiled(train=False) == "[]"    # predict alone: no optimizer, no loss
     assert compiled(act="tanh", reg=', kernel_regularizer="l2"', extra="keras.layers.Dropout(0.5),",
                     opt='keras.optimizers.SGD(momentum=0.9, clipnorm=1.0)',
                     weights=", sample_weight=np.ones(40)", predict=", batch_size=256") == (
         "['all_losses', 'elementwise', 'other_layers', 'penalty', 'prepare_step', 'rows_forward', 'sgd', "
-        "'weighted_batch_loss']")
+        "'weighted_loss']")

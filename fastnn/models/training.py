@@ -146,7 +146,7 @@ def run_inference(model, program, source, batch_size, loss, metrics, want_output
     loss_mode = 1 if (loss is not None and loss.from_logits) else 0
     value_fn, grad_fn, loss_consts = loss.kernel_functions() if loss is not None else \
         (*unused_loss(), np.zeros(0, dtype=np.float32))
-    loop_parts = engine.inference_parts(program.prog, loss_code, weighted, batch_size)
+    loop_parts = engine.inference_parts(program.prog, loss_code, loss_mode, weighted, batch_size)
     codes = metrics.codes if metrics is not None else np.zeros(0, dtype=np.int64)
     sums = np.zeros(2 + len(codes), dtype=np.float64)
     keep = want_output or (metrics is not None and metrics.needs_predictions)
@@ -188,9 +188,9 @@ def run_inference(model, program, source, batch_size, loss, metrics, want_output
                 if chunk.batch > ws.batch:
                     ws = Workspace(program, chunk.batch, training=False)
                 engine.infer_steps(program.prog, params, program.consts, chunk.X, chunk.Yf, chunk.Yi, chunk.start,
-                                   chunk.stop, chunk.batch, ws.ws, ws.yb, ws.yl, loss_code, loss_mode, codes, sums,
-                                   dst, n_parts, ws.ab, chunk.sw if weighted else _NO_WEIGHTS, value_fn, grad_fn,
-                                   loss_consts, *loop_parts)
+                                   chunk.stop, chunk.batch, ws.ws, ws.yb, ws.yl, loss_code, codes, sums, dst, n_parts,
+                                   ws.ab, chunk.sw if weighted else _NO_WEIGHTS, value_fn, grad_fn, loss_consts,
+                                   *loop_parts)
             rows = slice(chunk.start, chunk.stop)
             if metrics is not None and metrics.needs_predictions:
                 metrics.update(_targets(chunk.Yf, chunk.Yi, rows), dst[rows], chunk.sw[rows] if weighted else None)
@@ -348,7 +348,7 @@ def fit(model, x, y, batch_size, epochs, verbose, callbacks, validation_split, v
     codes = metrics.codes
     loss_mode = 1 if model.loss.from_logits else 0
     value_fn, grad_fn, loss_consts = model.loss.kernel_functions()
-    loop_parts = engine.training_parts(program.prog, model.loss.code, train.weighted)
+    loop_parts = engine.training_parts(program.prog, model.loss.code, loss_mode, train.weighted)
     update_fn, penalty_fn = update_function(opt.code), regularizers.penalty_function(program.regs)
     pred_out = np.empty((0, program.out_width), dtype=np.float32)   # grown to a chunk when metrics need it
     n_parts = numba.get_num_threads()
@@ -405,9 +405,9 @@ def fit(model, x, y, batch_size, epochs, verbose, callbacks, validation_split, v
                             program.prog, params, program.consts, grads, opt.slots, model._n_trainable, opt.code,
                             update_fn, prepare_function(opt.code, hp), hp, opt.iterations, bounds,
                             chunk.X.reshape(-1), chunk.Yf.reshape(-1), chunk.Yi, chunk.ids, chunk.start, chunk.stop,
-                            chunk.batch, ws.ws, ws.gs, ws.yb, ws.yl, model.loss.code, loss_mode, codes, sums,
-                            n_parts, ws.ab, program.regs, penalty_fn, chunk.sw, value_fn, grad_fn, loss_consts,
-                            pred_out, True, *loop_parts)
+                            chunk.batch, ws.ws, ws.gs, ws.yb, ws.yl, model.loss.code, codes, sums, n_parts, ws.ab,
+                            program.regs, penalty_fn, chunk.sw, value_fn, grad_fn, loss_consts, pred_out, True,
+                            *loop_parts)
                     done -= opt.iterations
                     opt.iterations += done
                     step += done
@@ -508,11 +508,10 @@ def loss_and_gradients(model, x, y, sample_weight=None, training=False):
     value_fn, grad_fn, loss_consts = model.loss.kernel_functions()
     ws = Workspace(program, X.shape[0])
     grads = np.zeros_like(model._params)
+    parts = engine.training_parts(program.prog, model.loss.code, 1 if model.loss.from_logits else 0, sw.shape[0] > 0)
     with blas_single_thread():
         loss = engine.loss_gradients(program.prog, model._params, program.consts, grads, X.reshape(-1), Yf.reshape(-1),
-                                     Yi, X.shape[0], ws.ws, ws.gs, ws.yb, ws.yl, model.loss.code,
-                                     1 if model.loss.from_logits else 0, numba.get_num_threads(), ws.ab,
+                                     Yi, X.shape[0], ws.ws, ws.gs, ws.yb, ws.yl, numba.get_num_threads(), ws.ab,
                                      program.regs, regularizers.penalty_function(program.regs), sw,
-                                     value_fn, grad_fn, loss_consts, bool(training),
-                                     *engine.training_parts(program.prog, model.loss.code, sw.shape[0] > 0))
+                                     value_fn, grad_fn, loss_consts, bool(training), *parts)
     return float(loss), grads

@@ -32,16 +32,15 @@ Compile time is part of the user's wait, so:
 import numpy as np
 from numba import njit, prange, types
 
-from ..program import (A_POS, ACT, ACTIVATION, B_OFF, BATCHNORM, BCE, CUSTOM, DENSE, FLAGS, FROZEN, KIND,
-                       LOSS_FUSED, MAE, MSE, N_IN, N_OUT, NEED_DX, ON_LOGITS, W_OFF, X_POS, Z_POS)
+from ..program import (A_POS, ACT, ACTIVATION, B_OFF, BATCHNORM, DENSE, FLAGS, FROZEN, KIND, LOSS_FUSED, N_IN, N_OUT,
+                       NEED_DX, W_OFF, X_POS, Z_POS)
 from .activations import (ACTIVATION_SIG, LINEAR, RELU, SOFTMAX, activation_function, relu_backward, relu_forward,
                           softmax_rows, softmax_rows_backward)
+from .batch_loss import loss_function
 from .blas import gemm
 from .layers import BACKWARD, FORWARD, LAYER_SIG, MOVING, layer_function
-from .losses import binary_row_loss, categorical_row_loss, loss_sum, metric_sums, regression_row_loss
 from .optimizers import idle_optimizer, parallel_update
 from .regularizers import penalty_function
-from .sample_loss import GRADIENT_TYPE, VALUE_TYPE, rowwise_loss
 from .pointers import NO_WRAPPERS, Pointer, call, function_pointer
 
 _I64 = types.int64
@@ -261,96 +260,6 @@ def _gather_labels(Yi, ids, pos, b, dst):
         dst[r] = Yi[_row(ids, pos + r)]
 
 
-_BATCH_LOSS_SIG = types.float64(_PROG, _BUF, _BUF, _BUF, _REC, _BUF, _I64, _I64, _I64, _REC, types.float64[::1],
-                                 types.boolean, VALUE_TYPE, GRADIENT_TYPE, _BUF)
-
-
-@njit(cache=True, inline="always")
-def _loss_source(prog, b, loss_mode):
-    """(where the loss reads, the mode it reads in, the output width)."""
-    last = prog[prog.shape[0] - 1]
-    fused = (last[FLAGS] & LOSS_FUSED) != 0
-    return b * (last[Z_POS] if fused else last[A_POS]), ON_LOGITS if fused else loss_mode, last[N_OUT]
-
-
-@njit(cache=True, inline="always")
-def _add_to_sums(prog, ws, yb, yl, b, metric_codes, sums, loss):
-    """Adds the batch's ``loss``, sample count and metric values to ``sums``."""
-    last = prog[prog.shape[0] - 1]
-    sums[0] += loss
-    sums[1] += b
-    metric_sums(metric_codes, sums[2:], ws, b * last[A_POS], yb, yl, b, last[N_OUT])
-
-
-# One batch-loss function per loss family (all share ``_BATCH_LOSS_SIG``),
-# so a model compiles only the formulas of its own loss. Each adds the
-# batch's loss (unweighted), sample count and metric values to ``sums``;
-# with ``want_grad`` writes the output gradient into ``gs``; returns the
-# loss. (No shared inline wrapper around these four lines: Numba copies
-# inlined code once more at every level of inlining, ~0.1 s for a row loss.)
-@njit(cache=True, **NO_WRAPPERS)
-def regression_batch_loss(prog, ws, gs, yb, yl, wb, b, loss_code, loss_mode, metric_codes, sums, want_grad,
-                          loss_value, loss_grad, loss_consts):
-    src, mode, n = _loss_source(prog, b, loss_mode)
-    loss = loss_sum(regression_row_loss, loss_code, mode, ws, src, gs, src, yb, yl, b, n, want_grad)
-    _add_to_sums(prog, ws, yb, yl, b, metric_codes, sums, loss)
-    return loss
-
-
-@njit(cache=True, **NO_WRAPPERS)
-def binary_batch_loss(prog, ws, gs, yb, yl, wb, b, loss_code, loss_mode, metric_codes, sums, want_grad,
-                      loss_value, loss_grad, loss_consts):
-    src, mode, n = _loss_source(prog, b, loss_mode)
-    loss = loss_sum(binary_row_loss, loss_code, mode, ws, src, gs, src, yb, yl, b, n, want_grad)
-    _add_to_sums(prog, ws, yb, yl, b, metric_codes, sums, loss)
-    return loss
-
-
-@njit(cache=True, **NO_WRAPPERS)
-def categorical_batch_loss(prog, ws, gs, yb, yl, wb, b, loss_code, loss_mode, metric_codes, sums, want_grad,
-                           loss_value, loss_grad, loss_consts):
-    src, mode, n = _loss_source(prog, b, loss_mode)
-    loss = loss_sum(categorical_row_loss, loss_code, mode, ws, src, gs, src, yb, yl, b, n, want_grad)
-    _add_to_sums(prog, ws, yb, yl, b, metric_codes, sums, loss)
-    return loss
-
-
-@njit(cache=True, **NO_WRAPPERS)
-def weighted_batch_loss(prog, ws, gs, yb, yl, wb, b, loss_code, loss_mode, metric_codes, sums, want_grad,
-                        loss_value, loss_grad, loss_consts):
-    """A batch loss weighted by ``wb`` (when not empty), or of a CUSTOM loss
-    (``loss_value``/``loss_grad``/``loss_consts``), one sample at a time."""
-    src, mode, n = _loss_source(prog, b, loss_mode)
-    loss = rowwise_loss(loss_code, mode, ws[src:src + b * n], gs[src:src + b * n], yb, yl, wb, b, n, want_grad,
-                        loss_value, loss_grad, loss_consts)
-    _add_to_sums(prog, ws, yb, yl, b, metric_codes, sums, loss)
-    return loss
-
-
-@njit(cache=True, **NO_WRAPPERS)
-def no_batch_loss(prog, ws, gs, yb, yl, wb, b, loss_code, loss_mode, metric_codes, sums, want_grad,
-                  loss_value, loss_grad, loss_consts):
-    """Stands in for the batch loss of a run without a loss (``predict``; never called)."""
-    return 0.0
-
-
-def loss_function(loss_code, weighted):
-    """The pointer to the batch-loss function of ``loss_code``'s family, to
-    ``weighted_batch_loss`` for sample weights or a CUSTOM loss, or to
-    ``no_batch_loss`` when ``loss_code`` is negative (no loss)."""
-    if loss_code < 0:
-        fn = no_batch_loss
-    elif weighted or loss_code == CUSTOM:
-        fn = weighted_batch_loss
-    elif loss_code in (MSE, MAE):
-        fn = regression_batch_loss
-    elif loss_code == BCE:
-        fn = binary_batch_loss
-    else:
-        fn = categorical_batch_loss
-    return function_pointer(fn, _BATCH_LOSS_SIG)
-
-
 @njit(cache=True, inline="always")
 def _copy_outputs(prog, ws, b, out, pos):
     """Copies the ``b`` output rows of the last op to ``out[pos:pos + b]`` (2-D float32)."""
@@ -365,8 +274,8 @@ def _copy_outputs(prog, ws, b, out, pos):
 @njit(cache=True, no_cfunc_wrapper=True)
 def run_steps(prog, params, consts, grads, slots, n_trainable, opt, update, prepare, hp, step, bounds,
               X, Yf, Yi, ids, start, stop, batch, ws, gs, yb, yl,
-              loss_code, loss_mode, metric_codes, sums, n_parts, ab, regs, penalty, sw,
-              loss_value, loss_grad, loss_consts, out, training,
+              loss_code, metric_codes, sums, n_parts, ab, regs, penalty, sw, loss_value, loss_grad, loss_consts, out,
+              training,
               batch_loss, forward_pass, backward_pass, parallel, forward_block, activation_block, backward_block,
               acts, layers):
     """Runs rows ids[start:stop] of the data (``ids`` empty: rows [start, stop)
@@ -433,8 +342,8 @@ def run_steps(prog, params, consts, grads, slots, n_trainable, opt, update, prep
                 if prog[i, KIND] == BATCHNORM:
                     call(layers, MOVING, prog[i], params, consts, grads, ws, gs, b, True)
         if loss_code >= 0:
-            call(batch_loss, prog, ws, gs, yb, yl, wb, b, loss_code, loss_mode, metric_codes, sums, training,
-                 loss_value, loss_grad, loss_consts)
+            call(batch_loss, prog, ws, gs, yb, yl, wb, b, metric_codes, sums, training, loss_value, loss_grad,
+                 loss_consts)
         if training:
             call(backward_pass, prog, params, consts, grads, ws, gs, b, n_parts, ab, True, parallel, activation_block,
                  backward_block, acts, layers)
@@ -452,8 +361,7 @@ def run_steps(prog, params, consts, grads, slots, n_trainable, opt, update, prep
 
 
 @njit(cache=True, no_cfunc_wrapper=True)
-def loss_gradients(prog, params, consts, grads, X, Yf, Yi, batch, ws, gs, yb, yl, loss_code, loss_mode,
-                   n_parts, ab, regs, penalty, sw, loss_value, loss_grad, loss_consts, training,
+def loss_gradients(prog, params, consts, grads, X, Yf, Yi, batch, ws, gs, yb, yl, n_parts, ab, regs, penalty, sw, loss_value, loss_grad, loss_consts, training,
                    batch_loss, forward_pass, backward_pass, parallel, forward_block, activation_block, backward_block,
                    acts, layers):
     """Loss over one batch (the ``batch`` rows of X, in order: the mean of the
@@ -477,33 +385,33 @@ def loss_gradients(prog, params, consts, grads, X, Yf, Yi, batch, ws, gs, yb, yl
     wb = np.empty(b if sw.shape[0] > 0 else 0, dtype=np.float32)
     for r in range(wb.shape[0]):
         wb[r] = sw[r]
-    call(batch_loss, prog, ws, gs, yb, yl, wb, b, loss_code, loss_mode, np.zeros(0, dtype=np.int64), sums, True,
-         loss_value, loss_grad, loss_consts)
+    call(batch_loss, prog, ws, gs, yb, yl, wb, b, np.zeros(0, dtype=np.int64), sums, True, loss_value, loss_grad,
+         loss_consts)
     call(backward_pass, prog, params, consts, grads, ws, gs, b, n_parts, ab, training, parallel, activation_block,
          backward_block, acts, layers)
     return sums[0] / b + call(penalty, regs, consts, params, grads, True)
 
 
-def training_parts(prog, loss_code, weighted):
+def training_parts(prog, loss_code, loss_mode, weighted):
     """The compiled parts ``run_steps`` (training) and ``loss_gradients``
     call, as pointers in their argument order (the last ones): the batch loss,
     the forward and backward passes, the parallel dispatcher and its blocks
     (forward, activation backward, Dense backward), the activations other
     than ReLU, the layers other than Dense."""
-    return (loss_function(loss_code, weighted), function_pointer(forward, _FORWARD_SIG),
+    return (loss_function(prog, loss_code, loss_mode, weighted), function_pointer(forward, _FORWARD_SIG),
             function_pointer(backward, _BACKWARD_SIG), function_pointer(_parallel, _PARALLEL_SIG),
             function_pointer(_dense_forward_by_columns, BLOCK_SIG),
             function_pointer(_activation_backward_block, BLOCK_SIG), function_pointer(_dense_backward_block, BLOCK_SIG),
             activation_function(prog), layer_function(prog))
 
 
-def inference_parts(prog, loss_code, weighted, batch):
+def inference_parts(prog, loss_code, loss_mode, weighted, batch):
     """The compiled parts ``run_steps`` calls without training, for batches of
     ``batch`` rows, as ``training_parts``: the backward pass is a placeholder
     and the forward block stands in for the two backward blocks (never called)."""
     block = function_pointer(_dense_forward_by_rows if batch >= _ROW_SPLIT_ROWS else _dense_forward_by_columns,
                              BLOCK_SIG)
-    return (loss_function(loss_code, weighted), function_pointer(forward, _FORWARD_SIG),
+    return (loss_function(prog, loss_code, loss_mode, weighted), function_pointer(forward, _FORWARD_SIG),
             function_pointer(no_backward, _BACKWARD_SIG), function_pointer(_parallel, _PARALLEL_SIG),
             block, block, block, activation_function(prog), layer_function(prog))
 
@@ -514,8 +422,8 @@ _NO_SLOTS = np.zeros((0, 0), dtype=np.float32)
 _NO_REGS = np.zeros((0, 3), dtype=np.int64)
 
 
-def infer_steps(prog, params, consts, X, Yf, Yi, start, stop, batch, ws, yb, yl, loss_code, loss_mode, metric_codes,
-                sums, out, n_parts, ab, sw, loss_value, loss_grad, loss_consts, *parts):
+def infer_steps(prog, params, consts, X, Yf, Yi, start, stop, batch, ws, yb, yl, loss_code, metric_codes, sums,
+                out, n_parts, ab, sw, loss_value, loss_grad, loss_consts, *parts):
     """``run_steps`` without training on rows [start, stop) of X in order
     (``X``, ``Yf`` 2-D, C-contiguous); ``parts``: ``inference_parts``. The
     arguments only training uses are filled in with empty arrays and
@@ -523,6 +431,6 @@ def infer_steps(prog, params, consts, X, Yf, Yi, start, stop, batch, ws, yb, yl,
     one compiled loop."""
     update, prepare = idle_optimizer()
     run_steps(prog, params, consts, params, _NO_SLOTS, 0, 0, update, prepare, _NO_F32, 0, _NO_I64,
-              X.reshape(-1), Yf.reshape(-1), Yi, _NO_I64, start, stop, batch, ws, ws, yb, yl, loss_code, loss_mode,
-              metric_codes, sums, n_parts, ab, _NO_REGS, penalty_function(_NO_REGS), sw, loss_value, loss_grad,
-              loss_consts, out, False, *parts)
+              X.reshape(-1), Yf.reshape(-1), Yi, _NO_I64, start, stop, batch, ws, ws, yb, yl, loss_code, metric_codes,
+              sums, n_parts, ab, _NO_REGS, penalty_function(_NO_REGS), sw, loss_value, loss_grad, loss_consts, out,
+              False, *parts)

@@ -1,4 +1,6 @@
-"""Loss values, their gradients and running metric sums for one batch.
+"""Per-row loss values, their gradients and metric values (``batch_loss``
+runs them over a batch; the CUDA loss kernel runs ``row_loss`` and
+``row_metric``).
 
 Losses follow Keras 3 (TensorFlow backend): a mean over the batch and, for
 mse/mae/binary cross-entropy, over outputs; cross-entropy on probabilities
@@ -10,8 +12,7 @@ import math
 import numpy as np
 from numba import njit
 
-from ..program import (BCE, CCE, MAE, MSE, ON_LOGITS, SCCE, M_BIN_ACC, M_CAT_ACC, M_MAE, M_MSE, M_RMSE,
-                       M_SPARSE_ACC)
+from ..program import BCE, MAE, MSE, ON_LOGITS, SCCE, M_BIN_ACC, M_CAT_ACC, M_MAE, M_SPARSE_ACC
 
 EPS = np.float32(1e-7)
 _ONE = np.float32(1.0)
@@ -19,9 +20,9 @@ _ZERO = np.float32(0.0)
 
 
 # The three loss families are separate functions with one signature, inlined
-# into one batch-loss function each (``loss_function`` in the engine), so a
-# model compiles only its own family: one function for all five losses cost
-# about 1 s more cold compile.
+# into the batch loss compiled for each loss (``batch_loss``), so a model
+# compiles only its own formula: one function for all five losses cost about
+# 1 s more cold compile.
 # Arguments: the loss of row ``r`` (float64) whose values start at
 # ``src[s]``; with ``want_grad`` the gradient of the batch-mean loss goes to
 # ``grad[g:g+n]`` (``inv_b`` = 1 / batch size). ``yf`` dense targets (b x n),
@@ -154,32 +155,3 @@ def row_metric(code, out, s, yf, yi, r, n):
         else:  # M_MSE, M_RMSE accumulate squared error
             v += (p - y) * (p - y)
     return v / n
-
-
-@njit(cache=True, inline="always")
-def loss_sum(row_loss_fn, code, mode, src, src_off, grad, grad_off, yf, yi, b, n, want_grad):
-    """Sum over the batch of per-sample losses of ``row_loss_fn`` (a family's
-    row function, or ``row_loss``); writes d(mean loss)/d src.
-
-    ``src[src_off:]`` holds the ``b x n`` network output (probabilities or
-    values) or logits (``mode == ON_LOGITS``). Targets: ``yf`` is the
-    gathered dense ``b x n`` float32 block, ``yi`` the ``b`` integer labels
-    (sparse losses). The gradient of the *mean* loss is written to
-    ``grad[grad_off:]`` when ``want_grad``. Returns the float64 sum of losses.
-    """
-    total = 0.0
-    inv_b = _ONE / np.float32(b)
-    for r in range(b):
-        total += row_loss_fn(code, mode, src, src_off + r * n, grad, grad_off + r * n, want_grad, yf, yi, r, n,
-                             inv_b)
-    return total
-
-
-@njit(cache=True, inline="always")
-def metric_sums(codes, sums, out, out_off, yf, yi, b, n):
-    """Adds each metric's per-sample values over the batch to ``sums[k]``."""
-    for k in range(codes.shape[0]):
-        acc = 0.0
-        for r in range(b):
-            acc += row_metric(codes[k], out, out_off + r * n, yf, yi, r, n)
-        sums[k] += acc

@@ -1,8 +1,8 @@
 """Losses one sample at a time: sample weights, and a user's loss through function pointers.
 
-The batched kernels (``losses.loss_sum`` of a family) serve unweighted built-in
-losses. Two cases need the loss of each sample on its own, and go through
-``rowwise_loss`` instead:
+The batch loss compiled for each built-in loss (``batch_loss``) serves
+unweighted built-in losses. Two cases need the loss of each sample on its
+own, and go through ``rowwise_loss`` instead:
 
 - sample weights (Keras 3, reduction ``sum_over_batch_size``): the batch loss
   is ``sum_i w_i * l_i / b``, so the gradient of row i is scaled by ``w_i / b``;
@@ -81,12 +81,12 @@ def unused_loss():
 @njit(cache=True, error_model="numpy")
 def rowwise_loss(code, mode, src, grad, yf, yi, wb, b, n, want_grad, loss_value, loss_grad, loss_consts):
     """Sum over the ``b`` rows of w_i * l_i; with ``want_grad`` writes
-    d(sum_i w_i l_i / b)/d output into ``grad`` (offsets as ``losses.loss_sum``).
+    d(sum_i w_i l_i / b)/d output into ``grad``.
 
     ``src``/``grad`` are the output block and its gradient block (1-D views of
     b x n), ``yf``/``yi`` the gathered dense targets / labels, ``wb`` the rows'
     weights (empty: all 1). ``code == CUSTOM`` calls ``loss_value`` and
-    ``loss_grad``; other codes call the batched kernel on one row."""
+    ``loss_grad``; other codes call ``losses.row_loss`` on one row."""
     weighted = wb.shape[0] > 0
     inv_b = np.float32(1.0) / np.float32(b)
     total = 0.0
