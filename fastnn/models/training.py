@@ -28,7 +28,7 @@ from .. import config
 from ..errors import NonFiniteLossError
 from ..kernels import program as P
 from ..kernels.cpu import engine, regularizers
-from ..kernels.cpu.optimizers import prepare_function, update_function
+from ..kernels.cpu.optimizers import optimizer_step_functions
 from ..kernels.cpu.sample_loss import unused_loss
 from ..utils.progbar import Progbar
 from . import data, sample_weights, sources
@@ -349,7 +349,7 @@ def fit(model, x, y, batch_size, epochs, verbose, callbacks, validation_split, v
     loss_mode = 1 if model.loss.from_logits else 0
     value_fn, grad_fn, loss_consts = model.loss.kernel_functions()
     loop_parts = engine.training_parts(program.prog, model.loss.code, loss_mode, train.weighted)
-    update_fn, penalty_fn = update_function(opt.code), regularizers.penalty_function(program.regs)
+    penalty_fn = regularizers.penalty_function(program.regs)
     pred_out = np.empty((0, program.out_width), dtype=np.float32)   # grown to a chunk when metrics need it
     n_parts = numba.get_num_threads()
     session = cuda_session(program, params, batch_size, opt, model._n_trainable, model.loss, bounds)
@@ -403,7 +403,7 @@ def fit(model, x, y, batch_size, epochs, verbose, callbacks, validation_split, v
                         # hp can change between chunks (callbacks), so can what a step must prepare
                         done = engine.run_steps(
                             program.prog, params, program.consts, grads, opt.slots, model._n_trainable, opt.code,
-                            update_fn, prepare_function(opt.code, hp), hp, opt.iterations, bounds,
+                            *optimizer_step_functions(opt.code, hp), hp, opt.iterations, bounds,
                             chunk.X.reshape(-1), chunk.Yf.reshape(-1), chunk.Yi, chunk.ids, chunk.start, chunk.stop,
                             chunk.batch, ws.ws, ws.gs, ws.yb, ws.yl, model.loss.code, codes, sums, n_parts, ws.ab,
                             program.regs, penalty_fn, chunk.sw, value_fn, grad_fn, loss_consts, pred_out, True,

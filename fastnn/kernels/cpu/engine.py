@@ -39,7 +39,7 @@ from .activations import (ACTIVATION_SIG, LINEAR, RELU, SOFTMAX, activation_func
 from .batch_loss import loss_function
 from .blas import gemm
 from .layers import BACKWARD, FORWARD, LAYER_SIG, MOVING, layer_function
-from .optimizers import idle_optimizer, parallel_update
+from .optimizers import idle_optimizer
 from .regularizers import penalty_function
 from .pointers import NO_WRAPPERS, Pointer, call, function_pointer
 
@@ -272,7 +272,7 @@ def _copy_outputs(prog, ws, b, out, pos):
 
 
 @njit(cache=True, no_cfunc_wrapper=True)
-def run_steps(prog, params, consts, grads, slots, n_trainable, opt, update, prepare, hp, step, bounds,
+def run_steps(prog, params, consts, grads, slots, n_trainable, opt, update_all, update, prepare, hp, step, bounds,
               X, Yf, Yi, ids, start, stop, batch, ws, gs, yb, yl,
               loss_code, metric_codes, sums, n_parts, ab, regs, penalty, sw, loss_value, loss_grad, loss_consts, out,
               training,
@@ -303,9 +303,9 @@ def run_steps(prog, params, consts, grads, slots, n_trainable, opt, update, prep
     Keras adds them to every batch's loss (evaluate adds them itself: they
     are constant there).
     ``step`` is the optimizer's iteration count before this call; ``slots``
-    (k, n) its state, ``hp`` its parameter vector, ``update`` its
-    ``optimizers.update_function`` and ``prepare`` its
-    ``optimizers.prepare_function`` (which updates ``hp`` each step),
+    (k, n) its state, ``hp`` its parameter vector, ``update_all``,
+    ``update`` and ``prepare`` its ``optimizers.optimizer_step_functions``
+    (``prepare`` updates ``hp`` each step),
     ``bounds`` the offsets of the trainable weight arrays (for clipping by norm).
     ``loss_value``/``loss_grad``/``loss_consts`` a CUSTOM loss
     (``sample_loss``); ``out`` (N, outputs) float32 or empty: receives the
@@ -355,7 +355,7 @@ def run_steps(prog, params, consts, grads, slots, n_trainable, opt, update, prep
         if training:
             step += 1
             call(prepare, opt, hp, step, grads, bounds)
-            parallel_update(update, hp, step, params, grads, slots, n_trainable, n_parts)
+            call(update_all, update, hp, step, params, grads, slots, n_trainable, n_parts)
         pos += b
     return step
 
@@ -429,8 +429,7 @@ def infer_steps(prog, params, consts, X, Yf, Yi, start, stop, batch, ws, yb, yl,
     arguments only training uses are filled in with empty arrays and
     placeholder functions of the types fit passes, so fit and predict share
     one compiled loop."""
-    update, prepare = idle_optimizer()
-    run_steps(prog, params, consts, params, _NO_SLOTS, 0, 0, update, prepare, _NO_F32, 0, _NO_I64,
+    run_steps(prog, params, consts, params, _NO_SLOTS, 0, 0, *idle_optimizer(), _NO_F32, 0, _NO_I64,
               X.reshape(-1), Yf.reshape(-1), Yi, _NO_I64, start, stop, batch, ws, ws, yb, yl, loss_code, metric_codes,
               sums, n_parts, ab, _NO_REGS, penalty_function(_NO_REGS), sw, loss_value, loss_grad, loss_consts, out,
               False, *parts)

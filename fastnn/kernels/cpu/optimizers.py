@@ -358,12 +358,17 @@ def prepare_step(opt, hp, step, grads, bounds):
         clip_gradients(hp, grads, bounds)
 
 
-@njit(types.void(UPDATE_TYPE, types.float32[::1], types.int64, types.float32[::1], types.float32[::1],
-                 types.float32[:, ::1], types.int64, types.int64), cache=True, parallel=True)
+PARALLEL_UPDATE_SIG = types.void(UPDATE_TYPE, types.float32[::1], types.int64, types.float32[::1],
+                                 types.float32[::1], types.float32[:, ::1], types.int64, types.int64)
+
+
+@njit(PARALLEL_UPDATE_SIG, cache=True, parallel=True, no_cfunc_wrapper=True)
 def parallel_update(update, hp, step, w, g, slots, n, n_parts):
     """``update`` (an ``update_function``) over ``w[:n]``, split into
     ``n_parts`` contiguous ranges, one per thread (multiples of 16 floats: no
-    shared cache lines). Callers run ``prepare_step`` first."""
+    shared cache lines). Callers run ``prepare_step`` first. The training
+    loop calls it through a pointer (``optimizer_step_functions``): called
+    directly, its parallel region would be built again inside the loop."""
     chunk = ((n + n_parts - 1) // n_parts + 15) // 16 * 16
     for t in prange(n_parts):
         lo = min(n, np.int64(t) * chunk)
@@ -388,9 +393,17 @@ def no_update(hp, step, w, g, slots, lo, hi):
     """Stands in for the update of a run that does not train (never called)."""
 
 
+def optimizer_step_functions(opt, hp):
+    """(``parallel_update``, the update of optimizer ``opt``, its
+    ``prepare_function``) as pointers, in the training loop's argument order."""
+    return (function_pointer(parallel_update, PARALLEL_UPDATE_SIG), update_function(opt),
+            prepare_function(opt, hp))
+
+
 def idle_optimizer():
-    """(update, prepare) pointers for a run that does not train: placeholders."""
-    return function_pointer(no_update, UPDATE_SIG), function_pointer(prepare_nothing, PREPARE_SIG)
+    """``optimizer_step_functions`` for a run that does not train: placeholders."""
+    return (function_pointer(parallel_update, PARALLEL_UPDATE_SIG), function_pointer(no_update, UPDATE_SIG),
+            function_pointer(prepare_nothing, PREPARE_SIG))
 
 
 def prepare_function(opt, hp):
