@@ -29,15 +29,15 @@ from numba import cuda, float64
 
 from ..cpu import optimizers as _cpu_opt
 from ..cpu import schedules as _cpu_sched
-from ..program import (ADADELTA, ADAGRAD, ADAM, ADAMAX, FTRL, HP_1, HP_CLIPNORM, HP_CLIPVALUE, HP_GLOBAL_CLIPNORM,
-                       HP_LR, HP_SCHED, HP_UPROD, NADAM, RMSPROP, SCHED_NONE, SGD)
+from ..program import (ADADELTA, ADAGRAD, ADAM, ADAMAX, FTRL, HP_1, HP_AMSGRAD, HP_CLIPNORM, HP_CLIPVALUE,
+                       HP_GLOBAL_CLIPNORM, HP_LR, HP_SCHED, HP_UPROD, NADAM, RMSPROP, SCHED_NONE, SGD)
 from .elementwise import block_sum
 from .launch import SIMULATOR, device_function
 
 # The CPU's functions, run by the kernels (see ``launch.device_function``).
-sgd, rmsprop, adam, adagrad, nadam, adamax, adadelta, ftrl = (
-    device_function(f) for f in (_cpu_opt.sgd, _cpu_opt.rmsprop, _cpu_opt.adam, _cpu_opt.adagrad, _cpu_opt.nadam,
-                                 _cpu_opt.adamax, _cpu_opt.adadelta, _cpu_opt.ftrl))
+sgd, rmsprop, adam, adam_amsgrad, adagrad, nadam, adamax, adadelta, ftrl = (
+    device_function(f) for f in (_cpu_opt.sgd, _cpu_opt.rmsprop, _cpu_opt.adam, _cpu_opt.adam_amsgrad,
+                                 _cpu_opt.adagrad, _cpu_opt.nadam, _cpu_opt.adamax, _cpu_opt.adadelta, _cpu_opt.ftrl))
 scheduled_rate = device_function(_cpu_sched.scheduled_rate)
 nadam_next = device_function(_cpu_opt._nadam_next)
 
@@ -115,8 +115,10 @@ def apply_update(opt, hp, step, w, g, slots, n, bounds, clip):
             sgd(hp, step, w, g, slots, i, i + 1)
         elif opt == RMSPROP:
             rmsprop(hp, step, w, g, slots, i, i + 1)
-        elif opt == ADAM:
+        elif opt == ADAM and hp[HP_AMSGRAD] == _ZERO:
             adam(hp, step, w, g, slots, i, i + 1)
+        elif opt == ADAM:
+            adam_amsgrad(hp, step, w, g, slots, i, i + 1)
         elif opt == ADAGRAD:
             adagrad(hp, step, w, g, slots, i, i + 1)
         elif opt == NADAM:
