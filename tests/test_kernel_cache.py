@@ -62,10 +62,10 @@ if {train}:
 model.predict(x, verbose=0{predict})
 parts = {{"adam": optimizers.adam, "sgd": optimizers.sgd, "prepare_step": optimizers.prepare_step,
          "other_layers": layers.other_layers, "penalty": regularizers.penalty,
-         "weighted_loss": batch_loss._batch_loss(P.SCCE, P.ON_LOGITS, True), "elementwise": activations.elementwise,
+         "weighted_loss": batch_loss._batch_loss(P.SCCE, P.ON_LOGITS, True, -1), "elementwise": activations.elementwise,
          "rows_forward": engine._dense_forward_by_rows, "all_losses": losses.row_loss,
-         "own_loss": batch_loss._batch_loss(P.SCCE, P.ON_LOGITS, False),
-         "other_mode": batch_loss._batch_loss(P.SCCE, P.ON_OUTPUT, False)}}
+         "own_loss": batch_loss._batch_loss(P.SCCE, P.ON_LOGITS, False, -1),
+         "other_mode": batch_loss._batch_loss(P.SCCE, P.ON_OUTPUT, False, -1)}}
 print(sorted(name for name, fn in parts.items() if fn.signatures))
 """
     root = Path(__file__).resolve().parents[1]

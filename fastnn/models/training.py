@@ -119,6 +119,7 @@ def _device_data(session, source, chunk):
 
 
 _NO_WEIGHTS = np.zeros(0, dtype=np.float32)
+_NO_METRICS = np.zeros(0, dtype=np.int64)
 
 
 def run_inference(model, program, source, batch_size, loss, metrics, want_output, verbose, params,
@@ -146,8 +147,8 @@ def run_inference(model, program, source, batch_size, loss, metrics, want_output
     loss_mode = 1 if (loss is not None and loss.from_logits) else 0
     value_fn, grad_fn, loss_consts = loss.kernel_functions() if loss is not None else \
         (*unused_loss(), np.zeros(0, dtype=np.float32))
-    loop_parts = engine.inference_parts(program.prog, loss_code, loss_mode, weighted, batch_size)
-    codes = metrics.codes if metrics is not None else np.zeros(0, dtype=np.int64)
+    codes = metrics.codes if metrics is not None else _NO_METRICS
+    loop_parts = engine.inference_parts(program.prog, loss_code, loss_mode, weighted, codes, batch_size)
     sums = np.zeros(2 + len(codes), dtype=np.float64)
     keep = want_output or (metrics is not None and metrics.needs_predictions)
     width = program.out_width
@@ -348,7 +349,7 @@ def fit(model, x, y, batch_size, epochs, verbose, callbacks, validation_split, v
     codes = metrics.codes
     loss_mode = 1 if model.loss.from_logits else 0
     value_fn, grad_fn, loss_consts = model.loss.kernel_functions()
-    loop_parts = engine.training_parts(program.prog, model.loss.code, loss_mode, train.weighted)
+    loop_parts = engine.training_parts(program.prog, model.loss.code, loss_mode, train.weighted, codes)
     penalty_fn = regularizers.penalty_function(program.regs)
     pred_out = np.empty((0, program.out_width), dtype=np.float32)   # grown to a chunk when metrics need it
     n_parts = numba.get_num_threads()
@@ -508,7 +509,8 @@ def loss_and_gradients(model, x, y, sample_weight=None, training=False):
     value_fn, grad_fn, loss_consts = model.loss.kernel_functions()
     ws = Workspace(program, X.shape[0])
     grads = np.zeros_like(model._params)
-    parts = engine.training_parts(program.prog, model.loss.code, 1 if model.loss.from_logits else 0, sw.shape[0] > 0)
+    parts = engine.training_parts(program.prog, model.loss.code, 1 if model.loss.from_logits else 0, sw.shape[0] > 0,
+                                  _NO_METRICS)
     with blas_single_thread():
         loss = engine.loss_gradients(program.prog, model._params, program.consts, grads, X.reshape(-1), Yf.reshape(-1),
                                      Yi, X.shape[0], ws.ws, ws.gs, ws.yb, ws.yl, numba.get_num_threads(), ws.ab,

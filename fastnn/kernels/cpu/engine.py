@@ -392,28 +392,30 @@ def loss_gradients(prog, params, consts, grads, X, Yf, Yi, batch, ws, gs, yb, yl
     return sums[0] / b + call(penalty, regs, consts, params, grads, True)
 
 
-def training_parts(prog, loss_code, loss_mode, weighted):
+def training_parts(prog, loss_code, loss_mode, weighted, metric_codes):
     """The compiled parts ``run_steps`` (training) and ``loss_gradients``
-    call, as pointers in their argument order (the last ones): the batch loss,
-    the forward and backward passes, the parallel dispatcher and its blocks
-    (forward, activation backward, Dense backward), the activations other
-    than ReLU, the layers other than Dense."""
-    return (loss_function(prog, loss_code, loss_mode, weighted), function_pointer(forward, _FORWARD_SIG),
-            function_pointer(backward, _BACKWARD_SIG), function_pointer(_parallel, _PARALLEL_SIG),
-            function_pointer(_dense_forward_by_columns, BLOCK_SIG),
+    call, as pointers in their argument order (the last ones): the batch loss
+    (``batch_loss.loss_function`` of the other arguments), the forward and
+    backward passes, the parallel dispatcher and its blocks (forward,
+    activation backward, Dense backward), the activations other than ReLU,
+    the layers other than Dense."""
+    return (loss_function(prog, loss_code, loss_mode, weighted, metric_codes),
+            function_pointer(forward, _FORWARD_SIG), function_pointer(backward, _BACKWARD_SIG),
+            function_pointer(_parallel, _PARALLEL_SIG), function_pointer(_dense_forward_by_columns, BLOCK_SIG),
             function_pointer(_activation_backward_block, BLOCK_SIG), function_pointer(_dense_backward_block, BLOCK_SIG),
             activation_function(prog), layer_function(prog))
 
 
-def inference_parts(prog, loss_code, loss_mode, weighted, batch):
+def inference_parts(prog, loss_code, loss_mode, weighted, metric_codes, batch):
     """The compiled parts ``run_steps`` calls without training, for batches of
     ``batch`` rows, as ``training_parts``: the backward pass is a placeholder
     and the forward block stands in for the two backward blocks (never called)."""
     block = function_pointer(_dense_forward_by_rows if batch >= _ROW_SPLIT_ROWS else _dense_forward_by_columns,
                              BLOCK_SIG)
-    return (loss_function(prog, loss_code, loss_mode, weighted), function_pointer(forward, _FORWARD_SIG),
-            function_pointer(no_backward, _BACKWARD_SIG), function_pointer(_parallel, _PARALLEL_SIG),
-            block, block, block, activation_function(prog), layer_function(prog))
+    return (loss_function(prog, loss_code, loss_mode, weighted, metric_codes),
+            function_pointer(forward, _FORWARD_SIG), function_pointer(no_backward, _BACKWARD_SIG),
+            function_pointer(_parallel, _PARALLEL_SIG), block, block, block, activation_function(prog),
+            layer_function(prog))
 
 
 _NO_F32 = np.zeros(0, dtype=np.float32)
