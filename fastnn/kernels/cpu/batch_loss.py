@@ -5,11 +5,12 @@ built-in loss gets a function compiled for it alone: the loss code, the mode
 it reads the outputs in, whether samples are weighted and the metric (when
 there is one) are constants of a closure (Numba's cache keys a closure by the
 values it captures), so Numba prunes the other branches before it compiles
-anything and a model compiles only its own loss and metric formulas. Measured on the seeds' sparse categorical
-cross-entropy with accuracy: 430 -> ~260 KB of IR and about 0.5 s less than one
-function per loss family with the loss and metric loops in inlined helpers
-(Numba copies inlined code once more at every level of inlining, so the loops
-are written here, one level above the per-row formulas).
+anything and a model compiles only its own loss and metric formulas. The loss
+and metric loops are written here, one inline level above the per-row
+formulas (Numba copies inlined code once more at every level of inlining).
+On the seeds' sparse categorical cross-entropy with accuracy, the cold compile
+of the batch loss went from 1.5-1.7 s (one function per loss family, its
+loops in inlined helpers) to 0.8 s.
 """
 import functools
 
