@@ -142,11 +142,7 @@ def adam(hp, step, w, g, slots, lo, hi):
     w, g, s0, s1, s2 = _views(w, g, slots, lo, hi)
     eps, alpha, one_m_b1, one_m_b2 = _adam_start(hp, step, w)
     for i in range(w.shape[0]):
-        gi = g[i]
-        m = s0[i] + (gi - s0[i]) * one_m_b1
-        v = s1[i] + (gi * gi - s1[i]) * one_m_b2
-        s0[i] = m
-        s1[i] = v
+        m, v = _adam_moments(g, s0, s1, i, one_m_b1, one_m_b2)
         w[i] -= alpha * m / (np.sqrt(v) + eps)
 
 
@@ -157,12 +153,8 @@ def adam_amsgrad(hp, step, w, g, slots, lo, hi):
     w, g, s0, s1, s2 = _views(w, g, slots, lo, hi)
     eps, alpha, one_m_b1, one_m_b2 = _adam_start(hp, step, w)
     for i in range(w.shape[0]):
-        gi = g[i]
-        m = s0[i] + (gi - s0[i]) * one_m_b1
-        v = s1[i] + (gi * gi - s1[i]) * one_m_b2
+        m, v = _adam_moments(g, s0, s1, i, one_m_b1, one_m_b2)
         v_hat = max(s2[i], v)
-        s0[i] = m
-        s1[i] = v
         s2[i] = v_hat
         w[i] -= alpha * m / (np.sqrt(v_hat) + eps)
 
@@ -174,6 +166,17 @@ def _adam_start(hp, step, w):
     lr, h1, h2 = hp[HP_LR], hp[HP_1], hp[HP_2]
     t = np.float32(step)
     return hp[HP_EPS], lr * np.sqrt(_ONE - h2 ** t) / (_ONE - h1 ** t), _ONE - h1, _ONE - h2
+
+
+@njit(cache=True, inline="always")
+def _adam_moments(g, s0, s1, i, one_m_b1, one_m_b2):
+    """Entry ``i``'s first and second moments after this step, stored in ``s0``, ``s1``."""
+    gi = g[i]
+    m = s0[i] + (gi - s0[i]) * one_m_b1
+    v = s1[i] + (gi * gi - s1[i]) * one_m_b2
+    s0[i] = m
+    s1[i] = v
+    return m, v
 
 
 @_update
