@@ -65,6 +65,7 @@ class Workspace:
         self.gs = np.zeros(self.ws.shape[0] if training else 0, dtype=np.float32)
         self.yb = np.zeros(batch * program.out_width, dtype=np.float32)
         self.yl = np.zeros(batch, dtype=np.int64)
+        self.wb = np.zeros(batch, dtype=np.float32)
         self.ab = np.array([1.0, 0.0], dtype=np.float32)
 
 
@@ -189,9 +190,9 @@ def run_inference(model, program, source, batch_size, loss, metrics, want_output
                 if chunk.batch > ws.batch:
                     ws = Workspace(program, chunk.batch, training=False)
                 engine.infer_steps(program.prog, params, program.consts, chunk.X, chunk.Yf, chunk.Yi, chunk.start,
-                                   chunk.stop, chunk.batch, ws.ws, ws.yb, ws.yl, loss_code, codes, sums, dst, n_parts,
-                                   ws.ab, chunk.sw if weighted else _NO_WEIGHTS, value_fn, grad_fn, loss_consts,
-                                   *loop_parts)
+                                   chunk.stop, chunk.batch, ws.ws, ws.yb, ws.yl, ws.wb, loss_code, codes, sums, dst,
+                                   n_parts, ws.ab, chunk.sw if weighted else _NO_WEIGHTS, value_fn, grad_fn,
+                                   loss_consts, *loop_parts)
             rows = slice(chunk.start, chunk.stop)
             if metrics is not None and metrics.needs_predictions:
                 metrics.update(_targets(chunk.Yf, chunk.Yi, rows), dst[rows], chunk.sw[rows] if weighted else None)
@@ -406,9 +407,9 @@ def fit(model, x, y, batch_size, epochs, verbose, callbacks, validation_split, v
                             program.prog, params, program.consts, grads, opt.slots, model._n_trainable, opt.code,
                             *optimizer_step_functions(opt.code, hp), hp, opt.iterations, bounds,
                             chunk.X.reshape(-1), chunk.Yf.reshape(-1), chunk.Yi, chunk.ids, chunk.start, chunk.stop,
-                            chunk.batch, ws.ws, ws.gs, ws.yb, ws.yl, model.loss.code, codes, sums, n_parts, ws.ab,
-                            program.regs, penalty_fn, chunk.sw, value_fn, grad_fn, loss_consts, pred_out, True,
-                            *loop_parts)
+                            chunk.batch, ws.ws, ws.gs, ws.yb, ws.yl, ws.wb, model.loss.code, codes, sums, n_parts,
+                            ws.ab, program.regs, penalty_fn, chunk.sw, value_fn, grad_fn, loss_consts, pred_out,
+                            True, *loop_parts)
                     done -= opt.iterations
                     opt.iterations += done
                     step += done

@@ -273,7 +273,7 @@ def _copy_outputs(prog, ws, b, out, pos):
 
 @njit(cache=True, no_cfunc_wrapper=True)
 def run_steps(prog, params, consts, grads, slots, n_trainable, opt, update_all, update, prepare, hp, step, bounds,
-              X, Yf, Yi, ids, start, stop, batch, ws, gs, yb, yl,
+              X, Yf, Yi, ids, start, stop, batch, ws, gs, yb, yl, wb,
               loss_code, metric_codes, sums, n_parts, ab, regs, penalty, sw, loss_value, loss_grad, loss_consts, out,
               training,
               batch_loss, forward_pass, backward_pass, parallel, forward_block, activation_block, backward_block,
@@ -295,7 +295,10 @@ def run_steps(prog, params, consts, grads, slots, n_trainable, opt, update_all, 
 
     Arrays: ``X`` (N, features) float32 and ``Yf`` (N, outputs) float32 dense
     targets, both flattened to 1-D (C order), or ``Yi`` (N,) int64 labels
-    (``Yf`` or ``Yi`` empty); ``ids`` int64 row order. ``ws``/``gs`` workspaces sized for ``batch`` rows, ``yb``/``yl``
+    (``Yf`` or ``Yi`` empty); ``ids`` int64 row order. ``ws``/``gs``
+    workspaces sized for ``batch`` rows, ``yb``/``yl`` target blocks, ``wb``
+    (>= batch,) float32 for the batch's sample weights (passed in: an
+    allocation here would compile NumPy's allocator, 0.2 s).
     target blocks. With ``loss_code >= 0``, ``sums`` float64 accumulates
     [loss, samples, metrics...] (weighted by ``sw`` (N,) float32 when not
     empty); in training the loss includes the weight penalties of ``regs``
@@ -315,7 +318,8 @@ def run_steps(prog, params, consts, grads, slots, n_trainable, opt, update_all, 
     """
     sparse = Yi.shape[0] > 0
     weighted = sw.shape[0] > 0
-    wb = np.empty(batch if weighted else 0, dtype=np.float32)
+    if not weighted:
+        wb = wb[:0]     # the batch loss weighs rows by wb unless it is empty
     # Rows in order into a Dense first op are read where they are: no copy.
     in_place = not training and ids.shape[0] == 0 and prog[0, KIND] == DENSE
     f, n_y = prog[0, N_IN], prog[prog.shape[0] - 1, N_OUT]
@@ -361,14 +365,15 @@ def run_steps(prog, params, consts, grads, slots, n_trainable, opt, update_all, 
 
 
 @njit(cache=True, no_cfunc_wrapper=True)
-def loss_gradients(prog, params, consts, grads, X, Yf, Yi, batch, ws, gs, yb, yl, n_parts, ab, regs, penalty, sw, loss_value, loss_grad, loss_consts, training,
-                   batch_loss, forward_pass, backward_pass, parallel, forward_block, activation_block, backward_block,
-                   acts, layers):
+def loss_gradients(prog, params, consts, grads, X, Yf, Yi, batch, ws, gs, yb, yl, n_parts, ab, regs, penalty, sw,
+                   loss_value, loss_grad, loss_consts, training, batch_loss, forward_pass, backward_pass, parallel,
+                   forward_block, activation_block, backward_block, acts, layers):
     """Loss over one batch (the ``batch`` rows of X, in order: the mean of the
-    per-sample losses, weighted by ``sw`` when not empty, plus the weight penalties) and
-    its gradient with respect to every trainable parameter, written to
-    ``grads``. ``training`` runs the layers as in ``fit`` (dropout masks,
-    batch statistics) without updating moving statistics. Nothing is updated.
+    per-sample losses, weighted by ``sw`` when not empty, plus the weight
+    penalties) and its gradient with respect to every trainable parameter,
+    written to ``grads``. ``training`` runs the layers as in ``fit`` (dropout
+    masks, batch statistics) without updating moving statistics. Nothing is
+    updated.
     Used by tests (finite differences) and by callers that want gradients.
     Other arguments as ``run_steps``."""
     f, n_y = prog[0, N_IN], prog[prog.shape[0] - 1, N_OUT]
@@ -424,7 +429,7 @@ _NO_SLOTS = np.zeros((0, 0), dtype=np.float32)
 _NO_REGS = np.zeros((0, 3), dtype=np.int64)
 
 
-def infer_steps(prog, params, consts, X, Yf, Yi, start, stop, batch, ws, yb, yl, loss_code, metric_codes, sums,
+def infer_steps(prog, params, consts, X, Yf, Yi, start, stop, batch, ws, yb, yl, wb, loss_code, metric_codes, sums,
                 out, n_parts, ab, sw, loss_value, loss_grad, loss_consts, *parts):
     """``run_steps`` without training on rows [start, stop) of X in order
     (``X``, ``Yf`` 2-D, C-contiguous); ``parts``: ``inference_parts``. The
@@ -432,6 +437,6 @@ def infer_steps(prog, params, consts, X, Yf, Yi, start, stop, batch, ws, yb, yl,
     placeholder functions of the types fit passes, so fit and predict share
     one compiled loop."""
     run_steps(prog, params, consts, params, _NO_SLOTS, 0, 0, *idle_optimizer(), _NO_F32, 0, _NO_I64,
-              X.reshape(-1), Yf.reshape(-1), Yi, _NO_I64, start, stop, batch, ws, ws, yb, yl, loss_code, metric_codes,
-              sums, n_parts, ab, _NO_REGS, penalty_function(_NO_REGS), sw, loss_value, loss_grad, loss_consts, out,
-              False, *parts)
+              X.reshape(-1), Yf.reshape(-1), Yi, _NO_I64, start, stop, batch, ws, ws, yb, yl, wb, loss_code,
+              metric_codes, sums, n_parts, ab, _NO_REGS, penalty_function(_NO_REGS), sw, loss_value, loss_grad,
+              loss_consts, out, False, *parts)
