@@ -61,6 +61,7 @@ if {train}:
     model.fit(x, y, epochs=1, batch_size=8, verbose=0{weights})
 model.predict(x, verbose=0{predict})
 parts = {{"adam": optimizers.adam, "sgd": optimizers.sgd, "prepare_step": optimizers.prepare_step,
+         "parallel_update": optimizers.parallel_update,
          "other_layers": layers.other_layers, "penalty": regularizers.penalty,
          "weighted_loss": batch_loss._batch_loss(P.SCCE, P.ON_LOGITS, True, -1), "elementwise": activations.elementwise,
          "rows_forward": engine._dense_forward_by_rows, "all_losses": losses.row_loss,
@@ -80,10 +81,10 @@ print(sorted(name for name, fn in parts.items() if fn.signatures))
         assert out.returncode == 0, out.stderr[-2000:]
         return out.stdout.strip().splitlines()[-1]
 
-    assert compiled() == "['adam', 'own_loss']"
-    assert compiled(train=False) == "[]"    # predict alone: no optimizer, no loss
+    assert compiled() == "['adam', 'own_loss', 'parallel_update']"
+    assert compiled(train=False) == "[]"    # predict alone: no optimizer (nor its parallel region), no loss
     assert compiled(act="tanh", reg=', kernel_regularizer="l2"', extra="keras.layers.Dropout(0.5),",
                     opt='keras.optimizers.SGD(momentum=0.9, clipnorm=1.0)',
                     weights=", sample_weight=np.ones(40)", predict=", batch_size=256") == (
-        "['all_losses', 'elementwise', 'other_layers', 'penalty', 'prepare_step', 'rows_forward', 'sgd', "
-        "'weighted_loss']")
+        "['all_losses', 'elementwise', 'other_layers', 'parallel_update', 'penalty', 'prepare_step', "
+        "'rows_forward', 'sgd', 'weighted_loss']")

@@ -380,7 +380,7 @@ PARALLEL_UPDATE_SIG = types.void(UPDATE_TYPE, types.float32[::1], types.int64, t
                                  types.float32[::1], types.float32[:, ::1], types.int64, types.int64)
 
 
-@njit(PARALLEL_UPDATE_SIG, cache=True, parallel=True, no_cfunc_wrapper=True)
+@njit(cache=True, parallel=True, no_cfunc_wrapper=True)
 def parallel_update(update, hp, step, w, g, slots, n, n_parts):
     """``update`` (an ``update_function``) over ``w[:n]``, split into
     ``n_parts`` contiguous ranges, one per thread (multiples of 16 floats: no
@@ -418,9 +418,16 @@ def optimizer_step_functions(opt, hp):
             prepare_function(opt, hp))
 
 
+@njit(cache=True, **NO_WRAPPERS)
+def no_parallel_update(update, hp, step, w, g, slots, n, n_parts):
+    """Stands in for ``parallel_update`` in a run that does not train (never
+    called): a process that only predicts does not compile a parallel region
+    it never runs (0.4 s)."""
+
+
 def idle_optimizer():
     """``optimizer_step_functions`` for a run that does not train: placeholders."""
-    return (function_pointer(parallel_update, PARALLEL_UPDATE_SIG), function_pointer(no_update, UPDATE_SIG),
+    return (function_pointer(no_parallel_update, PARALLEL_UPDATE_SIG), function_pointer(no_update, UPDATE_SIG),
             function_pointer(prepare_nothing, PREPARE_SIG))
 
 
