@@ -67,17 +67,12 @@ def _batch_loss(code, mode, weighted, metric):
         sums[0] += loss
         sums[1] += b
         out = b * last[A_POS]
-        if metric >= 0:     # the usual single metric: only its formula compiles
+        for k in range(metric_codes.shape[0]):
+            code_k = metric if metric >= 0 else metric_codes[k]    # a single metric: only its formula compiles
             total = 0.0
             for r in range(b):
-                total += row_metric(metric, ws, out + r * n, yb, yl, r, n)
-            sums[2] += total
-        else:
-            for k in range(metric_codes.shape[0]):
-                total = 0.0
-                for r in range(b):
-                    total += row_metric(metric_codes[k], ws, out + r * n, yb, yl, r, n)
-                sums[2 + k] += total
+                total += row_metric(code_k, ws, out + r * n, yb, yl, r, n)
+            sums[2 + k] += total
         return loss
     return batch_loss
 
