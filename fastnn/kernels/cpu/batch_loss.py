@@ -56,6 +56,8 @@ def _batch_loss(code, mode, weighted, metric):
                                 loss_value, loss_grad, loss_consts)
         else:
             inv_b = _ONE / np.float32(b)
+            # losses.row_loss's dispatch, written out: through row_loss (one more
+            # inline level) this function compiled in 1.15 s instead of 0.7 s.
             for r in range(b):
                 s = src + r * n
                 if code == MSE or code == MAE:

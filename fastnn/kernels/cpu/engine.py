@@ -387,10 +387,8 @@ def loss_gradients(prog, params, consts, grads, X, Yf, Yi, batch, ws, gs, yb, yl
     call(forward_pass, prog, params, consts, grads, ws, gs, b, n_parts, ab, training, parallel, forward_block, acts,
          layers, ws)
     sums = np.zeros(2, dtype=np.float64)
-    wb = np.empty(b if sw.shape[0] > 0 else 0, dtype=np.float32)
-    for r in range(wb.shape[0]):
-        wb[r] = sw[r]
-    call(batch_loss, prog, ws, gs, yb, yl, wb, b, np.zeros(0, dtype=np.int64), sums, True, loss_value, loss_grad,
+    # the rows are in order: their weights are sw itself (or it is empty)
+    call(batch_loss, prog, ws, gs, yb, yl, sw, b, np.zeros(0, dtype=np.int64), sums, True, loss_value, loss_grad,
          loss_consts)
     call(backward_pass, prog, params, consts, grads, ws, gs, b, n_parts, ab, training, parallel, activation_block,
          backward_block, acts, layers)

@@ -411,18 +411,18 @@ def no_update(hp, step, w, g, slots, lo, hi):
     """Stands in for the update of a run that does not train (never called)."""
 
 
-def optimizer_step_functions(opt, hp):
-    """(``parallel_update``, the update of optimizer ``opt``, its
-    ``prepare_function``) as pointers, in the training loop's argument order."""
-    return (function_pointer(parallel_update, PARALLEL_UPDATE_SIG), update_function(opt, hp),
-            prepare_function(opt, hp))
-
-
 @njit(cache=True, **NO_WRAPPERS)
 def no_parallel_update(update, hp, step, w, g, slots, n, n_parts):
     """Stands in for ``parallel_update`` in a run that does not train (never
     called): a process that only predicts does not compile a parallel region
     it never runs (0.4 s)."""
+
+
+def optimizer_step_functions(opt, hp):
+    """(``parallel_update``, the update of optimizer ``opt``, its
+    ``prepare_function``) as pointers, in the training loop's argument order."""
+    return (function_pointer(parallel_update, PARALLEL_UPDATE_SIG), update_function(opt, hp),
+            prepare_function(opt, hp))
 
 
 def idle_optimizer():
