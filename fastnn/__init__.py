@@ -7,7 +7,7 @@ from . import activations, callbacks, initializers, layers, losses, metrics, mod
 from . import regularizers
 from . import datasets, errors
 from .layers import Input
-from .models import Sequential
+from .models import Model, Sequential
 from .utils import set_random_seed
 from . import config
 from .config import device
@@ -23,6 +23,6 @@ def __getattr__(name):
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-__all__ = ["Sequential", "Input", "activations", "callbacks", "initializers", "layers", "losses", "metrics",
+__all__ = ["Model", "Sequential", "Input", "activations", "callbacks", "initializers", "layers", "losses", "metrics",
            "models", "optimizers", "utils", "set_random_seed", "datasets", "config", "device", "saving",
            "regularizers", "errors"]

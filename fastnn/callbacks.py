@@ -161,7 +161,18 @@ def _monitor_direction(model, monitor):
     name = monitor[4:] if monitor.startswith("val_") else monitor
     if name == "loss":
         return "min"
-    for m in getattr(model, "_metric_ids", None) or []:
+    ids = getattr(model, "_metric_ids", None) or []
+    try:
+        prefixes = [f"{out}_" for out in model.output_names] if len(model.output_names) > 1 else []
+    except (AttributeError, ValueError):
+        prefixes = []
+    for prefix in prefixes:     # a model of several outputs logs "<output>_<metric>"
+        if name.startswith(prefix):
+            name = name[len(prefix):]
+            if name == "loss":
+                return "min"
+            break
+    for m in ids:
         try:
             metric = M.get(m, output_dim=2, target_ndim=1)
         except (ValueError, TypeError):

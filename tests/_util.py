@@ -29,6 +29,11 @@ def load_digits():
     return table[:, :64], table[:, 64].astype(np.int64)
 
 
+# Finite-difference step and tolerance: see test_gradients' docstring for the error analysis.
+STEP = 1e-2
+RTOL = 1e-3
+
+
 def compiled(layers, loss="mse", optimizer="sgd", metrics=None, seed=0):
     """A Sequential of ``layers`` built with weights drawn after ``set_random_seed(seed)``."""
     keras.utils.set_random_seed(seed)
@@ -63,3 +68,19 @@ def finite_difference_gradient(model, x, y, step, indices=None):
     finally:
         numba.set_num_threads(threads)
     return grad
+
+
+def assert_gradient_matches(model, x, y, indices=None):
+    """Every trainable entry (or those in ``indices``) against finite differences."""
+    loss, grad = loss_and_gradients(model, x, y)
+    assert grad.dtype == np.float32 and grad.shape == model._params.shape
+    assert np.isfinite(loss)
+    indices = np.arange(model._n_trainable) if indices is None else np.asarray(indices)
+    fd = finite_difference_gradient(model, x, y, STEP, indices)
+    scale = np.abs(fd).max()
+    assert scale > 1e-2, "the loss barely depends on the weights; the check would be vacuous"
+    err = np.abs(grad[indices] - fd)
+    worst = int(err.argmax())
+    assert err[worst] <= RTOL * scale, (
+        f"gradient entry {indices[worst]} is {grad[indices[worst]]:.6g}, finite differences give "
+        f"{fd[worst]:.6g} (max |fd| {scale:.3g})")

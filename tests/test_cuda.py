@@ -349,7 +349,7 @@ def test_loss_kernel_matches_cpu_losses_gradients_and_metrics():
         cpu_sums = np.zeros(2 + len(metrics))
         if weighted:    # the CPU's weighted path: one row at a time, scaled by w / b
             cpu_sums[0] = rowwise_loss(code, mode, src_buf[3:], cpu_grad[2:], yf_flat, yi, weights[rows], b, n, True,
-                                       *unused_loss(), np.zeros(0, np.float32))
+                                       np.float32(1.0), *unused_loss(), np.zeros(0, np.float32))
         else:
             cpu_sums[0] = sum(row_loss(code, mode, src_buf, 3 + r * n, cpu_grad, 2 + r * n, True, yf_flat, yi, r, n,
                                        np.float32(1) / np.float32(b)) for r in range(b))

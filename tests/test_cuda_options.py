@@ -239,7 +239,11 @@ def test_batchnorm_kernels_match_cpu(training, frozen):
     # on the same buffers as the CPU functions; 19 rows, 5 features at offsets.
     from numba import cuda
     from fastnn.kernels import program as P
-    from fastnn.kernels.cpu.batchnorm import batchnorm_backward, batchnorm_forward, batchnorm_update_moving
+    from numba import njit
+    from fastnn.kernels.kinds import batchnorm as cpu_bn
+    # the kind's functions are called only through pointers (no Python entry): compile them callable here
+    batchnorm_forward, batchnorm_backward, batchnorm_update_moving = (
+        njit(f.py_func) for f in (cpu_bn.batchnorm_forward, cpu_bn.batchnorm_backward, cpu_bn.batchnorm_update_moving))
     from fastnn.kernels.cuda import batchnorm as bn
     from fastnn.kernels.cuda.launch import THREADS
     b, n = 19, 5
@@ -248,6 +252,8 @@ def test_batchnorm_kernels_match_cpu(training, frozen):
     rec[P.W_OFF], rec[P.B_OFF], rec[P.S_OFF], rec[P.AUX] = 0, n, 2 * n, 1      # gamma, beta, moving mean / var
     rec[P.X_POS], rec[P.Z_POS], rec[P.A_POS] = 0, n, 6 * n                      # x, 5n of statistics, a
     rec[P.FLAGS] = P.NEED_DX | (P.FROZEN if frozen else 0)
+    rec[P.IAUX] = 0
+    ints = np.array([n], np.int64)                                              # features per row
     consts = np.array([9.0, 1e-3, 0.9, 0.1], np.float32)                        # eps, momentum, 1 - momentum
     params = np.r_[_f32(n, lo=0.5, hi=2), _f32(n), _f32(n), _f32(n, lo=0.5, hi=2)].astype(np.float32)
     ws = np.r_[_f32(b * n) * 3 + 1, np.zeros(b * 6 * n, np.float32)].astype(np.float32)
@@ -260,11 +266,11 @@ def test_batchnorm_kernels_match_cpu(training, frozen):
     bn.batchnorm_backward[1, THREADS](n, b, 0, b * 6 * n, b * n, 0, n, not frozen, True, batch_stats, d_params,
                                       d_grads, d_ws, d_gs)
     grads = np.zeros(4 * n, np.float32)
-    batchnorm_forward(rec, params, consts, ws, b, training)
+    batchnorm_forward(rec, ints, params, consts, grads, ws, gs, b, training)
     if training:
-        batchnorm_update_moving(rec, params, consts, ws, b)
+        batchnorm_update_moving(rec, ints, params, consts, grads, ws, gs, b, training)
     a = ws[b * 6 * n:].copy()
-    batchnorm_backward(rec, params, grads, ws, gs, b, training)
+    batchnorm_backward(rec, ints, params, consts, grads, ws, gs, b, training)
     np.testing.assert_allclose(d_ws.copy_to_host()[b * 6 * n:], a, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(d_params.copy_to_host(), params, rtol=1e-6)
     np.testing.assert_allclose(d_grads.copy_to_host(), grads, rtol=1e-5, atol=1e-6)

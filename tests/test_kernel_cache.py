@@ -51,7 +51,8 @@ def test_a_model_compiles_only_the_kernel_parts_it_uses():
 import numpy as np
 import fastnn as keras
 from fastnn.kernels import program as P
-from fastnn.kernels.cpu import activations, batch_loss, engine, layers, losses, optimizers, regularizers
+from fastnn.kernels.cpu import activations, batch_loss, engine, losses, optimizers, regularizers
+from fastnn.kernels.kinds import elementwise, merging
 x = np.random.default_rng(0).random((40, 6), dtype=np.float32)
 y = np.arange(40) % 3
 model = keras.Sequential([keras.Input(shape=(6,)), keras.layers.Dense(5, activation="{act}"{reg}), {extra}
@@ -62,7 +63,7 @@ if {train}:
 model.predict(x, verbose=0{predict})
 parts = {{"adam": optimizers.adam, "sgd": optimizers.sgd, "prepare_step": optimizers.prepare_step,
          "parallel_update": optimizers.parallel_update,
-         "other_layers": layers.other_layers, "penalty": regularizers.penalty,
+         "dropout": elementwise.dropout_forward, "merge": merging.merge_forward, "penalty": regularizers.penalty,
          "weighted_loss": batch_loss._batch_loss(P.SCCE, P.ON_LOGITS, True, -1), "elementwise": activations.elementwise,
          "rows_forward": engine._dense_forward_by_rows, "all_losses": losses.row_loss,
          "own_loss": batch_loss._batch_loss(P.SCCE, P.ON_LOGITS, False, -1),
@@ -86,5 +87,5 @@ print(sorted(name for name, fn in parts.items() if fn.signatures))
     assert compiled(act="tanh", reg=', kernel_regularizer="l2"', extra="keras.layers.Dropout(0.5),",
                     opt='keras.optimizers.SGD(momentum=0.9, clipnorm=1.0)',
                     weights=", sample_weight=np.ones(40)", predict=", batch_size=256") == (
-        "['all_losses', 'elementwise', 'other_layers', 'parallel_update', 'penalty', 'prepare_step', "
+        "['all_losses', 'dropout', 'elementwise', 'parallel_update', 'penalty', 'prepare_step', "
         "'rows_forward', 'sgd', 'weighted_loss']")

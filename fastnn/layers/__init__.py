@@ -2,12 +2,15 @@
 from .activations import LeakyReLU
 from .base import Layer, Variable
 from .core import Activation, Dense, Flatten, Input, InputLayer, Reshape
+from .merging import (Add, Average, Concatenate, Maximum, Minimum, Multiply, Subtract, add, average, concatenate,
+                      maximum, minimum, multiply, subtract)
 from .normalization import BatchNormalization
 from .preprocessing import Normalization, Rescaling
 from .regularization import Dropout
 
 _BY_CLASS = {c.__name__: c for c in (InputLayer, Dense, Flatten, Reshape, Activation, Normalization,
-                                     Rescaling, Dropout, BatchNormalization, LeakyReLU)}
+                                     Rescaling, Dropout, BatchNormalization, LeakyReLU, Concatenate, Add,
+                                     Subtract, Multiply, Average, Maximum, Minimum)}
 
 
 def get_class(name):

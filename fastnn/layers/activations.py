@@ -24,7 +24,7 @@ class LeakyReLU(Layer):
                              f"got negative_slope={negative_slope!r}")
         self.negative_slope = float(negative_slope)
 
-    def op(self):
+    def op(self, input_shape):
         return Op(P.LEAKY_RELU, consts=(self.negative_slope,))
 
     def get_config(self):

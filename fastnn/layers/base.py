@@ -84,6 +84,21 @@ def check_float32(dtype, what):
     raise ValueError(f"{what}: dtype {shown!r} is not supported; fastnn computes in float32 only")
 
 
+_NAME_COUNTS = {}
+
+
+def unique_name(base):
+    """``base``, then ``base_1``, ``base_2``...: Keras 3 numbers auto-named
+    layers across a session (``keras.backend.clear_session`` starts again)."""
+    n = _NAME_COUNTS.get(base, 0)
+    _NAME_COUNTS[base] = n + 1
+    return base if n == 0 else f"{base}_{n}"
+
+
+def reset_names():
+    _NAME_COUNTS.clear()
+
+
 def snake_case(name):
     s = re.sub(r"(.)([A-Z][a-z]+)", r"\1_\2", name)
     return re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", s).lower()
@@ -124,7 +139,7 @@ class Layer:
         if name is not None and (not isinstance(name, str) or not name):
             raise ValueError(f"Layer name must be a non-empty string, got {name!r}")
         self._auto_name = name is None
-        self.name = name if name is not None else snake_case(type(self).__name__)
+        self.name = name if name is not None else unique_name(snake_case(type(self).__name__))
         self._trainable = bool(trainable)
         if input_dim is not None and input_shape is None:
             input_shape = (input_dim,)
@@ -133,6 +148,7 @@ class Layer:
         self.input_shape = None
         self.output_shape = None
         self._weights = []
+        self._inbound_nodes = []
 
     # -- weights ---------------------------------------------------------
     def add_weight(self, name, shape, initializer="zeros", trainable=True, regularizer=None):
@@ -191,12 +207,17 @@ class Layer:
 
     # -- shapes ----------------------------------------------------------
     def build_for(self, input_shape):
-        """Builds once for a per-sample ``input_shape``; returns the output shape."""
-        input_shape = tuple(input_shape)
+        """Builds once for a per-sample ``input_shape`` (a list of shapes for a
+        layer of several inputs); returns the output shape. A layer without
+        weights may later be called on other shapes; one with weights only on
+        the shape it was built for."""
+        input_shape = _shape_of(input_shape)
         if self.built:
             if input_shape != self.input_shape:
-                raise ValueError(f"Layer {self.name!r} was built for input shape {self.input_shape}, "
-                                 f"cannot be used with {input_shape}")
+                if self._weights:
+                    raise ValueError(f"Layer {self.name!r} was built for input shape {self.input_shape}, "
+                                     f"cannot be used with {input_shape}")
+                return tuple(self.compute_output_shape(input_shape))
             return self.output_shape
         output_shape = tuple(self.compute_output_shape(input_shape))
         self.build(input_shape)
@@ -209,9 +230,67 @@ class Layer:
     def compute_output_shape(self, input_shape):
         return tuple(input_shape)
 
+    # -- calls -------------------------------------------------------------
+    def __call__(self, inputs, *args, **kwargs):
+        """On symbolic tensors (``keras.Input`` or a layer's output): records the
+        call in the graph and returns the output tensor. On arrays: computes
+        the layer's output (inference mode) and returns a NumPy array."""
+        from .node import is_symbolic
+        if args:
+            raise TypeError(f"Layer {self.name!r} takes one input structure (a tensor or a list of tensors), "
+                            f"got {1 + len(args)} positional arguments")
+        unknown = set(kwargs) - {"training", "mask"}
+        if unknown:
+            raise TypeError(f"Layer {self.name!r} got unexpected call arguments {sorted(unknown)}")
+        if is_symbolic(inputs):
+            return self._symbolic_call(inputs, kwargs)
+        return self._eager_call(inputs, kwargs)
+
+    def _symbolic_call(self, inputs, kwargs):
+        from .node import KerasTensor, Node, flatten
+        tensors = flatten(inputs)
+        if not isinstance(inputs, KerasTensor) and (not isinstance(inputs, (list, tuple)) or
+                                                    len(tensors) != len(inputs)):
+            raise TypeError(f"Layer {self.name!r} must be called on a tensor or a flat list of tensors, "
+                            f"got {type(inputs).__name__}")
+        if kwargs.get("training") is not None:
+            raise NotImplementedError(f"Layer {self.name!r}: a training= argument in a model's graph is not "
+                                      "supported yet; the model's fit/predict choose the mode")
+        shape = inputs.sample_shape if isinstance(inputs, KerasTensor) else [t.sample_shape for t in tensors]
+        out_shape = self.build_for(shape)
+        output = KerasTensor((None, *out_shape), name=self.name)
+        node = Node(self, inputs, [output], kwargs)
+        output._keras_history = (self, len(self._inbound_nodes), 0)
+        self._inbound_nodes.append(node)
+        return output
+
+    def _eager_call(self, inputs, kwargs):
+        if kwargs.get("training"):
+            raise NotImplementedError(f"Layer {self.name!r} called with training=True: running layers in training "
+                                      "mode outside fit is not supported yet")
+        from ..models.functional import eager_call
+        return eager_call(self, inputs)
+
+    def _node_attribute(self, attr, what):
+        if not self._inbound_nodes:
+            raise AttributeError(f"Layer {self.name!r} has never been called and thus has no defined {what}")
+        value = getattr(self._inbound_nodes[0], attr)
+        return value[0] if isinstance(value, list) and len(value) == 1 else value
+
+    @property
+    def input(self):
+        """The tensor this layer's first call read (a list for several)."""
+        return self._node_attribute("inputs", "input")
+
+    @property
+    def output(self):
+        """The tensor this layer's first call made."""
+        return self._node_attribute("outputs", "output")
+
     # -- program -----------------------------------------------------------
-    def op(self):
-        """The compiled operation: ``None`` for a pure reshape, else an ``Op``."""
+    def op(self, input_shape):
+        """The compiled operation for a call on per-sample ``input_shape``:
+        ``None`` when the output is the input's values (a reshape), else an ``Op``."""
         return None
 
     # -- config ----------------------------------------------------------
@@ -246,11 +325,25 @@ class Layer:
 class Op:
     """What a layer asks the compiled program to do.
 
-    kind: ``program.DENSE``/``ACTIVATION``/...; act: activation code;
-    w, b: the Variables read as (W_OFF, B_OFF); consts: float constants;
-    state: non-trainable Variables of the layer's width read and written at
-    S_OFF, which must lie one after the other in the buffer."""
+    kind: a ``kernels.kinds`` code (``program.DENSE``, ...); act: activation
+    code; w, b: the Variables read as (W_OFF, B_OFF); consts: float
+    constants (at AUX); ints: integer constants (at IAUX); state:
+    non-trainable Variables read and written at S_OFF, which must lie one
+    after the other in the buffer; scratch: per-sample floats of workspace
+    the op keeps for its backward pass (at Z_POS); output_in_scratch: the
+    output is the scratch itself (a linear Dense); rows: rows per sample of
+    a Dense op on the last axis."""
 
-    def __init__(self, kind, act=0, w=None, b=None, consts=(), state=()):
+    def __init__(self, kind, act=0, w=None, b=None, consts=(), state=(), ints=(), scratch=0,
+                 output_in_scratch=False, rows=1):
         self.kind, self.act, self.w, self.b, self.consts = kind, act, w, b, tuple(consts)
         self.state = tuple(state)
+        self.ints = tuple(int(i) for i in ints)
+        self.scratch, self.output_in_scratch, self.rows = int(scratch), bool(output_in_scratch), int(rows)
+
+
+def _shape_of(shape):
+    """A per-sample shape as a tuple, or a list of them for several inputs."""
+    if isinstance(shape, list) and shape and all(isinstance(s, (tuple, list)) for s in shape):
+        return [tuple(s) for s in shape]
+    return tuple(shape)

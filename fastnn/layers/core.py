@@ -17,8 +17,14 @@ class InputLayer(Layer):
             shape = input_shape if input_shape is not None else (batch_shape[1:] if batch_shape else None)
         if shape is None:
             raise ValueError("Input needs a shape, e.g. Input(shape=(784,))")
-        super().__init__(name=name or "input_layer", input_shape=shape, **kwargs)
+        super().__init__(name=name, input_shape=shape, **kwargs)
         self.shape = self._input_shape_arg
+        from .node import KerasTensor, Node
+        tensor = KerasTensor((None, *self.shape), name=self.name)
+        tensor._keras_history = (self, 0, 0)
+        self._inbound_nodes.append(Node(self, [], [tensor]))
+        self.input_shape = self.output_shape = self.shape
+        self.built = True
 
     def get_config(self):
         return {"batch_shape": [None, *self.shape], "dtype": "float32", "sparse": False, "ragged": False,
@@ -39,8 +45,10 @@ class InputLayer(Layer):
 
 
 def Input(shape=None, batch_size=None, name=None, dtype=None, batch_shape=None, **kwargs):
-    """Keras's ``Input``: the start of a Sequential model (``model.add(Input(...))``)."""
-    return InputLayer(shape=shape, name=name, batch_shape=batch_shape)
+    """Keras's ``Input``: a symbolic tensor of per-sample ``shape``, the start
+    of a functional model (or of a Sequential: ``model.add(Input(...))``)."""
+    check_float32(dtype, "Input")
+    return InputLayer(shape=shape, name=name, batch_shape=batch_shape).output
 
 
 class Flatten(Layer):
@@ -112,10 +120,10 @@ class Dense(Layer):
         self.kernel = self.bias = None
 
     def compute_output_shape(self, input_shape):
-        if len(input_shape) != 1:
-            raise ValueError(f"Dense layer {self.name!r} needs flat inputs of shape (features,), got "
-                             f"{tuple(input_shape)}; add a Flatten layer before it")
-        return (self.units,)
+        if isinstance(input_shape, list) or not input_shape:
+            raise ValueError(f"Dense layer {self.name!r} needs one input of shape (..., features), got "
+                             f"{input_shape}")
+        return (*input_shape[:-1], self.units)
 
     def build(self, input_shape):
         self.kernel = self.add_weight("kernel", (input_shape[-1], self.units), self.kernel_initializer,
@@ -124,8 +132,11 @@ class Dense(Layer):
             self.bias = self.add_weight("bias", (self.units,), self.bias_initializer,
                                         regularizer=self.bias_regularizer)
 
-    def op(self):
-        return Op(P.DENSE, self.activation.code, self.kernel, self.bias)
+    def op(self, input_shape):
+        # On N-D inputs Dense maps the last axis: each sample is that many rows.
+        rows = math.prod(input_shape[:-1])
+        return Op(P.DENSE, self.activation.code, self.kernel, self.bias, scratch=rows * self.units,
+                  output_in_scratch=self.activation.code == activations.linear.code, rows=rows)
 
     def get_config(self):
         return {**super().get_config(), "units": self.units,
@@ -144,8 +155,10 @@ class Activation(Layer):
         super().__init__(**kwargs)
         self.activation = activations.get(activation)
 
-    def op(self):
-        return Op(P.ACTIVATION, self.activation.code)
+    def op(self, input_shape):
+        if self.activation.code == activations.linear.code:
+            return None
+        return Op(P.ACTIVATION, self.activation.code, ints=(input_shape[-1],))
 
     def get_config(self):
         return {**super().get_config(), "activation": activations.serialize(self.activation)}

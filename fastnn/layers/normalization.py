@@ -54,12 +54,13 @@ class BatchNormalization(Layer):
         self.gamma = self.beta = self.moving_mean = self.moving_variance = None
 
     def compute_output_shape(self, input_shape):
-        if len(input_shape) != 1:
-            raise ValueError(f"BatchNormalization {self.name!r} needs flat inputs of shape (features,), got "
-                             f"{tuple(input_shape)}; add a Flatten layer before it")
-        if self.axis not in (-1, 1):
-            raise ValueError(f"BatchNormalization {self.name!r}: axis={self.axis} is out of range for inputs of "
-                             f"shape (None, {input_shape[0]}); use axis=-1")
+        if isinstance(input_shape, list) or not input_shape:
+            raise ValueError(f"BatchNormalization {self.name!r} needs one input of shape (..., features), got "
+                             f"{input_shape}")
+        if self.axis not in (-1, len(input_shape)):
+            raise ValueError(f"BatchNormalization {self.name!r}: axis={self.axis} is not supported for inputs of "
+                             f"shape (None, {', '.join(map(str, input_shape))}); fastnn normalizes the last axis "
+                             "(axis=-1, Keras's default for channels_last data)")
         return tuple(input_shape)
 
     def build(self, input_shape):
@@ -72,11 +73,12 @@ class BatchNormalization(Layer):
         self.moving_variance = self.add_weight("moving_variance", shape, self.moving_variance_initializer,
                                                trainable=False)
 
-    def op(self):
+    def op(self, input_shape):
         # 1 - momentum is formed in double precision and then rounded, as Keras
         # computes ``mean * (1.0 - self.momentum)`` with a Python float.
         return Op(P.BATCHNORM, 0, self.gamma, self.beta, consts=(self.epsilon, self.momentum, 1.0 - self.momentum),
-                  state=(self.moving_mean, self.moving_variance))
+                  state=(self.moving_mean, self.moving_variance), ints=(input_shape[-1],),
+                  scratch=5 * math.prod(input_shape))
 
     def get_config(self):
         return {**super().get_config(), "axis": self.axis, "momentum": self.momentum, "epsilon": self.epsilon,

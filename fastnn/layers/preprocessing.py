@@ -48,8 +48,9 @@ class Normalization(Layer):
                 var.value[...] = given
 
     def compute_output_shape(self, input_shape):
-        if len(input_shape) != 1:
-            raise ValueError(f"Normalization {self.name!r} needs flat inputs (features,), got {input_shape}")
+        if isinstance(input_shape, list) or not input_shape:
+            raise ValueError(f"Normalization {self.name!r} needs one input of shape (..., features), got "
+                             f"{input_shape}")
         return tuple(input_shape)
 
     def adapt(self, data, batch_size=None, steps=None):
@@ -67,8 +68,8 @@ class Normalization(Layer):
         self.variance.value[...] = flat.var(axis=0)
         self.count.value[...] = flat.shape[0]
 
-    def op(self):
-        return Op(P.NORMALIZE, 0, self.mean, self.variance)
+    def op(self, input_shape):
+        return Op(P.NORMALIZE, 0, self.mean, self.variance, ints=(input_shape[-1],))
 
     def get_config(self):
         given = self._init_mean is not None
@@ -88,7 +89,7 @@ class Rescaling(Layer):
                 raise ValueError(f"Rescaling {what} must be a finite number, got {value!r}")
         self.scale, self.offset = float(scale), float(offset)
 
-    def op(self):
+    def op(self, input_shape):
         return Op(P.RESCALE, consts=(self.scale, self.offset))
 
     def get_config(self):

@@ -29,8 +29,8 @@ class Dropout(Layer):
             raise ValueError(f"Dropout seed must be an integer or None, got {seed!r}")
         self.rate, self.seed = float(rate), seed
 
-    def op(self):
-        return Op(P.DROPOUT, consts=(self.rate,))
+    def op(self, input_shape):
+        return Op(P.DROPOUT, consts=(self.rate,), scratch=math.prod(input_shape))
 
     def get_config(self):
         return {**super().get_config(), "rate": self.rate, "seed": self.seed, "noise_shape": None}

@@ -1,4 +1,7 @@
-"""Models: Sequential and the training engine; ``load_model`` reads Keras 3 ``.keras`` files."""
+"""Models: Model (functional and subclassed), Sequential, and the training engine;
+``load_model`` reads Keras 3 ``.keras`` files."""
+from .model import Model
+from .functional import Functional
 from .sequential import Sequential
 
 
@@ -10,4 +13,4 @@ def load_model(filepath, custom_objects=None, compile=True, safe_mode=True):
     return load(filepath, custom_objects=custom_objects, compile=compile, safe_mode=safe_mode)
 
 
-__all__ = ["Sequential", "load_model"]
+__all__ = ["Model", "Functional", "Sequential", "load_model"]

@@ -1,29 +1,78 @@
-"""Turns a built layer stack into a compiled-loop program and a flat buffer.
+"""Turns a model's graph into a compiled-loop program and a flat buffer.
 
 ``pack`` lays every weight of the model out in one float32 buffer (trainable
 weights first, so the optimizer updates one prefix) and rebinds each
-Variable to its view. ``compile_program`` writes the int64 op table that the
-kernels read (layout in ``fastnn.kernels.program``).
+Variable to its view. ``compile_program`` writes the op table the kernels
+read (layout in ``fastnn.kernels.program``): one row per layer call, in the
+graph's order, each naming the workspace slots it reads and the slot it
+writes; a slot read by several ops gets their gradients added.
 """
+import math
 import warnings
 
 import numpy as np
 
+from ..kernels import kinds
 from ..kernels import program as P
-from ..kernels.cpu.activations import LINEAR, SIGMOID, SOFTMAX
+from ..kernels.cpu.activations import SIGMOID, SOFTMAX
 
 
 class Program:
     """Everything the compiled loops need that depends only on the model.
 
-    prog: (n_ops, N_FIELDS) int64; consts: float32 constants; slots: total
-    per-sample workspace width; in_width / out_width: features in and out;
-    regs: (n, 3) int64 weight penalties (``kernels.cpu.regularizers``)."""
+    prog: (n_ops, N_FIELDS) int64; ints: int64 lists the rows point into;
+    consts: float32 constants (the loss weights at ``weight_at``); slots:
+    total per-sample workspace width; ins: (inputs, 3) int64 [slot, width,
+    first column] of each model input in the rows of X; in_width: X's
+    columns; outputs: per model output (loss slot, slot, shape); out_width:
+    the predictions' columns; regs: (n, 3) int64 weight penalties
+    (``kernels.cpu.regularizers``); chain: True when every op reads the op
+    before it (what the CUDA engine runs)."""
 
-    def __init__(self, prog, consts, slots, in_width, out_width, regs):
-        self.prog, self.consts, self.slots = prog, consts, slots
-        self.in_width, self.out_width = in_width, out_width
-        self.regs = regs
+    def __init__(self, prog, ints, consts, slots, ins, outputs, regs, weight_at, chain):
+        self.prog, self.ints, self.consts, self.slots = prog, ints, consts, slots
+        self.ins, self.outputs, self.regs, self.weight_at, self.chain = ins, outputs, regs, weight_at, chain
+        self.in_width = int(ins[:, 1].sum())
+        self.out_width = sum(math.prod(shape) for _, _, shape in outputs)
+
+    def output_table(self, losses, metric_codes, weighted, sparse):
+        """The loops' ``outs`` table and metric codes for one run.
+
+        ``losses``: per output a ``losses.Loss`` or None (no loss: predict);
+        ``metric_codes``: per output a list of compiled metric codes;
+        ``weighted``: sample weights; ``sparse``: per output whether its
+        targets are integer labels. Returns (outs, codes, n_sums)."""
+        from ..kernels.cpu.batch_loss import loss_address
+        single = len(self.outputs) == 1 and (losses[0] is None or float(self.consts[self.weight_at]) == 1.0)
+        outs = np.zeros((len(self.outputs), P.O_FIELDS), dtype=np.int64)
+        codes, col, y_off, l_off = [], 0, 0, 0
+        n_sums = 2
+        dense_width = sum(math.prod(shape) for (_, _, shape), s in zip(self.outputs, sparse) if not s)
+        label_width = sum(1 for s in sparse if s)
+        for o, ((loss_pos, pos, shape), loss, ms) in enumerate(zip(self.outputs, losses, metric_codes)):
+            n = math.prod(shape)
+            row = outs[o]
+            fused = loss_pos != pos
+            row[P.O_LOSS_POS], row[P.O_POS], row[P.O_N], row[P.O_COL] = loss_pos, pos, n, col
+            row[P.O_WEIGHT] = self.weight_at + o
+            row[P.O_M0], row[P.O_M1] = len(codes), len(codes) + len(ms)
+            codes.extend(ms)
+            if sparse[o]:
+                row[P.O_SPARSE], row[P.O_Y_OFF], row[P.O_Y_STRIDE] = 1, l_off, label_width
+                l_off += 1
+            else:
+                row[P.O_Y_OFF], row[P.O_Y_STRIDE] = y_off, dense_width
+                y_off += n
+            if not single:
+                row[P.O_SUMS] = n_sums
+                n_sums += 2 + len(ms)
+            if loss is not None:
+                row[P.O_LOSS] = loss_address(loss.code, 1 if loss.from_logits else 0, fused, weighted,
+                                             np.asarray(ms, dtype=np.int64))
+            col += n
+        if single:
+            n_sums = 2 + len(codes)
+        return outs, np.array(codes, dtype=np.int64), n_sums
 
 
 def pack(layers):
@@ -51,79 +100,164 @@ def _offset(params, var):
     return (var.value.__array_interface__["data"][0] - params.__array_interface__["data"][0]) // 4
 
 
-def fused_loss(ops, loss):
-    """True when the last op's softmax/sigmoid folds into the loss as logits.
+def _fusable(op, loss):
+    """True when ``op``'s softmax/sigmoid folds into ``loss`` as logits.
 
     As Keras 3 does, this also holds with ``from_logits=True``: the real
     logits are used (with a warning), not the probabilities."""
-    if loss is None or not ops:
+    if loss is None or op is None or op.kind not in (P.DENSE, P.ACTIVATION):
         return False
-    last = ops[-1]
-    if last.kind not in (P.DENSE, P.ACTIVATION):
+    fused = (op.act == SOFTMAX and loss.code in (P.CCE, P.SCCE)) or (op.act == SIGMOID and loss.code == P.BCE)
+    if fused and op.kind == P.DENSE and op.rows != 1:
         return False
-    fused = (last.act == SOFTMAX and loss.code in (P.CCE, P.SCCE)) or (last.act == SIGMOID and loss.code == P.BCE)
     if fused and loss.from_logits:
         warnings.warn(f"{loss.name} received from_logits=True, but the output is produced by a "
-                      f"{'softmax' if last.act == SOFTMAX else 'sigmoid'} activation and thus does not represent "
-                      "logits; the loss uses the pre-activation logits, as Keras does", stacklevel=4)
+                      f"{'softmax' if op.act == SOFTMAX else 'sigmoid'} activation and thus does not represent "
+                      "logits; the loss uses the pre-activation logits, as Keras does", stacklevel=5)
     return fused
 
 
-def compile_program(layers, input_width, params, loss=None):
-    """Op table for ``layers`` (built) reading ``input_width`` features."""
-    ops = [(layer, layer.op()) for layer in layers]
-    ops = [(layer, op) for layer, op in ops if op is not None]
-    if not ops:
-        raise ValueError("The model has no layer that computes anything; add a Dense layer")
-    rows, consts = [], []
-    width = input_width
-    x_pos, next_pos = 0, input_width
-    trains_before = False
-    fuse = fused_loss([op for _, op in ops], loss)
-    for i, (layer, op) in enumerate(ops):
+class _Buffer:
+    """A workspace slot: per-sample ``pos`` and ``size``, the op row that
+    writes it (None for a model input) and the rows that read it."""
+
+    def __init__(self, pos, size, producer=None):
+        self.pos, self.size, self.producer = pos, size, producer
+        self.readers = []        # (row index, input index)
+        self.needs_grad = False
+
+
+def compile_program(inputs, nodes, outputs, params, losses=None, loss_weights=None):
+    """Op table for a built graph: ``inputs`` and ``outputs`` lists of
+    KerasTensors, ``nodes`` the layer calls between them in an order where
+    each comes after those it reads. ``losses`` (per output, or None) decide
+    which softmax/sigmoid outputs fuse into their loss; ``loss_weights`` (per
+    output) land in the constants."""
+    losses = list(losses) if losses is not None else [None] * len(outputs)
+    buffers = {}        # id(tensor) -> _Buffer
+    pos = 0
+    ins = []
+    for t in inputs:
+        if id(t) in buffers:
+            raise ValueError("The same input tensor is given twice as a model input")
+        buffers[id(t)] = _Buffer(pos, t.sample_size)
+        ins.append((pos, t.sample_size, pos))
+        pos += t.sample_size
+    rows, ints, consts, ops = [], [], [], []
+    for node in nodes:
+        layer = node.layer
+        srcs = [buffers.get(id(t)) for t in node.input_tensors]
+        if any(s is None for s in srcs):
+            raise ValueError(f"Layer {layer.name!r} reads a tensor that is not computed from the model's inputs")
+        op = layer.op(node.input_shape)
+        out = node.outputs[0]
+        if op is None:      # a reshape: the output is the input's values
+            buffers[id(out)] = srcs[0]
+            continue
+        kind = kinds.get(op.kind)
         rec = np.zeros(P.N_FIELDS, dtype=np.int64)
-        n_out = layer.output_shape[-1] if op.kind == P.DENSE else width
-        rec[P.KIND], rec[P.N_IN], rec[P.N_OUT], rec[P.ACT] = op.kind, width, n_out, op.act
+        n_out = out.sample_size
+        rec[P.KIND], rec[P.ACT], rec[P.ROWS] = op.kind, op.act, op.rows
+        rec[P.N_OUT] = n_out // op.rows
+        rec[P.N_IN] = srcs[0].size // op.rows
+        rec[P.X_POS] = srcs[0].pos
         rec[P.W_OFF], rec[P.B_OFF] = _offset(params, op.w), _offset(params, op.b)
         rec[P.S_OFF] = _offset(params, op.state[0]) if op.state else -1
-        if op.state and any(_offset(params, v) != rec[P.S_OFF] + k * n_out for k, v in enumerate(op.state)):
+        if op.state and any(_offset(params, v) != rec[P.S_OFF] + sum(s.size for s in op.state[:k])
+                            for k, v in enumerate(op.state)):
             raise RuntimeError(f"layer {layer.name!r}: its state variables are not adjacent in the buffer")
-        rec[P.X_POS] = x_pos
-        if op.kind == P.DENSE:
-            z_pos = next_pos
-            next_pos += n_out
-        elif op.kind == P.DROPOUT:
-            z_pos = next_pos          # the mask
-            next_pos += n_out
-        elif op.kind == P.BATCHNORM:
-            z_pos = next_pos          # statistics and scratch (kernels/cpu/batchnorm.py)
-            next_pos += 5 * n_out
-        else:
-            z_pos = x_pos
-        if op.kind in (P.DENSE, P.ACTIVATION) and op.act == LINEAR:
-            a_pos = z_pos if op.kind == P.DENSE else x_pos
-        else:
-            a_pos = next_pos
-            next_pos += n_out
-        rec[P.Z_POS], rec[P.A_POS] = z_pos, a_pos
-        flags = P.NEED_DX if trains_before else 0
-        if fuse and i == len(ops) - 1:
-            flags |= P.LOSS_FUSED
-        if not layer.trainable:
-            flags |= P.FROZEN
-        rec[P.FLAGS] = flags
+        rec[P.INS], rec[P.N_INS] = len(ints), len(srcs)
+        for s in srcs:
+            ints.extend((s.pos, s.size))
+        rec[P.IAUX] = len(ints)
+        ints.extend(op.ints)
         rec[P.AUX] = len(consts)
         consts.extend(op.consts)
+        z_pos = srcs[0].pos
+        if op.scratch:
+            z_pos, pos = pos, pos + op.scratch
+        if op.output_in_scratch:
+            a_pos = z_pos
+        else:
+            a_pos, pos = pos, pos + n_out
+        rec[P.Z_POS], rec[P.A_POS] = z_pos, a_pos
+        rec[P.FWD], rec[P.BWD], rec[P.AFTER] = kind.addresses()
+        if not layer.trainable:
+            rec[P.FLAGS] |= P.FROZEN
+        i = len(rows)
+        for k, s in enumerate(srcs):
+            s.readers.append((i, k))
+        buf = _Buffer(a_pos, n_out, producer=i)
+        buf.needs_grad = bool(layer.trainable_weights) or any(s.needs_grad for s in srcs)
+        buffers[id(out)] = buf
         rows.append(rec)
-        trains_before = trains_before or bool(layer.trainable_weights)
-        x_pos, width = a_pos, n_out
-    regs = []
-    for layer in layers:
+        ops.append((layer, op, kind, srcs))
+    if not rows:
+        raise ValueError("The model has no layer that computes anything; add a Dense layer")
+
+    out_bufs = []
+    for t in outputs:
+        buf = buffers.get(id(t))
+        if buf is None or buf.producer is None:
+            raise ValueError("A model output must be computed by a layer from the model's inputs")
+        if any(buf is b for b in out_bufs):
+            raise ValueError("The same tensor is given twice as a model output")
+        out_bufs.append(buf)
+
+    # Backward order is the rows in reverse. A slot's gradient is written by
+    # its first writer there (the loss, for a model output) and added by the others.
+    for buf in {id(b): b for b in buffers.values()}.values():
+        # the order the backward pass writes this slot's gradient in: rows in reverse, inputs in order
+        writes = sorted(((i, k) for i, k in buf.readers if any(s.needs_grad for s in ops[i][3])),
+                        key=lambda ik: (-ik[0], ik[1]))
+        is_output = any(buf is b for b in out_bufs)
+        for n, (i, k) in enumerate(writes):
+            rows[i][P.FLAGS] |= P.NEED_DX
+            if n > 0 or is_output:
+                rows[i][P.ACC] |= 1 << k
+    # A layer called more than once adds its weight gradients after the first (backward) call.
+    seen = set()
+    for i in range(len(rows) - 1, -1, -1):
+        layer, op, kind, _ = ops[i]
+        if id(layer) in seen and (op.w is not None or op.b is not None):
+            if not kind.shareable:
+                raise ValueError(f"Layer {layer.name!r} ({kind.name}) is called more than once; sharing its weights "
+                                 "between calls is not supported")
+            rows[i][P.FLAGS] |= P.W_ACC
+        seen.add(id(layer))
+
+    weight_at = len(consts)
+    weights = loss_weights if loss_weights is not None else [1.0] * len(outputs)
+    consts.extend(float(w) for w in weights)
+    out_specs = []
+    for t, buf, loss in zip(outputs, out_bufs, losses):
+        i = buf.producer
+        loss_pos = buf.pos
+        if len(buf.readers) == 0 and _fusable(ops[i][1], loss):
+            rows[i][P.FLAGS] |= P.LOSS_FUSED
+            loss_pos = rows[i][P.Z_POS] if rows[i][P.KIND] == P.DENSE else rows[i][P.X_POS]
+        out_specs.append((loss_pos, buf.pos, t.sample_shape))
+
+    first = rows[0]
+    if len(inputs) == 1 and first[P.KIND] == P.DENSE and first[P.ROWS] == 1 and first[P.X_POS] == 0 and \
+            len(buffers[id(inputs[0])].readers) == 1:
+        first[P.FLAGS] |= P.DIRECT_INPUT
+
+    regs, done = [], set()
+    for layer, _, _, _ in ops:
+        if id(layer) in done:
+            continue
+        done.add(id(layer))
         for var in layer.trainable_weights:
             if getattr(var, "regularizer", None) is not None:
                 regs.append((_offset(params, var), var.size, len(consts)))
                 consts.extend(var.regularizer.factors())
+    chain = len(inputs) == 1 and all(r[P.N_INS] == 1 and (j == 0 or r[P.X_POS] == rows[j - 1][P.A_POS])
+                                     for j, r in enumerate(rows)) and out_bufs[0].producer == len(rows) - 1 \
+        and len(outputs) == 1 and all(r[P.ROWS] == 1 for r in rows)
     prog = np.ascontiguousarray(np.stack(rows))
+    ints = np.array(ints if ints else [0], dtype=np.int64)
     consts = np.asarray(consts if consts else [0.0], dtype=np.float32)
     regs = np.array(regs, dtype=np.int64).reshape(-1, 3)
-    return Program(prog, consts, next_pos, input_width, width, regs)
+    return Program(prog, ints, consts, pos, np.array(ins, dtype=np.int64).reshape(-1, 3), out_specs, regs,
+                   weight_at, chain)

@@ -26,6 +26,7 @@ import numpy as np
 from .. import callbacks as callbacks_module
 from .. import config
 from ..errors import NonFiniteLossError
+from ..kernels import kinds
 from ..kernels import program as P
 from ..kernels.cpu import engine, regularizers
 from ..kernels.cpu.optimizers import optimizer_step_functions
@@ -63,15 +64,49 @@ class Workspace:
         self.batch = batch
         self.ws = np.zeros(batch * program.slots, dtype=np.float32)
         self.gs = np.zeros(self.ws.shape[0] if training else 0, dtype=np.float32)
-        self.yb = np.zeros(batch * program.out_width, dtype=np.float32)
+        widest = max(math.prod(shape) for _, _, shape in program.outputs)
+        self.yb = np.zeros(batch * widest, dtype=np.float32)
         self.yl = np.zeros(batch, dtype=np.int64)
         self.wb = np.zeros(batch, dtype=np.float32)
-        self.ab = np.array([1.0, 0.0], dtype=np.float32)
+        self.ab = np.array([1.0, 0.0, 1.0, 1.0], dtype=np.float32)    # (alpha, beta) to write, then to add
 
 
 def _targets(Yf, Yi, rows):
     """The targets of ``rows`` as own metrics see them: labels or dense rows."""
     return Yi[rows] if Yi.shape[0] > 0 else Yf[rows]
+
+
+class LoopSpec:
+    """What a run passes the compiled loop besides the data and the model:
+    the outputs table (``Program.output_table``), the compiled metric codes,
+    the size of the sums, and a CUSTOM loss's functions.
+
+    ``losses``: per output (None: predict); ``metrics``: a
+    ``metrics.ModelMetrics`` or ``outputs.OutputMetrics`` (None: predict)."""
+
+    def __init__(self, program, losses, metrics, weighted):
+        n = len(program.outputs)
+        losses = list(losses) if losses is not None else [None] * n
+        per_output = [[]] * n if metrics is None else \
+            (metrics.codes_per_output if hasattr(metrics, "codes_per_output") else [metrics.codes])
+        self.sparse = [loss is not None and loss.code == P.SCCE for loss in losses]
+        self.outs, self.codes, self.n_sums = program.output_table(losses, [list(c) for c in per_output], weighted,
+                                                                  self.sparse)
+        custom = [loss for loss in losses if loss is not None and loss.code == P.CUSTOM]
+        if len({type(loss) for loss in custom}) > 1:
+            raise NotImplementedError("Only one Loss subclass per model is supported; use it for every output "
+                                      "that needs one")
+        self.loss_functions = custom[0].kernel_functions() if custom else \
+            (*unused_loss(), np.zeros(0, dtype=np.float32))
+        self.losses = losses
+
+    def update(self, metrics, Yf, Yi, rows, pred, sw):
+        """Feeds the NumPy metrics one chunk (rows of the targets, predictions in order)."""
+        if hasattr(metrics, "codes_per_output"):
+            metrics.update(None, pred, sw, layout=(self.outs, Yf[rows] if Yf.shape[0] else Yf,
+                                                    Yi[rows] if Yi.shape[0] else Yi))
+        else:
+            metrics.update(_targets(Yf, Yi, rows), pred, sw)
 
 
 def weight_penalty(program, params):
@@ -88,6 +123,11 @@ def cuda_session(program, params, batch_size, optimizer=None, n_trainable=0, los
     if config.get_device() != "cuda":
         return None
     _check_cuda_features(loss)
+    unsupported = sorted({kinds.get(int(k)).name for k in program.prog[:, P.KIND] if not kinds.get(int(k)).on_cuda})
+    if not program.chain or unsupported:
+        what = f"layers {unsupported}" if unsupported else "graphs other than a chain of one-input layers"
+        raise NotImplementedError(f"The CUDA device does not run {what} yet; train this model on the CPU "
+                                  "(fastnn.config.set_device('cpu'))")
     from ..kernels.cuda.engine import Session
     # Dropout masks: seeded from NumPy's global generator (set_random_seed seeds
     # it), not fastnn's, whose stream the shuffles share with the CPU path.
@@ -98,6 +138,10 @@ def cuda_session(program, params, batch_size, optimizer=None, n_trainable=0, los
 def _check_cuda_features(loss):
     """A user's own loss (a ``losses.Loss`` subclass) is compiled for the CPU
     only: refuse it on CUDA rather than train differently."""
+    if isinstance(loss, (list, tuple)):
+        for one in loss:
+            _check_cuda_features(one)
+        return
     if loss is not None and loss.code == P.CUSTOM:
         raise NotImplementedError(f"The CUDA device does not support the loss {type(loss).__name__} (a Loss "
                                   "subclass, compiled for the CPU only) yet; train on the CPU "
@@ -123,15 +167,16 @@ _NO_WEIGHTS = np.zeros(0, dtype=np.float32)
 _NO_METRICS = np.zeros(0, dtype=np.int64)
 
 
-def run_inference(model, program, source, batch_size, loss, metrics, want_output, verbose, params,
+def run_inference(model, program, source, batch_size, losses, metrics, want_output, verbose, params,
                   callbacks=None, mode="test", session=None):
     """Forward passes over every row of ``source`` (a bound ``sources`` source).
 
     Returns ``(sums, outputs)``: the running [loss, samples, metrics...] sums
-    (with ``loss``; the loss includes the weight penalties, as in Keras) and,
-    when ``want_output``, float32 outputs of shape (samples, out_width), else
-    None. ``metrics`` is a ``metrics.ModelMetrics`` (None without a loss);
-    the source's sample weights, if any, weigh the loss and weighted metrics.
+    (with ``losses``, one per output; the loss includes the weight
+    penalties, as in Keras) and, when ``want_output``, float32 outputs of
+    shape (samples, output columns), else None. ``metrics`` is what
+    ``model._resolve_metrics`` gives (None without losses); the source's
+    sample weights, if any, weigh the loss and weighted metrics.
 
     ``session``: fit's CUDA session, whose device parameters are used; by
     default the device in ``fastnn.config`` decides.
@@ -140,23 +185,25 @@ def run_inference(model, program, source, batch_size, loss, metrics, want_output
     "predict") and, when one defines them, its batch hooks after every batch
     (running loss and metrics as logs for "test", ``{"outputs": batch}`` for
     "predict")."""
-    weighted = loss is not None and source.weighted
+    has_loss = losses is not None
+    weighted = has_loss and source.weighted
+    loss = losses[0] if has_loss else None
     if session is None:
-        session = cuda_session(program, params, batch_size, loss=loss)
+        session = cuda_session(program, params, batch_size, loss=losses)
     ws = Workspace(program, batch_size, training=False)
+    spec = LoopSpec(program, losses, metrics, weighted)
     loss_code = loss.code if loss is not None else -1
     loss_mode = 1 if (loss is not None and loss.from_logits) else 0
-    value_fn, grad_fn, loss_consts = loss.kernel_functions() if loss is not None else \
-        (*unused_loss(), np.zeros(0, dtype=np.float32))
-    codes = metrics.codes if metrics is not None else _NO_METRICS
-    loop_parts = engine.inference_parts(program.prog, loss_code, loss_mode, weighted, codes, batch_size)
-    sums = np.zeros(2 + len(codes), dtype=np.float64)
+    value_fn, grad_fn, loss_consts = spec.loss_functions
+    codes = spec.codes
+    loop_parts = engine.inference_parts(program.prog, batch_size)
+    sums = np.zeros(spec.n_sums, dtype=np.float64)
     keep = want_output or (metrics is not None and metrics.needs_predictions)
     width = program.out_width
     n = source.n
     out = np.empty((n if keep and n is not None else 0, width), dtype=np.float32)
     parts = []   # outputs of a producer, whose length is unknown up front
-    penalty = weight_penalty(program, params) if loss is not None else 0.0
+    penalty = weight_penalty(program, params) if has_loss else 0.0
     if metrics is not None:
         metrics.reset()
 
@@ -183,36 +230,53 @@ def run_inference(model, program, source, batch_size, loss, metrics, want_output
                 dst = out[chunk.offset:]
             if session is not None:
                 if chunk.batch > session.batch:
-                    session = cuda_session(program, params, chunk.batch, loss=loss)
+                    session = cuda_session(program, params, chunk.batch, loss=losses)
                 session.infer_steps(_device_data(session, source, chunk), chunk.start, chunk.stop, loss_code,
                                     loss_mode, codes, sums, dst)
             else:
                 if chunk.batch > ws.batch:
                     ws = Workspace(program, chunk.batch, training=False)
-                engine.infer_steps(program.prog, params, program.consts, chunk.X, chunk.Yf, chunk.Yi, chunk.start,
-                                   chunk.stop, chunk.batch, ws.ws, ws.yb, ws.yl, ws.wb, loss_code, codes, sums, dst,
-                                   n_parts, ws.ab, chunk.sw if weighted else _NO_WEIGHTS, value_fn, grad_fn,
-                                   loss_consts, *loop_parts)
+                engine.infer_steps(program.prog, program.ints, params, program.consts, chunk.X, chunk.Yf, chunk.Yi,
+                                   program.ins, spec.outs, chunk.start, chunk.stop, chunk.batch, ws.ws, ws.yb, ws.yl,
+                                   ws.wb, codes, sums, dst, n_parts, ws.ab, chunk.sw if weighted else _NO_WEIGHTS,
+                                   value_fn, grad_fn, loss_consts, *loop_parts)
             rows = slice(chunk.start, chunk.stop)
             if metrics is not None and metrics.needs_predictions:
-                metrics.update(_targets(chunk.Yf, chunk.Yi, rows), dst[rows], chunk.sw[rows] if weighted else None)
+                spec.update(metrics, chunk.Yf, chunk.Yi, rows, dst[rows], chunk.sw[rows] if weighted else None)
             if per_batch:
-                logs = ({"outputs": dst[rows].reshape((chunk.stop - chunk.start, *model._layers[-1].output_shape))}
-                        if mode == "predict" else _logs())
+                logs = ({"outputs": model._split_outputs(dst[rows])} if mode == "predict" else _logs())
                 getattr(callbacks, f"on_{mode}_batch_end")(done, logs=logs)
             done += -(-(chunk.stop - chunk.start) // chunk.batch)
             if bar:
-                bar.update(done, _logs().items() if loss is not None else ())
+                bar.update(done, _logs().items() if has_loss else ())
     if done == 0:
         raise ValueError(f"{source.what} yielded no batches")
     if bar:
-        bar.update(done, list(_logs().items()) if loss is not None else (), finalize=True)
+        bar.update(done, list(_logs().items()) if has_loss else (), finalize=True)
     if callbacks is not None:
-        getattr(callbacks, f"on_{mode}_end")(_logs() if loss is not None else {})
+        getattr(callbacks, f"on_{mode}_end")(_logs() if has_loss else {})
     sums[0] += penalty * sums[1]
     if keep and n is None:
         out = np.concatenate(parts)
     return sums, (out if want_output else None)
+
+
+def evaluate(model, src, batch_size, verbose, callbacks):
+    """``model.evaluate`` on a bound source: the logs dict (loss first, then metrics)."""
+    prog = model._program(model._losses)
+    metrics = model._resolve_metrics([l.code == P.SCCE for l in model._losses], src.weighted)
+    cbs = callback_list(model, callbacks, verbose, src.steps(batch_size))
+    sums, _ = run_inference(model, prog, src, batch_size, model._losses, metrics, False, verbose, model._params,
+                            cbs, "test")
+    return metrics.logs(sums)
+
+
+def predict(model, src, batch_size, verbose, callbacks):
+    """``model.predict`` on a bound source: one array per output, shaped as the output."""
+    prog = model._program(None)
+    cbs = callback_list(model, callbacks, verbose, src.steps(batch_size))
+    _, out = run_inference(model, prog, src, batch_size, None, None, True, verbose, model._params, cbs, "predict")
+    return model._split_outputs(out)
 
 
 def trainable_bounds(model):
@@ -300,14 +364,14 @@ def _validation_source(model, validation_data, validation_steps):
         if isinstance(validation_data, collections.abc.Iterator) and validation_steps is None:
             raise ValueError("validation_data is a generator: pass validation_steps (batches per validation "
                              "pass; a generator cannot be restarted every epoch), or use a PyDataset")
-        return model._source(validation_data, None, model.loss, steps=validation_steps, what="validation_data",
+        return model._source(validation_data, None, model._losses, steps=validation_steps, what="validation_data",
                              steps_what="validation_steps")
     if not isinstance(validation_data, (tuple, list)) or len(validation_data) not in (2, 3):
         raise ValueError("validation_data must be a tuple (x_val, y_val) or (x_val, y_val, sample_weight), or a "
                          "PyDataset, got "
                          f"{type(validation_data).__name__}"
                          + (f" of length {len(validation_data)}" if isinstance(validation_data, (tuple, list)) else ""))
-    return model._source(validation_data[0], validation_data[1], model.loss, what="validation_data[0] (x)",
+    return model._source(validation_data[0], validation_data[1], model._losses, what="validation_data[0] (x)",
                          y_what="validation_data[1] (y)",
                          sample_weight=validation_data[2] if len(validation_data) == 3 else None,
                          sw_what="validation_data[2] (sample_weight)")
@@ -323,7 +387,7 @@ def fit(model, x, y, batch_size, epochs, verbose, callbacks, validation_split, v
             not 0 <= validation_split < 1:
         raise ValueError(f"validation_split must be a number in [0, 1), got {validation_split!r}")
 
-    train = model._source(x, y, model.loss, steps=steps_per_epoch, steps_what="steps_per_epoch",
+    train = model._source(x, y, model._losses, steps=steps_per_epoch, steps_what="steps_per_epoch",
                           sample_weight=sample_weight, class_weight=class_weight)
     program = model._program_for_training()
     val = None
@@ -333,7 +397,9 @@ def fit(model, x, y, batch_size, epochs, verbose, callbacks, validation_split, v
         if isinstance(train, sources.BatchSource):
             raise ValueError("validation_split needs arrays; with a generator or PyDataset pass validation_data")
         train, val = train.split(validation_split)
-    sparse = model.loss.code == P.SCCE
+    model._require_compiled("fit")     # built just now: the losses per output are known
+    losses = model._losses
+    sparse = [loss.code == P.SCCE for loss in losses]
     metrics = model._resolve_metrics(sparse, train.weighted)
     val_metrics = None if val is None else model._resolve_metrics(sparse, val.weighted)
 
@@ -347,14 +413,15 @@ def fit(model, x, y, batch_size, epochs, verbose, callbacks, validation_split, v
     grads = np.zeros_like(params)
     steps = train.steps(batch_size)
     ws = Workspace(program, batch_size)
-    codes = metrics.codes
-    loss_mode = 1 if model.loss.from_logits else 0
-    value_fn, grad_fn, loss_consts = model.loss.kernel_functions()
-    loop_parts = engine.training_parts(program.prog, model.loss.code, loss_mode, train.weighted, codes)
+    spec = LoopSpec(program, losses, metrics, train.weighted)
+    codes = spec.codes
+    loss_mode = 1 if losses[0].from_logits else 0
+    value_fn, grad_fn, loss_consts = spec.loss_functions
+    loop_parts = engine.training_parts(program.prog)
     penalty_fn = regularizers.penalty_function(program.regs)
     pred_out = np.empty((0, program.out_width), dtype=np.float32)   # grown to a chunk when metrics need it
     n_parts = numba.get_num_threads()
-    session = cuda_session(program, params, batch_size, opt, model._n_trainable, model.loss, bounds)
+    session = cuda_session(program, params, batch_size, opt, model._n_trainable, losses, bounds)
 
     history = callbacks_module.History()
     cbs = callbacks_module.CallbackList(callbacks_module.as_list(callbacks) + [history], model,
@@ -374,7 +441,7 @@ def fit(model, x, y, batch_size, epochs, verbose, callbacks, validation_split, v
             print(f"Epoch {epoch + 1}/{epochs}")
         saved = _Snapshot(params, opt)
         reader = train.train_epoch(batch_size, shuffle)
-        sums = np.zeros(2 + len(codes), dtype=np.float64)
+        sums = np.zeros(spec.n_sums, dtype=np.float64)
         metrics.reset()
         bar = Progbar(steps, verbose) if verbose else None
         step = 0
@@ -397,27 +464,27 @@ def fit(model, x, y, batch_size, epochs, verbose, callbacks, validation_split, v
                     if session is not None:
                         session = _session_for(session, chunk, program, params, opt, model._n_trainable)
                         done = _train_on_gpu(session, _device_data(session, train, chunk), chunk, hp,
-                                             opt.iterations, model.loss.code, loss_mode, codes, sums,
+                                             opt.iterations, losses[0].code, loss_mode, codes, sums,
                                              pred_out if metrics.needs_predictions else None)
                     else:
                         if chunk.batch > ws.batch:
                             ws = Workspace(program, chunk.batch)
                         # hp can change between chunks (callbacks), so can what a step must prepare
                         done = engine.run_steps(
-                            program.prog, params, program.consts, grads, opt.slots, model._n_trainable, opt.code,
-                            *optimizer_step_functions(opt.code, hp), hp, opt.iterations, bounds,
-                            chunk.X.reshape(-1), chunk.Yf.reshape(-1), chunk.Yi, chunk.ids, chunk.start, chunk.stop,
-                            chunk.batch, ws.ws, ws.gs, ws.yb, ws.yl, ws.wb, model.loss.code, codes, sums, n_parts,
-                            ws.ab, program.regs, penalty_fn, chunk.sw, value_fn, grad_fn, loss_consts, pred_out,
-                            True, *loop_parts)
+                            program.prog, program.ints, params, program.consts, grads, opt.slots, model._n_trainable,
+                            opt.code, *optimizer_step_functions(opt.code, hp), hp, opt.iterations, bounds,
+                            chunk.X.reshape(-1), chunk.Yf.reshape(-1), chunk.Yi.reshape(-1), program.ins, spec.outs,
+                            chunk.ids, chunk.start, chunk.stop, chunk.batch, ws.ws, ws.gs, ws.yb, ws.yl, ws.wb,
+                            codes, sums, n_parts, ws.ab, program.regs, penalty_fn, chunk.sw, value_fn, grad_fn,
+                            loss_consts, pred_out, True, *loop_parts)
                     done -= opt.iterations
                     opt.iterations += done
                     step += done
                 if metrics.needs_predictions:
                     stop = min(chunk.stop, chunk.start + done * chunk.batch)    # the loop stops early on a NaN loss
                     rows = chunk.ids[chunk.start:stop]
-                    metrics.update(_targets(chunk.Yf, chunk.Yi, rows), pred_out[chunk.start:stop],
-                                   chunk.sw[rows] if train.weighted else None)
+                    spec.update(metrics, chunk.Yf, chunk.Yi, rows, pred_out[chunk.start:stop],
+                                chunk.sw[rows] if train.weighted else None)
                 elapsed = time.perf_counter() - t0
                 logs = metrics.logs(sums)
                 if not math.isfinite(sums[0]):
@@ -456,7 +523,7 @@ def fit(model, x, y, batch_size, epochs, verbose, callbacks, validation_split, v
             model.stop_training = True
         logs = dict(logs)
         if val is not None:
-            vsums, _ = run_inference(model, program, val, batch_size, model.loss, val_metrics, False, 0, params,
+            vsums, _ = run_inference(model, program, val, batch_size, losses, val_metrics, False, 0, params,
                                      cbs, "test", session)
             logs.update(val_metrics.logs(vsums, "val_"))
         cbs.on_epoch_end(epoch, logs)
@@ -491,30 +558,33 @@ def loss_and_gradients(model, x, y, sample_weight=None, training=False):
     respect to the flat parameter buffer (a new float32 array, same layout as
     ``model._params``; trainable weights first, the rest left at zero).
 
-    The loss is what ``fit`` minimises on that batch: the mean per-sample
-    loss (``sum_i w_i l_i / n`` with ``sample_weight``) plus the weight
-    penalties. ``training=True`` runs the layers in training mode (dropout
-    masks, batch statistics) without updating moving statistics; nothing is
-    updated either way."""
-    X = model._input_features(x, "x")
+    The loss is what ``fit`` minimises on that batch: the weighted sum of
+    the outputs' mean per-sample losses (``sum_i w_i l_i / n`` with
+    ``sample_weight``) plus the weight penalties. ``training=True`` runs the
+    layers in training mode (dropout masks, batch statistics) without
+    updating moving statistics; nothing is updated either way."""
+    model._require_built_for(x, y)
+    model._require_compiled("loss_and_gradients")
+    io = model._io_for_build(x)
+    X = io.features(x, "x")
     program = model._program_for_training()
-    Yf, Yi = data.targets(y, X.shape[0], model.loss, program.out_width, "y")
+    Yf, Yi = io.targets(y, X.shape[0], "y")
     sw = np.zeros(0, dtype=np.float32) if sample_weight is None else \
         sample_weights.sample_weights(sample_weight, X.shape[0])
-    session = cuda_session(program, model._params, X.shape[0], loss=model.loss)
+    losses = model._losses
+    session = cuda_session(program, model._params, X.shape[0], loss=losses)
     if session is not None:
         if training:
             raise NotImplementedError("loss_and_gradients(training=True) is not supported on the CUDA device yet")
-        return session.loss_gradients(session.data(X, Yf, Yi, sw), model.loss.code,
-                                      1 if model.loss.from_logits else 0)
-    value_fn, grad_fn, loss_consts = model.loss.kernel_functions()
+        return session.loss_gradients(session.data(X, Yf, Yi, sw), losses[0].code,
+                                      1 if losses[0].from_logits else 0)
+    spec = LoopSpec(program, losses, None, sw.shape[0] > 0)
     ws = Workspace(program, X.shape[0])
     grads = np.zeros_like(model._params)
-    parts = engine.training_parts(program.prog, model.loss.code, 1 if model.loss.from_logits else 0, sw.shape[0] > 0,
-                                  _NO_METRICS)
     with blas_single_thread():
-        loss = engine.loss_gradients(program.prog, model._params, program.consts, grads, X.reshape(-1), Yf.reshape(-1),
-                                     Yi, X.shape[0], ws.ws, ws.gs, ws.yb, ws.yl, numba.get_num_threads(), ws.ab,
-                                     program.regs, regularizers.penalty_function(program.regs), sw,
-                                     value_fn, grad_fn, loss_consts, bool(training), *parts)
+        loss = engine.loss_gradients(program.prog, program.ints, model._params, program.consts, grads, X.reshape(-1),
+                                     Yf.reshape(-1), Yi.reshape(-1), program.ins, spec.outs, X.shape[0], ws.ws, ws.gs,
+                                     ws.yb, ws.yl, numba.get_num_threads(), ws.ab, program.regs,
+                                     regularizers.penalty_function(program.regs), sw, *spec.loss_functions,
+                                     bool(training), *engine.training_parts(program.prog))
     return float(loss), grads

@@ -18,15 +18,17 @@ import numpy as np
 from numba import njit, types
 
 from .losses import binary_row_loss, categorical_row_loss, regression_row_loss, row_metric
-from .pointers import NO_WRAPPERS, function_pointer
+from .pointers import NO_WRAPPERS, function_pointer, pointer_from_address
 from .sample_loss import GRADIENT_TYPE, VALUE_TYPE, rowwise_loss
-from ..program import A_POS, BCE, CUSTOM, FLAGS, LOSS_FUSED, MAE, MSE, N_OUT, ON_LOGITS, Z_POS
+from ..program import BCE, CUSTOM, MAE, MSE, ON_LOGITS
 
 _F1 = types.float32[::1]
 _I1 = types.int64[::1]
-# prog, ws, gs, yb, yl, wb, b, metric_codes, sums, want_grad, loss_value, loss_grad, loss_consts
-BATCH_LOSS_SIG = types.float64(types.int64[:, ::1], _F1, _F1, _F1, _I1, _F1, types.int64, _I1, types.float64[::1],
-                               types.boolean, VALUE_TYPE, GRADIENT_TYPE, _F1)
+_I64 = types.int64
+# ws, gs, src, out, n, yb, yl, wb, b, metric_codes, sums, want_grad, weight, loss_value, loss_grad, loss_consts
+BATCH_LOSS_SIG = types.float64(_F1, _F1, _I64, _I64, _I64, _F1, _I1, _F1, _I64, _I1, types.float64[::1],
+                               types.boolean, types.float32, VALUE_TYPE, GRADIENT_TYPE, _F1)
+batch_loss_pointer = pointer_from_address(BATCH_LOSS_SIG)
 
 _ONE = np.float32(1.0)
 
@@ -38,24 +40,25 @@ def _batch_loss(code, mode, weighted, metric):
     the rows' sample weights (CUSTOM losses take that path too), for a model
     whose only metric is ``metric`` (-1: none, or several).
 
-    The function adds the batch's loss (the sum of the per-sample losses,
-    weighted when ``weighted``), its sample count and the sum of each metric of
-    ``metric_codes`` to ``sums`` = [loss, samples, metrics...]; with
-    ``want_grad`` it writes the gradient of the batch's mean loss with respect
-    to what it read into ``gs`` (at the same place); it returns the loss.
-    ``yb`` holds the batch's dense targets, ``yl`` its labels, ``wb`` its
-    weights; ``loss_value``/``loss_grad``/``loss_consts`` a CUSTOM loss."""
+    The function reads the ``b`` x ``n`` block of ``ws`` at ``src`` (the
+    output, or the logits of a fused activation) and adds the batch's loss
+    (the sum of the per-sample losses, weighted when ``weighted``), its
+    sample count and the sum of each metric of ``metric_codes`` (on the
+    output block at ``out``) to ``sums`` = [loss, samples, metrics...]; with
+    ``want_grad`` it writes ``weight`` times the gradient of the batch's mean
+    loss with respect to what it read into ``gs`` (at the same place); it
+    returns the loss. ``yb`` holds the batch's dense targets (b x n), ``yl``
+    its labels, ``wb`` its weights; ``loss_value``/``loss_grad``/``loss_consts``
+    a CUSTOM loss."""
     @njit(cache=True, error_model="numpy", **NO_WRAPPERS)
-    def batch_loss(prog, ws, gs, yb, yl, wb, b, metric_codes, sums, want_grad, loss_value, loss_grad, loss_consts):
-        last = prog[prog.shape[0] - 1]
-        n = last[N_OUT]
-        src = b * (last[Z_POS] if (last[FLAGS] & LOSS_FUSED) != 0 else last[A_POS])
+    def batch_loss(ws, gs, src, out, n, yb, yl, wb, b, metric_codes, sums, want_grad, weight, loss_value, loss_grad,
+                   loss_consts):
         loss = 0.0
         if weighted:
             loss = rowwise_loss(code, mode, ws[src:src + b * n], gs[src:src + b * n], yb, yl, wb, b, n, want_grad,
-                                loss_value, loss_grad, loss_consts)
+                                weight, loss_value, loss_grad, loss_consts)
         else:
-            inv_b = _ONE / np.float32(b)
+            inv_b = weight / np.float32(b)
             # losses.row_loss's dispatch, written out: through row_loss (one more
             # inline level) this function compiled in 1.15 s instead of 0.7 s.
             for r in range(b):
@@ -68,7 +71,6 @@ def _batch_loss(code, mode, weighted, metric):
                     loss += categorical_row_loss(code, mode, ws, s, gs, s, want_grad, yb, yl, r, n, inv_b)
         sums[0] += loss
         sums[1] += b
-        out = b * last[A_POS]
         for k in range(metric_codes.shape[0]):
             code_k = metric if metric >= 0 else metric_codes[k]    # a single metric: only its formula compiles
             total = 0.0
@@ -79,21 +81,12 @@ def _batch_loss(code, mode, weighted, metric):
     return batch_loss
 
 
-@njit(cache=True, **NO_WRAPPERS)
-def no_batch_loss(prog, ws, gs, yb, yl, wb, b, metric_codes, sums, want_grad, loss_value, loss_grad, loss_consts):
-    """Stands in for the batch loss of a run without a loss (``predict``; never called)."""
-    return 0.0
-
-
-def loss_function(prog, loss_code, loss_mode, weighted, metric_codes):
-    """The pointer to the batch loss of ``loss_code`` (``loss_mode``: 1 for
-    ``from_logits``) on the outputs of ``prog``, weighted by sample weights
-    when ``weighted``, with the metrics of ``metric_codes`` (the codes the
-    loop will pass); ``no_batch_loss`` when ``loss_code`` is negative (no loss)."""
-    if loss_code < 0:
-        return function_pointer(no_batch_loss, BATCH_LOSS_SIG)
-    fused = (prog[-1, FLAGS] & LOSS_FUSED) != 0
+def loss_address(loss_code, loss_mode, fused, weighted, metric_codes):
+    """The address of the batch loss of ``loss_code`` (``loss_mode``: 1 for
+    ``from_logits``; ``fused``: it reads the logits of a fused softmax/sigmoid),
+    weighted by sample weights when ``weighted``, with the metrics of
+    ``metric_codes`` (the codes the loop will pass for this output)."""
     metric = int(metric_codes[0]) if len(metric_codes) == 1 else -1
     fn = _batch_loss(int(loss_code), ON_LOGITS if fused else int(loss_mode), bool(weighted or loss_code == CUSTOM),
                      metric)
-    return function_pointer(fn, BATCH_LOSS_SIG)
+    return function_pointer(fn, BATCH_LOSS_SIG).address

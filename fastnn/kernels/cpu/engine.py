@@ -32,19 +32,21 @@ Compile time is part of the user's wait, so:
 import numpy as np
 from numba import njit, prange, types
 
-from ..program import (A_POS, ACT, ACTIVATION, B_OFF, BATCHNORM, DENSE, FLAGS, FROZEN, KIND, LOSS_FUSED, N_IN, N_OUT,
-                       NEED_DX, W_OFF, X_POS, Z_POS)
+from ..program import (A_POS, ACC, ACT, ACTIVATION, AFTER, B_OFF, BWD, DENSE, DIRECT_INPUT, FLAGS, FROZEN, FWD, KIND, ROWS,
+                       LOSS_FUSED, N_IN, N_OUT, NEED_DX, O_COL, O_LOSS, O_LOSS_POS, O_M0, O_M1, O_N, O_POS, O_SPARSE,
+                       O_SUMS, O_WEIGHT, O_Y_OFF, O_Y_STRIDE, W_ACC, W_OFF, X_POS, Z_POS)
+from ..kinds import op_pointer
 from .activations import (ACTIVATION_SIG, LINEAR, RELU, SOFTMAX, activation_function, relu_backward, relu_forward,
                           softmax_rows, softmax_rows_backward)
-from .batch_loss import loss_function
+from .batch_loss import batch_loss_pointer
 from .blas import gemm
-from .layers import BACKWARD, FORWARD, LAYER_SIG, MOVING, layer_function
 from .optimizers import idle_optimizer
 from .regularizers import penalty_function
 from .pointers import NO_WRAPPERS, Pointer, call, function_pointer
 
 _I64 = types.int64
 _REC = types.int64[::1]
+_INTS = types.int64[::1]
 _PROG = types.int64[:, ::1]
 _BUF = types.float32[::1]
 _ACTS = Pointer(ACTIVATION_SIG)
@@ -102,13 +104,13 @@ def _dense_forward_by_columns(rec, params, grads, ws, xs, b, t, n_parts, ab, act
     """A column block of the Dense op's forward pass on all ``b`` rows of ``xs``."""
     c0, c1 = _block(rec[N_OUT], n_parts, t)
     if c0 < c1:
-        _dense_forward_range(rec, params, xs, ws, b, 0, b, c0, c1, ab, acts)
+        _dense_forward_range(rec, params, xs, ws, b, 0, b * rec[ROWS], c0, c1, ab, acts)
 
 
 @_BLOCK
 def _dense_forward_by_rows(rec, params, grads, ws, xs, b, t, n_parts, ab, acts):
     """A row block of the Dense op's forward pass (inference on many rows)."""
-    r0, r1 = _block(b, n_parts, t)
+    r0, r1 = _block(b * rec[ROWS], n_parts, t)
     if r0 < r1:
         _dense_forward_range(rec, params, xs, ws, b, r0, r1, 0, rec[N_OUT], ab, acts)
 
@@ -121,7 +123,7 @@ def _activation_backward_block(rec, params, grads, ws, gs, b, t, n_parts, ab, ac
     z, a = b * rec[Z_POS], b * rec[A_POS]
     if c0 >= c1:
         return
-    for r in range(b):
+    for r in range(b * rec[ROWS]):
         lo, hi = r * n + c0, r * n + c1
         if act == RELU:
             relu_backward(ws[z + lo:z + hi], gs[a + lo:a + hi], gs[z + lo:z + hi])
@@ -135,23 +137,30 @@ def _dense_backward_block(rec, params, grads, ws, gs, b, t, n_parts, ab, acts):
 
     The part owns rows [r0, r1) of W: it reads them for dX's columns
     [r0, r1) and writes the same rows of dW, so no two threads touch the
-    same cache lines; it also owns a column block of db."""
-    n_in, n_out = rec[N_IN], rec[N_OUT]
+    same cache lines; it also owns a column block of db. ``ab`` is
+    [1, 0, 1, 1]: (alpha, beta) to write, then to add (ACC for dX, W_ACC for
+    the weight gradients of a layer called more than once)."""
+    n_in, n_out, m = rec[N_IN], rec[N_OUT], b * rec[ROWS]
     x, z = b * rec[X_POS], b * rec[Z_POS]
     w, bias = rec[W_OFF], rec[B_OFF]
     r0, r1 = _block(n_in, n_parts, t)
-    frozen = (rec[FLAGS] & FROZEN) != 0
+    flags = rec[FLAGS]
+    frozen = (flags & FROZEN) != 0
+    w_acc = (flags & W_ACC) != 0
     if r0 < r1:
-        if (rec[FLAGS] & NEED_DX) != 0:
-            gemm(False, True, b, r1 - r0, n_out, ab, gs, z, n_out, params, w + r0 * n_out, n_out, gs, x + r0, n_in)
+        if (flags & NEED_DX) != 0:
+            gemm(False, True, m, r1 - r0, n_out, ab[2:] if (rec[ACC] & 1) != 0 else ab, gs, z, n_out, params,
+                 w + r0 * n_out, n_out, gs, x + r0, n_in)
         if not frozen:
-            gemm(True, False, r1 - r0, n_out, b, ab, ws, x + r0, n_in, gs, z, n_out, grads, w + r0 * n_out, n_out)
+            gemm(True, False, r1 - r0, n_out, m, ab[2:] if w_acc else ab, ws, x + r0, n_in, gs, z, n_out, grads,
+                 w + r0 * n_out, n_out)
     if bias >= 0 and not frozen:
         c0, c1 = _block(n_out, n_parts, t)
         db = grads[bias + c0:bias + c1]
-        for j in range(db.shape[0]):
-            db[j] = _ZERO
-        for r in range(b):
+        if not w_acc:
+            for j in range(db.shape[0]):
+                db[j] = _ZERO
+        for r in range(m):
             row = gs[z + r * n_out + c0:z + r * n_out + c1]
             for j in range(db.shape[0]):
                 db[j] += row[j]
@@ -160,7 +169,6 @@ def _dense_backward_block(rec, params, grads, ws, gs, b, t, n_parts, ab, acts):
 _BLOCK_TYPE = Pointer(BLOCK_SIG)
 _PARALLEL_SIG = types.void(_BLOCK_TYPE, _REC, _BUF, _BUF, _BUF, _BUF, _I64, _I64, _BUF, _ACTS)
 _PARALLEL_TYPE = Pointer(_PARALLEL_SIG)
-_LAYERS_TYPE = Pointer(LAYER_SIG)
 
 
 @njit(cache=True, parallel=True, **NO_WRAPPERS)
@@ -173,62 +181,62 @@ def _parallel(block, rec, params, grads, ws, gs, b, n_parts, ab, acts):
         call(block, rec, params, grads, ws, gs, b, np.int64(t), n_parts, ab, acts)
 
 
-_FORWARD_SIG = types.void(_PROG, _BUF, _BUF, _BUF, _BUF, _BUF, _I64, _I64, _BUF, types.boolean, _PARALLEL_TYPE,
-                          _BLOCK_TYPE, _ACTS, _LAYERS_TYPE, _BUF)
+_FORWARD_SIG = types.void(_PROG, _INTS, _BUF, _BUF, _BUF, _BUF, _BUF, _I64, _I64, _BUF, types.boolean,
+                          _PARALLEL_TYPE, _BLOCK_TYPE, _ACTS, _BUF)
 
 
 @njit(cache=True, **NO_WRAPPERS)
-def forward(prog, params, consts, grads, ws, gs, b, n_parts, ab, training, parallel, dense_block, acts, layers, inp):
+def forward(prog, ints, params, consts, grads, ws, gs, b, n_parts, ab, training, parallel, dense_block, acts, inp):
     """Runs every op of ``prog`` on ``b`` rows; ``training`` draws dropout
-    masks and normalizes by batch statistics. The rows (b x features) are in
-    ``inp``: ``ws`` (gathered there), or when the first op is Dense any
-    float32 buffer, which that op reads in place.
+    masks and normalizes by batch statistics. The inputs are in ``ws``
+    (gathered there), or with DIRECT_INPUT the first op's rows (b x
+    features) are in ``inp``, any float32 buffer, which it reads in place.
     ``parallel``: the pointer to ``_parallel``; ``dense_block``: a Dense
-    forward block; ``acts``: ``activations.activation_function(prog)``;
-    ``layers``: ``layers.layer_function(prog)``, which runs the ops that are not Dense."""
+    forward block; ``acts``: ``activations.activation_function(prog)``.
+    Ops other than Dense run their kind's function (``kernels.kinds``)."""
     for i in range(prog.shape[0]):
         rec = prog[i]
         if rec[KIND] != DENSE:
-            call(layers, FORWARD, rec, params, consts, grads, ws, gs, b, training)
+            call(op_pointer(rec[FWD]), rec, ints, params, consts, grads, ws, gs, b, training)
             continue
         call(parallel, dense_block, rec, params, grads, ws, inp if i == 0 else ws, b, n_parts, ab, acts)
         if rec[ACT] == SOFTMAX:
-            softmax_rows(ws, b * rec[Z_POS], ws, b * rec[A_POS], b, rec[N_OUT])
+            softmax_rows(ws, b * rec[Z_POS], ws, b * rec[A_POS], b * rec[ROWS], rec[N_OUT])
 
 
-_BACKWARD_SIG = types.void(_PROG, _BUF, _BUF, _BUF, _BUF, _BUF, _I64, _I64, _BUF, types.boolean, _PARALLEL_TYPE,
-                           _BLOCK_TYPE, _BLOCK_TYPE, _ACTS, _LAYERS_TYPE)
+_BACKWARD_SIG = types.void(_PROG, _INTS, _BUF, _BUF, _BUF, _BUF, _BUF, _I64, _I64, _BUF, types.boolean,
+                           _PARALLEL_TYPE, _BLOCK_TYPE, _BLOCK_TYPE, _ACTS)
 
 
 @njit(cache=True, **NO_WRAPPERS)
-def backward(prog, params, consts, grads, ws, gs, b, n_parts, ab, training, parallel, activation_block, dense_block,
-             acts, layers):
-    """Back-propagates from the output gradient already in ``gs``;
+def backward(prog, ints, params, consts, grads, ws, gs, b, n_parts, ab, training, parallel, activation_block,
+             dense_block, acts):
+    """Back-propagates from the output gradients already in ``gs``;
     ``training`` must be the value the forward pass ran with. The blocks
     are ``_activation_backward_block`` and ``_dense_backward_block``."""
     for i in range(prog.shape[0] - 1, -1, -1):
         rec = prog[i]
         flags = rec[FLAGS]
         if rec[KIND] == ACTIVATION and rec[ACT] != SOFTMAX and rec[ACT] != LINEAR and \
-                (flags & (NEED_DX | LOSS_FUSED)) == NEED_DX:
+                (flags & (NEED_DX | LOSS_FUSED)) == NEED_DX and rec[ACC] == 0:
             # wide layers: in parallel
             call(parallel, activation_block, rec, params, grads, ws, gs, b, n_parts, ab, acts)
         elif rec[KIND] != DENSE:
             if (flags & LOSS_FUSED) == 0:
-                call(layers, BACKWARD, rec, params, consts, grads, ws, gs, b, training)
+                call(op_pointer(rec[BWD]), rec, ints, params, consts, grads, ws, gs, b, training)
         elif (flags & FROZEN) == 0 or (flags & NEED_DX) != 0:   # else no gradient is needed below
             act = rec[ACT]
             if act != LINEAR and (flags & LOSS_FUSED) == 0:
                 if act == SOFTMAX:
-                    softmax_rows_backward(ws, gs, b * rec[A_POS], gs, b * rec[Z_POS], b, rec[N_OUT])
+                    softmax_rows_backward(ws, gs, b * rec[A_POS], gs, b * rec[Z_POS], b * rec[ROWS], rec[N_OUT])
                 else:
                     call(parallel, activation_block, rec, params, grads, ws, gs, b, n_parts, ab, acts)
             call(parallel, dense_block, rec, params, grads, ws, gs, b, n_parts, ab, acts)
 
 
 @njit(cache=True, **NO_WRAPPERS)
-def no_backward(prog, params, consts, grads, ws, gs, b, n_parts, ab, training, parallel, activation_block, dense_block,
-                acts, layers):
+def no_backward(prog, ints, params, consts, grads, ws, gs, b, n_parts, ab, training, parallel, activation_block,
+                dense_block, acts):
     """Stands in for ``backward`` in a run that does not train (never called)."""
 
 
@@ -255,29 +263,75 @@ def _gather(X, f, ids, pos, b, dst):
 
 
 @njit(cache=True, inline="always")
-def _gather_labels(Yi, ids, pos, b, dst):
+def _gather_columns(X, f, col, w, ids, pos, b, dst, d0):
+    """Columns [col, col + w) of the run's rows [pos, pos+b) of X (rows of
+    ``f`` values stored flat) to dst[d0:] as a b x w block."""
     for r in range(b):
-        dst[r] = Yi[_row(ids, pos + r)]
+        src = _row(ids, pos + r) * f + col
+        for j in range(w):
+            dst[d0 + r * w + j] = X[src + j]
 
 
 @njit(cache=True, inline="always")
-def _copy_outputs(prog, ws, b, out, pos):
-    """Copies the ``b`` output rows of the last op to ``out[pos:pos + b]`` (2-D float32)."""
-    last = prog[prog.shape[0] - 1]
-    n_out = last[N_OUT]
-    a = b * last[A_POS]
-    for r in range(b):
-        for j in range(n_out):
-            out[pos + r, j] = ws[a + r * n_out + j]
+def _gather_inputs(ins, X, ids, pos, b, ws):
+    """Each model input's columns of the batch's rows of X into its slot:
+    ``ins`` (inputs, 3) holds [slot position, width, first column of X]."""
+    f = 0
+    for k in range(ins.shape[0]):
+        f += ins[k, 1]
+    if ins.shape[0] == 1:
+        _gather(X, f, ids, pos, b, ws[b * ins[0, 0]:])
+    else:
+        for k in range(ins.shape[0]):
+            _gather_columns(X, f, ins[k, 2], ins[k, 1], ids, pos, b, ws, b * ins[k, 0])
+
+
+@njit(cache=True, inline="always")
+def _copy_outputs(outs, ws, b, out, pos):
+    """Copies the ``b`` rows of each output to its columns of ``out[pos:pos + b]`` (2-D float32)."""
+    for o in range(outs.shape[0]):
+        n, col = outs[o, O_N], outs[o, O_COL]
+        a = b * outs[o, O_POS]
+        for r in range(b):
+            for j in range(n):
+                out[pos + r, col + j] = ws[a + r * n + j]
+
+
+@njit(cache=True, inline="always")
+def _losses(outs, consts, ws, gs, Yf, Yi, ids, pos, b, yb, yl, wb, metric_codes, sums, want_grad, loss_value,
+            loss_grad, loss_consts):
+    """Gathers each output's targets and runs its batch loss (writing the
+    gradient of its weighted mean loss into ``gs`` with ``want_grad``).
+    ``outs`` rows: see ``kernels.program`` (O_*). An output whose O_SUMS is 0
+    (the only one, of weight 1) adds to ``sums`` = [loss, samples,
+    metrics...]; the others add to their own block there and ``sums[0]``
+    gets their weighted sum."""
+    blocks = False
+    for o in range(outs.shape[0]):
+        orec = outs[o]
+        n, stride, off = orec[O_N], orec[O_Y_STRIDE], orec[O_Y_OFF]
+        if orec[O_SPARSE] != 0:
+            for r in range(b):
+                yl[r] = Yi[_row(ids, pos + r) * stride + off]
+        else:
+            _gather_columns(Yf, stride, off, n, ids, pos, b, yb, 0)
+        weight = consts[orec[O_WEIGHT]]
+        block = sums[orec[O_SUMS]:]
+        loss = call(batch_loss_pointer(orec[O_LOSS]), ws, gs, b * orec[O_LOSS_POS], b * orec[O_POS], n, yb, yl, wb, b,
+                    metric_codes[orec[O_M0]:orec[O_M1]], block, want_grad, weight, loss_value, loss_grad, loss_consts)
+        if orec[O_SUMS] != 0:
+            blocks = True
+            sums[0] += weight * loss
+    if blocks:
+        sums[1] += b
 
 
 @njit(cache=True, no_cfunc_wrapper=True)
-def run_steps(prog, params, consts, grads, slots, n_trainable, opt, update_all, update, prepare, hp, step, bounds,
-              X, Yf, Yi, ids, start, stop, batch, ws, gs, yb, yl, wb,
-              loss_code, metric_codes, sums, n_parts, ab, regs, penalty, sw, loss_value, loss_grad, loss_consts, out,
+def run_steps(prog, ints, params, consts, grads, slots, n_trainable, opt, update_all, update, prepare, hp, step, bounds,
+              X, Yf, Yi, ins, outs, ids, start, stop, batch, ws, gs, yb, yl, wb,
+              metric_codes, sums, n_parts, ab, regs, penalty, sw, loss_value, loss_grad, loss_consts, out,
               training,
-              batch_loss, forward_pass, backward_pass, parallel, forward_block, activation_block, backward_block,
-              acts, layers):
+              forward_pass, backward_pass, parallel, forward_block, activation_block, backward_block, acts):
     """Runs rows ids[start:stop] of the data (``ids`` empty: rows [start, stop)
     in order) in batches of ``batch``; trains on them when ``training``.
     Returns the optimizer's step count. One loop serves fit, evaluate and
@@ -293,15 +347,19 @@ def run_steps(prog, params, consts, grads, slots, n_trainable, opt, update_all, 
     of the optimizer, the backward pass and the penalties are not used
     (``infer_steps`` fills them in).
 
-    Arrays: ``X`` (N, features) float32 and ``Yf`` (N, outputs) float32 dense
-    targets, both flattened to 1-D (C order), or ``Yi`` (N,) int64 labels
-    (``Yf`` or ``Yi`` empty); ``ids`` int64 row order. ``ws``/``gs``
-    workspaces sized for ``batch`` rows, ``yb``/``yl`` target blocks, ``wb``
-    (>= batch,) float32 for the batch's sample weights (passed in: an
-    allocation here would compile NumPy's allocator, 0.2 s).
-    target blocks. With ``loss_code >= 0``, ``sums`` float64 accumulates
-    [loss, samples, metrics...] (weighted by ``sw`` (N,) float32 when not
-    empty); in training the loss includes the weight penalties of ``regs``
+    The model: ``prog``/``ints`` (``kernels.program``), ``ins`` (inputs, 3)
+    where each input's columns go ([slot, width, first column of X]),
+    ``outs`` (outputs, O_FIELDS) each output's slot, targets, loss and
+    metrics (an O_LOSS of 0: no loss, as in predict).
+    Arrays: ``X`` (N, features of all inputs) float32, ``Yf`` (N, dense
+    target columns) float32 and ``Yi`` (N, label columns) int64, all
+    flattened (C order), the unused ones empty; ``ids`` int64 row order.
+    ``ws``/``gs`` workspaces sized for ``batch`` rows, ``yb``/``yl`` target
+    blocks, ``wb`` (>= batch,) float32 for the batch's sample weights (passed
+    in: an allocation here would compile NumPy's allocator, 0.2 s).
+    With a loss, ``sums`` float64 accumulates [loss, samples, metrics...]
+    (see ``_losses``; weighted by ``sw`` (N,) float32 when not empty); in
+    training the loss includes the weight penalties of ``regs``
     (``penalty``: ``regularizers.penalty_function``) once per sample, as
     Keras adds them to every batch's loss (evaluate adds them itself: they
     are constant there).
@@ -311,51 +369,46 @@ def run_steps(prog, params, consts, grads, slots, n_trainable, opt, update_all, 
     (``prepare`` updates ``hp`` each step),
     ``bounds`` the offsets of the trainable weight arrays (for clipping by norm).
     ``loss_value``/``loss_grad``/``loss_consts`` a CUSTOM loss
-    (``sample_loss``); ``out`` (N, outputs) float32 or empty: receives the
-    outputs of the run's row i at out[i] (training mode's outputs in training).
-    The compiled parts it calls, from ``batch_loss`` on: ``training_parts``
-    or ``inference_parts``.
+    (``sample_loss``); ``out`` (N, output columns) float32 or empty: receives
+    the outputs of the run's row i at out[i] (training mode's outputs in
+    training). The compiled parts it calls, from ``forward_pass`` on:
+    ``training_parts`` or ``inference_parts``.
     """
-    sparse = Yi.shape[0] > 0
+    has_loss = outs[0, O_LOSS] != 0
     weighted = sw.shape[0] > 0
     if not weighted:
         wb = wb[:0]     # the batch loss weighs rows by wb unless it is empty
-    # Rows in order into a Dense first op are read where they are: no copy.
-    in_place = not training and ids.shape[0] == 0 and prog[0, KIND] == DENSE
-    f, n_y = prog[0, N_IN], prog[prog.shape[0] - 1, N_OUT]
+    # Rows in order into a Dense first op that alone reads the only input are read where they are: no copy.
+    in_place = not training and ids.shape[0] == 0 and (prog[0, FLAGS] & DIRECT_INPUT) != 0
+    f = prog[0, N_IN]
     pos = start
     while pos < stop:
         b = min(batch, stop - pos)
         if in_place:
             inp = X[pos * f:]
         else:
-            _gather(X, f, ids, pos, b, ws)
+            _gather_inputs(ins, X, ids, pos, b, ws)
             inp = ws
-        if loss_code >= 0:
-            if sparse:
-                _gather_labels(Yi, ids, pos, b, yl)
-            else:
-                _gather(Yf, n_y, ids, pos, b, yb)
-            if weighted:
-                for r in range(b):
-                    wb[r] = sw[_row(ids, pos + r)]
-        call(forward_pass, prog, params, consts, grads, ws, gs, b, n_parts, ab, training, parallel, forward_block,
-             acts, layers, inp)
+        if weighted:
+            for r in range(b):
+                wb[r] = sw[_row(ids, pos + r)]
+        call(forward_pass, prog, ints, params, consts, grads, ws, gs, b, n_parts, ab, training, parallel,
+             forward_block, acts, inp)
         if training:
             for i in range(prog.shape[0]):
-                if prog[i, KIND] == BATCHNORM:
-                    call(layers, MOVING, prog[i], params, consts, grads, ws, gs, b, True)
-        if loss_code >= 0:
-            call(batch_loss, prog, ws, gs, yb, yl, wb, b, metric_codes, sums, training, loss_value, loss_grad,
-                 loss_consts)
+                if prog[i, AFTER] != 0:
+                    call(op_pointer(prog[i, AFTER]), prog[i], ints, params, consts, grads, ws, gs, b, True)
+        if has_loss:
+            _losses(outs, consts, ws, gs, Yf, Yi, ids, pos, b, yb, yl, wb, metric_codes, sums, training, loss_value,
+                    loss_grad, loss_consts)
         if training:
-            call(backward_pass, prog, params, consts, grads, ws, gs, b, n_parts, ab, True, parallel, activation_block,
-                 backward_block, acts, layers)
+            call(backward_pass, prog, ints, params, consts, grads, ws, gs, b, n_parts, ab, True, parallel,
+                 activation_block, backward_block, acts)
             sums[0] += b * call(penalty, regs, consts, params, grads, True)
             if not np.isfinite(sums[0]):
                 break   # a NaN/inf loss: stop before this batch's update (fit then stops)
         if out.shape[0] > 0:
-            _copy_outputs(prog, ws, b, out, pos)
+            _copy_outputs(outs, ws, b, out, pos)
         if training:
             step += 1
             call(prepare, opt, hp, step, grads, bounds)
@@ -365,9 +418,9 @@ def run_steps(prog, params, consts, grads, slots, n_trainable, opt, update_all, 
 
 
 @njit(cache=True, no_cfunc_wrapper=True)
-def loss_gradients(prog, params, consts, grads, X, Yf, Yi, batch, ws, gs, yb, yl, n_parts, ab, regs, penalty, sw,
-                   loss_value, loss_grad, loss_consts, training, batch_loss, forward_pass, backward_pass, parallel,
-                   forward_block, activation_block, backward_block, acts, layers):
+def loss_gradients(prog, ints, params, consts, grads, X, Yf, Yi, ins, outs, batch, ws, gs, yb, yl, n_parts, ab, regs,
+                   penalty, sw, loss_value, loss_grad, loss_consts, training, forward_pass, backward_pass, parallel,
+                   forward_block, activation_block, backward_block, acts):
     """Loss over one batch (the ``batch`` rows of X, in order: the mean of the
     per-sample losses, weighted by ``sw`` when not empty, plus the weight
     penalties) and its gradient with respect to every trainable parameter,
@@ -376,49 +429,42 @@ def loss_gradients(prog, params, consts, grads, X, Yf, Yi, batch, ws, gs, yb, yl
     updated.
     Used by tests (finite differences) and by callers that want gradients.
     Other arguments as ``run_steps``."""
-    f, n_y = prog[0, N_IN], prog[prog.shape[0] - 1, N_OUT]
     b = batch
     in_order = np.empty(0, dtype=np.int64)
-    _gather(X, f, in_order, 0, b, ws)
-    if Yi.shape[0] > 0:
-        _gather_labels(Yi, in_order, 0, b, yl)
-    else:
-        _gather(Yf, n_y, in_order, 0, b, yb)
-    call(forward_pass, prog, params, consts, grads, ws, gs, b, n_parts, ab, training, parallel, forward_block, acts,
-         layers, ws)
-    sums = np.zeros(2, dtype=np.float64)
+    _gather_inputs(ins, X, in_order, 0, b, ws)
+    call(forward_pass, prog, ints, params, consts, grads, ws, gs, b, n_parts, ab, training, parallel, forward_block,
+         acts, ws)
+    n_sums = 2
+    for o in range(outs.shape[0]):
+        n_sums = max(n_sums, outs[o, O_SUMS] + 2)
+    sums = np.zeros(n_sums, dtype=np.float64)
     # the rows are in order: their weights are sw itself (or it is empty)
-    call(batch_loss, prog, ws, gs, yb, yl, sw, b, np.zeros(0, dtype=np.int64), sums, True, loss_value, loss_grad,
-         loss_consts)
-    call(backward_pass, prog, params, consts, grads, ws, gs, b, n_parts, ab, training, parallel, activation_block,
-         backward_block, acts, layers)
+    _losses(outs, consts, ws, gs, Yf, Yi, in_order, 0, b, yb, yl, sw, np.zeros(0, dtype=np.int64), sums, True,
+            loss_value, loss_grad, loss_consts)
+    call(backward_pass, prog, ints, params, consts, grads, ws, gs, b, n_parts, ab, training, parallel,
+         activation_block, backward_block, acts)
     return sums[0] / b + call(penalty, regs, consts, params, grads, True)
 
 
-def training_parts(prog, loss_code, loss_mode, weighted, metric_codes):
+def training_parts(prog):
     """The compiled parts ``run_steps`` (training) and ``loss_gradients``
-    call, as pointers in their argument order (the last ones): the batch loss
-    (``batch_loss.loss_function`` of the other arguments), the forward and
-    backward passes, the parallel dispatcher and its blocks (forward,
-    activation backward, Dense backward), the activations other than ReLU,
-    the layers other than Dense."""
-    return (loss_function(prog, loss_code, loss_mode, weighted, metric_codes),
-            function_pointer(forward, _FORWARD_SIG), function_pointer(backward, _BACKWARD_SIG),
+    call, as pointers in their argument order (the last ones): the forward
+    and backward passes, the parallel dispatcher and its blocks (forward,
+    activation backward, Dense backward), the activations other than ReLU."""
+    return (function_pointer(forward, _FORWARD_SIG), function_pointer(backward, _BACKWARD_SIG),
             function_pointer(_parallel, _PARALLEL_SIG), function_pointer(_dense_forward_by_columns, BLOCK_SIG),
             function_pointer(_activation_backward_block, BLOCK_SIG), function_pointer(_dense_backward_block, BLOCK_SIG),
-            activation_function(prog), layer_function(prog))
+            activation_function(prog))
 
 
-def inference_parts(prog, loss_code, loss_mode, weighted, metric_codes, batch):
+def inference_parts(prog, batch):
     """The compiled parts ``run_steps`` calls without training, for batches of
     ``batch`` rows, as ``training_parts``: the backward pass is a placeholder
     and the forward block stands in for the two backward blocks (never called)."""
     block = function_pointer(_dense_forward_by_rows if batch >= _ROW_SPLIT_ROWS else _dense_forward_by_columns,
                              BLOCK_SIG)
-    return (loss_function(prog, loss_code, loss_mode, weighted, metric_codes),
-            function_pointer(forward, _FORWARD_SIG), function_pointer(no_backward, _BACKWARD_SIG),
-            function_pointer(_parallel, _PARALLEL_SIG), block, block, block, activation_function(prog),
-            layer_function(prog))
+    return (function_pointer(forward, _FORWARD_SIG), function_pointer(no_backward, _BACKWARD_SIG),
+            function_pointer(_parallel, _PARALLEL_SIG), block, block, block, activation_function(prog))
 
 
 _NO_F32 = np.zeros(0, dtype=np.float32)
@@ -427,14 +473,14 @@ _NO_SLOTS = np.zeros((0, 0), dtype=np.float32)
 _NO_REGS = np.zeros((0, 3), dtype=np.int64)
 
 
-def infer_steps(prog, params, consts, X, Yf, Yi, start, stop, batch, ws, yb, yl, wb, loss_code, metric_codes, sums,
-                out, n_parts, ab, sw, loss_value, loss_grad, loss_consts, *parts):
+def infer_steps(prog, ints, params, consts, X, Yf, Yi, ins, outs, start, stop, batch, ws, yb, yl, wb, metric_codes,
+                sums, out, n_parts, ab, sw, loss_value, loss_grad, loss_consts, *parts):
     """``run_steps`` without training on rows [start, stop) of X in order
-    (``X``, ``Yf`` 2-D, C-contiguous); ``parts``: ``inference_parts``. The
+    (``X``, ``Yf``, ``Yi`` C-contiguous); ``parts``: ``inference_parts``. The
     arguments only training uses are filled in with empty arrays and
     placeholder functions of the types fit passes, so fit and predict share
     one compiled loop."""
-    run_steps(prog, params, consts, params, _NO_SLOTS, 0, 0, *idle_optimizer(), _NO_F32, 0, _NO_I64,
-              X.reshape(-1), Yf.reshape(-1), Yi, _NO_I64, start, stop, batch, ws, ws, yb, yl, wb, loss_code,
+    run_steps(prog, ints, params, consts, params, _NO_SLOTS, 0, 0, *idle_optimizer(), _NO_F32, 0, _NO_I64,
+              X.reshape(-1), Yf.reshape(-1), Yi.reshape(-1), ins, outs, _NO_I64, start, stop, batch, ws, ws, yb, yl, wb,
               metric_codes, sums, n_parts, ab, _NO_REGS, penalty_function(_NO_REGS), sw, loss_value, loss_grad,
               loss_consts, out, False, *parts)

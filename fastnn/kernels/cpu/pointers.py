@@ -113,3 +113,23 @@ def call(typingctx, fn, *args):
         return result
 
     return signature(sig.return_type, fn, types.StarArgTuple.from_types(args)), codegen
+
+
+def pointer_from_address(sig):
+    """An intrinsic ``cast(address)`` that types an int64 address held in an
+    array (a program row's FWD/BWD, an output's batch loss) as ``Pointer(sig)``.
+    Only addresses ``function_pointer(..., sig).address`` gave may be stored
+    where such a cast reads them: the program builders are the only writers."""
+    pointer_type = Pointer(sig)
+
+    @intrinsic
+    def cast(typingctx, address):
+        if not isinstance(address, types.Integer):
+            raise errors.TypingError(f"a function address must be an integer, got {address}")
+
+        def codegen(context, builder, call_sig, llargs):
+            return context.cast(builder, llargs[0], address, types.int64)
+
+        return signature(pointer_type, address), codegen
+
+    return cast

@@ -79,16 +79,17 @@ def unused_loss():
 
 
 @njit(cache=True, error_model="numpy")
-def rowwise_loss(code, mode, src, grad, yf, yi, wb, b, n, want_grad, loss_value, loss_grad, loss_consts):
+def rowwise_loss(code, mode, src, grad, yf, yi, wb, b, n, want_grad, weight, loss_value, loss_grad, loss_consts):
     """Sum over the ``b`` rows of w_i * l_i; with ``want_grad`` writes
-    d(sum_i w_i l_i / b)/d output into ``grad``.
+    ``weight`` * d(sum_i w_i l_i / b)/d output into ``grad`` (``weight``:
+    the output's loss weight, float32).
 
     ``src``/``grad`` are the output block and its gradient block (1-D views of
     b x n), ``yf``/``yi`` the gathered dense targets / labels, ``wb`` the rows'
     weights (empty: all 1). ``code == CUSTOM`` calls ``loss_value`` and
     ``loss_grad``; other codes call ``losses.row_loss`` on one row."""
     weighted = wb.shape[0] > 0
-    inv_b = np.float32(1.0) / np.float32(b)
+    inv_b = weight / np.float32(b)
     total = 0.0
     for r in range(b):
         w = wb[r] if weighted else np.float32(1.0)

@@ -1,6 +1,8 @@
 """BatchNormalization forward, backward and moving-statistics update (Keras 3 maths).
 
-For a batch of ``b`` rows of width ``n`` (one feature per column):
+Over the last axis: a batch of ``b`` samples of N_OUT values is ``rows = b *
+N_OUT / n`` rows of ``n`` features (``n`` = the integer constant at IAUX; for
+images, every pixel of every sample is a row of channels):
 
 training    mean = sum_r x / b,  var = sum_r (x - mean)^2 / b   (biased, as ``ops.moments``)
 inference   mean, var = moving_mean, moving_variance
@@ -16,7 +18,7 @@ dgamma = sum_r g * xhat,  dbeta = sum_r g, and
 batch statistics  dx = gamma / sqrt(var + eps) / b * (b * g - dbeta - xhat * dgamma)
 fixed statistics  dx = g * gamma / sqrt(var + eps)
 
-Workspace: the op's Z slot is 5n wide, so its block at ``b * Z_POS`` holds at
+Workspace: the op's Z slot is 5 * N_OUT wide, so its block at ``b * Z_POS`` holds at
 least 5n floats for any b >= 1: [mean | var | 1/sqrt(var + eps) | scale |
 shift] after the forward pass; the backward pass reuses the last two as
 per-column sums.
@@ -26,18 +28,21 @@ accumulators in that block, so nothing is allocated per step.
 import numpy as np
 from numba import njit
 
-from ..program import A_POS, AUX, B_OFF, FLAGS, FROZEN, N_OUT, NEED_DX, S_OFF, W_OFF, X_POS, Z_POS
+from ..program import (A_POS, ACC, AUX, B_OFF, BATCHNORM, FLAGS, FROZEN, IAUX, N_OUT, NEED_DX, S_OFF, W_ACC, W_OFF,
+                       X_POS, Z_POS)
+from . import KERNEL, register
 
 _ZERO = np.float32(0.0)
 _ONE = np.float32(1.0)
 
 
-@njit(cache=True, error_model="numpy")
-def batchnorm_forward(rec, params, consts, ws, b, training):
-    """a = BN(x) for the ``b`` rows at X_POS; batch statistics when
+@njit(**KERNEL)
+def batchnorm_forward(rec, ints, params, consts, grads, ws, gs, b, training):
+    """a = BN(x) for the ``b`` samples at X_POS; batch statistics when
     ``training`` and the layer is not frozen, moving statistics otherwise."""
-    n = rec[N_OUT]
+    n = ints[rec[IAUX]]
     x, a, st = b * rec[X_POS], b * rec[A_POS], b * rec[Z_POS]
+    b = b * rec[N_OUT] // n     # rows of n features from here on
     eps = consts[rec[AUX]]
     mean, var, inv_std = ws[st:st + n], ws[st + n:st + 2 * n], ws[st + 2 * n:st + 3 * n]
     scale, shift = ws[st + 3 * n:st + 4 * n], ws[st + 4 * n:st + 5 * n]
@@ -79,13 +84,16 @@ def batchnorm_forward(rec, params, consts, ws, b, training):
             ar[j] = xr[j] * scale[j] + shift[j]
 
 
-@njit(cache=True, error_model="numpy")
-def batchnorm_backward(rec, params, grads, ws, gs, b, training):
-    """Gradients of gamma and beta (unless frozen) into ``grads`` and, with
-    NEED_DX, of the input into ``gs``; ``training`` must match the forward call."""
-    n = rec[N_OUT]
+@njit(**KERNEL)
+def batchnorm_backward(rec, ints, params, consts, grads, ws, gs, b, training):
+    """Gradients of gamma and beta (unless frozen) into ``grads`` (added with
+    W_ACC) and, with NEED_DX, of the input into ``gs`` (added with ACC);
+    ``training`` must match the forward call."""
+    n = ints[rec[IAUX]]
     flags = rec[FLAGS]
     x, a, st = b * rec[X_POS], b * rec[A_POS], b * rec[Z_POS]
+    b = b * rec[N_OUT] // n
+    w_acc, acc = (flags & W_ACC) != 0, (rec[ACC] & 1) != 0
     mean, inv_std = ws[st:st + n], ws[st + 2 * n:st + 3 * n]
     sum_g, sum_gx = ws[st + 3 * n:st + 4 * n], ws[st + 4 * n:st + 5 * n]
     for j in range(n):
@@ -104,10 +112,10 @@ def batchnorm_backward(rec, params, grads, ws, gs, b, training):
     if (flags & FROZEN) == 0:
         if g_off >= 0:
             for j in range(n):
-                grads[g_off + j] = sum_gx[j]
+                grads[g_off + j] = sum_gx[j] + (grads[g_off + j] if w_acc else _ZERO)
         if b_off >= 0:
             for j in range(n):
-                grads[b_off + j] = sum_g[j]
+                grads[b_off + j] = sum_g[j] + (grads[b_off + j] if w_acc else _ZERO)
     if (flags & NEED_DX) == 0:
         return
     batch_stats = training and (flags & FROZEN) == 0
@@ -121,21 +129,26 @@ def batchnorm_backward(rec, params, grads, ws, gs, b, training):
             k = inv_std[j] * params[g_off + j] if g_off >= 0 else inv_std[j]
             if batch_stats:
                 xhat = (xr[j] - mean[j]) * inv_std[j]
-                dx[j] = k * inv_count * (count * gr[j] - sum_g[j] - xhat * sum_gx[j])
+                v = k * inv_count * (count * gr[j] - sum_g[j] - xhat * sum_gx[j])
             else:
-                dx[j] = k * gr[j]
+                v = k * gr[j]
+            dx[j] = v + dx[j] if acc else v
 
 
-@njit(cache=True, error_model="numpy")
-def batchnorm_update_moving(rec, params, consts, ws, b):
+@njit(**KERNEL)
+def batchnorm_update_moving(rec, ints, params, consts, grads, ws, gs, b, training):
     """moving = moving * momentum + batch * (1 - momentum) for mean and variance,
     from the statistics the last training forward pass left in the Z slot."""
     if (rec[FLAGS] & FROZEN) != 0:
         return
-    n = rec[N_OUT]
+    n = ints[rec[IAUX]]
     st = b * rec[Z_POS]
     momentum, rest = consts[rec[AUX] + 1], consts[rec[AUX] + 2]
     moving = params[rec[S_OFF]:rec[S_OFF] + 2 * n]
     batch = ws[st:st + 2 * n]
     for j in range(2 * n):
         moving[j] = moving[j] * momentum + batch[j] * rest
+
+
+BATCHNORM_KIND = register("BatchNormalization", batchnorm_forward, batchnorm_backward, batchnorm_update_moving,
+                          code=BATCHNORM, shareable=True, on_cuda=True)

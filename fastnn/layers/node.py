@@ -1,0 +1,88 @@
+"""Symbolic tensors and the nodes that connect layers into a graph.
+
+Calling a layer on ``KerasTensor``s (``keras.Input(...)`` or another
+layer's output) records a ``Node``: the layer, the tensors it read, the
+tensors it made. A model is the walk from its outputs back to its inputs
+(``models.functional``); nothing is computed until the model runs.
+"""
+import math
+
+
+class KerasTensor:
+    """A placeholder for a batch of values: ``shape`` is ``(None, *per_sample)``,
+    ``dtype`` "float32". ``_keras_history`` is (layer, node index, tensor index)."""
+
+    def __init__(self, shape, name=None, dtype="float32"):
+        self.shape = tuple(shape)
+        self.dtype = dtype
+        self.name = name
+        self._keras_history = None
+
+    @property
+    def ndim(self):
+        return len(self.shape)
+
+    @property
+    def sample_shape(self):
+        return self.shape[1:]
+
+    @property
+    def sample_size(self):
+        return math.prod(self.shape[1:])
+
+    @property
+    def node(self):
+        layer, node_index, _ = self._keras_history
+        return layer._inbound_nodes[node_index]
+
+    def __repr__(self):
+        return f"<KerasTensor shape={self.shape}, dtype={self.dtype}, name={self.name}>"
+
+    def __array__(self, *args, **kwargs):
+        raise TypeError("A symbolic KerasTensor has no values: it stands for the data a model will be given. "
+                        "Use fastnn.ops (or layers) on it inside a model, and NumPy on real arrays")
+
+    def __bool__(self):
+        raise TypeError("A symbolic KerasTensor cannot be used as a Python bool: branches on data values cannot "
+                        "be traced into a model")
+
+
+class Node:
+    """One call of ``layer``: ``inputs`` is the call's input structure (a
+    tensor or a list of tensors), ``outputs`` the tensors it made,
+    ``kwargs`` the call's keyword arguments (e.g. ``training``)."""
+
+    def __init__(self, layer, inputs, outputs, kwargs=None):
+        self.layer = layer
+        self.inputs = inputs
+        self.input_tensors = flatten(inputs)
+        self.outputs = outputs
+        self.kwargs = dict(kwargs or {})
+
+    @property
+    def parents(self):
+        """Nodes that made this node's inputs."""
+        return [t.node for t in self.input_tensors]
+
+    @property
+    def input_shape(self):
+        """Per-sample shape of the input (a list of shapes for several inputs)."""
+        if isinstance(self.inputs, KerasTensor):
+            return self.inputs.sample_shape
+        return [t.sample_shape for t in self.input_tensors]
+
+
+def flatten(structure):
+    """The tensors of a tensor / list / tuple / dict structure, in order (dicts by insertion)."""
+    if isinstance(structure, KerasTensor):
+        return [structure]
+    if isinstance(structure, dict):
+        return [t for v in structure.values() for t in flatten(v)]
+    if isinstance(structure, (list, tuple)):
+        return [t for v in structure for t in flatten(v)]
+    return []
+
+
+def is_symbolic(structure):
+    """True when ``structure`` holds any KerasTensor."""
+    return bool(flatten(structure))
