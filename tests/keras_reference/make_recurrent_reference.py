@@ -124,6 +124,7 @@ def layer_cases():
         c[f"{cls}_mask_pre"] = (t + "_pre", lambda K=K: K(3))
         c[f"{cls}_mask_post"] = (t + "_post", lambda K=K: K(3))
         c[f"{cls}_mask_post_seq"] = (t + "_post", lambda K=K: K(3, return_sequences=True))
+        c[f"{cls}_mask_pre_seq"] = (t + "_pre", lambda K=K: K(3, return_sequences=True))
         c[f"{cls}_mask_pre_backwards"] = (t + "_pre", lambda K=K: K(3, go_backwards=True))
     c["SimpleRNN_relu"] = (f, lambda: L.SimpleRNN(3, activation="relu"))
     c["SimpleRNN_nobias"] = (f, lambda: L.SimpleRNN(3, use_bias=False))
