@@ -3,6 +3,8 @@
 ``import fastnn as keras`` and write Keras code: ``keras.Sequential``,
 ``keras.layers.Dense``, ``model.compile``, ``model.fit``, ...
 """
+from . import threads
+threads.configure_waiting()     # before Numba starts its thread pool
 from . import activations, callbacks, initializers, layers, losses, metrics, models, optimizers, utils
 from . import regularizers
 from . import datasets, errors

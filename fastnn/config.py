@@ -98,3 +98,10 @@ def device(name):
         yield
     finally:
         _choice = previous
+
+
+def set_threads(n):
+    """Fixes how many threads the compiled loops use (``None``: follow the
+    cores other processes leave free, the default; see ``fastnn.threads``)."""
+    from . import threads
+    threads.set_threads(n)

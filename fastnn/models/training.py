@@ -20,11 +20,10 @@ import threading
 import time
 import warnings
 
-import numba
 import numpy as np
 
 from .. import callbacks as callbacks_module
-from .. import config
+from .. import config, threads
 from ..errors import NonFiniteLossError
 from ..kernels import kinds
 from ..kernels import program as P
@@ -36,16 +35,6 @@ from . import data, sample_weights, sources
 from . import program as program_module
 
 _CHUNK_SECONDS = 0.1
-_blas_controller = None
-
-
-def blas_single_thread():
-    """Context manager pinning every loaded BLAS to one thread."""
-    global _blas_controller
-    if _blas_controller is None:
-        from threadpoolctl import ThreadpoolController
-        _blas_controller = ThreadpoolController()
-    return _blas_controller.limit(limits=1, user_api="blas")
 
 
 def resolve_verbose(verbose):
@@ -213,12 +202,12 @@ def run_inference(model, program, source, batch_size, losses, metrics, want_outp
         return metrics.logs(with_penalty)
 
     bar = Progbar(source.steps(batch_size), verbose) if verbose else None
-    n_parts = numba.get_num_threads()
+    n_parts = threads.parts()
     per_batch = callbacks is not None and callbacks.batch_level[mode]
     if callbacks is not None:
         getattr(callbacks, f"on_{mode}_begin")()
     done = 0
-    with blas_single_thread():
+    with threads.compiled_run() as chooser:
         for chunk in source.in_order(batch_size, per_batch):
             if per_batch:
                 getattr(callbacks, f"on_{mode}_batch_begin")(done, logs={})
@@ -236,10 +225,12 @@ def run_inference(model, program, source, batch_size, losses, metrics, want_outp
             else:
                 if chunk.batch > ws.batch:
                     ws = Workspace(program, chunk.batch, training=False)
+                chooser.begin()
                 engine.infer_steps(program.prog, program.ints, params, program.consts, chunk.X, chunk.Yf, chunk.Yi,
                                    program.ins, spec.outs, chunk.start, chunk.stop, chunk.batch, ws.ws, ws.yb, ws.yl,
                                    ws.wb, codes, sums, dst, n_parts, ws.ab, chunk.sw if weighted else _NO_WEIGHTS,
                                    value_fn, grad_fn, loss_consts, *loop_parts)
+                chooser.end()
             rows = slice(chunk.start, chunk.stop)
             if metrics is not None and metrics.needs_predictions:
                 spec.update(metrics, chunk.Yf, chunk.Yi, rows, dst[rows], chunk.sw[rows] if weighted else None)
@@ -420,7 +411,7 @@ def fit(model, x, y, batch_size, epochs, verbose, callbacks, validation_split, v
     loop_parts = engine.training_parts(program.prog)
     penalty_fn = regularizers.penalty_function(program.regs)
     pred_out = np.empty((0, program.out_width), dtype=np.float32)   # grown to a chunk when metrics need it
-    n_parts = numba.get_num_threads()
+    n_parts = threads.parts()
     session = cuda_session(program, params, batch_size, opt, model._n_trainable, losses, bounds)
 
     history = callbacks_module.History()
@@ -447,7 +438,7 @@ def fit(model, x, y, batch_size, epochs, verbose, callbacks, validation_split, v
         step = 0
         ran_out = False
         # Pinned for the whole epoch, not per chunk: pinning costs ~30 us, a step can cost less.
-        with blas_single_thread():
+        with threads.compiled_run() as chooser:
             while True:
                 t0 = time.perf_counter()
                 chunk = reader.next(steps_per_chunk)
@@ -470,6 +461,7 @@ def fit(model, x, y, batch_size, epochs, verbose, callbacks, validation_split, v
                         if chunk.batch > ws.batch:
                             ws = Workspace(program, chunk.batch)
                         # hp can change between chunks (callbacks), so can what a step must prepare
+                        chooser.begin()
                         done = engine.run_steps(
                             program.prog, program.ints, params, program.consts, grads, opt.slots, model._n_trainable,
                             opt.code, *optimizer_step_functions(opt.code, hp), hp, opt.iterations, bounds,
@@ -477,6 +469,7 @@ def fit(model, x, y, batch_size, epochs, verbose, callbacks, validation_split, v
                             chunk.ids, chunk.start, chunk.stop, chunk.batch, ws.ws, ws.gs, ws.yb, ws.yl, ws.wb,
                             codes, sums, n_parts, ws.ab, program.regs, penalty_fn, chunk.sw, value_fn, grad_fn,
                             loss_consts, pred_out, True, *loop_parts)
+                        chooser.end()
                     done -= opt.iterations
                     opt.iterations += done
                     step += done
@@ -581,10 +574,11 @@ def loss_and_gradients(model, x, y, sample_weight=None, training=False):
     spec = LoopSpec(program, losses, None, sw.shape[0] > 0)
     ws = Workspace(program, X.shape[0])
     grads = np.zeros_like(model._params)
-    with blas_single_thread():
+    with threads.compiled_run() as chooser:
+        chooser.begin()
         loss = engine.loss_gradients(program.prog, program.ints, model._params, program.consts, grads, X.reshape(-1),
                                      Yf.reshape(-1), Yi.reshape(-1), program.ins, spec.outs, X.shape[0], ws.ws, ws.gs,
-                                     ws.yb, ws.yl, numba.get_num_threads(), ws.ab, program.regs,
+                                     ws.yb, ws.yl, threads.parts(), ws.ab, program.regs,
                                      regularizers.penalty_function(program.regs), sw, *spec.loss_functions,
                                      bool(training), *engine.training_parts(program.prog))
     return float(loss), grads
