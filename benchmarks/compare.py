@@ -2,6 +2,7 @@
 
     python benchmarks/compare.py                      # batch 32, 128, 1024; 3 timed epochs each
     python benchmarks/compare.py --batches 32 --epochs 2 --torch-python /path/to/python
+    python benchmarks/compare.py --busy 1 --policies  # one spinning process; fastnn's thread settings too
 
 Each (framework, batch) runs in its own process (run_one.py), frameworks
 alternating, so import time, first-step latency and peak RSS are each
@@ -20,23 +21,31 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 
+# fastnn's thread settings compared by --policies: the default, then what a user could set instead.
+POLICIES = {"fastnn": {}, "fastnn passive": {"OMP_WAIT_POLICY": "passive"},
+            "fastnn 1 thread": {"NUMBA_NUM_THREADS": "1"}}
+SPIN = "while True: pass"
+
 
 def available(python, module):
     return subprocess.run([python, "-c", f"import {module}"], capture_output=True).returncode == 0
 
 
-def run(python, framework, batch, epochs, n_train, cache_dir=None):
+def run(python, framework, batch, epochs, n_train, cache_dir=None, extra_env=None, label=None):
     cmd = [python, str(HERE / "run_one.py"), framework, "--batch", str(batch), "--epochs", str(epochs),
            "--n-train", str(n_train)]
     env = None
     if framework == "fastnn":
-        env = dict(os.environ, PYTHONPATH=str(HERE.parent) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+        env = dict(os.environ, PYTHONPATH=str(HERE.parent) + os.pathsep + os.environ.get("PYTHONPATH", ""),
+                   **(extra_env or {}))
         if cache_dir is not None:
             env["NUMBA_CACHE_DIR"] = cache_dir
     out = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if out.returncode != 0:
         raise RuntimeError(f"{framework} batch {batch} failed:\n{out.stderr[-2000:]}")
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    result["framework"] = label or framework
+    return result
 
 
 def main():
@@ -47,9 +56,23 @@ def main():
     p.add_argument("--torch-python", default=sys.executable)
     p.add_argument("--keras-python", default=sys.executable)
     p.add_argument("--json", help="also write all raw results to this file")
+    p.add_argument("--busy", type=int, default=0,
+                   help="run this many single-threaded spinning processes during the measurement")
+    p.add_argument("--policies", action="store_true",
+                   help="also time fastnn with OMP_WAIT_POLICY=passive and with one thread")
     args = p.parse_args()
+    spinners = [subprocess.Popen([sys.executable, "-c", SPIN]) for _ in range(args.busy)]
+    try:
+        report(args)
+    finally:
+        for proc in spinners:
+            proc.kill()
 
+
+def report(args):
     frameworks = [("fastnn", sys.executable)]
+    if args.policies:
+        frameworks += [(name, sys.executable) for name in POLICIES if name != "fastnn"]
     for name, python, module in (("torch", args.torch_python, "torch"), ("keras", args.keras_python, "keras")):
         if available(python, module):
             frameworks.append((name, python))
@@ -60,7 +83,8 @@ def main():
     results = []
     for batch in args.batches:
         for name, python in frameworks:
-            r = run(python, name, batch, args.epochs, args.n_train)
+            framework = "fastnn" if name in POLICIES else name
+            r = run(python, framework, batch, args.epochs, args.n_train, extra_env=POLICIES.get(name), label=name)
             results.append(r)
             print(f"# {name:6s} batch {batch:5d}: epochs {', '.join(f'{t:.3f}' for t in r['epochs'])} s",
                   file=sys.stderr)
@@ -68,8 +92,9 @@ def main():
         Path(args.json).write_text(json.dumps(results, indent=1))
 
     names = [n for n, _ in frameworks]
+    busy = f"; {args.busy} spinning process(es) running" if args.busy else "; no other load started"
     print(f"\nseeds' MLP 784-300-100-10, Adam, {results[0]['n_train']} {results[0]['data']} images; "
-          f"median seconds per epoch of {args.epochs}")
+          f"median seconds per epoch of {args.epochs}{busy}")
     head = "| batch | " + " | ".join(names) + " | " + " | ".join(f"fastnn / {n}" for n in names[1:]) + " |"
     print(head)
     print("|" + " --- |" * (head.count("|") - 1))
