@@ -8,7 +8,6 @@ class holds what they share: weights, compile, fit / evaluate / predict,
 saving. Structure comes from ``_graph()``: (input tensors, layer calls in
 order, output tensors).
 """
-import copy
 
 import numpy as np
 
@@ -409,25 +408,31 @@ class Model:
         return ModelIO(self.input_names, [t.sample_shape for t in inputs], self.output_names,
                        [t.sample_shape for t in outputs], self._losses)
 
-    def _source(self, x, y, loss, steps=None, what="x", y_what="y", steps_what="steps", **weights):
-        """``x`` (and, with a ``loss``, targets ``y``) as a bound data source
-        (``sources``), building the model from x's shape if needed.
-        ``weights``: ``sample_weight``, ``class_weight``, ``sw_what`` for ``sources.make``.
-        A model of several inputs or outputs packs them into one feature
-        array and one target array per kind (``outputs.ModelIO``)."""
-        if self.built and (len(self._graph()[0]) > 1 or len(self._graph()[2]) > 1):
-            return self._io().source(x, y, loss is not None, steps, what, y_what, steps_what, **weights)
+    def _source(self, x, y, with_targets, steps=None, what="x", y_what="y", steps_what="steps", **weights):
+        """``x`` (and, ``with_targets``, targets ``y`` for the compiled losses) as
+        a bound data source (``sources``), building the model from x's shape
+        if needed. ``weights``: ``sample_weight``, ``class_weight``, ``sw_what``
+        for ``sources.make``. A model of several inputs or outputs packs them
+        into one feature array and one target array per kind (``outputs.ModelIO``)."""
+        def several():
+            return len(self._graph()[0]) > 1 or len(self._graph()[2]) > 1
+
+        if self.built and several():
+            if with_targets:
+                self._require_compiled("fit")
+            return self._io().source(x, y, with_targets, steps, what, y_what, steps_what, **weights)
         x_single = x
         if not self.built and isinstance(x, (list, tuple)) and len(x) == 1 and not sources.is_producer(x):
             x_single = x[0]
-        src = sources.make(_single(x_single), _single(y) if loss is not None else y, targets=loss is not None,
-                           steps=steps, what=what, y_what=y_what, steps_what=steps_what, **weights)
+        src = sources.make(_single(x_single), _single(y) if with_targets else y, targets=with_targets, steps=steps,
+                           what=what, y_what=y_what, steps_what=steps_what, **weights)
         self._ensure_built(lambda: src.sample_shape, what)
+        if with_targets:
+            self._require_compiled("fit")     # built just now: the losses per output are known
+        if several():
+            return self._io().source(x, y, with_targets, steps, what, y_what, steps_what, **weights)
         inputs, _, outputs = self._graph()
-        if len(inputs) > 1 or len(outputs) > 1:    # built just now for several inputs or outputs
-            return self._io().source(x, y, loss is not None, steps, what, y_what, steps_what, **weights)
-        return src.bind(inputs[0].sample_shape, self._losses[0] if loss is not None else None,
-                        outputs[0].sample_shape)
+        return src.bind(inputs[0].sample_shape, self._losses[0] if with_targets else None, outputs[0].sample_shape)
 
     def _program(self, losses):
         """The op table for these per-output losses (None: inference), cached."""
@@ -491,7 +496,7 @@ class Model:
         self._require_compiled("evaluate")
         batch_size = data.positive_int(32 if batch_size is None else batch_size, "batch_size")
         verbose = training.resolve_verbose(verbose)
-        src = self._source(x, y, self._losses, steps=steps, sample_weight=sample_weight)
+        src = self._source(x, y, True, steps=steps, sample_weight=sample_weight)
         logs = training.evaluate(self, src, batch_size, verbose, callbacks)
         if return_dict:
             return logs
@@ -507,7 +512,7 @@ class Model:
         self._require_built_for(x, None)
         batch_size = data.positive_int(32 if batch_size is None else batch_size, "batch_size")
         verbose = training.resolve_verbose(verbose)
-        src = self._source(x, None, None, steps=steps)
+        src = self._source(x, None, False, steps=steps)
         return training.predict(self, src, batch_size, verbose, callbacks)
 
     def _split_outputs(self, out):

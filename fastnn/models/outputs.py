@@ -8,7 +8,6 @@ user's structures (lists in input/output order, or dicts keyed by name)
 into those arrays once, checking each part as a one-input model would.
 ``OutputMetrics`` turns the loops' sums into Keras 3's log names.
 """
-import math
 
 import numpy as np
 

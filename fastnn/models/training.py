@@ -28,6 +28,7 @@ from ..errors import NonFiniteLossError
 from ..kernels import kinds
 from ..kernels import program as P
 from ..kernels.cpu import engine, regularizers
+from ..kernels.cpu.records import Data, LossFns, Net, Optim, Work
 from ..kernels.cpu.optimizers import optimizer_step_functions
 from ..kernels.cpu.sample_loss import unused_loss
 from ..utils.progbar import Progbar
@@ -58,6 +59,10 @@ class Workspace:
         self.yl = np.zeros(batch, dtype=np.int64)
         self.wb = np.zeros(batch, dtype=np.float32)
         self.ab = np.array([1.0, 0.0, 1.0, 1.0], dtype=np.float32)    # (alpha, beta) to write, then to add
+
+    def record(self, grads, sums, out, metric_codes):
+        """These buffers as the loop's ``records.Work`` (in inference ``grads`` is any float32 buffer)."""
+        return Work(grads, self.ws, self.gs, self.yb, self.yl, self.wb, self.ab, sums, out, metric_codes)
 
 
 def _targets(Yf, Yi, rows):
@@ -154,6 +159,8 @@ def _device_data(session, source, chunk):
 
 _NO_WEIGHTS = np.zeros(0, dtype=np.float32)
 _NO_METRICS = np.zeros(0, dtype=np.int64)
+_NO_IDS = np.zeros(0, dtype=np.int64)
+_NO_REGS = np.zeros((0, 3), dtype=np.int64)
 
 
 def run_inference(model, program, source, batch_size, losses, metrics, want_output, verbose, params,
@@ -186,6 +193,8 @@ def run_inference(model, program, source, batch_size, losses, metrics, want_outp
     value_fn, grad_fn, loss_consts = spec.loss_functions
     codes = spec.codes
     loop_parts = engine.inference_parts(program.prog, batch_size)
+    net = Net(program.prog, program.ints, params, program.consts, program.ins, spec.outs, program.regs)
+    loss_fns = LossFns(value_fn, grad_fn, loss_consts, regularizers.penalty_function(_NO_REGS))
     sums = np.zeros(spec.n_sums, dtype=np.float64)
     keep = want_output or (metrics is not None and metrics.needs_predictions)
     width = program.out_width
@@ -226,10 +235,10 @@ def run_inference(model, program, source, batch_size, losses, metrics, want_outp
                 if chunk.batch > ws.batch:
                     ws = Workspace(program, chunk.batch, training=False)
                 chooser.begin()
-                engine.infer_steps(program.prog, program.ints, params, program.consts, chunk.X, chunk.Yf, chunk.Yi,
-                                   program.ins, spec.outs, chunk.start, chunk.stop, chunk.batch, ws.ws, ws.yb, ws.yl,
-                                   ws.wb, codes, sums, dst, n_parts, ws.ab, chunk.sw if weighted else _NO_WEIGHTS,
-                                   value_fn, grad_fn, loss_consts, *loop_parts)
+                engine.infer_steps(net, Data(chunk.X.reshape(-1), chunk.Yf.reshape(-1), chunk.Yi.reshape(-1),
+                                             chunk.sw if weighted else _NO_WEIGHTS, _NO_IDS),
+                                   ws.record(params, sums, dst, codes), loss_fns, loop_parts, chunk.start, chunk.stop,
+                                   chunk.batch, n_parts)
                 chooser.end()
             rows = slice(chunk.start, chunk.stop)
             if metrics is not None and metrics.needs_predictions:
@@ -355,17 +364,72 @@ def _validation_source(model, validation_data, validation_steps):
         if isinstance(validation_data, collections.abc.Iterator) and validation_steps is None:
             raise ValueError("validation_data is a generator: pass validation_steps (batches per validation "
                              "pass; a generator cannot be restarted every epoch), or use a PyDataset")
-        return model._source(validation_data, None, model._losses, steps=validation_steps, what="validation_data",
+        return model._source(validation_data, None, True, steps=validation_steps, what="validation_data",
                              steps_what="validation_steps")
     if not isinstance(validation_data, (tuple, list)) or len(validation_data) not in (2, 3):
         raise ValueError("validation_data must be a tuple (x_val, y_val) or (x_val, y_val, sample_weight), or a "
                          "PyDataset, got "
                          f"{type(validation_data).__name__}"
                          + (f" of length {len(validation_data)}" if isinstance(validation_data, (tuple, list)) else ""))
-    return model._source(validation_data[0], validation_data[1], model._losses, what="validation_data[0] (x)",
+    return model._source(validation_data[0], validation_data[1], True, what="validation_data[0] (x)",
                          y_what="validation_data[1] (y)",
                          sample_weight=validation_data[2] if len(validation_data) == 3 else None,
                          sw_what="validation_data[2] (sample_weight)")
+
+
+class StepRunner:
+    """The compiled loop's side of ``fit``: everything a chunk of training
+    steps needs (program records, workspace, the optimizer's state, the CUDA
+    session when training on the GPU), and ``run`` to take those steps.
+    ``fit`` around it is the epoch glue: data, progress, callbacks, faults."""
+
+    def __init__(self, model, program, metrics, weighted, batch_size):
+        opt = model.optimizer
+        if model._optimizer_layout is not model._layout:
+            opt.slots = None    # the trainable part of the buffer changed: its slots no longer match
+            model._optimizer_layout = model._layout
+        opt.build(model._n_trainable)
+        self.model, self.program, self.opt = model, program, opt
+        self.metrics = metrics
+        self.bounds = trainable_bounds(model)
+        self.grads = np.zeros_like(model._params)
+        self.ws = Workspace(program, batch_size)
+        self.spec = spec = LoopSpec(program, model._losses, metrics, weighted)
+        value_fn, grad_fn, loss_consts = spec.loss_functions
+        self.parts = engine.training_parts(program.prog)
+        self.net = Net(program.prog, program.ints, model._params, program.consts, program.ins, spec.outs,
+                       program.regs)
+        self.loss_fns = LossFns(value_fn, grad_fn, loss_consts, regularizers.penalty_function(program.regs))
+        self.pred_out = np.empty((0, program.out_width), dtype=np.float32)   # grown to a chunk when metrics need it
+        self.session = cuda_session(program, model._params, batch_size, opt, model._n_trainable, model._losses,
+                                    self.bounds)
+
+    def run(self, chunk, source, hp, sums, chooser):
+        """Trains on ``chunk`` with the optimizer's numbers ``hp``; returns the
+        steps taken (fewer than offered when a loss went NaN/inf)."""
+        opt, program, spec, model = self.opt, self.program, self.spec, self.model
+        if self.metrics.needs_predictions and self.pred_out.shape[0] < chunk.stop:
+            self.pred_out = np.empty((chunk.stop, program.out_width), dtype=np.float32)
+        if self.session is not None:
+            self.session = _session_for(self.session, chunk, program, model._params, opt, model._n_trainable)
+            done = _train_on_gpu(self.session, _device_data(self.session, source, chunk), chunk, hp,
+                                 opt.iterations, model._losses[0].code, 1 if model._losses[0].from_logits else 0,
+                                 spec.codes, sums, self.pred_out if self.metrics.needs_predictions else None)
+        else:
+            if chunk.batch > self.ws.batch:
+                self.ws = Workspace(program, chunk.batch)
+            # hp can change between chunks (callbacks), so can what a step must prepare
+            chooser.begin()
+            done = engine.run_steps(
+                self.net, Optim(opt.slots, model._n_trainable, opt.code, hp, self.bounds,
+                                *optimizer_step_functions(opt.code, hp)),
+                Data(chunk.X.reshape(-1), chunk.Yf.reshape(-1), chunk.Yi.reshape(-1), chunk.sw, chunk.ids),
+                self.ws.record(self.grads, sums, self.pred_out, spec.codes), self.loss_fns, self.parts,
+                opt.iterations, chunk.start, chunk.stop, chunk.batch, threads.parts(), True)
+            chooser.end()
+        done -= opt.iterations
+        opt.iterations += done
+        return done
 
 
 def fit(model, x, y, batch_size, epochs, verbose, callbacks, validation_split, validation_data,
@@ -378,7 +442,7 @@ def fit(model, x, y, batch_size, epochs, verbose, callbacks, validation_split, v
             not 0 <= validation_split < 1:
         raise ValueError(f"validation_split must be a number in [0, 1), got {validation_split!r}")
 
-    train = model._source(x, y, model._losses, steps=steps_per_epoch, steps_what="steps_per_epoch",
+    train = model._source(x, y, True, steps=steps_per_epoch, steps_what="steps_per_epoch",
                           sample_weight=sample_weight, class_weight=class_weight)
     program = model._program_for_training()
     val = None
@@ -395,24 +459,9 @@ def fit(model, x, y, batch_size, epochs, verbose, callbacks, validation_split, v
     val_metrics = None if val is None else model._resolve_metrics(sparse, val.weighted)
 
     opt = model.optimizer
-    if model._optimizer_layout is not model._layout:
-        opt.slots = None    # the trainable part of the buffer changed: its slots no longer match
-        model._optimizer_layout = model._layout
-    opt.build(model._n_trainable)
-    bounds = trainable_bounds(model)
-    params = model._params
-    grads = np.zeros_like(params)
     steps = train.steps(batch_size)
-    ws = Workspace(program, batch_size)
-    spec = LoopSpec(program, losses, metrics, train.weighted)
-    codes = spec.codes
-    loss_mode = 1 if losses[0].from_logits else 0
-    value_fn, grad_fn, loss_consts = spec.loss_functions
-    loop_parts = engine.training_parts(program.prog)
-    penalty_fn = regularizers.penalty_function(program.regs)
-    pred_out = np.empty((0, program.out_width), dtype=np.float32)   # grown to a chunk when metrics need it
-    n_parts = threads.parts()
-    session = cuda_session(program, params, batch_size, opt, model._n_trainable, losses, bounds)
+    runner = StepRunner(model, program, metrics, train.weighted, batch_size)
+    params, spec = model._params, runner.spec
 
     history = callbacks_module.History()
     cbs = callbacks_module.CallbackList(callbacks_module.as_list(callbacks) + [history], model,
@@ -449,41 +498,20 @@ def fit(model, x, y, batch_size, epochs, verbose, callbacks, validation_split, v
                     cbs.on_train_batch_begin(step, logs={})
                 hp = opt.hyper()     # after the hooks: what they changed applies from this step
                 offered = -(-(chunk.stop - chunk.start) // chunk.batch)
-                if metrics.needs_predictions and pred_out.shape[0] < chunk.stop:
-                    pred_out = np.empty((chunk.stop, program.out_width), dtype=np.float32)
                 with _HoldInterrupt():
-                    if session is not None:
-                        session = _session_for(session, chunk, program, params, opt, model._n_trainable)
-                        done = _train_on_gpu(session, _device_data(session, train, chunk), chunk, hp,
-                                             opt.iterations, losses[0].code, loss_mode, codes, sums,
-                                             pred_out if metrics.needs_predictions else None)
-                    else:
-                        if chunk.batch > ws.batch:
-                            ws = Workspace(program, chunk.batch)
-                        # hp can change between chunks (callbacks), so can what a step must prepare
-                        chooser.begin()
-                        done = engine.run_steps(
-                            program.prog, program.ints, params, program.consts, grads, opt.slots, model._n_trainable,
-                            opt.code, *optimizer_step_functions(opt.code, hp), hp, opt.iterations, bounds,
-                            chunk.X.reshape(-1), chunk.Yf.reshape(-1), chunk.Yi.reshape(-1), program.ins, spec.outs,
-                            chunk.ids, chunk.start, chunk.stop, chunk.batch, ws.ws, ws.gs, ws.yb, ws.yl, ws.wb,
-                            codes, sums, n_parts, ws.ab, program.regs, penalty_fn, chunk.sw, value_fn, grad_fn,
-                            loss_consts, pred_out, True, *loop_parts)
-                        chooser.end()
-                    done -= opt.iterations
-                    opt.iterations += done
+                    done = runner.run(chunk, train, hp, sums, chooser)
                     step += done
                 if metrics.needs_predictions:
                     stop = min(chunk.stop, chunk.start + done * chunk.batch)    # the loop stops early on a NaN loss
                     rows = chunk.ids[chunk.start:stop]
-                    spec.update(metrics, chunk.Yf, chunk.Yi, rows, pred_out[chunk.start:stop],
+                    spec.update(metrics, chunk.Yf, chunk.Yi, rows, runner.pred_out[chunk.start:stop],
                                 chunk.sw[rows] if train.weighted else None)
                 elapsed = time.perf_counter() - t0
                 logs = metrics.logs(sums)
                 if not math.isfinite(sums[0]):
                     # the batch at ``step`` went non-finite and was not applied; the GPU loop,
                     # which does not stop there, ran on: go back to the epoch's start
-                    if session is not None:
+                    if runner.session is not None:
                         saved.restore(params, opt)
                     if batch_hooks:
                         cbs.on_train_batch_end(step, logs=logs)
@@ -491,7 +519,7 @@ def fit(model, x, y, batch_size, epochs, verbose, callbacks, validation_split, v
                         cbs.chunk_end(step, logs)
                     if model.stop_training:   # TerminateOnNaN: stop quietly
                         break
-                    raise _non_finite(params, opt, saved, epoch, step, restore=session is not None)
+                    raise _non_finite(params, opt, saved, epoch, step, restore=runner.session is not None)
                 if batch_hooks:
                     cbs.on_train_batch_end(step - 1, logs=logs)
                 else:
@@ -517,7 +545,7 @@ def fit(model, x, y, batch_size, epochs, verbose, callbacks, validation_split, v
         logs = dict(logs)
         if val is not None:
             vsums, _ = run_inference(model, program, val, batch_size, losses, val_metrics, False, 0, params,
-                                     cbs, "test", session)
+                                     cbs, "test", runner.session)
             logs.update(val_metrics.logs(vsums, "val_"))
         cbs.on_epoch_end(epoch, logs)
         if bar:     # after the callbacks, so keys they add (learning_rate) show, as in Keras
@@ -576,9 +604,10 @@ def loss_and_gradients(model, x, y, sample_weight=None, training=False):
     grads = np.zeros_like(model._params)
     with threads.compiled_run() as chooser:
         chooser.begin()
-        loss = engine.loss_gradients(program.prog, program.ints, model._params, program.consts, grads, X.reshape(-1),
-                                     Yf.reshape(-1), Yi.reshape(-1), program.ins, spec.outs, X.shape[0], ws.ws, ws.gs,
-                                     ws.yb, ws.yl, threads.parts(), ws.ab, program.regs,
-                                     regularizers.penalty_function(program.regs), sw, *spec.loss_functions,
-                                     bool(training), *engine.training_parts(program.prog))
+        loss = engine.loss_gradients(
+            Net(program.prog, program.ints, model._params, program.consts, program.ins, spec.outs, program.regs),
+            Data(X.reshape(-1), Yf.reshape(-1), Yi.reshape(-1), sw, _NO_IDS),
+            ws.record(grads, np.zeros(0), np.empty((0, program.out_width), np.float32), _NO_METRICS),
+            LossFns(*spec.loss_functions, regularizers.penalty_function(program.regs)),
+            engine.training_parts(program.prog), X.shape[0], threads.parts(), bool(training))
     return float(loss), grads

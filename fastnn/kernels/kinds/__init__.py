@@ -20,7 +20,6 @@ the kind module holds the maths. Adding a kind touches its module here, its
 layer class and its tests. Dense is the exception the engine runs itself, in
 its tuned parallel blocks (``cpu/engine.py``).
 """
-import numpy as np
 from numba import njit, types
 
 from .. import program as P
