@@ -50,10 +50,10 @@ def save_model(model, filepath, overwrite=True):
         raise ValueError(f"model.save needs a path ending in '.keras', got {path!r}{hint}; "
                          "use save_weights for a '.weights.h5' file")
     _check_overwrite(path, overwrite)
-    config = json.dumps(model_record(model), allow_nan=False).encode()
-    metadata = json.dumps(_metadata()).encode()
-    weights = _weights_bytes(model)
-    with atomic_write(path) as f:
+    with atomic_write(path) as f:   # everything inside: Ctrl-C is held until the file is whole or gone
+        config = json.dumps(model_record(model), allow_nan=False).encode()
+        metadata = json.dumps(_metadata()).encode()
+        weights = _weights_bytes(model)
         with zipfile.ZipFile(f, "w", compression=zipfile.ZIP_STORED) as zf:
             with zf.open(_METADATA, "w") as member:
                 member.write(metadata)
@@ -69,9 +69,8 @@ def save_weights(model, filepath, overwrite=True):
     if not path.endswith(".weights.h5"):
         raise ValueError(f"save_weights needs a path ending in '.weights.h5', got {path!r}")
     _check_overwrite(path, overwrite)
-    weights = _weights_bytes(model)
     with atomic_write(path) as f:
-        f.write(weights)
+        f.write(_weights_bytes(model))
 
 
 def load_model(filepath, custom_objects=None, compile=True, safe_mode=True):
