@@ -189,10 +189,11 @@ def run_inference(model, program, source, batch_size, loss, metrics, want_output
             else:
                 if chunk.batch > ws.batch:
                     ws = Workspace(program, chunk.batch, training=False)
-                engine.infer_steps(program.prog, params, program.consts, chunk.X, chunk.Yf, chunk.Yi, chunk.start,
-                                   chunk.stop, chunk.batch, ws.ws, ws.yb, ws.yl, ws.wb, loss_code, codes, sums, dst,
-                                   n_parts, ws.ab, chunk.sw if weighted else _NO_WEIGHTS, value_fn, grad_fn,
-                                   loss_consts, *loop_parts)
+                with _HoldInterrupt():   # the first call compiles: a Ctrl-C must not cut it
+                    engine.infer_steps(program.prog, params, program.consts, chunk.X, chunk.Yf, chunk.Yi, chunk.start,
+                                     chunk.stop, chunk.batch, ws.ws, ws.yb, ws.yl, ws.wb, loss_code, codes, sums, dst,
+                                     n_parts, ws.ab, chunk.sw if weighted else _NO_WEIGHTS, value_fn, grad_fn,
+                                     loss_consts, *loop_parts)
             rows = slice(chunk.start, chunk.stop)
             if metrics is not None and metrics.needs_predictions:
                 metrics.update(_targets(chunk.Yf, chunk.Yi, rows), dst[rows], chunk.sw[rows] if weighted else None)
