@@ -19,6 +19,7 @@ after the conversion, so a float64 beyond float32's range (which would
 become inf) is refused too.
 """
 import math
+import os
 
 import numpy as np
 
@@ -213,3 +214,29 @@ def positive_int(value, what, minimum=1):
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
         raise ValueError(f"{what} must be an integer >= {minimum}, got {value!r}")
     return int(value)
+
+
+def rows_per_batch(batch_size, n):
+    """The batch size the loops run: ``batch_size``, but at most the ``n`` rows
+    of the data when ``n`` is known (Keras then trains on one smaller batch),
+    so the per-batch buffers are never sized beyond the data."""
+    return batch_size if n is None else max(1, min(batch_size, n))
+
+
+def check_workspace(batch, floats_per_row):
+    """Refuses, before anything is allocated, a batch whose float32 working
+    memory (``batch * floats_per_row`` values) exceeds the machine's RAM."""
+    need = batch * floats_per_row * 4
+    total = _physical_memory()
+    if total is not None and need > total:
+        raise ValueError(f"batch_size={batch} needs {need / 2**30:,.1f} GiB of working memory for this model "
+                         f"({floats_per_row} float32 values per row), more than this machine's "
+                         f"{total / 2**30:,.1f} GiB; use a smaller batch_size")
+
+
+def _physical_memory():
+    """Bytes of RAM (None where the OS does not say)."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):
+        return None

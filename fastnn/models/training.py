@@ -60,6 +60,7 @@ class Workspace:
     gradient workspace ``gs`` only for ``training`` (inference has none)."""
 
     def __init__(self, program, batch, training=True):
+        data.check_workspace(batch, program.slots * (2 if training else 1) + program.out_width + 3)
         self.batch = batch
         self.ws = np.zeros(batch * program.slots, dtype=np.float32)
         self.gs = np.zeros(self.ws.shape[0] if training else 0, dtype=np.float32)
@@ -141,6 +142,7 @@ def run_inference(model, program, source, batch_size, loss, metrics, want_output
     (running loss and metrics as logs for "test", ``{"outputs": batch}`` for
     "predict")."""
     weighted = loss is not None and source.weighted
+    batch_size = data.rows_per_batch(batch_size, source.n)
     if session is None:
         session = cuda_session(program, params, batch_size, loss=loss)
     ws = Workspace(program, batch_size, training=False)
@@ -334,6 +336,7 @@ def fit(model, x, y, batch_size, epochs, verbose, callbacks, validation_split, v
         if isinstance(train, sources.BatchSource):
             raise ValueError("validation_split needs arrays; with a generator or PyDataset pass validation_data")
         train, val = train.split(validation_split)
+    batch_size = data.rows_per_batch(batch_size, train.n)
     sparse = model.loss.code == P.SCCE
     metrics = model._resolve_metrics(sparse, train.weighted)
     val_metrics = None if val is None else model._resolve_metrics(sparse, val.weighted)
