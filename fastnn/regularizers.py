@@ -12,14 +12,14 @@ and its gradient is added inside the compiled training loop
 (``fastnn.kernels.cpu.regularizers``). Calling a regularizer on an array
 returns its penalty, computed in NumPy.
 """
-import math
-
 import numpy as np
+
+from .utils.numbers import fits_float32
 
 
 def _factor(value, name):
     if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) or \
-            not math.isfinite(value) or value < 0:
+            not fits_float32(value) or value < 0:
         raise ValueError(f"Invalid value for argument {name}: expected a non-negative float, received {name}={value!r}")
     return float(value)
 
