@@ -39,6 +39,10 @@ def real_array(a, what):
         raise ValueError(f"{what} could not be converted to an array: {exc}") from None
     if arr.dtype.kind not in _REAL_KINDS:
         hint = " (an object array: check for None, strings or ragged rows)" if arr.dtype.kind == "O" else ""
+        if arr.dtype.kind in "USO" and any(isinstance(v, (str, bytes)) for v in arr.reshape(-1)[:1000]):
+            hint = ("; it holds strings: encode them as numbers first, e.g. labels as class indices with "
+                    "sklearn.preprocessing.LabelEncoder (what Keras's StringLookup layer does) or "
+                    "np.unique(labels, return_inverse=True)")
         raise ValueError(f"{what} must hold real numbers (bool, integer or float dtype), "
                          f"got dtype {arr.dtype}{hint}")
     return arr

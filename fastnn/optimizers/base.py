@@ -50,6 +50,9 @@ class Optimizer:
                  gradient_accumulation_steps=None, name=None, **kwargs):
         if kwargs.pop("decay", None) is not None:
             warnings.warn("Argument `decay` is no longer supported and will be ignored.", stacklevel=3)
+        if "lr" in kwargs:      # Keras 2's name, removed in Keras 3
+            raise ValueError(f"{type(self).__name__}: `lr` is not an argument; use `learning_rate`, "
+                             f"e.g. {type(self).__name__}(learning_rate={kwargs['lr']!r})")
         if kwargs:
             raise TypeError(f"Unexpected optimizer arguments: {sorted(kwargs)}")
         for arg, value, default in (("use_ema", use_ema, False), ("loss_scale_factor", loss_scale_factor, None),

@@ -1,6 +1,7 @@
 """Seeding, progress bar, summary, Python datasets."""
+from .numerical import normalize, to_categorical
 from .plot import plot_history
 from .py_dataset import PyDataset, Sequence
 from .seeding import set_random_seed
 
-__all__ = ["set_random_seed", "plot_history", "PyDataset", "Sequence"]
+__all__ = ["set_random_seed", "plot_history", "PyDataset", "Sequence", "to_categorical", "normalize"]
