@@ -98,3 +98,10 @@ def device(name):
         yield
     finally:
         _choice = previous
+
+
+__all__ = ["cuda_available", "device", "get_device", "set_device"]
+
+
+def __dir__():   # dir() shows the public names, not the modules this one imports
+    return __all__

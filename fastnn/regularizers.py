@@ -135,3 +135,10 @@ def deserialize(config):
     if cls is None:
         raise ValueError(f"Unknown regularizer class {config.get('class_name')!r}")
     return cls.from_config(config.get("config", {}))
+
+
+__all__ = ["L1", "L1L2", "L2", "Regularizer", "deserialize", "get", "l1", "l1_l2", "l2", "serialize"]
+
+
+def __dir__():   # dir() shows the public names, not the modules this one imports
+    return __all__

@@ -55,3 +55,24 @@ def test_string_labels_are_refused_with_how_to_encode_them(labels):
                                          r"first, e\.g\. labels as class indices with "
                                          r"sklearn\.preprocessing\.LabelEncoder"):
         model.fit(np.zeros((10, 2)), labels, verbose=0)
+
+
+PUBLIC_MODULES = ["fastnn", "fastnn.layers", "fastnn.losses", "fastnn.metrics", "fastnn.optimizers",
+                  "fastnn.optimizers.schedules", "fastnn.activations", "fastnn.initializers", "fastnn.callbacks",
+                  "fastnn.regularizers", "fastnn.config", "fastnn.utils", "fastnn.datasets", "fastnn.models",
+                  "fastnn.saving"]
+
+
+@pytest.mark.parametrize("name", PUBLIC_MODULES)
+def test_public_modules_show_only_public_names(name):
+    import importlib
+    import types
+    module = importlib.import_module(name)
+    shown = [n for n in dir(module) if not n.startswith("_")]
+    assert sorted(shown) == sorted(module.__all__)
+    for n in module.__all__:
+        value = getattr(module, n)       # every listed name exists
+        # modules only where Keras has them too (keras.layers, keras.optimizers.schedules, ...)
+        if isinstance(value, types.ModuleType):
+            assert name in ("fastnn", "fastnn.optimizers", "fastnn.datasets"), n
+    assert not {"np", "os", "inspect", "math", "numbers", "sys", "warnings"} & set(shown)

@@ -156,3 +156,11 @@ def deserialize(config):
         raise ValueError(f"Unknown learning rate schedule {config.get('class_name')!r}; "
                          f"expected one of {sorted(_BY_CLASS)}")
     return cls.from_config(dict(config.get("config", {})))
+
+
+__all__ = ["CosineDecay", "ExponentialDecay", "InverseTimeDecay", "LearningRateSchedule",
+           "PiecewiseConstantDecay", "deserialize", "serialize"]
+
+
+def __dir__():   # dir() shows the public names, not the modules this one imports
+    return __all__

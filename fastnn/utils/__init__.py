@@ -5,3 +5,7 @@ from .py_dataset import PyDataset, Sequence
 from .seeding import set_random_seed
 
 __all__ = ["set_random_seed", "plot_history", "PyDataset", "Sequence", "to_categorical", "normalize"]
+
+
+def __dir__():   # dir() shows the public names, not the submodules
+    return __all__
