@@ -76,3 +76,42 @@ def test_public_modules_show_only_public_names(name):
         if isinstance(value, types.ModuleType):
             assert name in ("fastnn", "fastnn.optimizers", "fastnn.datasets"), n
     assert not {"np", "os", "inspect", "math", "numbers", "sys", "warnings"} & set(shown)
+
+
+_FIRST_FIT = """
+import numpy as np, fastnn as keras
+model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+model.compile(loss="mse")
+model.fit(np.zeros((4, 2)), np.zeros(4), verbose=2)
+model.predict(np.zeros((4, 2)))
+"""
+NOTICE = "fastnn: compiling kernels for this model; first run on this machine only (a few seconds)"
+
+
+def test_a_first_run_that_compiles_says_so_once_on_stderr(tmp_path):
+    import os
+    import subprocess
+    import sys
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path),
+           "PYTHONPATH": os.pathsep.join([root, os.environ.get("PYTHONPATH", "")])}
+    cold = subprocess.run([sys.executable, "-c", _FIRST_FIT], capture_output=True, text=True, env=env, timeout=600)
+    assert cold.returncode == 0, cold.stderr
+    assert cold.stderr.count(NOTICE) == 1 and NOTICE not in cold.stdout
+    assert cold.stderr.index(NOTICE) == 0     # before anything else: the bar would sit empty meanwhile
+    warm = subprocess.run([sys.executable, "-c", _FIRST_FIT], capture_output=True, text=True, env=env, timeout=600)
+    assert warm.returncode == 0 and NOTICE not in warm.stderr
+
+
+def test_verbose_0_keeps_the_compile_notice_quiet(monkeypatch, capsys):
+    from fastnn.kernels import cache
+    monkeypatch.setattr(cache, "_loop_ready", lambda: False)     # as on a machine that never compiled
+    monkeypatch.setattr(cache, "_announced", False)
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    model.compile(loss="mse")
+    model.fit(np.zeros((4, 2)), np.zeros(4), verbose=0)
+    model.evaluate(np.zeros((4, 2)), np.zeros(4), verbose=0)
+    assert capsys.readouterr().err == ""
+    model.predict(np.zeros((4, 2)), verbose=1)
+    model.predict(np.zeros((4, 2)), verbose=1)
+    assert capsys.readouterr().err == NOTICE + "\n"

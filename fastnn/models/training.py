@@ -26,6 +26,7 @@ import numpy as np
 from .. import callbacks as callbacks_module
 from .. import config
 from ..errors import NonFiniteLossError
+from ..kernels import cache as kernel_cache
 from ..kernels import program as P
 from ..kernels.cpu import engine, regularizers
 from ..kernels.cpu.optimizers import optimizer_step_functions
@@ -143,6 +144,7 @@ def run_inference(model, program, source, batch_size, loss, metrics, want_output
     "predict")."""
     weighted = loss is not None and source.weighted
     batch_size = data.rows_per_batch(batch_size, source.n)
+    kernel_cache.announce_compile(verbose)
     if session is None:
         session = cuda_session(program, params, batch_size, loss=loss)
     ws = Workspace(program, batch_size, training=False)
@@ -322,6 +324,7 @@ def fit(model, x, y, batch_size, epochs, verbose, callbacks, validation_split, v
     epochs = data.positive_int(epochs, "epochs", minimum=0)
     initial_epoch = data.positive_int(initial_epoch, "initial_epoch", minimum=0)
     verbose = resolve_verbose(verbose)
+    kernel_cache.announce_compile(verbose)
     if isinstance(validation_split, bool) or not isinstance(validation_split, numbers.Real) or \
             not 0 <= validation_split < 1:
         raise ValueError(f"validation_split must be a number in [0, 1), got {validation_split!r}")
