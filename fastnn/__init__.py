@@ -28,3 +28,7 @@ def __getattr__(name):
 __all__ = ["Model", "Sequential", "Input", "activations", "callbacks", "initializers", "layers", "losses", "metrics",
            "models", "optimizers", "utils", "set_random_seed", "datasets", "config", "device", "saving",
            "regularizers", "errors"]
+
+
+def __dir__():   # dir() shows the public names, not the submodules
+    return __all__

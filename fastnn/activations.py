@@ -132,3 +132,11 @@ def serialize(fn):
 
 def names():
     return sorted(_REGISTRY)
+
+
+__all__ = ["elu", "exponential", "gelu", "get", "leaky_relu", "linear", "names", "relu", "selu",
+           "serialize", "sigmoid", "silu", "softmax", "softplus", "swish", "tanh"]
+
+
+def __dir__():   # dir() shows the public names, not the modules this one imports
+    return __all__

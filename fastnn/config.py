@@ -105,3 +105,10 @@ def set_threads(n):
     cores other processes leave free, the default; see ``fastnn.threads``)."""
     from . import threads
     threads.set_threads(n)
+
+
+__all__ = ["cuda_available", "device", "get_device", "set_device", "set_threads"]
+
+
+def __dir__():   # dir() shows the public names, not the modules this one imports
+    return __all__

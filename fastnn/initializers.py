@@ -176,3 +176,12 @@ def serialize(init):
     """Keras 3's record of an initializer."""
     return {"module": "keras.initializers", "class_name": type(init).__name__, "config": init.get_config(),
             "registered_name": None}
+
+
+__all__ = ["Constant", "GlorotNormal", "GlorotUniform", "HeNormal", "HeUniform", "Initializer",
+           "LecunNormal", "LecunUniform", "Ones", "RandomNormal", "RandomUniform", "VarianceScaling",
+           "Zeros", "get", "serialize"]
+
+
+def __dir__():   # dir() shows the public names, not the modules this one imports
+    return __all__

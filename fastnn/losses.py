@@ -363,3 +363,13 @@ def deserialize(config):
     if cls is None:
         raise ValueError(f"Unknown loss class {config.get('class_name')!r}")
     return cls.from_config(config.get("config", {}))
+
+
+__all__ = ["BinaryCrossentropy", "CategoricalCrossentropy", "Huber", "Loss", "MeanAbsoluteError",
+           "MeanSquaredError", "SparseCategoricalCrossentropy", "binary_crossentropy",
+           "categorical_crossentropy", "deserialize", "get", "huber", "mae", "mean_absolute_error",
+           "mean_squared_error", "mse", "serialize", "sparse_categorical_crossentropy"]
+
+
+def __dir__():   # dir() shows the public names, not the modules this one imports
+    return __all__

@@ -288,3 +288,12 @@ class ModelMetrics:
             value = m.finish(sums[2 + k] / n) if k is not None else m.result()
             logs[prefix + name] = float(np.asarray(value, dtype=np.float64))
         return logs
+
+
+__all__ = ["BinaryAccuracy", "CategoricalAccuracy", "MeanAbsoluteError", "MeanMetricWrapper",
+           "MeanSquaredError", "Metric", "RootMeanSquaredError", "SparseCategoricalAccuracy",
+           "deserialize", "get", "serialize"]
+
+
+def __dir__():   # dir() shows the public names, not the modules this one imports
+    return __all__

@@ -4,3 +4,7 @@ or downloaded once, checksummed), and small real sets shipped in the package:
 from . import breast_cancer, diabetes, digits, fashion_mnist, mnist
 
 __all__ = ["mnist", "fashion_mnist", "digits", "breast_cancer", "diabetes"]
+
+
+def __dir__():   # dir() shows the public names, not the submodules
+    return __all__

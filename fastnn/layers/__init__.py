@@ -61,3 +61,12 @@ def deserialize(record):
 def _short(value, limit=80):
     text = repr(value)
     return text if len(text) <= limit else text[:limit] + "..."
+
+
+__all__ = ["Activation", "BatchNormalization", "Dense", "Dropout", "Flatten", "Input", "InputLayer",
+           "Layer", "LeakyReLU", "Normalization", "Rescaling", "Reshape", "Variable", "deserialize",
+           "get_class", "serialize"]
+
+
+def __dir__():   # dir() shows the public names, not the modules this one imports
+    return __all__

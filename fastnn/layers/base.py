@@ -4,6 +4,8 @@ A layer's weights are ``Variable``s. Once a model is built, every Variable's
 value is a view into the model's one flat float32 parameter buffer, so
 writing a Variable writes the buffer the compiled loops train.
 """
+import contextlib
+import contextvars
 import copy
 import inspect
 import re
@@ -65,6 +67,22 @@ def _check_finite(arr, what):
         raise ValueError(f"{what}: weights must be real numbers, got dtype {arr.dtype}")
     if not np.all(np.isfinite(arr)):
         raise ValueError(f"{what}: weights contain NaN or inf")
+
+
+# How add_weight makes values: None (the initializer), "load" (zeros: a file's values follow, so
+# initializing millions of weights at random would be wasted) or "probe" (one float viewed at
+# the shape, no memory: only the shapes are wanted, to check a file before allocating).
+_WEIGHT_MODE = contextvars.ContextVar("fastnn_weight_mode", default=None)
+
+
+@contextlib.contextmanager
+def weight_mode(mode):
+    """Layers built inside make their weights as ``mode`` says: "load" or "probe" (above)."""
+    token = _WEIGHT_MODE.set(mode)
+    try:
+        yield
+    finally:
+        _WEIGHT_MODE.reset(token)
 
 
 # Keras 3 records every layer's dtype policy like this; fastnn computes in float32 only.
@@ -153,8 +171,13 @@ class Layer:
     # -- weights ---------------------------------------------------------
     def add_weight(self, name, shape, initializer="zeros", trainable=True, regularizer=None):
         init = initializers.get(initializer)
-        var = Variable(init(tuple(shape)), f"{self.name}/{name}", trainable=trainable,
+        mode = _WEIGHT_MODE.get()
+        var = Variable(init(tuple(shape)) if mode is None else 0.0, f"{self.name}/{name}", trainable=trainable,
                        regularizer=regularizers.get(regularizer))
+        if mode == "load":
+            var.value = np.zeros(tuple(shape), dtype=np.float32)
+        elif mode == "probe":    # every element is the one float: writes (a given mean) land harmlessly
+            var.value = np.lib.stride_tricks.as_strided(var.value.reshape(1), tuple(shape), (0,) * len(shape))
         self._weights.append(var)
         return var
 

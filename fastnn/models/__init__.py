@@ -14,3 +14,7 @@ def load_model(filepath, custom_objects=None, compile=True, safe_mode=True):
 
 
 __all__ = ["Model", "Functional", "Sequential", "load_model"]
+
+
+def __dir__():   # dir() shows the public names, not the submodules
+    return __all__

@@ -81,7 +81,8 @@ def pack(layers):
     Returns ``(params, n_trainable)``; every Variable now views ``params``."""
     variables = [v for layer in layers for v in layer.weights]
     trainable = [v for layer in layers for v in layer.trainable_weights]
-    frozen = [v for v in variables if not any(v is t for t in trainable)]
+    trainable_ids = {id(v) for v in trainable}     # a set: packing stays linear in the layers
+    frozen = [v for v in variables if id(v) not in trainable_ids]
     ordered = trainable + frozen
     params = np.empty(sum(v.size for v in ordered), dtype=np.float32)
     off = 0

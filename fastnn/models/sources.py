@@ -325,12 +325,26 @@ class _FileRows:
 
 
 class _IndexedRows:
-    """Rows read by NumPy indexing: in-memory arrays, copy-on-write memmaps."""
+    """Rows read by NumPy indexing: in-memory arrays, copy-on-write memmaps,
+    memmap views whose rows are not contiguous bytes.
+
+    Touching a mapped page past the end of its file is SIGBUS, which kills
+    the process: for an array backed by a file mapping, the file's size is
+    checked before every read (a truncation during the read itself, a window
+    of one chunk's copy, is not caught)."""
 
     def __init__(self, arr):
         self.arr = arr
+        self.fd, root = None, _mapping_root(arr)
+        if root is not None and getattr(root, "filename", None):
+            self.end = root.offset + root.nbytes      # the file's bytes the mapping covers
+            self.fd = os.open(root.filename, os.O_RDONLY)
+            weakref.finalize(self, os.close, self.fd)
 
     def read(self, rows, out=None):
+        if self.fd is not None and os.fstat(self.fd).st_size < self.end:
+            raise ValueError(f"the file behind the memory-mapped array ends before byte {self.end}; "
+                             "was it truncated?")
         contiguous = rows.shape[0] > 0 and rows[-1] - rows[0] == rows.shape[0] - 1
         return self.arr[int(rows[0]):int(rows[-1]) + 1] if contiguous else self.arr[rows]
 

@@ -25,6 +25,7 @@ import numpy as np
 from .. import callbacks as callbacks_module
 from .. import config, threads
 from ..errors import NonFiniteLossError
+from ..kernels import cache as kernel_cache
 from ..kernels import kinds
 from ..kernels import program as P
 from ..kernels.cpu import engine, regularizers
@@ -51,6 +52,7 @@ class Workspace:
     gradient workspace ``gs`` only for ``training`` (inference has none)."""
 
     def __init__(self, program, batch, training=True):
+        data.check_workspace(batch, program.slots * (2 if training else 1) + program.out_width + 3)
         self.batch = batch
         self.ws = np.zeros(batch * program.slots, dtype=np.float32)
         self.gs = np.zeros(self.ws.shape[0] if training else 0, dtype=np.float32)
@@ -183,6 +185,8 @@ def run_inference(model, program, source, batch_size, losses, metrics, want_outp
     "predict")."""
     has_loss = losses is not None
     weighted = has_loss and source.weighted
+    batch_size = data.rows_per_batch(batch_size, source.n)
+    kernel_cache.announce_compile(verbose)
     loss = losses[0] if has_loss else None
     if session is None:
         session = cuda_session(program, params, batch_size, loss=losses)
@@ -235,10 +239,11 @@ def run_inference(model, program, source, batch_size, losses, metrics, want_outp
                 if chunk.batch > ws.batch:
                     ws = Workspace(program, chunk.batch, training=False)
                 chooser.begin()
-                engine.infer_steps(net, Data(chunk.X.reshape(-1), chunk.Yf.reshape(-1), chunk.Yi.reshape(-1),
-                                             chunk.sw if weighted else _NO_WEIGHTS, _NO_IDS),
-                                   ws.record(params, sums, dst, codes), loss_fns, loop_parts, chunk.start, chunk.stop,
-                                   chunk.batch, n_parts)
+                with _HoldInterrupt():   # the first call compiles: a Ctrl-C must not cut it
+                    engine.infer_steps(net, Data(chunk.X.reshape(-1), chunk.Yf.reshape(-1), chunk.Yi.reshape(-1),
+                                                 chunk.sw if weighted else _NO_WEIGHTS, _NO_IDS),
+                                       ws.record(params, sums, dst, codes), loss_fns, loop_parts, chunk.start,
+                                       chunk.stop, chunk.batch, n_parts)
                 chooser.end()
             rows = slice(chunk.start, chunk.stop)
             if metrics is not None and metrics.needs_predictions:
@@ -438,6 +443,7 @@ def fit(model, x, y, batch_size, epochs, verbose, callbacks, validation_split, v
     epochs = data.positive_int(epochs, "epochs", minimum=0)
     initial_epoch = data.positive_int(initial_epoch, "initial_epoch", minimum=0)
     verbose = resolve_verbose(verbose)
+    kernel_cache.announce_compile(verbose)
     if isinstance(validation_split, bool) or not isinstance(validation_split, numbers.Real) or \
             not 0 <= validation_split < 1:
         raise ValueError(f"validation_split must be a number in [0, 1), got {validation_split!r}")
@@ -452,6 +458,7 @@ def fit(model, x, y, batch_size, epochs, verbose, callbacks, validation_split, v
         if isinstance(train, sources.BatchSource):
             raise ValueError("validation_split needs arrays; with a generator or PyDataset pass validation_data")
         train, val = train.split(validation_split)
+    batch_size = data.rows_per_batch(batch_size, train.n)
     model._require_compiled("fit")     # built just now: the losses per output are known
     losses = model._losses
     sparse = [loss.code == P.SCCE for loss in losses]

@@ -15,20 +15,20 @@ gradient scaled to norm <= clipnorm), ``clipvalue`` (entries clamped to
 together). ``use_ema``, ``loss_scale_factor`` and
 ``gradient_accumulation_steps`` are accepted at their defaults only.
 """
-import math
-import numbers
 import warnings
 
 import numpy as np
 
 from ..kernels import program as P
+from ..utils.numbers import fits_float32
 from . import schedules
 
 
 def number(value, what, minimum=None, maximum=None):
     """``value`` as a float after checking it is a finite real in [minimum, maximum]."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
-        raise ValueError(f"{what} must be a finite number, got {value!r}")
+    if not fits_float32(value):
+        raise ValueError(f"{what} must be a finite number within float32's range (the kernels' type), "
+                         f"got {value!r}")
     if (minimum is not None and value < minimum) or (maximum is not None and value > maximum):
         raise ValueError(f"{what} must be in [{minimum}, {maximum}], got {value!r}")
     return float(value)
@@ -50,6 +50,9 @@ class Optimizer:
                  gradient_accumulation_steps=None, name=None, **kwargs):
         if kwargs.pop("decay", None) is not None:
             warnings.warn("Argument `decay` is no longer supported and will be ignored.", stacklevel=3)
+        if "lr" in kwargs:      # Keras 2's name, removed in Keras 3
+            raise ValueError(f"{type(self).__name__}: `lr` is not an argument; use `learning_rate`, "
+                             f"e.g. {type(self).__name__}(learning_rate={kwargs['lr']!r})")
         if kwargs:
             raise TypeError(f"Unexpected optimizer arguments: {sorted(kwargs)}")
         for arg, value, default in (("use_ema", use_ema, False), ("loss_scale_factor", loss_scale_factor, None),

@@ -9,3 +9,7 @@ file, then rename); loading runs no code from the file.
 from .keras_format import load_model, load_weights, save_model, save_weights
 
 __all__ = ["save_model", "load_model", "save_weights", "load_weights"]
+
+
+def __dir__():   # dir() shows the public names, not the submodules
+    return __all__

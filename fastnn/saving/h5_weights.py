@@ -33,6 +33,7 @@ import warnings
 import h5py
 import numpy as np
 
+from ..utils.numbers import all_fit_float32
 from .optimizer_layout import has_learning_rate_variable, slot_groups
 
 HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
@@ -40,6 +41,9 @@ HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 _SAFE_FILTERS = {h5py.h5z.FILTER_DEFLATE, h5py.h5z.FILTER_SHUFFLE, h5py.h5z.FILTER_FLETCHER32}
 # Variables Keras stores as integers: {(layer class, variable name)}.
 _INT_VARIABLES = {("Normalization", "count")}
+# The most optimizer steps a file may record: far beyond any training, and int64 step
+# counts (the kernels', the next file's) cannot wrap from there.
+MAX_ITERATIONS = 2**62
 
 
 def keras_snake_case(name):
@@ -209,8 +213,8 @@ def read_optimizer(h5, model):
                       f"{type(opt).__name__} {opt.name!r} for this model has {expected}", stacklevel=3)
         return None
     iterations = _dataset(group, "0", (), "optimizer iterations", kinds="iu")
-    if iterations < 0:
-        raise ValueError(f"The optimizer's iterations are negative: {int(iterations)}")
+    if not 0 <= iterations <= MAX_ITERATIONS:
+        raise ValueError(f"The optimizer's iterations ({int(iterations)}) are outside [0, 2**62]")
     lr = None
     if first_slot == 2:
         lr = _dataset(group, "1", (), "optimizer learning rate", kinds="f")
@@ -278,6 +282,6 @@ def _dataset(group, key, shape, what, kinds="fiu"):
     if ds.shape != tuple(shape):
         raise ValueError(f"{what}: shape {ds.shape} in the file, the model needs {tuple(shape)}")
     value = np.asarray(ds[()])
-    if value.dtype.kind == "f" and not np.all(np.isfinite(value)):
-        raise ValueError(f"{what}: contains NaN or inf")
+    if value.dtype.kind == "f" and not all_fit_float32(value):
+        raise ValueError(f"{what}: contains NaN or inf (after conversion to float32, the weights' type)")
     return value
