@@ -18,13 +18,14 @@ __version__ = "0.1.0"
 
 
 def __getattr__(name):
-    # fastnn.saving (and h5py, ~30 ms) is imported on first use, not with fastnn.
-    if name == "saving":
+    # fastnn.saving (and h5py, ~30 ms) and fastnn.wrappers (scikit-learn, ~0.5 s, optional)
+    # are imported on first use, not with fastnn.
+    if name in ("saving", "wrappers"):
         import importlib
-        return importlib.import_module(".saving", __name__)
+        return importlib.import_module("." + name, __name__)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 __all__ = ["Model", "Sequential", "Input", "activations", "callbacks", "initializers", "layers", "losses", "metrics",
            "models", "optimizers", "utils", "set_random_seed", "datasets", "config", "device", "saving",
-           "regularizers", "errors"]
+           "regularizers", "errors", "wrappers"]
