@@ -3,6 +3,8 @@
 ``import fastnn as keras`` and write Keras code: ``keras.Sequential``,
 ``keras.layers.Dense``, ``model.compile``, ``model.fit``, ...
 """
+from .config import _size_threads_from_environment
+_size_threads_from_environment()     # the pool's size, before anything imports numba, which reads it once
 from . import threads
 threads.configure_waiting()     # before Numba starts its thread pool
 from . import activations, callbacks, initializers, layers, losses, metrics, models, optimizers, utils
