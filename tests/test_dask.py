@@ -112,3 +112,15 @@ def test_worker_thread_count_follows_numba_num_threads(client):
     finally:
         cluster.close()
     assert (threads, source) == (2, "NUMBA_NUM_THREADS")
+
+
+def test_example_runs_against_a_scheduler_address(client, capsys):
+    """examples/grid_search_dask.py pointed at a running scheduler, as at a real cluster."""
+    import runpy
+    path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "examples",
+                        "grid_search_dask.py")
+    main = runpy.run_path(path, run_name="example_grid_search_dask")["main"]
+    result = main(["--scheduler", client.scheduler.address, "--epochs", "3", "--folds", "2"])
+    out = capsys.readouterr().out
+    assert "Dask cluster: 2 workers" in out and "16 candidates x 2 folds" in out
+    assert result["best_score"] > 0.8 and result["test_accuracy"] > 0.8     # chance: 0.1
