@@ -93,7 +93,8 @@ def main():
     import fastnn as keras
     x, y = digits()
     print(f"digits {x.shape}, 16 candidates x 5 folds = 80 fits + 1 refit, {args.epochs} epochs each; "
-          f"this process: {keras.config.num_threads()[0]} Numba threads, {os.cpu_count()} CPUs")
+          f"this process: {keras.config.num_threads()[0]} Numba threads, {os.cpu_count()} CPUs; "
+          f"load average {os.getloadavg()[0]:.1f} (other processes compete for the CPUs)")
 
     if not args.skip_cold:
         print("worker start-up:")
@@ -134,7 +135,7 @@ def main():
     same = np.array_equal(remote.cv_results_["mean_test_score"], one.cv_results_["mean_test_score"])
     versus_default = "" if default_s is None else f"{default_s / dask_s:.2f}x over n_jobs=1 with {previous} threads, "
     print(f"speed-up of Dask: {versus_default}{one_s / dask_s:.2f}x over n_jobs=1 with 1 thread; "
-          f"scores equal to the 1-thread search: {same}")
+          f"scores equal to the 1-thread search: {same}; load average {os.getloadavg()[0]:.1f}")
 
 
 if __name__ == "__main__":

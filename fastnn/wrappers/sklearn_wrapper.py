@@ -212,20 +212,20 @@ class SKLearnClassifier(ClassifierMixin, SKLBase):
             if len(self.classes_) < 2:
                 raise ValueError(f"SKLearnClassifier needs at least 2 classes in y, got one class: "
                                  f"{self.classes_[0]!r}")
-        self._labels = np.searchsorted(self.classes_, y)
-        return np.eye(len(self.classes_), dtype=np.float32)[self._labels]     # what Keras's builder sees
+        return np.eye(len(self.classes_), dtype=np.float32)[np.searchsorted(self.classes_, y)]   # as in Keras
 
     def _training_target(self, model, X, y, onehot):
         from ..losses import SparseCategoricalCrossentropy
         width = _output_width(model, X)
         n_classes = len(self.classes_)
+        labels = np.searchsorted(self.classes_, y)
         if isinstance(getattr(model, "loss", None), SparseCategoricalCrossentropy):
             if width != n_classes:
                 raise ValueError(f"The model has {width} outputs but y has {n_classes} classes; "
                                  "sparse_categorical_crossentropy needs one output per class")
-            return self._labels
+            return labels
         if width == 1 and n_classes == 2:
-            return self._labels.astype(np.float32).reshape(-1, 1)
+            return labels.astype(np.float32).reshape(-1, 1)
         if width != n_classes:
             raise ValueError(f"The model has {width} outputs but y has {n_classes} classes "
                              f"({self.classes_[:10].tolist()}); give it one output per class, or one sigmoid "
