@@ -11,7 +11,7 @@ sklearn = pytest.importorskip("sklearn")
 from sklearn.base import clone  # noqa: E402
 from sklearn.exceptions import NotFittedError  # noqa: E402
 from sklearn.linear_model import LogisticRegression  # noqa: E402
-from sklearn.model_selection import GridSearchCV, cross_validate  # noqa: E402
+from sklearn.model_selection import GridSearchCV, RandomizedSearchCV, cross_validate  # noqa: E402
 from sklearn.pipeline import make_pipeline  # noqa: E402
 from sklearn.preprocessing import StandardScaler  # noqa: E402
 from sklearn.utils.estimator_checks import parametrize_with_checks  # noqa: E402
@@ -48,6 +48,18 @@ def _blobs(n=150, classes=3, features=4, seed=0):
 
 
 FIT = {"epochs": 10, "verbose": 0}
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """These tests fit hundreds of tiny models: on one thread each fit takes milliseconds, while
+    two threads spinning against another busy process took seconds (a 2-core machine shared
+    with other jobs). What is tested here does not depend on the thread count."""
+    import numba
+    previous = numba.get_num_threads()
+    numba.set_num_threads(1)
+    yield
+    numba.set_num_threads(previous)
 
 
 # -- scikit-learn's estimator checks ------------------------------------------------
@@ -126,6 +138,10 @@ def test_pipeline_grid_search_and_cross_validate():
     assert search.predict(X[:5]).shape == (5,)
     scores = cross_validate(SKLearnClassifier(build, fit_kwargs=FIT), X, y, cv=3)["test_score"]
     assert scores.shape == (3,) and scores.min() > 0.8
+    randomized = RandomizedSearchCV(SKLearnClassifier(build, fit_kwargs=FIT),
+                                    {"model_kwargs": [{"hidden": h} for h in (2, 4, 8, 16)]}, n_iter=2, cv=2,
+                                    random_state=0).fit(X, y)
+    assert len(randomized.cv_results_["params"]) == 2
     # fit_kwargs given to a search's fit reach model.fit: one epoch instead of FIT's ten
     one = GridSearchCV(SKLearnClassifier(build, fit_kwargs=FIT), {"warm_start": [False]}, cv=2).fit(X, y, epochs=1)
     assert one.best_estimator_.epoch_ == 1
@@ -280,3 +296,20 @@ def test_fit_kwargs_are_not_modified():
     clf = SKLearnClassifier(build, fit_kwargs=fit_kwargs).fit(X, y, epochs=3, batch_size=64)
     assert fit_kwargs == {"epochs": 2, "verbose": 0} and clf.epoch_ == 3
     assert set(clf.history_) == {"loss"} and len(clf.history_["loss"]) == 3
+
+
+def test_scikit_learn_is_imported_only_when_used(monkeypatch):
+    import os
+    import subprocess
+    import sys
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    code = ("import sys, fastnn; assert not {'sklearn', 'dask', 'distributed'} & set(sys.modules), "
+            "sorted({'sklearn', 'dask', 'distributed'} & set(sys.modules)); "
+            "fastnn.wrappers.SKLearnClassifier; assert 'sklearn' in sys.modules")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))}
+    subprocess.run([sys.executable, "-c", code], env=env, check=True, timeout=120)
+    # without scikit-learn, the classes can be named and say what to install when used
+    from fastnn.wrappers import sklearn_wrapper
+    monkeypatch.setattr(sklearn_wrapper, "sklearn", None)
+    with pytest.raises(ImportError, match=r"fastnn\[distributed\]"):
+        SKLearnRegressor(build)
