@@ -73,18 +73,34 @@ def client():
         cloudpickle.unregister_pickle_by_value(sys.modules[__name__])
 
 
-def test_grid_search_on_dask_equals_n_jobs_1(client):
-    import numba
+def _digits():
     (x, y), _ = keras.datasets.digits.load_data()
-    x, y = x[:600].reshape(600, -1).astype(np.float64), y[:600]
-    # The thread count splits each matrix product and so changes the last bits of the
-    # weights: run the baseline with the workers' one thread, then results are identical.
-    previous = numba.get_num_threads()
-    numba.set_num_threads(1)
+    return x[:600].reshape(600, -1).astype(np.float64), y[:600]
+
+
+def _search_n_jobs_1():
+    x, y = _digits()
+    return _search().set_params(n_jobs=1).fit(x, y)
+
+
+def test_grid_search_on_dask_equals_n_jobs_1(client):
+    import concurrent.futures
+    import multiprocessing
+    x, y = _digits()
+    # Each matrix product is split into one block per thread of the process's pool
+    # (NUMBA_NUM_THREADS), and the blocks change the last bits of the weights. So the
+    # n_jobs=1 search runs in a process sized as the workers are (OMP_NUM_THREADS=1, the
+    # variable Dask's nanny sets): then the results must be identical.
+    saved = {k: os.environ.pop(k, None) for k in ("NUMBA_NUM_THREADS", "OMP_NUM_THREADS")}
+    os.environ["OMP_NUM_THREADS"] = "1"
     try:
-        local = _search().set_params(n_jobs=1).fit(x, y)
+        with concurrent.futures.ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+            local = pool.submit(_search_n_jobs_1).result(timeout=300)
     finally:
-        numba.set_num_threads(previous)
+        for k, v in saved.items():
+            os.environ.pop(k, None)
+            if v is not None:
+                os.environ[k] = v
     with joblib.parallel_backend("dask"):
         remote = _search().fit(x, y)
     assert remote.best_params_ == local.best_params_

@@ -313,3 +313,27 @@ def test_scikit_learn_is_imported_only_when_used(monkeypatch):
     monkeypatch.setattr(sklearn_wrapper, "sklearn", None)
     with pytest.raises(ImportError, match=r"fastnn\[distributed\]"):
         SKLearnRegressor(build)
+
+
+def functional_build(hidden=8, seed=0):
+    keras.utils.set_random_seed(seed)
+    inputs = keras.Input(shape=(4,))
+    outputs = keras.layers.Dense(3, activation="softmax")(keras.layers.Dense(hidden, activation="relu")(inputs))
+    model = keras.Model(inputs, outputs)
+    model.compile(optimizer=keras.optimizers.Adam(1e-2), loss="sparse_categorical_crossentropy")
+    return model
+
+
+def test_functional_models_through_a_builder():
+    X, y = _blobs()
+    labels = np.array(["a", "b", "c"])[y]
+    clf = SKLearnClassifier(functional_build, fit_kwargs=FIT).fit(X, labels)
+    assert clf.predict_proba(X).shape == (150, 3) and clf.score(X, labels) > 0.9
+    search = GridSearchCV(SKLearnClassifier(functional_build, fit_kwargs=FIT),
+                          {"model_kwargs": [{"hidden": 4}, {"hidden": 16}]}, cv=2).fit(X, labels)
+    assert search.best_score_ > 0.9
+    # a functional model instance cannot be cloned (no from_config yet): the error says what to do
+    with pytest.raises(NotImplementedError, match="pass a function that builds the model"):
+        SKLearnClassifier(functional_build(), fit_kwargs=FIT).fit(X, y)
+    warm = SKLearnClassifier(functional_build(), warm_start=True, fit_kwargs=FIT).fit(X, y)
+    assert warm.score(X, y) > 0.9

@@ -19,19 +19,26 @@ is read back in.
 Unpickling, like all unpickling, runs code: load pickles only from sources you
 trust (the ``.keras`` file itself is the safe format).
 
-Hook a model class in with one method (``Sequential`` does)::
+Hook a model class in with one method (``fastnn.Model`` does, for all its subclasses)::
 
     def __reduce__(self):
         from ..saving.pickling import reduce_model
         return reduce_model(self)
 """
 import io
+import pickle
 
 from .keras_format import load_model, load_weights, save_model
 
 
 def reduce_model(model):
     """``model.__reduce__()``: ``(unpickle_model, (archive bytes, compile objects or None))``."""
+    from ..models.sequential import Sequential
+    if not isinstance(model, Sequential):
+        # The .keras writer records every model as a Sequential; refuse here rather than
+        # write a pickle that cannot be loaded. Lift this when saving handles the class.
+        raise pickle.PicklingError(f"{type(model).__name__} models cannot be pickled yet: pickling goes through "
+                                   "the .keras format, which fastnn writes for Sequential models only")
     buffer = io.BytesIO()
     save_model(model, buffer)
     return unpickle_model, (buffer.getvalue(), _compile_objects(model))

@@ -219,7 +219,7 @@ class SKLearnClassifier(ClassifierMixin, SKLBase):
         width = _output_width(model, X)
         n_classes = len(self.classes_)
         labels = np.searchsorted(self.classes_, y)
-        if isinstance(getattr(model, "loss", None), SparseCategoricalCrossentropy):
+        if isinstance(_loss(model), SparseCategoricalCrossentropy):
             if width != n_classes:
                 raise ValueError(f"The model has {width} outputs but y has {n_classes} classes; "
                                  "sparse_categorical_crossentropy needs one output per class")
@@ -233,7 +233,7 @@ class SKLearnClassifier(ClassifierMixin, SKLBase):
         return onehot
 
     def _from_logits(self):
-        return bool(getattr(getattr(self.model_, "loss", None), "from_logits", False))
+        return bool(getattr(_loss(self.model_), "from_logits", False))
 
     def predict_proba(self, X):
         """Class probabilities, (n_samples, n_classes), columns in ``classes_`` order.
@@ -329,6 +329,17 @@ def _call_builder(builder, X, y, kwargs):
     takes_all = params is None or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
     data = {k: v for k, v in (("X", X), ("y", y)) if takes_all or k in params}
     return builder(**data, **kwargs)
+
+
+def _loss(model):
+    """The model's loss object. A model compiled before it was built holds the loss as
+    given to compile (a name, ...) until its first fit resolves it."""
+    from .. import losses
+    loss = model.loss
+    if isinstance(loss, (list, tuple, dict)):
+        raise ValueError("The scikit-learn wrappers take models with one output and one loss, got the losses "
+                         f"{loss!r}")
+    return loss if isinstance(loss, losses.Loss) else losses.get(loss)
 
 
 def _output_width(model, X):
