@@ -553,6 +553,11 @@ class Model:
         compile_from_config(self, config)
 
     # -- saving ----------------------------------------------------------
+    def __reduce__(self):
+        """pickle / cloudpickle / joblib / Dask go through the .keras format in memory."""
+        from ..saving.pickling import reduce_model
+        return reduce_model(self)
+
     def save(self, filepath, overwrite=True, **kwargs):
         """Writes the model to a Keras 3 ``.keras`` file (atomically); see ``fastnn.saving``."""
         from ..saving import save_model

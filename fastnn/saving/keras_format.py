@@ -51,7 +51,11 @@ _MAX_SLOTS, _BYTES_PER_VALUE, _BYTES_PER_NODE, _BYTES_OVERALL = 3, 8, 4 << 10, 1
 
 def save_model(model, filepath, overwrite=True):
     """Writes ``model`` (architecture, weights, compile settings, optimizer
-    state) to ``filepath``, which must end in ``.keras``."""
+    state) to ``filepath``, which must end in ``.keras``, or into a binary
+    file object (e.g. ``io.BytesIO``; as Keras 3, used to pickle models)."""
+    if _is_fileobj(filepath, "write"):
+        _write_archive(model, filepath)
+        return
     path = _path(filepath)
     if not path.endswith(".keras"):
         hint = " (Keras's legacy .h5 model format is not supported)" if path.endswith(".h5") else ""
@@ -59,15 +63,19 @@ def save_model(model, filepath, overwrite=True):
                          "use save_weights for a '.weights.h5' file")
     _check_overwrite(path, overwrite)
     with atomic_write(path) as f:   # everything inside: Ctrl-C is held until the file is whole or gone
-        config = json.dumps(model_record(model), allow_nan=False).encode()
-        metadata = json.dumps(_metadata()).encode()
-        weights = _weights_bytes(model)
-        with zipfile.ZipFile(f, "w", compression=zipfile.ZIP_STORED) as zf:
-            with zf.open(_METADATA, "w") as member:
-                member.write(metadata)
-            with zf.open(_CONFIG, "w") as member:
-                member.write(config)
-            zf.writestr(_WEIGHTS, weights)
+        _write_archive(model, f)
+
+
+def _write_archive(model, f):
+    config = json.dumps(model_record(model), allow_nan=False).encode()
+    metadata = json.dumps(_metadata()).encode()
+    weights = _weights_bytes(model)
+    with zipfile.ZipFile(f, "w", compression=zipfile.ZIP_STORED) as zf:
+        with zf.open(_METADATA, "w") as member:
+            member.write(metadata)
+        with zf.open(_CONFIG, "w") as member:
+            member.write(config)
+        zf.writestr(_WEIGHTS, weights)
 
 
 def save_weights(model, filepath, overwrite=True):
@@ -84,13 +92,13 @@ def save_weights(model, filepath, overwrite=True):
 def load_model(filepath, custom_objects=None, compile=True, safe_mode=True):
     """The model saved in the ``.keras`` file ``filepath``; compiled (with
     its optimizer state) when the file records a compile configuration and
-    ``compile`` is true. ``safe_mode`` is accepted for Keras compatibility:
-    fastnn never runs code from a file."""
-    path = _path(filepath)
+    ``compile`` is true. ``filepath`` may also be a binary file object
+    (``io.BytesIO``) holding a ``.keras`` archive. ``safe_mode`` is accepted
+    for Keras compatibility: fastnn never runs code from a file."""
     if custom_objects:
         raise ValueError("custom_objects are not supported: fastnn builds models only from its own classes")
     from ..models.sequential import Sequential
-    data = _read(path)
+    path, data = _source(filepath)
     with _refusing(path):
         if data.startswith(h5_weights.HDF5_SIGNATURE):
             raise ValueError("this is a weights file (HDF5), not a .keras model; build the model and "
@@ -124,9 +132,8 @@ def load_weights(model, filepath, skip_mismatch=False):
     """Loads weights (and the optimizer state, when the model is compiled and
     the file has it) from a ``.weights.h5`` or ``.keras`` file into ``model``.
     Everything is checked before anything is written: a refused file leaves
-    the model as it was."""
-    path = _path(filepath)
-    data = _read(path)
+    the model as it was. ``filepath`` may also be a binary file object."""
+    path, data = _source(filepath)
     with _refusing(path):
         if data.startswith(_ZIP_SIGNATURE):
             with _zip(data) as zf:
@@ -220,6 +227,23 @@ def _stored_values(h5):
             total += int(np.prod(node.shape, dtype=np.float64))
     h5["layers"].visititems(count)
     return total
+
+
+def _is_fileobj(obj, method):
+    return not isinstance(obj, (str, bytes, os.PathLike)) and callable(getattr(obj, method, None))
+
+
+def _source(filepath):
+    """(name for errors, bytes) of a path or a binary file object read from its position."""
+    if _is_fileobj(filepath, "read"):
+        data = filepath.read()
+        if not isinstance(data, (bytes, bytearray)):
+            raise TypeError(f"the file object must be opened in binary mode, got {type(data).__name__}")
+        if not data:
+            raise ValueError("Cannot load from the file object: it is empty")
+        return "<file object>", bytes(data)
+    path = _path(filepath)
+    return path, _read(path)
 
 
 def _path(filepath):
