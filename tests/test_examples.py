@@ -147,7 +147,7 @@ def test_plot_history_takes_the_history_fit_returns(tmp_path):
     model.compile(loss="mse", optimizer="sgd", metrics=["RootMeanSquaredError"])
     history = model.fit(x, x.sum(axis=1), epochs=2, verbose=0)
     fig = keras.utils.plot_history(history, path=tmp_path / "fit.png")
-    assert [ax.get_title() for ax in fig.axes] == ["loss", "root_mean_squared_error"]
+    assert [ax.get_title() for ax in fig.axes] == ["loss", "RootMeanSquaredError"]
     assert [line.get_label() for line in fig.axes[0].get_lines()] == ["train"]    # no validation: one curve
 
 

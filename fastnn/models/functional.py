@@ -47,6 +47,45 @@ def walk(inputs, outputs):
     return order
 
 
+def keras_layer_order(inputs, outputs):
+    """The layers of the graph that makes ``outputs``, in Keras 3's
+    ``Functional.layers`` order (``ops.function.map_graph``): deepest first,
+    where a layer's depth is the longest path from it to an output (a layer
+    called at several depths takes the largest), ties in the order a
+    depth-first walk from the outputs first meets them. InputLayers are
+    included; the wide & deep model lists its deep input first. An input no
+    output reads comes first among the layers of depth 0, as in Keras."""
+    postorder, first_seen, finished = [], {}, set()
+
+    def visit(tensor):
+        layer, node_index, _ = tensor._keras_history
+        node = layer._inbound_nodes[node_index]
+        if id(node) in finished:
+            return
+        first_seen.setdefault(id(layer), len(first_seen))
+        for t in node.input_tensors:
+            visit(t)
+        finished.add(id(node))
+        postorder.append(node)
+
+    for t in outputs:
+        visit(t)
+    node_depth, layer_depth, layers = {}, {}, {}
+    for node in reversed(postorder):
+        depth = max(node_depth.setdefault(id(node), 0), layer_depth.get(id(node.layer), 0))
+        layer_depth[id(node.layer)] = depth
+        layers[id(node.layer)] = node.layer
+        node_depth[id(node)] = depth
+        for t in node.input_tensors:
+            parent = t.node
+            node_depth[id(parent)] = max(depth + 1, node_depth.get(id(parent), 0))
+    for t in inputs:
+        layer = t._keras_history[0]
+        if id(layer) not in layers:
+            layers[id(layer)], layer_depth[id(layer)], first_seen[id(layer)] = layer, 0, -1
+    return sorted(layers.values(), key=lambda l: (-layer_depth[id(l)], first_seen[id(l)]))
+
+
 class Functional(Model):
     """A model defined by its input and output tensors (``keras.Model(inputs, outputs)``).
 
@@ -79,17 +118,7 @@ class Functional(Model):
         self._inputs_struct, self._outputs_struct = inputs, outputs
         self._in, self._out = in_list, out_list
         self._output_keys = list(outputs) if isinstance(outputs, dict) else None
-        layers, seen = [], set()
-        for t in in_list:
-            layer = t._keras_history[0]
-            if id(layer) not in seen:
-                seen.add(id(layer))
-                layers.append(layer)
-        for node in self._nodes:
-            if id(node.layer) not in seen:
-                seen.add(id(node.layer))
-                layers.append(node.layer)
-        self._layers = layers
+        self._layers = keras_layer_order(in_list, out_list)
         self._pack()
 
     def _graph(self):
@@ -116,7 +145,7 @@ class Functional(Model):
 
     @property
     def layers(self):
-        """InputLayers first, then every layer in the graph's order (Keras 3's ``Functional.layers``)."""
+        """Every layer of the graph, InputLayers included, in Keras 3's order (``keras_layer_order``)."""
         return list(self._layers)
 
     def _all_layers(self):

@@ -342,6 +342,11 @@ class Model:
             metric_ids = [_metric_list(metrics, "metrics")]
             weighted_ids = [_metric_list(weighted_metrics, "weighted_metrics")]
         else:
+            if not isinstance(loss, (list, tuple, dict)) and isinstance(loss_weights, (list, tuple, dict)):
+                # Keras 3 applies a single loss to every output only without per-output weights
+                raise ValueError(f"`loss_weights` must match the number of losses, got 1 losses and "
+                                 f"{len(loss_weights)} weights; give one loss per output, e.g. "
+                                 f"loss={[loss] * len(names)!r}")
             losses = [losses_module.get(l) for l in _per_output(loss, names, "loss", broadcast=True)]
             weights = _per_output(loss_weights, names, "loss_weights", default=1.0)
             metric_ids = [_metric_list(m, "metrics") for m in _metrics_per_output(metrics, names, "metrics")]
@@ -482,6 +487,10 @@ class Model:
                  callbacks=None, steps=None, **kwargs):
         """Loss (a float) with no metrics, else [loss, *metrics]; a dict if ``return_dict``.
 
+        A model of several outputs gives, as Keras 3, ``[loss, <output>_loss
+        for each output, then each output's metrics]``, and a dict in sorted
+        key order.
+
         The loss includes weight penalties and is weighted by ``sample_weight``
         (n,) as in ``fit``. ``batch_size`` defaults to 32. ``callbacks`` get the
         on_test_* hooks. ``x`` may also be a generator or PyDataset of ``(x,
@@ -492,10 +501,10 @@ class Model:
         batch_size = data.positive_int(32 if batch_size is None else batch_size, "batch_size")
         verbose = training.resolve_verbose(verbose)
         src = self._source(x, y, self._losses, steps=steps, sample_weight=sample_weight)
-        logs = training.evaluate(self, src, batch_size, verbose, callbacks)
+        logs, order = training.evaluate(self, src, batch_size, verbose, callbacks)
         if return_dict:
             return logs
-        values = list(logs.values())
+        values = [logs[k] for k in order]
         return values[0] if len(values) == 1 else values
 
     def predict(self, x, batch_size=None, verbose="auto", callbacks=None, steps=None, **kwargs):

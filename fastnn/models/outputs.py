@@ -132,12 +132,20 @@ class OutputMetrics:
             m.update(yt, y_pred[:, col:col + n], sample_weight)
 
     def logs(self, sums, prefix=""):
+        """{key: value} in sorted key order, as Keras 3 logs them (its compiled
+        step returns the logs as a dict, whose keys TensorFlow sorts)."""
         n = max(sums[1], 1.0)
-        logs = {prefix + "loss": float(sums[0] / n)}
+        logs = {"loss": float(sums[0] / n)}
         at = 2
         for name, m in zip(self.names, self.per_output):
             block = sums[at:at + 2 + len(m.codes)]
             for key, value in m.logs(block).items():
-                logs[f"{prefix}{name}_{key}"] = value
+                logs[f"{name}_{key}"] = value
             at += 2 + len(m.codes)
-        return logs
+        return {prefix + k: logs[k] for k in sorted(logs)}
+
+    def list_order(self):
+        """Keys in the order of ``evaluate``'s list: the total loss, each
+        output's loss, then each output's metrics (Keras 3)."""
+        metric_keys = [f"{name}_{entry[0]}" for name, m in zip(self.names, self.per_output) for entry in m.entries]
+        return ["loss"] + [f"{name}_loss" for name in self.names] + metric_keys
