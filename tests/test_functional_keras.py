@@ -113,6 +113,20 @@ def test_layers_weights_and_names_are_in_keras_order(case, build):
     assert [w.trainable for w in model.weights] == [r["trainable"] for r in info["weights_init"]]
 
 
+def summary_of(model):
+    out = []
+    model.summary(print_fn=out.append)
+    assert len(out) == 1        # Keras hands print_fn the whole table at once
+    return out[0]
+
+
+@pytest.mark.parametrize("case,build", [("wide_deep", wide_deep_model), ("two_io", two_io_model),
+                                        ("shared", shared_model)])
+def test_summary_of_a_graph_is_keras_text_with_connected_to(case, build):
+    # rich's box layout at 76 columns (80 when not a terminal, less 4), names wrapped, links cut with '…'
+    assert summary_of(build()) == INFO[case]["summary_untrained"]
+
+
 # -- training --------------------------------------------------------------------
 def test_wide_and_deep_trains_as_keras():
     model = wide_deep_model()
@@ -129,6 +143,7 @@ def test_wide_and_deep_trains_as_keras():
     logs = model.evaluate(*valid, verbose=0, return_dict=True)
     assert list(logs) == list(info["evaluate_dict"])
     np.testing.assert_allclose(list(logs.values()), list(info["evaluate_dict"].values()), rtol=RTOL, atol=ATOL)
+    assert summary_of(model) == info["summary_trained"]     # with Adam's 2,416 optimizer params
     pred = model.predict(wide_deep_data("new")[0], verbose=0)
     assert isinstance(pred, list) and len(pred) == 2
     for i, p in enumerate(pred):
@@ -163,6 +178,7 @@ def test_shared_layer_trains_as_keras():
     history = model.fit(x, ref("shared", "y"), epochs=3, batch_size=16, shuffle=False, verbose=0)
     assert_history(history.history, INFO["shared"]["history"])
     assert_weights(model, "shared", "final")
+    assert summary_of(model) == INFO["shared"]["summary_trained"]      # SGD: iterations and learning rate
     np.testing.assert_allclose(model.predict((ref("shared", "x_a_new"), ref("shared", "x_b_new")), verbose=0),
                                ref("shared", "predict_new"), rtol=RTOL, atol=PRED_ATOL)
 
@@ -272,3 +288,27 @@ def test_submodels_of_the_trained_wide_and_deep_predict_as_keras():
             continue    # a model that only hands back an input computes nothing; fastnn refuses to run it
         np.testing.assert_allclose(sub.predict(x_new, verbose=0), ref("submodel", f"wide_deep_layers_{i}"),
                                    rtol=RTOL, atol=PRED_ATOL, err_msg=layer.name)
+
+
+def test_submodel_of_a_sequential_shares_its_weights_and_prints_as_keras():
+    info = INFO["submodel"]["seq"]
+    reset_names()
+    seq = keras.Sequential([L.Input(shape=(6,)), L.Dense(8, activation="relu"), L.Dense(3, activation="softmax")])
+    seq.layers[0].set_weights([ref("submodel", "seq_weights_0"), ref("submodel", "seq_weights_1")])
+    assert [l.name for l in seq.layers] == info["layers"]
+    # Keras's Sequential builds a functional model inside, which takes the name "functional" first
+    sub = keras.Model(seq.inputs, seq.layers[0].output, name=info["sub_name"])
+    assert [l.name for l in sub.layers] == info["sub_layers"]
+    assert sub.layers[1] is seq.layers[0] and info["shares_variables"]
+    np.testing.assert_allclose(sub.predict(ref("submodel", "seq_x"), verbose=0), ref("submodel", "seq_layers_0"),
+                               rtol=RTOL, atol=PRED_ATOL)
+    assert summary_of(sub) == info["sub_summary"]       # a chain: three columns, the input's row first
+    config = json.loads(json.dumps(sub.get_config()))
+    assert config == info["sub_config"]
+
+
+def test_models_are_named_as_keras_numbers_them():
+    reset_names()
+    x = L.Input((3,))
+    names = [keras.Model(x, L.Dense(1)(x)).name for _ in range(2)]
+    assert names == ["functional", "functional_1"]

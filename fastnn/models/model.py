@@ -28,8 +28,9 @@ class Model:
 
     def __new__(cls, *args, **kwargs):
         if cls is Model and (args or "inputs" in kwargs or "outputs" in kwargs):
+            # Python then runs Functional.__init__ on it once (it is a Model)
             from .functional import Functional
-            return Functional(*args, **kwargs)
+            return super().__new__(Functional)
         return super().__new__(cls)
 
     def __init__(self, name=None, trainable=True, **kwargs):
@@ -57,8 +58,9 @@ class Model:
         self._inbound_nodes = []
 
     def _default_name(self):
-        from ..layers.base import snake_case
-        return snake_case(type(self).__name__) if type(self) is not Model else "model"
+        """Keras 3 names a model as a layer: its class in snake case, numbered across the session."""
+        from ..layers.base import snake_case, unique_name
+        return unique_name(snake_case(type(self).__name__))
 
     # -- structure -------------------------------------------------------
     # Functional and Sequential override these; here is the subclassed model:
@@ -141,8 +143,19 @@ class Model:
         return out
 
     def get_config(self):
-        """Keras's base config of a subclassed model; override to make the model saveable whole."""
+        """Keras's base config of a subclassed model."""
         return {"name": self.name, "trainable": self.trainable}
+
+    @classmethod
+    def from_config(cls, config):
+        """``keras.Model.from_config``: a functional config (with ``layers``,
+        ``input_layers``, ``output_layers``) gives a functional model; any
+        other config is passed to ``cls(**config)``."""
+        from .functional import Functional
+        if isinstance(config, dict) and {"layers", "input_layers", "output_layers"} <= set(config) and \
+                (cls is Model or issubclass(cls, Functional)):
+            return Functional.from_config(config)
+        return cls(**config)
 
     def _weight_layers(self):
         """The layers that own the model's weights, each once, in the model's order."""
@@ -289,10 +302,21 @@ class Model:
 
     # -- summary ---------------------------------------------------------
     def summary(self, line_length=None, print_fn=None, **kwargs):
-        """Prints Keras's table of layers, output shapes and parameter counts."""
-        from ..utils.summary import summary_text
-        text = summary_text(self, line_length or 65)
-        (print_fn or print)(text)
+        """Prints Keras's table of layers, output shapes and parameter counts:
+        a Sequential's in the Keras 2 layout (65 characters), a functional or
+        subclassed model's in Keras 3's box layout with, for a graph that is
+        not a chain, its "Connected to" column. ``print_fn`` receives the
+        whole table as one string."""
+        from ..models.sequential import Sequential
+        from ..utils.summary import keras3_summary_text, summary_text
+        if isinstance(self, Sequential):
+            (print_fn or print)(summary_text(self, line_length or 65))
+            return
+        text = keras3_summary_text(self, line_length)
+        if print_fn is None:
+            print(text, end="")
+        else:
+            print_fn(text)
 
     # -- compile / train -------------------------------------------------
     def compile(self, optimizer="rmsprop", loss=None, metrics=None, weighted_metrics=None, loss_weights=None,
