@@ -22,6 +22,8 @@ NumPy from fixed seeds and stored, then set into the Keras model):
 - ``keys/*``: History / evaluate(return_dict=True) keys for other ways of
   writing loss and metrics on the two_io model (1 epoch each, with validation).
 - ``shared``: one Dense called on two inputs, outputs added, then Dense(1).
+- ``subclassed``: the book's WideAndDeepModel subclass (two outputs), same data
+  and initial weights as ``wide_deep``, same compile: its History keys differ.
 - ``submodel``: keras.Model(model.inputs, model.layers[i].output) of the trained
   wide & deep model and of a Sequential MLP, and their predictions.
 
@@ -168,6 +170,7 @@ def wide_deep(arrays, info):
         "loss=('mse','mse'), metrics=['RootMeanSquaredError'] (the book)": dict(loss=("mse", "mse"), metrics=["RootMeanSquaredError"]),
         "loss=('mse','mse'), metrics=['RootMeanSquaredError','RootMeanSquaredError']": dict(loss=("mse", "mse"), metrics=["RootMeanSquaredError", "RootMeanSquaredError"]),
         "loss=('mse','mse'), loss_weights=(0.9,0.1), no metrics": dict(loss=("mse", "mse"), loss_weights=(0.9, 0.1)),
+        "loss='mse', loss_weights=[0.9,0.1] (single loss, two weights)": dict(loss="mse", loss_weights=[0.9, 0.1]),
         "loss=['mse','mse'], metrics=['mae','RootMeanSquaredError']": dict(loss=["mse", "mse"], metrics=["mae", "RootMeanSquaredError"]),
         "loss=['mse','mse'], metrics=[['mae'],['RootMeanSquaredError']]": dict(loss=["mse", "mse"], metrics=[["mae"], ["RootMeanSquaredError"]]),
         "loss=['mse','mse'], metrics=['mae', None]": dict(loss=["mse", "mse"], metrics=["mae", None]),
@@ -364,6 +367,82 @@ def submodels(arrays, info, wd_model):
                 "sub_summary": summary_text(sub), "sub_config": sub.get_config()}
 
 
+# ---------------------------------------------------------------- subclassed wide & deep
+class WideAndDeepModel(keras.Model):
+    """Hands-On ML 3rd ed., chapter 10's subclassed model (two outputs)."""
+
+    def __init__(self, units=30, activation="relu", **kwargs):
+        super().__init__(**kwargs)
+        self.norm_layer_wide = L.Normalization()
+        self.norm_layer_deep = L.Normalization()
+        self.hidden1 = L.Dense(units, activation=activation)
+        self.hidden2 = L.Dense(units, activation=activation)
+        self.main_output = L.Dense(1)
+        self.aux_output = L.Dense(1)
+
+    def call(self, inputs):
+        input_wide, input_deep = inputs
+        norm_wide = self.norm_layer_wide(input_wide)
+        norm_deep = self.norm_layer_deep(input_deep)
+        hidden1 = self.hidden1(norm_deep)
+        hidden2 = self.hidden2(hidden1)
+        concat = L.concatenate([norm_wide, hidden2])
+        output = self.main_output(concat)
+        aux_output = self.aux_output(hidden2)
+        return output, aux_output
+
+
+def subclassed(arrays, info):
+    xw, xd, y = (arrays[f"wide_deep/{k}_train"] for k in ("x_wide", "x_deep", "y"))
+    vw, vd, vy = (arrays[f"wide_deep/{k}_valid"] for k in ("x_wide", "x_deep", "y"))
+    init = {r["path"]: arrays[f"wide_deep/init/{r['index']}"] for r in info["wide_deep"]["weights_init"]}
+    d = info.setdefault("subclassed", {})
+
+    def build():
+        keras.backend.clear_session()
+        keras.utils.set_random_seed(0)
+        model = WideAndDeepModel(30, activation="relu", name="my_cool_model")
+        model.norm_layer_wide.adapt(xw)
+        model.norm_layer_deep.adapt(xd)
+        model((xw[:1], xd[:1]))
+        for attr, src in (("hidden1", "dense"), ("hidden2", "dense_1"), ("main_output", "dense_2"),
+                          ("aux_output", "dense_3")):
+            getattr(model, attr).set_weights([init[f"{src}/kernel"], init[f"{src}/bias"]])
+        return model
+
+    # the book's compile line for the subclassed model
+    model = build()
+    try:
+        model.compile(loss="mse", loss_weights=[0.9, 0.1], optimizer=keras.optimizers.Adam(learning_rate=1e-3),
+                      metrics=["RootMeanSquaredError"])
+        model.fit((xw, xd), (y, y), epochs=1, batch_size=BATCH, shuffle=False, verbose=0)
+        d["book_compile_error"] = None
+    except Exception as e:  # noqa: BLE001
+        d["book_compile_error"] = f"{type(e).__name__}: {e}"[:800]
+    model = build()
+    d["weights_init"] = weight_records(model, "subclassed/init", arrays)
+    d["summary_untrained"] = summary_text(model)
+    model.compile(loss=("mse", "mse"), loss_weights=(0.9, 0.1), optimizer=keras.optimizers.Adam(learning_rate=1e-3),
+                  metrics=[["RootMeanSquaredError"], ["RootMeanSquaredError"]])
+    hist = model.fit((xw, xd), (y, y), epochs=EPOCHS, batch_size=BATCH, shuffle=False, verbose=0,
+                     validation_data=((vw, vd), (vy, vy)))
+    d["compile"] = info["wide_deep"]["compile"]
+    d["history"] = history_dict(hist)
+    d["evaluate_dict"] = {k: float(v) for k, v in model.evaluate((vw, vd), (vy, vy), verbose=0,
+                                                                  return_dict=True).items()}
+    d["evaluate_list"] = [float(v) for v in model.evaluate((vw, vd), (vy, vy), verbose=0)]
+    d["weights_final"] = weight_records(model, "subclassed/final", arrays)
+    pred = model.predict((arrays["wide_deep/x_wide_new"], arrays["wide_deep/x_deep_new"]), verbose=0)
+    d["predict"] = store_pred(arrays, "subclassed/predict_new", outputs_list(list(pred) if isinstance(pred, tuple) else pred))
+    d["predict_return_type"] = type(pred).__name__
+    d["layer_names"] = [layer.name for layer in model.layers]
+    d["summary_trained"] = summary_text(model)
+    try:
+        d["get_config"] = model.get_config()
+    except Exception as e:  # noqa: BLE001
+        d["get_config"] = f"{type(e).__name__}: {e}"[:500]
+
+
 def main():
     MODELS.mkdir(exist_ok=True)
     arrays, info = {}, {}
@@ -371,6 +450,7 @@ def main():
     submodels(arrays, info, wd)
     two_io(arrays, info)
     shared(arrays, info)
+    subclassed(arrays, info)
     # the saved files load back in Keras and predict what was stored
     checks = {}
     for fname, x, key in (("functional_wide_deep.keras", (arrays["wide_deep/x_wide_new"], arrays["wide_deep/x_deep_new"]),
