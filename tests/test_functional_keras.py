@@ -312,3 +312,54 @@ def test_models_are_named_as_keras_numbers_them():
     x = L.Input((3,))
     names = [keras.Model(x, L.Dense(1)(x)).name for _ in range(2)]
     assert names == ["functional", "functional_1"]
+
+
+class WideAndDeepModel(keras.Model):
+    """Hands-On ML's subclassed wide & deep model, as the reference script defines it."""
+
+    def __init__(self, units=30, activation="relu", **kwargs):
+        super().__init__(**kwargs)
+        self.norm_layer_wide = L.Normalization()
+        self.norm_layer_deep = L.Normalization()
+        self.hidden1 = L.Dense(units, activation=activation)
+        self.hidden2 = L.Dense(units, activation=activation)
+        self.main_output = L.Dense(1)
+        self.aux_output = L.Dense(1)
+
+    def call(self, inputs):
+        input_wide, input_deep = inputs
+        norm_wide = self.norm_layer_wide(input_wide)
+        norm_deep = self.norm_layer_deep(input_deep)
+        hidden1 = self.hidden1(norm_deep)
+        hidden2 = self.hidden2(hidden1)
+        concat = L.concatenate([norm_wide, hidden2])
+        output = self.main_output(concat)
+        aux_output = self.aux_output(hidden2)
+        return output, aux_output
+
+
+def test_subclassed_wide_and_deep_trains_and_logs_as_keras():
+    info = INFO["subclassed"]
+    reset_names()
+    model = WideAndDeepModel(30, activation="relu", name="my_cool_model")
+    (xw, xd), y = wide_deep_data("train")
+    model.norm_layer_wide.adapt(xw)
+    model.norm_layer_deep.adapt(xd)
+    model((xw[:1], xd[:1]))      # traced on the first call, as the script builds it
+    assert [l.name for l in model.layers] == info["layer_names"]
+    # model.weights in Keras's order (attribute order); the paths differ only by Keras's model prefix
+    assert [w.name for w in model.weights] == [r["path"].removeprefix("my_cool_model/") for r in info["weights_init"]]
+    model.set_weights([ref("subclassed", f"init/{i}") for i in range(len(info["weights_init"]))])
+    model.compile(loss=("mse", "mse"), loss_weights=(0.9, 0.1), optimizer=keras.optimizers.Adam(learning_rate=1e-3),
+                  metrics=[["RootMeanSquaredError"], ["RootMeanSquaredError"]])
+    valid = wide_deep_data("valid")
+    history = model.fit((xw, xd), y, epochs=3, batch_size=16, shuffle=False, verbose=0, validation_data=valid)
+    # unnamed outputs: 'mse_loss' is both outputs' loss key and holds the aux output's, as in Keras
+    assert_history(history.history, info["history"])
+    np.testing.assert_allclose(model.evaluate(*valid, verbose=0), info["evaluate_list"], rtol=RTOL, atol=ATOL)
+    logs = model.evaluate(*valid, verbose=0, return_dict=True)
+    assert list(logs) == list(info["evaluate_dict"])
+    for i, w in enumerate(model.get_weights()):
+        np.testing.assert_allclose(w, ref("subclassed", f"final/{i}"), rtol=RTOL, atol=ATOL)
+    for i, p in enumerate(model.predict(wide_deep_data("new")[0], verbose=0)):
+        np.testing.assert_allclose(p, ref("subclassed", f"predict_new/{i}"), rtol=RTOL, atol=PRED_ATOL)

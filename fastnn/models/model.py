@@ -133,14 +133,14 @@ class Model:
         return [v for v in vars(self).values() if isinstance(v, Layer)]
 
     def _all_layers(self):
+        """The layers ``call`` uses: the model's attributes in assignment order (so
+        ``weights`` follow Keras's order), then layers made inside ``call``."""
         if self._graph_parts is None:
             return self.layers
-        seen, out = set(), []
-        for node in self._graph_parts[1]:
-            if id(node.layer) not in seen:
-                seen.add(id(node.layer))
-                out.append(node.layer)
-        return out
+        used = {id(node.layer): node.layer for node in self._graph_parts[1]}
+        out = [l for l in self.layers if id(l) in used]
+        attributes = {id(l) for l in out}
+        return out + [l for k, l in used.items() if k not in attributes]
 
     def get_config(self):
         """Keras's base config of a subclassed model."""
@@ -412,6 +412,12 @@ class Model:
                 _resolve(self._output_weighted_metric_ids[o], out_dim, sparse[o], loss), has_weights))
         if len(per_output) == 1 and self._loss_weights[0] == 1.0:
             return per_output[0]
+        if self._traced:
+            # Keras 3 gives a subclassed model's outputs no names: losses log as '<loss>_loss'
+            # and metrics unprefixed ('RootMeanSquaredError', then 'RootMeanSquaredError_1')
+            loss_ids = _per_output(self._loss_spec[0], self.output_names, "loss", broadcast=True)
+            return OutputMetrics(None, per_output, self._loss_weights,
+                                 [l if isinstance(l, str) else losses_module.get(l).name for l in loss_ids])
         return OutputMetrics(self.output_names, per_output, self._loss_weights)
 
     def _ensure_built(self, sample_shape, what):

@@ -190,10 +190,32 @@ class OutputMetrics:
     Keras 3's names: ``loss`` (the weighted total), ``<output>_loss`` and
     ``<output>_<metric>`` per output. ``per_output``: a
     ``metrics.ModelMetrics`` per output; the loops' sums are [total,
-    samples] then each output's [loss, samples, metrics...]."""
+    samples] then each output's [loss, samples, metrics...].
 
-    def __init__(self, names, per_output, loss_weights):
+    ``names`` None: the outputs are unnamed (a subclassed model), and Keras
+    3 logs each output's loss as ``<loss name>_loss`` (``loss_names``) and
+    its metrics unprefixed, numbered ``_1``, ``_2`` when a name repeats. Two
+    outputs with the same loss share one key, which holds the last output's
+    loss: Keras's logs lose the others, and so do these."""
+
+    def __init__(self, names, per_output, loss_weights, loss_names=None):
         self.names, self.per_output, self.loss_weights = names, per_output, loss_weights
+        if names is None:
+            taken, self._metric_keys = set(), []
+            for m in per_output:
+                keys = []
+                for entry in m.entries:
+                    key, i = entry[0], 0
+                    while key in taken:
+                        i += 1
+                        key = f"{entry[0]}_{i}"
+                    taken.add(key)
+                    keys.append(key)
+                self._metric_keys.append(keys)
+            self._loss_keys = [f"{n}_loss" for n in loss_names]
+        else:
+            self._metric_keys = [[f"{name}_{entry[0]}" for entry in m.entries] for name, m in zip(names, per_output)]
+            self._loss_keys = [f"{name}_loss" for name in names]
         self.codes_per_output = [m.codes for m in per_output]
         self.codes = np.concatenate(self.codes_per_output) if per_output else np.zeros(0, np.int64)
         self.needs_predictions = any(m.needs_predictions for m in per_output)
@@ -223,15 +245,22 @@ class OutputMetrics:
         n = max(sums[1], 1.0)
         logs = {"loss": float(sums[0] / n)}
         at = 2
-        for name, m in zip(self.names, self.per_output):
+        for m, loss_key, metric_keys in zip(self.per_output, self._loss_keys, self._metric_keys):
             block = sums[at:at + 2 + len(m.codes)]
-            for key, value in m.logs(block).items():
-                logs[f"{name}_{key}"] = value
+            values = list(m.logs(block).values())     # the output's loss, then its metrics in order
+            logs[loss_key] = values[0]
+            logs.update(zip(metric_keys, values[1:]))
             at += 2 + len(m.codes)
         return {prefix + k: logs[k] for k in sorted(logs)}
 
     def list_order(self):
-        """Keys in the order of ``evaluate``'s list: the total loss, each
-        output's loss, then each output's metrics (Keras 3)."""
-        metric_keys = [f"{name}_{entry[0]}" for name, m in zip(self.names, self.per_output) for entry in m.entries]
-        return ["loss"] + [f"{name}_loss" for name in self.names] + metric_keys
+        """Keys in the order of ``evaluate``'s list (Keras 3): the total loss,
+        each output's loss, then each output's metrics; for unnamed outputs
+        Keras lists the metrics (by their names before numbering) before the
+        losses, then the keys not listed yet, sorted."""
+        metrics = [k for keys in self._metric_keys for k in keys]
+        if self.names is not None:
+            return ["loss"] + self._loss_keys + metrics
+        first = ["loss"] + [entry[0] for m in self.per_output for entry in m.entries] + self._loss_keys
+        keys = set(["loss"] + self._loss_keys + metrics)
+        return [k for k in first if k in keys] + sorted(keys - set(first))
