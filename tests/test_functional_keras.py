@@ -113,6 +113,13 @@ def test_layers_weights_and_names_are_in_keras_order(case, build):
     assert [w.trainable for w in model.weights] == [r["trainable"] for r in info["weights_init"]]
 
 
+@pytest.fixture(autouse=True)
+def eighty_columns(monkeypatch):
+    """Keras sized its tables for 80 columns (output not a terminal); so does fastnn here, whatever
+    terminal runs the tests (``shutil.get_terminal_size`` reads COLUMNS first)."""
+    monkeypatch.setenv("COLUMNS", "80")
+
+
 def summary_of(model):
     out = []
     model.summary(print_fn=out.append)

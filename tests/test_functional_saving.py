@@ -382,3 +382,58 @@ def test_keras_loads_what_fastnn_saves(case, tmp_path):
     assert len(got["optimizer"]) == len(stored)
     for a, b in zip(got["optimizer"], stored):
         np.testing.assert_array_equal(np.asarray(a, dtype=b.dtype), b)
+
+
+KERAS_SUBCLASS_CHECK = textwrap.dedent("""
+    import json, sys
+    import numpy as np
+    import keras
+    L = keras.layers
+
+    class WideAndDeepModel(keras.Model):
+        def __init__(self, units=30, activation="relu", **kwargs):
+            super().__init__(**kwargs)
+            self.norm_layer_wide = L.Normalization()
+            self.norm_layer_deep = L.Normalization()
+            self.hidden1 = L.Dense(units, activation=activation)
+            self.hidden2 = L.Dense(units, activation=activation)
+            self.main_output = L.Dense(1)
+            self.aux_output = L.Dense(1)
+
+        def call(self, inputs):
+            input_wide, input_deep = inputs
+            norm_wide, norm_deep = self.norm_layer_wide(input_wide), self.norm_layer_deep(input_deep)
+            hidden2 = self.hidden2(self.hidden1(norm_deep))
+            concat = L.concatenate([norm_wide, hidden2])
+            return self.main_output(concat), self.aux_output(hidden2)
+
+    folder = sys.argv[1]
+    data = np.load(folder + "/data.npz")
+    model = WideAndDeepModel(name="my_cool_model")
+    model.norm_layer_wide.adapt(data["x0"])     # builds the Normalization variables (then overwritten)
+    model.norm_layer_deep.adapt(data["x1"])
+    model((data["x0"][:1], data["x1"][:1]))
+    model.compile(loss=("mse", "mse"), loss_weights=(0.9, 0.1), optimizer="adam")
+    model.optimizer.build(model.trainable_variables)
+    model.load_weights(folder + "/m.weights.h5")
+    pred = model.predict((data["x0"], data["x1"]), verbose=0)
+    print(json.dumps({"predict": [np.asarray(p).tolist() for p in pred],
+                      "iterations": int(model.optimizer.iterations)}))
+""")
+
+
+def test_keras_loads_the_weights_of_a_subclassed_model_fastnn_saves(tmp_path):
+    python = _keras_python()
+    model = trained_subclassed()
+    model.save_weights(tmp_path / "m.weights.h5")
+    x_new = wide_deep_data("new")[0]
+    np.savez(tmp_path / "data.npz", x0=x_new[0], x1=x_new[1])
+    (tmp_path / "check.py").write_text(KERAS_SUBCLASS_CHECK)
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", CUDA_VISIBLE_DEVICES="")
+    run = subprocess.run([python, str(tmp_path / "check.py"), str(tmp_path)], capture_output=True, text=True,
+                         timeout=300, env=env)
+    assert run.returncode == 0, run.stderr[-3000:]
+    got = json.loads(run.stdout.strip().splitlines()[-1])
+    assert got["iterations"] == model.optimizer.iterations == 8
+    for a, b in zip(got["predict"], model.predict(x_new, verbose=0)):
+        np.testing.assert_allclose(np.asarray(a, np.float32), b, rtol=RTOL, atol=PRED_ATOL)

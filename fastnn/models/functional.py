@@ -47,18 +47,18 @@ def walk(inputs, outputs):
     return order
 
 
-def node_depths(inputs, outputs):
-    """{id(node): (depth, node)} for the layer calls that make ``outputs``, as
-    Keras 3's ``map_graph`` numbers them: an output's call has depth 0, a
-    call one more than the deepest call that reads it, and every call of a
-    layer the deepest depth of its calls; an input no output reads has depth 0."""
-    postorder, finished = [], set()
+def _walk_back(outputs):
+    """Keras 3's depth-first walk from ``outputs`` (``ops.function._build_map``):
+    the layer calls after the calls they read, and each layer's first-visit
+    index (counted before its inputs are visited)."""
+    postorder, finished, first_seen = [], set(), {}
 
     def visit(tensor):
         layer, node_index, _ = tensor._keras_history
         node = layer._inbound_nodes[node_index]
         if id(node) in finished:
             return
+        first_seen.setdefault(id(layer), len(first_seen))
         for t in node.input_tensors:
             visit(t)
         finished.add(id(node))
@@ -66,8 +66,16 @@ def node_depths(inputs, outputs):
 
     for t in outputs:
         visit(t)
+    return postorder, first_seen
+
+
+def node_depths(inputs, outputs):
+    """{id(node): (depth, node)} for the layer calls that make ``outputs``, as
+    Keras 3's ``map_graph`` numbers them: an output's call has depth 0, a
+    call one more than the deepest call that reads it, and every call of a
+    layer the deepest depth of its calls; an input no output reads has depth 0."""
     node_depth, layer_depth, out = {}, {}, {}
-    for node in reversed(postorder):
+    for node in reversed(_walk_back(outputs)[0]):
         depth = max(node_depth.setdefault(id(node), 0), layer_depth.get(id(node.layer), 0))
         layer_depth[id(node.layer)] = depth
         node_depth[id(node)] = depth
@@ -84,24 +92,10 @@ def keras_layer_order(inputs, outputs):
     """The layers of the graph that makes ``outputs``, in Keras 3's
     ``Functional.layers`` order (``ops.function.map_graph``): deepest first
     (a layer's depth is that of its deepest call, ``node_depths``), ties in
-    the order a depth-first walk from the outputs first meets them.
+    the order the walk from the outputs first meets them (``_walk_back``).
     InputLayers are included; the wide & deep model lists its deep input
     first. An input no output reads comes first among the layers of depth 0."""
-    first_seen = {}
-
-    def visit(tensor, done):
-        layer, node_index, _ = tensor._keras_history
-        node = layer._inbound_nodes[node_index]
-        if id(node) in done:
-            return
-        first_seen.setdefault(id(layer), len(first_seen))
-        for t in node.input_tensors:
-            visit(t, done)
-        done.add(id(node))
-
-    done = set()
-    for t in outputs:
-        visit(t, done)
+    first_seen = _walk_back(outputs)[1]
     for t in inputs:
         first_seen.setdefault(id(t._keras_history[0]), -1)
     depth, layers = {}, {}
