@@ -437,3 +437,25 @@ def test_keras_loads_the_weights_of_a_subclassed_model_fastnn_saves(tmp_path):
     assert got["iterations"] == model.optimizer.iterations == 8
     for a, b in zip(got["predict"], model.predict(x_new, verbose=0)):
         np.testing.assert_allclose(np.asarray(a, np.float32), b, rtol=RTOL, atol=PRED_ATOL)
+
+
+def test_dict_inputs_and_outputs_round_trip_with_their_keys(tmp_path):
+    a, b = L.Input((3,), name="b_in"), L.Input((2,), name="a_in")
+    zz = L.Dense(1, name="zz")(L.concatenate([a, b]))
+    yy = L.Dense(2, activation="softmax", name="yy")(b)
+    model = keras.Model({"b_in": a, "a_in": b}, {"zz": zz, "yy": yy})
+    model.compile(loss={"zz": "mse", "yy": "sparse_categorical_crossentropy"}, loss_weights={"zz": 1.0, "yy": 0.5},
+                  metrics={"yy": ["accuracy"]}, optimizer="adam")
+    rng = np.random.default_rng(0)
+    x = {"b_in": rng.normal(size=(20, 3)), "a_in": rng.normal(size=(20, 2))}
+    y = {"zz": rng.normal(size=(20, 1)), "yy": rng.integers(0, 2, 20)}
+    model.fit(x, y, epochs=1, verbose=0)
+    model.save(tmp_path / "m.keras")
+    loaded = keras.models.load_model(tmp_path / "m.keras")
+    assert loaded.get_config() == model.get_config()
+    assert loaded.get_compile_config() == model.get_compile_config()
+    got, want = loaded.predict(x, verbose=0), model.predict(x, verbose=0)
+    assert list(got) == list(want) == ["zz", "yy"]
+    for k in want:
+        np.testing.assert_array_equal(got[k], want[k])
+    assert loaded.evaluate(x, y, verbose=0, return_dict=True) == model.evaluate(x, y, verbose=0, return_dict=True)
