@@ -206,13 +206,11 @@ def get(identifier, loss=None, output_dim=None, target_ndim=None):
             else:
                 cls = CategoricalAccuracy
             return cls(name=identifier)
-        cls = _BY_NAME.get(identifier)
+        # Keras 3 names a metric given as a string by that string
+        # (compile_utils.get_metric): "RootMeanSquaredError" logs as such.
+        cls = _BY_NAME.get(identifier) or _BY_CLASS.get(identifier)
         if cls is not None:
-            # Names that Keras resolves to a function keep the string as their name.
-            return cls(name=identifier if identifier in ("mse", "mae") else None)
-        cls = _BY_CLASS.get(identifier)
-        if cls is not None:
-            return cls()
+            return cls(name=identifier)
         raise ValueError(f"Unknown metric {identifier!r}; expected 'accuracy' or one of {sorted(_BY_NAME)}")
     raise ValueError(f"Could not interpret metric {identifier!r}")
 

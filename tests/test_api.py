@@ -353,7 +353,7 @@ def test_history_keys_and_plain_floats():
 @pytest.mark.parametrize("metric,key", [
     ("binary_accuracy", "binary_accuracy"),
     (keras.metrics.BinaryAccuracy(), "binary_accuracy"),
-    ("RootMeanSquaredError", "root_mean_squared_error"),
+    ("RootMeanSquaredError", "RootMeanSquaredError"),
     (keras.metrics.RootMeanSquaredError(), "root_mean_squared_error"),
     ("mse", "mse"), ("mae", "mae"),
     ("accuracy", "accuracy"), ("acc", "acc"),

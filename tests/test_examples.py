@@ -107,6 +107,20 @@ def test_regression_beats_predicting_the_mean(capsys):
     assert len(re.findall(r"patient \d: predicted [0-9.-]+, true [0-9.]+", out)) == 3
 
 
+def test_wide_and_deep_beats_the_mean_and_reloads(capsys):
+    out = run_example("wide_and_deep", ["--epochs", "40"], capsys)
+    assert "Connected to" in out and "concatenate[0][0]" in out          # the graph's summary
+    keys = ["aux_RootMeanSquaredError", "aux_loss", "loss", "main_RootMeanSquaredError", "main_loss"]
+    assert f"history.history keys: {keys + ['val_' + k for k in keys]}" in out       # Keras 3's names and order
+    baseline = figure(r"predicting the training mean: ([0-9.]+)", out)
+    main, aux = figure(r"test rmse: main ([0-9.]+)", out), figure(r"test rmse: main [0-9.]+, aux ([0-9.]+)", out)
+    assert main < 0.9 * baseline and aux < 0.9 * baseline
+    loss = figure(r"test loss \(0.9 main \+ 0.1 aux\): ([0-9.]+)", out)
+    assert loss == pytest.approx(0.9 * main ** 2 + 0.1 * aux ** 2, rel=0.01)    # the weighted sum of the mses
+    assert "reloaded from .keras, same predictions: True" in out
+    assert figure(r"subclassed model test rmse \(main\): ([0-9.]+)", out) < 0.9 * baseline
+
+
 def test_custom_training_prints_its_history(capsys):
     out = run_example("custom_training", ["--epochs", "12"], capsys)
     keys = ["binary_accuracy", "loss", "val_binary_accuracy", "val_loss"]
@@ -147,7 +161,7 @@ def test_plot_history_takes_the_history_fit_returns(tmp_path):
     model.compile(loss="mse", optimizer="sgd", metrics=["RootMeanSquaredError"])
     history = model.fit(x, x.sum(axis=1), epochs=2, verbose=0)
     fig = keras.utils.plot_history(history, path=tmp_path / "fit.png")
-    assert [ax.get_title() for ax in fig.axes] == ["loss", "root_mean_squared_error"]
+    assert [ax.get_title() for ax in fig.axes] == ["loss", "RootMeanSquaredError"]
     assert [line.get_label() for line in fig.axes[0].get_lines()] == ["train"]    # no validation: one curve
 
 

@@ -208,10 +208,23 @@ def test_clone_model_refuses_what_it_cannot_do():
         keras.models.clone_model(object())
 
 
-def test_models_the_keras_format_cannot_hold_refuse_to_pickle():
+def test_functional_models_pickle_and_clone_but_subclassed_ones_refuse():
     inputs = keras.Input(shape=(6,))
     model = keras.Model(inputs, keras.layers.Dense(3)(inputs))
-    with pytest.raises(pickle.PicklingError, match="Functional models cannot be pickled yet"):
-        pickle.dumps(model)
-    with pytest.raises(NotImplementedError, match="cannot be rebuilt"):
-        keras.models.clone_model(model)
+    x = np.random.default_rng(0).random((4, 6), dtype=np.float32)
+    np.testing.assert_array_equal(pickle.loads(pickle.dumps(model)).predict(x, verbose=0), model.predict(x, verbose=0))
+    clone = keras.models.clone_model(model)
+    assert [w.shape for w in clone.get_weights()] == [w.shape for w in model.get_weights()]
+
+    class Own(keras.Model):
+        def __init__(self):
+            super().__init__()
+            self.dense = keras.layers.Dense(2)
+
+        def call(self, x):
+            return self.dense(x)
+
+    own = Own()
+    own.predict(x, verbose=0)
+    with pytest.raises(pickle.PicklingError, match="Own models cannot be pickled yet"):
+        pickle.dumps(own)

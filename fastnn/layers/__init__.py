@@ -27,7 +27,10 @@ def serialize(layer):
     record = {"module": "keras.layers", "class_name": type(layer).__name__, "config": layer.get_config(),
               "registered_name": None}
     if layer.built and layer.keras_build_config:
-        record["build_config"] = {"input_shape": [None, *layer.input_shape]}
+        shape = layer.input_shape
+        # a merge layer was built for a list of shapes, which Keras records as a list
+        record["build_config"] = {"input_shape": [[None, *s] for s in shape] if isinstance(shape, list)
+                                  else [None, *shape]}
     return record
 
 

@@ -27,8 +27,9 @@ class Model:
 
     def __new__(cls, *args, **kwargs):
         if cls is Model and (args or "inputs" in kwargs or "outputs" in kwargs):
+            # Python then runs Functional.__init__ on it once (it is a Model)
             from .functional import Functional
-            return Functional(*args, **kwargs)
+            return super().__new__(Functional)
         return super().__new__(cls)
 
     def __init__(self, name=None, trainable=True, **kwargs):
@@ -56,8 +57,9 @@ class Model:
         self._inbound_nodes = []
 
     def _default_name(self):
-        from ..layers.base import snake_case
-        return snake_case(type(self).__name__) if type(self) is not Model else "model"
+        """Keras 3 names a model as a layer: its class in snake case, numbered across the session."""
+        from ..layers.base import snake_case, unique_name
+        return unique_name(snake_case(type(self).__name__))
 
     # -- structure -------------------------------------------------------
     # Functional and Sequential override these; here is the subclassed model:
@@ -130,18 +132,29 @@ class Model:
         return [v for v in vars(self).values() if isinstance(v, Layer)]
 
     def _all_layers(self):
+        """The layers ``call`` uses: the model's attributes in assignment order (so
+        ``weights`` follow Keras's order), then layers made inside ``call``."""
         if self._graph_parts is None:
             return self.layers
-        seen, out = set(), []
-        for node in self._graph_parts[1]:
-            if id(node.layer) not in seen:
-                seen.add(id(node.layer))
-                out.append(node.layer)
-        return out
+        used = {id(node.layer): node.layer for node in self._graph_parts[1]}
+        out = [l for l in self.layers if id(l) in used]
+        attributes = {id(l) for l in out}
+        return out + [l for k, l in used.items() if k not in attributes]
 
     def get_config(self):
-        """Keras's base config of a subclassed model; override to make the model saveable whole."""
+        """Keras's base config of a subclassed model."""
         return {"name": self.name, "trainable": self.trainable}
+
+    @classmethod
+    def from_config(cls, config):
+        """``keras.Model.from_config``: a functional config (with ``layers``,
+        ``input_layers``, ``output_layers``) gives a functional model; any
+        other config is passed to ``cls(**config)``."""
+        from .functional import Functional
+        if isinstance(config, dict) and {"layers", "input_layers", "output_layers"} <= set(config) and \
+                (cls is Model or issubclass(cls, Functional)):
+            return Functional.from_config(config)
+        return cls(**config)
 
     def _weight_layers(self):
         """The layers that own the model's weights, each once, in the model's order."""
@@ -288,10 +301,21 @@ class Model:
 
     # -- summary ---------------------------------------------------------
     def summary(self, line_length=None, print_fn=None, **kwargs):
-        """Prints Keras's table of layers, output shapes and parameter counts."""
-        from ..utils.summary import summary_text
-        text = summary_text(self, line_length or 65)
-        (print_fn or print)(text)
+        """Prints Keras's table of layers, output shapes and parameter counts:
+        a Sequential's in the Keras 2 layout (65 characters), a functional or
+        subclassed model's in Keras 3's box layout with, for a graph that is
+        not a chain, its "Connected to" column. ``print_fn`` receives the
+        whole table as one string."""
+        from ..models.sequential import Sequential
+        from ..utils.summary import keras3_summary_text, summary_text
+        if isinstance(self, Sequential):
+            (print_fn or print)(summary_text(self, line_length or 65))
+            return
+        text = keras3_summary_text(self, line_length)
+        if print_fn is None:
+            print(text, end="")
+        else:
+            print_fn(text)
 
     # -- compile / train -------------------------------------------------
     def compile(self, optimizer="rmsprop", loss=None, metrics=None, weighted_metrics=None, loss_weights=None,
@@ -341,6 +365,11 @@ class Model:
             metric_ids = [_metric_list(metrics, "metrics")]
             weighted_ids = [_metric_list(weighted_metrics, "weighted_metrics")]
         else:
+            if not isinstance(loss, (list, tuple, dict)) and isinstance(loss_weights, (list, tuple, dict)):
+                # Keras 3 applies a single loss to every output only without per-output weights
+                raise ValueError(f"`loss_weights` must match the number of losses, got 1 losses and "
+                                 f"{len(loss_weights)} weights; give one loss per output, e.g. "
+                                 f"loss={[loss] * len(names)!r}")
             losses = [losses_module.get(l) for l in _per_output(loss, names, "loss", broadcast=True)]
             weights = _per_output(loss_weights, names, "loss_weights", default=1.0)
             metric_ids = [_metric_list(m, "metrics") for m in _metrics_per_output(metrics, names, "metrics")]
@@ -382,6 +411,12 @@ class Model:
                 _resolve(self._output_weighted_metric_ids[o], out_dim, sparse[o], loss), has_weights))
         if len(per_output) == 1 and self._loss_weights[0] == 1.0:
             return per_output[0]
+        if self._traced:
+            # Keras 3 gives a subclassed model's outputs no names: losses log as '<loss>_loss'
+            # and metrics unprefixed ('RootMeanSquaredError', then 'RootMeanSquaredError_1')
+            loss_ids = _per_output(self._loss_spec[0], self.output_names, "loss", broadcast=True)
+            return OutputMetrics(None, per_output, self._loss_weights,
+                                 [l if isinstance(l, str) else losses_module.get(l).name for l in loss_ids])
         return OutputMetrics(self.output_names, per_output, self._loss_weights)
 
     def _ensure_built(self, sample_shape, what):
@@ -418,6 +453,7 @@ class Model:
             return len(self._graph()[0]) > 1 or len(self._graph()[2]) > 1
 
         if self.built and several():
+            self._pack()
             if with_targets:
                 self._require_compiled("fit")
             return self._io().source(x, y, with_targets, steps, what, y_what, steps_what, **weights)
@@ -437,6 +473,7 @@ class Model:
     def _program(self, losses):
         """The op table for these per-output losses (None: inference), cached."""
         inputs, nodes, outputs = self._graph()
+        self._pack()
         key = None if losses is None else tuple((l.code, l.from_logits) for l in losses) + \
             tuple(self._loss_weights or ())
         if key not in self._programs:
@@ -487,6 +524,10 @@ class Model:
                  callbacks=None, steps=None, **kwargs):
         """Loss (a float) with no metrics, else [loss, *metrics]; a dict if ``return_dict``.
 
+        A model of several outputs gives, as Keras 3, ``[loss, <output>_loss
+        for each output, then each output's metrics]``, and a dict in sorted
+        key order.
+
         The loss includes weight penalties and is weighted by ``sample_weight``
         (n,) as in ``fit``. ``batch_size`` defaults to 32. ``callbacks`` get the
         on_test_* hooks. ``x`` may also be a generator or PyDataset of ``(x,
@@ -497,10 +538,10 @@ class Model:
         batch_size = data.positive_int(32 if batch_size is None else batch_size, "batch_size")
         verbose = training.resolve_verbose(verbose)
         src = self._source(x, y, True, steps=steps, sample_weight=sample_weight)
-        logs = training.evaluate(self, src, batch_size, verbose, callbacks)
+        logs, order = training.evaluate(self, src, batch_size, verbose, callbacks)
         if return_dict:
             return logs
-        values = list(logs.values())
+        values = [logs[k] for k in order]
         return values[0] if len(values) == 1 else values
 
     def predict(self, x, batch_size=None, verbose="auto", callbacks=None, steps=None, **kwargs):

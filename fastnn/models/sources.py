@@ -16,7 +16,8 @@ Three kinds of source behind one small interface:
   ``CHUNK_BYTES``) whatever the file's size.
 * ``BatchSource``: a Python generator/iterator, or a ``PyDataset``/``Sequence``
   (``__len__``, ``__getitem__``), yielding ``(x, y)`` or ``(x, y,
-  sample_weight)`` batches; each batch is checked as it arrives, and
+  sample_weight)`` batches (for a model of several inputs or outputs ``x``
+  and ``y`` are tuples or dicts: ``bind_io``); each batch is checked as it arrives, and
   consecutive batches of one size are packed into one chunk for the
   compiled loop.
 
@@ -557,6 +558,15 @@ class BatchSource:
         self._spec = (input_shape, loss, tuple(out_shape))
         return self
 
+    def bind_io(self, io, with_targets):
+        """Binds to a model of several inputs or outputs: each batch's ``x``
+        and ``y`` (tuples/lists in input/output order, or dicts by name) are
+        packed by ``io`` (an ``outputs.ModelIO``) as arrays would be."""
+        self._io = (io, with_targets)
+        return self
+
+    _io = None
+
     def steps(self, batch=None):
         """Batches per epoch, or None when unknown (a generator without steps)."""
         if self._count is None:
@@ -584,13 +594,20 @@ class BatchSource:
                 return None
             where = f"a batch of the generator {self.what}"
         x, y, sw = _unpack(raw, where)
-        input_shape, loss, out_shape = self._spec
-        X = data.features(x, input_shape, f"x of {where}")
-        if loss is None:
-            return (X, *data.empty_targets(math.prod(out_shape)), _NO_WEIGHTS)
+        if self._io is not None:
+            io, with_targets = self._io
+            X = io.features(x, f"x of {where}")
+            if not with_targets:
+                return X, np.zeros((0, 0), np.float32), np.zeros((0, 0), np.int64), _NO_WEIGHTS
+        else:
+            input_shape, loss, out_shape = self._spec
+            X = data.features(x, input_shape, f"x of {where}")
+            if loss is None:
+                return (X, *data.empty_targets(math.prod(out_shape)), _NO_WEIGHTS)
         if y is None:
             raise ValueError(f"{where} has no targets: fit and evaluate need (x, y) batches")
-        Yf, Yi = data.targets(y, X.shape[0], loss, out_shape, f"y of {where}")
+        Yf, Yi = io.targets(y, X.shape[0], f"y of {where}") if self._io is not None else \
+            data.targets(y, X.shape[0], loss, out_shape, f"y of {where}")
         if sw is not None and self._class_weight is not None:
             raise ValueError(f"You cannot use class_weight and sample_weight at the same time ({where} holds "
                              "sample weights)")

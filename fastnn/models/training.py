@@ -267,13 +267,15 @@ def run_inference(model, program, source, batch_size, losses, metrics, want_outp
 
 
 def evaluate(model, src, batch_size, verbose, callbacks):
-    """``model.evaluate`` on a bound source: the logs dict (loss first, then metrics)."""
+    """``model.evaluate`` on a bound source: the logs dict and its keys in
+    the order of evaluate's list (``metrics.list_order``)."""
     prog = model._program(model._losses)
     metrics = model._resolve_metrics([l.code == P.SCCE for l in model._losses], src.weighted)
     cbs = callback_list(model, callbacks, verbose, src.steps(batch_size))
     sums, _ = run_inference(model, prog, src, batch_size, model._losses, metrics, False, verbose, model._params,
                             cbs, "test")
-    return metrics.logs(sums)
+    logs = metrics.logs(sums)
+    return logs, (metrics.list_order() if hasattr(metrics, "list_order") else list(logs))
 
 
 def predict(model, src, batch_size, verbose, callbacks):

@@ -1,4 +1,4 @@
-"""Keras 3's HDF5 weight layout, written from and read into a fastnn Sequential.
+"""Keras 3's HDF5 weight layout, written from and read into a fastnn model.
 
 The same layout is a ``.weights.h5`` file and the ``model.weights.h5`` member
 of a ``.keras`` archive::
@@ -13,7 +13,8 @@ of a ``.keras`` archive::
 
 ``<path>`` is the layer's class name in snake case, numbered ``_1``, ``_2``
 among layers of the same class (``dense``, ``dense_1``): Keras addresses
-layers by position and class, not by their names. Each ``vars`` group
+layers by position and class, not by their names (a subclassed model's
+layers by attribute name: ``model_layer_paths``). Each ``vars`` group
 carries the owner's name as an attribute. Arrays are plain contiguous
 datasets. fastnn keeps an optimizer's slots as rows of one array over the
 flat trainable buffer; this module maps them to and from Keras's
@@ -67,6 +68,47 @@ def layer_paths(layers):
     return paths
 
 
+def model_layer_paths(model):
+    """(layer, HDF5 group path) for each layer whose variables Keras saves for ``model``, in the order
+    Keras's ``saving_lib`` visits them.
+
+    Keras walks the model object: a Sequential or functional model's
+    ``layers`` list (numbered by class, InputLayers included for a
+    functional model, a shared layer once), then the model's attributes in
+    sorted name order (private ones last), which for these models hold no
+    other layers. A subclassed model's layers are
+    its attributes: each is saved under the attribute's name, and the
+    ``layers`` attribute (every tracked layer, in assignment order) comes in
+    its sorted place, numbering all of them by class but saving only those
+    not saved yet (``hidden1``, ``hidden2``, ``layers/dense_2``...). A layer
+    is saved once, where the walk first meets it."""
+    from ..models.functional import Functional
+    from ..models.sequential import Sequential
+    from ..layers.base import Layer
+    seen, out = set(), []
+
+    def visit(layer, path):
+        if id(layer) not in seen:
+            seen.add(id(layer))
+            out.append((layer, path))
+
+    def container(layers):
+        for layer, path in zip(layers, layer_paths(layers)):
+            visit(layer, path)
+
+    if isinstance(model, (Sequential, Functional)):
+        container(model.layers)     # (fastnn's own attributes hold no other layers)
+        return out
+    attributes = {k: v for k, v in vars(model).items() if isinstance(v, Layer) and not k.startswith("__")}
+    attributes["layers"] = None
+    for name in sorted(attributes, key=lambda k: "~" + k if k.startswith("_") else k):
+        if name == "layers":
+            container(model.layers)
+        else:
+            visit(attributes[name], name)
+    return out
+
+
 def keras_variables(layer):
     """The Variables Keras keeps for ``layer``, in Keras's order (trainable
     ones first, each in creation order), with the dtype Keras stores them as."""
@@ -83,7 +125,9 @@ def keras_variables(layer):
 def write(h5, model):
     """Writes ``model``'s layer variables and, when compiled, its optimizer state into ``h5``."""
     h5.create_group("vars").attrs["name"] = model.name
-    for layer, path in zip(model.layers, layer_paths(model.layers)):
+    saved = model_layer_paths(model)
+    _check_every_weight_is_saved(model, saved)
+    for layer, path in saved:
         group = h5.create_group(path).create_group("vars")
         group.attrs["name"] = layer.name
         for i, (var, dtype) in enumerate(keras_variables(layer)):
@@ -94,6 +138,19 @@ def write(h5, model):
         group.attrs["name"] = model.optimizer.name
         for i, value in enumerate(_optimizer_arrays(model)):
             group[str(i)] = value
+
+
+def _check_every_weight_is_saved(model, saved):
+    """Refuses to write a file that would silently lose weights: a subclassed
+    model's layer that holds weights but is not an attribute of the model."""
+    if not model.built:
+        return
+    ids = {id(layer) for layer, _ in saved}
+    lost = [l.name for l in model._weight_layers() if l.weights and id(l) not in ids]
+    if lost:
+        raise ValueError(f"Layers {lost} of model {model.name!r} hold weights but are not attributes of the model, "
+                         "so Keras's file layout has no place for them; assign them in __init__ "
+                         "(self.dense = keras.layers.Dense(...))")
 
 
 def _optimizer_arrays(model):
@@ -143,30 +200,41 @@ def read_layers(h5, model, skip_mismatch=False):
     holds a different number or shape of arrays, or holds weights for layers
     the model does not have. With ``skip_mismatch`` a mismatched layer is
     skipped with a warning instead."""
-    layers = model.layers
     if not model.built:
-        stored = _group(h5, "layers")
-        if stored is not None and any(len(_group(h5, f"layers/{k}/vars") or ()) for k in stored.keys()):
+        if any(len(_group(h5, f"{path}/vars") or ()) for path in _stored_layer_paths(h5)):
             raise ValueError("The model is not built, so it has no weights to load into; give it an Input "
-                             "layer (or call model.build(input_shape)) first")
+                             "layer (or call model.build(input_shape), or call it on data) first")
         return []
-    paths = layer_paths(layers)
+    saved = model_layer_paths(model)
+    paths = [path for _, path in saved]
     assignments = []
-    for layer, path in zip(layers, paths):
+    for layer, path in saved:
         try:
             assignments += _read_layer(h5, layer, path)
         except ValueError as e:
             if not skip_mismatch:
                 raise
             warnings.warn(f"Skipping layer {layer.name!r}: {e}", stacklevel=3)
-    stored = _group(h5, "layers")
-    if stored is not None:
-        extra = sorted(f"layers/{k}" for k in stored.keys()
-                       if f"layers/{k}" not in paths and len(_group(h5, f"layers/{k}/vars") or ()) > 0)
-        if extra and not skip_mismatch:
-            raise ValueError(f"The file holds weights for layers the model does not have: {extra} "
-                             f"(the model's layers are at {paths})")
+    extra = sorted(p for p in _stored_layer_paths(h5) if p not in paths and len(_group(h5, f"{p}/vars") or ()) > 0)
+    if extra and not skip_mismatch:
+        raise ValueError(f"The file holds weights for layers the model does not have: {extra} "
+                         f"(the model's layers are at {paths})")
     return assignments
+
+
+def _stored_layer_paths(h5):
+    """The layer groups of a Keras weights file: ``layers/<k>`` and, for a
+    subclassed model, the top-level attribute groups."""
+    out = []
+    for key in h5.keys():
+        if key in ("vars", "optimizer"):
+            continue
+        if key == "layers":
+            group = _group(h5, "layers")
+            out += [f"layers/{k}" for k in group.keys()]
+        else:
+            out.append(key)
+    return out
 
 
 def _read_layer(h5, layer, path):

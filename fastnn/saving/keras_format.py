@@ -97,7 +97,6 @@ def load_model(filepath, custom_objects=None, compile=True, safe_mode=True):
     for Keras compatibility: fastnn never runs code from a file."""
     if custom_objects:
         raise ValueError("custom_objects are not supported: fastnn builds models only from its own classes")
-    from ..models.sequential import Sequential
     path, data = _source(filepath)
     with _refusing(path):
         if data.startswith(h5_weights.HDF5_SIGNATURE):
@@ -106,7 +105,7 @@ def load_model(filepath, custom_objects=None, compile=True, safe_mode=True):
         with _zip(data) as zf:
             record = _json_member(zf, _CONFIG)
             with weight_mode("probe"):   # the declared shapes, without allocating any weight
-                n_params, n_nodes = _size(model_from_record(record, Sequential, pack=False))
+                n_params, n_nodes = _size(model_from_record(record, pack=False))
             weights = _member(zf, _WEIGHTS, _weights_limit(n_params, n_nodes))
         with _h5(weights) as h5:
             stored = _stored_values(h5)
@@ -114,7 +113,7 @@ def load_model(filepath, custom_objects=None, compile=True, safe_mode=True):
                 raise ValueError(f"the config declares {n_params:,} weights, but the weights file holds "
                                  f"{stored:,} values")
             with weight_mode("load"):    # the file's values replace the initial ones
-                model = model_from_record(record, Sequential)
+                model = model_from_record(record)
             assignments = h5_weights.read_layers(h5, model)
             state = None
             if compile:
@@ -147,36 +146,63 @@ def load_weights(model, filepath, skip_mismatch=False):
 
 
 def model_record(model):
-    """The content of ``config.json`` for ``model``."""
-    record = {"module": "keras", "class_name": "Sequential", "config": model.get_config(),
-              "registered_name": None}
-    if model.built:
-        record["build_config"] = {"input_shape": [None, *model.input_shape[1:]]}
+    """The content of ``config.json`` for ``model``: Keras 3 records a
+    Sequential as ``keras``/``Sequential`` with its input shape, a
+    functional model as ``keras.src.models.functional``/``Functional`` with
+    ``build_config`` ``{"input_shape": None}`` (its config holds the inputs)."""
+    from ..models.functional import Functional
+    from ..models.sequential import Sequential
+    if isinstance(model, Sequential):
+        record = {"module": "keras", "class_name": "Sequential", "config": model.get_config(),
+                  "registered_name": None}
+        if model.built:
+            record["build_config"] = {"input_shape": [None, *model.input_shape[1:]]}
+    elif isinstance(model, Functional) and type(model) is Functional:
+        record = {"module": "keras.src.models.functional", "class_name": "Functional",
+                  "config": model.get_config(), "registered_name": "Functional",
+                  "build_config": {"input_shape": None}}
+    else:
+        raise NotImplementedError(
+            f"Model {model.name!r} is a subclassed model ({type(model).__name__}): its architecture is Python code, "
+            "which a .keras file cannot hold and fastnn never loads from a file. Save its weights with "
+            "model.save_weights('name.weights.h5') and load them into a new instance with load_weights, or build "
+            "the model with keras.Model(inputs, outputs) to save it whole")
     record["compile_config"] = get_compile_config(model)
     return record
 
 
-def model_from_record(record, sequential_cls, pack=True):
-    """The (uncompiled) model a ``config.json`` record describes; with
-    ``pack=False`` only its layers are built (no flat buffer): what a probe
-    of its shapes needs."""
+# Keras's model classes fastnn rebuilds from a record: {class_name: registered names Keras writes}
+_MODEL_CLASSES = {"Sequential": (None, "Sequential"), "Functional": (None, "Functional")}
+
+
+def model_from_record(record, pack=True):
+    """The (uncompiled) model a ``config.json`` record describes (a Sequential
+    or functional model; nothing the record names is imported); with
+    ``pack=False`` a Sequential's layers alone are built (no flat buffer):
+    what a probe of its shapes needs (a functional model packs lazily)."""
+    from ..models.functional import Functional
+    from ..models.sequential import Sequential
     if not isinstance(record, dict) or not isinstance(record.get("config"), dict):
         raise ValueError("config.json must hold a model record {'class_name', 'config', ...}")
     class_name, module = record.get("class_name"), record.get("module")
-    if class_name != "Sequential":
-        raise ValueError(f"fastnn loads Sequential models; this file holds a {class_name!r} model")
+    if class_name not in _MODEL_CLASSES:
+        raise ValueError(f"fastnn loads Sequential and functional models; this file holds a {class_name!r} model "
+                         "(a subclassed model's code cannot be loaded from a file: build the model and call "
+                         "load_weights on it)")
     if not (module is None or module == "keras" or (isinstance(module, str) and module.startswith("keras."))) \
-            or record.get("registered_name") not in (None, "Sequential"):
+            or record.get("registered_name") not in _MODEL_CLASSES[class_name]:
         raise ValueError(f"the model's class comes from module {module!r} "
                          f"(registered as {record.get('registered_name')!r}), not Keras; fastnn loads "
                          "only its own classes")
-    if not pack:
-        return _probe_layers(record["config"], (record.get("build_config") or {}).get("input_shape"))
-    model = sequential_cls.from_config(record["config"])
-    shape = (record.get("build_config") or {}).get("input_shape")
-    if not model.built and isinstance(shape, list) and len(shape) >= 2:
-        model.build(shape)
-    return model
+    if class_name == "Sequential":
+        if not pack:
+            return _probe_layers(record["config"], (record.get("build_config") or {}).get("input_shape"))
+        model = Sequential.from_config(record["config"])
+        shape = (record.get("build_config") or {}).get("input_shape")
+        if not model.built and isinstance(shape, list) and len(shape) >= 2:
+            model.build(shape)
+        return model
+    return Functional.from_config(record["config"])
 
 
 def _probe_layers(config, build_shape=None):

@@ -33,12 +33,13 @@ from .keras_format import load_model, load_weights, save_model
 
 def reduce_model(model):
     """``model.__reduce__()``: ``(unpickle_model, (archive bytes, compile objects or None))``."""
+    from ..models.functional import Functional
     from ..models.sequential import Sequential
-    if not isinstance(model, Sequential):
-        # The .keras writer records every model as a Sequential; refuse here rather than
-        # write a pickle that cannot be loaded. Lift this when saving handles the class.
+    if not isinstance(model, (Sequential, Functional)):
+        # A subclassed model's file needs its class at load time, which fastnn never imports
+        # from a file: refuse here rather than write a pickle that cannot be loaded.
         raise pickle.PicklingError(f"{type(model).__name__} models cannot be pickled yet: pickling goes through "
-                                   "the .keras format, which fastnn writes for Sequential models only")
+                                   "the .keras format, which fastnn rebuilds for Sequential and functional models")
     buffer = io.BytesIO()
     save_model(model, buffer)
     return unpickle_model, (buffer.getvalue(), _compile_objects(model))
