@@ -152,6 +152,11 @@ def set_device(name):
     _choice = name
 
 
+def chosen_device():
+    """What was asked for: "cpu", "cuda" or "auto" (unresolved)."""
+    return _choice
+
+
 def get_device():
     """The device the next ``fit`` runs on: "cpu" or "cuda" ("auto" resolved)."""
     if _choice == "auto":

@@ -122,6 +122,9 @@ def cuda_session(program, params, batch_size, optimizer=None, n_trainable=0, los
     unsupported = sorted({kinds.get(int(k)).name for k in program.prog[:, P.KIND] if not kinds.get(int(k)).on_cuda})
     if not program.chain or unsupported:
         what = f"layers {unsupported}" if unsupported else "graphs other than a chain of one-input layers"
+        if config.chosen_device() == "auto":     # not asked for by name: the CPU runs it
+            warnings.warn(f"The CUDA device does not run {what} yet; this model runs on the CPU", stacklevel=4)
+            return None
         raise NotImplementedError(f"The CUDA device does not run {what} yet; train this model on the CPU "
                                   "(fastnn.config.set_device('cpu'))")
     from ..kernels.cuda.engine import Session
