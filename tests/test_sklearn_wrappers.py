@@ -332,8 +332,11 @@ def test_functional_models_through_a_builder():
     search = GridSearchCV(SKLearnClassifier(functional_build, fit_kwargs=FIT),
                           {"model_kwargs": [{"hidden": 4}, {"hidden": 16}]}, cv=2).fit(X, labels)
     assert search.best_score_ > 0.9
-    # a functional model instance cannot be cloned (no from_config yet): the error says what to do
-    with pytest.raises(NotImplementedError, match="pass a function that builds the model"):
-        SKLearnClassifier(functional_build(), fit_kwargs=FIT).fit(X, y)
+    # a functional model instance is cloned from its config before fitting, as Keras does
+    given = functional_build()
+    before = [w.copy() for w in given.get_weights()]
+    assert SKLearnClassifier(given, fit_kwargs=FIT).fit(X, y).score(X, y) > 0.9
+    for a, b in zip(before, given.get_weights()):
+        np.testing.assert_array_equal(a, b)      # the given model itself was not trained
     warm = SKLearnClassifier(functional_build(), warm_start=True, fit_kwargs=FIT).fit(X, y)
     assert warm.score(X, y) > 0.9
