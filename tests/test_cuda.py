@@ -24,7 +24,6 @@ from numba.core import config as numba_config
 ROOT = Path(__file__).resolve().parents[1]
 
 SIMULATOR = bool(numba_config.ENABLE_CUDASIM)
-ON_DEVICE = SIMULATOR or config.cuda_available()
 if SIMULATOR:
     # The simulator runs each GPU thread as a Python thread and its launcher busy-polls them: with
     # Python's default 5 ms GIL switch interval, most of a launch is threads waiting for their turn
@@ -109,7 +108,8 @@ if not SIMULATOR:
 
 # -- device tests ----------------------------------------------------------------------------------
 
-device = pytest.mark.skipif(not ON_DEVICE, reason="needs numba.cuda (a GPU, or the simulator subprocess)")
+# Needs numba.cuda; without it conftest.py deselects these (test_device_suite_on_cuda_simulator runs them).
+device = pytest.mark.cuda_device
 RNG = np.random.default_rng(7)
 
 

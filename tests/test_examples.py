@@ -176,3 +176,18 @@ def test_plot_history_without_matplotlib_says_how_to_install_it(monkeypatch):
 def test_plot_history_refuses_what_is_not_a_history(bad):
     with pytest.raises(ValueError, match="plot_history"):
         keras.utils.plot_history(bad)
+
+
+def test_fashion_mnist_example_runs_offline_from_a_fresh_clone_on_the_shipped_digits(offline, capsys):
+    out = run_example("fashion_mnist_mlp", ["--epochs", "3"], capsys)
+    assert "using the 8x8 digits shipped with fastnn, scaled to 28x28" in out
+    assert "1437 training and 360 test images" in out
+    assert "Total params: 266,610" in out                          # the same 784-300-100-10 MLP
+    assert figure(r"test accuracy: ([0-9.]+)", out) > 0.8          # chance: 0.1
+
+
+def test_fashion_mnist_example_with_a_data_dir_of_mnist_uses_it(shared_data, offline, capsys):
+    out = run_example("fashion_mnist_mlp", ["--data-dir", str(shared_data / "mnist"), "--limit", "1000",
+                                            "--epochs", "1"], capsys)
+    assert f"Fashion-MNIST not available ({shared_data / 'mnist'} holds MNIST)" in out
+    assert "using MNIST digits instead" in out and "1000 training and 1000 test images" in out

@@ -134,6 +134,10 @@ class Nadam(_AdamFamily):
         self._product = (b1, self.iterations, prod)
         hp[P.HP_UPROD] = prod
 
+    def u_product(self):
+        """Keras's ``_u_product`` after ``iterations`` steps: the product of the momentum factors."""
+        return float(nadam_product(np.float32(self.beta_1), np.float32(1.0), 0, self.iterations))
+
 
 class Adamax(_AdamFamily):
     """learning_rate 0.001, beta_1 0.9, beta_2 0.999, epsilon 1e-7. Slots:

@@ -35,7 +35,7 @@ import h5py
 import numpy as np
 
 from ..utils.numbers import all_fit_float32
-from .optimizer_layout import has_learning_rate_variable, slot_groups
+from .optimizer_layout import has_learning_rate_variable, slot_groups, trailing_scalars
 
 HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 # Filters built into HDF5: reading them loads no plugin.
@@ -167,7 +167,7 @@ def _optimizer_arrays(model):
         for var, lo in _trainable_offsets(model):
             for row in group:
                 arrays.append(slots[row, lo:lo + var.size].reshape(var.shape).copy())
-    return arrays
+    return arrays + [np.array(v, dtype=np.float32) for v in trailing_scalars(opt)]
 
 
 def _built_slots(model):
@@ -273,7 +273,8 @@ def read_optimizer(h5, model):
     trainable = _trainable_offsets(model)
     groups = slot_groups(opt)
     first_slot = 2 if has_learning_rate_variable(opt) else 1
-    expected = first_slot + len(trainable) * sum(len(g) for g in groups)
+    n_trailing = len(trailing_scalars(opt))
+    expected = first_slot + len(trainable) * sum(len(g) for g in groups) + n_trailing
     if n != expected:
         if n == first_slot and _built_slots(model) is None:
             return None
@@ -299,6 +300,9 @@ def read_optimizer(h5, model):
                 value = _dataset(group, str(k), var.shape, f"optimizer slot {k} (for {var.name!r})")
                 slots[row, lo:lo + var.size] = value.reshape(-1)
                 k += 1
+    for _ in range(n_trailing):     # checked, then recomputed from the iterations (Nadam's u_product)
+        _dataset(group, str(k), (), f"optimizer variable {k}", kinds="f")
+        k += 1
     return int(iterations), lr, slots
 
 
