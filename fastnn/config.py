@@ -78,9 +78,11 @@ def num_threads():
     3. the CPUs of the process's affinity mask (``taskset``, cgroup cpusets,
        ``docker --cpuset-cpus``), Numba's default.
 
-    ``numba.set_num_threads(n)`` lowers the count for the calling thread only
-    (it cannot raise it). The count also splits each matrix product, so it
-    changes the last bits of results: compare runs made with the same count."""
+    Within the pool, each run uses as many threads as the cores other
+    processes leave free, or the count ``set_threads(n)`` fixes
+    (``fastnn.threads``). The pool's size also sets how each matrix product
+    is split, so it changes the last bits of results: compare runs made with
+    the same pool size."""
     import numba
     return numba.config.NUMBA_NUM_THREADS, _thread_source or "CPU affinity"
 

@@ -332,11 +332,13 @@ def test_functional_models_through_a_builder():
     search = GridSearchCV(SKLearnClassifier(functional_build, fit_kwargs=FIT),
                           {"model_kwargs": [{"hidden": 4}, {"hidden": 16}]}, cv=2).fit(X, labels)
     assert search.best_score_ > 0.9
-    # a functional model instance is cloned from its config before fitting, as Keras does
+    # a functional model instance is cloned (new weights, same compile settings) and left as it was
     given = functional_build()
-    before = [w.copy() for w in given.get_weights()]
-    assert SKLearnClassifier(given, fit_kwargs=FIT).fit(X, y).score(X, y) > 0.9
-    for a, b in zip(before, given.get_weights()):
-        np.testing.assert_array_equal(a, b)      # the given model itself was not trained
-    warm = SKLearnClassifier(functional_build(), warm_start=True, fit_kwargs=FIT).fit(X, y)
-    assert warm.score(X, y) > 0.9
+    before = given.get_weights()
+    cloned = SKLearnClassifier(given, fit_kwargs=FIT).fit(X, y)
+    assert cloned.model_ is not given and cloned.score(X, y) > 0.9
+    assert all(np.array_equal(a, b) for a, b in zip(before, given.get_weights()))
+    warm = SKLearnClassifier(given, warm_start=True, fit_kwargs=FIT).fit(X, y)
+    assert warm.model_ is given and warm.score(X, y) > 0.9
+    back = pickle.loads(pickle.dumps(warm))     # a fitted functional model travels too
+    np.testing.assert_array_equal(back.predict_proba(X), warm.predict_proba(X))

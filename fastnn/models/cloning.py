@@ -34,9 +34,9 @@ def clone_model(model, input_tensors=None, clone_function=None, call_function=No
     if not (hasattr(model, "get_config") and hasattr(model, "compile")):
         raise TypeError(f"clone_model expects a fastnn model, got {type(model).__name__}")
     if not hasattr(type(model), "from_config"):
-        raise NotImplementedError(f"clone_model rebuilds a model from its config, and {type(model).__name__} "
-                                  "models cannot be rebuilt from one in fastnn yet (Sequential models can); "
-                                  "with the scikit-learn wrappers, pass a function that builds the model instead")
+        raise NotImplementedError(f"clone_model rebuilds a model from its config, and {type(model).__name__} has "
+                                  "no from_config; with the scikit-learn wrappers, pass a function that builds "
+                                  "the model instead")
     if clone_function is None:
         clone = type(model).from_config(model.get_config())
     else:
