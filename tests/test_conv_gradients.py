@@ -94,8 +94,16 @@ CASES = {
 }
 
 
+@pytest.fixture(params=["gemm", "direct"])
+def conv_path(request, monkeypatch):
+    """Runs a test with every Conv on im2col + SGEMM, then on the direct loops for thin kernels."""
+    from fastnn.kernels.kinds import conv
+    monkeypatch.setattr(conv, "SMALL_K", 0 if request.param == "gemm" else 10 ** 9)
+    return request.param
+
+
 @pytest.mark.parametrize("case", sorted(CASES))
-def test_gradient(case):
+def test_gradient(case, conv_path):
     shape, layers = CASES[case]
     model = compiled(lambda: [L.Input(shape=shape), *layers(), *_head()], loss="mse")
     assert_gradient_matches(model, _x(shape), _y())
@@ -154,7 +162,7 @@ def test_relu_conv_kink_out_of_reach():
     assert_gradient_matches(model, x, _y())
 
 
-def test_shared_conv_and_a_map_read_twice():
+def test_shared_conv_and_a_map_read_twice(conv_path):
     """One Conv2D called on two inputs (its weight gradients add up) and a map
     read by a pooling op and a conv (its input gradients add up)."""
     keras.utils.set_random_seed(0)
@@ -171,7 +179,7 @@ def test_shared_conv_and_a_map_read_twice():
     assert_gradient_matches(model, [xa, xb], _y())
 
 
-def test_frozen_conv_passes_the_gradient_on():
+def test_frozen_conv_passes_the_gradient_on(conv_path):
     model = compiled(lambda: [L.Input(shape=(6, 6, 2)), L.Conv2D(3, 3, activation="tanh"),
                               L.Conv2D(3, 3, activation="tanh", trainable=False), L.Flatten(), L.Dense(2)],
                      loss="mse")
@@ -180,7 +188,7 @@ def test_frozen_conv_passes_the_gradient_on():
 
 
 @pytest.mark.parametrize("threads", [1, 2])
-def test_uneven_batches_train_as_single_steps(threads):
+def test_uneven_batches_train_as_single_steps(threads, conv_path):
     """fit over 7 samples in batches of 3 (3, 3, 1) ends on the weights of
     three SGD steps taken by hand on the same batches; on 1 or 2 threads."""
     def model():
@@ -203,7 +211,7 @@ def test_uneven_batches_train_as_single_steps(threads):
     np.testing.assert_allclose(fitted._params, manual._params, rtol=1e-5, atol=1e-6)
 
 
-def test_predictions_do_not_depend_on_the_batch_size():
+def test_predictions_do_not_depend_on_the_batch_size(conv_path):
     """Inference in batches of 1, 3 and 7 rows (parts with no samples, uneven parts) gives the same outputs."""
     model = compiled(lambda: [L.Input(shape=(7, 6, 2)), L.Conv2D(4, 3, padding="same", activation="relu"),
                               L.MaxPooling2D(2), L.SeparableConv2D(3, 2, activation="tanh"),

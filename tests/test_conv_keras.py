@@ -93,8 +93,16 @@ def _close(got, want, what, rtol=1e-5):
     assert err <= rtol * scale, f"{what}: max |fastnn - Keras| = {err:.3g} (scale {scale:.3g})"
 
 
+@pytest.fixture(params=["gemm", "direct"])
+def conv_path(request, monkeypatch):
+    """Runs a test with every Conv on im2col + SGEMM, then on the direct loops for thin kernels."""
+    from fastnn.kernels.kinds import conv
+    monkeypatch.setattr(conv, "SMALL_K", 0 if request.param == "gemm" else 10 ** 9)
+    return request.param
+
+
 @pytest.mark.parametrize("case", CASES)
-def test_layer_matches_keras(case):
+def test_layer_matches_keras(case, conv_path):
     info = LAYER_INFO[case]
     cls = getattr(keras.layers, info["class"])
     layer = cls(**info["kwargs"])
@@ -163,7 +171,7 @@ MODELS = {"chapter": _chapter, "variant": _variant}
 
 
 @pytest.mark.parametrize("name", sorted(MODELS))
-def test_training_matches_keras(name):
+def test_training_matches_keras(name, conv_path):
     info = TRAIN_INFO[name]
     model = MODELS[name]()
     n = len(info["weights_init"])

@@ -41,12 +41,16 @@ from .parallel import HEADER, PART, block_range, register_parallel, sample_range
 acts_pointer = pointer_from_address(ACTIVATION_SIG)
 
 (G_H, G_W, G_C, G_OH, G_OW, G_KH, G_KW, G_SH, G_SW, G_DH, G_DW, G_PT, G_PL, G_F, G_GROUP, G_ZIN, G_ZOFF, G_ZSTRIDE,
- G_ACTS, G_OUTC) = range(20)
-N_GEOMETRY = 20
+ G_ACTS, G_OUTC, G_SMALL) = range(21)
+N_GEOMETRY = 21
 # G_F: filters (Depthwise, Separable: the depth multiplier M); G_OUTC: output channels (F; Depthwise C * M)
 # G_GROUP: samples gathered per GEMM; G_ZIN: 1 when z is computed in place in the output slot, else z of
-# sample s is at b * Z_POS + s * G_ZSTRIDE + G_ZOFF; G_ACTS: address of ``activations.elementwise`` (0: unused)
+# sample s is at b * Z_POS + s * G_ZSTRIDE + G_ZOFF; G_ACTS: address of ``activations.elementwise`` (0: unused);
+# G_SMALL: 1 when K is small enough for direct loops (``SMALL_K``) to beat gathering columns for SGEMM
 TMP_TARGET = 1 << 16    # floats of gathered columns per thread (256 KB: an L2's share)
+# Up to this many rows in the kernel matrix (KH * KW * C), Conv runs direct loops instead of im2col + SGEMM:
+# SGEMM's packing costs more than it saves on such thin products (a first layer on 1- or 3-channel images).
+SMALL_K = 32
 
 _ZERO = np.float32(0.0)
 _ONE = np.float32(1.0)
@@ -171,6 +175,13 @@ def conv_forward_part(rec, ints, params, consts, grads, ws, gs, tmp, b, training
     x0, a0 = b * rec[P.X_POS], b * rec[P.A_POS]
     s0, s1 = sample_range(b, t, n)
     direct = _direct(KH, KW, SH, SW, PT, PL)
+    if _g(rec, ints, G_SMALL) != 0:
+        for s in range(s0, s1):
+            z = _z_at(rec, ints, b, s, NP * F)
+            _small_forward(ws, x0 + s * H * W * C, params, rec[P.W_OFF], rec[P.B_OFF], z, H, W, C, OH, OW, KH, KW,
+                           SH, SW, DH, DW, PT, PL, F)
+            _act_only(rec, ints, ws, z, a0 + s * NP * F, NP, F)
+        return
     s = s0
     while s < s1:
         g = min(G, s1 - s) if not direct else s1 - s
@@ -201,10 +212,14 @@ def conv_backward_part(rec, ints, params, consts, grads, ws, gs, tmp, b, trainin
     x0 = b * rec[P.X_POS]
     direct = _direct(KH, KW, SH, SW, PT, PL)
     zs = _g(rec, ints, G_ZSTRIDE) if _g(rec, ints, G_ZIN) == 0 else NP * F
+    small = _g(rec, ints, G_SMALL) != 0
     if (flags & P.FROZEN) == 0:
         w_acc = (flags & P.W_ACC) != 0
         k0, k1 = block_range(K, t, n)
-        if k0 < k1:
+        if k0 < k1 and small:
+            _small_weight_gradient(rec, ints, ws, gs, grads, b, x0, k0, k1, w_acc, H, W, C, OH, OW, KW, SH, SW, DH,
+                                   DW, PT, PL, F)
+        elif k0 < k1:
             w = rec[P.W_OFF] + k0 * F
             kk = k1 - k0
             s = 0
@@ -237,6 +252,11 @@ def conv_backward_part(rec, ints, params, consts, grads, ws, gs, tmp, b, trainin
         return
     acc = (rec[P.ACC] & 1) != 0
     s0, s1 = sample_range(b, t, n)
+    if small:
+        for s in range(s0, s1):
+            _small_input_gradient(gs, params, rec[P.W_OFF], _z_at(rec, ints, b, s, NP * F), x0 + s * H * W * C, acc,
+                                  H, W, C, OH, OW, KH, KW, SH, SW, DH, DW, PT, PL, F)
+        return
     s = s0
     while s < s1:
         g = min(G, s1 - s)
@@ -255,6 +275,85 @@ def conv_backward_part(rec, ints, params, consts, grads, ws, gs, tmp, b, trainin
                         gs[x + i] = _ZERO
                 _scatter(tmp, j * NP * K, gs, x, H, W, C, OH, OW, KH, KW, SH, SW, DH, DW, PT, PL)
         s += g
+
+
+# Direct loops for a thin kernel matrix (G_SMALL): each output pixel's F values are one
+# vector, built from K scaled rows of the kernel.
+
+@njit(cache=True, inline="always")
+def _small_forward(ws, x, params, w, bias, z, H, W, C, OH, OW, KH, KW, SH, SW, DH, DW, PT, PL, F):
+    """z = conv(x) + bias for one sample (z: OH x OW x F)."""
+    for p in range(OH * OW):
+        oh, ow = p // OW, p % OW
+        zr = z + p * F
+        for f in range(F):
+            ws[zr + f] = params[bias + f] if bias >= 0 else _ZERO
+        for kh in range(KH):
+            ih = oh * SH + kh * DH - PT
+            if ih < 0 or ih >= H:
+                continue
+            for kw in range(KW):
+                iw = ow * SW + kw * DW - PL
+                if iw < 0 or iw >= W:
+                    continue
+                xi = x + (ih * W + iw) * C
+                wq = w + (kh * KW + kw) * C * F
+                for c in range(C):
+                    xv = ws[xi + c]
+                    wr = wq + c * F
+                    for f in range(F):
+                        ws[zr + f] += xv * params[wr + f]
+
+
+@njit(cache=True, inline="always")
+def _small_weight_gradient(rec, ints, ws, gs, grads, b, x0, k0, k1, w_acc, H, W, C, OH, OW, KW, SH, SW, DH, DW, PT,
+                           PL, F):
+    """Rows [k0, k1) of dW = sum over samples and pixels of x (under kernel row k) * dz."""
+    w = rec[P.W_OFF]
+    NP = OH * OW
+    if not w_acc:
+        for i in range(k0 * F, k1 * F):
+            grads[w + i] = _ZERO
+    for s in range(b):
+        x = x0 + s * H * W * C
+        z = _z_at(rec, ints, b, s, NP * F)
+        for p in range(NP):
+            oh, ow = p // OW, p % OW
+            dz = z + p * F
+            for k in range(k0, k1):
+                q, c = k // C, k % C
+                ih, iw = oh * SH + (q // KW) * DH - PT, ow * SW + (q % KW) * DW - PL
+                if 0 <= ih < H and 0 <= iw < W:
+                    xv = ws[x + (ih * W + iw) * C + c]
+                    wr = w + k * F
+                    for f in range(F):
+                        grads[wr + f] += xv * gs[dz + f]
+
+
+@njit(cache=True, inline="always")
+def _small_input_gradient(gs, params, w, z, x, acc, H, W, C, OH, OW, KH, KW, SH, SW, DH, DW, PT, PL, F):
+    """dX (added with ``acc``) of one sample: each kernel row's dot product with dz."""
+    if not acc:
+        for i in range(H * W * C):
+            gs[x + i] = _ZERO
+    for p in range(OH * OW):
+        oh, ow = p // OW, p % OW
+        dz = z + p * F
+        for kh in range(KH):
+            ih = oh * SH + kh * DH - PT
+            if ih < 0 or ih >= H:
+                continue
+            for kw in range(KW):
+                iw = ow * SW + kw * DW - PL
+                if iw < 0 or iw >= W:
+                    continue
+                xi = x + (ih * W + iw) * C
+                wq = w + (kh * KW + kw) * C * F
+                for c in range(C):
+                    d = _ZERO
+                    for f in range(F):
+                        d += gs[dz + f] * params[wq + c * F + f]
+                    gs[xi + c] += d
 
 
 CONV = register_parallel("Conv", conv_forward_part, (activation_backward_part, conv_backward_part))
@@ -469,10 +568,10 @@ SEPARABLE = register_parallel("SeparableConv2D", separable_forward_part,
 
 
 def geometry(H, W, C, OH, OW, KH, KW, SH, SW, DH, DW, PT, PL, F, out_channels, act, z_in_place, z_off, z_stride,
-             group=1):
+             group=1, small=False):
     """The G_* integer constants of an op of this module."""
     from ..cpu.activations import elementwise
     from ..cpu.pointers import function_pointer
     acts = 0 if act in (LINEAR, RELU, SOFTMAX) else function_pointer(elementwise, ACTIVATION_SIG).address
     return (H, W, C, OH, OW, KH, KW, SH, SW, DH, DW, PT, PL, F, group, int(z_in_place), z_off, z_stride, acts,
-            out_channels)
+            out_channels, int(small))
