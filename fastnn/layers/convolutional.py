@@ -157,7 +157,7 @@ class _Conv(_BaseConv):
         geometry = K.geometry(H, W, C, OH, OW, KH, KW, SH, SW, DH, DW, PT, PL, F, F, act, z_in, 0, OH * OW * F,
                               group, small)
         return Op(K.CONV, act, self.kernel, self.bias, consts=(1.0, 0.0, 1.0, 1.0),
-                  ints=header(K.CONV, 1 if direct or small else group * cols) + geometry,
+                  ints=header(K.CONV, 1 if direct else group * cols) + geometry,
                   scratch=0 if z_in else OH * OW * F)
 
     def get_config(self):

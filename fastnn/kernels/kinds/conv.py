@@ -76,7 +76,8 @@ def _z_at(rec, ints, b, s, width):
 
 @njit(cache=True, inline="always")
 def _gather(ws, x, H, W, C, OW, KW, SH, SW, DH, DW, PT, PL, p0, p1, k0, k1, dst, d0, ld):
-    """Columns [k0, k1) of rows [p0, p1) of col(X) for the sample at ws[x:] into dst[d0:] (row stride ``ld``)."""
+    """Columns [k0, k1) of rows [p0, p1) of col(X) for the sample at ws[x:] into dst[d0:] (row stride ``ld``).
+    (Copies go through slices indexed by ``range`` variables, which Numba and LLVM turn into vector moves.)"""
     q0, q1 = k0 // C, (k1 - 1) // C + 1
     for p in range(p0, p1):
         oh, ow = p // OW, p % OW
@@ -85,14 +86,14 @@ def _gather(ws, x, H, W, C, OW, KW, SH, SW, DH, DW, PT, PL, p0, p1, k0, k1, dst,
             kh, kw = q // KW, q % KW
             c0, c1 = max(k0 - q * C, 0), min(k1 - q * C, C)
             ih, iw = oh * SH + kh * DH - PT, ow * SW + kw * DW - PL
-            o = row + q * C
+            out = dst[row + q * C + c0:row + q * C + c1]
             if 0 <= ih < H and 0 <= iw < W:
-                src = x + (ih * W + iw) * C
-                for c in range(c0, c1):
-                    dst[o + c] = ws[src + c]
+                src = ws[x + (ih * W + iw) * C + c0:x + (ih * W + iw) * C + c1]
+                for c in range(c1 - c0):
+                    out[c] = src[c]
             else:
-                for c in range(c0, c1):
-                    dst[o + c] = _ZERO
+                for c in range(c1 - c0):
+                    out[c] = _ZERO
 
 
 @njit(cache=True, inline="always")
@@ -105,10 +106,10 @@ def _scatter(src, s0, gs, x, H, W, C, OH, OW, KH, KW, SH, SW, DH, DW, PT, PL):
             kh, kw = q // KW, q % KW
             ih, iw = oh * SH + kh * DH - PT, ow * SW + kw * DW - PL
             if 0 <= ih < H and 0 <= iw < W:
-                d = x + (ih * W + iw) * C
-                o = s0 + p * K + q * C
+                d = gs[x + (ih * W + iw) * C:x + (ih * W + iw + 1) * C]
+                o = src[s0 + p * K + q * C:s0 + p * K + (q + 1) * C]
                 for c in range(C):
-                    gs[d + c] += src[o + c]
+                    d[c] += o[c]
 
 
 @njit(cache=True, inline="always")
@@ -116,17 +117,12 @@ def _bias_act(rec, ints, params, ws, z, a, rows, width, act):
     """z += bias; a = act(z) for ``rows`` rows of ``width`` at ws[z:], ws[a:] (z == a: in place)."""
     bias = rec[P.B_OFF]
     if bias >= 0:
+        br = params[bias:bias + width]
         for r in range(rows):
-            o = z + r * width
+            zr = ws[z + r * width:z + (r + 1) * width]
             for j in range(width):
-                ws[o + j] += params[bias + j]
-    n = rows * width
-    if act == RELU:
-        relu_forward(ws[z:z + n], ws[a:a + n])
-    elif act == SOFTMAX:
-        softmax_rows(ws, z, ws, a, rows, width)
-    elif act != LINEAR:
-        call(acts_pointer(_g(rec, ints, G_ACTS)), act, False, ws[z:z + n], ws[a:a + n], ws[z:z + n], ws[z:z + n])
+                zr[j] += br[j]
+    _act_only(rec, ints, ws, z, a, rows, width)
 
 
 @njit(**PART)
@@ -141,9 +137,9 @@ def activation_backward_part(rec, ints, params, consts, grads, ws, gs, tmp, b, t
         a = b * rec[P.A_POS] + s * width
         z = _z_at(rec, ints, b, s, width)
         if act == RELU:
+            out, grad = ws[a:a + width], gs[a:a + width]
             for j in range(width):
-                if ws[a + j] <= _ZERO:
-                    gs[a + j] = _ZERO
+                grad[j] = grad[j] if out[j] > _ZERO else _ZERO
         elif act == SOFTMAX:
             softmax_rows_backward(ws, gs, a, gs, z, width // last, last)
         else:
@@ -252,11 +248,6 @@ def conv_backward_part(rec, ints, params, consts, grads, ws, gs, tmp, b, trainin
         return
     acc = (rec[P.ACC] & 1) != 0
     s0, s1 = sample_range(b, t, n)
-    if small:
-        for s in range(s0, s1):
-            _small_input_gradient(gs, params, rec[P.W_OFF], _z_at(rec, ints, b, s, NP * F), x0 + s * H * W * C, acc,
-                                  H, W, C, OH, OW, KH, KW, SH, SW, DH, DW, PT, PL, F)
-        return
     s = s0
     while s < s1:
         g = min(G, s1 - s)
@@ -278,31 +269,37 @@ def conv_backward_part(rec, ints, params, consts, grads, ws, gs, tmp, b, trainin
 
 
 # Direct loops for a thin kernel matrix (G_SMALL): each output pixel's F values are one
-# vector, built from K scaled rows of the kernel.
+# vector, built from K scaled rows of the kernel; each row of dW one vector, summed over
+# the pixels. (dX takes the SGEMM way: dcol = dZ W^T, then col2im.)
 
 @njit(cache=True, inline="always")
 def _small_forward(ws, x, params, w, bias, z, H, W, C, OH, OW, KH, KW, SH, SW, DH, DW, PT, PL, F):
-    """z = conv(x) + bias for one sample (z: OH x OW x F)."""
-    for p in range(OH * OW):
-        oh, ow = p // OW, p % OW
-        zr = z + p * F
-        for f in range(F):
-            ws[zr + f] = params[bias + f] if bias >= 0 else _ZERO
-        for kh in range(KH):
-            ih = oh * SH + kh * DH - PT
-            if ih < 0 or ih >= H:
-                continue
-            for kw in range(KW):
-                iw = ow * SW + kw * DW - PL
-                if iw < 0 or iw >= W:
+    """z = conv(x) + bias for one sample (z: OH x OW x F). Rows are slices and
+    loops run over ``range``s, so the F-wide updates vectorise."""
+    for oh in range(OH):
+        for ow in range(OW):
+            zr = ws[z + (oh * OW + ow) * F:z + (oh * OW + ow + 1) * F]
+            if bias >= 0:
+                br = params[bias:bias + F]
+                for f in range(F):
+                    zr[f] = br[f]
+            else:
+                for f in range(F):
+                    zr[f] = _ZERO
+            for kh in range(KH):
+                ih = oh * SH + kh * DH - PT
+                if ih < 0 or ih >= H:
                     continue
-                xi = x + (ih * W + iw) * C
-                wq = w + (kh * KW + kw) * C * F
-                for c in range(C):
-                    xv = ws[xi + c]
-                    wr = wq + c * F
-                    for f in range(F):
-                        ws[zr + f] += xv * params[wr + f]
+                for kw in range(KW):
+                    iw = ow * SW + kw * DW - PL
+                    if iw < 0 or iw >= W:
+                        continue
+                    xr = ws[x + (ih * W + iw) * C:x + (ih * W + iw + 1) * C]
+                    wq = params[w + (kh * KW + kw) * C * F:w + (kh * KW + kw + 1) * C * F]
+                    for c in range(C):
+                        xv = xr[c]
+                        for f in range(F):
+                            zr[f] += xv * wq[c * F + f]
 
 
 @njit(cache=True, inline="always")
@@ -311,49 +308,28 @@ def _small_weight_gradient(rec, ints, ws, gs, grads, b, x0, k0, k1, w_acc, H, W,
     """Rows [k0, k1) of dW = sum over samples and pixels of x (under kernel row k) * dz."""
     w = rec[P.W_OFF]
     NP = OH * OW
-    if not w_acc:
-        for i in range(k0 * F, k1 * F):
-            grads[w + i] = _ZERO
-    for s in range(b):
-        x = x0 + s * H * W * C
-        z = _z_at(rec, ints, b, s, NP * F)
-        for p in range(NP):
-            oh, ow = p // OW, p % OW
-            dz = z + p * F
-            for k in range(k0, k1):
-                q, c = k // C, k % C
-                ih, iw = oh * SH + (q // KW) * DH - PT, ow * SW + (q % KW) * DW - PL
-                if 0 <= ih < H and 0 <= iw < W:
-                    xv = ws[x + (ih * W + iw) * C + c]
-                    wr = w + k * F
-                    for f in range(F):
-                        grads[wr + f] += xv * gs[dz + f]
-
-
-@njit(cache=True, inline="always")
-def _small_input_gradient(gs, params, w, z, x, acc, H, W, C, OH, OW, KH, KW, SH, SW, DH, DW, PT, PL, F):
-    """dX (added with ``acc``) of one sample: each kernel row's dot product with dz."""
-    if not acc:
-        for i in range(H * W * C):
-            gs[x + i] = _ZERO
-    for p in range(OH * OW):
-        oh, ow = p // OW, p % OW
-        dz = z + p * F
-        for kh in range(KH):
-            ih = oh * SH + kh * DH - PT
-            if ih < 0 or ih >= H:
-                continue
-            for kw in range(KW):
-                iw = ow * SW + kw * DW - PL
-                if iw < 0 or iw >= W:
+    for k in range(k0, k1):
+        gr = grads[w + k * F:w + (k + 1) * F]
+        if not w_acc:
+            for f in range(F):
+                gr[f] = _ZERO
+        q, c = k // C, k % C
+        kh, kw = q // KW, q % KW
+        for s in range(b):
+            x = x0 + s * H * W * C
+            z = _z_at(rec, ints, b, s, NP * F)
+            for oh in range(OH):
+                ih = oh * SH + kh * DH - PT
+                if ih < 0 or ih >= H:
                     continue
-                xi = x + (ih * W + iw) * C
-                wq = w + (kh * KW + kw) * C * F
-                for c in range(C):
-                    d = _ZERO
+                for ow in range(OW):
+                    iw = ow * SW + kw * DW - PL
+                    if iw < 0 or iw >= W:
+                        continue
+                    xv = ws[x + (ih * W + iw) * C + c]
+                    dz = gs[z + (oh * OW + ow) * F:z + (oh * OW + ow + 1) * F]
                     for f in range(F):
-                        d += gs[dz + f] * params[wq + c * F + f]
-                    gs[xi + c] += d
+                        gr[f] += xv * dz[f]
 
 
 CONV = register_parallel("Conv", conv_forward_part, (activation_backward_part, conv_backward_part))

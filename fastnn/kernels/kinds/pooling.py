@@ -10,10 +10,10 @@ uses). Max pooling's gradient goes to the first largest value of each
 window in row-major order, as TensorFlow's ``MaxPoolGrad`` does.
 
 Both passes split the samples across threads; the backward pass finds each
-window's largest value again instead of keeping its position. Windows that
-tile the map (stride = pool size, valid: the usual ``MaxPooling2D(2)``) take
-a shorter way back: each input gets its gradient written once, the winner
-being the first input equal to the window's output.
+window's winner again (the first input equal to the window's output)
+instead of keeping its position. Windows that tile the map (stride = pool
+size, valid: the usual ``MaxPooling2D(2)``) write each input's gradient
+once, without zeroing the map first.
 """
 import numpy as np
 from numba import njit
@@ -46,105 +46,88 @@ def pool_forward_part(rec, ints, params, consts, grads, ws, gs, tmp, b, training
             h0, h1 = max(oh * SH - PT, 0), min(oh * SH - PT + KH, H)
             for ow in range(OW):
                 w0, w1 = max(ow * SW - PL, 0), min(ow * SW - PL + KW, W)
-                o = a + (oh * OW + ow) * C
-                first = x + (h0 * W + w0) * C
+                out = ws[a + (oh * OW + ow) * C:a + (oh * OW + ow + 1) * C]
+                first = ws[x + (h0 * W + w0) * C:x + (h0 * W + w0 + 1) * C]
                 for c in range(C):
-                    ws[o + c] = ws[first + c] if mode == MAX else _ZERO
+                    out[c] = first[c] if mode == MAX else _ZERO
                 for ih in range(h0, h1):
                     for iw in range(w0, w1):
-                        i = x + (ih * W + iw) * C
+                        v = ws[x + (ih * W + iw) * C:x + (ih * W + iw + 1) * C]
                         if mode == MAX:
                             for c in range(C):
-                                ws[o + c] = max(ws[o + c], ws[i + c])
+                                out[c] = v[c] if v[c] > out[c] else out[c]
                         else:
                             for c in range(C):
-                                ws[o + c] += ws[i + c]
+                                out[c] += v[c]
                 if mode == AVERAGE:
                     inv = _ONE / np.float32((h1 - h0) * (w1 - w0))
                     for c in range(C):
-                        ws[o + c] *= inv
+                        out[c] *= inv
 
 
 @njit(**PART)
 def pool_backward_part(rec, ints, params, consts, grads, ws, gs, tmp, b, training, t, n):
+    """Max: the gradient of a window's output goes to the first of its inputs equal
+    to it: ``left`` holds what is not yet given out, per channel, and each input in
+    turn takes ``left * (input == output)`` (arithmetic, not branches: it vectorises)."""
     if (rec[P.FLAGS] & P.NEED_DX) == 0:
         return
     H, W, C, OH, OW, KH, KW, SH, SW, PT, PL, mode = _geometry(rec, ints)
     x0, a0 = b * rec[P.X_POS], b * rec[P.A_POS]
     acc = (rec[P.ACC] & 1) != 0
+    tiled = SH == KH and SW == KW and PT == 0 and PL == 0
+    left = tmp[:C]
     s0, s1 = sample_range(b, t, n)
-    if SH == KH and SW == KW and PT == 0 and PL == 0:
-        _tiled_backward(ws, gs, tmp, x0, a0, s0, s1, H, W, C, OH, OW, KH, KW, mode, acc)
-        return
-    where = np.empty(C, dtype=np.int64)
-    best = tmp[:C]
     for s in range(s0, s1):
         x, a = x0 + s * H * W * C, a0 + s * OH * OW * C
         if not acc:
-            for i in range(H * W * C):
-                gs[x + i] = _ZERO
+            if tiled:       # only what no window covers: the rest is written below
+                for ih in range(H):
+                    for iw in range(W):
+                        if ih >= OH * KH or iw >= OW * KW:
+                            d = gs[x + (ih * W + iw) * C:x + (ih * W + iw + 1) * C]
+                            for c in range(C):
+                                d[c] = _ZERO
+            else:
+                d = gs[x:x + H * W * C]
+                for i in range(H * W * C):
+                    d[i] = _ZERO
+        # tiled windows without ACC write each input once, else add
+        write = tiled and not acc
         for oh in range(OH):
             h0, h1 = max(oh * SH - PT, 0), min(oh * SH - PT + KH, H)
             for ow in range(OW):
                 w0, w1 = max(ow * SW - PL, 0), min(ow * SW - PL + KW, W)
                 o = a + (oh * OW + ow) * C
+                out, g = ws[o:o + C], gs[o:o + C]
                 if mode == MAX:
-                    first = x + (h0 * W + w0) * C
                     for c in range(C):
-                        best[c] = ws[first + c]
-                        where[c] = first + c
+                        left[c] = g[c]
                     for ih in range(h0, h1):
                         for iw in range(w0, w1):
                             i = x + (ih * W + iw) * C
-                            for c in range(C):
-                                if ws[i + c] > best[c]:
-                                    best[c] = ws[i + c]
-                                    where[c] = i + c
-                    for c in range(C):
-                        gs[where[c]] += gs[o + c]
+                            v, d = ws[i:i + C], gs[i:i + C]
+                            if write:
+                                for c in range(C):
+                                    u = left[c] * np.float32(v[c] == out[c])
+                                    d[c] = u
+                                    left[c] -= u
+                            else:
+                                for c in range(C):
+                                    u = left[c] * np.float32(v[c] == out[c])
+                                    d[c] += u
+                                    left[c] -= u
                 else:
                     inv = _ONE / np.float32((h1 - h0) * (w1 - w0))
                     for ih in range(h0, h1):
                         for iw in range(w0, w1):
-                            i = x + (ih * W + iw) * C
-                            for c in range(C):
-                                gs[i + c] += gs[o + c] * inv
-
-
-@njit(cache=True, inline="always")
-def _tiled_backward(ws, gs, found, x0, a0, s0, s1, H, W, C, OH, OW, KH, KW, mode, acc):
-    """Windows that tile the map (stride = pool size, no padding): each input is
-    in one window at most, so its gradient is written once, without zeroing
-    the map first or adding into it. Max: the first input equal to the
-    window's output gets the gradient (``found`` marks the channels done)."""
-    inv = _ONE / np.float32(KH * KW)
-    for s in range(s0, s1):
-        x, a = x0 + s * H * W * C, a0 + s * OH * OW * C
-        for oh in range(OH):
-            for ow in range(OW):
-                o = a + (oh * OW + ow) * C
-                if mode == MAX:
-                    for c in range(C):
-                        found[c] = _ZERO
-                for kh in range(KH):
-                    for kw in range(KW):
-                        i = x + ((oh * KH + kh) * W + ow * KW + kw) * C
-                        if mode == MAX:
-                            for c in range(C):
-                                hit = found[c] == _ZERO and ws[i + c] == ws[o + c]
-                                v = gs[o + c] if hit else _ZERO
-                                gs[i + c] = gs[i + c] + v if acc else v
-                                found[c] = _ONE if hit else found[c]
-                        else:
-                            for c in range(C):
-                                v = gs[o + c] * inv
-                                gs[i + c] = gs[i + c] + v if acc else v
-        if not acc:     # rows and columns no window covers (valid pooling of an uneven map)
-            for ih in range(H):
-                for iw in range(W):
-                    if ih >= OH * KH or iw >= OW * KW:
-                        for c in range(C):
-                            gs[x + (ih * W + iw) * C + c] = _ZERO
+                            d = gs[x + (ih * W + iw) * C:x + (ih * W + iw + 1) * C]
+                            if write:
+                                for c in range(C):
+                                    d[c] = g[c] * inv
+                            else:
+                                for c in range(C):
+                                    d[c] += g[c] * inv
 
 
 POOL = register_parallel("Pooling", pool_forward_part, (pool_backward_part,))
