@@ -1,16 +1,23 @@
 """Keras-shaped layers: shapes, configuration and weights (maths in kernels/)."""
 from .activations import LeakyReLU
 from .base import Layer, Variable
+from .convolutional import Conv1D, Conv2D, DepthwiseConv2D, SeparableConv2D
 from .core import Activation, Dense, Flatten, Input, InputLayer, Reshape
 from .merging import (Add, Average, Concatenate, Maximum, Minimum, Multiply, Subtract, add, average, concatenate,
                       maximum, minimum, multiply, subtract)
 from .normalization import BatchNormalization
 from .preprocessing import Normalization, Rescaling
-from .regularization import Dropout
+from .pooling import (AveragePooling1D, AveragePooling2D, GlobalAveragePooling2D, GlobalMaxPooling2D, MaxPooling1D,
+                      MaxPooling2D)
+from .regularization import Dropout, SpatialDropout2D
+from .reshaping import Cropping2D, UpSampling2D, ZeroPadding2D
 
 _BY_CLASS = {c.__name__: c for c in (InputLayer, Dense, Flatten, Reshape, Activation, Normalization,
                                      Rescaling, Dropout, BatchNormalization, LeakyReLU, Concatenate, Add,
-                                     Subtract, Multiply, Average, Maximum, Minimum)}
+                                     Subtract, Multiply, Average, Maximum, Minimum,
+                                     Conv1D, Conv2D, DepthwiseConv2D, SeparableConv2D, MaxPooling1D, MaxPooling2D,
+                                     AveragePooling1D, AveragePooling2D, GlobalAveragePooling2D, GlobalMaxPooling2D,
+                                     ZeroPadding2D, Cropping2D, UpSampling2D, SpatialDropout2D)}
 
 
 def get_class(name):

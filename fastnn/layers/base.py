@@ -119,7 +119,7 @@ def reset_names():
 
 def snake_case(name):
     s = re.sub(r"(.)([A-Z][a-z]+)", r"\1_\2", name)
-    return re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", s).lower()
+    return re.sub(r"([a-z])([A-Z])", r"\1_\2", s).lower()     # Keras's rule: Conv2D -> conv2d
 
 
 def normalize_shape(shape, what="input_shape"):

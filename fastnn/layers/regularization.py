@@ -34,3 +34,32 @@ class Dropout(Layer):
 
     def get_config(self):
         return {**super().get_config(), "rate": self.rate, "seed": self.seed, "noise_shape": None}
+
+
+class SpatialDropout2D(Dropout):
+    """Dropout of whole channels of ``(rows, cols, channels)`` maps: in
+    training each channel of each sample is zeroed with probability ``rate``
+    (every pixel together) and the kept ones are scaled by ``1/(1 - rate)``;
+    identity at inference. Masks come from the compiled loop's generator
+    (see Dropout)."""
+
+    def __init__(self, rate, data_format=None, seed=None, name=None, dtype=None, **kwargs):
+        from .convolutional import check_data_format
+        super().__init__(rate, seed=seed, name=name, dtype=dtype, **kwargs)
+        self.data_format = check_data_format(data_format, "SpatialDropout2D")
+
+    def compute_output_shape(self, input_shape):
+        if isinstance(input_shape, list) or len(input_shape) != 3:
+            raise ValueError(f"SpatialDropout2D layer {self.name!r} needs inputs of shape (batch, rows, cols, "
+                             f"channels), got {input_shape}")
+        return tuple(input_shape)
+
+    def op(self, input_shape):
+        from ..kernels.kinds.spatial_dropout import SPATIAL_DROPOUT
+        return Op(SPATIAL_DROPOUT, consts=(self.rate,), ints=(input_shape[-1],), scratch=input_shape[-1])
+
+    def get_config(self):
+        # Keras 3's exact keys: its SpatialDropout2D takes no ``trainable``
+        base = super().get_config()
+        return {"rate": self.rate, "seed": self.seed, "name": self.name, "dtype": base["dtype"],
+                "data_format": self.data_format}

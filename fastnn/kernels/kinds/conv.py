@@ -1,0 +1,553 @@
+"""Convolution kinds (channels_last): Conv (Conv1D/Conv2D), DepthwiseConv2D and SeparableConv2D.
+
+A sample is an ``H x W x C`` map stored row-major (Conv1D: ``H = 1``); the
+output is ``OH x OW x F``. Keras's kernel layouts are used as they are:
+Conv ``(KH, KW, C, F)`` (Conv1D's ``(KW, C, F)`` is the same floats), read
+as a ``K x F`` matrix with ``K = KH * KW * C``; Depthwise ``(KH, KW, C, M)``,
+output channel ``c * M + m``; Separable: that depthwise kernel, then a
+pointwise ``(C * M) x F`` matrix, then the bias.
+
+Conv as GEMM (im2col): the ``P = OH * OW`` output pixels of a sample are
+the rows of ``Z = col(X) @ W`` where row ``p`` of ``col(X)`` is the ``K``
+input values under the kernel at ``p`` (zeros in the padding), ordered
+(kh, kw, c) like the kernel's rows. A thread gathers ``col`` for a group of
+its samples (as many as fit ``TMP_TARGET`` floats) into its scratch and
+runs one single-threaded SGEMM on the group, then adds the bias and applies
+the activation while the rows are in its cache. A 1x1 stride-1 convolution
+reads X itself (no gathering). Backward:
+- part 1 (samples split): dZ = dA * act'(z), in place where z is not kept;
+- part 2: thread ``t`` computes rows [k0, k1) of dW = sum_samples col^T dZ
+  (gathering its columns of col again) and its block of db, then, for its
+  samples, dcol = dZ W^T and scatters it back into dX (col2im). Splitting
+  dW by rows keeps every sum in one order whatever the number of threads,
+  and needs no reduction across threads.
+Depthwise runs direct loops; its backward part splits channels (weights,
+bias and input gradient of a channel depend on that channel alone).
+
+Geometry: the op's integer constants after the parallel header (G_*).
+z, the pre-activations, are kept for the backward pass in the op's scratch
+unless the activation is linear, ReLU or softmax: those are computed in
+place in the output slot (ReLU's derivative is read from the output).
+"""
+import numpy as np
+from numba import njit
+
+from .. import program as P
+from ..cpu.activations import ACTIVATION_SIG, LINEAR, RELU, SOFTMAX, relu_forward, softmax_rows, softmax_rows_backward
+from ..cpu.blas import gemm
+from ..cpu.pointers import call, pointer_from_address
+from .parallel import HEADER, PART, block_range, register_parallel, sample_range
+
+acts_pointer = pointer_from_address(ACTIVATION_SIG)
+
+(G_H, G_W, G_C, G_OH, G_OW, G_KH, G_KW, G_SH, G_SW, G_DH, G_DW, G_PT, G_PL, G_F, G_GROUP, G_ZIN, G_ZOFF, G_ZSTRIDE,
+ G_ACTS, G_OUTC, G_SMALL) = range(21)
+N_GEOMETRY = 21
+# G_F: filters (Depthwise, Separable: the depth multiplier M); G_OUTC: output channels (F; Depthwise C * M)
+# G_GROUP: samples gathered per GEMM; G_ZIN: 1 when z is computed in place in the output slot, else z of
+# sample s is at b * Z_POS + s * G_ZSTRIDE + G_ZOFF; G_ACTS: address of ``activations.elementwise`` (0: unused);
+# G_SMALL: 1 when K is small enough for direct loops (``SMALL_K``) to beat gathering columns for SGEMM
+TMP_TARGET = 1 << 16    # floats of gathered columns per thread (256 KB: an L2's share)
+# Up to this many rows in the kernel matrix (KH * KW * C), Conv runs direct loops instead of im2col + SGEMM:
+# SGEMM's packing costs more than it saves on such thin products (a first layer on 1- or 3-channel images).
+SMALL_K = 32
+
+_ZERO = np.float32(0.0)
+_ONE = np.float32(1.0)
+
+
+def in_place(act):
+    """Whether activation ``act`` is computed in the output slot (no z kept)."""
+    return act in (LINEAR, RELU, SOFTMAX)
+
+
+@njit(cache=True, inline="always")
+def _g(rec, ints, k):
+    return ints[rec[P.IAUX] + HEADER + k]
+
+
+@njit(cache=True, inline="always")
+def _z_at(rec, ints, b, s, width):
+    """Where sample ``s``'s pre-activations (``width`` floats) are."""
+    if _g(rec, ints, G_ZIN) != 0:
+        return b * rec[P.A_POS] + s * width
+    return b * rec[P.Z_POS] + s * _g(rec, ints, G_ZSTRIDE) + _g(rec, ints, G_ZOFF)
+
+
+@njit(cache=True, inline="always")
+def _gather(ws, x, H, W, C, OW, KW, SH, SW, DH, DW, PT, PL, p0, p1, k0, k1, dst, d0, ld):
+    """Columns [k0, k1) of rows [p0, p1) of col(X) for the sample at ws[x:] into dst[d0:] (row stride ``ld``).
+    (Copies go through slices indexed by ``range`` variables, which Numba and LLVM turn into vector moves.)"""
+    q0, q1 = k0 // C, (k1 - 1) // C + 1
+    for p in range(p0, p1):
+        oh, ow = p // OW, p % OW
+        row = d0 + (p - p0) * ld - k0
+        for q in range(q0, q1):
+            kh, kw = q // KW, q % KW
+            c0, c1 = max(k0 - q * C, 0), min(k1 - q * C, C)
+            ih, iw = oh * SH + kh * DH - PT, ow * SW + kw * DW - PL
+            out = dst[row + q * C + c0:row + q * C + c1]
+            if 0 <= ih < H and 0 <= iw < W:
+                src = ws[x + (ih * W + iw) * C + c0:x + (ih * W + iw) * C + c1]
+                for c in range(c1 - c0):
+                    out[c] = src[c]
+            else:
+                for c in range(c1 - c0):
+                    out[c] = _ZERO
+
+
+@njit(cache=True, inline="always")
+def _scatter(src, s0, gs, x, H, W, C, OH, OW, KH, KW, SH, SW, DH, DW, PT, PL):
+    """dX += col2im(dcol): the P x K block at src[s0:] added into the sample's map at gs[x:]."""
+    K = KH * KW * C
+    for p in range(OH * OW):
+        oh, ow = p // OW, p % OW
+        for q in range(KH * KW):
+            kh, kw = q // KW, q % KW
+            ih, iw = oh * SH + kh * DH - PT, ow * SW + kw * DW - PL
+            if 0 <= ih < H and 0 <= iw < W:
+                d = gs[x + (ih * W + iw) * C:x + (ih * W + iw + 1) * C]
+                o = src[s0 + p * K + q * C:s0 + p * K + (q + 1) * C]
+                for c in range(C):
+                    d[c] += o[c]
+
+
+@njit(cache=True, inline="always")
+def _bias_act(rec, ints, params, ws, z, a, rows, width, act):
+    """z += bias; a = act(z) for ``rows`` rows of ``width`` at ws[z:], ws[a:] (z == a: in place)."""
+    bias = rec[P.B_OFF]
+    if bias >= 0:
+        br = params[bias:bias + width]
+        for r in range(rows):
+            zr = ws[z + r * width:z + (r + 1) * width]
+            for j in range(width):
+                zr[j] += br[j]
+    _act_only(rec, ints, ws, z, a, rows, width)
+
+
+@njit(**PART)
+def activation_backward_part(rec, ints, params, consts, grads, ws, gs, tmp, b, training, t, n):
+    """dZ = dA * act'(z) for part ``t``'s samples (kinds of this module)."""
+    act = rec[P.ACT]
+    if act == LINEAR:
+        return
+    width, last = rec[P.N_OUT], _g(rec, ints, G_OUTC)
+    s0, s1 = sample_range(b, t, n)
+    for s in range(s0, s1):
+        a = b * rec[P.A_POS] + s * width
+        z = _z_at(rec, ints, b, s, width)
+        if act == RELU:
+            out, grad = ws[a:a + width], gs[a:a + width]
+            for j in range(width):
+                grad[j] = grad[j] if out[j] > _ZERO else _ZERO
+        elif act == SOFTMAX:
+            softmax_rows_backward(ws, gs, a, gs, z, width // last, last)
+        else:
+            call(acts_pointer(_g(rec, ints, G_ACTS)), act, True, ws[z:z + width], ws[a:a + width],
+                 gs[a:a + width], gs[z:z + width])
+
+
+# -- Conv ----------------------------------------------------------------------
+
+@njit(cache=True, inline="always")
+def _conv_geometry(rec, ints):
+    h = rec[P.IAUX] + HEADER
+    return (ints[h + G_H], ints[h + G_W], ints[h + G_C], ints[h + G_OH], ints[h + G_OW], ints[h + G_KH],
+            ints[h + G_KW], ints[h + G_SH], ints[h + G_SW], ints[h + G_DH], ints[h + G_DW], ints[h + G_PT],
+            ints[h + G_PL], ints[h + G_F], ints[h + G_GROUP])
+
+
+@njit(cache=True, inline="always")
+def _direct(KH, KW, SH, SW, PT, PL):
+    """A 1x1 stride-1 convolution without padding reads its input as col(X)."""
+    return KH == 1 and KW == 1 and SH == 1 and SW == 1 and PT == 0 and PL == 0
+
+
+@njit(**PART)
+def conv_forward_part(rec, ints, params, consts, grads, ws, gs, tmp, b, training, t, n):
+    H, W, C, OH, OW, KH, KW, SH, SW, DH, DW, PT, PL, F, G = _conv_geometry(rec, ints)
+    NP, K, act = OH * OW, KH * KW * C, rec[P.ACT]
+    ab = consts[rec[P.AUX]:rec[P.AUX] + 2]
+    x0, a0 = b * rec[P.X_POS], b * rec[P.A_POS]
+    s0, s1 = sample_range(b, t, n)
+    direct = _direct(KH, KW, SH, SW, PT, PL)
+    if _g(rec, ints, G_SMALL) != 0:
+        for s in range(s0, s1):
+            z = _z_at(rec, ints, b, s, NP * F)
+            _small_forward(ws, x0 + s * H * W * C, params, rec[P.W_OFF], rec[P.B_OFF], z, H, W, C, OH, OW, KH, KW,
+                           SH, SW, DH, DW, PT, PL, F)
+            _act_only(rec, ints, ws, z, a0 + s * NP * F, NP, F)
+        return
+    s = s0
+    while s < s1:
+        g = min(G, s1 - s) if not direct else s1 - s
+        z = _z_at(rec, ints, b, s, NP * F)
+        if direct:
+            gemm(False, False, g * NP, F, K, ab, ws, x0 + s * H * W * C, C, params, rec[P.W_OFF], F, ws, z, F)
+        else:
+            for j in range(g):
+                _gather(ws, x0 + (s + j) * H * W * C, H, W, C, OW, KW, SH, SW, DH, DW, PT, PL, 0, NP, 0, K, tmp,
+                        j * NP * K, K)
+            gemm(False, False, g * NP, F, K, ab, tmp, 0, K, params, rec[P.W_OFF], F, ws, z, F)
+        if _g(rec, ints, G_ZIN) != 0 or g == 1:
+            _bias_act(rec, ints, params, ws, z, a0 + s * NP * F, g * NP, F, act)
+        else:
+            for j in range(g):
+                _bias_act(rec, ints, params, ws, _z_at(rec, ints, b, s + j, NP * F), a0 + (s + j) * NP * F, NP, F,
+                          act)
+        s += g
+
+
+@njit(**PART)
+def conv_backward_part(rec, ints, params, consts, grads, ws, gs, tmp, b, training, t, n):
+    """Rows [k0, k1) of dW and a block of db (all samples); dX of part ``t``'s samples."""
+    H, W, C, OH, OW, KH, KW, SH, SW, DH, DW, PT, PL, F, G = _conv_geometry(rec, ints)
+    NP, K = OH * OW, KH * KW * C
+    flags = rec[P.FLAGS]
+    ab = consts[rec[P.AUX]:rec[P.AUX] + 4]
+    x0 = b * rec[P.X_POS]
+    direct = _direct(KH, KW, SH, SW, PT, PL)
+    zs = _g(rec, ints, G_ZSTRIDE) if _g(rec, ints, G_ZIN) == 0 else NP * F
+    small = _g(rec, ints, G_SMALL) != 0
+    if (flags & P.FROZEN) == 0:
+        w_acc = (flags & P.W_ACC) != 0
+        k0, k1 = block_range(K, t, n)
+        if k0 < k1 and small:
+            _small_weight_gradient(rec, ints, ws, gs, grads, b, x0, k0, k1, w_acc, H, W, C, OH, OW, KW, SH, SW, DH,
+                                   DW, PT, PL, F)
+        elif k0 < k1:
+            w = rec[P.W_OFF] + k0 * F
+            kk = k1 - k0
+            s = 0
+            while s < b:
+                g = min(G, b - s)
+                if zs != NP * F:
+                    g = 1   # z of consecutive samples is not one block
+                beta = ab[2:] if (w_acc or s > 0) else ab[:2]
+                z = _z_at(rec, ints, b, s, NP * F)
+                if direct:
+                    gemm(True, False, kk, F, g * NP, beta, ws, x0 + s * H * W * C + k0, C, gs, z, F, grads, w, F)
+                else:
+                    for j in range(g):
+                        _gather(ws, x0 + (s + j) * H * W * C, H, W, C, OW, KW, SH, SW, DH, DW, PT, PL, 0, NP, k0, k1,
+                                tmp, j * NP * kk, kk)
+                    gemm(True, False, kk, F, g * NP, beta, tmp, 0, kk, gs, z, F, grads, w, F)
+                s += g
+        f0, f1 = block_range(F, t, n)
+        bias = rec[P.B_OFF]
+        if bias >= 0 and f0 < f1:
+            if not w_acc:
+                for f in range(f0, f1):
+                    grads[bias + f] = _ZERO
+            for s in range(b):
+                z = _z_at(rec, ints, b, s, NP * F)
+                for p in range(NP):
+                    for f in range(f0, f1):
+                        grads[bias + f] += gs[z + p * F + f]
+    if (flags & P.NEED_DX) == 0:
+        return
+    acc = (rec[P.ACC] & 1) != 0
+    s0, s1 = sample_range(b, t, n)
+    s = s0
+    while s < s1:
+        g = min(G, s1 - s)
+        if zs != NP * F:
+            g = 1
+        z = _z_at(rec, ints, b, s, NP * F)
+        if direct:
+            gemm(False, True, g * NP, C, F, ab[2:] if acc else ab[:2], gs, z, F, params, rec[P.W_OFF], F, gs,
+                 x0 + s * H * W * C, C)
+        else:
+            gemm(False, True, g * NP, K, F, ab[:2], gs, z, F, params, rec[P.W_OFF], F, tmp, 0, K)
+            for j in range(g):
+                x = x0 + (s + j) * H * W * C
+                if not acc:
+                    for i in range(H * W * C):
+                        gs[x + i] = _ZERO
+                _scatter(tmp, j * NP * K, gs, x, H, W, C, OH, OW, KH, KW, SH, SW, DH, DW, PT, PL)
+        s += g
+
+
+# Direct loops for a thin kernel matrix (G_SMALL): each output pixel's F values are one
+# vector, built from K scaled rows of the kernel; each row of dW one vector, summed over
+# the pixels. (dX takes the SGEMM way: dcol = dZ W^T, then col2im.)
+
+@njit(cache=True, inline="always")
+def _small_forward(ws, x, params, w, bias, z, H, W, C, OH, OW, KH, KW, SH, SW, DH, DW, PT, PL, F):
+    """z = conv(x) + bias for one sample (z: OH x OW x F). Rows are slices and
+    loops run over ``range``s, so the F-wide updates vectorise."""
+    for oh in range(OH):
+        for ow in range(OW):
+            zr = ws[z + (oh * OW + ow) * F:z + (oh * OW + ow + 1) * F]
+            if bias >= 0:
+                br = params[bias:bias + F]
+                for f in range(F):
+                    zr[f] = br[f]
+            else:
+                for f in range(F):
+                    zr[f] = _ZERO
+            for kh in range(KH):
+                ih = oh * SH + kh * DH - PT
+                if ih < 0 or ih >= H:
+                    continue
+                for kw in range(KW):
+                    iw = ow * SW + kw * DW - PL
+                    if iw < 0 or iw >= W:
+                        continue
+                    xr = ws[x + (ih * W + iw) * C:x + (ih * W + iw + 1) * C]
+                    wq = params[w + (kh * KW + kw) * C * F:w + (kh * KW + kw + 1) * C * F]
+                    for c in range(C):
+                        xv = xr[c]
+                        for f in range(F):
+                            zr[f] += xv * wq[c * F + f]
+
+
+@njit(cache=True, inline="always")
+def _small_weight_gradient(rec, ints, ws, gs, grads, b, x0, k0, k1, w_acc, H, W, C, OH, OW, KW, SH, SW, DH, DW, PT,
+                           PL, F):
+    """Rows [k0, k1) of dW = sum over samples and pixels of x (under kernel row k) * dz."""
+    w = rec[P.W_OFF]
+    NP = OH * OW
+    for k in range(k0, k1):
+        gr = grads[w + k * F:w + (k + 1) * F]
+        if not w_acc:
+            for f in range(F):
+                gr[f] = _ZERO
+        q, c = k // C, k % C
+        kh, kw = q // KW, q % KW
+        for s in range(b):
+            x = x0 + s * H * W * C
+            z = _z_at(rec, ints, b, s, NP * F)
+            for oh in range(OH):
+                ih = oh * SH + kh * DH - PT
+                if ih < 0 or ih >= H:
+                    continue
+                for ow in range(OW):
+                    iw = ow * SW + kw * DW - PL
+                    if iw < 0 or iw >= W:
+                        continue
+                    xv = ws[x + (ih * W + iw) * C + c]
+                    dz = gs[z + (oh * OW + ow) * F:z + (oh * OW + ow + 1) * F]
+                    for f in range(F):
+                        gr[f] += xv * dz[f]
+
+
+CONV = register_parallel("Conv", conv_forward_part, (activation_backward_part, conv_backward_part))
+
+
+# -- DepthwiseConv2D -------------------------------------------------------------
+
+@njit(cache=True, inline="always")
+def _depthwise_sample(ws, x, params, w, dst, H, W, C, OH, OW, KH, KW, SH, SW, DH, DW, PT, PL, M):
+    """dst (OH x OW x C*M) += depthwise(x) for one sample (dst zeroed or holding the bias)."""
+    CM = C * M
+    for p in range(OH * OW):
+        oh, ow = p // OW, p % OW
+        o = dst + p * CM
+        for kh in range(KH):
+            ih = oh * SH + kh * DH - PT
+            if ih < 0 or ih >= H:
+                continue
+            for kw in range(KW):
+                iw = ow * SW + kw * DW - PL
+                if iw < 0 or iw >= W:
+                    continue
+                xi = x + (ih * W + iw) * C
+                wk = w + (kh * KW + kw) * CM
+                if M == 1:
+                    for c in range(C):
+                        ws[o + c] += ws[xi + c] * params[wk + c]
+                else:
+                    for c in range(C):
+                        xv = ws[xi + c]
+                        for m in range(M):
+                            ws[o + c * M + m] += xv * params[wk + c * M + m]
+
+
+@njit(cache=True, inline="always")
+def _depthwise_backward_block(rec, params, grads, ws, gs, b, c0, c1, dz_of, w, bias, frozen, w_acc, need_dx, acc,
+                              H, W, C, OH, OW, KH, KW, SH, SW, DH, DW, PT, PL, M):
+    """Channels [c0, c1) of the depthwise gradients over all ``b`` samples: dW, db
+    (unless ``frozen``; added with ``w_acc``) and, with ``need_dx``, dX (added with
+    ``acc``). ``dz_of[s]``: where sample s's output gradient (OH x OW x C*M) is in gs."""
+    CM = C * M
+    x0 = b * rec[P.X_POS]
+    if not frozen and not w_acc:
+        for q in range(KH * KW):
+            for c in range(c0 * M, c1 * M):
+                grads[w + q * CM + c] = _ZERO
+        if bias >= 0:
+            for c in range(c0 * M, c1 * M):
+                grads[bias + c] = _ZERO
+    for s in range(b):
+        x = x0 + s * H * W * C
+        dz = dz_of[s]
+        if need_dx and not acc:
+            for i in range(H * W):
+                for c in range(c0, c1):
+                    gs[x + i * C + c] = _ZERO
+        for p in range(OH * OW):
+            oh, ow = p // OW, p % OW
+            o = dz + p * CM
+            if not frozen and bias >= 0:
+                for c in range(c0 * M, c1 * M):
+                    grads[bias + c] += gs[o + c]
+            for kh in range(KH):
+                ih = oh * SH + kh * DH - PT
+                if ih < 0 or ih >= H:
+                    continue
+                for kw in range(KW):
+                    iw = ow * SW + kw * DW - PL
+                    if iw < 0 or iw >= W:
+                        continue
+                    xi = x + (ih * W + iw) * C
+                    wk = w + (kh * KW + kw) * CM
+                    for c in range(c0, c1):
+                        xv = ws[xi + c]
+                        d = _ZERO
+                        for m in range(M):
+                            g = gs[o + c * M + m]
+                            if not frozen:
+                                grads[wk + c * M + m] += xv * g
+                            d += params[wk + c * M + m] * g
+                        if need_dx:
+                            gs[xi + c] += d
+
+
+@njit(**PART)
+def depthwise_forward_part(rec, ints, params, consts, grads, ws, gs, tmp, b, training, t, n):
+    H, W, C, OH, OW, KH, KW, SH, SW, DH, DW, PT, PL, M, _ = _conv_geometry(rec, ints)
+    NP, CM = OH * OW, C * M
+    bias = rec[P.B_OFF]
+    s0, s1 = sample_range(b, t, n)
+    for s in range(s0, s1):
+        z = _z_at(rec, ints, b, s, NP * CM)
+        for p in range(NP):
+            for c in range(CM):
+                ws[z + p * CM + c] = params[bias + c] if bias >= 0 else _ZERO
+        _depthwise_sample(ws, b * rec[P.X_POS] + s * H * W * C, params, rec[P.W_OFF], z, H, W, C, OH, OW, KH, KW,
+                          SH, SW, DH, DW, PT, PL, M)
+        if rec[P.ACT] != LINEAR:
+            # the bias is in already
+            _act_only(rec, ints, ws, z, b * rec[P.A_POS] + s * NP * CM, NP, CM)
+
+
+@njit(cache=True, inline="always")
+def _act_only(rec, ints, ws, z, a, rows, width):
+    act = rec[P.ACT]
+    n = rows * width
+    if act == RELU:
+        relu_forward(ws[z:z + n], ws[a:a + n])
+    elif act == SOFTMAX:
+        softmax_rows(ws, z, ws, a, rows, width)
+    elif act != LINEAR:
+        call(acts_pointer(_g(rec, ints, G_ACTS)), act, False, ws[z:z + n], ws[a:a + n], ws[z:z + n], ws[z:z + n])
+
+
+@njit(**PART)
+def depthwise_backward_part(rec, ints, params, consts, grads, ws, gs, tmp, b, training, t, n):
+    """Part ``t``'s block of channels: their weights', bias's and input's gradients."""
+    H, W, C, OH, OW, KH, KW, SH, SW, DH, DW, PT, PL, M, _ = _conv_geometry(rec, ints)
+    c0, c1 = block_range(C, t, n)
+    if c0 >= c1:
+        return
+    flags = rec[P.FLAGS]
+    dz_of = np.empty(b, dtype=np.int64)
+    for s in range(b):
+        dz_of[s] = _z_at(rec, ints, b, s, OH * OW * C * M)
+    _depthwise_backward_block(rec, params, grads, ws, gs, b, c0, c1, dz_of, rec[P.W_OFF], rec[P.B_OFF],
+                              (flags & P.FROZEN) != 0, (flags & P.W_ACC) != 0, (flags & P.NEED_DX) != 0,
+                              (rec[P.ACC] & 1) != 0, H, W, C, OH, OW, KH, KW, SH, SW, DH, DW, PT, PL, M)
+
+
+DEPTHWISE = register_parallel("DepthwiseConv2D", depthwise_forward_part,
+                              (activation_backward_part, depthwise_backward_part))
+
+
+# -- SeparableConv2D ---------------------------------------------------------------
+# Scratch per sample: D, the depthwise output (P x C*M), then z when kept.
+# Weights: depthwise kernel at W_OFF, pointwise kernel at S_OFF, bias at B_OFF.
+
+@njit(**PART)
+def separable_forward_part(rec, ints, params, consts, grads, ws, gs, tmp, b, training, t, n):
+    H, W, C, OH, OW, KH, KW, SH, SW, DH, DW, PT, PL, M, _ = _conv_geometry(rec, ints)
+    F = _g(rec, ints, G_OUTC)
+    NP, CM = OH * OW, C * M
+    stride = _g(rec, ints, G_ZSTRIDE)
+    ab = consts[rec[P.AUX]:rec[P.AUX] + 2]
+    s0, s1 = sample_range(b, t, n)
+    for s in range(s0, s1):
+        d = b * rec[P.Z_POS] + s * stride
+        for i in range(NP * CM):
+            ws[d + i] = _ZERO
+        _depthwise_sample(ws, b * rec[P.X_POS] + s * H * W * C, params, rec[P.W_OFF], d, H, W, C, OH, OW, KH, KW,
+                          SH, SW, DH, DW, PT, PL, M)
+        z = _z_at(rec, ints, b, s, NP * F)
+        gemm(False, False, NP, F, CM, ab, ws, d, CM, params, rec[P.S_OFF], F, ws, z, F)
+        _bias_act(rec, ints, params, ws, z, b * rec[P.A_POS] + s * NP * F, NP, F, rec[P.ACT])
+
+
+@njit(**PART)
+def separable_pointwise_backward_part(rec, ints, params, consts, grads, ws, gs, tmp, b, training, t, n):
+    """Rows [k0, k1) of the pointwise kernel's gradient and a block of db (all
+    samples); dD = dZ PW^T for part ``t``'s samples, into gs at D."""
+    H, W, C, OH, OW, KH, KW, SH, SW, DH, DW, PT, PL, M, _ = _conv_geometry(rec, ints)
+    F = _g(rec, ints, G_OUTC)
+    NP, CM = OH * OW, C * M
+    stride = _g(rec, ints, G_ZSTRIDE)
+    ab = consts[rec[P.AUX]:rec[P.AUX] + 4]
+    flags = rec[P.FLAGS]
+    w_acc = (flags & P.W_ACC) != 0
+    if (flags & P.FROZEN) == 0:
+        k0, k1 = block_range(CM, t, n)
+        for s in range(b):
+            if k0 < k1:
+                beta = ab[2:] if (w_acc or s > 0) else ab[:2]
+                gemm(True, False, k1 - k0, F, NP, beta, ws, b * rec[P.Z_POS] + s * stride + k0, CM, gs,
+                     _z_at(rec, ints, b, s, NP * F), F, grads, rec[P.S_OFF] + k0 * F, F)
+        f0, f1 = block_range(F, t, n)
+        bias = rec[P.B_OFF]
+        if bias >= 0 and f0 < f1:
+            if not w_acc:
+                for f in range(f0, f1):
+                    grads[bias + f] = _ZERO
+            for s in range(b):
+                z = _z_at(rec, ints, b, s, NP * F)
+                for p in range(NP):
+                    for f in range(f0, f1):
+                        grads[bias + f] += gs[z + p * F + f]
+    s0, s1 = sample_range(b, t, n)
+    for s in range(s0, s1):
+        gemm(False, True, NP, CM, F, ab[:2], gs, _z_at(rec, ints, b, s, NP * F), F, params, rec[P.S_OFF], F, gs,
+             b * rec[P.Z_POS] + s * stride, CM)
+
+
+@njit(**PART)
+def separable_depthwise_backward_part(rec, ints, params, consts, grads, ws, gs, tmp, b, training, t, n):
+    H, W, C, OH, OW, KH, KW, SH, SW, DH, DW, PT, PL, M, _ = _conv_geometry(rec, ints)
+    c0, c1 = block_range(C, t, n)
+    if c0 >= c1:
+        return
+    flags = rec[P.FLAGS]
+    stride = _g(rec, ints, G_ZSTRIDE)
+    dz_of = np.empty(b, dtype=np.int64)
+    for s in range(b):
+        dz_of[s] = b * rec[P.Z_POS] + s * stride
+    _depthwise_backward_block(rec, params, grads, ws, gs, b, c0, c1, dz_of, rec[P.W_OFF], -1,
+                              (flags & P.FROZEN) != 0, (flags & P.W_ACC) != 0, (flags & P.NEED_DX) != 0,
+                              (rec[P.ACC] & 1) != 0, H, W, C, OH, OW, KH, KW, SH, SW, DH, DW, PT, PL, M)
+
+
+SEPARABLE = register_parallel("SeparableConv2D", separable_forward_part,
+                              (activation_backward_part, separable_pointwise_backward_part,
+                               separable_depthwise_backward_part))
+
+
+def geometry(H, W, C, OH, OW, KH, KW, SH, SW, DH, DW, PT, PL, F, out_channels, act, z_in_place, z_off, z_stride,
+             group=1, small=False):
+    """The G_* integer constants of an op of this module."""
+    from ..cpu.activations import elementwise
+    from ..cpu.pointers import function_pointer
+    acts = 0 if act in (LINEAR, RELU, SOFTMAX) else function_pointer(elementwise, ACTIVATION_SIG).address
+    return (H, W, C, OH, OW, KH, KW, SH, SW, DH, DW, PT, PL, F, group, int(z_in_place), z_off, z_stride, acts,
+            out_channels, int(small))
