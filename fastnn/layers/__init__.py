@@ -7,10 +7,16 @@ from .merging import (Add, Average, Concatenate, Maximum, Minimum, Multiply, Sub
 from .normalization import BatchNormalization
 from .preprocessing import Normalization, Rescaling
 from .regularization import Dropout
+from .embedding import Embedding
+from .global_pooling1d import GlobalAveragePooling1D, GlobalMaxPooling1D
+from .recurrent import GRU, LSTM, Bidirectional, SimpleRNN
+from .time_distributed import TimeDistributed
 
 _BY_CLASS = {c.__name__: c for c in (InputLayer, Dense, Flatten, Reshape, Activation, Normalization,
                                      Rescaling, Dropout, BatchNormalization, LeakyReLU, Concatenate, Add,
-                                     Subtract, Multiply, Average, Maximum, Minimum)}
+                                     Subtract, Multiply, Average, Maximum, Minimum, Embedding, SimpleRNN, LSTM,
+                                     GRU, Bidirectional, TimeDistributed, GlobalAveragePooling1D,
+                                     GlobalMaxPooling1D)}
 
 
 def get_class(name):
