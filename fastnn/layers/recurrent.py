@@ -62,8 +62,7 @@ def sequence_mask(layer, node):
 class _RNN(Layer):
     """The options every recurrent layer shares; subclasses set ``cell``."""
     cell = None
-    keras_fixed = {"kernel_constraint": None, "recurrent_constraint": None, "bias_constraint": None,
-                   "stateful": False, "return_state": False}
+    keras_fixed = {"kernel_constraint": None, "recurrent_constraint": None, "bias_constraint": None}
 
     def __init__(self, units, activation="tanh", recurrent_activation="sigmoid", use_bias=True,
                  kernel_initializer="glorot_uniform", recurrent_initializer="orthogonal", bias_initializer="zeros",
