@@ -5,7 +5,7 @@
 """
 from . import activations, callbacks, initializers, layers, losses, metrics, models, optimizers, utils
 from . import regularizers
-from . import datasets, errors
+from . import datasets, errors, preprocessing
 from .layers import Input
 from .models import Model, Sequential
 from .utils import set_random_seed
@@ -25,4 +25,4 @@ def __getattr__(name):
 
 __all__ = ["Model", "Sequential", "Input", "activations", "callbacks", "initializers", "layers", "losses", "metrics",
            "models", "optimizers", "utils", "set_random_seed", "datasets", "config", "device", "saving",
-           "regularizers", "errors"]
+           "regularizers", "errors", "preprocessing"]
