@@ -121,10 +121,14 @@ def _act(code, x):
     return x
 
 
+# The hot loops index slices with their range's own counter: an index like ``base + j`` makes
+# Numba check for negative indices (wraparound) on every access, which keeps LLVM from
+# vectorizing the loop.
 @njit(cache=True, inline="always")
 def _activate(code, ws, lo, n):
-    for j in range(lo, lo + n):
-        ws[j] = _act(code, ws[j])
+    v = ws[lo:lo + n]
+    for j in range(n):
+        v[j] = _act(code, v[j])
 
 
 @njit(cache=True, inline="always")
@@ -132,24 +136,26 @@ def _step_product(ws, h, params, wr, out, b, u, gu):
     """out (b, gu) += h (b, u) @ Wr (u, gu): one step's recurrent product. Written out rather than
     SGEMM: at these sizes (64 x 8 @ 8 x 32) a BLAS call cost 18 us, the loop a small fraction of it."""
     for r in range(b):
-        o = out + r * gu
+        o = ws[out + r * gu:out + (r + 1) * gu]
+        hr = ws[h + r * u:h + (r + 1) * u]
         for k in range(u):
-            hk = ws[h + r * u + k]
-            w = wr + k * gu
+            hk = hr[k]
+            w = params[wr + k * gu:wr + (k + 1) * gu]
             for j in range(gu):
-                ws[o + j] += hk * params[w + j]
+                o[j] += hk * w[j]
 
 
 @njit(cache=True, inline="always")
 def _step_product_back(gs, g, wrt, dh, b, u, gu):
     """dh (b, u) += g (b, gu) @ Wr^T, with ``wrt`` = Wr^T (gu, u) contiguous."""
     for r in range(b):
-        d = dh + r * u
+        d = gs[dh + r * u:dh + (r + 1) * u]
+        gr = gs[g + r * gu:g + (r + 1) * gu]
         for j in range(gu):
-            gj = gs[g + r * gu + j]
-            w = j * u
+            gj = gr[j]
+            w = wrt[j * u:(j + 1) * u]
             for k in range(u):
-                gs[d + k] += gj * wrt[w + k]
+                d[k] += gj * w[k]
 
 
 @njit(cache=True, inline="always")
@@ -244,21 +250,25 @@ def _direction_forward(ws, params, b, training, cell, t, f, u, act, rec, go_back
                 _activate(rec, ws, z, 2 * u)
                 _activate(act, ws, z + 2 * u, u)
                 _activate(rec, ws, z + 3 * u, u)
+                i_, f_ = ws[z:z + u], ws[z + u:z + 2 * u]
+                g_, o_ = ws[z + 2 * u:z + 3 * u], ws[z + 3 * u:z + 4 * u]
+                c_prev, c_new = ws[cp + r * u:cp + (r + 1) * u], ws[cn + r * u:cn + (r + 1) * u]
+                h_new = ws[hn + r * u:hn + (r + 1) * u]
                 for j in range(u):
-                    cv = ws[z + u + j] * ws[cp + r * u + j] + ws[z + j] * ws[z + 2 * u + j]
-                    ws[cn + r * u + j] = cv
-                    ws[hn + r * u + j] = ws[z + 3 * u + j] * _act(act, cv)
+                    cv = f_[j] * c_prev[j] + i_[j] * g_[j]
+                    c_new[j] = cv
+                    h_new[j] = o_[j] * _act(act, cv)
         else:
             rs = gr + s * b * gu
             for r in range(b):
-                z, rr = zs + r * gu, rs + r * gu
+                zr, rr = ws[zs + r * gu:zs + (r + 1) * gu], ws[rs + r * gu:rs + (r + 1) * gu]
+                h_prev, h_new = ws[hp + r * u:hp + (r + 1) * u], ws[hn + r * u:hn + (r + 1) * u]
                 for j in range(2 * u):
-                    ws[z + j] = _act(rec, ws[z + j] + ws[rr + j])
+                    zr[j] = _act(rec, zr[j] + rr[j])
                 for j in range(u):
-                    hh = _act(act, ws[z + 2 * u + j] + ws[z + u + j] * ws[rr + 2 * u + j])
-                    ws[z + 2 * u + j] = hh
-                    z_ = ws[z + j]
-                    ws[hn + r * u + j] = z_ * ws[hp + r * u + j] + (_ONE - z_) * hh
+                    hh = _act(act, zr[2 * u + j] + zr[u + j] * rr[2 * u + j])
+                    zr[2 * u + j] = hh
+                    h_new[j] = zr[j] * h_prev[j] + (_ONE - zr[j]) * hh
         if has_mask:
             for r in range(b):
                 if _masked(ws, ids, has_mask, r, t_in, t):
@@ -347,16 +357,20 @@ def _direction_backward(ws, gs, params, grads, b, training, cell, t, f, u, act, 
                     gs[dz + j] = gs[hn + r * u + j] * _derivative(act, ws[dz + j])
             elif cell == LSTM:
                 cp = c + s * b * u + r * u
+                gate, dgate = ws[dz:dz + gu], gs[dz:dz + gu]
+                c_prev, c_new = ws[cp:cp + u], ws[cp + b * u:cp + b * u + u]
+                dc_prev, dc_new = gs[cp:cp + u], gs[cp + b * u:cp + b * u + u]
+                dh_new = gs[hn + r * u:hn + (r + 1) * u]
                 for j in range(u):
-                    i_, f_, g_, o_ = ws[dz + j], ws[dz + u + j], ws[dz + 2 * u + j], ws[dz + 3 * u + j]
-                    ac = _act(act, ws[cp + b * u + j])
-                    dh = gs[hn + r * u + j]
-                    dc = gs[cp + b * u + j] + dh * o_ * _derivative(act, ac)
-                    gs[dz + j] = dc * g_ * _derivative(rec, i_)
-                    gs[dz + u + j] = dc * ws[cp + j] * _derivative(rec, f_)
-                    gs[dz + 2 * u + j] = dc * i_ * _derivative(act, g_)
-                    gs[dz + 3 * u + j] = dh * ac * _derivative(rec, o_)
-                    gs[cp + j] += dc * f_
+                    i_, f_, g_, o_ = gate[j], gate[u + j], gate[2 * u + j], gate[3 * u + j]
+                    ac = _act(act, c_new[j])
+                    dh = dh_new[j]
+                    dc = dc_new[j] + dh * o_ * _derivative(act, ac)
+                    dgate[j] = dc * g_ * _derivative(rec, i_)
+                    dgate[u + j] = dc * c_prev[j] * _derivative(rec, f_)
+                    dgate[2 * u + j] = dc * i_ * _derivative(act, g_)
+                    dgate[3 * u + j] = dh * ac * _derivative(rec, o_)
+                    dc_prev[j] += dc * f_
             else:
                 rr = gr + s * b * gu + r * gu
                 for j in range(u):
