@@ -91,6 +91,44 @@ def test_keras_files_load_and_predict_as_keras(name, tmp_path):
     np.testing.assert_array_equal(again.predict(x, verbose=0), model.predict(x, verbose=0))
 
 
+def _weights_layout(path):
+    """Every group and dataset of a .keras archive's weights below layers/: path -> (shape, attributes)."""
+    import io
+    import zipfile
+    import h5py
+    out = {}
+    with h5py.File(io.BytesIO(zipfile.ZipFile(path).read("model.weights.h5")), "r") as h5:
+        h5["layers"].visititems(lambda name, obj: out.__setitem__(
+            name, (getattr(obj, "shape", None), {k: str(v) for k, v in obj.attrs.items()})))
+    return out
+
+
+def _without_object_ids(obj):
+    """Keras marks objects it shares between configs with a per-process ``shared_object_id``."""
+    if isinstance(obj, dict):
+        return {k: _without_object_ids(v) for k, v in obj.items() if k != "shared_object_id"}
+    if isinstance(obj, list):
+        return [_without_object_ids(v) for v in obj]
+    return obj
+
+
+def _layer_configs(path):
+    import zipfile
+    config = json.loads(zipfile.ZipFile(path).read("config.json"))
+    return [(layer["class_name"], _without_object_ids(layer["config"])) for layer in config["config"]["layers"]]
+
+
+@pytest.mark.parametrize("name", ["lstm", "gru", "bidirectional_lstm"])
+def test_files_fastnn_writes_have_keras_layout_and_configs(name, tmp_path):
+    """What Keras needs to load the file: the same weight groups, shapes and owner names, and
+    the same layer configs (Keras's own file as the model)."""
+    keras_file = HERE / "models" / f"rnn_{name}.keras"
+    path = tmp_path / f"{name}.keras"
+    keras.models.load_model(keras_file).save(path)
+    assert _weights_layout(path) == _weights_layout(keras_file)
+    assert _layer_configs(path) == _layer_configs(keras_file)
+
+
 def _layer_cases():
     return sorted({k.split("/")[1] for k in LAYERS.files if k.startswith("layers/")})
 
