@@ -3,6 +3,10 @@
     python benchmarks/compare.py                      # batch 32, 128, 1024; 3 timed epochs each
     python benchmarks/compare.py --batches 32 --epochs 2 --torch-python /path/to/python
     python benchmarks/compare.py --busy 1 --policies  # one spinning process; fastnn's thread settings too
+    python benchmarks/compare.py --model lstm --torch-python /path/to/python   # the text chapter's LSTM
+
+``--model lstm`` times the issue-18 IMDB model (run_lstm.py: Embedding, two LSTM(8), batch 64, 20,000
+sequences of 100 ids) against PyTorch, the two alternating process by process for ``--rounds`` rounds.
 
 Each (framework, batch) runs in its own process (run_one.py), frameworks
 alternating, so import time, first-step latency and peak RSS are each
@@ -60,9 +64,14 @@ def main():
                    help="run this many single-threaded spinning processes during the measurement")
     p.add_argument("--policies", action="store_true",
                    help="also time fastnn with OMP_WAIT_POLICY=passive and with one thread")
+    p.add_argument("--model", choices=["mlp", "lstm"], default="mlp")
+    p.add_argument("--rounds", type=int, default=3, help="(lstm) alternating rounds of one process each")
+    p.add_argument("--imdb", help="(lstm) Keras's imdb.npz; default synthetic data of its shape")
     args = p.parse_args()
     spinners = [subprocess.Popen([sys.executable, "-c", SPIN]) for _ in range(args.busy)]
     try:
+        if args.model == "lstm":
+            return compare_lstm(args)
         report(args)
     finally:
         for proc in spinners:
@@ -113,6 +122,40 @@ def report(args):
     print(f"\nfastnn cold (empty Numba cache): import {cold['import_s']:.2f} s, import to first step "
           f"{cold['first_step_s']:.2f} s, first predict {cold['first_predict_s']:.2f} s; "
           f"total compile wait {cold['first_step_s'] + cold['first_predict_s']:.2f} s")
+
+
+def compare_lstm(args):
+    frameworks = [("fastnn", sys.executable)]
+    if available(args.torch_python, "torch"):
+        frameworks.append(("torch", args.torch_python))
+    else:
+        print(f"# torch: not importable with {args.torch_python}, skipped")
+    results = []
+    for _ in range(args.rounds):
+        for name, python in frameworks:
+            cmd = [python, str(HERE / "run_lstm.py"), name, "--epochs", str(args.epochs)]
+            if args.imdb:
+                cmd += ["--imdb", args.imdb]
+            env = dict(os.environ, PYTHONPATH=str(HERE.parent) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+            out = subprocess.run(cmd, capture_output=True, text=True, env=env)
+            if out.returncode != 0:
+                raise RuntimeError(f"{name} failed:\n{out.stderr[-2000:]}")
+            r = json.loads(out.stdout.strip().splitlines()[-1])
+            results.append(r)
+            print(f"# {name:6s}: epochs {', '.join(f'{t:.2f}' for t in r['epochs'])} s, first step "
+                  f"{r['first_step_s']:.2f} s from import", file=sys.stderr)
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=1))
+    names = [n for n, _ in frameworks]
+    med = {n: statistics.median(t for r in results if r["framework"] == n for t in r["epochs"]) for n in names}
+    print(f"\nIMDB LSTM (Embedding 500x16, LSTM 8 + LSTM 8, dropout 0.3), {results[0]['n_train']} "
+          f"{results[0]['data']} sequences of 100, batch 64; median seconds per epoch over "
+          f"{args.rounds} alternating rounds of {args.epochs}")
+    head = "| model | " + " | ".join(names) + " | " + " | ".join(f"fastnn / {n}" for n in names[1:]) + " |"
+    print(head)
+    print("|" + " --- |" * (head.count("|") - 1))
+    print("| LSTM, batch 64 | " + " | ".join(f"{med[n]:.2f}" for n in names) + " | " +
+          " | ".join(f"{med['fastnn'] / med[n]:.2f}" for n in names[1:]) + " |")
 
 
 if __name__ == "__main__":

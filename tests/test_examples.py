@@ -192,3 +192,15 @@ def test_fashion_mnist_example_with_a_data_dir_of_mnist_uses_it(shared_data, off
                                             "--epochs", "1"], capsys)
     assert f"Fashion-MNIST not available ({shared_data / 'mnist'} holds MNIST)" in out
     assert "using MNIST digits instead" in out and "1000 training and 1000 test images" in out
+
+
+def test_imdb_lstm_example_falls_back_to_a_stand_in_and_says_so(offline, monkeypatch, capsys):
+    """No IMDB anywhere and no network: the stand-in runs the chapter's model, says so, and learns
+    (the stand-in's labels are readable from its words; chance is 0.5)."""
+    from fastnn.datasets import text
+    monkeypatch.setattr(text, "ORIGIN", "http://127.0.0.1:9/")    # nothing listens there: fails at once
+    out = run_example("imdb_lstm", ["--limit", "1500", "--epochs", "6", "--learning-rate", "1e-2"], capsys)
+    assert "IMDB not available" in out and "generated stand-in" in out
+    assert "1200 training, 300 validation and 1500 test reviews, padded to 100 words" in out
+    assert "Total params: 9,353" in out       # Embedding 8,000, LSTM 800 and 544, Dense 9
+    assert figure(r"test accuracy: ([0-9.]+) on 1500 reviews", out) > 0.7

@@ -11,13 +11,19 @@ from .pooling import (AveragePooling1D, AveragePooling2D, GlobalAveragePooling2D
                       MaxPooling2D)
 from .regularization import Dropout, SpatialDropout2D
 from .reshaping import Cropping2D, UpSampling2D, ZeroPadding2D
+from .embedding import Embedding
+from .global_pooling1d import GlobalAveragePooling1D, GlobalMaxPooling1D
+from .recurrent import GRU, LSTM, Bidirectional, SimpleRNN
+from .time_distributed import TimeDistributed
 
 _BY_CLASS = {c.__name__: c for c in (InputLayer, Dense, Flatten, Reshape, Activation, Normalization,
                                      Rescaling, Dropout, BatchNormalization, LeakyReLU, Concatenate, Add,
                                      Subtract, Multiply, Average, Maximum, Minimum,
                                      Conv1D, Conv2D, DepthwiseConv2D, SeparableConv2D, MaxPooling1D, MaxPooling2D,
                                      AveragePooling1D, AveragePooling2D, GlobalAveragePooling2D, GlobalMaxPooling2D,
-                                     ZeroPadding2D, Cropping2D, UpSampling2D, SpatialDropout2D)}
+                                     ZeroPadding2D, Cropping2D, UpSampling2D, SpatialDropout2D, Embedding, SimpleRNN,
+                                     LSTM, GRU, Bidirectional, TimeDistributed, GlobalAveragePooling1D,
+                                     GlobalMaxPooling1D)}
 
 
 def get_class(name):
@@ -73,9 +79,8 @@ def _short(value, limit=80):
     return text if len(text) <= limit else text[:limit] + "..."
 
 
-__all__ = ["Activation", "BatchNormalization", "Dense", "Dropout", "Flatten", "Input", "InputLayer",
-           "Layer", "LeakyReLU", "Normalization", "Rescaling", "Reshape", "Variable", "deserialize",
-           "get_class", "serialize"]
+__all__ = sorted(_BY_CLASS) + ["Input", "Layer", "Variable", "add", "average", "concatenate", "maximum", "minimum",
+                               "multiply", "subtract", "deserialize", "get_class", "serialize"]
 
 
 def __dir__():   # dir() shows the public names, not the modules this one imports

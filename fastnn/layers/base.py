@@ -150,6 +150,8 @@ class Layer:
     keras_fixed = {"activity_regularizer": None}
     # Whether Keras records this layer's build input shape (layers whose build Keras overrides).
     keras_build_config = True
+    # Keras's supports_masking with the default compute_mask: the output keeps the input's mask.
+    propagates_mask = False
 
     def __init__(self, name=None, trainable=True, input_shape=None, dtype=None, input_dim=None, **kwargs):
         if kwargs:
@@ -284,6 +286,7 @@ class Layer:
         output = KerasTensor((None, *out_shape), name=self.name)
         node = Node(self, inputs, [output], kwargs)
         output._keras_history = (self, len(self._inbound_nodes), 0)
+        output._mask_ids = self.output_mask(tensors)
         self._inbound_nodes.append(node)
         return output
 
@@ -309,6 +312,17 @@ class Layer:
     def output(self):
         """The tensor this layer's first call made."""
         return self._node_attribute("outputs", "output")
+
+    def output_mask(self, inputs):
+        """The token-id tensor masking this call's output (see ``KerasTensor._mask_ids``), or None.
+        ``inputs``: the call's input tensors. Layers without masking support drop
+        the mask, as Keras does."""
+        return getattr(inputs[0], "_mask_ids", None) if self.propagates_mask and inputs else None
+
+    def mask_input(self, node):
+        """For layers that read their input's mask: the token-id tensor the op
+        reads as its last input (None: no mask). Others return None."""
+        return None
 
     # -- program -----------------------------------------------------------
     def op(self, input_shape):

@@ -97,6 +97,7 @@ class Dense(Layer):
 
     ``kernel_regularizer`` / ``bias_regularizer``: a ``fastnn.regularizers``
     penalty (or its name), added to the loss while the layer is trainable."""
+    propagates_mask = True
     keras_fixed = {"kernel_constraint": None, "bias_constraint": None, "quantization_config": None,
                    "lora_rank": None, "lora_alpha": None}
 
@@ -149,6 +150,7 @@ class Dense(Layer):
 
 
 class Activation(Layer):
+    propagates_mask = True
     keras_build_config = False
 
     def __init__(self, activation, **kwargs):

@@ -17,6 +17,9 @@ class KerasTensor:
         self.dtype = dtype
         self.name = name
         self._keras_history = None
+        # Keras's mask, for sequences: the tensor of token ids whose 0s mark
+        # masked steps (Embedding(mask_zero=True)'s input), or None.
+        self._mask_ids = None
 
     @property
     def ndim(self):

@@ -145,11 +145,18 @@ def compile_program(inputs, nodes, outputs, params, losses=None, loss_weights=No
         ins.append((pos, t.sample_size, pos))
         pos += t.sample_size
     rows, ints, consts, ops = [], [], [], []
+    id_checks = []      # (slot, width, limit, layer name): model inputs that must hold token ids
     for node in nodes:
         layer = node.layer
         srcs = [buffers.get(id(t)) for t in node.input_tensors]
         if any(s is None for s in srcs):
             raise ValueError(f"Layer {layer.name!r} reads a tensor that is not computed from the model's inputs")
+        mask = layer.mask_input(node)
+        if mask is not None:    # a masked sequence: the op reads the token ids as its last input
+            srcs.append(buffers[id(mask)])
+        limit = getattr(layer, "input_ids_limit", None)
+        if limit is not None and srcs[0].producer is None:
+            id_checks.append((srcs[0].pos, srcs[0].size, limit(), layer.name))
         op = layer.op(node.input_shape)
         out = node.outputs[0]
         if op is None:      # a reshape: the output is the input's values
@@ -203,6 +210,10 @@ def compile_program(inputs, nodes, outputs, params, losses=None, loss_weights=No
             raise ValueError("A model output must be computed by a layer from the model's inputs")
         if any(buf is b for b in out_bufs):
             raise ValueError("The same tensor is given twice as a model output")
+        if losses[len(out_bufs)] is not None and getattr(t, "_mask_ids", None) is not None:
+            raise NotImplementedError("A model output carries a mask (from Embedding(mask_zero=True) through layers "
+                                      "that keep it); Keras would mask the loss there, which fastnn does not "
+                                      "support yet. Pool or end the sequence (return_sequences=False) first")
         out_bufs.append(buf)
 
     # Backward order is the rows in reverse. A slot's gradient is written by
@@ -260,5 +271,27 @@ def compile_program(inputs, nodes, outputs, params, losses=None, loss_weights=No
     ints = np.array(ints if ints else [0], dtype=np.int64)
     consts = np.asarray(consts if consts else [0.0], dtype=np.float32)
     regs = np.array(regs, dtype=np.int64).reshape(-1, 3)
-    return Program(prog, ints, consts, pos, np.array(ins, dtype=np.int64).reshape(-1, 3), out_specs, regs,
-                   weight_at, chain)
+    program = Program(prog, ints, consts, pos, np.array(ins, dtype=np.int64).reshape(-1, 3), out_specs, regs,
+                      weight_at, chain)
+    program.id_checks = [(int(col), width, limit, name) for pos_, width, limit, name in id_checks
+                         for slot, w_, col in program.ins if slot == pos_]
+    return program
+
+
+def check_ids(program, X):
+    """Refuses, with a ValueError naming the layer, feature rows ``X`` (samples,
+    features) float32 whose columns read by an Embedding are not whole
+    numbers in [0, input_dim); run before the compiled loops see ``X``."""
+    if not program.id_checks or getattr(program, "_ids_checked", None) is X:
+        return      # an array source hands the loops the same X every epoch: checked once
+    for col, width, limit, name in program.id_checks:
+        ids = X[:, col:col + width]
+        if ids.size == 0:
+            continue
+        low, high = ids.min(), ids.max()
+        if low < 0 or high >= limit or not np.array_equal(ids, np.floor(ids)):
+            bad = np.argwhere((ids < 0) | (ids >= limit) | (ids != np.floor(ids)))[0]
+            raise ValueError(f"Layer {name!r} (Embedding with input_dim={limit}) got the token id "
+                             f"{ids[bad[0], bad[1]]!r} at row {bad[0]}, position {bad[1]}; ids must be whole "
+                             f"numbers in [0, {limit})")
+    program._ids_checked = X

@@ -225,6 +225,7 @@ def run_inference(model, program, source, batch_size, losses, metrics, want_outp
     done = 0
     with threads.compiled_run() as chooser:
         for chunk in source.in_order(batch_size, per_batch):
+            program_module.check_ids(program, chunk.X)
             if per_batch:
                 getattr(callbacks, f"on_{mode}_batch_begin")(done, logs={})
             dst = out
@@ -506,6 +507,7 @@ def fit(model, x, y, batch_size, epochs, verbose, callbacks, validation_split, v
                 if chunk is None:
                     ran_out = True
                     break
+                program_module.check_ids(program, chunk.X)
                 if batch_hooks:
                     cbs.on_train_batch_begin(step, logs={})
                 hp = opt.hyper()     # after the hooks: what they changed applies from this step
@@ -601,6 +603,7 @@ def loss_and_gradients(model, x, y, sample_weight=None, training=False):
     io = model._io_for_build(x)
     X = io.features(x, "x")
     program = model._program_for_training()
+    program_module.check_ids(program, X)
     Yf, Yi = io.targets(y, X.shape[0], "y")
     sw = np.zeros(0, dtype=np.float32) if sample_weight is None else \
         sample_weights.sample_weights(sample_weight, X.shape[0])

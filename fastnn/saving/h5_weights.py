@@ -121,6 +121,17 @@ def keras_variables(layer):
             for v in ordered]
 
 
+def weight_groups(layer, path):
+    """Where Keras keeps ``layer``'s variables: [(group path, owner name, [(Variable, dtype)])].
+    One ``<path>/vars`` group, except for layers whose weights Keras holds in
+    inner layers (``keras_weight_groups``: an LSTM's cell, a Bidirectional's
+    two layers, a TimeDistributed's layer)."""
+    groups = getattr(layer, "keras_weight_groups", None)
+    if groups is None:
+        return [(path, layer.name, keras_variables(layer))]
+    return [(path + sub, name, [(v, np.float32) for v in variables]) for sub, name, variables in groups()]
+
+
 # -- writing -----------------------------------------------------------------
 def write(h5, model):
     """Writes ``model``'s layer variables and, when compiled, its optimizer state into ``h5``."""
@@ -128,11 +139,12 @@ def write(h5, model):
     saved = model_layer_paths(model)
     _check_every_weight_is_saved(model, saved)
     for layer, path in saved:
-        group = h5.create_group(path).create_group("vars")
-        group.attrs["name"] = layer.name
-        for i, (var, dtype) in enumerate(keras_variables(layer)):
-            value = np.rint(var.value).astype(dtype) if dtype is np.int64 else var.numpy()
-            group[str(i)] = value
+        for where, name, variables in weight_groups(layer, path):
+            group = h5.require_group(where).create_group("vars")
+            group.attrs["name"] = name
+            for i, (var, dtype) in enumerate(variables):
+                value = np.rint(var.value).astype(dtype) if dtype is np.int64 else var.numpy()
+                group[str(i)] = value
     if model.compiled and model.optimizer is not None:
         group = h5.create_group("optimizer").create_group("vars")
         group.attrs["name"] = model.optimizer.name
@@ -238,7 +250,13 @@ def _stored_layer_paths(h5):
 
 
 def _read_layer(h5, layer, path):
-    expected = keras_variables(layer)
+    out = []
+    for where, _, expected in weight_groups(layer, path):
+        out += _read_group(h5, layer, where, expected)
+    return out
+
+
+def _read_group(h5, layer, path, expected):
     group = _group(h5, f"{path}/vars")
     keys = sorted(group.keys()) if group is not None else []
     if len(keys) != len(expected) or keys != sorted(str(i) for i in range(len(expected))):
