@@ -11,10 +11,12 @@ import re
 import numpy as np
 
 from .. import initializers, regularizers
+from .operators import Operators
 
 
-class Variable:
+class Variable(Operators):
     """A named float32 weight array. ``value`` may be a view into a model buffer.
+    Python operators (``w + 1``, ``x @ w``) are ``keras.ops`` calls.
 
     ``regularizer``: a ``fastnn.regularizers`` penalty on this weight, or None."""
 
@@ -55,6 +57,12 @@ class Variable:
 
     def __array__(self, dtype=None, copy=None):
         return self.value.astype(dtype) if dtype is not None else self.value.copy()
+
+    def __float__(self):
+        return float(self.value)
+
+    def __format__(self, spec):
+        return format(float(self.value), spec) if self.value.size == 1 else format(self.value, spec)
 
     def __repr__(self):
         return f"<Variable {self.name} shape={self.shape} trainable={self.trainable}>"

@@ -7,10 +7,14 @@ tensors it made. A model is the walk from its outputs back to its inputs
 """
 import math
 
+from .operators import Operators
 
-class KerasTensor:
+
+class KerasTensor(Operators):
     """A placeholder for a batch of values: ``shape`` is ``(None, *per_sample)``,
-    ``dtype`` "float32". ``_keras_history`` is (layer, node index, tensor index)."""
+    ``dtype`` "float32" (or the dtype an op gives: "bool", "int32"; all are held as float32 in the compiled
+    program). ``_keras_history`` is (layer, node index, tensor index). Python operators are ``keras.ops``
+    calls (``layers.operators``)."""
 
     def __init__(self, shape, name=None, dtype="float32"):
         self.shape = tuple(shape)
