@@ -9,7 +9,7 @@ symbolic inputs of the data's shapes, into the same kind of graph.
 import numpy as np
 
 from ..layers.core import InputLayer
-from ..layers.node import KerasTensor, flatten
+from ..layers.node import KerasTensor, flatten, model_layer
 from .model import Model
 
 
@@ -86,9 +86,10 @@ class Functional(Model):
                 seen.add(id(layer))
                 layers.append(layer)
         for node in self._nodes:
-            if id(node.layer) not in seen:
-                seen.add(id(node.layer))
-                layers.append(node.layer)
+            layer = model_layer(node)
+            if layer is not None and id(layer) not in seen:
+                seen.add(id(layer))
+                layers.append(layer)
         self._layers = layers
         self._pack()
 
@@ -123,19 +124,24 @@ class Functional(Model):
         return [l for l in self._layers if not isinstance(l, InputLayer)]
 
 
-def eager_call(layer, inputs):
+def eager_call(layer, inputs, builtin=False):
     """``layer(arrays)``: the layer's output on NumPy inputs, computed by a
-    one-layer model in inference mode (built for their shape if needed)."""
+    one-layer model in inference mode (built for their shape if needed).
+    ``builtin``: the layer's own op even where a subclass overrides ``call``."""
     from ..layers.core import Input
+
+    def call(symbolic):
+        return layer._node(symbolic, {}) if builtin else layer(symbolic)
+
     if isinstance(inputs, (list, tuple)):
         arrays = [np.asarray(a, dtype=np.float32) for a in inputs]
         symbolic = [Input(shape=a.shape[1:]) for a in arrays]
-        model = Functional(symbolic, layer(symbolic))
+        model = Functional(symbolic, call(symbolic))
         return model.predict(arrays, verbose=0, batch_size=max(1, len(arrays[0])))
     arr = np.asarray(inputs, dtype=np.float32)
     if arr.ndim < 2:
         raise ValueError(f"Layer {layer.name!r} called on an array of shape {arr.shape}; arrays need a batch "
                          "dimension first, shape (samples, *features)")
     symbolic = Input(shape=arr.shape[1:])
-    model = Functional(symbolic, layer(symbolic))
+    model = Functional(symbolic, call(symbolic))
     return model.predict(arr, verbose=0, batch_size=max(1, arr.shape[0]))

@@ -16,7 +16,7 @@ from .. import losses as losses_module
 from .. import metrics as metrics_module
 from .. import optimizers as optimizers_module
 from ..kernels import program as P
-from ..layers.node import flatten
+from ..layers.node import flatten, model_layer
 from . import data, program, sources, training
 from .outputs import ModelIO, OutputMetrics
 
@@ -135,9 +135,10 @@ class Model:
             return self.layers
         seen, out = set(), []
         for node in self._graph_parts[1]:
-            if id(node.layer) not in seen:
-                seen.add(id(node.layer))
-                out.append(node.layer)
+            layer = model_layer(node)
+            if layer is not None and id(layer) not in seen:
+                seen.add(id(layer))
+                out.append(layer)
         return out
 
     def get_config(self):

@@ -97,7 +97,11 @@ def _offset(params, var):
     """Element offset of Variable ``var`` inside ``params`` (-1 for None)."""
     if var is None:
         return -1
-    return (var.value.__array_interface__["data"][0] - params.__array_interface__["data"][0]) // 4
+    off = (var.value.__array_interface__["data"][0] - params.__array_interface__["data"][0]) // 4
+    if var.value.base is not params or not 0 <= off <= params.size - var.size:
+        raise ValueError(f"Variable {var.name!r} is read by the model but is not one of its layers' weights "
+                         "(create it with add_weight in a layer the model holds)")
+    return off
 
 
 def _fusable(op, loss):
@@ -159,8 +163,9 @@ def compile_program(inputs, nodes, outputs, params, losses=None, loss_weights=No
         n_out = out.sample_size
         rec[P.KIND], rec[P.ACT], rec[P.ROWS] = op.kind, op.act, op.rows
         rec[P.N_OUT] = n_out // op.rows
-        rec[P.N_IN] = srcs[0].size // op.rows
-        rec[P.X_POS] = srcs[0].pos
+        first = srcs[0] if srcs else _Buffer(0, 0)      # an op of no inputs (a parameter) reads nothing
+        rec[P.N_IN] = first.size // op.rows
+        rec[P.X_POS] = first.pos
         rec[P.W_OFF], rec[P.B_OFF] = _offset(params, op.w), _offset(params, op.b)
         rec[P.S_OFF] = _offset(params, op.state[0]) if op.state else -1
         if op.state and any(_offset(params, v) != rec[P.S_OFF] + sum(s.size for s in op.state[:k])
@@ -173,7 +178,7 @@ def compile_program(inputs, nodes, outputs, params, losses=None, loss_weights=No
         ints.extend(op.ints)
         rec[P.AUX] = len(consts)
         consts.extend(op.consts)
-        z_pos = srcs[0].pos
+        z_pos = first.pos
         if op.scratch:
             z_pos, pos = pos, pos + op.scratch
         if op.output_in_scratch:
@@ -219,12 +224,13 @@ def compile_program(inputs, nodes, outputs, params, losses=None, loss_weights=No
     seen = set()
     for i in range(len(rows) - 1, -1, -1):
         layer, op, kind, _ = ops[i]
-        if id(layer) in seen and (op.w is not None or op.b is not None):
+        key = id(op.w) if op.w is not None else id(op.b) if op.b is not None else id(layer)
+        if key in seen and (op.w is not None or op.b is not None):
             if not kind.shareable:
                 raise ValueError(f"Layer {layer.name!r} ({kind.name}) is called more than once; sharing its weights "
                                  "between calls is not supported")
             rows[i][P.FLAGS] |= P.W_ACC
-        seen.add(id(layer))
+        seen.add(key)
 
     weight_at = len(consts)
     weights = loss_weights if loss_weights is not None else [1.0] * len(outputs)
@@ -245,10 +251,10 @@ def compile_program(inputs, nodes, outputs, params, losses=None, loss_weights=No
 
     regs, done = [], set()
     for layer, _, _, _ in ops:
-        if id(layer) in done:
-            continue
-        done.add(id(layer))
         for var in layer.trainable_weights:
+            if id(var) in done:         # a weight several ops read (a user layer's) is penalised once
+                continue
+            done.add(id(var))
             if getattr(var, "regularizer", None) is not None:
                 regs.append((_offset(params, var), var.size, len(consts)))
                 consts.extend(var.regularizer.factors())

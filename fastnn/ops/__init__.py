@@ -454,8 +454,13 @@ def matmul(x1, x2):
 
 
 def dot(x1, x2):
-    """NumPy's ``dot``: matmul for 1-D and 2-D arrays."""
+    """NumPy's ``dot``: matmul for 1-D and 2-D arrays. In a model: a tensor dot a
+    weight or constant matrix/vector (which is matmul there)."""
     if _sym(x1, x2):
+        if is_symbolic(x2):
+            raise ValueError("keras.ops.dot on symbolic tensors: dot of two symbolic tensors contracts across "
+                             "their batch axes; use ops.matmul on (None, p, n) @ (None, n, m), or "
+                             "ops.sum(a * b, axis=-1)")
         return graph.matmul(x1, x2)
     d = _dtype(x1, x2)
     return np.asarray(np.dot(_arr(x1, d), _arr(x2, d))).astype(d)

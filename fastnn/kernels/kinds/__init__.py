@@ -87,4 +87,4 @@ def put(gs, i, value, acc):
 
 register("Dense", code=P.DENSE, shareable=True, on_cuda=True)
 
-from . import elementwise, batchnorm, merging  # noqa: E402,F401  (register their kinds)
+from . import elementwise, batchnorm, merging, tensor_ops  # noqa: E402,F401  (register their kinds)
