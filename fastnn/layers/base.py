@@ -61,14 +61,15 @@ class Variable(Operators):
     def __float__(self):
         return float(self.value)
 
-    # Comparisons are elementwise, as on Keras variables; identity stays the hash.
+    # Comparisons with numbers and arrays are elementwise, as on Keras variables
+    # (anything else gets its own __eq__); identity stays the hash.
     def __eq__(self, other):
         from .. import ops
-        return ops.equal(self, other)
+        return ops.equal(self, other) if _comparable(other) else NotImplemented
 
     def __ne__(self, other):
         from .. import ops
-        return ops.not_equal(self, other)
+        return ops.not_equal(self, other) if _comparable(other) else NotImplemented
 
     __hash__ = object.__hash__
 
@@ -77,6 +78,10 @@ class Variable(Operators):
 
     def __repr__(self):
         return f"<Variable {self.name} shape={self.shape} trainable={self.trainable}>"
+
+
+def _comparable(other):
+    return isinstance(other, (int, float, np.ndarray, np.generic, Variable))
 
 
 def _check_finite(arr, what):
@@ -116,16 +121,6 @@ def unique_name(base):
 
 def reset_names():
     _NAME_COUNTS.clear()
-
-
-def unique_in(base, taken):
-    """``base``, else ``base_1``, ``base_2``... : the first not in ``taken``."""
-    if base not in taken:
-        return base
-    i = 1
-    while f"{base}_{i}" in taken:
-        i += 1
-    return f"{base}_{i}"
 
 
 def normalize_weight_shape(shape):
@@ -201,7 +196,7 @@ class Layer:
         """A new weight Variable of this layer, Keras 3's way:
         ``add_weight(shape, initializer="glorot_uniform", dtype=None, trainable=True,
         regularizer=None, constraint=None, name=None)`` (float32 only; an unnamed weight
-        is "variable", "variable_1", ...). fastnn's own layers call it as
+        is "variable", then "variable_1", ... across the session). fastnn's own layers call it as
         ``add_weight(name, shape, initializer)``."""
         keys = ("name", "shape", "initializer") if args and isinstance(args[0], str) else \
             ("shape", "initializer", "dtype", "trainable")
@@ -215,9 +210,8 @@ class Layer:
         check_float32(dtype, f"Layer {self.name!r} weight {name!r}")
         if constraint is not None:
             raise NotImplementedError(f"Layer {self.name!r}: weight constraints are not supported yet")
-        if name is None:
-            taken = {w.name for w in self._weights}
-            name = unique_in("variable", {t.rsplit("/", 1)[-1] for t in taken})
+        if name is None:        # numbered across the session, as Keras 3 does
+            name = unique_name("variable")
         init = initializers.get("glorot_uniform" if initializer is None else initializer)
         var = Variable(init(normalize_weight_shape(shape)), f"{self.name}/{name}", trainable=trainable,
                        regularizer=regularizers.get(regularizer))
