@@ -329,6 +329,9 @@ _OWN_LOSS_HELP = ("fastnn trains inside compiled code, so an own loss is a fastn
 def get(identifier):
     """Loss object from a name, a class name, a fastnn loss function or a Loss."""
     if isinstance(identifier, Loss):
+        if identifier.code is None and _own_call(identifier):
+            from .ops.loss import traced       # a Keras 3 Loss subclass: call written with keras.ops
+            return traced(identifier)
         if identifier.code is None:
             raise ValueError(f"{type(identifier).__name__} defines neither a compiled kernel nor value/gradient "
                              f"functions; {_OWN_LOSS_HELP}")
@@ -343,9 +346,13 @@ def get(identifier):
     if callable(identifier) and getattr(identifier, "loss_class", None) is not None:
         return identifier.loss_class()
     if callable(identifier):
-        raise ValueError(f"loss={getattr(identifier, '__name__', identifier)!r} is a plain Python callable; "
-                         f"{_OWN_LOSS_HELP}")
+        from .ops.loss import traced            # fn(y_true, y_pred) written with keras.ops
+        return traced(identifier)
     raise ValueError(f"Could not interpret loss {identifier!r}")
+
+
+def _own_call(loss):
+    return any("call" in klass.__dict__ and not klass.__module__.startswith("fastnn.") for klass in type(loss).__mro__)
 
 
 def _snake(name):

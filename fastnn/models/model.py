@@ -433,7 +433,8 @@ class Model:
     def _program(self, losses):
         """The op table for these per-output losses (None: inference), cached."""
         inputs, nodes, outputs = self._graph()
-        key = None if losses is None else tuple((l.code, l.from_logits) for l in losses) + \
+        key = None if losses is None else tuple((l.code, l.from_logits, getattr(l, "graph_fn", None))
+                                                for l in losses) + \
             tuple(self._loss_weights or ())
         if key not in self._programs:
             self._programs[key] = program.compile_program(inputs, nodes, outputs, self._params, losses,

@@ -23,7 +23,8 @@ class Program:
     prog: (n_ops, N_FIELDS) int64; ints: int64 lists the rows point into;
     consts: float32 constants (the loss weights at ``weight_at``); slots:
     total per-sample workspace width; ins: (inputs, 3) int64 [slot, width,
-    first column] of each model input in the rows of X; in_width: X's
+    first column] of each model input in the rows of X (a traced loss's
+    targets: -1 - their first column in the dense targets Yf); in_width: X's
     columns; outputs: per model output (loss slot, slot, shape); out_width:
     the predictions' columns; regs: (n, 3) int64 weight penalties
     (``kernels.cpu.regularizers``); chain: True when every op reads the op
@@ -32,7 +33,7 @@ class Program:
     def __init__(self, prog, ints, consts, slots, ins, outputs, regs, weight_at, chain):
         self.prog, self.ints, self.consts, self.slots = prog, ints, consts, slots
         self.ins, self.outputs, self.regs, self.weight_at, self.chain = ins, outputs, regs, weight_at, chain
-        self.in_width = int(ins[:, 1].sum())
+        self.in_width = int(ins[ins[:, 2] >= 0, 1].sum())     # a traced loss's targets come from Yf
         self.out_width = sum(math.prod(shape) for _, _, shape in outputs)
 
     def output_table(self, losses, metric_codes, weighted, sparse):
@@ -121,6 +122,26 @@ def _fusable(op, loss):
     return fused
 
 
+def _traced_losses(inputs, nodes, outputs, losses):
+    """Appends the ops of the losses written with keras.ops (``ops.loss``).
+
+    Returns (nodes, targets, loss_slots): the graph's nodes with each traced
+    loss's after them; per traced loss (its y_true tensor, the first column
+    of its output's dense targets); {output index: the tensor its loss reads}."""
+    from .functional import walk
+    targets, loss_slots, col = [], {}, 0
+    for o, (t, loss) in enumerate(zip(outputs, losses)):
+        if getattr(loss, "graph_fn", None) is not None:
+            y_true, slot = loss.trace(t)
+            targets.append((y_true, col))
+            loss_slots[o] = slot
+            known = {id(n) for n in nodes}
+            nodes += [n for n in walk([*inputs, y_true], [slot]) if id(n) not in known]
+        if loss is None or loss.code != P.SCCE:     # dense targets: its columns in the loop's Yf
+            col += t.sample_size
+    return nodes, targets, loss_slots
+
+
 class _Buffer:
     """A workspace slot: per-sample ``pos`` and ``size``, the op row that
     writes it (None for a model input) and the rows that read it."""
@@ -138,6 +159,7 @@ def compile_program(inputs, nodes, outputs, params, losses=None, loss_weights=No
     which softmax/sigmoid outputs fuse into their loss; ``loss_weights`` (per
     output) land in the constants."""
     losses = list(losses) if losses is not None else [None] * len(outputs)
+    nodes, targets, loss_slots = _traced_losses(inputs, list(nodes), outputs, losses)
     buffers = {}        # id(tensor) -> _Buffer
     pos = 0
     ins = []
@@ -146,6 +168,10 @@ def compile_program(inputs, nodes, outputs, params, losses=None, loss_weights=No
             raise ValueError("The same input tensor is given twice as a model input")
         buffers[id(t)] = _Buffer(pos, t.sample_size)
         ins.append((pos, t.sample_size, pos))
+        pos += t.sample_size
+    for t, col in targets:      # a traced loss's y_true: the loop copies the targets' columns there
+        buffers[id(t)] = _Buffer(pos, t.sample_size)
+        ins.append((pos, t.sample_size, -1 - col))
         pos += t.sample_size
     rows, ints, consts, ops = [], [], [], []
     for node in nodes:
@@ -211,11 +237,13 @@ def compile_program(inputs, nodes, outputs, params, losses=None, loss_weights=No
 
     # Backward order is the rows in reverse. A slot's gradient is written by
     # its first writer there (the loss, for a model output) and added by the others.
+    # the slots the loss stage writes: each output's, or the slot its traced loss reads
+    loss_bufs = [buffers[id(loss_slots[o])] if o in loss_slots else b for o, b in enumerate(out_bufs)]
     for buf in {id(b): b for b in buffers.values()}.values():
         # the order the backward pass writes this slot's gradient in: rows in reverse, inputs in order
         writes = sorted(((i, k) for i, k in buf.readers if any(s.needs_grad for s in ops[i][3])),
                         key=lambda ik: (-ik[0], ik[1]))
-        is_output = any(buf is b for b in out_bufs)
+        is_output = any(buf is b for b in loss_bufs)
         for n, (i, k) in enumerate(writes):
             rows[i][P.FLAGS] |= P.NEED_DX
             if n > 0 or is_output:
@@ -236,16 +264,18 @@ def compile_program(inputs, nodes, outputs, params, losses=None, loss_weights=No
     weights = loss_weights if loss_weights is not None else [1.0] * len(outputs)
     consts.extend(float(w) for w in weights)
     out_specs = []
-    for t, buf, loss in zip(outputs, out_bufs, losses):
+    for o, (t, buf, loss) in enumerate(zip(outputs, out_bufs, losses)):
         i = buf.producer
         loss_pos = buf.pos
-        if len(buf.readers) == 0 and _fusable(ops[i][1], loss):
+        if o in loss_slots:
+            loss_pos = buffers[id(loss_slots[o])].pos
+        elif len(buf.readers) == 0 and _fusable(ops[i][1], loss):
             rows[i][P.FLAGS] |= P.LOSS_FUSED
             loss_pos = rows[i][P.Z_POS] if rows[i][P.KIND] == P.DENSE else rows[i][P.X_POS]
         out_specs.append((loss_pos, buf.pos, t.sample_shape))
 
     first = rows[0]
-    if len(inputs) == 1 and first[P.KIND] == P.DENSE and first[P.ROWS] == 1 and first[P.X_POS] == 0 and \
+    if len(inputs) == 1 and not targets and first[P.KIND] == P.DENSE and first[P.ROWS] == 1 and first[P.X_POS] == 0 and \
             len(buffers[id(inputs[0])].readers) == 1:
         first[P.FLAGS] |= P.DIRECT_INPUT
 

@@ -13,6 +13,7 @@ belong to a layer the model holds) or a constant (a number or array, kept in
 the program's constants). ``ops.matmul(x, w)`` with a 2-D weight or constant
 reads it directly in one matrix product over the whole batch.
 """
+import contextlib
 import math
 
 import numpy as np
@@ -202,10 +203,26 @@ def cast(x, dtype):
 
 
 # -- reductions --------------------------------------------------------------------
+_IN_LOSS = []
+
+
+@contextlib.contextmanager
+def loss_trace():
+    """While a loss is traced: a mean over all axes (axis=None) is each
+    sample's mean, which the loop then averages over the batch: the same number."""
+    _IN_LOSS.append(True)
+    try:
+        yield
+    finally:
+        _IN_LOSS.pop()
+
+
 def _axes(axis, ndim, op_name):
+    if axis is None and _IN_LOSS and op_name == "mean" and ndim:
+        return list(range(ndim))
     if axis is None:
         _unsupported(op_name, "axis=None reduces over the batch axis too; in a model give the sample axes "
-                     "(e.g. axis=-1)")
+                     "(e.g. axis=-1)" + ("; in a loss only ops.mean may reduce over the batch" if _IN_LOSS else ""))
     axes = axis if isinstance(axis, (tuple, list)) else (axis,)
     out = sorted({_sample_axis(a, ndim, op_name) for a in axes})
     if len(out) != len(axes):
@@ -280,6 +297,11 @@ def matmul(x1, x2):
 # -- shapes ---------------------------------------------------------------------------------
 def _alias(op_name, x, shape):
     return _record(op_name, None, [x], shape, x.dtype)
+
+
+def expand_all(x, ndim):
+    """A tensor of one value per sample as shape (1,) * ndim."""
+    return _alias("reshape", x, (1,) * ndim)
 
 
 def identity(x):

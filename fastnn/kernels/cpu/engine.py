@@ -273,17 +273,24 @@ def _gather_columns(X, f, col, w, ids, pos, b, dst, d0):
 
 
 @njit(cache=True, inline="always")
-def _gather_inputs(ins, X, ids, pos, b, ws):
+def _gather_inputs(ins, X, Yf, ids, pos, b, ws):
     """Each model input's columns of the batch's rows of X into its slot:
-    ``ins`` (inputs, 3) holds [slot position, width, first column of X]."""
+    ``ins`` (inputs, 3) holds [slot position, width, first column of X]; a
+    first column c < 0 takes the columns from -1 - c of the dense targets Yf
+    (the y_true of a loss written with keras.ops)."""
     f = 0
     for k in range(ins.shape[0]):
-        f += ins[k, 1]
+        if ins[k, 2] >= 0:
+            f += ins[k, 1]
     if ins.shape[0] == 1:
         _gather(X, f, ids, pos, b, ws[b * ins[0, 0]:])
     else:
+        y_stride = Yf.shape[0] * f // max(X.shape[0], 1)     # Yf has as many rows as X
         for k in range(ins.shape[0]):
-            _gather_columns(X, f, ins[k, 2], ins[k, 1], ids, pos, b, ws, b * ins[k, 0])
+            if ins[k, 2] >= 0:
+                _gather_columns(X, f, ins[k, 2], ins[k, 1], ids, pos, b, ws, b * ins[k, 0])
+            else:
+                _gather_columns(Yf, y_stride, -1 - ins[k, 2], ins[k, 1], ids, pos, b, ws, b * ins[k, 0])
 
 
 @njit(cache=True, inline="always")
@@ -387,7 +394,7 @@ def run_steps(prog, ints, params, consts, grads, slots, n_trainable, opt, update
         if in_place:
             inp = X[pos * f:]
         else:
-            _gather_inputs(ins, X, ids, pos, b, ws)
+            _gather_inputs(ins, X, Yf, ids, pos, b, ws)
             inp = ws
         if weighted:
             for r in range(b):
@@ -431,7 +438,7 @@ def loss_gradients(prog, ints, params, consts, grads, X, Yf, Yi, ins, outs, batc
     Other arguments as ``run_steps``."""
     b = batch
     in_order = np.empty(0, dtype=np.int64)
-    _gather_inputs(ins, X, in_order, 0, b, ws)
+    _gather_inputs(ins, X, Yf, in_order, 0, b, ws)
     call(forward_pass, prog, ints, params, consts, grads, ws, gs, b, n_parts, ab, training, parallel, forward_block,
          acts, ws)
     n_sums = 2
