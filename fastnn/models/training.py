@@ -553,6 +553,29 @@ def _train_on_gpu(session, device, chunk, hp, step, loss_code, loss_mode, codes,
     return step
 
 
+def call_in_training_mode(model, x):
+    """``model(x, training=True)``: outputs with the layers in training mode
+    (Dropout draws its masks, BatchNormalization uses the statistics of all
+    of ``x``: one batch, as Keras's call), nothing updated; one array per
+    output as ``predict``."""
+    model._require_built_for(x, None)
+    io = model._io_for_build(x)
+    X = io.features(x, "x")
+    program = model._program(None)      # run by the CPU engine whatever the device: nothing trains
+    outs, _, _ = program.output_table([None] * len(program.outputs), [[] for _ in program.outputs], False,
+                                      [False] * len(program.outputs))
+    n = X.shape[0]
+    batch = max(1, n)
+    ws = Workspace(program, batch, training=False)
+    out = np.empty((n, program.out_width), dtype=np.float32)
+    parts = engine.training_parts(program.prog)
+    with blas_single_thread():
+        engine.forward_rows(program.prog, program.ints, model._params, program.consts, X.reshape(-1), program.ins,
+                            outs, n, batch, ws.ws, numba.get_num_threads(), ws.ab, out, parts[0], parts[2], parts[3],
+                            parts[6])
+    return model._split_outputs(out)
+
+
 def loss_and_gradients(model, x, y, sample_weight=None, training=False):
     """Loss of the compiled model on the batch (x, y) and its gradient with
     respect to the flat parameter buffer (a new float32 array, same layout as

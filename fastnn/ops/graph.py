@@ -389,8 +389,9 @@ def getitem(x, key):
     expanded += [slice(None)] * (len(shape) + 1 - sum(1 for k in expanded if k is not None))
     if expanded[0] is None:
         _unsupported("getitem", "a new axis before the batch axis")
-    if expanded[0] != slice(None):
-        _unsupported("getitem", "the batch axis (the first index) must be ':'; slice samples before the model")
+    if expanded[0] != slice(None):     # picking samples depends on the data: it cannot be traced
+        raise TypeError("keras.ops.getitem on symbolic tensors: the batch axis (the first index) must be ':'; "
+                        "a model computes each sample on its own, so select samples before the model")
     strides_in = _strides(shape)
     start, dims, strides, axis = 0, [], [], 0
     for k in expanded[1:]:

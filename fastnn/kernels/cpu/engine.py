@@ -453,6 +453,26 @@ def loss_gradients(prog, ints, params, consts, grads, X, Yf, Yi, ins, outs, batc
     return sums[0] / b + call(penalty, regs, consts, params, grads, True)
 
 
+@njit(cache=True, no_cfunc_wrapper=True)
+def forward_rows(prog, ints, params, consts, X, ins, outs, n, batch, ws, n_parts, ab, out, forward_pass, parallel,
+                 forward_block, acts):
+    """Forward passes in training mode (dropout masks drawn, batch
+    statistics used) over rows [0, n) of X in order, in batches of
+    ``batch``, each output copied to ``out`` (n, output columns): what
+    ``model(x, training=True)`` returns. No loss, no backward pass, no
+    update, moving statistics untouched. Other arguments as ``run_steps``;
+    the parts from ``training_parts``."""
+    in_order = np.empty(0, dtype=np.int64)
+    pos = 0
+    while pos < n:
+        b = min(batch, n - pos)
+        _gather_inputs(ins, X, X[:0], in_order, pos, b, ws)
+        call(forward_pass, prog, ints, params, consts, params, ws, ws, b, n_parts, ab, True, parallel, forward_block,
+             acts, ws)
+        _copy_outputs(outs, ws, b, out, pos)
+        pos += b
+
+
 def training_parts(prog):
     """The compiled parts ``run_steps`` (training) and ``loss_gradients``
     call, as pointers in their argument order (the last ones): the forward
