@@ -100,13 +100,18 @@ class LoopSpec:
             (*unused_loss(), np.zeros(0, dtype=np.float32))
         self.losses = losses
 
-    def update(self, metrics, Yf, Yi, rows, pred, sw):
-        """Feeds the NumPy metrics one chunk (rows of the targets, predictions in order)."""
-        if hasattr(metrics, "codes_per_output"):
-            metrics.update(None, pred, sw, layout=(self.outs, Yf[rows] if Yf.shape[0] else Yf,
-                                                    Yi[rows] if Yi.shape[0] else Yi))
-        else:
-            metrics.update(_targets(Yf, Yi, rows), pred, sw)
+    def update(self, metrics, Yf, Yi, rows, pred, sw, batch):
+        """Feeds the NumPy metrics one chunk (rows of the targets, predictions in
+        order), a batch of ``batch`` rows at a time as Keras does: a metric's
+        ``update_state`` may compare the rows of a batch with each other."""
+        for lo in range(0, len(rows), batch):
+            part = slice(lo, lo + batch)
+            r, p, w = rows[part], pred[part], None if sw is None else sw[part]
+            if hasattr(metrics, "codes_per_output"):
+                metrics.update(None, p, w, layout=(self.outs, Yf[r] if Yf.shape[0] else Yf,
+                                                   Yi[r] if Yi.shape[0] else Yi))
+            else:
+                metrics.update(_targets(Yf, Yi, r), p, w)
 
 
 def weight_penalty(program, params):
@@ -240,9 +245,10 @@ def run_inference(model, program, source, batch_size, losses, metrics, want_outp
                                    program.ins, spec.outs, chunk.start, chunk.stop, chunk.batch, ws.ws, ws.yb, ws.yl,
                                    ws.wb, codes, sums, dst, n_parts, ws.ab, chunk.sw if weighted else _NO_WEIGHTS,
                                    value_fn, grad_fn, loss_consts, *loop_parts)
-            rows = slice(chunk.start, chunk.stop)
+            rows = np.arange(chunk.start, chunk.stop)
             if metrics is not None and metrics.needs_predictions:
-                spec.update(metrics, chunk.Yf, chunk.Yi, rows, dst[rows], chunk.sw[rows] if weighted else None)
+                spec.update(metrics, chunk.Yf, chunk.Yi, rows, dst[rows], chunk.sw[rows] if weighted else None,
+                            chunk.batch)
             if per_batch:
                 logs = ({"outputs": model._split_outputs(dst[rows])} if mode == "predict" else _logs())
                 getattr(callbacks, f"on_{mode}_batch_end")(done, logs=logs)
@@ -484,7 +490,7 @@ def fit(model, x, y, batch_size, epochs, verbose, callbacks, validation_split, v
                     stop = min(chunk.stop, chunk.start + done * chunk.batch)    # the loop stops early on a NaN loss
                     rows = chunk.ids[chunk.start:stop]
                     spec.update(metrics, chunk.Yf, chunk.Yi, rows, pred_out[chunk.start:stop],
-                                chunk.sw[rows] if train.weighted else None)
+                                chunk.sw[rows] if train.weighted else None, chunk.batch)
                 elapsed = time.perf_counter() - t0
                 logs = metrics.logs(sums)
                 if not math.isfinite(sums[0]):
