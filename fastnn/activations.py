@@ -126,7 +126,26 @@ def get(identifier):
         f"pass a name from {sorted(_REGISTRY)} or a function from fastnn.activations")
 
 
-def serialize(fn):
+def resolve(identifier):
+    """(compiled activation, own callable or None): a name, None or a function of
+    this module is compiled into the layer's op; a layer object (``LeakyReLU()``)
+    or a function written with ``keras.ops`` is called on the layer's output
+    (the layer's op then has no activation)."""
+    from .layers.base import Layer
+    if isinstance(identifier, Layer) or (callable(identifier) and not isinstance(identifier, (str, dict)) and
+                                         _REGISTRY.get(getattr(identifier, "__name__", None)) is not identifier):
+        return linear, identifier
+    return get(identifier), None
+
+
+def serialize(fn, own=None):
+    """The config entry of an activation: its name; an own layer's Keras record; an own function's name."""
+    if own is not None:
+        from .layers.base import Layer
+        if isinstance(own, Layer):
+            from .layers import serialize as serialize_layer
+            return serialize_layer(own)
+        return getattr(own, "__name__", "custom_activation")
     return fn.__name__
 
 

@@ -339,6 +339,10 @@ def get(identifier):
     if isinstance(identifier, str):
         cls = _BY_NAME.get(identifier) or _BY_CLASS.get(identifier)
         if cls is None:
+            from .saving.registration import get_registered_object
+            own = get_registered_object(identifier)     # the user's, offered by this process (load_model)
+            if own is not None and not isinstance(own, str):
+                return get(own)
             raise ValueError(f"Unknown loss {identifier!r}; expected one of {sorted(_BY_NAME)}")
         return cls()
     if isinstance(identifier, type) and issubclass(identifier, Loss):

@@ -371,6 +371,14 @@ class Layer:
         node = Node(self, inputs, [output], kwargs)
         output._keras_history = (self, len(self._inbound_nodes), 0)
         self._inbound_nodes.append(node)
+        then = getattr(self, "activation_call", None)
+        if then is not None:    # activation= a layer object or an ops function: its nodes belong to this layer
+            from .node import _TRACING
+            _TRACING.append(self)
+            try:
+                output = then(output)
+            finally:
+                _TRACING.pop()
         return output
 
     def _call_kwargs(self, kwargs):

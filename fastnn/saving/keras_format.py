@@ -30,6 +30,7 @@ import h5py
 from . import h5_weights
 from .atomic import atomic_write
 from .compile_config import compile_from_config, get_compile_config
+from .registration import custom_object_scope
 
 # The Keras release whose file layout fastnn writes.
 KERAS_FORMAT_VERSION = "3.15.1"
@@ -77,11 +78,16 @@ def save_weights(model, filepath, overwrite=True):
 def load_model(filepath, custom_objects=None, compile=True, safe_mode=True):
     """The model saved in the ``.keras`` file ``filepath``; compiled (with
     its optimizer state) when the file records a compile configuration and
-    ``compile`` is true. ``safe_mode`` is accepted for Keras compatibility:
-    fastnn never runs code from a file."""
+    ``compile`` is true. ``custom_objects`` ({name: class or function}) and
+    classes registered with ``register_keras_serializable`` supply the user's
+    own layers and losses the file names. ``safe_mode`` is accepted for Keras
+    compatibility: fastnn never runs code from a file."""
     path = _path(filepath)
-    if custom_objects:
-        raise ValueError("custom_objects are not supported: fastnn builds models only from its own classes")
+    with custom_object_scope(custom_objects):
+        return _load_model(path, compile)
+
+
+def _load_model(path, compile):
     from ..models.sequential import Sequential
     data = _read(path)
     with _refusing(path):
