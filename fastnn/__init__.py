@@ -5,7 +5,7 @@
 """
 from . import activations, callbacks, initializers, layers, losses, metrics, models, optimizers, utils
 from . import regularizers
-from . import backend, ops
+from . import backend, constraints, ops
 from . import datasets, errors
 from .layers import Input
 from .models import Model, Sequential
@@ -26,4 +26,4 @@ def __getattr__(name):
 
 __all__ = ["Model", "Sequential", "Input", "activations", "callbacks", "initializers", "layers", "losses", "metrics",
            "models", "optimizers", "utils", "set_random_seed", "datasets", "config", "device", "saving",
-           "regularizers", "errors", "backend", "ops"]
+           "regularizers", "errors", "backend", "constraints", "ops"]

@@ -10,7 +10,7 @@ import re
 
 import numpy as np
 
-from .. import initializers, regularizers
+from .. import constraints, initializers, regularizers
 from .operators import Operators
 
 
@@ -18,13 +18,15 @@ class Variable(Operators):
     """A named float32 weight array. ``value`` may be a view into a model buffer.
     Python operators (``w + 1``, ``x @ w``) are ``keras.ops`` calls.
 
-    ``regularizer``: a ``fastnn.regularizers`` penalty on this weight, or None."""
+    ``regularizer``: a ``fastnn.regularizers`` penalty on this weight, or None;
+    ``constraint``: a ``fastnn.constraints`` constraint fit applies after each update, or None."""
 
-    def __init__(self, value, name, trainable=True, regularizer=None):
+    def __init__(self, value, name, trainable=True, regularizer=None, constraint=None):
         self.value = np.array(value, dtype=np.float32, order="C")   # keeps shape () (ascontiguousarray would not)
         self.name = name
         self.trainable = trainable
         self.regularizer = regularizer
+        self.constraint = constraint
 
     @property
     def shape(self):
@@ -208,13 +210,11 @@ class Layer:
         if shape is None:
             shape = ()
         check_float32(dtype, f"Layer {self.name!r} weight {name!r}")
-        if constraint is not None:
-            raise NotImplementedError(f"Layer {self.name!r}: weight constraints are not supported yet")
         if name is None:        # numbered across the session, as Keras 3 does
             name = unique_name("variable")
         init = initializers.get("glorot_uniform" if initializer is None else initializer)
         var = Variable(init(normalize_weight_shape(shape)), f"{self.name}/{name}", trainable=trainable,
-                       regularizer=regularizers.get(regularizer))
+                       regularizer=regularizers.get(regularizer), constraint=constraints.get(constraint))
         self._weights.append(var)
         return var
 

@@ -12,6 +12,7 @@ import warnings
 
 import numpy as np
 
+from .. import constraints
 from ..kernels import kinds
 from ..kernels import program as P
 from ..kernels.cpu.activations import SIGMOID, SOFTMAX
@@ -27,11 +28,13 @@ class Program:
     targets: -1 - their first column in the dense targets Yf); in_width: X's
     columns; outputs: per model output (loss slot, slot, shape); out_width:
     the predictions' columns; regs: (n, 3) int64 weight penalties
-    (``kernels.cpu.regularizers``); chain: True when every op reads the op
+    (``kernels.cpu.regularizers``); cons: (n, 6) int64 weight constraints
+    (``kernels.cpu.constraints``); chain: True when every op reads the op
     before it (what the CUDA engine runs)."""
 
-    def __init__(self, prog, ints, consts, slots, ins, outputs, regs, weight_at, chain):
+    def __init__(self, prog, ints, consts, slots, ins, outputs, regs, weight_at, chain, cons=None):
         self.prog, self.ints, self.consts, self.slots = prog, ints, consts, slots
+        self.cons = np.zeros((0, 6), dtype=np.int64) if cons is None else cons
         self.ins, self.outputs, self.regs, self.weight_at, self.chain = ins, outputs, regs, weight_at, chain
         self.in_width = int(ins[ins[:, 2] >= 0, 1].sum())     # a traced loss's targets come from Yf
         self.out_width = sum(math.prod(shape) for _, _, shape in outputs)
@@ -279,7 +282,7 @@ def compile_program(inputs, nodes, outputs, params, losses=None, loss_weights=No
             len(buffers[id(inputs[0])].readers) == 1:
         first[P.FLAGS] |= P.DIRECT_INPUT
 
-    regs, done = [], set()
+    regs, cons, done = [], [], set()
     for layer, _, _, _ in ops:
         for var in layer.trainable_weights:
             if id(var) in done:         # a weight several ops read (a user layer's) is penalised once
@@ -288,6 +291,10 @@ def compile_program(inputs, nodes, outputs, params, losses=None, loss_weights=No
             if getattr(var, "regularizer", None) is not None:
                 regs.append((_offset(params, var), var.size, len(consts)))
                 consts.extend(var.regularizer.factors())
+            if getattr(var, "constraint", None) is not None:
+                cons.append((_offset(params, var), *constraints.layout(var.constraint, var.shape),
+                             var.constraint.code, len(consts)))
+                consts.extend(var.constraint.numbers())
     chain = len(inputs) == 1 and all(r[P.N_INS] == 1 and (j == 0 or r[P.X_POS] == rows[j - 1][P.A_POS])
                                      for j, r in enumerate(rows)) and out_bufs[0].producer == len(rows) - 1 \
         and len(outputs) == 1 and all(r[P.ROWS] == 1 for r in rows)
@@ -296,4 +303,4 @@ def compile_program(inputs, nodes, outputs, params, losses=None, loss_weights=No
     consts = np.asarray(consts if consts else [0.0], dtype=np.float32)
     regs = np.array(regs, dtype=np.int64).reshape(-1, 3)
     return Program(prog, ints, consts, pos, np.array(ins, dtype=np.int64).reshape(-1, 3), out_specs, regs,
-                   weight_at, chain)
+                   weight_at, chain, np.array(cons, dtype=np.int64).reshape(-1, 6))

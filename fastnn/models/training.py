@@ -28,7 +28,7 @@ from .. import config
 from ..errors import NonFiniteLossError
 from ..kernels import kinds
 from ..kernels import program as P
-from ..kernels.cpu import engine, regularizers
+from ..kernels.cpu import constraints, engine, regularizers
 from ..kernels.cpu.optimizers import optimizer_step_functions
 from ..kernels.cpu.sample_loss import unused_loss
 from ..utils.progbar import Progbar
@@ -128,6 +128,9 @@ def cuda_session(program, params, batch_size, optimizer=None, n_trainable=0, los
     if config.get_device() != "cuda":
         return None
     _check_cuda_features(loss)
+    if program.cons.shape[0]:
+        raise NotImplementedError("The CUDA device does not apply weight constraints yet; train this model on the "
+                                  "CPU (fastnn.config.set_device('cpu'))")
     unsupported = sorted({kinds.get(int(k)).name for k in program.prog[:, P.KIND] if not kinds.get(int(k)).on_cuda})
     if not program.chain or unsupported:
         what = f"layers {unsupported}" if unsupported else "graphs other than a chain of one-input layers"
@@ -425,6 +428,7 @@ def fit(model, x, y, batch_size, epochs, verbose, callbacks, validation_split, v
     value_fn, grad_fn, loss_consts = spec.loss_functions
     loop_parts = engine.training_parts(program.prog)
     penalty_fn = regularizers.penalty_function(program.regs)
+    constrain_fn = constraints.constrain_function(program.cons)
     pred_out = np.empty((0, program.out_width), dtype=np.float32)   # grown to a chunk when metrics need it
     n_parts = numba.get_num_threads()
     session = cuda_session(program, params, batch_size, opt, model._n_trainable, losses, bounds)
@@ -481,7 +485,8 @@ def fit(model, x, y, batch_size, epochs, verbose, callbacks, validation_split, v
                             opt.code, *optimizer_step_functions(opt.code, hp), hp, opt.iterations, bounds,
                             chunk.X.reshape(-1), chunk.Yf.reshape(-1), chunk.Yi.reshape(-1), program.ins, spec.outs,
                             chunk.ids, chunk.start, chunk.stop, chunk.batch, ws.ws, ws.gs, ws.yb, ws.yl, ws.wb,
-                            codes, sums, n_parts, ws.ab, program.regs, penalty_fn, chunk.sw, value_fn, grad_fn,
+                            codes, sums, n_parts, ws.ab, program.regs, penalty_fn, program.cons, constrain_fn,
+                            chunk.sw, value_fn, grad_fn,
                             loss_consts, pred_out, True, *loop_parts)
                     done -= opt.iterations
                     opt.iterations += done

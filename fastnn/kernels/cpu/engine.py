@@ -41,6 +41,7 @@ from .activations import (ACTIVATION_SIG, LINEAR, RELU, SOFTMAX, activation_func
 from .batch_loss import batch_loss_pointer
 from .blas import gemm
 from .optimizers import idle_optimizer
+from .constraints import constrain_function
 from .regularizers import penalty_function
 from .pointers import NO_WRAPPERS, Pointer, call, function_pointer
 
@@ -336,8 +337,8 @@ def _losses(outs, consts, ws, gs, Yf, Yi, ids, pos, b, yb, yl, wb, metric_codes,
 @njit(cache=True, no_cfunc_wrapper=True)
 def run_steps(prog, ints, params, consts, grads, slots, n_trainable, opt, update_all, update, prepare, hp, step, bounds,
               X, Yf, Yi, ins, outs, ids, start, stop, batch, ws, gs, yb, yl, wb,
-              metric_codes, sums, n_parts, ab, regs, penalty, sw, loss_value, loss_grad, loss_consts, out,
-              training,
+              metric_codes, sums, n_parts, ab, regs, penalty, cons, constrain, sw, loss_value, loss_grad, loss_consts,
+              out, training,
               forward_pass, backward_pass, parallel, forward_block, activation_block, backward_block, acts):
     """Runs rows ids[start:stop] of the data (``ids`` empty: rows [start, stop)
     in order) in batches of ``batch``; trains on them when ``training``.
@@ -369,7 +370,8 @@ def run_steps(prog, ints, params, consts, grads, slots, n_trainable, opt, update
     training the loss includes the weight penalties of ``regs``
     (``penalty``: ``regularizers.penalty_function``) once per sample, as
     Keras adds them to every batch's loss (evaluate adds them itself: they
-    are constant there).
+    are constant there); after each update the weight constraints of ``cons``
+    (``constrain``: ``constraints.constrain_function``) are applied.
     ``step`` is the optimizer's iteration count before this call; ``slots``
     (k, n) its state, ``hp`` its parameter vector, ``update_all``,
     ``update`` and ``prepare`` its ``optimizers.optimizer_step_functions``
@@ -420,6 +422,7 @@ def run_steps(prog, ints, params, consts, grads, slots, n_trainable, opt, update
             step += 1
             call(prepare, opt, hp, step, grads, bounds)
             call(update_all, update, hp, step, params, grads, slots, n_trainable, n_parts)
+            call(constrain, cons, consts, params)
         pos += b
     return step
 
@@ -498,6 +501,7 @@ _NO_F32 = np.zeros(0, dtype=np.float32)
 _NO_I64 = np.zeros(0, dtype=np.int64)
 _NO_SLOTS = np.zeros((0, 0), dtype=np.float32)
 _NO_REGS = np.zeros((0, 3), dtype=np.int64)
+_NO_CONS = np.zeros((0, 6), dtype=np.int64)
 
 
 def infer_steps(prog, ints, params, consts, X, Yf, Yi, ins, outs, start, stop, batch, ws, yb, yl, wb, metric_codes,
@@ -509,5 +513,5 @@ def infer_steps(prog, ints, params, consts, X, Yf, Yi, ins, outs, start, stop, b
     one compiled loop."""
     run_steps(prog, ints, params, consts, params, _NO_SLOTS, 0, 0, *idle_optimizer(), _NO_F32, 0, _NO_I64,
               X.reshape(-1), Yf.reshape(-1), Yi.reshape(-1), ins, outs, _NO_I64, start, stop, batch, ws, ws, yb, yl, wb,
-              metric_codes, sums, n_parts, ab, _NO_REGS, penalty_function(_NO_REGS), sw, loss_value, loss_grad,
-              loss_consts, out, False, *parts)
+              metric_codes, sums, n_parts, ab, _NO_REGS, penalty_function(_NO_REGS), _NO_CONS,
+              constrain_function(_NO_CONS), sw, loss_value, loss_grad, loss_consts, out, False, *parts)
