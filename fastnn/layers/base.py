@@ -198,8 +198,9 @@ class Layer:
         """A new weight Variable of this layer, Keras 3's way:
         ``add_weight(shape, initializer="glorot_uniform", dtype=None, trainable=True,
         regularizer=None, constraint=None, name=None)`` (float32 only; an unnamed weight
-        is "variable", then "variable_1", ... across the session). fastnn's own layers call it as
-        ``add_weight(name, shape, initializer)``."""
+        is "variable", then "variable_1", ... across the session); ``autocast`` and
+        ``aggregation`` are accepted for Keras's signature and change nothing (float32 only,
+        one device). fastnn's own layers call it as ``add_weight(name, shape, initializer)``."""
         keys = ("name", "shape", "initializer") if args and isinstance(args[0], str) else \
             ("shape", "initializer", "dtype", "trainable")
         if len(args) > len(keys):
