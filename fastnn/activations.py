@@ -132,10 +132,26 @@ def resolve(identifier):
     or a function written with ``keras.ops`` is called on the layer's output
     (the layer's op then has no activation)."""
     from .layers.base import Layer
-    if isinstance(identifier, Layer) or (callable(identifier) and not isinstance(identifier, (str, dict)) and
-                                         _REGISTRY.get(getattr(identifier, "__name__", None)) is not identifier):
+    if isinstance(identifier, Layer):
+        return linear, identifier
+    if callable(identifier) and not isinstance(identifier, (str, dict)) and \
+            _REGISTRY.get(getattr(identifier, "__name__", None)) is not identifier:
+        _check_traceable(identifier)
         return linear, identifier
     return get(identifier), None
+
+
+def _check_traceable(fn):
+    """Traces ``fn`` once on a stand-in tensor so a function that needs values (NumPy) is refused now."""
+    from .layers.node import KerasTensor
+    try:
+        fn(KerasTensor((None, 1)))
+    except ValueError:
+        pass        # shapes: checked on the real tensor
+    except Exception as exc:    # noqa: BLE001 -- any failure of the user's code on symbolic tensors
+        raise ValueError(f"Activation {fn!r} is not one of fastnn's compiled activations and could not be traced "
+                         f"with keras.ops ({type(exc).__name__}: {exc}); pass a name from {sorted(_REGISTRY)}, a "
+                         "layer, or a function written with keras.ops") from None
 
 
 def serialize(fn, own=None):
