@@ -175,7 +175,7 @@ def where(condition, x1=None, x2=None):
     return np.where(np.asarray(condition).astype(bool), _arr(x1, d), _arr(x2, d)).astype(d)
 
 
-def _unary(name, fn, float_result=True, keep_int=False):
+def _unary(name, fn, float_result=True):
     def op(x):
         if _sym(x):
             return graph.unary(name, x)
@@ -231,7 +231,7 @@ def _elu_np(x, alpha):
 _SELU_ALPHA, _SELU_SCALE = 1.6732632423543772, 1.0507009873554805
 
 
-def _float_unary(name, fn):
+def _float_unary(fn):
     """``fn`` on ``x`` in float64, the result in Keras's float dtype for ``x``."""
     def compute(x):
         d = _float_dtype(x)
@@ -242,54 +242,54 @@ def _float_unary(name, fn):
 
 def relu(x):
     """max(x, 0)."""
-    return graph.unary("relu", x) if _sym(x) else _float_unary("relu", lambda v: np.maximum(v, 0))(x)
+    return graph.unary("relu", x) if _sym(x) else _float_unary(lambda v: np.maximum(v, 0))(x)
 
 
 def relu6(x):
     """min(max(x, 0), 6)."""
-    return graph.unary("clip", x, 0.0, 6.0) if _sym(x) else _float_unary("relu6", lambda v: np.clip(v, 0, 6))(x)
+    return graph.unary("clip", x, 0.0, 6.0) if _sym(x) else _float_unary(lambda v: np.clip(v, 0, 6))(x)
 
 
 def sigmoid(x):
     """1 / (1 + exp(-x))."""
-    return graph.unary("sigmoid", x) if _sym(x) else _float_unary("sigmoid", _sigmoid_np)(x)
+    return graph.unary("sigmoid", x) if _sym(x) else _float_unary(_sigmoid_np)(x)
 
 
 def tanh(x):
-    return graph.unary("tanh", x) if _sym(x) else _float_unary("tanh", np.tanh)(x)
+    return graph.unary("tanh", x) if _sym(x) else _float_unary(np.tanh)(x)
 
 
 def elu(x, alpha=1.0):
     """x if x > 0 else alpha * (exp(x) - 1)."""
     if _sym(x):
         return graph.unary("elu", x, float(alpha))
-    return _float_unary("elu", lambda v: _elu_np(v, alpha))(x)
+    return _float_unary(lambda v: _elu_np(v, alpha))(x)
 
 
 def selu(x):
     """scale * elu(x, alpha) with Keras's scale 1.0507 and alpha 1.6733."""
     if _sym(x):
         return graph.unary("selu", x)
-    return _float_unary("selu", lambda v: _SELU_SCALE * _elu_np(v, _SELU_ALPHA))(x)
+    return _float_unary(lambda v: _SELU_SCALE * _elu_np(v, _SELU_ALPHA))(x)
 
 
 def gelu(x, approximate=True):
     """Gaussian error linear unit; ``approximate`` (Keras's default here: True) uses the tanh form."""
     if _sym(x):
         return graph.unary("gelu_tanh" if approximate else "gelu", x)
-    return _float_unary("gelu", lambda v: _gelu_np(v, approximate))(x)
+    return _float_unary(lambda v: _gelu_np(v, approximate))(x)
 
 
 def softplus(x):
     """log(1 + exp(x))."""
     if _sym(x):
         return graph.unary("softplus", x)
-    return _float_unary("softplus", lambda v: np.maximum(v, 0) + np.log1p(np.exp(-np.abs(v))))(x)
+    return _float_unary(lambda v: np.maximum(v, 0) + np.log1p(np.exp(-np.abs(v))))(x)
 
 
 def silu(x):
     """x * sigmoid(x)."""
-    return graph.unary("silu", x) if _sym(x) else _float_unary("silu", lambda v: v * _sigmoid_np(v))(x)
+    return graph.unary("silu", x) if _sym(x) else _float_unary(lambda v: v * _sigmoid_np(v))(x)
 
 
 swish = silu
@@ -299,19 +299,19 @@ def leaky_relu(x, negative_slope=0.2):
     """x if x > 0 else negative_slope * x."""
     if _sym(x):
         return graph.unary("leaky_relu", x, float(negative_slope))
-    return _float_unary("leaky_relu", lambda v: np.where(v > 0, v, negative_slope * v))(x)
+    return _float_unary(lambda v: np.where(v > 0, v, negative_slope * v))(x)
 
 
 def hard_sigmoid(x):
     """clip(x / 6 + 0.5, 0, 1) (Keras 3)."""
     if _sym(x):
         return graph.unary("hard_sigmoid", x)
-    return _float_unary("hard_sigmoid", lambda v: np.clip(v / 6 + 0.5, 0, 1))(x)
+    return _float_unary(lambda v: np.clip(v / 6 + 0.5, 0, 1))(x)
 
 
 def softsign(x):
     """x / (1 + |x|)."""
-    return graph.unary("softsign", x) if _sym(x) else _float_unary("softsign", lambda v: v / (1 + np.abs(v)))(x)
+    return graph.unary("softsign", x) if _sym(x) else _float_unary(lambda v: v / (1 + np.abs(v)))(x)
 
 
 def softmax(x, axis=-1):
