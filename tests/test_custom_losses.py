@@ -117,6 +117,9 @@ def test_ops_loss_called_on_arrays_and_refusals():
     loss = keras.losses.get(custom_mean_squared_error)
     t, p = np.array([[0.0, 1.0], [2.0, 2.0]]), np.array([[1.0, 1.0], [2.0, 0.0]])
     assert loss(t, p) == pytest.approx(np.mean([0.5, 2.0]))
+    huber = np.where(np.abs(p - t) <= 1.0, 0.5 * (p - t) ** 2, np.abs(p - t) - 0.5).mean(axis=-1)
+    assert OpsHuber(delta=1.0)(t, p) == pytest.approx(np.mean(huber))
+    assert keras.losses.get(OpsHuber(delta=1.0))(t, p) == pytest.approx(np.mean(huber))
 
     def numpy_loss(y_true, y_pred):
         return np.mean((y_true - y_pred) ** 2)

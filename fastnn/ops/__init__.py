@@ -621,7 +621,7 @@ SYMBOLIC = frozenset((
     "relu", "relu6", "sigmoid", "tanh", "elu", "selu", "gelu", "softplus", "silu", "swish", "leaky_relu",
     "hard_sigmoid", "softsign", "softmax", "log_softmax", "sum", "mean", "max", "min", "logsumexp", "argmax",
     "argmin", "matmul", "dot", "reshape", "transpose", "expand_dims", "squeeze", "concatenate", "stack", "cast",
-    "ones_like", "zeros_like", "shape"))
+    "ones_like", "zeros_like", "shape", "getitem"))
 
 
 def getitem(x, key):
