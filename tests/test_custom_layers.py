@@ -178,5 +178,5 @@ def test_add_weight_checks():
     layer = Linear(2)
     with pytest.raises(ValueError, match="float32"):
         layer.add_weight(shape=(2,), dtype="float64")
-    with pytest.raises(NotImplementedError, match="constraints"):
+    with pytest.raises(ValueError, match="Could not interpret constraint"):
         layer.add_weight(shape=(2,), constraint=lambda w: w)
