@@ -7,8 +7,8 @@ written-out formula, for users and for tests of the kernels.
 Your own metric is any function ``fn(y_true, y_pred) -> per-sample values``
 (History's key is ``fn.__name__``) or a ``Metric`` subclass with
 ``update_state(y_true, y_pred, sample_weight=None)``, ``result()`` and
-``reset_state()`` (key: its ``name``). Both run in NumPy, once per chunk of
-training steps, on the predictions the compiled loop hands back (the
+``reset_state()`` (key: its ``name``). Both run in NumPy (``keras.ops`` work on
+the arrays), once per batch as in Keras, on the predictions the compiled loop hands back (the
 training-mode outputs, as Keras's metrics see them): ``y_true`` is float32
 ``(n, outputs)``, or int64 ``(n,)`` labels with a sparse loss, ``y_pred``
 float32 ``(n, outputs)``.
