@@ -9,6 +9,7 @@ from . import threads
 threads.configure_waiting()     # before Numba starts its thread pool
 from . import activations, callbacks, initializers, layers, losses, metrics, models, optimizers, utils
 from . import regularizers
+from . import backend, constraints, ops
 from . import datasets, errors, preprocessing
 from .layers import Input
 from .models import Model, Sequential
@@ -30,7 +31,8 @@ def __getattr__(name):
 
 __all__ = ["Model", "Sequential", "Input", "activations", "callbacks", "initializers", "layers", "losses", "metrics",
            "models", "optimizers", "utils", "set_random_seed", "datasets", "config", "device", "saving",
-           "regularizers", "errors", "wrappers", "preprocessing"]
+           "regularizers", "errors", "wrappers", "preprocessing", "backend",
+           "constraints", "ops"]
 
 
 def __dir__():   # dir() shows the public names, not the submodules

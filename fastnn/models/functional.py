@@ -9,7 +9,7 @@ symbolic inputs of the data's shapes, into the same kind of graph.
 import numpy as np
 
 from ..layers.core import InputLayer
-from ..layers.node import KerasTensor, flatten
+from ..layers.node import KerasTensor, flatten, model_layer
 from .model import Model
 
 
@@ -98,11 +98,15 @@ def keras_layer_order(inputs, outputs):
     first_seen = _walk_back(outputs)[1]
     for t in inputs:
         first_seen.setdefault(id(t._keras_history[0]), -1)
-    depth, layers = {}, {}
+    depth, layers, seen = {}, {}, {}
     for d, node in node_depths(inputs, outputs).values():
-        depth[id(node.layer)] = max(d, depth.get(id(node.layer), 0))
-        layers[id(node.layer)] = node.layer
-    return sorted(layers.values(), key=lambda l: (-depth[id(l)], first_seen[id(l)]))
+        layer = model_layer(node)       # the own layer a traced op belongs to; None for a hidden op
+        if layer is None:
+            continue
+        depth[id(layer)] = max(d, depth.get(id(layer), 0))
+        layers[id(layer)] = layer
+        seen[id(layer)] = min(seen.get(id(layer), first_seen[id(node.layer)]), first_seen[id(node.layer)])
+    return sorted(layers.values(), key=lambda l: (-depth[id(l)], seen[id(l)]))
 
 
 class Functional(Model):
@@ -315,19 +319,24 @@ def _map_structure(fn, structure, leaf=lambda v: isinstance(v, KerasTensor)):
     raise ValueError(f"Model inputs/outputs must be tensors, lists or dicts of them, got {structure!r:.80}")
 
 
-def eager_call(layer, inputs):
+def eager_call(layer, inputs, builtin=False):
     """``layer(arrays)``: the layer's output on NumPy inputs, computed by a
-    one-layer model in inference mode (built for their shape if needed)."""
+    one-layer model in inference mode (built for their shape if needed).
+    ``builtin``: the layer's own op even where a subclass overrides ``call``."""
     from ..layers.core import Input
+
+    def call(symbolic):
+        return layer._node(symbolic, {}) if builtin else layer(symbolic)
+
     if isinstance(inputs, (list, tuple)):
         arrays = [np.asarray(a, dtype=np.float32) for a in inputs]
         symbolic = [Input(shape=a.shape[1:]) for a in arrays]
-        model = Functional(symbolic, layer(symbolic))
+        model = Functional(symbolic, call(symbolic))
         return model.predict(arrays, verbose=0, batch_size=max(1, len(arrays[0])))
     arr = np.asarray(inputs, dtype=np.float32)
     if arr.ndim < 2:
         raise ValueError(f"Layer {layer.name!r} called on an array of shape {arr.shape}; arrays need a batch "
                          "dimension first, shape (samples, *features)")
     symbolic = Input(shape=arr.shape[1:])
-    model = Functional(symbolic, layer(symbolic))
+    model = Functional(symbolic, call(symbolic))
     return model.predict(arr, verbose=0, batch_size=max(1, arr.shape[0]))

@@ -15,8 +15,9 @@ from .. import losses as losses_module
 from .. import metrics as metrics_module
 from .. import optimizers as optimizers_module
 from ..kernels import program as P
-from ..layers.node import flatten
+from ..layers.node import flatten, model_layer
 from . import data, program, sources, training
+from . import training as _training     # __call__'s argument "training" hides the module there
 from .outputs import ModelIO, OutputMetrics
 
 
@@ -110,9 +111,9 @@ class Model:
             outputs = self.call(inputs)
         except TypeError as exc:
             raise TypeError(f"Tracing {type(self).__name__}.call on symbolic inputs failed: {exc}. fastnn traces "
-                            "call once into a graph of layer calls, so call may only compose layers (and the "
-                            "merge functions such as keras.layers.concatenate) on its inputs: no NumPy on the "
-                            "values and no Python branches on them") from None
+                            "call once into a graph of layer calls and keras.ops, so call may only compose layers "
+                            "and keras.ops on its inputs: no NumPy on the values and no Python branches on them") \
+                from None
         if not flatten(outputs):
             raise TypeError(f"{type(self).__name__}.call returned {outputs!r}, not tensors made by layers")
         in_list, out_list = flatten(inputs), flatten(outputs)
@@ -136,7 +137,11 @@ class Model:
         ``weights`` follow Keras's order), then layers made inside ``call``."""
         if self._graph_parts is None:
             return self.layers
-        used = {id(node.layer): node.layer for node in self._graph_parts[1]}
+        used = {}
+        for node in self._graph_parts[1]:
+            layer = model_layer(node)       # the own layer a traced op belongs to; None for a hidden op
+            if layer is not None:
+                used.setdefault(id(layer), layer)
         out = [l for l in self.layers if id(l) in used]
         attributes = {id(l) for l in out}
         return out + [l for k, l in used.items() if k not in attributes]
@@ -474,7 +479,8 @@ class Model:
         """The op table for these per-output losses (None: inference), cached."""
         inputs, nodes, outputs = self._graph()
         self._pack()
-        key = None if losses is None else tuple((l.code, l.from_logits) for l in losses) + \
+        key = None if losses is None else tuple((l.code, l.from_logits, getattr(l, "graph_fn", None))
+                                                for l in losses) + \
             tuple(self._loss_weights or ())
         if key not in self._programs:
             self._programs[key] = program.compile_program(inputs, nodes, outputs, self._params, losses,
@@ -572,14 +578,16 @@ class Model:
 
     def __call__(self, x, training=False, **kwargs):
         """On symbolic tensors: this model as a layer of a larger graph (not
-        supported yet). On arrays: ``predict`` (inference mode)."""
+        supported yet). On arrays: ``predict`` (inference mode), or with
+        ``training=True`` the layers in training mode (Dropout masks drawn anew
+        each call: Monte-Carlo Dropout; BatchNormalization on the batch's
+        statistics), nothing updated."""
         from ..layers.node import is_symbolic
         if is_symbolic(x):
             raise NotImplementedError(f"Calling model {self.name!r} on symbolic tensors (nesting models) is not "
                                       "supported yet; build one model from the layers instead")
         if training:
-            raise NotImplementedError("model(x, training=True) is not supported yet: fastnn runs Dropout and "
-                                      "BatchNormalization in training mode only inside fit")
+            return _training.call_in_training_mode(self, x)
         return self.predict(x, verbose=0)
 
     # -- config ----------------------------------------------------------

@@ -111,8 +111,8 @@ class Sequential(Model):
         x = inputs = self._input_layer.output
         for layer in self._layers:
             x = layer(x)
-        nodes = [layer._inbound_nodes[-1] for layer in self._layers]
-        self._chain = ([inputs], nodes, [x])
+        from .functional import walk      # a user's layer adds the nodes its traced call made
+        self._chain = ([inputs], walk([inputs], [x]), [x])
         self._pack()
 
     @property

@@ -28,7 +28,7 @@ from ..errors import NonFiniteLossError
 from ..kernels import cache as kernel_cache
 from ..kernels import kinds
 from ..kernels import program as P
-from ..kernels.cpu import engine, regularizers
+from ..kernels.cpu import constraints, engine, regularizers
 from ..kernels.cpu.records import Data, LossFns, Net, Optim, Work
 from ..kernels.cpu.optimizers import optimizer_step_functions
 from ..kernels.cpu.sample_loss import unused_loss
@@ -96,13 +96,18 @@ class LoopSpec:
             (*unused_loss(), np.zeros(0, dtype=np.float32))
         self.losses = losses
 
-    def update(self, metrics, Yf, Yi, rows, pred, sw):
-        """Feeds the NumPy metrics one chunk (rows of the targets, predictions in order)."""
-        if hasattr(metrics, "codes_per_output"):
-            metrics.update(None, pred, sw, layout=(self.outs, Yf[rows] if Yf.shape[0] else Yf,
-                                                    Yi[rows] if Yi.shape[0] else Yi))
-        else:
-            metrics.update(_targets(Yf, Yi, rows), pred, sw)
+    def update(self, metrics, Yf, Yi, rows, pred, sw, batch):
+        """Feeds the NumPy metrics one chunk (rows of the targets, predictions in
+        order), a batch of ``batch`` rows at a time as Keras does: a metric's
+        ``update_state`` may compare the rows of a batch with each other."""
+        for lo in range(0, len(rows), batch):
+            part = slice(lo, lo + batch)
+            r, p, w = rows[part], pred[part], None if sw is None else sw[part]
+            if hasattr(metrics, "codes_per_output"):
+                metrics.update(None, p, w, layout=(self.outs, Yf[r] if Yf.shape[0] else Yf,
+                                                   Yi[r] if Yi.shape[0] else Yi))
+            else:
+                metrics.update(_targets(Yf, Yi, r), p, w)
 
 
 def weight_penalty(program, params):
@@ -119,6 +124,9 @@ def cuda_session(program, params, batch_size, optimizer=None, n_trainable=0, los
     if config.get_device() != "cuda":
         return None
     _check_cuda_features(loss)
+    if program.cons.shape[0]:
+        raise NotImplementedError("The CUDA device does not apply weight constraints yet; train this model on the "
+                                  "CPU (fastnn.config.set_device('cpu'))")
     unsupported = sorted({kinds.get(int(k)).name for k in program.prog[:, P.KIND] if not kinds.get(int(k)).on_cuda})
     if not program.chain or unsupported:
         what = f"layers {unsupported}" if unsupported else "graphs other than a chain of one-input layers"
@@ -249,9 +257,10 @@ def run_inference(model, program, source, batch_size, losses, metrics, want_outp
                                        ws.record(params, sums, dst, codes), loss_fns, loop_parts, chunk.start,
                                        chunk.stop, chunk.batch, n_parts)
                 chooser.end()
-            rows = slice(chunk.start, chunk.stop)
+            rows = np.arange(chunk.start, chunk.stop)
             if metrics is not None and metrics.needs_predictions:
-                spec.update(metrics, chunk.Yf, chunk.Yi, rows, dst[rows], chunk.sw[rows] if weighted else None)
+                spec.update(metrics, chunk.Yf, chunk.Yi, rows, dst[rows], chunk.sw[rows] if weighted else None,
+                            chunk.batch)
             if per_batch:
                 logs = ({"outputs": model._split_outputs(dst[rows])} if mode == "predict" else _logs())
                 getattr(callbacks, f"on_{mode}_batch_end")(done, logs=logs)
@@ -411,6 +420,7 @@ class StepRunner:
         self.net = Net(program.prog, program.ints, model._params, program.consts, program.ins, spec.outs,
                        program.regs)
         self.loss_fns = LossFns(value_fn, grad_fn, loss_consts, regularizers.penalty_function(program.regs))
+        self.constrain = constraints.constrain_function(program.cons)
         self.pred_out = np.empty((0, program.out_width), dtype=np.float32)   # grown to a chunk when metrics need it
         self.session = cuda_session(program, model._params, batch_size, opt, model._n_trainable, model._losses,
                                     self.bounds)
@@ -433,7 +443,7 @@ class StepRunner:
             chooser.begin()
             done = engine.run_steps(
                 self.net, Optim(opt.slots, model._n_trainable, opt.code, hp, self.bounds,
-                                *optimizer_step_functions(opt.code, hp)),
+                                *optimizer_step_functions(opt.code, hp), self.program.cons, self.constrain),
                 Data(chunk.X.reshape(-1), chunk.Yf.reshape(-1), chunk.Yi.reshape(-1), chunk.sw, chunk.ids),
                 self.ws.record(self.grads, sums, self.pred_out, spec.codes), self.loss_fns, self.parts,
                 opt.iterations, chunk.start, chunk.stop, chunk.batch, threads.parts(), True)
@@ -519,7 +529,7 @@ def fit(model, x, y, batch_size, epochs, verbose, callbacks, validation_split, v
                     stop = min(chunk.stop, chunk.start + done * chunk.batch)    # the loop stops early on a NaN loss
                     rows = chunk.ids[chunk.start:stop]
                     spec.update(metrics, chunk.Yf, chunk.Yi, rows, runner.pred_out[chunk.start:stop],
-                                chunk.sw[rows] if train.weighted else None)
+                                chunk.sw[rows] if train.weighted else None, chunk.batch)
                 elapsed = time.perf_counter() - t0
                 logs = metrics.logs(sums)
                 if not math.isfinite(sums[0]):
@@ -586,6 +596,30 @@ def _train_on_gpu(session, device, chunk, hp, step, loss_code, loss_mode, codes,
         step = session.train_steps(device, chunk.ids, lo, min(chunk.stop, lo + rows), hp, step, loss_code,
                                    loss_mode, codes, sums, pred_out)
     return step
+
+
+def call_in_training_mode(model, x):
+    """``model(x, training=True)``: outputs with the layers in training mode
+    (Dropout draws its masks, BatchNormalization uses the statistics of all
+    of ``x``: one batch, as Keras's call), nothing updated; one array per
+    output as ``predict``."""
+    model._require_built_for(x, None)
+    io = model._io_for_build(x)
+    X = io.features(x, "x")
+    program = model._program(None)      # run by the CPU engine whatever the device: nothing trains
+    outs, _, _ = program.output_table([None] * len(program.outputs), [[] for _ in program.outputs], False,
+                                      [False] * len(program.outputs))
+    n = X.shape[0]
+    batch = max(1, n)
+    ws = Workspace(program, batch, training=False)
+    out = np.empty((n, program.out_width), dtype=np.float32)
+    net = Net(program.prog, program.ints, model._params, program.consts, program.ins, outs, program.regs)
+    with threads.compiled_run() as chooser:
+        chooser.begin()
+        engine.forward_rows(net, Data(X.reshape(-1), _NO_WEIGHTS, _NO_IDS, _NO_WEIGHTS, _NO_IDS),
+                            ws.record(model._params, np.zeros(0), out, _NO_METRICS),
+                            engine.training_parts(program.prog), n, batch, threads.parts())
+    return model._split_outputs(out)
 
 
 def loss_and_gradients(model, x, y, sample_weight=None, training=False):

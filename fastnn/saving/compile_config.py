@@ -99,19 +99,26 @@ def compile_from_config(model, config):
                   metrics=_per_output(metrics, lambda r: _object(r, metrics_module, "metric")))
 
 
+def _own(name):
+    """The user's object offered for ``name`` (load_model's custom_objects, a registration), else the name."""
+    from .registration import get_registered_object
+    own = get_registered_object(name)
+    return name if own is None else own
+
+
 def _object(record, module, what):
     """What ``compile`` takes for a recorded argument: a name stays a name (the
     registry resolves it in ``compile``), a function's record gives its name, a
     class record the object ``module.deserialize`` builds from fastnn's registry."""
     if isinstance(record, str):
-        return record
+        return _own(record)
     if not isinstance(record, dict) or not isinstance(record.get("class_name"), str):
         raise ValueError(f"compile_config: the {what} must be a name or a record with a 'class_name', "
                          f"got {record!r:.80}")
     if record["class_name"] == "function":
         if not isinstance(record.get("config"), str):
             raise ValueError(f"compile_config: a {what} function's record must name it, got {record!r:.80}")
-        return record["config"]
+        return _own(record["config"])
     if not isinstance(record.get("config", {}), dict):
         raise ValueError(f"compile_config: the {what} record's 'config' must be a dict")
     return module.deserialize(record)

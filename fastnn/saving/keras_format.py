@@ -33,6 +33,7 @@ from ..layers.base import weight_mode
 from . import h5_weights
 from .atomic import atomic_write
 from .compile_config import compile_from_config, get_compile_config
+from .registration import custom_object_scope
 
 # The Keras release whose file layout fastnn writes.
 KERAS_FORMAT_VERSION = "3.15.1"
@@ -93,11 +94,17 @@ def load_model(filepath, custom_objects=None, compile=True, safe_mode=True):
     """The model saved in the ``.keras`` file ``filepath``; compiled (with
     its optimizer state) when the file records a compile configuration and
     ``compile`` is true. ``filepath`` may also be a binary file object
-    (``io.BytesIO``) holding a ``.keras`` archive. ``safe_mode`` is accepted
-    for Keras compatibility: fastnn never runs code from a file."""
-    if custom_objects:
-        raise ValueError("custom_objects are not supported: fastnn builds models only from its own classes")
+    (``io.BytesIO``) holding a ``.keras`` archive. ``custom_objects`` ({name:
+    class or function}) and classes registered with
+    ``register_keras_serializable`` supply the user's own layers and losses
+    the file names. ``safe_mode`` is accepted for Keras compatibility: fastnn
+    never runs code from a file."""
     path, data = _source(filepath)
+    with custom_object_scope(custom_objects):
+        return _load_model(path, data, compile)
+
+
+def _load_model(path, data, compile):
     with _refusing(path):
         if data.startswith(h5_weights.HDF5_SIGNATURE):
             raise ValueError("this is a weights file (HDF5), not a .keras model; build the model and "

@@ -40,6 +40,7 @@ from .activations import (ACTIVATION_SIG, LINEAR, RELU, SOFTMAX, activation_func
                           softmax_rows, softmax_rows_backward)
 from .batch_loss import batch_loss_pointer
 from .blas import gemm
+from .constraints import constrain_function
 from .optimizers import idle_optimizer
 from .pointers import NO_WRAPPERS, Pointer, call, function_pointer
 from .records import Optim, Parts
@@ -273,17 +274,24 @@ def _gather_columns(X, f, col, w, ids, pos, b, dst, d0):
 
 
 @njit(cache=True, inline="always")
-def _gather_inputs(ins, X, ids, pos, b, ws):
+def _gather_inputs(ins, X, Yf, ids, pos, b, ws):
     """Each model input's columns of the batch's rows of X into its slot:
-    ``ins`` (inputs, 3) holds [slot position, width, first column of X]."""
+    ``ins`` (inputs, 3) holds [slot position, width, first column of X]; a
+    first column c < 0 takes the columns from -1 - c of the dense targets Yf
+    (the y_true of a loss written with keras.ops)."""
     f = 0
     for k in range(ins.shape[0]):
-        f += ins[k, 1]
+        if ins[k, 2] >= 0:
+            f += ins[k, 1]
     if ins.shape[0] == 1:
         _gather(X, f, ids, pos, b, ws[b * ins[0, 0]:])
     else:
+        y_stride = Yf.shape[0] * f // max(X.shape[0], 1)     # Yf has as many rows as X
         for k in range(ins.shape[0]):
-            _gather_columns(X, f, ins[k, 2], ins[k, 1], ids, pos, b, ws, b * ins[k, 0])
+            if ins[k, 2] >= 0:
+                _gather_columns(X, f, ins[k, 2], ins[k, 1], ids, pos, b, ws, b * ins[k, 0])
+            else:
+                _gather_columns(Yf, y_stride, -1 - ins[k, 2], ins[k, 1], ids, pos, b, ws, b * ins[k, 0])
 
 
 @njit(cache=True, inline="always")
@@ -350,7 +358,9 @@ def run_steps(net, opt, data, work, loss, parts, step, start, stop, batch, n_par
     [loss, samples, metrics...] (see ``_losses``; weighted by ``data.sw``
     when not empty); in training the loss includes the weight penalties of
     ``net.regs`` once per sample, as Keras adds them to every batch's loss
-    (evaluate adds them itself: they are constant there). ``work.out``, when
+    (evaluate adds them itself: they are constant there); after each update
+    the weight constraints of ``opt.cons`` are applied (``opt.constrain``:
+    ``constraints.constrain_function``). ``work.out``, when
     not empty, receives the outputs of the run's row i at out[i] (training
     mode's outputs in training)."""
     prog, ints, params, consts = net.prog, net.ints, net.params, net.consts
@@ -368,7 +378,7 @@ def run_steps(net, opt, data, work, loss, parts, step, start, stop, batch, n_par
         if in_place:
             inp = X[pos * f:]
         else:
-            _gather_inputs(net.ins, X, ids, pos, b, ws)
+            _gather_inputs(net.ins, X, data.Yf, ids, pos, b, ws)
             inp = ws
         if weighted:
             for r in range(b):
@@ -394,6 +404,7 @@ def run_steps(net, opt, data, work, loss, parts, step, start, stop, batch, n_par
             step += 1
             call(opt.prepare, opt.code, opt.hp, step, grads, opt.bounds)
             call(opt.update_all, opt.update, opt.hp, step, params, grads, opt.slots, opt.n_trainable, n_parts)
+            call(opt.constrain, opt.cons, consts, params)
         pos += b
     return step
 
@@ -412,7 +423,7 @@ def loss_gradients(net, data, work, loss, parts, batch, n_parts, training):
     grads, ws, gs, ab = work.grads, work.ws, work.gs, work.ab
     b = batch
     in_order = np.empty(0, dtype=np.int64)
-    _gather_inputs(net.ins, data.X, in_order, 0, b, ws)
+    _gather_inputs(net.ins, data.X, data.Yf, in_order, 0, b, ws)
     call(parts.forward, prog, ints, params, consts, grads, ws, gs, b, n_parts, ab, training, parts.parallel,
          parts.forward_block, parts.acts, ws)
     n_sums = 2
@@ -425,6 +436,26 @@ def loss_gradients(net, data, work, loss, parts, batch, n_parts, training):
     call(parts.backward, prog, ints, params, consts, grads, ws, gs, b, n_parts, ab, training, parts.parallel,
          parts.activation_block, parts.backward_block, parts.acts)
     return sums[0] / b + call(loss.penalty, net.regs, consts, params, grads, True)
+
+
+@njit(cache=True, no_cfunc_wrapper=True)
+def forward_rows(net, data, work, parts, n, batch, n_parts):
+    """Forward passes in training mode (dropout masks drawn, batch
+    statistics used) over rows [0, n) of ``data.X`` in order, in batches of
+    ``batch``, each output copied to ``work.out`` (n, output columns): what
+    ``model(x, training=True)`` returns. No loss, no backward pass, no
+    update, moving statistics untouched. Records as ``run_steps``; the parts
+    from ``training_parts``."""
+    in_order = np.empty(0, dtype=np.int64)
+    ws = work.ws
+    pos = 0
+    while pos < n:
+        b = min(batch, n - pos)
+        _gather_inputs(net.ins, data.X, data.Yf, in_order, pos, b, ws)
+        call(parts.forward, net.prog, net.ints, net.params, net.consts, net.params, ws, ws, b, n_parts, work.ab, True,
+             parts.parallel, parts.forward_block, parts.acts, ws)
+        _copy_outputs(net.outs, ws, b, work.out, pos)
+        pos += b
 
 
 def training_parts(prog):
@@ -452,11 +483,12 @@ _NO_SLOTS = np.zeros((0, 0), dtype=np.float32)
 _NO_F32 = np.zeros(0, dtype=np.float32)
 _NO_I64 = np.zeros(0, dtype=np.int64)
 _NO_REGS = np.zeros((0, 3), dtype=np.int64)
+_NO_CONS = np.zeros((0, 6), dtype=np.int64)
 
 
 def idle_optim():
     """An ``Optim`` of the types fit passes, for runs that do not train (never stepped)."""
-    return Optim(_NO_SLOTS, 0, 0, _NO_F32, _NO_I64, *idle_optimizer())
+    return Optim(_NO_SLOTS, 0, 0, _NO_F32, _NO_I64, *idle_optimizer(), _NO_CONS, constrain_function(_NO_CONS))
 
 
 def infer_steps(net, data, work, loss, parts, start, stop, batch, n_parts):

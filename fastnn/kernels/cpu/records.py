@@ -29,8 +29,10 @@ class Net(NamedTuple):
 
 class Optim(NamedTuple):
     """slots (k, n) float32, n_trainable, code, hp float32 (the step's
-    numbers), bounds int64 (trainable arrays' offsets, for clipping), and the
-    step functions of ``optimizers.optimizer_step_functions``."""
+    numbers), bounds int64 (trainable arrays' offsets, for clipping), the
+    step functions of ``optimizers.optimizer_step_functions``, and the weight
+    constraints applied after each update: cons (n, 6) int64 and
+    ``constraints.constrain_function``."""
     slots: Any
     n_trainable: Any
     code: Any
@@ -39,6 +41,8 @@ class Optim(NamedTuple):
     update_all: Any
     update: Any
     prepare: Any
+    cons: Any
+    constrain: Any
 
 
 class Data(NamedTuple):

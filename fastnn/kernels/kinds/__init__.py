@@ -89,3 +89,4 @@ register("Dense", code=P.DENSE, shareable=True, on_cuda=True)
 from . import elementwise, batchnorm, merging  # noqa: E402,F401  (register their kinds)
 from . import conv, pooling, reshaping, spatial_dropout  # noqa: E402,F401
 from . import embedding, recurrent, global_pooling1d  # noqa: E402,F401
+from . import tensor_ops  # noqa: E402,F401
