@@ -25,7 +25,8 @@ import fastnn as keras  # noqa: E402
 from fastnn.kernels import kinds, program as P  # noqa: E402
 from fastnn.kernels.cpu import engine  # noqa: E402
 from fastnn.kernels.cpu.pointers import call  # noqa: E402
-from fastnn.models.training import Workspace, blas_single_thread  # noqa: E402
+from fastnn.models.training import Workspace  # noqa: E402
+from fastnn.threads import compiled_run  # noqa: E402
 
 
 @njit
@@ -92,7 +93,7 @@ def main():
     n_parts = numba.get_num_threads()
     names = [n.layer.name for n in model._graph()[1] if n.layer.op(n.input_shape) is not None]
     rows = []
-    with blas_single_thread():
+    with compiled_run():
         for i in range(prog.shape[0]):
             one = np.ascontiguousarray(prog[i:i + 1])
             if one[0, P.KIND] == P.DENSE:

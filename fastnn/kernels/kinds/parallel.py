@@ -103,11 +103,11 @@ def register_parallel(name, forward, backward=(), shareable=True):
 
 def header(code, tmp_per_thread):
     """The first ``HEADER`` integer constants of an op of kind ``code``
-    (compiles its parts on first use). The op is split in as many parts as
-    Numba has threads now; a later ``numba.set_num_threads`` changes how many
-    threads run them, never the results (no part's sums depend on how the
-    work is split)."""
+    (compiles its parts on first use). The op is split in one part per thread
+    of Numba's pool (``threads.parts``); how many threads run them changes
+    with the machine's load, never the results (no part's sums depend on how
+    the work is split)."""
     parts = _PARTS[code]
     addr = [function_pointer(f, PART_SIG).address for f in parts]
     addr += [0] * (4 - len(addr))
-    return (function_pointer(run_parts, _RUN_SIG).address, *addr, int(tmp_per_thread), numba.get_num_threads())
+    return (function_pointer(run_parts, _RUN_SIG).address, *addr, int(tmp_per_thread), numba.config.NUMBA_NUM_THREADS)
