@@ -437,7 +437,7 @@ def test_configs_naming_code_are_refused_and_nothing_is_imported(tmp_path, monke
         "layer_module": (lambda r: dense(r).update(module="evil_fastnn_probe"), "evil_fastnn_probe"),
         "layer_registered": (lambda r: dense(r).update(registered_name="evil_fastnn_probe>Dense"),
                              "not a Keras built-in"),
-        "unknown_layer": (lambda r: dense(r).update(class_name="Conv2D"), "'dense'.*Conv2D"),
+        "unknown_layer": (lambda r: dense(r).update(class_name="ConvLSTM2D"), "'dense'.*ConvLSTM2D"),
         "activation": (lambda r: dense(r)["config"].update(activation="evil_fastnn_probe.run"), "activation"),
         "activation_record": (lambda r: dense(r)["config"].update(
             activation={"module": "evil_fastnn_probe", "class_name": "function", "config": "__import__"}),
@@ -447,7 +447,7 @@ def test_configs_naming_code_are_refused_and_nothing_is_imported(tmp_path, monke
         "regularizer": (lambda r: dense(r)["config"].update(kernel_regularizer={
             "module": "keras.regularizers", "class_name": "OrthogonalRegularizer", "config": {}}),
             "OrthogonalRegularizer"),
-        "model_class": (lambda r: r.update(class_name="Functional"), "Functional"),
+        "model_class": (lambda r: r.update(class_name="MyModel"), "MyModel"),
         "model_module": (lambda r: r.update(module="evil_fastnn_probe"), "evil_fastnn_probe"),
         "loss": (lambda r: r["compile_config"].update(loss="builtins.eval"), "builtins.eval"),
         "loss_record": (lambda r: r["compile_config"].update(loss={

@@ -68,8 +68,8 @@ _INTERRUPTED_SAVER = textwrap.dedent("""
     caught = 0
     for k in range(rounds):
         # one Ctrl-C at a random moment of a run of saves; the loop must hear of it
-        threading.Timer(rng.uniform(0.0, 0.05), os.kill, (os.getpid(), signal.SIGINT)).start()
-        try:
+        try:    # the Timer's start is inside: on a loaded machine it can fire before start() returns
+            threading.Timer(rng.uniform(0.0, 0.05), os.kill, (os.getpid(), signal.SIGINT)).start()
             for _ in range(1000):
                 model.save(path)
         except KeyboardInterrupt:

@@ -143,8 +143,11 @@ class Functional(Model):
         self._in, self._out = in_list, out_list
         self._output_keys = list(outputs) if isinstance(outputs, dict) else None
         self._layers = keras_layer_order(in_list, out_list)
-        # Packed at first use, not here: building a model from another model's
-        # tensors leaves the weights where that model keeps them until then.
+        # Weights another model already holds in its buffer stay there until
+        # this model runs (a model built from another model's tensors); fresh
+        # ones are packed now, so the flat buffer exists as soon as the model does.
+        if not any(w.value.base is not None for layer in self._all_layers() for w in layer.weights):
+            self._pack()
 
     def _graph(self):
         return self._in, self._nodes, self._out
