@@ -126,9 +126,52 @@ def get(identifier):
         f"pass a name from {sorted(_REGISTRY)} or a function from fastnn.activations")
 
 
-def serialize(fn):
+def resolve(identifier):
+    """(compiled activation, own callable or None): a name, None or a function of
+    this module is compiled into the layer's op; a layer object (``LeakyReLU()``)
+    or a function written with ``keras.ops`` is called on the layer's output
+    (the layer's op then has no activation)."""
+    from .layers.base import Layer
+    if isinstance(identifier, Layer):
+        return linear, identifier
+    if callable(identifier) and not isinstance(identifier, (str, dict)) and \
+            _REGISTRY.get(getattr(identifier, "__name__", None)) is not identifier:
+        _check_traceable(identifier)
+        return linear, identifier
+    return get(identifier), None
+
+
+def _check_traceable(fn):
+    """Traces ``fn`` once on a stand-in tensor so a function that needs values (NumPy) is refused now."""
+    from .layers.node import KerasTensor
+    try:
+        fn(KerasTensor((None, 1)))
+    except ValueError:
+        pass        # shapes: checked on the real tensor
+    except Exception as exc:    # noqa: BLE001 -- any failure of the user's code on symbolic tensors
+        raise ValueError(f"Activation {fn!r} is not one of fastnn's compiled activations and could not be traced "
+                         f"with keras.ops ({type(exc).__name__}: {exc}); pass a name from {sorted(_REGISTRY)}, a "
+                         "layer, or a function written with keras.ops") from None
+
+
+def serialize(fn, own=None):
+    """The config entry of an activation: its name; an own layer's Keras record; an own function's name."""
+    if own is not None:
+        from .layers.base import Layer
+        if isinstance(own, Layer):
+            from .layers import serialize as serialize_layer
+            return serialize_layer(own)
+        return getattr(own, "__name__", "custom_activation")
     return fn.__name__
 
 
 def names():
     return sorted(_REGISTRY)
+
+
+__all__ = ["elu", "exponential", "gelu", "get", "leaky_relu", "linear", "names", "relu", "selu",
+           "serialize", "sigmoid", "silu", "softmax", "softplus", "swish", "tanh"]
+
+
+def __dir__():   # dir() shows the public names, not the modules this one imports
+    return __all__

@@ -487,9 +487,13 @@ class ModelCheckpoint(Callback):
     ``initial_value_threshold`` must be beaten); ``mode`` "min"/"max", or
     "auto": minimise losses, follow the metric's direction otherwise
     (accuracies up, errors down). Writes are atomic, so an interrupted save
-    never leaves a partial file under the checkpoint's name. Saving happens
-    per epoch only (``save_freq="epoch"``), which keeps training in compiled
-    chunks."""
+    never leaves a partial file under the checkpoint's name.
+
+    ``save_freq``: "epoch" (default) saves at the end of each epoch; an
+    integer N saves after every N batches (counted across epochs, as Keras
+    does; ``filepath`` may then also hold ``{batch}``, from 1), judged on the
+    running logs of the epoch. An integer makes fit return to Python after
+    every step, which costs speed at small batches."""
 
     def __init__(self, filepath, monitor="val_loss", verbose=0, save_best_only=False, save_weights_only=False,
                  mode="auto", save_freq="epoch", initial_value_threshold=None):
@@ -499,18 +503,38 @@ class ModelCheckpoint(Callback):
         if not self.filepath.endswith(suffix):
             raise ValueError(f"ModelCheckpoint filepath must end in {suffix!r} with "
                              f"save_weights_only={bool(save_weights_only)}, got {self.filepath!r}")
-        if save_freq != "epoch":
-            raise ValueError(f"ModelCheckpoint supports save_freq='epoch' only, got {save_freq!r}")
+        if save_freq != "epoch" and (isinstance(save_freq, bool) or not isinstance(save_freq, int) or save_freq < 1):
+            raise ValueError(f"ModelCheckpoint save_freq must be 'epoch' or a positive integer (batches), "
+                             f"got {save_freq!r}")
         self.monitor, self.verbose, self.mode = monitor, verbose, _check_mode(mode)
         self.save_best_only, self.save_weights_only = bool(save_best_only), bool(save_weights_only)
         self.save_freq = save_freq
         self.best = initial_value_threshold
         self._better = None
+        self._epoch, self._last_batch, self._since_save = 0, -1, 0
+        if save_freq != "epoch":    # only then a batch hook: it makes fit step one batch at a time
+            self.on_train_batch_end = self._on_batch
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch = epoch
+
+    def _on_batch(self, batch, logs=None):
+        # Keras's count: a batch index not above the last one seen starts a new epoch
+        self._since_save += batch + 1 if batch <= self._last_batch else batch - self._last_batch
+        self._last_batch = batch
+        if self._since_save >= self.save_freq:
+            self._since_save = 0
+            self._save(self._epoch, batch, logs)
 
     def on_epoch_end(self, epoch, logs=None):
+        if self.save_freq == "epoch":
+            self._save(epoch, None, logs)
+
+    def _save(self, epoch, batch, logs):
         logs = logs or {}
         try:
-            path = self.filepath.format(epoch=epoch + 1, **logs)
+            keys = {} if batch is None else {"batch": batch + 1}
+            path = self.filepath.format(epoch=epoch + 1, **keys, **logs)
         except KeyError as e:
             raise KeyError(f"Failed to format this callback filepath: {self.filepath!r}. Reason: {e}") from None
         if self.save_best_only:
@@ -524,8 +548,10 @@ class ModelCheckpoint(Callback):
                         raise ValueError(f"ModelCheckpoint cannot tell whether {self.monitor!r} should go up or "
                                          "down; pass mode='max' or mode='min'")
                     self._better = direction == "max"
-                best = "None" if self.best is None else f"{self.best:.5f}"
-                if self.best is not None and not (current > self.best if self._better else current < self.best):
+                    if self.best is None:    # Keras starts from the worst value: "improved from inf"
+                        self.best = -np.inf if self._better else np.inf
+                best = f"{self.best:.5f}"
+                if not (current > self.best if self._better else current < self.best):
                     if self.verbose > 0:
                         print(f"\nEpoch {epoch + 1}: {self.monitor} did not improve from {best}")
                     return
@@ -542,3 +568,11 @@ class ModelCheckpoint(Callback):
             self.model.save_weights(path, overwrite=True)
         else:
             self.model.save(path, overwrite=True)
+
+
+__all__ = ["CSVLogger", "Callback", "CallbackList", "EarlyStopping", "History", "LambdaCallback",
+           "LearningRateScheduler", "ModelCheckpoint", "ReduceLROnPlateau", "TerminateOnNaN"]
+
+
+def __dir__():   # dir() shows the public names, not the modules this one imports
+    return __all__

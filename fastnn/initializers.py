@@ -129,6 +129,31 @@ class VarianceScaling(Initializer):
                 "input_axes": None, "output_axes": None}
 
 
+class Orthogonal(Initializer):
+    """Keras 3's Orthogonal: the Q of the QR decomposition of a normal draw of
+    shape (max(rows, cols), min(rows, cols)), its columns' signs fixed by R's
+    diagonal, transposed when rows < cols, times ``gain``; rows = the product
+    of all dimensions but the last (LSTM/GRU/SimpleRNN recurrent kernels)."""
+
+    def __init__(self, gain=1.0, seed=None):
+        self.gain, self.seed = float(gain), seed
+
+    def __call__(self, shape, dtype=None):
+        g = np.random.default_rng(self.seed) if self.seed is not None else rng()
+        shape = tuple(shape)
+        if len(shape) < 2:
+            raise ValueError(f"Orthogonal initializer needs a shape of at least 2 dimensions, got {shape}")
+        rows, cols = math.prod(shape[:-1]), shape[-1]
+        q, r = np.linalg.qr(g.normal(0.0, 1.0, size=(max(rows, cols), min(rows, cols))))
+        q = q * np.sign(np.diag(r))
+        if rows < cols:
+            q = q.T
+        return (self.gain * q.reshape(shape)).astype(np.float32)
+
+    def get_config(self):
+        return {"seed": self.seed, "gain": self.gain}
+
+
 def _variant(name, scale, mode, distribution):
     class _Init(VarianceScaling):
         def __init__(self, seed=None):
@@ -153,7 +178,7 @@ _BY_NAME = {
     "glorot_uniform": GlorotUniform, "glorot_normal": GlorotNormal,
     "he_uniform": HeUniform, "he_normal": HeNormal,
     "lecun_uniform": LecunUniform, "lecun_normal": LecunNormal,
-    "variance_scaling": VarianceScaling,
+    "variance_scaling": VarianceScaling, "orthogonal": Orthogonal,
 }
 _BY_CLASS = {cls.__name__: cls for cls in _BY_NAME.values()}
 
@@ -176,3 +201,12 @@ def serialize(init):
     """Keras 3's record of an initializer."""
     return {"module": "keras.initializers", "class_name": type(init).__name__, "config": init.get_config(),
             "registered_name": None}
+
+
+__all__ = ["Constant", "GlorotNormal", "GlorotUniform", "HeNormal", "HeUniform", "Initializer",
+           "LecunNormal", "LecunUniform", "Ones", "RandomNormal", "RandomUniform", "VarianceScaling",
+           "Zeros", "get", "serialize"]
+
+
+def __dir__():   # dir() shows the public names, not the modules this one imports
+    return __all__

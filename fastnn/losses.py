@@ -129,6 +129,11 @@ class Loss:
         return (*owner._callbacks, consts)
 
     def per_sample(self, y_true, y_pred):
+        if self.code is None and _own_call(self):       # a Keras 3 subclass: its call, with keras.ops on arrays
+            values = np.asarray(self.call(np.asarray(y_true, np.float32), np.asarray(y_pred, np.float32)),
+                                dtype=np.float64)
+            return np.full(len(y_pred), float(values)) if values.ndim == 0 else \
+                values.reshape(len(y_pred), -1).mean(axis=1)
         if self.code != P.CUSTOM:
             raise NotImplementedError
         value = type(self).value
@@ -329,6 +334,9 @@ _OWN_LOSS_HELP = ("fastnn trains inside compiled code, so an own loss is a fastn
 def get(identifier):
     """Loss object from a name, a class name, a fastnn loss function or a Loss."""
     if isinstance(identifier, Loss):
+        if identifier.code is None and _own_call(identifier):
+            from .ops.loss import traced       # a Keras 3 Loss subclass: call written with keras.ops
+            return traced(identifier)
         if identifier.code is None:
             raise ValueError(f"{type(identifier).__name__} defines neither a compiled kernel nor value/gradient "
                              f"functions; {_OWN_LOSS_HELP}")
@@ -336,6 +344,10 @@ def get(identifier):
     if isinstance(identifier, str):
         cls = _BY_NAME.get(identifier) or _BY_CLASS.get(identifier)
         if cls is None:
+            from .saving.registration import get_registered_object
+            own = get_registered_object(identifier)     # the user's, offered by this process (load_model)
+            if own is not None and not isinstance(own, str):
+                return get(own)
             raise ValueError(f"Unknown loss {identifier!r}; expected one of {sorted(_BY_NAME)}")
         return cls()
     if isinstance(identifier, type) and issubclass(identifier, Loss):
@@ -343,9 +355,13 @@ def get(identifier):
     if callable(identifier) and getattr(identifier, "loss_class", None) is not None:
         return identifier.loss_class()
     if callable(identifier):
-        raise ValueError(f"loss={getattr(identifier, '__name__', identifier)!r} is a plain Python callable; "
-                         f"{_OWN_LOSS_HELP}")
+        from .ops.loss import traced            # fn(y_true, y_pred) written with keras.ops
+        return traced(identifier)
     raise ValueError(f"Could not interpret loss {identifier!r}")
+
+
+def _own_call(loss):
+    return any("call" in klass.__dict__ and not klass.__module__.startswith("fastnn.") for klass in type(loss).__mro__)
 
 
 def _snake(name):
@@ -363,3 +379,13 @@ def deserialize(config):
     if cls is None:
         raise ValueError(f"Unknown loss class {config.get('class_name')!r}")
     return cls.from_config(config.get("config", {}))
+
+
+__all__ = ["BinaryCrossentropy", "CategoricalCrossentropy", "Huber", "Loss", "MeanAbsoluteError",
+           "MeanSquaredError", "SparseCategoricalCrossentropy", "binary_crossentropy",
+           "categorical_crossentropy", "deserialize", "get", "huber", "mae", "mean_absolute_error",
+           "mean_squared_error", "mse", "serialize", "sparse_categorical_crossentropy"]
+
+
+def __dir__():   # dir() shows the public names, not the modules this one imports
+    return __all__

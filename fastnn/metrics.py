@@ -7,8 +7,8 @@ written-out formula, for users and for tests of the kernels.
 Your own metric is any function ``fn(y_true, y_pred) -> per-sample values``
 (History's key is ``fn.__name__``) or a ``Metric`` subclass with
 ``update_state(y_true, y_pred, sample_weight=None)``, ``result()`` and
-``reset_state()`` (key: its ``name``). Both run in NumPy, once per chunk of
-training steps, on the predictions the compiled loop hands back (the
+``reset_state()`` (key: its ``name``). Both run in NumPy (``keras.ops`` work on
+the arrays), once per batch as in Keras, on the predictions the compiled loop hands back (the
 training-mode outputs, as Keras's metrics see them): ``y_true`` is float32
 ``(n, outputs)``, or int64 ``(n,)`` labels with a sparse loss, ``y_pred``
 float32 ``(n, outputs)``.
@@ -165,6 +165,64 @@ class MeanMetricWrapper(Metric):
         return self.fn(y_true, y_pred)
 
 
+class Mean(Metric):
+    """The (weighted) mean of every value given to ``update_state(values, sample_weight=None)``."""
+    default_name = "mean"
+
+    def update_state(self, values, sample_weight=None):
+        values = np.asarray(values, dtype=np.float64)
+        if sample_weight is None:
+            w = np.ones_like(values)
+        else:
+            w = np.broadcast_to(np.asarray(sample_weight, dtype=np.float64).reshape(
+                np.shape(sample_weight) + (1,) * (values.ndim - np.ndim(sample_weight))), values.shape)
+        self._total += float(np.sum(w * values))
+        self._count += float(np.sum(w))
+
+    def result(self):
+        return np.float32(self._total / self._count) if self._count else np.float32(0.0)
+
+
+# -- function forms: per-sample values (float32), as keras.metrics.<name>(y_true, y_pred) ----------
+def _labels(y_true, y_pred):
+    y_true = np.asarray(y_true)
+    return y_true.reshape(y_true.shape[:-1]) if y_true.ndim == np.ndim(y_pred) else y_true
+
+
+def sparse_categorical_accuracy(y_true, y_pred):
+    """1.0 where the largest prediction is at the integer label, else 0.0."""
+    return (np.argmax(y_pred, axis=-1) == _labels(y_true, y_pred)).astype(np.float32)
+
+
+def categorical_accuracy(y_true, y_pred):
+    """1.0 where the largest prediction and the largest target share a position."""
+    return (np.argmax(y_pred, axis=-1) == np.argmax(y_true, axis=-1)).astype(np.float32)
+
+
+def binary_accuracy(y_true, y_pred, threshold=0.5):
+    """The share of outputs whose thresholded prediction equals the target, per sample."""
+    y_true, y_pred = np.asarray(y_true, dtype=np.float32), np.asarray(y_pred, dtype=np.float32)
+    return np.mean(((y_pred > threshold).astype(np.float32) == y_true).astype(np.float32), axis=-1)
+
+
+def mean_squared_error(y_true, y_pred):
+    y_true, y_pred = np.asarray(y_true, dtype=np.float32), np.asarray(y_pred, dtype=np.float32)
+    return np.mean(np.square(y_pred - y_true), axis=-1)
+
+
+def mean_absolute_error(y_true, y_pred):
+    y_true, y_pred = np.asarray(y_true, dtype=np.float32), np.asarray(y_pred, dtype=np.float32)
+    return np.mean(np.abs(y_pred - y_true), axis=-1)
+
+
+# A function form given to compile runs as its compiled metric, under the function's name.
+for _fn, _cls in ((sparse_categorical_accuracy, SparseCategoricalAccuracy), (categorical_accuracy,
+                  CategoricalAccuracy), (binary_accuracy, BinaryAccuracy), (mean_squared_error, MeanSquaredError),
+                  (mean_absolute_error, MeanAbsoluteError)):
+    _fn.metric_class = _cls
+mse, mae = mean_squared_error, mean_absolute_error
+
+
 def _snake(name):
     import re
     s = re.sub(r"(.)([A-Z][a-z]+)", r"\1_\2", name)
@@ -195,6 +253,8 @@ def get(identifier, loss=None, output_dim=None, target_ndim=None):
         return identifier
     if isinstance(identifier, type) and issubclass(identifier, Metric):
         return identifier()
+    if callable(identifier) and getattr(identifier, "metric_class", None) is not None:
+        return identifier.metric_class(name=identifier.__name__)
     if callable(identifier) and not isinstance(identifier, (str, type)):
         return MeanMetricWrapper(identifier)
     if isinstance(identifier, str):
@@ -206,13 +266,11 @@ def get(identifier, loss=None, output_dim=None, target_ndim=None):
             else:
                 cls = CategoricalAccuracy
             return cls(name=identifier)
-        cls = _BY_NAME.get(identifier)
+        # Keras 3 names a metric given as a string by that string
+        # (compile_utils.get_metric): "RootMeanSquaredError" logs as such.
+        cls = _BY_NAME.get(identifier) or _BY_CLASS.get(identifier)
         if cls is not None:
-            # Names that Keras resolves to a function keep the string as their name.
-            return cls(name=identifier if identifier in ("mse", "mae") else None)
-        cls = _BY_CLASS.get(identifier)
-        if cls is not None:
-            return cls()
+            return cls(name=identifier)
         raise ValueError(f"Unknown metric {identifier!r}; expected 'accuracy' or one of {sorted(_BY_NAME)}")
     raise ValueError(f"Could not interpret metric {identifier!r}")
 
@@ -288,3 +346,12 @@ class ModelMetrics:
             value = m.finish(sums[2 + k] / n) if k is not None else m.result()
             logs[prefix + name] = float(np.asarray(value, dtype=np.float64))
         return logs
+
+
+__all__ = ["BinaryAccuracy", "CategoricalAccuracy", "MeanAbsoluteError", "MeanMetricWrapper",
+           "MeanSquaredError", "Metric", "RootMeanSquaredError", "SparseCategoricalAccuracy",
+           "deserialize", "get", "serialize"]
+
+
+def __dir__():   # dir() shows the public names, not the modules this one imports
+    return __all__

@@ -12,14 +12,14 @@ and its gradient is added inside the compiled training loop
 (``fastnn.kernels.cpu.regularizers``). Calling a regularizer on an array
 returns its penalty, computed in NumPy.
 """
-import math
-
 import numpy as np
+
+from .utils.numbers import fits_float32
 
 
 def _factor(value, name):
     if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) or \
-            not math.isfinite(value) or value < 0:
+            not fits_float32(value) or value < 0:
         raise ValueError(f"Invalid value for argument {name}: expected a non-negative float, received {name}={value!r}")
     return float(value)
 
@@ -135,3 +135,10 @@ def deserialize(config):
     if cls is None:
         raise ValueError(f"Unknown regularizer class {config.get('class_name')!r}")
     return cls.from_config(config.get("config", {}))
+
+
+__all__ = ["L1", "L1L2", "L2", "Regularizer", "deserialize", "get", "l1", "l1_l2", "l2", "serialize"]
+
+
+def __dir__():   # dir() shows the public names, not the modules this one imports
+    return __all__

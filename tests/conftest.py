@@ -27,3 +27,32 @@ def shared_data():
     if path is None:
         pytest.skip("real data not found: expected ../shared/data beside the repository (or /work/shared/data)")
     return path
+
+
+# -- CUDA device tests --------------------------------------------------------------------------
+def pytest_configure(config):
+    config.addinivalue_line("markers", "cuda_device: needs numba.cuda (a GPU, or Numba's CUDA simulator)")
+
+
+def _on_cuda_device():
+    from numba.core import config as numba_config
+    from fastnn import config as fastnn_config
+    return bool(numba_config.ENABLE_CUDASIM) or fastnn_config.cuda_available()
+
+
+def pytest_collection_modifyitems(config, items):
+    """Without numba.cuda, the device tests are deselected rather than skipped:
+    they do run, in test_cuda.py's subprocess under the CUDA simulator, so a
+    skip would report as missing what is tested."""
+    device = [item for item in items if item.get_closest_marker("cuda_device")]
+    if device and not _on_cuda_device():
+        config.hook.pytest_deselected(items=device)
+        items[:] = [item for item in items if not item.get_closest_marker("cuda_device")]
+        config._fastnn_cuda_deselected = len(device)
+
+
+def pytest_terminal_summary(terminalreporter, config):
+    n = getattr(config, "_fastnn_cuda_deselected", 0)
+    if n:
+        terminalreporter.write_line(f"{n} CUDA device tests deselected here (no GPU): "
+                                    "test_device_suite_on_cuda_simulator runs them under Numba's CUDA simulator")

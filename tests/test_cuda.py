@@ -24,7 +24,6 @@ from numba.core import config as numba_config
 ROOT = Path(__file__).resolve().parents[1]
 
 SIMULATOR = bool(numba_config.ENABLE_CUDASIM)
-ON_DEVICE = SIMULATOR or config.cuda_available()
 if SIMULATOR:
     # The simulator runs each GPU thread as a Python thread and its launcher busy-polls them: with
     # Python's default 5 ms GIL switch interval, most of a launch is threads waiting for their turn
@@ -109,7 +108,8 @@ if not SIMULATOR:
 
 # -- device tests ----------------------------------------------------------------------------------
 
-device = pytest.mark.skipif(not ON_DEVICE, reason="needs numba.cuda (a GPU, or the simulator subprocess)")
+# Needs numba.cuda; without it conftest.py deselects these (test_device_suite_on_cuda_simulator runs them).
+device = pytest.mark.cuda_device
 RNG = np.random.default_rng(7)
 
 
@@ -615,3 +615,18 @@ def test_dropout_training_on_cuda_is_reproducible_and_inference_ignores_it():
     for a, b in zip(runs[0], runs[1]):              # the same seed draws the same masks
         np.testing.assert_array_equal(a, b)
     assert not np.allclose(runs[0][2], runs[2][2])  # and the masks do drop units
+
+
+@device
+def test_a_graph_the_device_cannot_run_falls_back_to_the_cpu_unless_cuda_was_asked_for():
+    # Two inputs: not a chain of one-input layers, which is what the CUDA engine runs.
+    a, b = keras.Input(shape=(3,)), keras.Input(shape=(2,))
+    model = keras.Model([a, b], keras.layers.Dense(1)(keras.layers.concatenate([a, b])))
+    model.compile(loss="mse", optimizer="sgd")
+    x, y = [_f32(8, 3), _f32(8, 2)], _f32(8, 1)
+    with keras.device("auto"):
+        with pytest.warns(UserWarning, match="runs on the CPU"):
+            model.fit(x, y, verbose=0)
+    with keras.device("cuda"):
+        with pytest.raises(NotImplementedError, match="CUDA device does not run"):
+            model.fit(x, y, verbose=0)

@@ -23,8 +23,8 @@ if SIMULATOR:
     # object-mode jit: both warn, neither matters.
     pytestmark = [pytest.mark.filterwarnings("ignore:overflow encountered in scalar:RuntimeWarning"),
                   pytest.mark.filterwarnings("ignore:The keyword argument 'nopython=False'")]
-device = pytest.mark.skipif(not (SIMULATOR or config.cuda_available()),
-                            reason="needs numba.cuda (a GPU, or the simulator subprocess of test_cuda.py)")
+# Needs numba.cuda; without it conftest.py deselects these (test_cuda.py's simulator subprocess runs them).
+device = pytest.mark.cuda_device
 RNG = np.random.default_rng(17)
 O = keras.optimizers
 

@@ -123,6 +123,21 @@ def test_regression_beats_predicting_the_mean(capsys):
     assert len(re.findall(r"patient \d: predicted [0-9.-]+, true [0-9.]+", out)) == 3
 
 
+def test_wide_and_deep_beats_the_mean_and_reloads(capsys):
+    out = run_example("wide_and_deep", ["--epochs", "40"], capsys)
+    # the graph's summary (layer names are numbered across the session, as in Keras)
+    assert "Connected to" in out and re.search(r"│ concatenate(_\d+)?\[0\]\[0\] *│", out)
+    keys = ["aux_RootMeanSquaredError", "aux_loss", "loss", "main_RootMeanSquaredError", "main_loss"]
+    assert f"history.history keys: {keys + ['val_' + k for k in keys]}" in out       # Keras 3's names and order
+    baseline = figure(r"predicting the training mean: ([0-9.]+)", out)
+    main, aux = figure(r"test rmse: main ([0-9.]+)", out), figure(r"test rmse: main [0-9.]+, aux ([0-9.]+)", out)
+    assert main < 0.9 * baseline and aux < 0.9 * baseline
+    loss = figure(r"test loss \(0.9 main \+ 0.1 aux\): ([0-9.]+)", out)
+    assert loss == pytest.approx(0.9 * main ** 2 + 0.1 * aux ** 2, rel=0.01)    # the weighted sum of the mses
+    assert "reloaded from .keras, same predictions: True" in out
+    assert figure(r"subclassed model test rmse \(main\): ([0-9.]+)", out) < 0.9 * baseline
+
+
 def test_custom_training_prints_its_history(capsys):
     out = run_example("custom_training", ["--epochs", "12"], capsys)
     keys = ["binary_accuracy", "loss", "val_binary_accuracy", "val_loss"]
@@ -163,7 +178,7 @@ def test_plot_history_takes_the_history_fit_returns(tmp_path):
     model.compile(loss="mse", optimizer="sgd", metrics=["RootMeanSquaredError"])
     history = model.fit(x, x.sum(axis=1), epochs=2, verbose=0)
     fig = keras.utils.plot_history(history, path=tmp_path / "fit.png")
-    assert [ax.get_title() for ax in fig.axes] == ["loss", "root_mean_squared_error"]
+    assert [ax.get_title() for ax in fig.axes] == ["loss", "RootMeanSquaredError"]
     assert [line.get_label() for line in fig.axes[0].get_lines()] == ["train"]    # no validation: one curve
 
 
@@ -178,3 +193,30 @@ def test_plot_history_without_matplotlib_says_how_to_install_it(monkeypatch):
 def test_plot_history_refuses_what_is_not_a_history(bad):
     with pytest.raises(ValueError, match="plot_history"):
         keras.utils.plot_history(bad)
+
+
+def test_fashion_mnist_example_runs_offline_from_a_fresh_clone_on_the_shipped_digits(offline, capsys):
+    out = run_example("fashion_mnist_mlp", ["--epochs", "3"], capsys)
+    assert "using the 8x8 digits shipped with fastnn, scaled to 28x28" in out
+    assert "1437 training and 360 test images" in out
+    assert "Total params: 266,610" in out                          # the same 784-300-100-10 MLP
+    assert figure(r"test accuracy: ([0-9.]+)", out) > 0.8          # chance: 0.1
+
+
+def test_fashion_mnist_example_with_a_data_dir_of_mnist_uses_it(shared_data, offline, capsys):
+    out = run_example("fashion_mnist_mlp", ["--data-dir", str(shared_data / "mnist"), "--limit", "1000",
+                                            "--epochs", "1"], capsys)
+    assert f"Fashion-MNIST not available ({shared_data / 'mnist'} holds MNIST)" in out
+    assert "using MNIST digits instead" in out and "1000 training and 1000 test images" in out
+
+
+def test_imdb_lstm_example_falls_back_to_a_stand_in_and_says_so(offline, monkeypatch, capsys):
+    """No IMDB anywhere and no network: the stand-in runs the chapter's model, says so, and learns
+    (the stand-in's labels are readable from its words; chance is 0.5)."""
+    from fastnn.datasets import text
+    monkeypatch.setattr(text, "ORIGIN", "http://127.0.0.1:9/")    # nothing listens there: fails at once
+    out = run_example("imdb_lstm", ["--limit", "1500", "--epochs", "6", "--learning-rate", "1e-2"], capsys)
+    assert "IMDB not available" in out and "generated stand-in" in out
+    assert "1200 training, 300 validation and 1500 test reviews, padded to 100 words" in out
+    assert "Total params: 9,353" in out       # Embedding 8,000, LSTM 800 and 544, Dense 9
+    assert figure(r"test accuracy: ([0-9.]+) on 1500 reviews", out) > 0.7

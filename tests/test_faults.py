@@ -225,3 +225,49 @@ def test_sigint_to_a_process_running_fit_stops_it_after_the_chunk():
     assert state["finite"] and state["predict_finite"]
     assert state["iterations_after"] == state["iterations"] + 10
     assert latency < 10, f"the interrupt took {latency:.1f} s to reach the user"
+
+
+_INTERRUPTED_COMPILE = textwrap.dedent("""
+    import os, signal, sys, traceback
+    import numpy as np
+    from numba.core import codegen
+    import fastnn as keras
+
+    def model():
+        m = keras.Sequential([keras.layers.Input(shape=[4]), keras.layers.Dense(8, activation="relu"),
+                              keras.layers.BatchNormalization(), keras.layers.Dense(2, activation="softmax")])
+        m.compile(loss="sparse_categorical_crossentropy", optimizer="adam")
+        return m
+
+    x = np.random.default_rng(0).random((64, 4)).astype(np.float32)
+    y = (x[:, 0] > 0.5).astype(np.int64)
+    finalize = codegen.CPUCodeLibrary.finalize
+    def ctrl_c_in_compile(self):      # Ctrl-C arrives while Numba finishes compiling a kernel
+        if self.name == sys.argv[1]:
+            os.kill(os.getpid(), signal.SIGINT)
+        return finalize(self)
+    codegen.CPUCodeLibrary.finalize = ctrl_c_in_compile
+    try:
+        model().fit(x, y, verbose=0) if sys.argv[2] == "fit" else model().predict(x, verbose=0)
+        print("not interrupted")
+    except KeyboardInterrupt:
+        tb = traceback.extract_tb(sys.exc_info()[2])
+        print("interrupted inside numba" if any("numba" in f.filename for f in tb) else "interrupted after compile")
+    codegen.CPUCodeLibrary.finalize = finalize
+    print("loss", model().fit(x, y, verbose=0).history["loss"][0])
+""")
+
+
+@pytest.mark.parametrize("kernel, call", [("batchnorm_backward", "fit"), ("run_steps", "predict")])
+def test_ctrl_c_during_the_first_compile_waits_for_it_and_leaves_the_process_able_to_train(tmp_path, kernel, call):
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path),
+           "PYTHONPATH": os.pathsep.join([ROOT, os.environ.get("PYTHONPATH", "")])}
+    # Cold cache: the interrupt is raised once the compile is done, and training works after it.
+    # Warm, from the cache the first run wrote: nothing compiles, and training works.
+    for expected in ("interrupted after compile", "not interrupted"):
+        out = subprocess.run([sys.executable, "-c", _INTERRUPTED_COMPILE, kernel, call], capture_output=True,
+                             text=True, env=env, timeout=600)
+        assert out.returncode == 0, out.stderr
+        lines = out.stdout.splitlines()
+        assert lines[0] == expected, out.stdout
+        assert lines[1].startswith("loss ") and np.isfinite(float(lines[1].split()[1]))

@@ -26,7 +26,7 @@ import pytest
 import fastnn as keras
 from fastnn.kernels import program as P
 
-from _util import assert_gradient_matches, compiled
+from _util import STEP, assert_gradient_matches, compiled
 
 MARGIN = 0.1
 

@@ -60,7 +60,7 @@ model = keras.Sequential([keras.Input(shape=(6,)), keras.layers.Dense(5, activat
 model.compile(loss="sparse_categorical_crossentropy", optimizer={opt})
 if {train}:
     model.fit(x, y, epochs=1, batch_size=8, verbose=0{weights})
-model.predict(x, verbose=0{predict})
+model.predict(np.tile(x, (8, 1)), verbose=0{predict})   # 320 rows: batch_size=256 is a full batch
 parts = {{"adam": optimizers.adam, "sgd": optimizers.sgd, "prepare_step": optimizers.prepare_step,
          "parallel_update": optimizers.parallel_update,
          "dropout": elementwise.dropout_forward, "merge": merging.merge_forward, "penalty": regularizers.penalty,

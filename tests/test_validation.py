@@ -238,7 +238,7 @@ def test_set_weights_accepts_any_real_dtype():
     ({"optimizer": 3, "loss": "mse"}, ValueError, r"Could not interpret optimizer 3"),
     ({"optimizer": "sgd", "loss": "mean_squared_eror"}, ValueError, r"Unknown loss 'mean_squared_eror'"),
     ({"optimizer": "sgd"}, ValueError, r"compile\(\) needs a loss"),
-    ({"optimizer": "sgd", "loss": lambda a, b: 0}, ValueError, r"plain Python callable"),
+    ({"optimizer": "sgd", "loss": lambda a, b: 0}, ValueError, r"could not be traced with keras.ops"),
     ({"optimizer": "sgd", "loss": "mse", "metrics": ["acuracy"]}, ValueError, r"Unknown metric 'acuracy'"),
     ({"optimizer": "sgd", "loss": "mse", "metrics": 5}, ValueError, r"metrics must be a list of metrics, got 5"),
     ({"optimizer": "sgd", "loss": "mse", "jit": True}, TypeError, r"compile\(\) got unexpected arguments \['jit'\]"),

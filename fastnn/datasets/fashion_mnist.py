@@ -1,5 +1,5 @@
 """Fashion-MNIST: Zalando's article images (Han Xiao, Kashif Rasul, Roland Vollgraf; MIT licence)."""
-from .fetch import IdxFile, load_idx_set
+from .fetch import IdxFile, load_idx_set, register
 
 NAME = "fashion_mnist"
 CLASS_NAMES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
@@ -19,6 +19,10 @@ MIRRORS = (
     "https://storage.googleapis.com/tensorflow/tf-keras-datasets/",
 )
 
+# Where Keras keeps this set, under ~/.keras/datasets/.
+KERAS_CACHE = "fashion-mnist"
+register("Fashion-MNIST", FILES)
+
 
 def load_data(path=None):
     """Loads Fashion-MNIST: 60,000 training and 10,000 test images of 10 kinds of clothing.
@@ -30,8 +34,10 @@ def load_data(path=None):
         path: a folder holding the four original files (``train-images-idx3-ubyte.gz``,
             ``train-labels-idx1-ubyte.gz``, ``t10k-images-idx3-ubyte.gz``,
             ``t10k-labels-idx1-ubyte.gz``). Default ``None`` searches
-            ``$FASTNN_DATA_DIR/fashion_mnist/``, then
-            ``~/.fastnn/datasets/fashion_mnist/``, then downloads into the latter.
+            ``$FASTNN_DATA_DIR/fashion_mnist/`` (or ``$FASTNN_DATA_DIR`` itself when
+            it holds Fashion-MNIST's files), ``~/.fastnn/datasets/fashion_mnist/``,
+            Keras's cache ``~/.keras/datasets/fashion-mnist/``, then downloads into
+            ``~/.fastnn/datasets/fashion_mnist/``.
             The files must be Zalando's original ``.gz`` files: they are checked
             against Zalando's published MD5s, the only published checksums.
 
@@ -45,4 +51,4 @@ def load_data(path=None):
             (the message says which files to put where).
         ValueError: a file fails its checksum or is not a well-formed IDX file.
     """
-    return load_idx_set(NAME, "Fashion-MNIST", FILES, MIRRORS, path)
+    return load_idx_set(NAME, "Fashion-MNIST", FILES, MIRRORS, path, keras_cache=KERAS_CACHE)

@@ -2,12 +2,18 @@
 
 Search order for a data set called ``NAME`` (``"mnist"``, ``"fashion_mnist"``):
 
-1. ``path=`` given to ``load_data``: that folder only (nothing is downloaded);
-2. ``$FASTNN_DATA_DIR/NAME/``;
+1. ``path=`` given to ``load_data``: that folder only, or (as in Keras) a
+   ``.npz`` file such as Keras's ``mnist.npz``, as given or in Keras's cache
+   ``~/.keras/datasets/`` (nothing is downloaded);
+2. ``$FASTNN_DATA_DIR/NAME/``, or ``$FASTNN_DATA_DIR`` itself when it is the
+   data set's own folder;
 3. the cache ``~/.fastnn/datasets/NAME/``;
-4. a download from the data set's public mirrors into the cache.
+4. Keras's cache, so a user who ever ran Keras trains offline
+   (``~/.keras/datasets/mnist.npz``, ``~/.keras/datasets/fashion-mnist/``);
+5. a download from the data set's public mirrors into the cache (a failed
+   one leaves no folder it created behind).
 
-The first folder holding all four files wins. Every file is verified each time
+The first place holding all four files wins. Every file is verified each time
 it is read, so a corrupt cache or a wrong file is never silently used.
 Downloads go to a temporary file in the cache folder that is verified, then
 renamed into place: an interrupted or corrupt download never leaves a file
@@ -27,6 +33,9 @@ import numpy as np
 from .idx import parse_idx
 
 ENV_VAR = "FASTNN_DATA_DIR"
+# Checksums of every known file, so a file of one data set found where another
+# is expected (MNIST and Fashion-MNIST share file names) is named, not called corrupt.
+_KNOWN = {}
 TIMEOUT_S = 30.0          # per network operation, so a dead mirror cannot hang load_data
 _CHUNK = 1 << 16
 
@@ -50,16 +59,65 @@ def cache_dir(name):
     return Path(os.path.expanduser("~")) / ".fastnn" / "datasets" / name
 
 
-def load_idx_set(name, title, files, mirrors, path=None):
-    """``(x_train, y_train), (x_test, y_test)`` from four verified IDX files.
+def keras_cache_dir():
+    """Keras's download cache, ``~/.keras/datasets``."""
+    return Path(os.path.expanduser("~")) / ".keras" / "datasets"
 
-    ``files`` lists train images, train labels, test images, test labels.
+
+def register(title, files):
+    """Records the checksums of a data set's files (``_KNOWN``)."""
+    for spec in files:
+        for md5 in (spec.payload_md5, spec.gz_md5):
+            if md5 is not None:
+                _KNOWN[md5] = f"{title}'s {spec.name}"
+
+
+def load_idx_set(name, title, files, mirrors, path=None, keras_cache=None):
+    """``(x_train, y_train), (x_test, y_test)`` from four verified IDX files
+    (or a Keras ``.npz`` holding the same arrays).
+
+    ``files`` lists train images, train labels, test images, test labels;
+    ``keras_cache``: where Keras keeps this set, relative to
+    ``keras_cache_dir()`` (a ``.npz`` file or a folder of the four files).
     Raises ``FileNotFoundError`` when the files are neither found nor
     downloadable, ``ValueError`` when a file fails its checksum or is malformed.
     """
-    folder = _locate(name, title, files, mirrors, path)
-    x_train, y_train, x_test, y_test = (read_verified(folder / f.name, f, title) for f in files)
+    found = _locate(name, title, files, mirrors, path, keras_cache)
+    if found.suffix == ".npz":
+        return read_npz(found, files, title)
+    x_train, y_train, x_test, y_test = (read_verified(found / f.name, f, title) for f in files)
     return (x_train, y_train), (x_test, y_test)
+
+
+def read_npz(file_path, files, title):
+    """The four arrays of a Keras ``.npz`` (``x_train``, ``y_train``, ``x_test``,
+    ``y_test``), each verified as the IDX file it stands for: its checksum is
+    of the decompressed IDX bytes, which the array and its shape determine."""
+    try:
+        with np.load(file_path, allow_pickle=False) as npz:
+            arrays = [np.asarray(npz[k]) for k in ("x_train", "y_train", "x_test", "y_test")]
+    except (OSError, ValueError, KeyError, EOFError, zlib.error) as e:
+        raise ValueError(f"{title}: {file_path} is not a Keras .npz of x_train, y_train, x_test, y_test ({e})") \
+            from None
+    for array, spec in zip(arrays, files):
+        where = f"{spec.name[:-3]} in {file_path}"
+        if array.dtype != np.uint8 or array.shape != tuple(spec.shape):
+            raise ValueError(f"{title}: {where} is a {array.dtype} array of shape {array.shape}, expected uint8 "
+                             f"of shape {tuple(spec.shape)}")
+        if spec.payload_md5 is None:
+            raise ValueError(f"{title}: only the original .gz files can be verified (no checksum of the arrays is "
+                             f"published); use them instead of {file_path}")
+        header = bytes([0, 0, 0x08, array.ndim]) + b"".join(int(d).to_bytes(4, "big") for d in array.shape)
+        got = hashlib.md5(header + np.ascontiguousarray(array).tobytes()).hexdigest()
+        if got != spec.payload_md5:
+            raise ValueError(f"{title}: {where} does not hold {title}'s data (MD5 {got} of its IDX bytes, "
+                             f"expected {spec.payload_md5}){_known(got)}")
+    return (arrays[0], arrays[1]), (arrays[2], arrays[3])
+
+
+def _known(md5):
+    """``"; it is X's file"`` when ``md5`` belongs to a known data set's file, else ""."""
+    return f"; it is {_KNOWN[md5]}" if md5 in _KNOWN else ""
 
 
 def read_verified(file_path, spec, title):
@@ -71,6 +129,10 @@ def read_verified(file_path, spec, title):
 def _verified_array(raw, spec, title, where):
     if spec.gz_md5 is not None:
         got = hashlib.md5(raw).hexdigest()
+        other = _known(got) or _known(hashlib.md5(_decompressed(raw)).hexdigest())
+        if got != spec.gz_md5 and other:
+            raise ValueError(f"{title}: {where} is not {title}'s {spec.name}{other} (the data sets share "
+                             "file names): point to a folder of the right data set")
         if got != spec.gz_md5:
             raise ValueError(
                 f"{title}: {where} has MD5 {got}, expected {spec.gz_md5}. {title} publishes checksums of "
@@ -82,6 +144,9 @@ def _verified_array(raw, spec, title, where):
         raise ValueError(f"{title}: {where} is not a valid gzip file ({e})") from None
     if spec.payload_md5 is not None:
         got = hashlib.md5(payload).hexdigest()
+        if got != spec.payload_md5 and _known(got):
+            raise ValueError(f"{title}: {where} is not {title}'s {spec.name}{_known(got)} (the data sets share "
+                             "file names): point to a folder of the right data set")
         if got != spec.payload_md5:
             raise ValueError(f"{title}: the decompressed bytes of {where} have MD5 {got}, expected "
                              f"{spec.payload_md5}; the file is corrupt or not {spec.name} of {title}. "
@@ -91,6 +156,13 @@ def _verified_array(raw, spec, title, where):
         raise ValueError(f"{title}: {where} holds a {array.dtype} array of shape {array.shape}, "
                          f"expected uint8 of shape {tuple(spec.shape)}")
     return array
+
+
+def _decompressed(raw):
+    try:
+        return gzip.decompress(raw)
+    except (OSError, EOFError, zlib.error):
+        return b""
 
 
 def _missing(folder, files):
@@ -103,23 +175,58 @@ def _where_to_put(name, files):
             f"${ENV_VAR}{os.sep}{name}{os.sep}, or pass load_data(path=FOLDER).")
 
 
-def _locate(name, title, files, mirrors, path):
+def _is_this_set(folder, files):
+    """Whether ``folder``'s small train-labels file is this data set's (a cheap
+    check before taking a folder whose files have the right names)."""
+    spec = files[1]
+    try:
+        raw = (folder / spec.name).read_bytes()
+    except OSError:
+        return False
+    return hashlib.md5(raw).hexdigest() == spec.gz_md5 if spec.gz_md5 is not None else \
+        hashlib.md5(_decompressed(raw)).hexdigest() == spec.payload_md5
+
+
+def _locate(name, title, files, mirrors, path, keras_cache=None):
+    """The folder holding the four files, or a Keras ``.npz`` file (see the module's search order)."""
     if path is not None:
         folder = Path(os.fspath(path)).expanduser()
+        if folder.suffix == ".npz" or folder.is_file():       # Keras: a file, relative to its cache
+            for candidate in (folder, keras_cache_dir() / folder):
+                if candidate.is_file():
+                    return candidate
+            raise FileNotFoundError(f"{title}: neither {folder} nor {keras_cache_dir() / folder} exists "
+                                    "(fastnn reads a Keras .npz but does not download one; path= may also be a "
+                                    "folder holding the four original .gz files)")
         missing = _missing(folder, files)
         if missing:
             raise FileNotFoundError(f"{title}: {folder} lacks {', '.join(missing)}. "
                                     f"path= must be a folder holding the four original .gz files.")
         return folder
     env = os.environ.get(ENV_VAR)
-    candidates = ([Path(env).expanduser() / name] if env else []) + [cache_dir(name)]
-    for folder in candidates:
-        if not _missing(folder, files):
-            return folder
+    if env and not _missing(Path(env).expanduser() / name, files):
+        return Path(env).expanduser() / name
+    if env and not _missing(Path(env).expanduser(), files) and _is_this_set(Path(env).expanduser(), files):
+        return Path(env).expanduser()
+    if not _missing(cache_dir(name), files):
+        return cache_dir(name)
+    if keras_cache is not None:
+        theirs = keras_cache_dir() / keras_cache
+        if theirs.is_file() or (theirs.is_dir() and not _missing(theirs, files)):
+            return theirs
     cache = cache_dir(name)
-    for spec in files:
-        if not (cache / spec.name).is_file():
-            _download_one(spec, cache, title, mirrors, _where_to_put(name, files))
+    created = [p for p in (cache, *cache.parents) if not p.exists()]
+    try:
+        for spec in files:
+            if not (cache / spec.name).is_file():
+                _download_one(spec, cache, title, mirrors, _where_to_put(name, files))
+    except BaseException:
+        for folder in created:      # deepest first: only folders this call made, and only if empty
+            try:
+                folder.rmdir()
+            except OSError:
+                break
+        raise
     return cache
 
 

@@ -1,5 +1,5 @@
 """MNIST handwritten digits (Yann LeCun, Corinna Cortes, Christopher Burges; CC BY-SA 3.0)."""
-from .fetch import IdxFile, load_idx_set
+from .fetch import IdxFile, load_idx_set, register
 
 NAME = "mnist"
 # MD5s of the decompressed IDX bytes: the gzip wrapping differs between mirrors.
@@ -15,6 +15,10 @@ MIRRORS = (
     "http://yann.lecun.com/exdb/mnist/",
 )
 
+# Where Keras keeps this set, under ~/.keras/datasets/.
+KERAS_CACHE = "mnist.npz"
+register("MNIST", FILES)
+
 
 def load_data(path=None):
     """Loads MNIST: 60,000 training and 10,000 test images of handwritten digits.
@@ -22,9 +26,11 @@ def load_data(path=None):
     Args:
         path: a folder holding the four original files (``train-images-idx3-ubyte.gz``,
             ``train-labels-idx1-ubyte.gz``, ``t10k-images-idx3-ubyte.gz``,
-            ``t10k-labels-idx1-ubyte.gz``). Default ``None`` searches
-            ``$FASTNN_DATA_DIR/mnist/``, then ``~/.fastnn/datasets/mnist/``, then
-            downloads into the latter.
+            ``t10k-labels-idx1-ubyte.gz``), or Keras's ``mnist.npz`` (as given, or
+            relative to ``~/.keras/datasets/`` as in Keras). Default ``None`` searches
+            ``$FASTNN_DATA_DIR/mnist/`` (or ``$FASTNN_DATA_DIR`` itself when it holds
+            MNIST's files), ``~/.fastnn/datasets/mnist/``, Keras's
+            ``~/.keras/datasets/mnist.npz``, then downloads into ``~/.fastnn/datasets/mnist/``.
 
     Returns:
         ``(x_train, y_train), (x_test, y_test)``: uint8 images of shape
@@ -36,4 +42,4 @@ def load_data(path=None):
             (the message says which files to put where).
         ValueError: a file fails its checksum or is not a well-formed IDX file.
     """
-    return load_idx_set(NAME, "MNIST", FILES, MIRRORS, path)
+    return load_idx_set(NAME, "MNIST", FILES, MIRRORS, path, keras_cache=KERAS_CACHE)

@@ -9,6 +9,8 @@ kernel recompiles them all. Functions outside ``fastnn/kernels`` keep
 Numba's own locators.
 """
 import hashlib
+import os
+import sys
 from pathlib import Path
 
 from numba.core import caching
@@ -74,3 +76,35 @@ def install():
 
 
 install()
+
+
+_announced = False
+
+
+def announce_compile(verbose):
+    """Prints, once per process and unless ``verbose`` is 0, a line to stderr
+    when the training loop is neither compiled in this process nor in the
+    on-disk cache: the first run on a machine compiles for several seconds,
+    which would otherwise look like a hang before an empty progress bar."""
+    global _announced
+    if not verbose or _announced:
+        return
+    if _loop_ready():
+        return
+    _announced = True
+    print("fastnn: compiling kernels for this model; first run on this machine only (a few seconds)",
+          file=sys.stderr, flush=True)
+
+
+def _loop_ready():
+    """Whether the training loop is compiled in this process or cached on disk."""
+    from .cpu.engine import run_steps
+    return bool(run_steps.overloads) or _cached_on_disk(run_steps)
+
+
+def _cached_on_disk(dispatcher):
+    """Whether Numba's cache holds an index for ``dispatcher`` (then loading it takes well under a second)."""
+    try:
+        return os.path.exists(dispatcher._cache._cache_file._index_path)
+    except AttributeError:      # another Numba's internals: say nothing rather than guess
+        return True

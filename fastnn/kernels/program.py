@@ -38,7 +38,7 @@ RESCALE = 3      # a = x * scale + offset; scale, offset in the float constants 
 DROPOUT = 4      # training: a = x * mask / (1 - rate), rate in the float constants at AUX; mask kept in ws at Z_POS
 BATCHNORM = 5    # a = (x - mean) * gamma / sqrt(var + eps) + beta; gamma at W_OFF, beta at B_OFF (or -1),
                  # moving statistics at S_OFF; constants at AUX: eps, momentum, 1 - momentum; the statistics
-                 # used and scratch live in a slot of width 5 * N_OUT at Z_POS (see kernels/cpu/batchnorm.py)
+                 # used and scratch live in a slot of width 5 * N_OUT at Z_POS (see kernels/kinds/batchnorm.py)
 LEAKY_RELU = 6   # a = x if x > 0 else slope * x; slope in the float constants at AUX
 FIRST_FREE_KIND = 7
 

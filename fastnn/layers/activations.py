@@ -1,9 +1,8 @@
 """Activation layers with their own parameters."""
-import math
-import numbers
 import warnings
 
 from ..kernels import program as P
+from ..utils.numbers import fits_float32
 from .base import Layer, Op
 
 
@@ -18,10 +17,10 @@ class LeakyReLU(Layer):
             warnings.warn("Argument `alpha` is deprecated. Use `negative_slope` instead.", stacklevel=2)
         super().__init__(**kwargs)
         if negative_slope is None or isinstance(negative_slope, bool) or \
-                not isinstance(negative_slope, numbers.Real) or not math.isfinite(negative_slope) or \
+                not fits_float32(negative_slope) or \
                 negative_slope < 0:
-            raise ValueError("The negative_slope value of a Leaky ReLU layer cannot be None or negative, "
-                             f"got negative_slope={negative_slope!r}")
+            raise ValueError("The negative_slope value of a Leaky ReLU layer cannot be None or negative, and must "
+                             f"be finite in float32, got negative_slope={negative_slope!r}")
         self.negative_slope = float(negative_slope)
 
     def op(self, input_shape):

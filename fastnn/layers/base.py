@@ -4,25 +4,31 @@ A layer's weights are ``Variable``s. Once a model is built, every Variable's
 value is a view into the model's one flat float32 parameter buffer, so
 writing a Variable writes the buffer the compiled loops train.
 """
+import contextlib
+import contextvars
 import copy
 import inspect
 import re
 
 import numpy as np
 
-from .. import initializers, regularizers
+from .. import constraints, initializers, regularizers
+from .operators import Operators
 
 
-class Variable:
+class Variable(Operators):
     """A named float32 weight array. ``value`` may be a view into a model buffer.
+    Python operators (``w + 1``, ``x @ w``) are ``keras.ops`` calls.
 
-    ``regularizer``: a ``fastnn.regularizers`` penalty on this weight, or None."""
+    ``regularizer``: a ``fastnn.regularizers`` penalty on this weight, or None;
+    ``constraint``: a ``fastnn.constraints`` constraint fit applies after each update, or None."""
 
-    def __init__(self, value, name, trainable=True, regularizer=None):
+    def __init__(self, value, name, trainable=True, regularizer=None, constraint=None):
         self.value = np.array(value, dtype=np.float32, order="C")   # keeps shape () (ascontiguousarray would not)
         self.name = name
         self.trainable = trainable
         self.regularizer = regularizer
+        self.constraint = constraint
 
     @property
     def shape(self):
@@ -56,8 +62,30 @@ class Variable:
     def __array__(self, dtype=None, copy=None):
         return self.value.astype(dtype) if dtype is not None else self.value.copy()
 
+    def __float__(self):
+        return float(self.value)
+
+    # Comparisons with numbers and arrays are elementwise, as on Keras variables
+    # (anything else gets its own __eq__); identity stays the hash.
+    def __eq__(self, other):
+        from .. import ops
+        return ops.equal(self, other) if _comparable(other) else NotImplemented
+
+    def __ne__(self, other):
+        from .. import ops
+        return ops.not_equal(self, other) if _comparable(other) else NotImplemented
+
+    __hash__ = object.__hash__
+
+    def __format__(self, spec):
+        return format(float(self.value), spec) if self.value.size == 1 else format(self.value, spec)
+
     def __repr__(self):
         return f"<Variable {self.name} shape={self.shape} trainable={self.trainable}>"
+
+
+def _comparable(other):
+    return isinstance(other, (int, float, np.ndarray, np.generic, Variable))
 
 
 def _check_finite(arr, what):
@@ -65,6 +93,22 @@ def _check_finite(arr, what):
         raise ValueError(f"{what}: weights must be real numbers, got dtype {arr.dtype}")
     if not np.all(np.isfinite(arr)):
         raise ValueError(f"{what}: weights contain NaN or inf")
+
+
+# How add_weight makes values: None (the initializer), "load" (zeros: a file's values follow, so
+# initializing millions of weights at random would be wasted) or "probe" (one float viewed at
+# the shape, no memory: only the shapes are wanted, to check a file before allocating).
+_WEIGHT_MODE = contextvars.ContextVar("fastnn_weight_mode", default=None)
+
+
+@contextlib.contextmanager
+def weight_mode(mode):
+    """Layers built inside make their weights as ``mode`` says: "load" or "probe" (above)."""
+    token = _WEIGHT_MODE.set(mode)
+    try:
+        yield
+    finally:
+        _WEIGHT_MODE.reset(token)
 
 
 # Keras 3 records every layer's dtype policy like this; fastnn computes in float32 only.
@@ -97,6 +141,22 @@ def unique_name(base):
 
 def reset_names():
     _NAME_COUNTS.clear()
+
+
+def normalize_weight_shape(shape):
+    """A weight's shape as a tuple of non-negative ints (an int is a 1-D shape)."""
+    shape = (shape,) if isinstance(shape, (int, np.integer)) else tuple(shape)
+    if any(isinstance(d, bool) or not isinstance(d, (int, np.integer)) or d < 0 for d in shape):
+        raise ValueError(f"A weight's shape must be non-negative integers, got {shape!r}")
+    return tuple(int(d) for d in shape)
+
+
+def user_defined(cls, attr):
+    """True when ``cls``'s ``attr`` comes from a class outside fastnn (a user's subclass)."""
+    for klass in cls.__mro__:
+        if attr in klass.__dict__:
+            return not klass.__module__.startswith("fastnn.")
+    return False
 
 
 def snake_case(name):
@@ -132,6 +192,8 @@ class Layer:
     keras_fixed = {"activity_regularizer": None}
     # Whether Keras records this layer's build input shape (layers whose build Keras overrides).
     keras_build_config = True
+    # Keras's supports_masking with the default compute_mask: the output keeps the input's mask.
+    propagates_mask = False
 
     def __init__(self, name=None, trainable=True, input_shape=None, dtype=None, input_dim=None, **kwargs):
         if kwargs:
@@ -151,10 +213,35 @@ class Layer:
         self._inbound_nodes = []
 
     # -- weights ---------------------------------------------------------
-    def add_weight(self, name, shape, initializer="zeros", trainable=True, regularizer=None):
-        init = initializers.get(initializer)
-        var = Variable(init(tuple(shape)), f"{self.name}/{name}", trainable=trainable,
-                       regularizer=regularizers.get(regularizer))
+    def add_weight(self, *args, shape=None, initializer=None, dtype=None, trainable=True, regularizer=None,
+                   constraint=None, name=None, autocast=True, aggregation="none"):
+        """A new weight Variable of this layer, Keras 3's way:
+        ``add_weight(shape, initializer="glorot_uniform", dtype=None, trainable=True,
+        regularizer=None, constraint=None, name=None)`` (float32 only; an unnamed weight
+        is "variable", then "variable_1", ... across the session); ``autocast`` and
+        ``aggregation`` are accepted for Keras's signature and change nothing (float32 only,
+        one device). fastnn's own layers call it as ``add_weight(name, shape, initializer)``."""
+        keys = ("name", "shape", "initializer") if args and isinstance(args[0], str) else \
+            ("shape", "initializer", "dtype", "trainable")
+        if len(args) > len(keys):
+            raise TypeError(f"add_weight takes at most {len(keys)} positional arguments, got {len(args)}")
+        given = dict(zip(keys, args))
+        shape, initializer = given.get("shape", shape), given.get("initializer", initializer)
+        dtype, trainable, name = given.get("dtype", dtype), given.get("trainable", trainable), given.get("name", name)
+        if shape is None:
+            shape = ()
+        check_float32(dtype, f"Layer {self.name!r} weight {name!r}")
+        if name is None:        # numbered across the session, as Keras 3 does
+            name = unique_name("variable")
+        init = initializers.get("glorot_uniform" if initializer is None else initializer)
+        shape = normalize_weight_shape(shape)
+        mode = _WEIGHT_MODE.get()
+        var = Variable(init(shape) if mode is None else 0.0, f"{self.name}/{name}", trainable=trainable,
+                       regularizer=regularizers.get(regularizer), constraint=constraints.get(constraint))
+        if mode == "load":
+            var.value = np.zeros(shape, dtype=np.float32)
+        elif mode == "probe":    # every element is the one float: writes (a given mean) land harmlessly
+            var.value = np.lib.stride_tricks.as_strided(var.value.reshape(1), shape, (0,) * len(shape))
         self._weights.append(var)
         return var
 
@@ -173,36 +260,64 @@ class Layer:
     def trainable(self, value):
         self._trainable = bool(value)
 
+    def _sublayers(self):
+        """Layers a user's layer holds as attributes (directly or in lists, tuples,
+        dicts), in assignment order: their weights are this layer's too, as in Keras."""
+        if not user_defined(type(self), "__init__") and not user_defined(type(self), "build"):
+            return []
+        found, seen = [], {id(self)}
+        for value in vars(self).values():
+            items = value.values() if isinstance(value, dict) else value if isinstance(value, (list, tuple)) \
+                else [value]
+            for item in items:
+                if isinstance(item, Layer) and id(item) not in seen:
+                    seen.add(id(item))
+                    found.append(item)
+        return found
+
     @property
     def weights(self):
-        return list(self._weights)
+        return list(self._weights) + [w for layer in self._sublayers() for w in layer.weights]
+
+    @property
+    def variables(self):
+        return self.weights
 
     @property
     def trainable_weights(self):
-        return [w for w in self._weights if w.trainable and self._trainable]
+        if not self._trainable:
+            return []
+        return [w for w in self._weights if w.trainable] + \
+            [w for layer in self._sublayers() for w in layer.trainable_weights]
+
+    trainable_variables = trainable_weights
 
     @property
     def non_trainable_weights(self):
-        return [w for w in self._weights if not (w.trainable and self._trainable)]
+        trainable = {id(w) for w in self.trainable_weights}
+        return [w for w in self.weights if id(w) not in trainable]
+
+    non_trainable_variables = non_trainable_weights
 
     def count_params(self):
-        return int(sum(w.size for w in self._weights))
+        return int(sum(w.size for w in self.weights))
 
     def get_weights(self):
         """Copies of the weights, in Keras's order (kernel, bias, ...)."""
-        return [w.numpy() for w in self._weights]
+        return [w.numpy() for w in self.weights]
 
     def set_weights(self, weights):
         weights = list(weights)
-        if len(weights) != len(self._weights):
-            raise ValueError(f"Layer {self.name!r} expects {len(self._weights)} weight arrays, got {len(weights)}")
+        variables = self.weights
+        if len(weights) != len(variables):
+            raise ValueError(f"Layer {self.name!r} expects {len(variables)} weight arrays, got {len(weights)}")
         arrays = [np.asarray(w) for w in weights]
-        for var, arr in zip(self._weights, arrays):
+        for var, arr in zip(variables, arrays):
             if arr.shape != var.shape:
                 raise ValueError(f"Layer {self.name!r}: weight {var.name!r} has shape {var.shape}, "
                                  f"got an array of shape {arr.shape}")
             _check_finite(arr, f"Layer {self.name!r} weight {var.name!r}")
-        for var, arr in zip(self._weights, arrays):
+        for var, arr in zip(variables, arrays):
             var.value[...] = arr
 
     # -- shapes ----------------------------------------------------------
@@ -246,7 +361,28 @@ class Layer:
             return self._symbolic_call(inputs, kwargs)
         return self._eager_call(inputs, kwargs)
 
+    def call(self, inputs, training=None):
+        """The layer's computation. A user's layer overrides it with ``keras.ops``
+        and other layers' calls: traced once per call site into the model's
+        graph on symbolic tensors (so it trains compiled), run directly on
+        arrays. Here (a built-in layer, or ``super().call`` from an override):
+        the layer's own compiled op."""
+        from .node import is_symbolic
+        if is_symbolic(inputs):
+            return self._node(inputs, {} if training is None else {"training": training})
+        from ..models.functional import eager_call
+        return eager_call(self, inputs, builtin=True)
+
+    def _has_own_call(self):
+        return user_defined(type(self), "call")
+
     def _symbolic_call(self, inputs, kwargs):
+        if self._has_own_call():
+            return self._trace_call(inputs, kwargs)
+        return self._node(inputs, kwargs)
+
+    def _node(self, inputs, kwargs):
+        """Records this layer's own op on symbolic ``inputs``; returns the output tensor."""
         from .node import KerasTensor, Node, flatten
         tensors = flatten(inputs)
         if not isinstance(inputs, KerasTensor) and (not isinstance(inputs, (list, tuple)) or
@@ -261,10 +397,66 @@ class Layer:
         output = KerasTensor((None, *out_shape), name=self.name)
         node = Node(self, inputs, [output], kwargs)
         output._keras_history = (self, len(self._inbound_nodes), 0)
+        output._mask_ids = self.output_mask(tensors)
         self._inbound_nodes.append(node)
+        then = getattr(self, "activation_call", None)
+        if then is not None:    # activation= a layer object or an ops function: its nodes belong to this layer
+            from .node import _TRACING
+            _TRACING.append(self)
+            try:
+                output = then(output)
+            finally:
+                _TRACING.pop()
         return output
 
+    def _call_kwargs(self, kwargs):
+        """The call arguments this layer's ``call`` takes (``training``, ``mask``)."""
+        params = inspect.signature(self.call).parameters
+        takes_all = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+        return {k: v for k, v in kwargs.items() if k in params or takes_all}
+
+    def _build_own(self, inputs):
+        """Builds a user's layer before its first call: its own ``build`` gets the
+        full shape (None first), as in Keras; an inherited built-in build, the per-sample one."""
+        from .node import KerasTensor, flatten
+        tensors = flatten(inputs)
+        sample = inputs.sample_shape if isinstance(inputs, KerasTensor) else [t.sample_shape for t in tensors]
+        if self.built:
+            return
+        if user_defined(type(self), "build") or type(self).build is Layer.build:
+            full = tuple(inputs.shape) if isinstance(inputs, KerasTensor) else [tuple(t.shape) for t in tensors]
+            self.build(full)
+            self.input_shape, self.built = sample, True
+        else:
+            self.build_for(sample)
+
+    def _trace_call(self, inputs, kwargs):
+        """Runs this user layer's ``call`` on symbolic tensors: the ops and layer
+        calls it makes join the graph, owned by the outermost traced layer."""
+        from .node import _TRACING, KerasTensor, flatten
+        self._build_own(inputs)
+        _TRACING.append(self)
+        try:
+            outputs = self.call(inputs, **self._call_kwargs(kwargs))
+        finally:
+            _TRACING.pop()
+        flat = flatten(outputs)
+        if not flat or (not isinstance(outputs, KerasTensor) and len(flat) != len(outputs)):
+            raise TypeError(f"{type(self).__name__}.call returned {outputs!r}; on symbolic inputs it must return "
+                            "tensors made with keras.ops or layers")
+        given = {id(t) for t in flatten(inputs)}
+        if any(id(t) in given for t in flat):     # call returned an input: a node of its own keeps the graph a graph
+            from ..ops.graph import identity
+            outputs = identity(outputs) if isinstance(outputs, KerasTensor) else \
+                [identity(t) if id(t) in given else t for t in outputs]
+            flat = flatten(outputs)
+        self.output_shape = flat[0].sample_shape if len(flat) == 1 else [t.sample_shape for t in flat]
+        return outputs
+
     def _eager_call(self, inputs, kwargs):
+        if self._has_own_call():
+            self._build_own(_symbolic_like(inputs))
+            return self.call(_as_arrays(inputs), **self._call_kwargs(kwargs))
         if kwargs.get("training"):
             raise NotImplementedError(f"Layer {self.name!r} called with training=True: running layers in training "
                                       "mode outside fit is not supported yet")
@@ -286,6 +478,17 @@ class Layer:
     def output(self):
         """The tensor this layer's first call made."""
         return self._node_attribute("outputs", "output")
+
+    def output_mask(self, inputs):
+        """The token-id tensor masking this call's output (see ``KerasTensor._mask_ids``), or None.
+        ``inputs``: the call's input tensors. Layers without masking support drop
+        the mask, as Keras does."""
+        return getattr(inputs[0], "_mask_ids", None) if self.propagates_mask and inputs else None
+
+    def mask_input(self, node):
+        """For layers that read their input's mask: the token-id tensor the op
+        reads as its last input (None: no mask). Others return None."""
+        return None
 
     # -- program -----------------------------------------------------------
     def op(self, input_shape):
@@ -320,6 +523,23 @@ class Layer:
 
     def __repr__(self):
         return f"<{type(self).__name__} name={self.name}>"
+
+
+def _as_arrays(inputs):
+    if isinstance(inputs, (list, tuple)):
+        return [np.asarray(a, dtype=np.float32) for a in inputs]
+    return np.asarray(inputs, dtype=np.float32)
+
+
+def _symbolic_like(inputs):
+    """Symbolic stand-ins of arrays' shapes (batch axis None), for building a layer before an eager call."""
+    from .node import KerasTensor
+    if isinstance(inputs, (list, tuple)):
+        return [_symbolic_like(a) for a in inputs]
+    arr = np.asarray(inputs)
+    if arr.ndim < 1:
+        raise ValueError(f"Layer input of shape {arr.shape}: arrays need a batch dimension first")
+    return KerasTensor((None, *arr.shape[1:]))
 
 
 class Op:

@@ -3,7 +3,7 @@ import math
 
 import numpy as np
 
-from .. import activations, initializers, regularizers
+from .. import activations, constraints, initializers, regularizers
 from ..kernels import program as P
 from .base import Layer, Op, check_float32, normalize_shape
 
@@ -97,8 +97,8 @@ class Dense(Layer):
 
     ``kernel_regularizer`` / ``bias_regularizer``: a ``fastnn.regularizers``
     penalty (or its name), added to the loss while the layer is trainable."""
-    keras_fixed = {"kernel_constraint": None, "bias_constraint": None, "quantization_config": None,
-                   "lora_rank": None, "lora_alpha": None}
+    propagates_mask = True
+    keras_fixed = {"quantization_config": None, "lora_rank": None, "lora_alpha": None}
 
     def __init__(self, units, activation=None, use_bias=True, kernel_initializer="glorot_uniform",
                  bias_initializer="zeros", kernel_regularizer=None, bias_regularizer=None,
@@ -106,17 +106,17 @@ class Dense(Layer):
         super().__init__(**kwargs)
         if activity_regularizer is not None:
             raise ValueError("Dense activity_regularizer is not supported; use kernel_regularizer or bias_regularizer")
-        if kernel_constraint is not None or bias_constraint is not None:
-            raise ValueError("Dense kernel_constraint / bias_constraint are not supported")
         if isinstance(units, bool) or not isinstance(units, (int, np.integer)) or units <= 0:
             raise ValueError(f"Dense units must be a positive integer, got {units!r}")
         self.units = int(units)
-        self.activation = activations.get(activation)
+        self.activation, self.activation_call = activations.resolve(activation)
         self.use_bias = bool(use_bias)
         self.kernel_initializer = initializers.get(kernel_initializer)
         self.bias_initializer = initializers.get(bias_initializer)
         self.kernel_regularizer = regularizers.get(kernel_regularizer)
         self.bias_regularizer = regularizers.get(bias_regularizer)
+        self.kernel_constraint = constraints.get(kernel_constraint)
+        self.bias_constraint = constraints.get(bias_constraint)
         self.kernel = self.bias = None
 
     def compute_output_shape(self, input_shape):
@@ -127,10 +127,10 @@ class Dense(Layer):
 
     def build(self, input_shape):
         self.kernel = self.add_weight("kernel", (input_shape[-1], self.units), self.kernel_initializer,
-                                      regularizer=self.kernel_regularizer)
+                                      regularizer=self.kernel_regularizer, constraint=self.kernel_constraint)
         if self.use_bias:
             self.bias = self.add_weight("bias", (self.units,), self.bias_initializer,
-                                        regularizer=self.bias_regularizer)
+                                        regularizer=self.bias_regularizer, constraint=self.bias_constraint)
 
     def op(self, input_shape):
         # On N-D inputs Dense maps the last axis: each sample is that many rows.
@@ -140,20 +140,22 @@ class Dense(Layer):
 
     def get_config(self):
         return {**super().get_config(), "units": self.units,
-                "activation": activations.serialize(self.activation), "use_bias": self.use_bias,
+                "activation": activations.serialize(self.activation, self.activation_call), "use_bias": self.use_bias,
                 "kernel_initializer": initializers.serialize(self.kernel_initializer),
                 "bias_initializer": initializers.serialize(self.bias_initializer),
                 "kernel_regularizer": regularizers.serialize(self.kernel_regularizer),
                 "bias_regularizer": regularizers.serialize(self.bias_regularizer),
-                "kernel_constraint": None, "bias_constraint": None, "quantization_config": None}
+                "kernel_constraint": constraints.serialize(self.kernel_constraint),
+                "bias_constraint": constraints.serialize(self.bias_constraint), "quantization_config": None}
 
 
 class Activation(Layer):
+    propagates_mask = True
     keras_build_config = False
 
     def __init__(self, activation, **kwargs):
         super().__init__(**kwargs)
-        self.activation = activations.get(activation)
+        self.activation, self.activation_call = activations.resolve(activation)
 
     def op(self, input_shape):
         if self.activation.code == activations.linear.code:
@@ -161,4 +163,4 @@ class Activation(Layer):
         return Op(P.ACTIVATION, self.activation.code, ints=(input_shape[-1],))
 
     def get_config(self):
-        return {**super().get_config(), "activation": activations.serialize(self.activation)}
+        return {**super().get_config(), "activation": activations.serialize(self.activation, self.activation_call)}

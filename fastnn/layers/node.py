@@ -7,16 +7,23 @@ tensors it made. A model is the walk from its outputs back to its inputs
 """
 import math
 
+from .operators import Operators
 
-class KerasTensor:
+
+class KerasTensor(Operators):
     """A placeholder for a batch of values: ``shape`` is ``(None, *per_sample)``,
-    ``dtype`` "float32". ``_keras_history`` is (layer, node index, tensor index)."""
+    ``dtype`` "float32" (or the dtype an op gives: "bool", "int32"; all are held as float32 in the compiled
+    program). ``_keras_history`` is (layer, node index, tensor index). Python operators are ``keras.ops``
+    calls (``layers.operators``)."""
 
     def __init__(self, shape, name=None, dtype="float32"):
         self.shape = tuple(shape)
         self.dtype = dtype
         self.name = name
         self._keras_history = None
+        # Keras's mask, for sequences: the tensor of token ids whose 0s mark
+        # masked steps (Embedding(mask_zero=True)'s input), or None.
+        self._mask_ids = None
 
     @property
     def ndim(self):
@@ -47,13 +54,26 @@ class KerasTensor:
                         "be traced into a model")
 
 
+# The layers whose own ``call`` is being traced, outermost first: the nodes
+# recorded meanwhile belong to the outermost one (``Node.owner``).
+_TRACING = []
+
+
+def current_owner():
+    """The outermost layer whose ``call`` is being traced, or None."""
+    return _TRACING[0] if _TRACING else None
+
+
 class Node:
     """One call of ``layer``: ``inputs`` is the call's input structure (a
     tensor or a list of tensors), ``outputs`` the tensors it made,
-    ``kwargs`` the call's keyword arguments (e.g. ``training``)."""
+    ``kwargs`` the call's keyword arguments (e.g. ``training``). ``owner``:
+    the layer whose traced ``call`` made this node (None at the top level);
+    the model lists that layer instead of the layers and ops inside it."""
 
     def __init__(self, layer, inputs, outputs, kwargs=None):
         self.layer = layer
+        self.owner = current_owner()
         self.inputs = inputs
         self.input_tensors = flatten(inputs)
         self.outputs = outputs
@@ -86,3 +106,11 @@ def flatten(structure):
 def is_symbolic(structure):
     """True when ``structure`` holds any KerasTensor."""
     return bool(flatten(structure))
+
+
+def model_layer(node):
+    """The layer a model lists for ``node``: its owner, else its layer unless
+    that is a hidden op (``ops.graph.OpLayer``), else None."""
+    if node.owner is not None:
+        return node.owner
+    return None if getattr(node.layer, "hidden", False) else node.layer

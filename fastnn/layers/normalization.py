@@ -1,10 +1,12 @@
 """BatchNormalization: per-feature normalization by batch statistics in training,
-by moving statistics at inference (maths in ``kernels/cpu/batchnorm.py``)."""
+by moving statistics at inference (maths in ``kernels/kinds/batchnorm.py``)."""
 import math
-import numbers
+
+import numpy as np
 
 from .. import initializers, regularizers
 from ..kernels import program as P
+from ..utils.numbers import fits_float32
 from .base import Layer, Op
 
 
@@ -33,12 +35,13 @@ class BatchNormalization(Layer):
             raise ValueError(f"BatchNormalization axis must be an integer, got {axis!r}")
         self.axis = axis
         for name, value in (("momentum", momentum), ("epsilon", epsilon)):
-            if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
-                raise ValueError(f"BatchNormalization {name} must be a finite number, got {value!r}")
+            if not fits_float32(value):
+                raise ValueError(f"BatchNormalization {name} must be a finite float32 number, got {value!r}")
         if not 0 <= momentum <= 1:
             raise ValueError(f"BatchNormalization momentum must be in [0, 1], got {momentum!r}")
-        if epsilon <= 0:
-            raise ValueError(f"BatchNormalization epsilon must be positive, got {epsilon!r}")
+        if np.float32(epsilon) <= 0:     # 1e-50 is 0 in float32: a batch of one would divide by 0
+            raise ValueError(f"BatchNormalization epsilon must be positive in float32 (at least 1.4e-45), "
+                             f"got {epsilon!r}")
         if beta_constraint is not None or gamma_constraint is not None:
             raise ValueError("BatchNormalization beta_constraint / gamma_constraint are not supported")
         if synchronized:

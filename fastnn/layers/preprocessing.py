@@ -2,6 +2,7 @@
 import numpy as np
 
 from ..kernels import program as P
+from ..utils.numbers import fits_float32
 from .base import Layer, Op
 
 
@@ -84,9 +85,9 @@ class Rescaling(Layer):
     def __init__(self, scale, offset=0.0, **kwargs):
         super().__init__(**kwargs)
         for value, what in ((scale, "scale"), (offset, "offset")):
-            if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) \
-                    or not np.isfinite(value):
-                raise ValueError(f"Rescaling {what} must be a finite number, got {value!r}")
+            if not fits_float32(value):
+                raise ValueError(f"Rescaling {what} must be a finite number, got {value!r} (it must also be finite "
+                                 "in float32, the kernels' type: at most 3.4e38)")
         self.scale, self.offset = float(scale), float(offset)
 
     def op(self, input_shape):

@@ -16,6 +16,7 @@ class Dropout(Layer):
     masks. ``seed`` is kept in the config for Keras compatibility; it does not
     give the layer a generator of its own.
     """
+    propagates_mask = True
     keras_build_config = False
 
     def __init__(self, rate, noise_shape=None, seed=None, **kwargs):

@@ -19,6 +19,7 @@ after the conversion, so a float64 beyond float32's range (which would
 become inf) is refused too.
 """
 import math
+import os
 
 import numpy as np
 
@@ -38,6 +39,10 @@ def real_array(a, what):
         raise ValueError(f"{what} could not be converted to an array: {exc}") from None
     if arr.dtype.kind not in _REAL_KINDS:
         hint = " (an object array: check for None, strings or ragged rows)" if arr.dtype.kind == "O" else ""
+        if arr.dtype.kind in "USO" and any(isinstance(v, (str, bytes)) for v in arr.reshape(-1)[:1000]):
+            hint = ("; it holds strings: encode them as numbers first, e.g. labels as class indices with "
+                    "sklearn.preprocessing.LabelEncoder (what Keras's StringLookup layer does) or "
+                    "np.unique(labels, return_inverse=True)")
         raise ValueError(f"{what} must hold real numbers (bool, integer or float dtype), "
                          f"got dtype {arr.dtype}{hint}")
     return arr
@@ -213,3 +218,29 @@ def positive_int(value, what, minimum=1):
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
         raise ValueError(f"{what} must be an integer >= {minimum}, got {value!r}")
     return int(value)
+
+
+def rows_per_batch(batch_size, n):
+    """The batch size the loops run: ``batch_size``, but at most the ``n`` rows
+    of the data when ``n`` is known (Keras then trains on one smaller batch),
+    so the per-batch buffers are never sized beyond the data."""
+    return batch_size if n is None else max(1, min(batch_size, n))
+
+
+def check_workspace(batch, floats_per_row):
+    """Refuses, before anything is allocated, a batch whose float32 working
+    memory (``batch * floats_per_row`` values) exceeds the machine's RAM."""
+    need = batch * floats_per_row * 4
+    total = _physical_memory()
+    if total is not None and need > total:
+        raise ValueError(f"batch_size={batch} needs {need / 2**30:,.1f} GiB of working memory for this model "
+                         f"({floats_per_row} float32 values per row), more than this machine's "
+                         f"{total / 2**30:,.1f} GiB; use a smaller batch_size")
+
+
+def _physical_memory():
+    """Bytes of RAM (None where the OS does not say)."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):
+        return None

@@ -9,7 +9,7 @@ symbolic inputs of the data's shapes, into the same kind of graph.
 import numpy as np
 
 from ..layers.core import InputLayer
-from ..layers.node import KerasTensor, flatten
+from ..layers.node import KerasTensor, flatten, model_layer
 from .model import Model
 
 
@@ -47,6 +47,68 @@ def walk(inputs, outputs):
     return order
 
 
+def _walk_back(outputs):
+    """Keras 3's depth-first walk from ``outputs`` (``ops.function._build_map``):
+    the layer calls after the calls they read, and each layer's first-visit
+    index (counted before its inputs are visited)."""
+    postorder, finished, first_seen = [], set(), {}
+
+    def visit(tensor):
+        layer, node_index, _ = tensor._keras_history
+        node = layer._inbound_nodes[node_index]
+        if id(node) in finished:
+            return
+        first_seen.setdefault(id(layer), len(first_seen))
+        for t in node.input_tensors:
+            visit(t)
+        finished.add(id(node))
+        postorder.append(node)
+
+    for t in outputs:
+        visit(t)
+    return postorder, first_seen
+
+
+def node_depths(inputs, outputs):
+    """{id(node): (depth, node)} for the layer calls that make ``outputs``, as
+    Keras 3's ``map_graph`` numbers them: an output's call has depth 0, a
+    call one more than the deepest call that reads it, and every call of a
+    layer the deepest depth of its calls; an input no output reads has depth 0."""
+    node_depth, layer_depth, out = {}, {}, {}
+    for node in reversed(_walk_back(outputs)[0]):
+        depth = max(node_depth.setdefault(id(node), 0), layer_depth.get(id(node.layer), 0))
+        layer_depth[id(node.layer)] = depth
+        node_depth[id(node)] = depth
+        out[id(node)] = (depth, node)
+        for t in node.input_tensors:
+            node_depth[id(t.node)] = max(depth + 1, node_depth.get(id(t.node), 0))
+    for t in inputs:
+        if id(t.node) not in out:
+            out[id(t.node)] = (0, t.node)
+    return out
+
+
+def keras_layer_order(inputs, outputs):
+    """The layers of the graph that makes ``outputs``, in Keras 3's
+    ``Functional.layers`` order (``ops.function.map_graph``): deepest first
+    (a layer's depth is that of its deepest call, ``node_depths``), ties in
+    the order the walk from the outputs first meets them (``_walk_back``).
+    InputLayers are included; the wide & deep model lists its deep input
+    first. An input no output reads comes first among the layers of depth 0."""
+    first_seen = _walk_back(outputs)[1]
+    for t in inputs:
+        first_seen.setdefault(id(t._keras_history[0]), -1)
+    depth, layers, seen = {}, {}, {}
+    for d, node in node_depths(inputs, outputs).values():
+        layer = model_layer(node)       # the own layer a traced op belongs to; None for a hidden op
+        if layer is None:
+            continue
+        depth[id(layer)] = max(d, depth.get(id(layer), 0))
+        layers[id(layer)] = layer
+        seen[id(layer)] = min(seen.get(id(layer), first_seen[id(node.layer)]), first_seen[id(node.layer)])
+    return sorted(layers.values(), key=lambda l: (-depth[id(l)], seen[id(l)]))
+
+
 class Functional(Model):
     """A model defined by its input and output tensors (``keras.Model(inputs, outputs)``).
 
@@ -62,7 +124,8 @@ class Functional(Model):
     _traced = False
 
     def _default_name(self):
-        return "functional"
+        from ..layers.base import unique_name
+        return unique_name("functional")    # "functional", then "functional_1", ... as Keras 3
 
     def _set_graph(self, inputs, outputs):
         in_list, out_list = flatten(inputs), flatten(outputs)
@@ -79,18 +142,9 @@ class Functional(Model):
         self._inputs_struct, self._outputs_struct = inputs, outputs
         self._in, self._out = in_list, out_list
         self._output_keys = list(outputs) if isinstance(outputs, dict) else None
-        layers, seen = [], set()
-        for t in in_list:
-            layer = t._keras_history[0]
-            if id(layer) not in seen:
-                seen.add(id(layer))
-                layers.append(layer)
-        for node in self._nodes:
-            if id(node.layer) not in seen:
-                seen.add(id(node.layer))
-                layers.append(node.layer)
-        self._layers = layers
-        self._pack()
+        self._layers = keras_layer_order(in_list, out_list)
+        # Packed at first use, not here: building a model from another model's
+        # tensors leaves the weights where that model keeps them until then.
 
     def _graph(self):
         return self._in, self._nodes, self._out
@@ -116,26 +170,173 @@ class Functional(Model):
 
     @property
     def layers(self):
-        """InputLayers first, then every layer in the graph's order (Keras 3's ``Functional.layers``)."""
+        """Every layer of the graph, InputLayers included, in Keras 3's order (``keras_layer_order``)."""
         return list(self._layers)
 
     def _all_layers(self):
         return [l for l in self._layers if not isinstance(l, InputLayer)]
 
+    # -- config ----------------------------------------------------------
+    def get_config(self):
+        """Keras 3's functional config: ``{"name", "trainable", "layers",
+        "input_layers", "output_layers"}``.
 
-def eager_call(layer, inputs):
+        ``layers`` lists each layer (``model.layers`` order) as its Keras
+        record plus ``"name"`` and ``"inbound_nodes"``: one ``{"args": [...],
+        "kwargs": {}}`` per call of the layer inside this model, a tensor
+        written as ``{"class_name": "__keras_tensor__", "config": {"shape",
+        "dtype", "keras_history": [layer, node, tensor]}}`` and a merge
+        layer's inputs as one list. Node indices count only this model's
+        calls of a layer (a layer also called by another model keeps its
+        numbers here). ``input_layers`` / ``output_layers`` have the
+        structure the model was given: ``[name, node, 0]`` for one tensor, a
+        list of them for a list, a dict for a dict."""
+        from .. import layers as layers_module
+        own = {id(node) for node in self._nodes} | {id(t.node) for t in self._in}
+        index = {}      # id(node) -> its index among the layer's calls in this model
+        for layer in self._layers:
+            kept = [n for n in layer._inbound_nodes if id(n) in own]
+            index.update({id(n): i for i, n in enumerate(kept)})
+
+        def tensor_ref(t):
+            layer, node_index, tensor_index = t._keras_history
+            return [layer.name, index[id(layer._inbound_nodes[node_index])], tensor_index]
+
+        def tensor_record(t):
+            return {"class_name": "__keras_tensor__",
+                    "config": {"shape": list(t.shape), "dtype": t.dtype, "keras_history": tensor_ref(t)}}
+
+        records = []
+        for layer in self._layers:
+            record = layers_module.serialize(layer)
+            record["name"] = layer.name
+            record["inbound_nodes"] = [
+                {"args": [tensor_record(n.inputs) if isinstance(n.inputs, KerasTensor)
+                          else [tensor_record(t) for t in n.inputs]], "kwargs": {}}
+                for n in layer._inbound_nodes if id(n) in own and n.input_tensors]
+            records.append(record)
+        return {"name": self.name, "trainable": self.trainable, "layers": records,
+                "input_layers": _map_structure(tensor_ref, self._inputs_struct),
+                "output_layers": _map_structure(tensor_ref, self._outputs_struct)}
+
+    @classmethod
+    def from_config(cls, config):
+        """The model a functional config (Keras's or fastnn's) describes.
+
+        Layers are made from fastnn's registry (``layers.deserialize``:
+        nothing the file names is imported or called) and called on each
+        other's outputs as the inbound nodes say, in Keras's order: a node
+        whose inputs do not exist yet waits for a later pass."""
+        from .. import layers as layers_module
+        from ..layers.base import check_float32
+        if not isinstance(config, dict) or not isinstance(config.get("layers"), list):
+            raise ValueError("A Functional model config must be a dict with a 'layers' list")
+        for key in ("input_layers", "output_layers"):
+            if key not in config:
+                raise ValueError(f"A Functional model config needs {key!r} (this one has keys {sorted(config)})")
+        check_float32(config.get("dtype"), f"Model {config.get('name')!r}")
+        created, pending, order = {}, {}, []
+        for record in config["layers"]:
+            if not isinstance(record, dict):
+                raise ValueError(f"A functional config's layer entry must be a dict, got {type(record).__name__}")
+            name = record.get("name", (record.get("config") or {}).get("name"))
+            if not isinstance(name, str) or name in created:
+                raise ValueError(f"Each layer of a functional config needs a unique name, got {name!r}")
+            nodes = record.get("inbound_nodes", [])
+            if not isinstance(nodes, list):
+                raise ValueError(f"Layer {name!r}: 'inbound_nodes' must be a list")
+            layer = layers_module.deserialize({k: v for k, v in record.items() if k not in ("name", "inbound_nodes")})
+            layer.name = name
+            created[name] = layer
+            pending[name] = list(nodes)
+            order.append(name)
+
+        def tensor(ref):
+            if not (isinstance(ref, list) and len(ref) == 3 and isinstance(ref[0], str)
+                    and all(isinstance(i, int) and not isinstance(i, bool) and i >= 0 for i in ref[1:])):
+                raise ValueError(f"A tensor reference must be [layer name, node index, tensor index], got {ref!r}")
+            layer = created.get(ref[0])
+            if layer is None:
+                raise ValueError(f"The config refers to a layer {ref[0]!r} it does not define")
+            if ref[1] >= len(layer._inbound_nodes):
+                raise _NotYet()
+            outputs = layer._inbound_nodes[ref[1]].outputs
+            if ref[2] >= len(outputs):
+                raise ValueError(f"Layer {ref[0]!r} has no output {ref[2]} at node {ref[1]}")
+            return outputs[ref[2]]
+
+        def argument(value):
+            if isinstance(value, dict) and value.get("class_name") == "__keras_tensor__":
+                return tensor((value.get("config") or {}).get("keras_history"))
+            if isinstance(value, list):
+                return [argument(v) for v in value]
+            raise ValueError(f"A node argument must be a tensor record or a list of them, got {value!r:.80}")
+
+        while any(pending.values()):
+            progressed = False
+            for name in order:
+                while pending[name]:
+                    node = pending[name][0]
+                    if not isinstance(node, dict) or not isinstance(node.get("args"), list) \
+                            or len(node["args"]) != 1 or node.get("kwargs", {}) not in ({}, None):
+                        raise ValueError(f"Layer {name!r}: a node must be {{'args': [inputs], 'kwargs': {{}}}}, "
+                                         f"got {node!r:.120}")
+                    try:
+                        inputs = argument(node["args"][0])
+                    except _NotYet:
+                        break
+                    created[name](inputs)
+                    pending[name].pop(0)
+                    progressed = True
+            if not progressed:
+                raise ValueError("Invalid functional model config: the layer graph has a cycle or refers to "
+                                 f"calls that never happen ({sorted(k for k, v in pending.items() if v)})")
+        inputs = _map_structure(tensor, config["input_layers"], leaf=_is_ref)
+        outputs = _map_structure(tensor, config["output_layers"], leaf=_is_ref)
+        model = cls(inputs, outputs, name=config.get("name"))
+        if config.get("trainable") is False:
+            model.trainable = False
+        return model
+
+
+class _NotYet(Exception):
+    """A node reads a layer call that has not been made yet."""
+
+
+def _is_ref(value):
+    return isinstance(value, list) and len(value) == 3 and isinstance(value[0], str)
+
+
+def _map_structure(fn, structure, leaf=lambda v: isinstance(v, KerasTensor)):
+    """``fn`` on each leaf of a tensor / list / tuple / dict structure, keeping
+    lists, tuples (as lists: JSON has no tuples) and dicts."""
+    if leaf(structure):
+        return fn(structure)
+    if isinstance(structure, dict):
+        return {k: _map_structure(fn, v, leaf) for k, v in structure.items()}
+    if isinstance(structure, (list, tuple)):
+        return [_map_structure(fn, v, leaf) for v in structure]
+    raise ValueError(f"Model inputs/outputs must be tensors, lists or dicts of them, got {structure!r:.80}")
+
+
+def eager_call(layer, inputs, builtin=False):
     """``layer(arrays)``: the layer's output on NumPy inputs, computed by a
-    one-layer model in inference mode (built for their shape if needed)."""
+    one-layer model in inference mode (built for their shape if needed).
+    ``builtin``: the layer's own op even where a subclass overrides ``call``."""
     from ..layers.core import Input
+
+    def call(symbolic):
+        return layer._node(symbolic, {}) if builtin else layer(symbolic)
+
     if isinstance(inputs, (list, tuple)):
         arrays = [np.asarray(a, dtype=np.float32) for a in inputs]
         symbolic = [Input(shape=a.shape[1:]) for a in arrays]
-        model = Functional(symbolic, layer(symbolic))
+        model = Functional(symbolic, call(symbolic))
         return model.predict(arrays, verbose=0, batch_size=max(1, len(arrays[0])))
     arr = np.asarray(inputs, dtype=np.float32)
     if arr.ndim < 2:
         raise ValueError(f"Layer {layer.name!r} called on an array of shape {arr.shape}; arrays need a batch "
                          "dimension first, shape (samples, *features)")
     symbolic = Input(shape=arr.shape[1:])
-    model = Functional(symbolic, layer(symbolic))
+    model = Functional(symbolic, call(symbolic))
     return model.predict(arr, verbose=0, batch_size=max(1, arr.shape[0]))

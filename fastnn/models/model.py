@@ -8,7 +8,6 @@ class holds what they share: weights, compile, fit / evaluate / predict,
 saving. Structure comes from ``_graph()``: (input tensors, layer calls in
 order, output tensors).
 """
-import copy
 
 import numpy as np
 
@@ -16,8 +15,9 @@ from .. import losses as losses_module
 from .. import metrics as metrics_module
 from .. import optimizers as optimizers_module
 from ..kernels import program as P
-from ..layers.node import flatten
+from ..layers.node import flatten, model_layer
 from . import data, program, sources, training
+from . import training as _training     # __call__'s argument "training" hides the module there
 from .outputs import ModelIO, OutputMetrics
 
 
@@ -28,8 +28,9 @@ class Model:
 
     def __new__(cls, *args, **kwargs):
         if cls is Model and (args or "inputs" in kwargs or "outputs" in kwargs):
+            # Python then runs Functional.__init__ on it once (it is a Model)
             from .functional import Functional
-            return Functional(*args, **kwargs)
+            return super().__new__(Functional)
         return super().__new__(cls)
 
     def __init__(self, name=None, trainable=True, **kwargs):
@@ -57,8 +58,9 @@ class Model:
         self._inbound_nodes = []
 
     def _default_name(self):
-        from ..layers.base import snake_case
-        return snake_case(type(self).__name__) if type(self) is not Model else "model"
+        """Keras 3 names a model as a layer: its class in snake case, numbered across the session."""
+        from ..layers.base import snake_case, unique_name
+        return unique_name(snake_case(type(self).__name__))
 
     # -- structure -------------------------------------------------------
     # Functional and Sequential override these; here is the subclassed model:
@@ -109,9 +111,9 @@ class Model:
             outputs = self.call(inputs)
         except TypeError as exc:
             raise TypeError(f"Tracing {type(self).__name__}.call on symbolic inputs failed: {exc}. fastnn traces "
-                            "call once into a graph of layer calls, so call may only compose layers (and the "
-                            "merge functions such as keras.layers.concatenate) on its inputs: no NumPy on the "
-                            "values and no Python branches on them") from None
+                            "call once into a graph of layer calls and keras.ops, so call may only compose layers "
+                            "and keras.ops on its inputs: no NumPy on the values and no Python branches on them") \
+                from None
         if not flatten(outputs):
             raise TypeError(f"{type(self).__name__}.call returned {outputs!r}, not tensors made by layers")
         in_list, out_list = flatten(inputs), flatten(outputs)
@@ -131,18 +133,33 @@ class Model:
         return [v for v in vars(self).values() if isinstance(v, Layer)]
 
     def _all_layers(self):
+        """The layers ``call`` uses: the model's attributes in assignment order (so
+        ``weights`` follow Keras's order), then layers made inside ``call``."""
         if self._graph_parts is None:
             return self.layers
-        seen, out = set(), []
+        used = {}
         for node in self._graph_parts[1]:
-            if id(node.layer) not in seen:
-                seen.add(id(node.layer))
-                out.append(node.layer)
-        return out
+            layer = model_layer(node)       # the own layer a traced op belongs to; None for a hidden op
+            if layer is not None:
+                used.setdefault(id(layer), layer)
+        out = [l for l in self.layers if id(l) in used]
+        attributes = {id(l) for l in out}
+        return out + [l for k, l in used.items() if k not in attributes]
 
     def get_config(self):
-        """Keras's base config of a subclassed model; override to make the model saveable whole."""
+        """Keras's base config of a subclassed model."""
         return {"name": self.name, "trainable": self.trainable}
+
+    @classmethod
+    def from_config(cls, config):
+        """``keras.Model.from_config``: a functional config (with ``layers``,
+        ``input_layers``, ``output_layers``) gives a functional model; any
+        other config is passed to ``cls(**config)``."""
+        from .functional import Functional
+        if isinstance(config, dict) and {"layers", "input_layers", "output_layers"} <= set(config) and \
+                (cls is Model or issubclass(cls, Functional)):
+            return Functional.from_config(config)
+        return cls(**config)
 
     def _weight_layers(self):
         """The layers that own the model's weights, each once, in the model's order."""
@@ -289,10 +306,21 @@ class Model:
 
     # -- summary ---------------------------------------------------------
     def summary(self, line_length=None, print_fn=None, **kwargs):
-        """Prints Keras's table of layers, output shapes and parameter counts."""
-        from ..utils.summary import summary_text
-        text = summary_text(self, line_length or 65)
-        (print_fn or print)(text)
+        """Prints Keras's table of layers, output shapes and parameter counts:
+        a Sequential's in the Keras 2 layout (65 characters), a functional or
+        subclassed model's in Keras 3's box layout with, for a graph that is
+        not a chain, its "Connected to" column. ``print_fn`` receives the
+        whole table as one string."""
+        from ..models.sequential import Sequential
+        from ..utils.summary import keras3_summary_text, summary_text
+        if isinstance(self, Sequential):
+            (print_fn or print)(summary_text(self, line_length or 65))
+            return
+        text = keras3_summary_text(self, line_length)
+        if print_fn is None:
+            print(text, end="")
+        else:
+            print_fn(text)
 
     # -- compile / train -------------------------------------------------
     def compile(self, optimizer="rmsprop", loss=None, metrics=None, weighted_metrics=None, loss_weights=None,
@@ -342,6 +370,11 @@ class Model:
             metric_ids = [_metric_list(metrics, "metrics")]
             weighted_ids = [_metric_list(weighted_metrics, "weighted_metrics")]
         else:
+            if not isinstance(loss, (list, tuple, dict)) and isinstance(loss_weights, (list, tuple, dict)):
+                # Keras 3 applies a single loss to every output only without per-output weights
+                raise ValueError(f"`loss_weights` must match the number of losses, got 1 losses and "
+                                 f"{len(loss_weights)} weights; give one loss per output, e.g. "
+                                 f"loss={[loss] * len(names)!r}")
             losses = [losses_module.get(l) for l in _per_output(loss, names, "loss", broadcast=True)]
             weights = _per_output(loss_weights, names, "loss_weights", default=1.0)
             metric_ids = [_metric_list(m, "metrics") for m in _metrics_per_output(metrics, names, "metrics")]
@@ -383,6 +416,12 @@ class Model:
                 _resolve(self._output_weighted_metric_ids[o], out_dim, sparse[o], loss), has_weights))
         if len(per_output) == 1 and self._loss_weights[0] == 1.0:
             return per_output[0]
+        if self._traced:
+            # Keras 3 gives a subclassed model's outputs no names: losses log as '<loss>_loss'
+            # and metrics unprefixed ('RootMeanSquaredError', then 'RootMeanSquaredError_1')
+            loss_ids = _per_output(self._loss_spec[0], self.output_names, "loss", broadcast=True)
+            return OutputMetrics(None, per_output, self._loss_weights,
+                                 [l if isinstance(l, str) else losses_module.get(l).name for l in loss_ids])
         return OutputMetrics(self.output_names, per_output, self._loss_weights)
 
     def _ensure_built(self, sample_shape, what):
@@ -409,30 +448,39 @@ class Model:
         return ModelIO(self.input_names, [t.sample_shape for t in inputs], self.output_names,
                        [t.sample_shape for t in outputs], self._losses)
 
-    def _source(self, x, y, loss, steps=None, what="x", y_what="y", steps_what="steps", **weights):
-        """``x`` (and, with a ``loss``, targets ``y``) as a bound data source
-        (``sources``), building the model from x's shape if needed.
-        ``weights``: ``sample_weight``, ``class_weight``, ``sw_what`` for ``sources.make``.
-        A model of several inputs or outputs packs them into one feature
-        array and one target array per kind (``outputs.ModelIO``)."""
-        if self.built and (len(self._graph()[0]) > 1 or len(self._graph()[2]) > 1):
-            return self._io().source(x, y, loss is not None, steps, what, y_what, steps_what, **weights)
+    def _source(self, x, y, with_targets, steps=None, what="x", y_what="y", steps_what="steps", **weights):
+        """``x`` (and, ``with_targets``, targets ``y`` for the compiled losses) as
+        a bound data source (``sources``), building the model from x's shape
+        if needed. ``weights``: ``sample_weight``, ``class_weight``, ``sw_what``
+        for ``sources.make``. A model of several inputs or outputs packs them
+        into one feature array and one target array per kind (``outputs.ModelIO``)."""
+        def several():
+            return len(self._graph()[0]) > 1 or len(self._graph()[2]) > 1
+
+        if self.built and several():
+            self._pack()
+            if with_targets:
+                self._require_compiled("fit")
+            return self._io().source(x, y, with_targets, steps, what, y_what, steps_what, **weights)
         x_single = x
         if not self.built and isinstance(x, (list, tuple)) and len(x) == 1 and not sources.is_producer(x):
             x_single = x[0]
-        src = sources.make(_single(x_single), _single(y) if loss is not None else y, targets=loss is not None,
-                           steps=steps, what=what, y_what=y_what, steps_what=steps_what, **weights)
+        src = sources.make(_single(x_single), _single(y) if with_targets else y, targets=with_targets, steps=steps,
+                           what=what, y_what=y_what, steps_what=steps_what, **weights)
         self._ensure_built(lambda: src.sample_shape, what)
+        if with_targets:
+            self._require_compiled("fit")     # built just now: the losses per output are known
+        if several():
+            return self._io().source(x, y, with_targets, steps, what, y_what, steps_what, **weights)
         inputs, _, outputs = self._graph()
-        if len(inputs) > 1 or len(outputs) > 1:    # built just now for several inputs or outputs
-            return self._io().source(x, y, loss is not None, steps, what, y_what, steps_what, **weights)
-        return src.bind(inputs[0].sample_shape, self._losses[0] if loss is not None else None,
-                        outputs[0].sample_shape)
+        return src.bind(inputs[0].sample_shape, self._losses[0] if with_targets else None, outputs[0].sample_shape)
 
     def _program(self, losses):
         """The op table for these per-output losses (None: inference), cached."""
         inputs, nodes, outputs = self._graph()
-        key = None if losses is None else tuple((l.code, l.from_logits) for l in losses) + \
+        self._pack()
+        key = None if losses is None else tuple((l.code, l.from_logits, getattr(l, "graph_fn", None))
+                                                for l in losses) + \
             tuple(self._loss_weights or ())
         if key not in self._programs:
             self._programs[key] = program.compile_program(inputs, nodes, outputs, self._params, losses,
@@ -482,6 +530,10 @@ class Model:
                  callbacks=None, steps=None, **kwargs):
         """Loss (a float) with no metrics, else [loss, *metrics]; a dict if ``return_dict``.
 
+        A model of several outputs gives, as Keras 3, ``[loss, <output>_loss
+        for each output, then each output's metrics]``, and a dict in sorted
+        key order.
+
         The loss includes weight penalties and is weighted by ``sample_weight``
         (n,) as in ``fit``. ``batch_size`` defaults to 32. ``callbacks`` get the
         on_test_* hooks. ``x`` may also be a generator or PyDataset of ``(x,
@@ -491,11 +543,11 @@ class Model:
         self._require_compiled("evaluate")
         batch_size = data.positive_int(32 if batch_size is None else batch_size, "batch_size")
         verbose = training.resolve_verbose(verbose)
-        src = self._source(x, y, self._losses, steps=steps, sample_weight=sample_weight)
-        logs = training.evaluate(self, src, batch_size, verbose, callbacks)
+        src = self._source(x, y, True, steps=steps, sample_weight=sample_weight)
+        logs, order = training.evaluate(self, src, batch_size, verbose, callbacks)
         if return_dict:
             return logs
-        values = list(logs.values())
+        values = [logs[k] for k in order]
         return values[0] if len(values) == 1 else values
 
     def predict(self, x, batch_size=None, verbose="auto", callbacks=None, steps=None, **kwargs):
@@ -507,7 +559,7 @@ class Model:
         self._require_built_for(x, None)
         batch_size = data.positive_int(32 if batch_size is None else batch_size, "batch_size")
         verbose = training.resolve_verbose(verbose)
-        src = self._source(x, None, None, steps=steps)
+        src = self._source(x, None, False, steps=steps)
         return training.predict(self, src, batch_size, verbose, callbacks)
 
     def _split_outputs(self, out):
@@ -526,14 +578,16 @@ class Model:
 
     def __call__(self, x, training=False, **kwargs):
         """On symbolic tensors: this model as a layer of a larger graph (not
-        supported yet). On arrays: ``predict`` (inference mode)."""
+        supported yet). On arrays: ``predict`` (inference mode), or with
+        ``training=True`` the layers in training mode (Dropout masks drawn anew
+        each call: Monte-Carlo Dropout; BatchNormalization on the batch's
+        statistics), nothing updated."""
         from ..layers.node import is_symbolic
         if is_symbolic(x):
             raise NotImplementedError(f"Calling model {self.name!r} on symbolic tensors (nesting models) is not "
                                       "supported yet; build one model from the layers instead")
         if training:
-            raise NotImplementedError("model(x, training=True) is not supported yet: fastnn runs Dropout and "
-                                      "BatchNormalization in training mode only inside fit")
+            return _training.call_in_training_mode(self, x)
         return self.predict(x, verbose=0)
 
     # -- config ----------------------------------------------------------
@@ -548,6 +602,11 @@ class Model:
         compile_from_config(self, config)
 
     # -- saving ----------------------------------------------------------
+    def __reduce__(self):
+        """pickle / cloudpickle / joblib / Dask go through the .keras format in memory."""
+        from ..saving.pickling import reduce_model
+        return reduce_model(self)
+
     def save(self, filepath, overwrite=True, **kwargs):
         """Writes the model to a Keras 3 ``.keras`` file (atomically); see ``fastnn.saving``."""
         from ..saving import save_model

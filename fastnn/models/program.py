@@ -12,6 +12,7 @@ import warnings
 
 import numpy as np
 
+from .. import constraints
 from ..kernels import kinds
 from ..kernels import program as P
 from ..kernels.cpu.activations import SIGMOID, SOFTMAX
@@ -23,16 +24,19 @@ class Program:
     prog: (n_ops, N_FIELDS) int64; ints: int64 lists the rows point into;
     consts: float32 constants (the loss weights at ``weight_at``); slots:
     total per-sample workspace width; ins: (inputs, 3) int64 [slot, width,
-    first column] of each model input in the rows of X; in_width: X's
+    first column] of each model input in the rows of X (a traced loss's
+    targets: -1 - their first column in the dense targets Yf); in_width: X's
     columns; outputs: per model output (loss slot, slot, shape); out_width:
     the predictions' columns; regs: (n, 3) int64 weight penalties
-    (``kernels.cpu.regularizers``); chain: True when every op reads the op
+    (``kernels.cpu.regularizers``); cons: (n, 6) int64 weight constraints
+    (``kernels.cpu.constraints``); chain: True when every op reads the op
     before it (what the CUDA engine runs)."""
 
-    def __init__(self, prog, ints, consts, slots, ins, outputs, regs, weight_at, chain):
+    def __init__(self, prog, ints, consts, slots, ins, outputs, regs, weight_at, chain, cons=None):
         self.prog, self.ints, self.consts, self.slots = prog, ints, consts, slots
+        self.cons = np.zeros((0, 6), dtype=np.int64) if cons is None else cons
         self.ins, self.outputs, self.regs, self.weight_at, self.chain = ins, outputs, regs, weight_at, chain
-        self.in_width = int(ins[:, 1].sum())
+        self.in_width = int(ins[ins[:, 2] >= 0, 1].sum())     # a traced loss's targets come from Yf
         self.out_width = sum(math.prod(shape) for _, _, shape in outputs)
 
     def output_table(self, losses, metric_codes, weighted, sparse):
@@ -81,7 +85,8 @@ def pack(layers):
     Returns ``(params, n_trainable)``; every Variable now views ``params``."""
     variables = [v for layer in layers for v in layer.weights]
     trainable = [v for layer in layers for v in layer.trainable_weights]
-    frozen = [v for v in variables if not any(v is t for t in trainable)]
+    trainable_ids = {id(v) for v in trainable}     # a set: packing stays linear in the layers
+    frozen = [v for v in variables if id(v) not in trainable_ids]
     ordered = trainable + frozen
     params = np.empty(sum(v.size for v in ordered), dtype=np.float32)
     off = 0
@@ -97,7 +102,11 @@ def _offset(params, var):
     """Element offset of Variable ``var`` inside ``params`` (-1 for None)."""
     if var is None:
         return -1
-    return (var.value.__array_interface__["data"][0] - params.__array_interface__["data"][0]) // 4
+    off = (var.value.__array_interface__["data"][0] - params.__array_interface__["data"][0]) // 4
+    if var.value.base is not params or not 0 <= off <= params.size - var.size:
+        raise ValueError(f"Variable {var.name!r} is read by the model but is not one of its layers' weights "
+                         "(create it with add_weight in a layer the model holds)")
+    return off
 
 
 def _fusable(op, loss):
@@ -117,6 +126,26 @@ def _fusable(op, loss):
     return fused
 
 
+def _traced_losses(inputs, nodes, outputs, losses):
+    """Appends the ops of the losses written with keras.ops (``ops.loss``).
+
+    Returns (nodes, targets, loss_slots): the graph's nodes with each traced
+    loss's after them; per traced loss (its y_true tensor, the first column
+    of its output's dense targets); {output index: the tensor its loss reads}."""
+    from .functional import walk
+    targets, loss_slots, col = [], {}, 0
+    for o, (t, loss) in enumerate(zip(outputs, losses)):
+        if getattr(loss, "graph_fn", None) is not None:
+            y_true, slot = loss.trace(t)
+            targets.append((y_true, col))
+            loss_slots[o] = slot
+            known = {id(n) for n in nodes}
+            nodes += [n for n in walk([*inputs, y_true], [slot]) if id(n) not in known]
+        if loss is None or loss.code != P.SCCE:     # dense targets: its columns in the loop's Yf
+            col += t.sample_size
+    return nodes, targets, loss_slots
+
+
 class _Buffer:
     """A workspace slot: per-sample ``pos`` and ``size``, the op row that
     writes it (None for a model input) and the rows that read it."""
@@ -134,6 +163,7 @@ def compile_program(inputs, nodes, outputs, params, losses=None, loss_weights=No
     which softmax/sigmoid outputs fuse into their loss; ``loss_weights`` (per
     output) land in the constants."""
     losses = list(losses) if losses is not None else [None] * len(outputs)
+    nodes, targets, loss_slots = _traced_losses(inputs, list(nodes), outputs, losses)
     buffers = {}        # id(tensor) -> _Buffer
     pos = 0
     ins = []
@@ -143,12 +173,23 @@ def compile_program(inputs, nodes, outputs, params, losses=None, loss_weights=No
         buffers[id(t)] = _Buffer(pos, t.sample_size)
         ins.append((pos, t.sample_size, pos))
         pos += t.sample_size
+    for t, col in targets:      # a traced loss's y_true: the loop copies the targets' columns there
+        buffers[id(t)] = _Buffer(pos, t.sample_size)
+        ins.append((pos, t.sample_size, -1 - col))
+        pos += t.sample_size
     rows, ints, consts, ops = [], [], [], []
+    id_checks = []      # (slot, width, limit, layer name): model inputs that must hold token ids
     for node in nodes:
         layer = node.layer
         srcs = [buffers.get(id(t)) for t in node.input_tensors]
         if any(s is None for s in srcs):
             raise ValueError(f"Layer {layer.name!r} reads a tensor that is not computed from the model's inputs")
+        mask = layer.mask_input(node)
+        if mask is not None:    # a masked sequence: the op reads the token ids as its last input
+            srcs.append(buffers[id(mask)])
+        limit = getattr(layer, "input_ids_limit", None)
+        if limit is not None and srcs[0].producer is None:
+            id_checks.append((srcs[0].pos, srcs[0].size, limit(), layer.name))
         op = layer.op(node.input_shape)
         out = node.outputs[0]
         if op is None:      # a reshape: the output is the input's values
@@ -159,8 +200,9 @@ def compile_program(inputs, nodes, outputs, params, losses=None, loss_weights=No
         n_out = out.sample_size
         rec[P.KIND], rec[P.ACT], rec[P.ROWS] = op.kind, op.act, op.rows
         rec[P.N_OUT] = n_out // op.rows
-        rec[P.N_IN] = srcs[0].size // op.rows
-        rec[P.X_POS] = srcs[0].pos
+        first = srcs[0] if srcs else _Buffer(0, 0)      # an op of no inputs (a parameter) reads nothing
+        rec[P.N_IN] = first.size // op.rows
+        rec[P.X_POS] = first.pos
         rec[P.W_OFF], rec[P.B_OFF] = _offset(params, op.w), _offset(params, op.b)
         rec[P.S_OFF] = _offset(params, op.state[0]) if op.state else -1
         if op.state and any(_offset(params, v) != rec[P.S_OFF] + sum(s.size for s in op.state[:k])
@@ -173,7 +215,7 @@ def compile_program(inputs, nodes, outputs, params, losses=None, loss_weights=No
         ints.extend(op.ints)
         rec[P.AUX] = len(consts)
         consts.extend(op.consts)
-        z_pos = srcs[0].pos
+        z_pos = first.pos
         if op.scratch:
             z_pos, pos = pos, pos + op.scratch
         if op.output_in_scratch:
@@ -202,15 +244,21 @@ def compile_program(inputs, nodes, outputs, params, losses=None, loss_weights=No
             raise ValueError("A model output must be computed by a layer from the model's inputs")
         if any(buf is b for b in out_bufs):
             raise ValueError("The same tensor is given twice as a model output")
+        if losses[len(out_bufs)] is not None and getattr(t, "_mask_ids", None) is not None:
+            raise NotImplementedError("A model output carries a mask (from Embedding(mask_zero=True) through layers "
+                                      "that keep it); Keras would mask the loss there, which fastnn does not "
+                                      "support yet. Pool or end the sequence (return_sequences=False) first")
         out_bufs.append(buf)
 
     # Backward order is the rows in reverse. A slot's gradient is written by
     # its first writer there (the loss, for a model output) and added by the others.
+    # the slots the loss stage writes: each output's, or the slot its traced loss reads
+    loss_bufs = [buffers[id(loss_slots[o])] if o in loss_slots else b for o, b in enumerate(out_bufs)]
     for buf in {id(b): b for b in buffers.values()}.values():
         # the order the backward pass writes this slot's gradient in: rows in reverse, inputs in order
         writes = sorted(((i, k) for i, k in buf.readers if any(s.needs_grad for s in ops[i][3])),
                         key=lambda ik: (-ik[0], ik[1]))
-        is_output = any(buf is b for b in out_bufs)
+        is_output = any(buf is b for b in loss_bufs)
         for n, (i, k) in enumerate(writes):
             rows[i][P.FLAGS] |= P.NEED_DX
             if n > 0 or is_output:
@@ -219,39 +267,46 @@ def compile_program(inputs, nodes, outputs, params, losses=None, loss_weights=No
     seen = set()
     for i in range(len(rows) - 1, -1, -1):
         layer, op, kind, _ = ops[i]
-        if id(layer) in seen and (op.w is not None or op.b is not None):
+        key = id(op.w) if op.w is not None else id(op.b) if op.b is not None else id(layer)
+        if key in seen and (op.w is not None or op.b is not None):
             if not kind.shareable:
                 raise ValueError(f"Layer {layer.name!r} ({kind.name}) is called more than once; sharing its weights "
                                  "between calls is not supported")
             rows[i][P.FLAGS] |= P.W_ACC
-        seen.add(id(layer))
+        seen.add(key)
 
     weight_at = len(consts)
     weights = loss_weights if loss_weights is not None else [1.0] * len(outputs)
     consts.extend(float(w) for w in weights)
     out_specs = []
-    for t, buf, loss in zip(outputs, out_bufs, losses):
+    for o, (t, buf, loss) in enumerate(zip(outputs, out_bufs, losses)):
         i = buf.producer
         loss_pos = buf.pos
-        if len(buf.readers) == 0 and _fusable(ops[i][1], loss):
+        if o in loss_slots:
+            loss_pos = buffers[id(loss_slots[o])].pos
+        elif len(buf.readers) == 0 and _fusable(ops[i][1], loss):
             rows[i][P.FLAGS] |= P.LOSS_FUSED
             loss_pos = rows[i][P.Z_POS] if rows[i][P.KIND] == P.DENSE else rows[i][P.X_POS]
         out_specs.append((loss_pos, buf.pos, t.sample_shape))
 
     first = rows[0]
-    if len(inputs) == 1 and first[P.KIND] == P.DENSE and first[P.ROWS] == 1 and first[P.X_POS] == 0 and \
+    if len(inputs) == 1 and not targets and first[P.KIND] == P.DENSE and first[P.ROWS] == 1 and first[P.X_POS] == 0 and \
             len(buffers[id(inputs[0])].readers) == 1:
         first[P.FLAGS] |= P.DIRECT_INPUT
 
-    regs, done = [], set()
+    regs, cons, done = [], [], set()
     for layer, _, _, _ in ops:
-        if id(layer) in done:
-            continue
-        done.add(id(layer))
         for var in layer.trainable_weights:
+            if id(var) in done:         # a weight several ops read (a user layer's) is penalised once
+                continue
+            done.add(id(var))
             if getattr(var, "regularizer", None) is not None:
                 regs.append((_offset(params, var), var.size, len(consts)))
                 consts.extend(var.regularizer.factors())
+            if getattr(var, "constraint", None) is not None:
+                cons.append((_offset(params, var), *constraints.layout(var.constraint, var.shape),
+                             var.constraint.code, len(consts)))
+                consts.extend(var.constraint.numbers())
     chain = len(inputs) == 1 and all(r[P.N_INS] == 1 and (j == 0 or r[P.X_POS] == rows[j - 1][P.A_POS])
                                      for j, r in enumerate(rows)) and out_bufs[0].producer == len(rows) - 1 \
         and len(outputs) == 1 and all(r[P.ROWS] == 1 for r in rows)
@@ -259,5 +314,27 @@ def compile_program(inputs, nodes, outputs, params, losses=None, loss_weights=No
     ints = np.array(ints if ints else [0], dtype=np.int64)
     consts = np.asarray(consts if consts else [0.0], dtype=np.float32)
     regs = np.array(regs, dtype=np.int64).reshape(-1, 3)
-    return Program(prog, ints, consts, pos, np.array(ins, dtype=np.int64).reshape(-1, 3), out_specs, regs,
-                   weight_at, chain)
+    program = Program(prog, ints, consts, pos, np.array(ins, dtype=np.int64).reshape(-1, 3), out_specs, regs,
+                      weight_at, chain, np.array(cons, dtype=np.int64).reshape(-1, 6))
+    program.id_checks = [(int(col), width, limit, name) for pos_, width, limit, name in id_checks
+                         for slot, w_, col in program.ins if slot == pos_]
+    return program
+
+
+def check_ids(program, X):
+    """Refuses, with a ValueError naming the layer, feature rows ``X`` (samples,
+    features) float32 whose columns read by an Embedding are not whole
+    numbers in [0, input_dim); run before the compiled loops see ``X``."""
+    if not program.id_checks or getattr(program, "_ids_checked", None) is X:
+        return      # an array source hands the loops the same X every epoch: checked once
+    for col, width, limit, name in program.id_checks:
+        ids = X[:, col:col + width]
+        if ids.size == 0:
+            continue
+        low, high = ids.min(), ids.max()
+        if low < 0 or high >= limit or not np.array_equal(ids, np.floor(ids)):
+            bad = np.argwhere((ids < 0) | (ids >= limit) | (ids != np.floor(ids)))[0]
+            raise ValueError(f"Layer {name!r} (Embedding with input_dim={limit}) got the token id "
+                             f"{ids[bad[0], bad[1]]!r} at row {bad[0]}, position {bad[1]}; ids must be whole "
+                             f"numbers in [0, {limit})")
+    program._ids_checked = X

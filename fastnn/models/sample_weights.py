@@ -10,6 +10,8 @@ import numbers
 
 import numpy as np
 
+from ..utils.numbers import all_fit_float32, fits_float32
+
 
 def sample_weights(sample_weight, n, what="sample_weight"):
     """``sample_weight`` as float32 (n,); shape (n,) or (n, 1), finite, >= 0."""
@@ -23,8 +25,8 @@ def sample_weights(sample_weight, n, what="sample_weight"):
         w = w[:, 0]
     if w.ndim != 1 or w.shape[0] != n:
         raise ValueError(f"{what} must have shape ({n},), one weight per sample, got shape {w.shape}")
-    if not np.all(np.isfinite(w)):
-        raise ValueError(f"{what} contains NaN or inf")
+    if not all_fit_float32(w):
+        raise ValueError(f"{what} contains NaN or inf (after conversion to float32)")
     if np.any(w < 0):
         raise ValueError(f"{what} must be non-negative, got a minimum of {w.min()}")
     return np.ascontiguousarray(w, dtype=np.float32)
@@ -41,7 +43,7 @@ def class_weights(class_weight, Yf, Yi, n_out):
         if isinstance(key, bool) or not isinstance(key, numbers.Integral) or not 0 <= key < n_classes:
             raise ValueError(f"class_weight keys must be class indices in [0, {n_classes - 1}] for a model with "
                              f"{n_out} output{'s' if n_out > 1 else ''}, got {key!r}")
-        if isinstance(value, bool) or not isinstance(value, numbers.Real) or not np.isfinite(value) or value < 0:
+        if not fits_float32(value) or value < 0:
             raise ValueError(f"class_weight[{key}] must be a non-negative finite number, got {value!r}")
         table[int(key)] = value
     if Yi.shape[0] > 0:

@@ -16,6 +16,7 @@ class Sequential(Model):
     called on the previous one's output, so ``model.inputs``,
     ``layer.output`` and a ``keras.Model(model.inputs, layer.output)`` work
     as in Keras."""
+    _defer_build = False    # from_config adds every layer, then builds once (linear in the layers)
 
     def __init__(self, layers=None, name=None, trainable=True, **kwargs):
         super().__init__(name=name, trainable=trainable, **kwargs)
@@ -54,17 +55,17 @@ class Sequential(Model):
             return
         if not isinstance(layer, Layer):
             raise TypeError(f"Sequential.add expects a Layer, got {type(layer).__name__}")
-        if any(layer is l for l in self._layers):
+        if not self._defer_build and any(layer is l for l in self._layers):   # from_config's are all new
             raise ValueError(f"Layer {layer.name!r} is already in this model")
         if not self._layers and self._input_shape is None and layer._input_shape_arg is not None:
             self._input_shape = layer._input_shape_arg
         if layer._auto_name:
             layer.name = self._unique_name(layer.name.rsplit("_", 1)[0] if _has_suffix(layer.name) else layer.name)
-        elif any(l.name == layer.name for l in self._layers):
+        elif not self._defer_build and any(l.name == layer.name for l in self._layers):   # from_config: a set
             raise ValueError(f"A layer named {layer.name!r} is already in the model; names must be unique")
         self._layers.append(layer)
         self._chain = None
-        if self._input_shape is not None:
+        if self._input_shape is not None and not self._defer_build:
             self.build()
 
     def pop(self):
@@ -110,8 +111,8 @@ class Sequential(Model):
         x = inputs = self._input_layer.output
         for layer in self._layers:
             x = layer(x)
-        nodes = [layer._inbound_nodes[-1] for layer in self._layers]
-        self._chain = ([inputs], nodes, [x])
+        from .functional import walk      # a user's layer adds the nodes its traced call made
+        self._chain = ([inputs], walk([inputs], [x]), [x])
         self._pack()
 
     @property
@@ -159,8 +160,16 @@ class Sequential(Model):
             raise ValueError("A Sequential config must be a dict with a 'layers' list")
         check_float32(config.get("dtype"), f"Model {config.get('name')!r}")
         model = cls(name=config.get("name"))
+        model._defer_build = True
         for record in config["layers"]:
             model.add(layers_module.deserialize(record))
+        del model._defer_build
+        names = [layer.name for layer in model._layers]
+        if len(set(names)) != len(names):
+            duplicate = next(n for i, n in enumerate(names) if n in names[:i])
+            raise ValueError(f"A layer named {duplicate!r} is already in the model; names must be unique")
+        if model._input_shape is not None and model._layers:
+            model.build()
         shape = config.get("build_input_shape")
         if not model.built and model._layers and isinstance(shape, list) and len(shape) >= 2:
             model.build(shape)

@@ -16,7 +16,8 @@ Three kinds of source behind one small interface:
   ``CHUNK_BYTES``) whatever the file's size.
 * ``BatchSource``: a Python generator/iterator, or a ``PyDataset``/``Sequence``
   (``__len__``, ``__getitem__``), yielding ``(x, y)`` or ``(x, y,
-  sample_weight)`` batches; each batch is checked as it arrives, and
+  sample_weight)`` batches (for a model of several inputs or outputs ``x``
+  and ``y`` are tuples or dicts: ``bind_io``); each batch is checked as it arrives, and
   consecutive batches of one size are packed into one chunk for the
   compiled loop.
 
@@ -325,12 +326,26 @@ class _FileRows:
 
 
 class _IndexedRows:
-    """Rows read by NumPy indexing: in-memory arrays, copy-on-write memmaps."""
+    """Rows read by NumPy indexing: in-memory arrays, copy-on-write memmaps,
+    memmap views whose rows are not contiguous bytes.
+
+    Touching a mapped page past the end of its file is SIGBUS, which kills
+    the process: for an array backed by a file mapping, the file's size is
+    checked before every read (a truncation during the read itself, a window
+    of one chunk's copy, is not caught)."""
 
     def __init__(self, arr):
         self.arr = arr
+        self.fd, root = None, _mapping_root(arr)
+        if root is not None and getattr(root, "filename", None):
+            self.end = root.offset + root.nbytes      # the file's bytes the mapping covers
+            self.fd = os.open(root.filename, os.O_RDONLY)
+            weakref.finalize(self, os.close, self.fd)
 
     def read(self, rows, out=None):
+        if self.fd is not None and os.fstat(self.fd).st_size < self.end:
+            raise ValueError(f"the file behind the memory-mapped array ends before byte {self.end}; "
+                             "was it truncated?")
         contiguous = rows.shape[0] > 0 and rows[-1] - rows[0] == rows.shape[0] - 1
         return self.arr[int(rows[0]):int(rows[-1]) + 1] if contiguous else self.arr[rows]
 
@@ -543,6 +558,15 @@ class BatchSource:
         self._spec = (input_shape, loss, tuple(out_shape))
         return self
 
+    def bind_io(self, io, with_targets):
+        """Binds to a model of several inputs or outputs: each batch's ``x``
+        and ``y`` (tuples/lists in input/output order, or dicts by name) are
+        packed by ``io`` (an ``outputs.ModelIO``) as arrays would be."""
+        self._io = (io, with_targets)
+        return self
+
+    _io = None
+
     def steps(self, batch=None):
         """Batches per epoch, or None when unknown (a generator without steps)."""
         if self._count is None:
@@ -570,13 +594,20 @@ class BatchSource:
                 return None
             where = f"a batch of the generator {self.what}"
         x, y, sw = _unpack(raw, where)
-        input_shape, loss, out_shape = self._spec
-        X = data.features(x, input_shape, f"x of {where}")
-        if loss is None:
-            return (X, *data.empty_targets(math.prod(out_shape)), _NO_WEIGHTS)
+        if self._io is not None:
+            io, with_targets = self._io
+            X = io.features(x, f"x of {where}")
+            if not with_targets:
+                return X, np.zeros((0, 0), np.float32), np.zeros((0, 0), np.int64), _NO_WEIGHTS
+        else:
+            input_shape, loss, out_shape = self._spec
+            X = data.features(x, input_shape, f"x of {where}")
+            if loss is None:
+                return (X, *data.empty_targets(math.prod(out_shape)), _NO_WEIGHTS)
         if y is None:
             raise ValueError(f"{where} has no targets: fit and evaluate need (x, y) batches")
-        Yf, Yi = data.targets(y, X.shape[0], loss, out_shape, f"y of {where}")
+        Yf, Yi = io.targets(y, X.shape[0], f"y of {where}") if self._io is not None else \
+            data.targets(y, X.shape[0], loss, out_shape, f"y of {where}")
         if sw is not None and self._class_weight is not None:
             raise ValueError(f"You cannot use class_weight and sample_weight at the same time ({where} holds "
                              "sample weights)")

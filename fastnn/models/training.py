@@ -20,15 +20,16 @@ import threading
 import time
 import warnings
 
-import numba
 import numpy as np
 
 from .. import callbacks as callbacks_module
-from .. import config
+from .. import config, threads
 from ..errors import NonFiniteLossError
+from ..kernels import cache as kernel_cache
 from ..kernels import kinds
 from ..kernels import program as P
-from ..kernels.cpu import engine, regularizers
+from ..kernels.cpu import constraints, engine, regularizers
+from ..kernels.cpu.records import Data, LossFns, Net, Optim, Work
 from ..kernels.cpu.optimizers import optimizer_step_functions
 from ..kernels.cpu.sample_loss import unused_loss
 from ..utils.progbar import Progbar
@@ -36,16 +37,6 @@ from . import data, sample_weights, sources
 from . import program as program_module
 
 _CHUNK_SECONDS = 0.1
-_blas_controller = None
-
-
-def blas_single_thread():
-    """Context manager pinning every loaded BLAS to one thread."""
-    global _blas_controller
-    if _blas_controller is None:
-        from threadpoolctl import ThreadpoolController
-        _blas_controller = ThreadpoolController()
-    return _blas_controller.limit(limits=1, user_api="blas")
 
 
 def resolve_verbose(verbose):
@@ -61,6 +52,7 @@ class Workspace:
     gradient workspace ``gs`` only for ``training`` (inference has none)."""
 
     def __init__(self, program, batch, training=True):
+        data.check_workspace(batch, program.slots * (2 if training else 1) + program.out_width + 3)
         self.batch = batch
         self.ws = np.zeros(batch * program.slots, dtype=np.float32)
         self.gs = np.zeros(self.ws.shape[0] if training else 0, dtype=np.float32)
@@ -69,6 +61,10 @@ class Workspace:
         self.yl = np.zeros(batch, dtype=np.int64)
         self.wb = np.zeros(batch, dtype=np.float32)
         self.ab = np.array([1.0, 0.0, 1.0, 1.0], dtype=np.float32)    # (alpha, beta) to write, then to add
+
+    def record(self, grads, sums, out, metric_codes):
+        """These buffers as the loop's ``records.Work`` (in inference ``grads`` is any float32 buffer)."""
+        return Work(grads, self.ws, self.gs, self.yb, self.yl, self.wb, self.ab, sums, out, metric_codes)
 
 
 def _targets(Yf, Yi, rows):
@@ -100,13 +96,18 @@ class LoopSpec:
             (*unused_loss(), np.zeros(0, dtype=np.float32))
         self.losses = losses
 
-    def update(self, metrics, Yf, Yi, rows, pred, sw):
-        """Feeds the NumPy metrics one chunk (rows of the targets, predictions in order)."""
-        if hasattr(metrics, "codes_per_output"):
-            metrics.update(None, pred, sw, layout=(self.outs, Yf[rows] if Yf.shape[0] else Yf,
-                                                    Yi[rows] if Yi.shape[0] else Yi))
-        else:
-            metrics.update(_targets(Yf, Yi, rows), pred, sw)
+    def update(self, metrics, Yf, Yi, rows, pred, sw, batch):
+        """Feeds the NumPy metrics one chunk (rows of the targets, predictions in
+        order), a batch of ``batch`` rows at a time as Keras does: a metric's
+        ``update_state`` may compare the rows of a batch with each other."""
+        for lo in range(0, len(rows), batch):
+            part = slice(lo, lo + batch)
+            r, p, w = rows[part], pred[part], None if sw is None else sw[part]
+            if hasattr(metrics, "codes_per_output"):
+                metrics.update(None, p, w, layout=(self.outs, Yf[r] if Yf.shape[0] else Yf,
+                                                   Yi[r] if Yi.shape[0] else Yi))
+            else:
+                metrics.update(_targets(Yf, Yi, r), p, w)
 
 
 def weight_penalty(program, params):
@@ -123,9 +124,15 @@ def cuda_session(program, params, batch_size, optimizer=None, n_trainable=0, los
     if config.get_device() != "cuda":
         return None
     _check_cuda_features(loss)
+    if program.cons.shape[0]:
+        raise NotImplementedError("The CUDA device does not apply weight constraints yet; train this model on the "
+                                  "CPU (fastnn.config.set_device('cpu'))")
     unsupported = sorted({kinds.get(int(k)).name for k in program.prog[:, P.KIND] if not kinds.get(int(k)).on_cuda})
     if not program.chain or unsupported:
         what = f"layers {unsupported}" if unsupported else "graphs other than a chain of one-input layers"
+        if config.chosen_device() == "auto":     # not asked for by name: the CPU runs it
+            warnings.warn(f"The CUDA device does not run {what} yet; this model runs on the CPU", stacklevel=4)
+            return None
         raise NotImplementedError(f"The CUDA device does not run {what} yet; train this model on the CPU "
                                   "(fastnn.config.set_device('cpu'))")
     from ..kernels.cuda.engine import Session
@@ -165,6 +172,8 @@ def _device_data(session, source, chunk):
 
 _NO_WEIGHTS = np.zeros(0, dtype=np.float32)
 _NO_METRICS = np.zeros(0, dtype=np.int64)
+_NO_IDS = np.zeros(0, dtype=np.int64)
+_NO_REGS = np.zeros((0, 3), dtype=np.int64)
 
 
 def run_inference(model, program, source, batch_size, losses, metrics, want_output, verbose, params,
@@ -187,6 +196,8 @@ def run_inference(model, program, source, batch_size, losses, metrics, want_outp
     "predict")."""
     has_loss = losses is not None
     weighted = has_loss and source.weighted
+    batch_size = data.rows_per_batch(batch_size, source.n)
+    kernel_cache.announce_compile(verbose)
     loss = losses[0] if has_loss else None
     if session is None:
         session = cuda_session(program, params, batch_size, loss=losses)
@@ -197,6 +208,8 @@ def run_inference(model, program, source, batch_size, losses, metrics, want_outp
     value_fn, grad_fn, loss_consts = spec.loss_functions
     codes = spec.codes
     loop_parts = engine.inference_parts(program.prog, batch_size)
+    net = Net(program.prog, program.ints, params, program.consts, program.ins, spec.outs, program.regs)
+    loss_fns = LossFns(value_fn, grad_fn, loss_consts, regularizers.penalty_function(_NO_REGS))
     sums = np.zeros(spec.n_sums, dtype=np.float64)
     keep = want_output or (metrics is not None and metrics.needs_predictions)
     width = program.out_width
@@ -213,13 +226,14 @@ def run_inference(model, program, source, batch_size, losses, metrics, want_outp
         return metrics.logs(with_penalty)
 
     bar = Progbar(source.steps(batch_size), verbose) if verbose else None
-    n_parts = numba.get_num_threads()
+    n_parts = threads.parts()
     per_batch = callbacks is not None and callbacks.batch_level[mode]
     if callbacks is not None:
         getattr(callbacks, f"on_{mode}_begin")()
     done = 0
-    with blas_single_thread():
+    with threads.compiled_run() as chooser:
         for chunk in source.in_order(batch_size, per_batch):
+            program_module.check_ids(program, chunk.X)
             if per_batch:
                 getattr(callbacks, f"on_{mode}_batch_begin")(done, logs={})
             dst = out
@@ -236,13 +250,17 @@ def run_inference(model, program, source, batch_size, losses, metrics, want_outp
             else:
                 if chunk.batch > ws.batch:
                     ws = Workspace(program, chunk.batch, training=False)
-                engine.infer_steps(program.prog, program.ints, params, program.consts, chunk.X, chunk.Yf, chunk.Yi,
-                                   program.ins, spec.outs, chunk.start, chunk.stop, chunk.batch, ws.ws, ws.yb, ws.yl,
-                                   ws.wb, codes, sums, dst, n_parts, ws.ab, chunk.sw if weighted else _NO_WEIGHTS,
-                                   value_fn, grad_fn, loss_consts, *loop_parts)
-            rows = slice(chunk.start, chunk.stop)
+                chooser.begin()
+                with _HoldInterrupt():   # the first call compiles: a Ctrl-C must not cut it
+                    engine.infer_steps(net, Data(chunk.X.reshape(-1), chunk.Yf.reshape(-1), chunk.Yi.reshape(-1),
+                                                 chunk.sw if weighted else _NO_WEIGHTS, _NO_IDS),
+                                       ws.record(params, sums, dst, codes), loss_fns, loop_parts, chunk.start,
+                                       chunk.stop, chunk.batch, n_parts)
+                chooser.end()
+            rows = np.arange(chunk.start, chunk.stop)
             if metrics is not None and metrics.needs_predictions:
-                spec.update(metrics, chunk.Yf, chunk.Yi, rows, dst[rows], chunk.sw[rows] if weighted else None)
+                spec.update(metrics, chunk.Yf, chunk.Yi, rows, dst[rows], chunk.sw[rows] if weighted else None,
+                            chunk.batch)
             if per_batch:
                 logs = ({"outputs": model._split_outputs(dst[rows])} if mode == "predict" else _logs())
                 getattr(callbacks, f"on_{mode}_batch_end")(done, logs=logs)
@@ -262,13 +280,15 @@ def run_inference(model, program, source, batch_size, losses, metrics, want_outp
 
 
 def evaluate(model, src, batch_size, verbose, callbacks):
-    """``model.evaluate`` on a bound source: the logs dict (loss first, then metrics)."""
+    """``model.evaluate`` on a bound source: the logs dict and its keys in
+    the order of evaluate's list (``metrics.list_order``)."""
     prog = model._program(model._losses)
     metrics = model._resolve_metrics([l.code == P.SCCE for l in model._losses], src.weighted)
     cbs = callback_list(model, callbacks, verbose, src.steps(batch_size))
     sums, _ = run_inference(model, prog, src, batch_size, model._losses, metrics, False, verbose, model._params,
                             cbs, "test")
-    return metrics.logs(sums)
+    logs = metrics.logs(sums)
+    return logs, (metrics.list_order() if hasattr(metrics, "list_order") else list(logs))
 
 
 def predict(model, src, batch_size, verbose, callbacks):
@@ -364,17 +384,73 @@ def _validation_source(model, validation_data, validation_steps):
         if isinstance(validation_data, collections.abc.Iterator) and validation_steps is None:
             raise ValueError("validation_data is a generator: pass validation_steps (batches per validation "
                              "pass; a generator cannot be restarted every epoch), or use a PyDataset")
-        return model._source(validation_data, None, model._losses, steps=validation_steps, what="validation_data",
+        return model._source(validation_data, None, True, steps=validation_steps, what="validation_data",
                              steps_what="validation_steps")
     if not isinstance(validation_data, (tuple, list)) or len(validation_data) not in (2, 3):
         raise ValueError("validation_data must be a tuple (x_val, y_val) or (x_val, y_val, sample_weight), or a "
                          "PyDataset, got "
                          f"{type(validation_data).__name__}"
                          + (f" of length {len(validation_data)}" if isinstance(validation_data, (tuple, list)) else ""))
-    return model._source(validation_data[0], validation_data[1], model._losses, what="validation_data[0] (x)",
+    return model._source(validation_data[0], validation_data[1], True, what="validation_data[0] (x)",
                          y_what="validation_data[1] (y)",
                          sample_weight=validation_data[2] if len(validation_data) == 3 else None,
                          sw_what="validation_data[2] (sample_weight)")
+
+
+class StepRunner:
+    """The compiled loop's side of ``fit``: everything a chunk of training
+    steps needs (program records, workspace, the optimizer's state, the CUDA
+    session when training on the GPU), and ``run`` to take those steps.
+    ``fit`` around it is the epoch glue: data, progress, callbacks, faults."""
+
+    def __init__(self, model, program, metrics, weighted, batch_size):
+        opt = model.optimizer
+        if model._optimizer_layout is not model._layout:
+            opt.slots = None    # the trainable part of the buffer changed: its slots no longer match
+            model._optimizer_layout = model._layout
+        opt.build(model._n_trainable)
+        self.model, self.program, self.opt = model, program, opt
+        self.metrics = metrics
+        self.bounds = trainable_bounds(model)
+        self.grads = np.zeros_like(model._params)
+        self.ws = Workspace(program, batch_size)
+        self.spec = spec = LoopSpec(program, model._losses, metrics, weighted)
+        value_fn, grad_fn, loss_consts = spec.loss_functions
+        self.parts = engine.training_parts(program.prog)
+        self.net = Net(program.prog, program.ints, model._params, program.consts, program.ins, spec.outs,
+                       program.regs)
+        self.loss_fns = LossFns(value_fn, grad_fn, loss_consts, regularizers.penalty_function(program.regs))
+        self.constrain = constraints.constrain_function(program.cons)
+        self.pred_out = np.empty((0, program.out_width), dtype=np.float32)   # grown to a chunk when metrics need it
+        self.session = cuda_session(program, model._params, batch_size, opt, model._n_trainable, model._losses,
+                                    self.bounds)
+
+    def run(self, chunk, source, hp, sums, chooser):
+        """Trains on ``chunk`` with the optimizer's numbers ``hp``; returns the
+        steps taken (fewer than offered when a loss went NaN/inf)."""
+        opt, program, spec, model = self.opt, self.program, self.spec, self.model
+        if self.metrics.needs_predictions and self.pred_out.shape[0] < chunk.stop:
+            self.pred_out = np.empty((chunk.stop, program.out_width), dtype=np.float32)
+        if self.session is not None:
+            self.session = _session_for(self.session, chunk, program, model._params, opt, model._n_trainable)
+            done = _train_on_gpu(self.session, _device_data(self.session, source, chunk), chunk, hp,
+                                 opt.iterations, model._losses[0].code, 1 if model._losses[0].from_logits else 0,
+                                 spec.codes, sums, self.pred_out if self.metrics.needs_predictions else None)
+        else:
+            if chunk.batch > self.ws.batch:
+                self.ws = Workspace(program, chunk.batch)
+            # hp can change between chunks (callbacks), so can what a step must prepare
+            chooser.begin()
+            done = engine.run_steps(
+                self.net, Optim(opt.slots, model._n_trainable, opt.code, hp, self.bounds,
+                                *optimizer_step_functions(opt.code, hp), self.program.cons, self.constrain),
+                Data(chunk.X.reshape(-1), chunk.Yf.reshape(-1), chunk.Yi.reshape(-1), chunk.sw, chunk.ids),
+                self.ws.record(self.grads, sums, self.pred_out, spec.codes), self.loss_fns, self.parts,
+                opt.iterations, chunk.start, chunk.stop, chunk.batch, threads.parts(), True)
+            chooser.end()
+        done -= opt.iterations
+        opt.iterations += done
+        return done
 
 
 def fit(model, x, y, batch_size, epochs, verbose, callbacks, validation_split, validation_data,
@@ -383,11 +459,12 @@ def fit(model, x, y, batch_size, epochs, verbose, callbacks, validation_split, v
     epochs = data.positive_int(epochs, "epochs", minimum=0)
     initial_epoch = data.positive_int(initial_epoch, "initial_epoch", minimum=0)
     verbose = resolve_verbose(verbose)
+    kernel_cache.announce_compile(verbose)
     if isinstance(validation_split, bool) or not isinstance(validation_split, numbers.Real) or \
             not 0 <= validation_split < 1:
         raise ValueError(f"validation_split must be a number in [0, 1), got {validation_split!r}")
 
-    train = model._source(x, y, model._losses, steps=steps_per_epoch, steps_what="steps_per_epoch",
+    train = model._source(x, y, True, steps=steps_per_epoch, steps_what="steps_per_epoch",
                           sample_weight=sample_weight, class_weight=class_weight)
     program = model._program_for_training()
     val = None
@@ -397,6 +474,7 @@ def fit(model, x, y, batch_size, epochs, verbose, callbacks, validation_split, v
         if isinstance(train, sources.BatchSource):
             raise ValueError("validation_split needs arrays; with a generator or PyDataset pass validation_data")
         train, val = train.split(validation_split)
+    batch_size = data.rows_per_batch(batch_size, train.n)
     model._require_compiled("fit")     # built just now: the losses per output are known
     losses = model._losses
     sparse = [loss.code == P.SCCE for loss in losses]
@@ -404,24 +482,9 @@ def fit(model, x, y, batch_size, epochs, verbose, callbacks, validation_split, v
     val_metrics = None if val is None else model._resolve_metrics(sparse, val.weighted)
 
     opt = model.optimizer
-    if model._optimizer_layout is not model._layout:
-        opt.slots = None    # the trainable part of the buffer changed: its slots no longer match
-        model._optimizer_layout = model._layout
-    opt.build(model._n_trainable)
-    bounds = trainable_bounds(model)
-    params = model._params
-    grads = np.zeros_like(params)
     steps = train.steps(batch_size)
-    ws = Workspace(program, batch_size)
-    spec = LoopSpec(program, losses, metrics, train.weighted)
-    codes = spec.codes
-    loss_mode = 1 if losses[0].from_logits else 0
-    value_fn, grad_fn, loss_consts = spec.loss_functions
-    loop_parts = engine.training_parts(program.prog)
-    penalty_fn = regularizers.penalty_function(program.regs)
-    pred_out = np.empty((0, program.out_width), dtype=np.float32)   # grown to a chunk when metrics need it
-    n_parts = numba.get_num_threads()
-    session = cuda_session(program, params, batch_size, opt, model._n_trainable, losses, bounds)
+    runner = StepRunner(model, program, metrics, train.weighted, batch_size)
+    params, spec = model._params, runner.spec
 
     history = callbacks_module.History()
     cbs = callbacks_module.CallbackList(callbacks_module.as_list(callbacks) + [history], model,
@@ -447,50 +510,32 @@ def fit(model, x, y, batch_size, epochs, verbose, callbacks, validation_split, v
         step = 0
         ran_out = False
         # Pinned for the whole epoch, not per chunk: pinning costs ~30 us, a step can cost less.
-        with blas_single_thread():
+        with threads.compiled_run() as chooser:
             while True:
                 t0 = time.perf_counter()
                 chunk = reader.next(steps_per_chunk)
                 if chunk is None:
                     ran_out = True
                     break
+                program_module.check_ids(program, chunk.X)
                 if batch_hooks:
                     cbs.on_train_batch_begin(step, logs={})
                 hp = opt.hyper()     # after the hooks: what they changed applies from this step
                 offered = -(-(chunk.stop - chunk.start) // chunk.batch)
-                if metrics.needs_predictions and pred_out.shape[0] < chunk.stop:
-                    pred_out = np.empty((chunk.stop, program.out_width), dtype=np.float32)
                 with _HoldInterrupt():
-                    if session is not None:
-                        session = _session_for(session, chunk, program, params, opt, model._n_trainable)
-                        done = _train_on_gpu(session, _device_data(session, train, chunk), chunk, hp,
-                                             opt.iterations, losses[0].code, loss_mode, codes, sums,
-                                             pred_out if metrics.needs_predictions else None)
-                    else:
-                        if chunk.batch > ws.batch:
-                            ws = Workspace(program, chunk.batch)
-                        # hp can change between chunks (callbacks), so can what a step must prepare
-                        done = engine.run_steps(
-                            program.prog, program.ints, params, program.consts, grads, opt.slots, model._n_trainable,
-                            opt.code, *optimizer_step_functions(opt.code, hp), hp, opt.iterations, bounds,
-                            chunk.X.reshape(-1), chunk.Yf.reshape(-1), chunk.Yi.reshape(-1), program.ins, spec.outs,
-                            chunk.ids, chunk.start, chunk.stop, chunk.batch, ws.ws, ws.gs, ws.yb, ws.yl, ws.wb,
-                            codes, sums, n_parts, ws.ab, program.regs, penalty_fn, chunk.sw, value_fn, grad_fn,
-                            loss_consts, pred_out, True, *loop_parts)
-                    done -= opt.iterations
-                    opt.iterations += done
+                    done = runner.run(chunk, train, hp, sums, chooser)
                     step += done
                 if metrics.needs_predictions:
                     stop = min(chunk.stop, chunk.start + done * chunk.batch)    # the loop stops early on a NaN loss
                     rows = chunk.ids[chunk.start:stop]
-                    spec.update(metrics, chunk.Yf, chunk.Yi, rows, pred_out[chunk.start:stop],
-                                chunk.sw[rows] if train.weighted else None)
+                    spec.update(metrics, chunk.Yf, chunk.Yi, rows, runner.pred_out[chunk.start:stop],
+                                chunk.sw[rows] if train.weighted else None, chunk.batch)
                 elapsed = time.perf_counter() - t0
                 logs = metrics.logs(sums)
                 if not math.isfinite(sums[0]):
                     # the batch at ``step`` went non-finite and was not applied; the GPU loop,
                     # which does not stop there, ran on: go back to the epoch's start
-                    if session is not None:
+                    if runner.session is not None:
                         saved.restore(params, opt)
                     if batch_hooks:
                         cbs.on_train_batch_end(step, logs=logs)
@@ -498,7 +543,7 @@ def fit(model, x, y, batch_size, epochs, verbose, callbacks, validation_split, v
                         cbs.chunk_end(step, logs)
                     if model.stop_training:   # TerminateOnNaN: stop quietly
                         break
-                    raise _non_finite(params, opt, saved, epoch, step, restore=session is not None)
+                    raise _non_finite(params, opt, saved, epoch, step, restore=runner.session is not None)
                 if batch_hooks:
                     cbs.on_train_batch_end(step - 1, logs=logs)
                 else:
@@ -524,7 +569,7 @@ def fit(model, x, y, batch_size, epochs, verbose, callbacks, validation_split, v
         logs = dict(logs)
         if val is not None:
             vsums, _ = run_inference(model, program, val, batch_size, losses, val_metrics, False, 0, params,
-                                     cbs, "test", session)
+                                     cbs, "test", runner.session)
             logs.update(val_metrics.logs(vsums, "val_"))
         cbs.on_epoch_end(epoch, logs)
         if bar:     # after the callbacks, so keys they add (learning_rate) show, as in Keras
@@ -553,6 +598,30 @@ def _train_on_gpu(session, device, chunk, hp, step, loss_code, loss_mode, codes,
     return step
 
 
+def call_in_training_mode(model, x):
+    """``model(x, training=True)``: outputs with the layers in training mode
+    (Dropout draws its masks, BatchNormalization uses the statistics of all
+    of ``x``: one batch, as Keras's call), nothing updated; one array per
+    output as ``predict``."""
+    model._require_built_for(x, None)
+    io = model._io_for_build(x)
+    X = io.features(x, "x")
+    program = model._program(None)      # run by the CPU engine whatever the device: nothing trains
+    outs, _, _ = program.output_table([None] * len(program.outputs), [[] for _ in program.outputs], False,
+                                      [False] * len(program.outputs))
+    n = X.shape[0]
+    batch = max(1, n)
+    ws = Workspace(program, batch, training=False)
+    out = np.empty((n, program.out_width), dtype=np.float32)
+    net = Net(program.prog, program.ints, model._params, program.consts, program.ins, outs, program.regs)
+    with threads.compiled_run() as chooser:
+        chooser.begin()
+        engine.forward_rows(net, Data(X.reshape(-1), _NO_WEIGHTS, _NO_IDS, _NO_WEIGHTS, _NO_IDS),
+                            ws.record(model._params, np.zeros(0), out, _NO_METRICS),
+                            engine.training_parts(program.prog), n, batch, threads.parts())
+    return model._split_outputs(out)
+
+
 def loss_and_gradients(model, x, y, sample_weight=None, training=False):
     """Loss of the compiled model on the batch (x, y) and its gradient with
     respect to the flat parameter buffer (a new float32 array, same layout as
@@ -568,6 +637,7 @@ def loss_and_gradients(model, x, y, sample_weight=None, training=False):
     io = model._io_for_build(x)
     X = io.features(x, "x")
     program = model._program_for_training()
+    program_module.check_ids(program, X)
     Yf, Yi = io.targets(y, X.shape[0], "y")
     sw = np.zeros(0, dtype=np.float32) if sample_weight is None else \
         sample_weights.sample_weights(sample_weight, X.shape[0])
@@ -581,10 +651,12 @@ def loss_and_gradients(model, x, y, sample_weight=None, training=False):
     spec = LoopSpec(program, losses, None, sw.shape[0] > 0)
     ws = Workspace(program, X.shape[0])
     grads = np.zeros_like(model._params)
-    with blas_single_thread():
-        loss = engine.loss_gradients(program.prog, program.ints, model._params, program.consts, grads, X.reshape(-1),
-                                     Yf.reshape(-1), Yi.reshape(-1), program.ins, spec.outs, X.shape[0], ws.ws, ws.gs,
-                                     ws.yb, ws.yl, numba.get_num_threads(), ws.ab, program.regs,
-                                     regularizers.penalty_function(program.regs), sw, *spec.loss_functions,
-                                     bool(training), *engine.training_parts(program.prog))
+    with threads.compiled_run() as chooser:
+        chooser.begin()
+        loss = engine.loss_gradients(
+            Net(program.prog, program.ints, model._params, program.consts, program.ins, spec.outs, program.regs),
+            Data(X.reshape(-1), Yf.reshape(-1), Yi.reshape(-1), sw, _NO_IDS),
+            ws.record(grads, np.zeros(0), np.empty((0, program.out_width), np.float32), _NO_METRICS),
+            LossFns(*spec.loss_functions, regularizers.penalty_function(program.regs)),
+            engine.training_parts(program.prog), X.shape[0], threads.parts(), bool(training))
     return float(loss), grads

@@ -41,3 +41,7 @@ def deserialize(config):
     if cls is None:
         raise ValueError(f"Unknown optimizer class {config.get('class_name')!r}; expected one of {sorted(_BY_CLASS)}")
     return cls.from_config(config.get("config", {}))
+
+
+def __dir__():   # dir() shows the public names, not the submodules
+    return __all__

@@ -14,7 +14,8 @@ from .base import Optimizer, number
 class SGD(Optimizer):
     """learning_rate 0.01, momentum 0, nesterov False. Slot: momentum (if momentum > 0)."""
     code = P.SGD
-    default_name = "SGD"
+    # Keras 3 names an optimizer by its class in snake case: "sgd", "rm_sprop" (as its files record)
+    default_name = "sgd"
 
     def __init__(self, learning_rate=0.01, momentum=0.0, nesterov=False, **kwargs):
         super().__init__(learning_rate, **kwargs)
@@ -37,7 +38,7 @@ class RMSprop(Optimizer):
     """learning_rate 0.001, rho 0.9, momentum 0, epsilon 1e-7 (inside the
     square root), centered False. Slots: velocity, momentum, average gradient."""
     code = P.RMSPROP
-    default_name = "rmsprop"
+    default_name = "rm_sprop"
 
     def __init__(self, learning_rate=0.001, rho=0.9, momentum=0.0, epsilon=1e-7, centered=False, **kwargs):
         super().__init__(learning_rate, **kwargs)
@@ -132,6 +133,10 @@ class Nadam(_AdamFamily):
         prod = nadam_product(b1, prod, done, self.iterations)
         self._product = (b1, self.iterations, prod)
         hp[P.HP_UPROD] = prod
+
+    def u_product(self):
+        """Keras's ``_u_product`` after ``iterations`` steps: the product of the momentum factors."""
+        return float(nadam_product(np.float32(self.beta_1), np.float32(1.0), 0, self.iterations))
 
 
 class Adamax(_AdamFamily):

@@ -15,20 +15,21 @@ gradient scaled to norm <= clipnorm), ``clipvalue`` (entries clamped to
 together). ``use_ema``, ``loss_scale_factor`` and
 ``gradient_accumulation_steps`` are accepted at their defaults only.
 """
-import math
-import numbers
 import warnings
 
 import numpy as np
 
 from ..kernels import program as P
+from ..utils.numbers import fits_float32
+from ..layers.base import Variable
 from . import schedules
 
 
 def number(value, what, minimum=None, maximum=None):
     """``value`` as a float after checking it is a finite real in [minimum, maximum]."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
-        raise ValueError(f"{what} must be a finite number, got {value!r}")
+    if not fits_float32(value):
+        raise ValueError(f"{what} must be a finite number within float32's range (the kernels' type), "
+                         f"got {value!r}")
     if (minimum is not None and value < minimum) or (maximum is not None and value > maximum):
         raise ValueError(f"{what} must be in [{minimum}, {maximum}], got {value!r}")
     return float(value)
@@ -50,6 +51,9 @@ class Optimizer:
                  gradient_accumulation_steps=None, name=None, **kwargs):
         if kwargs.pop("decay", None) is not None:
             warnings.warn("Argument `decay` is no longer supported and will be ignored.", stacklevel=3)
+        if "lr" in kwargs:      # Keras 2's name, removed in Keras 3
+            raise ValueError(f"{type(self).__name__}: `lr` is not an argument; use `learning_rate`, "
+                             f"e.g. {type(self).__name__}(learning_rate={kwargs['lr']!r})")
         if kwargs:
             raise TypeError(f"Unexpected optimizer arguments: {sorted(kwargs)}")
         for arg, value, default in (("use_ema", use_ema, False), ("loss_scale_factor", loss_scale_factor, None),
@@ -67,19 +71,23 @@ class Optimizer:
                              f"clipnorm={clipnorm}, clipvalue={clipvalue}, global_clipnorm={global_clipnorm}")
         self.use_ema, self.ema_momentum = False, ema_momentum
         self.ema_overwrite_frequency = self.loss_scale_factor = self.gradient_accumulation_steps = None
-        self.iterations = 0
+        self._iterations = 0
         self.slots = None
         self._schedule = None
+        self._lr = None
         self.learning_rate = learning_rate
 
-    # -- learning rate ----------------------------------------------------
+    # -- learning rate and iterations, as Keras 3 variables ----------------
     @property
     def learning_rate(self):
-        """The rate of the next step (a float32 value, as Keras stores it):
-        the schedule at the current iteration count, or the fixed rate."""
+        """The rate of the next step, as Keras 3 shows it: for a fixed rate a
+        float32 ``Variable`` (``.numpy()``, ``float()``, arithmetic, ``assign``
+        and ``keras.backend.set_value`` change the rate of the next step, also
+        from a callback between batches); for a schedule its value at the
+        current iteration count (a read-only snapshot)."""
         if self._schedule is not None:
-            return float(self._schedule(self.iterations))
-        return float(self._lr)
+            return _ReadOnly(np.float32(self._schedule(self.iterations)), "learning_rate")
+        return self._lr
 
     @learning_rate.setter
     def learning_rate(self, value):
@@ -89,10 +97,32 @@ class Optimizer:
         if self._schedule is not None:
             raise TypeError("This optimizer was created with a LearningRateSchedule as its learning_rate, so its "
                             "learning rate cannot be set; create the optimizer with a float learning_rate instead")
-        if callable(value):
+        if callable(value) and not isinstance(value, Variable):
             raise ValueError("learning_rate must be a float or a keras.optimizers.schedules.LearningRateSchedule; "
                              "a plain callable cannot run in the compiled training loop")
-        self._lr = np.float32(number(value, "learning_rate", minimum=0))
+        rate = number(_scalar(value, "learning_rate"), "learning_rate", minimum=0)
+        if getattr(self, "_lr", None) is None:
+            self._lr = _LearningRate(np.float32(rate), "learning_rate", trainable=False)
+        else:
+            self._lr.assign(rate)
+
+    def _rate(self):
+        """The rate of the next step as a Python float."""
+        if self._schedule is not None:
+            return float(self._schedule(self.iterations))
+        return float(self._lr.value)
+
+    @property
+    def iterations(self):
+        """Steps taken so far: an int with Keras's variable methods (``.numpy()``, ``assign``)."""
+        return _Iterations(self._iterations, self)
+
+    @iterations.setter
+    def iterations(self, value):
+        count = _scalar(value, "iterations")
+        if isinstance(count, bool) or not float(count).is_integer() or count < 0:
+            raise ValueError(f"iterations must be a non-negative integer, got {value!r}")
+        self._iterations = int(count)
 
     lr = learning_rate
 
@@ -131,7 +161,7 @@ class Optimizer:
         schedule = self._schedule.encode() if compiled else [P.SCHED_NONE]
         hp = np.zeros(P.HP_SCHED + len(schedule), dtype=np.float32)
         hp[P.HP_SCHED:] = schedule
-        hp[P.HP_LR] = self.learning_rate      # a Python schedule's rate: fit asks before every step
+        hp[P.HP_LR] = self._rate()      # a Python schedule's rate: fit asks before every step
         hp[P.HP_WD] = self.weight_decay or 0.0
         hp[P.HP_CLIPNORM] = self.clipnorm or 0.0
         hp[P.HP_CLIPVALUE] = self.clipvalue or 0.0
@@ -144,7 +174,7 @@ class Optimizer:
 
     # -- config -----------------------------------------------------------
     def get_config(self):
-        lr = schedules.serialize(self._schedule) if self._schedule is not None else self.learning_rate
+        lr = schedules.serialize(self._schedule) if self._schedule is not None else self._rate()
         return {"name": self.name, "learning_rate": lr, "weight_decay": self.weight_decay,
                 "clipnorm": self.clipnorm, "global_clipnorm": self.global_clipnorm, "clipvalue": self.clipvalue,
                 "use_ema": self.use_ema, "ema_momentum": self.ema_momentum,
@@ -159,4 +189,56 @@ class Optimizer:
         return cls(**config)
 
     def __repr__(self):
-        return f"<{type(self).__name__} name={self.name!r} learning_rate={self.learning_rate:g}>"
+        return f"<{type(self).__name__} name={self.name!r} learning_rate={self._rate():g}>"
+
+
+def _scalar(value, what):
+    """A number from a Python/NumPy number, a one-element array or a Variable."""
+    if isinstance(value, Variable):
+        value = value.value
+    if isinstance(value, np.ndarray):
+        if value.size != 1:
+            raise ValueError(f"{what} must be a single number, got an array of shape {value.shape}")
+        value = value.reshape(()).item()
+    return value
+
+
+class _LearningRate(Variable):
+    """The fixed learning rate: a float32 scalar Variable whose assignments are checked as rates."""
+
+    def assign(self, new):
+        rate = number(_scalar(new, "learning_rate"), "learning_rate", minimum=0)
+        self.value[...] = np.float32(rate)
+
+
+class _ReadOnly(Variable):
+    """A schedule's current rate: reads like a Variable, cannot be set."""
+
+    def assign(self, new):
+        raise TypeError("This optimizer's learning rate comes from a LearningRateSchedule and cannot be set")
+
+
+class _Iterations(int):
+    """``optimizer.iterations``: an int that also answers Keras's variable methods."""
+
+    def __new__(cls, value, optimizer):
+        obj = super().__new__(cls, value)
+        obj._optimizer = optimizer
+        return obj
+
+    def numpy(self):
+        return np.int64(self)
+
+    def assign(self, value):
+        self._optimizer.iterations = value
+
+    @property
+    def dtype(self):
+        return "int64"
+
+    @property
+    def shape(self):
+        return ()
+
+    def __array__(self, dtype=None, copy=None):
+        return np.array(int(self), dtype=dtype or np.int64)

@@ -11,19 +11,19 @@ A subclass of ``LearningRateSchedule`` that defines ``__call__(step)`` also
 works; fit then evaluates it in Python before every step, which runs the
 compiled loop one step at a time.
 """
-import math
 import numbers
 
 import numpy as np
 
 from ..kernels import program as P
 from ..kernels.cpu.schedules import scheduled_rate
+from ..utils.numbers import fits_float32
 
 _MAX_EXACT_STEP = 2 ** 24   # every integer up to here is exact in float32
 
 
 def _number(value, what, minimum=None, strictly=False):
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not fits_float32(value):
         raise ValueError(f"{what} must be a finite number, got {value!r}")
     if minimum is not None and (value < minimum or (strictly and value == minimum)):
         raise ValueError(f"{what} must be {'>' if strictly else '>='} {minimum}, got {value!r}")
@@ -156,3 +156,11 @@ def deserialize(config):
         raise ValueError(f"Unknown learning rate schedule {config.get('class_name')!r}; "
                          f"expected one of {sorted(_BY_CLASS)}")
     return cls.from_config(dict(config.get("config", {})))
+
+
+__all__ = ["CosineDecay", "ExponentialDecay", "InverseTimeDecay", "LearningRateSchedule",
+           "PiecewiseConstantDecay", "deserialize", "serialize"]
+
+
+def __dir__():   # dir() shows the public names, not the modules this one imports
+    return __all__

@@ -29,14 +29,28 @@ def get_compile_config(model):
         return {}
     loss_arg = getattr(model, "_loss_arg", model.loss)
     metrics_arg = getattr(model, "_metrics_arg", model._metric_ids or None)
+    loss_weights = model._loss_spec[1] if getattr(model, "_loss_spec", None) else None
     if isinstance(metrics_arg, (str, metrics_module.Metric, type)) or \
             (callable(metrics_arg) and not isinstance(metrics_arg, (list, tuple))):
         metrics_arg = [metrics_arg]     # fastnn takes a bare metric; Keras records a list
+    # Several outputs: Keras records the structures as given (tuples as lists), each entry as one argument.
     return {"optimizer": _record(model.optimizer, "keras.optimizers"),
-            "loss": _record(loss_arg, "keras.losses"),
-            "loss_weights": None,
-            "metrics": None if metrics_arg is None else [_record(m, "keras.metrics") for m in metrics_arg],
+            "loss": _per_output(loss_arg, lambda a: _record(a, "keras.losses")),
+            "loss_weights": _per_output(loss_weights, float),
+            "metrics": _per_output(metrics_arg, lambda m: _record(m, "keras.metrics")),
             "weighted_metrics": None, "run_eagerly": False, "steps_per_execution": 1, "jit_compile": False}
+
+
+def _per_output(value, fn):
+    """``fn`` on each entry of a (nested) list/tuple/dict compile argument;
+    None stays None, and a dict with a ``class_name`` is a record, one entry."""
+    if value is None:
+        return None
+    if isinstance(value, dict) and "class_name" not in value:
+        return {k: _per_output(v, fn) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_per_output(v, fn) for v in value]
+    return fn(value)
 
 
 def _record(arg, module):
@@ -58,8 +72,10 @@ def _record(arg, module):
 def compile_from_config(model, config):
     """Compiles ``model`` as ``config`` (a Keras compile_config) says.
 
-    Raises ValueError for anything fastnn cannot honour exactly (several
-    outputs' losses, loss weights, weighted metrics, unknown names)."""
+    ``loss``, ``loss_weights`` and ``metrics`` may be per output (lists,
+    lists of lists, dicts by output name), as Keras records them for a
+    model of several outputs. Raises ValueError for anything fastnn cannot
+    honour exactly (weighted metrics, unknown names)."""
     if not isinstance(config, dict):
         raise ValueError(f"compile_config must be a dict, got {type(config).__name__}")
     if not config:
@@ -68,17 +84,26 @@ def compile_from_config(model, config):
     if loss is None:
         warnings.warn("The file's compile_config has no loss; the model is returned uncompiled", stacklevel=3)
         return
-    if config.get("loss_weights") not in (None, 1, 1.0, [1], [1.0]):
-        raise ValueError(f"compile_config: loss_weights={config['loss_weights']!r} is not supported")
     if config.get("weighted_metrics") not in (None, []):
         raise ValueError("compile_config: weighted_metrics are not supported")
+    loss_weights = config.get("loss_weights")
+    if not (loss_weights is None or isinstance(loss_weights, (int, float, list, dict))):
+        raise ValueError(f"compile_config: loss_weights must be a number, a list or a dict, got {loss_weights!r:.80}")
     metrics = config.get("metrics")
-    if metrics is not None and not isinstance(metrics, list):
-        raise ValueError(f"compile_config: metrics must be a list, got {type(metrics).__name__} "
-                         "(per-output metrics are not supported)")
+    if metrics is not None and not isinstance(metrics, (list, dict)):
+        raise ValueError(f"compile_config: metrics must be a list or a dict, got {type(metrics).__name__}")
+    # compile checks the structures against the model's outputs (and the weights are numbers)
     model.compile(optimizer=_object(config.get("optimizer", "rmsprop"), optimizers_module, "optimizer"),
-                  loss=_object(loss, losses_module, "loss"),
-                  metrics=None if metrics is None else [_object(m, metrics_module, "metric") for m in metrics])
+                  loss=_per_output(loss, lambda r: _object(r, losses_module, "loss")),
+                  loss_weights=loss_weights,
+                  metrics=_per_output(metrics, lambda r: _object(r, metrics_module, "metric")))
+
+
+def _own(name):
+    """The user's object offered for ``name`` (load_model's custom_objects, a registration), else the name."""
+    from .registration import get_registered_object
+    own = get_registered_object(name)
+    return name if own is None else own
 
 
 def _object(record, module, what):
@@ -86,14 +111,14 @@ def _object(record, module, what):
     registry resolves it in ``compile``), a function's record gives its name, a
     class record the object ``module.deserialize`` builds from fastnn's registry."""
     if isinstance(record, str):
-        return record
+        return _own(record)
     if not isinstance(record, dict) or not isinstance(record.get("class_name"), str):
         raise ValueError(f"compile_config: the {what} must be a name or a record with a 'class_name', "
                          f"got {record!r:.80}")
     if record["class_name"] == "function":
         if not isinstance(record.get("config"), str):
             raise ValueError(f"compile_config: a {what} function's record must name it, got {record!r:.80}")
-        return record["config"]
+        return _own(record["config"])
     if not isinstance(record.get("config", {}), dict):
         raise ValueError(f"compile_config: the {what} record's 'config' must be a dict")
     return module.deserialize(record)

@@ -1,4 +1,4 @@
-"""Keras 3's HDF5 weight layout, written from and read into a fastnn Sequential.
+"""Keras 3's HDF5 weight layout, written from and read into a fastnn model.
 
 The same layout is a ``.weights.h5`` file and the ``model.weights.h5`` member
 of a ``.keras`` archive::
@@ -13,7 +13,8 @@ of a ``.keras`` archive::
 
 ``<path>`` is the layer's class name in snake case, numbered ``_1``, ``_2``
 among layers of the same class (``dense``, ``dense_1``): Keras addresses
-layers by position and class, not by their names. Each ``vars`` group
+layers by position and class, not by their names (a subclassed model's
+layers by attribute name: ``model_layer_paths``). Each ``vars`` group
 carries the owner's name as an attribute. Arrays are plain contiguous
 datasets. fastnn keeps an optimizer's slots as rows of one array over the
 flat trainable buffer; this module maps them to and from Keras's
@@ -33,13 +34,17 @@ import warnings
 import h5py
 import numpy as np
 
-from .optimizer_layout import has_learning_rate_variable, slot_groups
+from ..utils.numbers import all_fit_float32
+from .optimizer_layout import has_learning_rate_variable, slot_groups, trailing_scalars
 
 HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 # Filters built into HDF5: reading them loads no plugin.
 _SAFE_FILTERS = {h5py.h5z.FILTER_DEFLATE, h5py.h5z.FILTER_SHUFFLE, h5py.h5z.FILTER_FLETCHER32}
 # Variables Keras stores as integers: {(layer class, variable name)}.
 _INT_VARIABLES = {("Normalization", "count")}
+# The most optimizer steps a file may record: far beyond any training, and int64 step
+# counts (the kernels', the next file's) cannot wrap from there.
+MAX_ITERATIONS = 2**62
 
 
 def keras_snake_case(name):
@@ -63,6 +68,47 @@ def layer_paths(layers):
     return paths
 
 
+def model_layer_paths(model):
+    """(layer, HDF5 group path) for each layer whose variables Keras saves for ``model``, in the order
+    Keras's ``saving_lib`` visits them.
+
+    Keras walks the model object: a Sequential or functional model's
+    ``layers`` list (numbered by class, InputLayers included for a
+    functional model, a shared layer once), then the model's attributes in
+    sorted name order (private ones last), which for these models hold no
+    other layers. A subclassed model's layers are
+    its attributes: each is saved under the attribute's name, and the
+    ``layers`` attribute (every tracked layer, in assignment order) comes in
+    its sorted place, numbering all of them by class but saving only those
+    not saved yet (``hidden1``, ``hidden2``, ``layers/dense_2``...). A layer
+    is saved once, where the walk first meets it."""
+    from ..models.functional import Functional
+    from ..models.sequential import Sequential
+    from ..layers.base import Layer
+    seen, out = set(), []
+
+    def visit(layer, path):
+        if id(layer) not in seen:
+            seen.add(id(layer))
+            out.append((layer, path))
+
+    def container(layers):
+        for layer, path in zip(layers, layer_paths(layers)):
+            visit(layer, path)
+
+    if isinstance(model, (Sequential, Functional)):
+        container(model.layers)     # (fastnn's own attributes hold no other layers)
+        return out
+    attributes = {k: v for k, v in vars(model).items() if isinstance(v, Layer) and not k.startswith("__")}
+    attributes["layers"] = None
+    for name in sorted(attributes, key=lambda k: "~" + k if k.startswith("_") else k):
+        if name == "layers":
+            container(model.layers)
+        else:
+            visit(attributes[name], name)
+    return out
+
+
 def keras_variables(layer):
     """The Variables Keras keeps for ``layer``, in Keras's order (trainable
     ones first, each in creation order), with the dtype Keras stores them as."""
@@ -75,21 +121,48 @@ def keras_variables(layer):
             for v in ordered]
 
 
+def weight_groups(layer, path):
+    """Where Keras keeps ``layer``'s variables: [(group path, owner name, [(Variable, dtype)])].
+    One ``<path>/vars`` group, except for layers whose weights Keras holds in
+    inner layers (``keras_weight_groups``: an LSTM's cell, a Bidirectional's
+    two layers, a TimeDistributed's layer)."""
+    groups = getattr(layer, "keras_weight_groups", None)
+    if groups is None:
+        return [(path, layer.name, keras_variables(layer))]
+    return [(path + sub, name, [(v, np.float32) for v in variables]) for sub, name, variables in groups()]
+
+
 # -- writing -----------------------------------------------------------------
 def write(h5, model):
     """Writes ``model``'s layer variables and, when compiled, its optimizer state into ``h5``."""
     h5.create_group("vars").attrs["name"] = model.name
-    for layer, path in zip(model.layers, layer_paths(model.layers)):
-        group = h5.create_group(path).create_group("vars")
-        group.attrs["name"] = layer.name
-        for i, (var, dtype) in enumerate(keras_variables(layer)):
-            value = np.rint(var.value).astype(dtype) if dtype is np.int64 else var.numpy()
-            group[str(i)] = value
+    saved = model_layer_paths(model)
+    _check_every_weight_is_saved(model, saved)
+    for layer, path in saved:
+        for where, name, variables in weight_groups(layer, path):
+            group = h5.require_group(where).create_group("vars")
+            group.attrs["name"] = name
+            for i, (var, dtype) in enumerate(variables):
+                value = np.rint(var.value).astype(dtype) if dtype is np.int64 else var.numpy()
+                group[str(i)] = value
     if model.compiled and model.optimizer is not None:
         group = h5.create_group("optimizer").create_group("vars")
         group.attrs["name"] = model.optimizer.name
         for i, value in enumerate(_optimizer_arrays(model)):
             group[str(i)] = value
+
+
+def _check_every_weight_is_saved(model, saved):
+    """Refuses to write a file that would silently lose weights: a subclassed
+    model's layer that holds weights but is not an attribute of the model."""
+    if not model.built:
+        return
+    ids = {id(layer) for layer, _ in saved}
+    lost = [l.name for l in model._weight_layers() if l.weights and id(l) not in ids]
+    if lost:
+        raise ValueError(f"Layers {lost} of model {model.name!r} hold weights but are not attributes of the model, "
+                         "so Keras's file layout has no place for them; assign them in __init__ "
+                         "(self.dense = keras.layers.Dense(...))")
 
 
 def _optimizer_arrays(model):
@@ -106,7 +179,7 @@ def _optimizer_arrays(model):
         for var, lo in _trainable_offsets(model):
             for row in group:
                 arrays.append(slots[row, lo:lo + var.size].reshape(var.shape).copy())
-    return arrays
+    return arrays + [np.array(v, dtype=np.float32) for v in trailing_scalars(opt)]
 
 
 def _built_slots(model):
@@ -139,34 +212,51 @@ def read_layers(h5, model, skip_mismatch=False):
     holds a different number or shape of arrays, or holds weights for layers
     the model does not have. With ``skip_mismatch`` a mismatched layer is
     skipped with a warning instead."""
-    layers = model.layers
     if not model.built:
-        stored = _group(h5, "layers")
-        if stored is not None and any(len(_group(h5, f"layers/{k}/vars") or ()) for k in stored.keys()):
+        if any(len(_group(h5, f"{path}/vars") or ()) for path in _stored_layer_paths(h5)):
             raise ValueError("The model is not built, so it has no weights to load into; give it an Input "
-                             "layer (or call model.build(input_shape)) first")
+                             "layer (or call model.build(input_shape), or call it on data) first")
         return []
-    paths = layer_paths(layers)
+    saved = model_layer_paths(model)
+    paths = [path for _, path in saved]
     assignments = []
-    for layer, path in zip(layers, paths):
+    for layer, path in saved:
         try:
             assignments += _read_layer(h5, layer, path)
         except ValueError as e:
             if not skip_mismatch:
                 raise
             warnings.warn(f"Skipping layer {layer.name!r}: {e}", stacklevel=3)
-    stored = _group(h5, "layers")
-    if stored is not None:
-        extra = sorted(f"layers/{k}" for k in stored.keys()
-                       if f"layers/{k}" not in paths and len(_group(h5, f"layers/{k}/vars") or ()) > 0)
-        if extra and not skip_mismatch:
-            raise ValueError(f"The file holds weights for layers the model does not have: {extra} "
-                             f"(the model's layers are at {paths})")
+    extra = sorted(p for p in _stored_layer_paths(h5) if p not in paths and len(_group(h5, f"{p}/vars") or ()) > 0)
+    if extra and not skip_mismatch:
+        raise ValueError(f"The file holds weights for layers the model does not have: {extra} "
+                         f"(the model's layers are at {paths})")
     return assignments
 
 
+def _stored_layer_paths(h5):
+    """The layer groups of a Keras weights file: ``layers/<k>`` and, for a
+    subclassed model, the top-level attribute groups."""
+    out = []
+    for key in h5.keys():
+        if key in ("vars", "optimizer"):
+            continue
+        if key == "layers":
+            group = _group(h5, "layers")
+            out += [f"layers/{k}" for k in group.keys()]
+        else:
+            out.append(key)
+    return out
+
+
 def _read_layer(h5, layer, path):
-    expected = keras_variables(layer)
+    out = []
+    for where, _, expected in weight_groups(layer, path):
+        out += _read_group(h5, layer, where, expected)
+    return out
+
+
+def _read_group(h5, layer, path, expected):
     group = _group(h5, f"{path}/vars")
     keys = sorted(group.keys()) if group is not None else []
     if len(keys) != len(expected) or keys != sorted(str(i) for i in range(len(expected))):
@@ -201,7 +291,8 @@ def read_optimizer(h5, model):
     trainable = _trainable_offsets(model)
     groups = slot_groups(opt)
     first_slot = 2 if has_learning_rate_variable(opt) else 1
-    expected = first_slot + len(trainable) * sum(len(g) for g in groups)
+    n_trailing = len(trailing_scalars(opt))
+    expected = first_slot + len(trainable) * sum(len(g) for g in groups) + n_trailing
     if n != expected:
         if n == first_slot and _built_slots(model) is None:
             return None
@@ -209,8 +300,8 @@ def read_optimizer(h5, model):
                       f"{type(opt).__name__} {opt.name!r} for this model has {expected}", stacklevel=3)
         return None
     iterations = _dataset(group, "0", (), "optimizer iterations", kinds="iu")
-    if iterations < 0:
-        raise ValueError(f"The optimizer's iterations are negative: {int(iterations)}")
+    if not 0 <= iterations <= MAX_ITERATIONS:
+        raise ValueError(f"The optimizer's iterations ({int(iterations)}) are outside [0, 2**62]")
     lr = None
     if first_slot == 2:
         lr = _dataset(group, "1", (), "optimizer learning rate", kinds="f")
@@ -227,6 +318,9 @@ def read_optimizer(h5, model):
                 value = _dataset(group, str(k), var.shape, f"optimizer slot {k} (for {var.name!r})")
                 slots[row, lo:lo + var.size] = value.reshape(-1)
                 k += 1
+    for _ in range(n_trailing):     # checked, then recomputed from the iterations (Nadam's u_product)
+        _dataset(group, str(k), (), f"optimizer variable {k}", kinds="f")
+        k += 1
     return int(iterations), lr, slots
 
 
@@ -278,6 +372,6 @@ def _dataset(group, key, shape, what, kinds="fiu"):
     if ds.shape != tuple(shape):
         raise ValueError(f"{what}: shape {ds.shape} in the file, the model needs {tuple(shape)}")
     value = np.asarray(ds[()])
-    if value.dtype.kind == "f" and not np.all(np.isfinite(value)):
-        raise ValueError(f"{what}: contains NaN or inf")
+    if value.dtype.kind == "f" and not all_fit_float32(value):
+        raise ValueError(f"{what}: contains NaN or inf (after conversion to float32, the weights' type)")
     return value

@@ -8,10 +8,13 @@ successive calls follow one another (RMSprop: every velocity, then every
 momentum). fastnn keeps each kind of slot as one row of ``optimizer.slots``
 over the flat trainable buffer, the rows named by ``optimizer.slot_names``.
 
-The groups below are read from Keras 3.15's ``build`` methods. An optimizer
+The groups below are read from Keras 3.15's ``build`` methods (Nadam's checked
+against the variables Keras 3.15.1 lists: iteration, learning_rate, then
+momentum and velocity per weight, then its u_product). An optimizer
 class not listed cannot be saved in Keras's layout, and saying so beats
 dropping its state.
 """
+import numpy as np
 
 _GROUPS = {
     "SGD": lambda o: [("momentum",)] if o.momentum != 0 else [],
@@ -19,10 +22,24 @@ _GROUPS = {
     + ([("average_gradient",)] if getattr(o, "centered", False) else []),
     "Adam": lambda o: [("momentum", "velocity")] + ([("velocity_hat",)] if getattr(o, "amsgrad", False) else []),
     "Adamax": lambda o: [("momentum", "norm")],
+    "Nadam": lambda o: [("momentum", "velocity")],
     "Adagrad": lambda o: [("accumulator",)],
     "Adadelta": lambda o: [("accumulated_grad", "accumulated_delta_var")],
     "Ftrl": lambda o: [("accumulator", "linear")],
 }
+
+
+# Scalar variables Keras creates after the slots: Nadam's running product of momentum
+# factors (``_u_product``), which fastnn computes from the iteration count.
+_TRAILING = {"Nadam": lambda o: [np.float32(o.u_product())]}
+
+
+def trailing_scalars(optimizer):
+    """The float32 scalars Keras keeps after ``optimizer``'s slots (usually none)."""
+    for cls in type(optimizer).__mro__:
+        if cls.__name__ in _TRAILING:
+            return _TRAILING[cls.__name__](optimizer)
+    return []
 
 
 def slot_groups(optimizer):

@@ -40,9 +40,10 @@ from .activations import (ACTIVATION_SIG, LINEAR, RELU, SOFTMAX, activation_func
                           softmax_rows, softmax_rows_backward)
 from .batch_loss import batch_loss_pointer
 from .blas import gemm
+from .constraints import constrain_function
 from .optimizers import idle_optimizer
-from .regularizers import penalty_function
 from .pointers import NO_WRAPPERS, Pointer, call, function_pointer
+from .records import Optim, Parts
 
 _I64 = types.int64
 _REC = types.int64[::1]
@@ -273,17 +274,24 @@ def _gather_columns(X, f, col, w, ids, pos, b, dst, d0):
 
 
 @njit(cache=True, inline="always")
-def _gather_inputs(ins, X, ids, pos, b, ws):
+def _gather_inputs(ins, X, Yf, ids, pos, b, ws):
     """Each model input's columns of the batch's rows of X into its slot:
-    ``ins`` (inputs, 3) holds [slot position, width, first column of X]."""
+    ``ins`` (inputs, 3) holds [slot position, width, first column of X]; a
+    first column c < 0 takes the columns from -1 - c of the dense targets Yf
+    (the y_true of a loss written with keras.ops)."""
     f = 0
     for k in range(ins.shape[0]):
-        f += ins[k, 1]
+        if ins[k, 2] >= 0:
+            f += ins[k, 1]
     if ins.shape[0] == 1:
         _gather(X, f, ids, pos, b, ws[b * ins[0, 0]:])
     else:
+        y_stride = Yf.shape[0] * f // max(X.shape[0], 1)     # Yf has as many rows as X
         for k in range(ins.shape[0]):
-            _gather_columns(X, f, ins[k, 2], ins[k, 1], ids, pos, b, ws, b * ins[k, 0])
+            if ins[k, 2] >= 0:
+                _gather_columns(X, f, ins[k, 2], ins[k, 1], ids, pos, b, ws, b * ins[k, 0])
+            else:
+                _gather_columns(Yf, y_stride, -1 - ins[k, 2], ins[k, 1], ids, pos, b, ws, b * ins[k, 0])
 
 
 @njit(cache=True, inline="always")
@@ -327,57 +335,40 @@ def _losses(outs, consts, ws, gs, Yf, Yi, ids, pos, b, yb, yl, wb, metric_codes,
 
 
 @njit(cache=True, no_cfunc_wrapper=True)
-def run_steps(prog, ints, params, consts, grads, slots, n_trainable, opt, update_all, update, prepare, hp, step, bounds,
-              X, Yf, Yi, ins, outs, ids, start, stop, batch, ws, gs, yb, yl, wb,
-              metric_codes, sums, n_parts, ab, regs, penalty, sw, loss_value, loss_grad, loss_consts, out,
-              training,
-              forward_pass, backward_pass, parallel, forward_block, activation_block, backward_block, acts):
-    """Runs rows ids[start:stop] of the data (``ids`` empty: rows [start, stop)
-    in order) in batches of ``batch``; trains on them when ``training``.
-    Returns the optimizer's step count. One loop serves fit, evaluate and
-    predict, so a process that trains and predicts compiles one loop.
+def run_steps(net, opt, data, work, loss, parts, step, start, stop, batch, n_parts, training):
+    """Runs rows ids[start:stop] of the data (``data.ids`` empty: rows
+    [start, stop) in order) in batches of ``batch``; trains on them when
+    ``training``. Returns the optimizer's step count, ``step`` being the
+    count before this call. One loop serves fit, evaluate and predict, so a
+    process that trains and predicts compiles one loop. The records are
+    ``records.Net``, ``Optim``, ``Data``, ``Work``, ``LossFns`` and ``Parts``;
+    ``n_parts``: blocks each matrix product is split into (``threads.parts``).
 
     Training stops early, before its update, at the first batch whose loss is
-    NaN or inf (``sums[0]`` is then non-finite): the weights stay the last
-    finite ones, those that batch was computed with (BatchNormalization's
+    NaN or inf (``work.sums[0]`` is then non-finite): the weights stay the
+    last finite ones, those that batch was computed with (BatchNormalization's
     moving statistics excepted: fit restores the epoch's start if they went
     non-finite), and fit stops there (raising NonFiniteLossError, or quietly
     when TerminateOnNaN asks it to) without returning to Python every step.
-    Without ``training`` the layers run in inference mode and the arguments
-    of the optimizer, the backward pass and the penalties are not used
-    (``infer_steps`` fills them in).
+    Without ``training`` the layers run in inference mode and the optimizer,
+    the backward pass and the penalties are not used (``infer_steps`` fills
+    them in with placeholders of the same types).
 
-    The model: ``prog``/``ints`` (``kernels.program``), ``ins`` (inputs, 3)
-    where each input's columns go ([slot, width, first column of X]),
-    ``outs`` (outputs, O_FIELDS) each output's slot, targets, loss and
-    metrics (an O_LOSS of 0: no loss, as in predict).
-    Arrays: ``X`` (N, features of all inputs) float32, ``Yf`` (N, dense
-    target columns) float32 and ``Yi`` (N, label columns) int64, all
-    flattened (C order), the unused ones empty; ``ids`` int64 row order.
-    ``ws``/``gs`` workspaces sized for ``batch`` rows, ``yb``/``yl`` target
-    blocks, ``wb`` (>= batch,) float32 for the batch's sample weights (passed
-    in: an allocation here would compile NumPy's allocator, 0.2 s).
-    With a loss, ``sums`` float64 accumulates [loss, samples, metrics...]
-    (see ``_losses``; weighted by ``sw`` (N,) float32 when not empty); in
-    training the loss includes the weight penalties of ``regs``
-    (``penalty``: ``regularizers.penalty_function``) once per sample, as
-    Keras adds them to every batch's loss (evaluate adds them itself: they
-    are constant there).
-    ``step`` is the optimizer's iteration count before this call; ``slots``
-    (k, n) its state, ``hp`` its parameter vector, ``update_all``,
-    ``update`` and ``prepare`` its ``optimizers.optimizer_step_functions``
-    (``prepare`` updates ``hp`` each step),
-    ``bounds`` the offsets of the trainable weight arrays (for clipping by norm).
-    ``loss_value``/``loss_grad``/``loss_consts`` a CUSTOM loss
-    (``sample_loss``); ``out`` (N, output columns) float32 or empty: receives
-    the outputs of the run's row i at out[i] (training mode's outputs in
-    training). The compiled parts it calls, from ``forward_pass`` on:
-    ``training_parts`` or ``inference_parts``.
-    """
-    has_loss = outs[0, O_LOSS] != 0
+    With a loss (``net.outs``' O_LOSS not 0), ``work.sums`` accumulates
+    [loss, samples, metrics...] (see ``_losses``; weighted by ``data.sw``
+    when not empty); in training the loss includes the weight penalties of
+    ``net.regs`` once per sample, as Keras adds them to every batch's loss
+    (evaluate adds them itself: they are constant there); after each update
+    the weight constraints of ``opt.cons`` are applied (``opt.constrain``:
+    ``constraints.constrain_function``). ``work.out``, when
+    not empty, receives the outputs of the run's row i at out[i] (training
+    mode's outputs in training)."""
+    prog, ints, params, consts = net.prog, net.ints, net.params, net.consts
+    X, ids, sw = data.X, data.ids, data.sw
+    grads, ws, gs, ab, sums, out = work.grads, work.ws, work.gs, work.ab, work.sums, work.out
+    has_loss = net.outs[0, O_LOSS] != 0
     weighted = sw.shape[0] > 0
-    if not weighted:
-        wb = wb[:0]     # the batch loss weighs rows by wb unless it is empty
+    wb = work.wb if weighted else work.wb[:0]   # the batch loss weighs rows by wb unless it is empty
     # Rows in order into a Dense first op that alone reads the only input are read where they are: no copy.
     in_place = not training and ids.shape[0] == 0 and (prog[0, FLAGS] & DIRECT_INPUT) != 0
     f = prog[0, N_IN]
@@ -387,63 +378,84 @@ def run_steps(prog, ints, params, consts, grads, slots, n_trainable, opt, update
         if in_place:
             inp = X[pos * f:]
         else:
-            _gather_inputs(ins, X, ids, pos, b, ws)
+            _gather_inputs(net.ins, X, data.Yf, ids, pos, b, ws)
             inp = ws
         if weighted:
             for r in range(b):
                 wb[r] = sw[_row(ids, pos + r)]
-        call(forward_pass, prog, ints, params, consts, grads, ws, gs, b, n_parts, ab, training, parallel,
-             forward_block, acts, inp)
+        call(parts.forward, prog, ints, params, consts, grads, ws, gs, b, n_parts, ab, training, parts.parallel,
+             parts.forward_block, parts.acts, inp)
         if training:
             for i in range(prog.shape[0]):
                 if prog[i, AFTER] != 0:
                     call(op_pointer(prog[i, AFTER]), prog[i], ints, params, consts, grads, ws, gs, b, True)
         if has_loss:
-            _losses(outs, consts, ws, gs, Yf, Yi, ids, pos, b, yb, yl, wb, metric_codes, sums, training, loss_value,
-                    loss_grad, loss_consts)
+            _losses(net.outs, consts, ws, gs, data.Yf, data.Yi, ids, pos, b, work.yb, work.yl, wb, work.metric_codes,
+                    sums, training, loss.value, loss.grad, loss.consts)
         if training:
-            call(backward_pass, prog, ints, params, consts, grads, ws, gs, b, n_parts, ab, True, parallel,
-                 activation_block, backward_block, acts)
-            sums[0] += b * call(penalty, regs, consts, params, grads, True)
+            call(parts.backward, prog, ints, params, consts, grads, ws, gs, b, n_parts, ab, True, parts.parallel,
+                 parts.activation_block, parts.backward_block, parts.acts)
+            sums[0] += b * call(loss.penalty, net.regs, consts, params, grads, True)
             if not np.isfinite(sums[0]):
                 break   # a NaN/inf loss: stop before this batch's update (fit then stops)
         if out.shape[0] > 0:
-            _copy_outputs(outs, ws, b, out, pos)
+            _copy_outputs(net.outs, ws, b, out, pos)
         if training:
             step += 1
-            call(prepare, opt, hp, step, grads, bounds)
-            call(update_all, update, hp, step, params, grads, slots, n_trainable, n_parts)
+            call(opt.prepare, opt.code, opt.hp, step, grads, opt.bounds)
+            call(opt.update_all, opt.update, opt.hp, step, params, grads, opt.slots, opt.n_trainable, n_parts)
+            call(opt.constrain, opt.cons, consts, params)
         pos += b
     return step
 
 
 @njit(cache=True, no_cfunc_wrapper=True)
-def loss_gradients(prog, ints, params, consts, grads, X, Yf, Yi, ins, outs, batch, ws, gs, yb, yl, n_parts, ab, regs,
-                   penalty, sw, loss_value, loss_grad, loss_consts, training, forward_pass, backward_pass, parallel,
-                   forward_block, activation_block, backward_block, acts):
-    """Loss over one batch (the ``batch`` rows of X, in order: the mean of the
-    per-sample losses, weighted by ``sw`` when not empty, plus the weight
-    penalties) and its gradient with respect to every trainable parameter,
-    written to ``grads``. ``training`` runs the layers as in ``fit`` (dropout
-    masks, batch statistics) without updating moving statistics. Nothing is
-    updated.
+def loss_gradients(net, data, work, loss, parts, batch, n_parts, training):
+    """Loss over one batch (the ``batch`` rows of ``data.X``, in order: the
+    weighted sum of the outputs' mean per-sample losses, weighted by
+    ``data.sw`` when not empty, plus the weight penalties) and its gradient
+    with respect to every trainable parameter, written to ``work.grads``.
+    ``training`` runs the layers as in ``fit`` (dropout masks, batch
+    statistics) without updating moving statistics. Nothing is updated.
     Used by tests (finite differences) and by callers that want gradients.
-    Other arguments as ``run_steps``."""
+    Records as ``run_steps``."""
+    prog, ints, params, consts = net.prog, net.ints, net.params, net.consts
+    grads, ws, gs, ab = work.grads, work.ws, work.gs, work.ab
     b = batch
     in_order = np.empty(0, dtype=np.int64)
-    _gather_inputs(ins, X, in_order, 0, b, ws)
-    call(forward_pass, prog, ints, params, consts, grads, ws, gs, b, n_parts, ab, training, parallel, forward_block,
-         acts, ws)
+    _gather_inputs(net.ins, data.X, data.Yf, in_order, 0, b, ws)
+    call(parts.forward, prog, ints, params, consts, grads, ws, gs, b, n_parts, ab, training, parts.parallel,
+         parts.forward_block, parts.acts, ws)
     n_sums = 2
-    for o in range(outs.shape[0]):
-        n_sums = max(n_sums, outs[o, O_SUMS] + 2)
+    for o in range(net.outs.shape[0]):
+        n_sums = max(n_sums, net.outs[o, O_SUMS] + 2)
     sums = np.zeros(n_sums, dtype=np.float64)
     # the rows are in order: their weights are sw itself (or it is empty)
-    _losses(outs, consts, ws, gs, Yf, Yi, in_order, 0, b, yb, yl, sw, np.zeros(0, dtype=np.int64), sums, True,
-            loss_value, loss_grad, loss_consts)
-    call(backward_pass, prog, ints, params, consts, grads, ws, gs, b, n_parts, ab, training, parallel,
-         activation_block, backward_block, acts)
-    return sums[0] / b + call(penalty, regs, consts, params, grads, True)
+    _losses(net.outs, consts, ws, gs, data.Yf, data.Yi, in_order, 0, b, work.yb, work.yl, data.sw,
+            np.zeros(0, dtype=np.int64), sums, True, loss.value, loss.grad, loss.consts)
+    call(parts.backward, prog, ints, params, consts, grads, ws, gs, b, n_parts, ab, training, parts.parallel,
+         parts.activation_block, parts.backward_block, parts.acts)
+    return sums[0] / b + call(loss.penalty, net.regs, consts, params, grads, True)
+
+
+@njit(cache=True, no_cfunc_wrapper=True)
+def forward_rows(net, data, work, parts, n, batch, n_parts):
+    """Forward passes in training mode (dropout masks drawn, batch
+    statistics used) over rows [0, n) of ``data.X`` in order, in batches of
+    ``batch``, each output copied to ``work.out`` (n, output columns): what
+    ``model(x, training=True)`` returns. No loss, no backward pass, no
+    update, moving statistics untouched. Records as ``run_steps``; the parts
+    from ``training_parts``."""
+    in_order = np.empty(0, dtype=np.int64)
+    ws = work.ws
+    pos = 0
+    while pos < n:
+        b = min(batch, n - pos)
+        _gather_inputs(net.ins, data.X, data.Yf, in_order, pos, b, ws)
+        call(parts.forward, net.prog, net.ints, net.params, net.consts, net.params, ws, ws, b, n_parts, work.ab, True,
+             parts.parallel, parts.forward_block, parts.acts, ws)
+        _copy_outputs(net.outs, ws, b, work.out, pos)
+        pos += b
 
 
 def training_parts(prog):
@@ -451,10 +463,10 @@ def training_parts(prog):
     call, as pointers in their argument order (the last ones): the forward
     and backward passes, the parallel dispatcher and its blocks (forward,
     activation backward, Dense backward), the activations other than ReLU."""
-    return (function_pointer(forward, _FORWARD_SIG), function_pointer(backward, _BACKWARD_SIG),
-            function_pointer(_parallel, _PARALLEL_SIG), function_pointer(_dense_forward_by_columns, BLOCK_SIG),
-            function_pointer(_activation_backward_block, BLOCK_SIG), function_pointer(_dense_backward_block, BLOCK_SIG),
-            activation_function(prog))
+    return Parts(function_pointer(forward, _FORWARD_SIG), function_pointer(backward, _BACKWARD_SIG),
+                 function_pointer(_parallel, _PARALLEL_SIG), function_pointer(_dense_forward_by_columns, BLOCK_SIG),
+                 function_pointer(_activation_backward_block, BLOCK_SIG),
+                 function_pointer(_dense_backward_block, BLOCK_SIG), activation_function(prog))
 
 
 def inference_parts(prog, batch):
@@ -463,24 +475,25 @@ def inference_parts(prog, batch):
     and the forward block stands in for the two backward blocks (never called)."""
     block = function_pointer(_dense_forward_by_rows if batch >= _ROW_SPLIT_ROWS else _dense_forward_by_columns,
                              BLOCK_SIG)
-    return (function_pointer(forward, _FORWARD_SIG), function_pointer(no_backward, _BACKWARD_SIG),
-            function_pointer(_parallel, _PARALLEL_SIG), block, block, block, activation_function(prog))
+    return Parts(function_pointer(forward, _FORWARD_SIG), function_pointer(no_backward, _BACKWARD_SIG),
+                 function_pointer(_parallel, _PARALLEL_SIG), block, block, block, activation_function(prog))
 
 
+_NO_SLOTS = np.zeros((0, 0), dtype=np.float32)
 _NO_F32 = np.zeros(0, dtype=np.float32)
 _NO_I64 = np.zeros(0, dtype=np.int64)
-_NO_SLOTS = np.zeros((0, 0), dtype=np.float32)
 _NO_REGS = np.zeros((0, 3), dtype=np.int64)
+_NO_CONS = np.zeros((0, 6), dtype=np.int64)
 
 
-def infer_steps(prog, ints, params, consts, X, Yf, Yi, ins, outs, start, stop, batch, ws, yb, yl, wb, metric_codes,
-                sums, out, n_parts, ab, sw, loss_value, loss_grad, loss_consts, *parts):
-    """``run_steps`` without training on rows [start, stop) of X in order
-    (``X``, ``Yf``, ``Yi`` C-contiguous); ``parts``: ``inference_parts``. The
-    arguments only training uses are filled in with empty arrays and
-    placeholder functions of the types fit passes, so fit and predict share
-    one compiled loop."""
-    run_steps(prog, ints, params, consts, params, _NO_SLOTS, 0, 0, *idle_optimizer(), _NO_F32, 0, _NO_I64,
-              X.reshape(-1), Yf.reshape(-1), Yi.reshape(-1), ins, outs, _NO_I64, start, stop, batch, ws, ws, yb, yl, wb,
-              metric_codes, sums, n_parts, ab, _NO_REGS, penalty_function(_NO_REGS), sw, loss_value, loss_grad,
-              loss_consts, out, False, *parts)
+def idle_optim():
+    """An ``Optim`` of the types fit passes, for runs that do not train (never stepped)."""
+    return Optim(_NO_SLOTS, 0, 0, _NO_F32, _NO_I64, *idle_optimizer(), _NO_CONS, constrain_function(_NO_CONS))
+
+
+def infer_steps(net, data, work, loss, parts, start, stop, batch, n_parts):
+    """``run_steps`` without training on rows [start, stop) of ``data.X`` in
+    order; ``parts``: ``inference_parts``. The optimizer and the penalties,
+    which only training uses, are placeholders of the types fit passes, so
+    fit and predict share one compiled loop."""
+    run_steps(net, idle_optim(), data, work, loss, parts, 0, start, stop, batch, n_parts, False)

@@ -31,6 +31,8 @@ from numba.core.typing import signature
 from numba.core.typing.typeof import typeof_impl
 from numba.extending import NativeValue, intrinsic, register_model, unbox
 
+from ...utils.interrupts import held_interrupts
+
 
 # Options of a function that only compiled code calls, through a pointer:
 # Numba then builds neither the Python nor the C entry point it would
@@ -83,7 +85,8 @@ def function_pointer(dispatcher, sig):
     ``Pointer(sig)``. The dispatcher needs no C wrapper
     (``no_cfunc_wrapper=True``), and no Python one unless Python calls it too."""
     if sig.args not in dispatcher.overloads:   # an explicit signature compiles at import
-        dispatcher.compile(sig)
+        with held_interrupts():   # a Ctrl-C inside Numba's compiler can leave the process unable to compile
+            dispatcher.compile(sig)
     return FunctionPointer(dispatcher.overloads[sig.args], sig)
 
 

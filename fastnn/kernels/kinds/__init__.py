@@ -20,7 +20,6 @@ the kind module holds the maths. Adding a kind touches its module here, its
 layer class and its tests. Dense is the exception the engine runs itself, in
 its tuned parallel blocks (``cpu/engine.py``).
 """
-import numpy as np
 from numba import njit, types
 
 from .. import program as P
@@ -89,3 +88,5 @@ register("Dense", code=P.DENSE, shareable=True, on_cuda=True)
 
 from . import elementwise, batchnorm, merging  # noqa: E402,F401  (register their kinds)
 from . import conv, pooling, reshaping, spatial_dropout  # noqa: E402,F401
+from . import embedding, recurrent, global_pooling1d  # noqa: E402,F401
+from . import tensor_ops  # noqa: E402,F401
