@@ -19,7 +19,6 @@ program builder copies from the layer's ``Op``: the addresses of
 every thread), then the floats of scratch each thread needs and the number of parts. The kind's own
 constants follow at ``rec[IAUX] + HEADER``. ``header(...)`` writes it.
 """
-import numba
 import numpy as np
 from numba import njit, prange, types
 
@@ -103,11 +102,11 @@ def register_parallel(name, forward, backward=(), shareable=True):
 
 def header(code, tmp_per_thread):
     """The first ``HEADER`` integer constants of an op of kind ``code``
-    (compiles its parts on first use). The op is split in as many parts as
-    Numba has threads now; a later ``numba.set_num_threads`` changes how many
-    threads run them, never the results (no part's sums depend on how the
-    work is split)."""
+    (compiles its parts on first use). The op is split in one part per
+    thread of Numba's full pool (``threads.parts``), as the Dense blocks are;
+    how many threads run them (``threads.ThreadChooser``) changes no result."""
     parts = _PARTS[code]
     addr = [function_pointer(f, PART_SIG).address for f in parts]
     addr += [0] * (4 - len(addr))
-    return (function_pointer(run_parts, _RUN_SIG).address, *addr, int(tmp_per_thread), numba.get_num_threads())
+    from ...threads import parts as pool_parts
+    return (function_pointer(run_parts, _RUN_SIG).address, *addr, int(tmp_per_thread), pool_parts())
