@@ -8,16 +8,17 @@ rows of a batch; ``tmp`` is thread ``t``'s private scratch. The kind's
 registered forward and backward functions (``kinds.OP_SIG``) are the two
 generic wrappers below: they allocate the threads' scratch once per call and
 run the op's parts, in order, through one ``prange`` dispatcher,
-``run_parts``. So every kind of this family shares one parallel region (about
-a second of compile time each), compiled once, and only when a model uses one
-of them.
+``run_parts``. So every kind of this family shares one parallel region
+(about a second of compile time), compiled once, and only when a model uses
+one of them.
 
 The op's integer constants start with a header (``HEADER`` ints) the
 program builder copies from the layer's ``Op``: the addresses of
 ``run_parts`` and of the op's forward part and up to three backward parts
 (0: none; they run in that order, each after the previous one finished on
-every thread), then the floats of scratch each thread needs and the number of parts. The kind's own
-constants follow at ``rec[IAUX] + HEADER``. ``header(...)`` writes it.
+every thread), then the floats of scratch each thread needs and the number
+of parts. The kind's own constants follow at ``rec[IAUX] + HEADER``;
+``header(...)`` writes the header.
 """
 import numpy as np
 from numba import njit, prange, types
