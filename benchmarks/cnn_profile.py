@@ -25,8 +25,8 @@ import fastnn as keras  # noqa: E402
 from fastnn.kernels import kinds, program as P  # noqa: E402
 from fastnn.kernels.cpu import engine  # noqa: E402
 from fastnn.kernels.cpu.pointers import call  # noqa: E402
+from fastnn import threads  # noqa: E402
 from fastnn.models.training import Workspace  # noqa: E402
-from fastnn.threads import compiled_run  # noqa: E402
 
 
 @njit
@@ -90,10 +90,10 @@ def main():
     ws.ws[:] = rng.random(ws.ws.shape[0], dtype=np.float32)
     ws.gs[:] = rng.standard_normal(ws.gs.shape[0]).astype(np.float32) * 1e-3
     grads = np.zeros_like(params)
-    n_parts = numba.get_num_threads()
+    n_parts = threads.parts()
     names = [n.layer.name for n in model._graph()[1] if n.layer.op(n.input_shape) is not None]
     rows = []
-    with compiled_run():
+    with threads.compiled_run():
         for i in range(prog.shape[0]):
             one = np.ascontiguousarray(prog[i:i + 1])
             if one[0, P.KIND] == P.DENSE:

@@ -1,7 +1,8 @@
-"""Side-by-side table: fastnn vs PyTorch vs Keras on the seeds' MLP (MNIST, Adam).
+"""Side-by-side table: fastnn vs PyTorch vs Keras on the seeds' MLP or the CNN chapter's model (MNIST, Adam).
 
-    python benchmarks/compare.py                      # batch 32, 128, 1024; 3 timed epochs each
+    python benchmarks/compare.py                      # MLP: batch 32, 128, 1024; 3 timed epochs each
     python benchmarks/compare.py --batches 32 --epochs 2 --torch-python /path/to/python
+    python benchmarks/compare.py --model cnn          # the CNN (issue 17): batch 32 and 128
     python benchmarks/compare.py --busy 1 --policies  # one spinning process; fastnn's thread settings too
     python benchmarks/compare.py --model lstm --torch-python /path/to/python   # the text chapter's LSTM
 
@@ -35,9 +36,9 @@ def available(python, module):
     return subprocess.run([python, "-c", f"import {module}"], capture_output=True).returncode == 0
 
 
-def run(python, framework, batch, epochs, n_train, cache_dir=None, extra_env=None, label=None):
+def run(python, framework, batch, epochs, n_train, cache_dir=None, extra_env=None, label=None, model="mlp"):
     cmd = [python, str(HERE / "run_one.py"), framework, "--batch", str(batch), "--epochs", str(epochs),
-           "--n-train", str(n_train)]
+           "--n-train", str(n_train), "--model", model]
     env = None
     if framework == "fastnn":
         env = dict(os.environ, PYTHONPATH=str(HERE.parent) + os.pathsep + os.environ.get("PYTHONPATH", ""),
@@ -54,7 +55,8 @@ def run(python, framework, batch, epochs, n_train, cache_dir=None, extra_env=Non
 
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--batches", type=int, nargs="+", default=[32, 128, 1024])
+    p.add_argument("--batches", type=int, nargs="+", default=None,
+                   help="default: 32 128 1024 (MLP), 32 128 (CNN)")
     p.add_argument("--epochs", type=int, default=3)
     p.add_argument("--n-train", type=int, default=60000)
     p.add_argument("--torch-python", default=sys.executable)
@@ -64,10 +66,12 @@ def main():
                    help="run this many single-threaded spinning processes during the measurement")
     p.add_argument("--policies", action="store_true",
                    help="also time fastnn with OMP_WAIT_POLICY=passive and with one thread")
-    p.add_argument("--model", choices=["mlp", "lstm"], default="mlp")
+    p.add_argument("--model", choices=["mlp", "cnn", "lstm"], default="mlp")
     p.add_argument("--rounds", type=int, default=3, help="(lstm) alternating rounds of one process each")
     p.add_argument("--imdb", help="(lstm) Keras's imdb.npz; default synthetic data of its shape")
     args = p.parse_args()
+    if args.batches is None:
+        args.batches = [32, 128] if args.model == "cnn" else [32, 128, 1024]
     spinners = [subprocess.Popen([sys.executable, "-c", SPIN]) for _ in range(args.busy)]
     try:
         if args.model == "lstm":
@@ -88,12 +92,13 @@ def report(args):
         else:
             print(f"# {name}: not importable with {python}, skipped")
     with tempfile.TemporaryDirectory() as empty_cache:
-        cold = run(sys.executable, "fastnn", args.batches[0], 0, args.n_train, cache_dir=empty_cache)
+        cold = run(sys.executable, "fastnn", args.batches[0], 0, args.n_train, cache_dir=empty_cache, model=args.model)
     results = []
     for batch in args.batches:
         for name, python in frameworks:
             framework = "fastnn" if name in POLICIES else name
-            r = run(python, framework, batch, args.epochs, args.n_train, extra_env=POLICIES.get(name), label=name)
+            r = run(python, framework, batch, args.epochs, args.n_train, extra_env=POLICIES.get(name), label=name,
+                    model=args.model)
             results.append(r)
             print(f"# {name:6s} batch {batch:5d}: epochs {', '.join(f'{t:.3f}' for t in r['epochs'])} s",
                   file=sys.stderr)
@@ -102,14 +107,17 @@ def report(args):
 
     names = [n for n, _ in frameworks]
     busy = f"; {args.busy} spinning process(es) running" if args.busy else "; no other load started"
-    print(f"\nseeds' MLP 784-300-100-10, Adam, {results[0]['n_train']} {results[0]['data']} images; "
-          f"median seconds per epoch of {args.epochs}{busy}")
+    what = "the CNN chapter's model (Conv2D 32, MaxPooling2D, Conv2D 64, MaxPooling2D, Dense 100, Dropout, " \
+        "Dense 10)" if args.model == "cnn" else "seeds' MLP 784-300-100-10"
+    print(f"\n{what}, Adam, {results[0]['n_train']} {results[0]['data']} images; "
+          f"median seconds per epoch of {args.epochs}{busy} (the process's CPU seconds in brackets)")
     head = "| batch | " + " | ".join(names) + " | " + " | ".join(f"fastnn / {n}" for n in names[1:]) + " |"
     print(head)
     print("|" + " --- |" * (head.count("|") - 1))
     for batch in args.batches:
         med = {r["framework"]: statistics.median(r["epochs"]) for r in results if r["batch"] == batch}
-        cells = [f"{med[n]:.3f}" for n in names] + [f"{med['fastnn'] / med[n]:.2f}" for n in names[1:]]
+        cpu = {r["framework"]: statistics.median(r.get("cpu_epochs") or [0]) for r in results if r["batch"] == batch}
+        cells = [f"{med[n]:.3f} ({cpu[n]:.1f})" for n in names] + [f"{med['fastnn'] / med[n]:.2f}" for n in names[1:]]
         print(f"| {batch} | " + " | ".join(cells) + " |")
     print("\n| framework | import s | first step s (from import) | predict 10k s | peak RSS MB | test acc |")
     print("| --- | --- | --- | --- | --- | --- |")

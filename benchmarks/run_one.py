@@ -1,6 +1,12 @@
-"""Times one framework on the seeds' MLP in a fresh process; prints one JSON line.
+"""Times one framework on the seeds' MLP (or the CNN chapter's model) in a fresh process; prints one JSON line.
 
     python benchmarks/run_one.py fastnn --batch 32 --epochs 3
+    python benchmarks/run_one.py torch --model cnn --batch 128 --epochs 2
+
+The CNN is the chapter's: Conv2D(32, 3, relu, same) / MaxPooling2D(2) /
+Conv2D(64, 3, relu, same) / MaxPooling2D(2) / Flatten / Dense(100, relu) /
+Dropout(0.4) / Dense(10, softmax), Adam, on (28, 28, 1) images; PyTorch runs
+the same layers (``nn.Conv2d`` on NCHW tensors, converted once before timing).
 
 Measures: import time, time from the start of the framework's import to the
 end of the first training step (one batch; data already loaded), seconds per epoch (each epoch separately, after a
@@ -13,8 +19,30 @@ import json
 import sys
 import time
 
+import numpy as np
+
 sys.path.insert(0, __file__.rsplit("/", 1)[0])
 import mlp_data  # noqa: E402
+
+
+def keras_model(keras, kind):
+    L = keras.layers
+    if kind == "cnn":
+        return keras.Sequential([L.Input(shape=(28, 28, 1)), L.Conv2D(32, kernel_size=3, activation="relu", padding="same"),
+                                 L.MaxPooling2D(2), L.Conv2D(64, kernel_size=(3, 3), activation="relu", padding="same"),
+                                 L.MaxPooling2D(2), L.Flatten(), L.Dense(100, activation="relu"), L.Dropout(0.4),
+                                 L.Dense(10, activation="softmax")])
+    return keras.Sequential([L.Input(shape=(784,)), L.Dense(300, activation="relu"), L.Dense(100, activation="relu"),
+                             L.Dense(10, activation="softmax")])
+
+
+def torch_model(torch, kind):
+    nn = torch.nn
+    if kind == "cnn":
+        return nn.Sequential(nn.Conv2d(1, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(32, 64, 3, padding=1),
+                             nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(), nn.Linear(3136, 100), nn.ReLU(), nn.Dropout(0.4),
+                             nn.Linear(100, 10))
+    return nn.Sequential(nn.Linear(784, 300), nn.ReLU(), nn.Linear(300, 100), nn.ReLU(), nn.Linear(100, 10))
 
 
 def run_keras_api(module, args, data):
@@ -25,8 +53,7 @@ def run_keras_api(module, args, data):
     t_import = time.perf_counter() - t0
     xtr, ytr, xte, yte, _ = data
     keras.utils.set_random_seed(0)
-    model = keras.Sequential([keras.layers.Input(shape=(784,)), keras.layers.Dense(300, activation="relu"),
-                              keras.layers.Dense(100, activation="relu"), keras.layers.Dense(10, activation="softmax")])
+    model = keras_model(keras, args.model)
     model.compile(loss="sparse_categorical_crossentropy", optimizer="adam", metrics=["accuracy"])
     model.fit(xtr[:args.batch], ytr[:args.batch], batch_size=args.batch, epochs=1, verbose=0)
     t_first = time.perf_counter() - t0
@@ -49,13 +76,15 @@ def run_torch(args, data):
     t_import = time.perf_counter() - t0
     xtr, ytr, xte, yte, _ = data
     torch.manual_seed(0)
-    model = torch.nn.Sequential(torch.nn.Linear(784, 300), torch.nn.ReLU(), torch.nn.Linear(300, 100),
-                                torch.nn.ReLU(), torch.nn.Linear(100, 10))
+    model = torch_model(torch, args.model)
     opt = torch.optim.Adam(model.parameters(), lr=1e-3, eps=1e-7)
     loss_fn = torch.nn.CrossEntropyLoss()
+    if args.model == "cnn":     # NHWC -> NCHW, once
+        xtr, xte = (np.ascontiguousarray(a.transpose(0, 3, 1, 2)) for a in (xtr, xte))
     X, Y, XT = torch.from_numpy(xtr), torch.from_numpy(ytr), torch.from_numpy(xte)
 
     def steps(n_rows):
+        model.train()
         perm = torch.randperm(n_rows)
         for i in range(0, n_rows, args.batch):
             idx = perm[i:i + args.batch]
@@ -67,6 +96,7 @@ def run_torch(args, data):
     t_first = time.perf_counter() - t0
 
     def predict():
+        model.eval()
         with torch.no_grad():
             return torch.cat([torch.softmax(model(XT[i:i + args.predict_batch]), 1)
                               for i in range(0, XT.shape[0], args.predict_batch)]).numpy()
@@ -89,14 +119,18 @@ def main():
     p.add_argument("--epochs", type=int, default=3, help="timed epochs after the warm-up")
     p.add_argument("--n-train", type=int, default=60000)
     p.add_argument("--predict-batch", type=int, default=1024)
+    p.add_argument("--model", choices=["mlp", "cnn"], default="mlp")
     args = p.parse_args()
     data = mlp_data.load(args.n_train)
+    if args.model == "cnn":
+        data = (data[0].reshape(-1, 28, 28, 1), data[1], data[2].reshape(-1, 28, 28, 1), *data[3:])
     t_import, t_first, epoch, predict = RUNNERS[args.framework](args, data)
-    times = []
+    times, cpu_times = [], []
     for _ in range(args.epochs):
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.process_time()
         epoch()
         times.append(time.perf_counter() - t)
+        cpu_times.append(time.process_time() - c)
     t = time.perf_counter()
     predict()
     t_first_predict = time.perf_counter() - t
@@ -109,7 +143,8 @@ def main():
     acc = float((proba.argmax(1) == data[3]).mean())
     print(json.dumps({"framework": args.framework, "batch": args.batch, "epochs": times, "import_s": t_import,
                       "first_step_s": t_first, "first_predict_s": t_first_predict, "predict_s": t_predict, "test_accuracy": acc,
-                      "peak_rss_mb": mlp_data.peak_rss_mb(), "data": data[4], "n_train": args.n_train}))
+                      "peak_rss_mb": mlp_data.peak_rss_mb(), "data": data[4], "n_train": args.n_train,
+                      "model": args.model, "cpu_epochs": cpu_times}))
 
 
 if __name__ == "__main__":

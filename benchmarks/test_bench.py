@@ -4,7 +4,8 @@
 
 One training epoch of the seeds' MLP at batch 32/128/1024 on MNIST (or
 synthetic data of its shape), predict on 10,000 images, and one Adam update
-over a 1M-parameter flat buffer. ``FASTNN_BENCH_ROWS`` shrinks the epoch
+over a 1M-parameter flat buffer; the CNN chapter's model (issue 17): an
+epoch at batch 32/128 and predict on 10,000 images. ``FASTNN_BENCH_ROWS`` shrinks the epoch
 (e.g. 2048 for a smoke run).
 """
 import os
@@ -51,6 +52,35 @@ def test_epoch(benchmark, mnist, batch):
 def test_predict_10k(benchmark, mnist):
     model = _model()
     xte = mnist[2]
+    model.predict(xte[:10], verbose=0)
+    out = benchmark(model.predict, xte, batch_size=1024, verbose=0)
+    assert out.shape == (xte.shape[0], 10)
+
+
+def _cnn():
+    L = keras.layers
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([L.Input(shape=(28, 28, 1)), L.Conv2D(32, 3, activation="relu", padding="same"),
+                              L.MaxPooling2D(2), L.Conv2D(64, 3, activation="relu", padding="same"), L.MaxPooling2D(2),
+                              L.Flatten(), L.Dense(100, activation="relu"), L.Dropout(0.4),
+                              L.Dense(10, activation="softmax")])
+    model.compile(loss="sparse_categorical_crossentropy", optimizer="adam", metrics=["accuracy"])
+    return model
+
+
+@pytest.mark.parametrize("batch", [32, 128])
+def test_cnn_epoch(benchmark, mnist, batch):
+    xtr, ytr = mnist[0].reshape(-1, 28, 28, 1), mnist[1]
+    model = _cnn()
+    model.fit(xtr[:batch], ytr[:batch], batch_size=batch, verbose=0)   # compile / cache load
+    benchmark.pedantic(model.fit, args=(xtr, ytr), kwargs={"batch_size": batch, "verbose": 0},
+                       rounds=2, iterations=1)
+    assert np.isfinite(model.history.history["loss"][-1])
+
+
+def test_cnn_predict_10k(benchmark, mnist):
+    model = _cnn()
+    xte = mnist[2].reshape(-1, 28, 28, 1)
     model.predict(xte[:10], verbose=0)
     out = benchmark(model.predict, xte, batch_size=1024, verbose=0)
     assert out.shape == (xte.shape[0], 10)

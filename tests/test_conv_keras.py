@@ -31,10 +31,10 @@ import pytest
 
 import fastnn as keras
 from fastnn.kernels import program as P
+from fastnn import threads
 from fastnn.kernels.cpu import engine, regularizers
 from fastnn.kernels.cpu.records import Data, LossFns, Net
 from fastnn.models.training import LoopSpec, Workspace
-from fastnn.threads import compiled_run
 
 REF_DIR = Path(__file__).with_name("keras_reference")
 LAYERS = np.load(REF_DIR / "cnn_layers_reference.npz")
@@ -71,7 +71,7 @@ def _layer_gradients(layer, x, r, weights, training=False):
     (_, out_pos, shape), = program.outputs
 
     def run(target):
-        with compiled_run() as chooser:
+        with threads.compiled_run() as chooser:
             chooser.begin()
             engine.loss_gradients(
                 Net(prog, program.ints, model._params, program.consts, program.ins, spec.outs, program.regs),
@@ -79,7 +79,7 @@ def _layer_gradients(layer, x, r, weights, training=False):
                      np.zeros(0, np.int64)),
                 ws.record(grads, np.zeros(0), np.empty((0, program.out_width), np.float32), np.zeros(0, np.int64)),
                 LossFns(*spec.loss_functions, regularizers.penalty_function(program.regs)),
-                engine.training_parts(prog), b, 2, bool(training))
+                engine.training_parts(prog), b, threads.parts(), bool(training))
         return ws.ws[b * out_pos:b * out_pos + r.size].reshape(r.shape).copy()
 
     y = run(np.zeros(r.size, np.float32))

@@ -64,6 +64,22 @@ def test_fashion_mnist_example_falls_back_to_mnist_and_says_so(shared_data, offl
     assert len(predictions) == 3 and all(p in "0123456789" and t in "0123456789" for p, t in predictions)
 
 
+def test_cnn_example_trains_saves_the_best_model_and_draws_the_feature_maps(shared_data, offline, monkeypatch,
+                                                                              capsys, tmp_path):
+    pytest.importorskip("matplotlib")
+    monkeypatch.setenv(fetch.ENV_VAR, str(shared_data))          # holds mnist/, not fashion_mnist/
+    out = run_example("fashion_mnist_cnn", ["--limit", "3000", "--epochs", "2", "--out-dir", str(tmp_path)], capsys)
+    assert "Fashion-MNIST not available" in out and "using MNIST digits" in out
+    assert "2400 training, 600 validation and 3000 test images" in out
+    assert "Total params: 333,526" in out                          # the chapter's CNN
+    assert out.count("Epoch ") == 2
+    assert figure(r"test accuracy: ([0-9.]+)", out) > 0.85         # chance: 0.1
+    assert "feature maps: (1, 28, 28, 32)" in out
+    assert (tmp_path / "feature_maps.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    best = keras.saving.load_model(tmp_path / "best-cnn-model.keras")
+    assert [type(layer).__name__ for layer in best.layers][:2] == ["Conv2D", "MaxPooling2D"]
+
+
 def write_tiny_fashion(folder):
     """Four small IDX files under Fashion-MNIST's names, and specs whose .gz MD5s match them."""
     rng = np.random.default_rng(0)

@@ -8,18 +8,18 @@ rows of a batch; ``tmp`` is thread ``t``'s private scratch. The kind's
 registered forward and backward functions (``kinds.OP_SIG``) are the two
 generic wrappers below: they allocate the threads' scratch once per call and
 run the op's parts, in order, through one ``prange`` dispatcher,
-``run_parts``. So every kind of this family shares one parallel region (about
-a second of compile time each), compiled once, and only when a model uses one
-of them.
+``run_parts``. So every kind of this family shares one parallel region
+(about a second of compile time), compiled once, and only when a model uses
+one of them.
 
 The op's integer constants start with a header (``HEADER`` ints) the
 program builder copies from the layer's ``Op``: the addresses of
 ``run_parts`` and of the op's forward part and up to three backward parts
 (0: none; they run in that order, each after the previous one finished on
-every thread), then the floats of scratch each thread needs and the number of parts. The kind's own
-constants follow at ``rec[IAUX] + HEADER``. ``header(...)`` writes it.
+every thread), then the floats of scratch each thread needs and the number
+of parts. The kind's own constants follow at ``rec[IAUX] + HEADER``;
+``header(...)`` writes the header.
 """
-import numba
 import numpy as np
 from numba import njit, prange, types
 
@@ -103,11 +103,11 @@ def register_parallel(name, forward, backward=(), shareable=True):
 
 def header(code, tmp_per_thread):
     """The first ``HEADER`` integer constants of an op of kind ``code``
-    (compiles its parts on first use). The op is split in one part per thread
-    of Numba's pool (``threads.parts``); how many threads run them changes
-    with the machine's load, never the results (no part's sums depend on how
-    the work is split)."""
+    (compiles its parts on first use). The op is split in one part per
+    thread of Numba's full pool (``threads.parts``), as the Dense blocks are;
+    how many threads run them (``threads.ThreadChooser``) changes no result."""
     parts = _PARTS[code]
     addr = [function_pointer(f, PART_SIG).address for f in parts]
     addr += [0] * (4 - len(addr))
-    return (function_pointer(run_parts, _RUN_SIG).address, *addr, int(tmp_per_thread), numba.config.NUMBA_NUM_THREADS)
+    from ...threads import parts as pool_parts
+    return (function_pointer(run_parts, _RUN_SIG).address, *addr, int(tmp_per_thread), pool_parts())
