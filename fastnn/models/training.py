@@ -10,13 +10,11 @@ to one thread: Numba's pool owns the cores.
 Faults: a NaN/inf loss stops the compiled loop before that batch's update
 and fit raises ``NonFiniteLossError`` (or stops quietly when a callback,
 TerminateOnNaN, asks it to); Ctrl-C is held until the chunk in flight is
-done and counted, then raised as ``KeyboardInterrupt`` (``_HoldInterrupt``).
+done and counted, then raised as ``KeyboardInterrupt`` (``utils.interrupts``).
 """
 import collections.abc
 import math
 import numbers
-import signal
-import threading
 import time
 import warnings
 
@@ -32,6 +30,7 @@ from ..kernels.cpu import constraints, engine, regularizers
 from ..kernels.cpu.records import Data, LossFns, Net, Optim, Work
 from ..kernels.cpu.optimizers import optimizer_step_functions
 from ..kernels.cpu.sample_loss import unused_loss
+from ..utils.interrupts import held_interrupts
 from ..utils.progbar import Progbar
 from . import data, sample_weights, sources
 from . import program as program_module
@@ -251,7 +250,7 @@ def run_inference(model, program, source, batch_size, losses, metrics, want_outp
                 if chunk.batch > ws.batch:
                     ws = Workspace(program, chunk.batch, training=False)
                 chooser.begin()
-                with _HoldInterrupt():   # the first call compiles: a Ctrl-C must not cut it
+                with held_interrupts():   # the first call compiles: a Ctrl-C must not cut it
                     engine.infer_steps(net, Data(chunk.X.reshape(-1), chunk.Yf.reshape(-1), chunk.Yi.reshape(-1),
                                                  chunk.sw if weighted else _NO_WEIGHTS, _NO_IDS),
                                        ws.record(params, sums, dst, codes), loss_fns, loop_parts, chunk.start,
@@ -350,33 +349,6 @@ def _non_finite(params, opt, saved, epoch, batch, what="the loss became NaN or i
         f"fit stopped: {what} epoch {epoch + 1}, batch {batch + 1}; {where}. Usual causes: a learning rate too "
         "high for the data's scale, unscaled inputs or targets, or a loss that does not fit the output (e.g. "
         "cross-entropy on unbounded outputs)", epoch=epoch, batch=batch, restored=restored)
-
-
-class _HoldInterrupt:
-    """Holds Ctrl-C (SIGINT) while a chunk of training steps runs and is
-    accounted for, then raises ``KeyboardInterrupt``: compiled code cannot be
-    interrupted anyway (a chunk lasts about 0.1 s), and raising before the
-    step count is recorded would leave the optimizer out of step with the
-    weights. So the user gets the interrupt after the chunk, with the model
-    usable and ``model.history`` holding the finished epochs. Only in the
-    main thread, over Python's default handler (a user's own is left alone)."""
-
-    def __enter__(self):
-        self.pending, self._previous = False, None
-        if threading.current_thread() is threading.main_thread() and \
-                signal.getsignal(signal.SIGINT) is signal.default_int_handler:
-            self._previous = signal.signal(signal.SIGINT, self._hold)
-        return self
-
-    def _hold(self, signum, frame):
-        self.pending = True
-
-    def __exit__(self, kind, value, tb):
-        if self._previous is not None:
-            signal.signal(signal.SIGINT, self._previous)
-        if self.pending and kind is None:
-            raise KeyboardInterrupt
-        return False
 
 
 def _validation_source(model, validation_data, validation_steps):
@@ -522,7 +494,9 @@ def fit(model, x, y, batch_size, epochs, verbose, callbacks, validation_split, v
                     cbs.on_train_batch_begin(step, logs={})
                 hp = opt.hyper()     # after the hooks: what they changed applies from this step
                 offered = -(-(chunk.stop - chunk.start) // chunk.batch)
-                with _HoldInterrupt():
+                # Ctrl-C lands after the chunk and its step count are accounted for (compiled code
+                # cannot stop mid-chunk anyway, ~0.1 s), so the model stays usable and in step.
+                with held_interrupts():
                     done = runner.run(chunk, train, hp, sums, chooser)
                     step += done
                 if metrics.needs_predictions:
