@@ -29,6 +29,7 @@ import numpy as np
 from numba import njit
 
 from .. import program as P
+from ..cpu.activations import _INV_SQRT2, _INV_SQRT_2PI, _SELU_ALPHA, _SELU_SCALE, _sigmoid
 from ..cpu.blas import gemm
 from . import KERNEL, input_slot, put, register
 
@@ -83,20 +84,8 @@ PARAMETER = register("Parameter", param_forward, param_backward, shareable=True)
 # -- Unary ---------------------------------------------------------------------
 (NEG, SQUARE, SQRT, EXP, LOG, ABS, SIGN, RELU, SIGMOID, TANH, ELU, SELU, GELU, GELU_TANH, SOFTPLUS, SILU,
  LEAKY_RELU, HARD_SIGMOID, SOFTSIGN, CLIP, LOG1P, EXPM1, TRUNC, NOT, NONZERO, FILL) = range(26)
-_SELU_ALPHA = np.float32(1.6732632423543772)
-_SELU_SCALE = np.float32(1.0507009873554805)
 _SQRT_2_OVER_PI = np.float32(0.7978845608028654)
-_INV_SQRT2 = np.float32(0.7071067811865476)
-_INV_SQRT_2PI = np.float32(0.3989422804014327)
 _GELU_K = np.float32(0.044715)
-
-
-@njit(cache=True, inline="always")
-def _sigmoid(z):
-    if z >= _ZERO:
-        return _ONE / (_ONE + np.float32(math.exp(-z)))
-    e = np.float32(math.exp(z))
-    return e / (_ONE + e)
 
 
 @njit(cache=True)
