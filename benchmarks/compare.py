@@ -7,7 +7,7 @@
     python benchmarks/compare.py --model lstm --torch-python /path/to/python   # the text chapter's LSTM
 
 ``--model lstm`` times the issue-18 IMDB model (run_lstm.py: Embedding, two LSTM(8), batch 64, 20,000
-sequences of 100 ids) against PyTorch, the two alternating process by process for ``--rounds`` rounds.
+sequences of 100 ids) against PyTorch and Keras, alternating process by process for ``--rounds`` rounds.
 
 Each (framework, batch) runs in its own process (run_one.py), frameworks
 alternating, so import time, first-step latency and peak RSS are each
@@ -134,10 +134,11 @@ def report(args):
 
 def compare_lstm(args):
     frameworks = [("fastnn", sys.executable)]
-    if available(args.torch_python, "torch"):
-        frameworks.append(("torch", args.torch_python))
-    else:
-        print(f"# torch: not importable with {args.torch_python}, skipped")
+    for name, python in (("torch", args.torch_python), ("keras", args.keras_python)):
+        if available(python, name):
+            frameworks.append((name, python))
+        else:
+            print(f"# {name}: not importable with {python}, skipped")
     results = []
     for _ in range(args.rounds):
         for name, python in frameworks:

@@ -2,6 +2,7 @@
 
     python benchmarks/run_lstm.py fastnn --epochs 2
     python benchmarks/run_lstm.py torch --epochs 2
+    /path/to/keras/python benchmarks/run_lstm.py keras --epochs 2
 
 The model (the issue's IMDB classifier): Embedding(500, 16) on sequences of 100 token ids,
 LSTM(8, dropout=0.3, return_sequences=True), LSTM(8, dropout=0.3), Dense(1, sigmoid); RMSprop(1e-4),
@@ -38,9 +39,10 @@ def data(args):
     return x, rng.integers(0, 2, N).astype(np.float32), "synthetic"
 
 
-def run_fastnn(args, x, y):
+def run_keras_api(module, x, y):
+    """fastnn and Keras run the same lines: only the imported module differs."""
     t0 = time.perf_counter()
-    import fastnn as keras
+    keras = __import__(module)
     t_import = time.perf_counter() - t0
     keras.utils.set_random_seed(0)
     model = keras.Sequential()
@@ -103,12 +105,15 @@ def run_torch(args, x, y):
 
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("framework", choices=["fastnn", "torch"])
+    p.add_argument("framework", choices=["fastnn", "torch", "keras"])
     p.add_argument("--epochs", type=int, default=2)
     p.add_argument("--imdb", help="Keras's imdb.npz (default: synthetic data of its shape)")
     args = p.parse_args()
     x, y, source = data(args)
-    t_import, t_first, epoch = (run_fastnn if args.framework == "fastnn" else run_torch)(args, x, y)
+    if args.framework == "torch":
+        t_import, t_first, epoch = run_torch(args, x, y)
+    else:
+        t_import, t_first, epoch = run_keras_api(args.framework, x, y)
     times, losses = [], []
     for _ in range(args.epochs):
         t = time.perf_counter()
