@@ -3,8 +3,10 @@ scikit-learn's conventions: clone, params, pipelines, searches, labels, the shap
 predict / predict_proba / decision_function / transform, score, pickling, errors,
 and scikit-learn's own estimator checks."""
 import pickle
+import re
 
 import numpy as np
+
 import pytest
 
 sklearn = pytest.importorskip("sklearn")
@@ -98,7 +100,7 @@ _EXPECTED_FAILURES = {
 }
 
 
-@parametrize_with_checks(
+_ESTIMATOR_CHECKS = parametrize_with_checks(
     [SeededClassifier(dynamic_model, model_kwargs={"loss": "categorical_crossentropy", "layers": [20, 20, 20]},
                       fit_kwargs={"epochs": 5, "verbose": 0}),
      SeededRegressor(dynamic_model, model_kwargs={"loss": "mse", "out_activation": "linear"},
@@ -106,6 +108,15 @@ _EXPECTED_FAILURES = {
      SeededTransformer(dynamic_model, model_kwargs={"loss": "mse", "out_activation": "linear"},
                        fit_kwargs={"verbose": 0})],
     expected_failed_checks=lambda estimator: _EXPECTED_FAILURES)
+
+
+def _stable_id(obj):
+    """scikit-learn's test id without the model function's address, so that parallel
+    test workers (pytest-xdist) collect the same ids."""
+    return re.sub(r"at0x[0-9a-f]+", "", _ESTIMATOR_CHECKS.kwargs["ids"](obj))
+
+
+@pytest.mark.parametrize(*_ESTIMATOR_CHECKS.args, ids=_stable_id)
 def test_sklearn_estimator_checks(estimator, check):
     check(estimator)
 
