@@ -13,8 +13,9 @@ fastnn's loss functions (``fastnn.losses.mse``...) are recorded by their
 Keras name; another function as Keras 3.15 records one, ``{"module":
 "builtins", "class_name": "function", "config": name, "registered_name":
 "function"}`` (Keras looks a "builtins" function up by ``config``, among its
-own functions and the custom objects). An uncompiled model has ``{}``. Reading looks every name up in fastnn's registries (optimizers,
-losses, metrics) and nothing else.
+own functions and the custom objects). An uncompiled model has ``{}``.
+Reading looks every name up in fastnn's registries (optimizers, losses,
+metrics) and nothing else.
 """
 import warnings
 
