@@ -153,6 +153,7 @@ class _ConfusionMetric(Metric):
     """Counts at thresholds, kept in Keras's Variables; ``_counts`` names which."""
     _direction = "up"
     _counts = ()
+    needs_dense_targets = True     # compile refuses them with a loss that takes integer labels
 
     def _make_variables(self, shape):
         for name in self._counts:

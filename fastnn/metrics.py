@@ -192,6 +192,7 @@ class TopKCategoricalAccuracy(Metric):
     largest predictions (default 5; ties as ``top_k_categorical_accuracy``)."""
     default_name = "top_k_categorical_accuracy"
     _direction = "up"
+    needs_dense_targets = True     # compile refuses it with a loss that takes integer labels
 
     def __init__(self, k=5, name=None, dtype=None):
         super().__init__(name, dtype)
@@ -227,6 +228,7 @@ class SparseTopKCategoricalAccuracy(Metric):
 class MeanAbsolutePercentageError(Metric):
     """``100 * mean(|y_true - y_pred| / max(|y_true|, 1e-7))`` over outputs, then over samples."""
     default_name = "mean_absolute_percentage_error"
+    needs_dense_targets = True
 
     def per_sample(self, y_true, y_pred):
         return mean_absolute_percentage_error(y_true, y_pred)

@@ -285,6 +285,16 @@ def test_several_thresholds_cannot_be_one_history_entry():
         model.evaluate(ARRAYS["models/x"], ARRAYS["models/binary/y"], verbose=0)
 
 
+@pytest.mark.parametrize("metric", ["auc", "precision", "recall", "top_k_categorical_accuracy", "mape"])
+def test_metrics_that_need_one_hot_targets_are_refused_with_integer_labels_before_training(metric):
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(5, activation="softmax")])
+    weights = model.get_weights()
+    model.compile(loss="sparse_categorical_crossentropy", metrics=[metric])
+    with pytest.raises(ValueError, match=f"Metric '{metric}' compares each output.*one-hot encode"):
+        model.fit(ARRAYS["models/x"], ARRAYS["models/sparse/y"], verbose=0)
+    assert all(np.array_equal(a, b) for a, b in zip(model.get_weights(), weights))     # nothing trained
+
+
 def test_compile_config_with_these_metrics_survives_save_and_load(tmp_path):
     model = _model("binary")
     model.save(tmp_path / "m.keras")

@@ -855,6 +855,11 @@ def _resolve(ids, out_dim, sparse_targets, loss):
     # a built-in metric reading the other kind would silently compare against zeros.
     # (Own metrics run in NumPy on the targets the loss takes.)
     for m in metrics:
+        if sparse_targets and getattr(m, "needs_dense_targets", False):
+            # the NumPy metrics that compare each output with its target (AUC, Precision, top-k...)
+            raise ValueError(f"Metric {m.name!r} compares each output with a target of the same shape, but "
+                             f"loss {loss.name!r} takes integer labels; one-hot encode the targets and use "
+                             "loss='categorical_crossentropy', or use 'sparse_top_k_categorical_accuracy'")
         if m.code is None:
             continue
         if sparse_targets and m.code != P.M_SPARSE_ACC:
