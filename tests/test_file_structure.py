@@ -8,10 +8,13 @@ not compared; the reference scripts build each model after ``keras.backend.clear
 and so does each test here, so even the automatic names must agree.
 
 (The functional models are checked the same way in test_functional_saving.py, the MLPs in
-test_saving.py; Keras loading fastnn's files is checked where Keras is installed.)
+test_saving.py; Keras loading fastnn's files is checked where Keras is installed, here for a
+model compiled with Lion and the metrics of issue 21.)
 """
 import io
 import json
+import os
+import subprocess
 import zipfile
 from pathlib import Path
 
@@ -187,3 +190,43 @@ def test_config_document_is_keras(case, written):
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_weights_file_layout_is_keras(case, written):
     assert h5_layout(written(case)) == h5_layout(REF / "models" / f"{case}.keras")
+
+
+KERAS_EVALUATE = """
+import json, sys
+import numpy as np
+import keras
+folder = sys.argv[1]
+data = np.load(folder + "/data.npz")
+model = keras.models.load_model(folder + "/m.keras")
+print(json.dumps({"optimizer": type(model.optimizer).__name__, "iterations": int(model.optimizer.iterations),
+                  "evaluate": model.evaluate(data["x"], data["y"], verbose=0, return_dict=True)}))
+"""
+
+
+def test_keras_loads_lion_and_the_new_metrics_and_evaluates_as_fastnn(tmp_path):
+    """Where Keras is installed: a fastnn file compiled with Lion and the metrics of issue 21
+    loads in Keras, with its optimizer state, and Keras's evaluate reports fastnn's values."""
+    from test_functional_saving import _keras_python
+    python = _keras_python()
+    M = keras.metrics
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(32, 4)).astype(np.float32)
+    y = (x[:, :1] + 0.3 * rng.normal(size=(32, 1)) > 0).astype(np.float32)
+    keras.backend.clear_session()
+    model = keras.Sequential([keras.Input((4,)), L.Dense(3, activation="relu"), L.Dense(1, activation="sigmoid")])
+    model.compile(optimizer=keras.optimizers.Lion(learning_rate=1e-3, beta_2=0.98), loss="binary_crossentropy",
+                  metrics=["auc", M.AUC(curve="PR", name="pr_auc"), M.Precision(thresholds=0.3), "recall", "mape"])
+    model.fit(x, y, epochs=2, batch_size=8, verbose=0)
+    model.save(tmp_path / "m.keras")
+    np.savez(tmp_path / "data.npz", x=x, y=y)
+    (tmp_path / "check.py").write_text(KERAS_EVALUATE)
+    run = subprocess.run([python, str(tmp_path / "check.py"), str(tmp_path)], capture_output=True, text=True,
+                         timeout=300, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", CUDA_VISIBLE_DEVICES=""))
+    assert run.returncode == 0, run.stderr[-3000:]
+    got = json.loads(run.stdout.strip().splitlines()[-1])
+    assert (got["optimizer"], got["iterations"]) == ("Lion", 8)
+    ours = model.evaluate(x, y, verbose=0, return_dict=True)
+    assert got["evaluate"].keys() == ours.keys()
+    for key, value in ours.items():
+        assert got["evaluate"][key] == pytest.approx(value, rel=1e-5), key
