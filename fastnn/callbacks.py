@@ -570,8 +570,11 @@ class ModelCheckpoint(Callback):
             self.model.save(path, overwrite=True)
 
 
+# TensorBoard needs this module's Callback, so it is imported once Callback exists.
+from .tensorboard import TensorBoard  # noqa: E402
+
 __all__ = ["CSVLogger", "Callback", "CallbackList", "EarlyStopping", "History", "LambdaCallback",
-           "LearningRateScheduler", "ModelCheckpoint", "ReduceLROnPlateau", "TerminateOnNaN"]
+           "LearningRateScheduler", "ModelCheckpoint", "ReduceLROnPlateau", "TensorBoard", "TerminateOnNaN"]
 
 
 def __dir__():   # dir() shows the public names, not the modules this one imports

@@ -1,5 +1,9 @@
-"""Metrics with Keras's names; each is a mean over samples of a per-sample
-value, accumulated in compiled code by ``code`` (``program.M_*``).
+"""Metrics with Keras's names. The accuracies and MSE/MAE/RMSE are means over
+samples of a per-sample value, accumulated in compiled code by ``code``
+(``program.M_*``). The rest run in NumPy, on the predictions the loop hands
+back: ``TopKCategoricalAccuracy``, ``SparseTopKCategoricalAccuracy`` and
+``MeanAbsolutePercentageError`` as means of per-sample values, and ``AUC``,
+``Precision``, ``Recall`` (``confusion_metrics``) from counts at thresholds.
 
 Calling a metric object on NumPy arrays returns that mean, with the
 written-out formula, for users and for tests of the kernels.
@@ -183,6 +187,53 @@ class Mean(Metric):
         return np.float32(self._total / self._count) if self._count else np.float32(0.0)
 
 
+class TopKCategoricalAccuracy(Metric):
+    """The share of samples whose one-hot target's class is among the ``k``
+    largest predictions (default 5; ties as ``top_k_categorical_accuracy``)."""
+    default_name = "top_k_categorical_accuracy"
+    _direction = "up"
+    needs_dense_targets = True     # compile refuses it with a loss that takes integer labels
+
+    def __init__(self, k=5, name=None, dtype=None):
+        super().__init__(name, dtype)
+        self.k = _positive_int(k, "k")
+
+    def per_sample(self, y_true, y_pred):
+        return top_k_categorical_accuracy(y_true, y_pred, k=self.k)
+
+    def get_config(self):
+        return {**super().get_config(), "k": self.k}
+
+
+class SparseTopKCategoricalAccuracy(Metric):
+    """The share of samples whose integer label is among the ``k`` largest
+    predictions (default 5). ``from_sorted_ids=True``: ``y_pred`` holds class
+    ids sorted by score, and the first ``k`` are compared with the label."""
+    default_name = "sparse_top_k_categorical_accuracy"
+    _direction = "up"
+
+    def __init__(self, k=5, name=None, dtype=None, from_sorted_ids=False):
+        super().__init__(name, dtype)
+        self.k = _positive_int(k, "k")
+        self.from_sorted_ids = bool(from_sorted_ids)
+
+    def per_sample(self, y_true, y_pred):
+        return sparse_top_k_categorical_accuracy(y_true, y_pred, k=self.k, from_sorted_ids=self.from_sorted_ids)
+
+    def get_config(self):
+        config = {**super().get_config(), "k": self.k}
+        return {**config, "from_sorted_ids": True} if self.from_sorted_ids else config
+
+
+class MeanAbsolutePercentageError(Metric):
+    """``100 * mean(|y_true - y_pred| / max(|y_true|, 1e-7))`` over outputs, then over samples."""
+    default_name = "mean_absolute_percentage_error"
+    needs_dense_targets = True
+
+    def per_sample(self, y_true, y_pred):
+        return mean_absolute_percentage_error(y_true, y_pred)
+
+
 # -- function forms: per-sample values (float32), as keras.metrics.<name>(y_true, y_pred) ----------
 def _labels(y_true, y_pred):
     y_true = np.asarray(y_true)
@@ -215,12 +266,89 @@ def mean_absolute_error(y_true, y_pred):
     return np.mean(np.abs(y_pred - y_true), axis=-1)
 
 
-# A function form given to compile runs as its compiled metric, under the function's name.
+def squeeze_or_expand(x1, x2, expand_rank_1=True):
+    """Keras's ``squeeze_or_expand_to_same_rank``: when the ranks differ by one
+    and the longer array's last axis is 1, that axis is dropped (or, for a
+    rank-1 partner and ``expand_rank_1``, the partner gains one)."""
+    if x1.ndim == x2.ndim + 1 and x1.shape[-1] == 1:
+        if x2.ndim == 1 and expand_rank_1:
+            x2 = x2[:, None]
+        else:
+            x1 = x1[..., 0]
+    elif x2.ndim == x1.ndim + 1 and x2.shape[-1] == 1:
+        if x1.ndim == 1 and expand_rank_1:
+            x1 = x1[:, None]
+        else:
+            x2 = x2[..., 0]
+    return x1, x2
+
+
+def _positive_int(value, what):
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"{what} must be a positive integer, got {value!r}")
+    return int(value)
+
+
+def in_top_k(labels, scores, k):
+    """``tf.math.in_top_k``: True where fewer than ``k`` scores of the row are
+    strictly larger than the label's (so tied scores at the boundary all
+    count as in the top k); False for a row with a non-finite score and for a
+    label outside [0, classes). ``labels`` (n,), ``scores`` (n, classes)."""
+    scores = np.asarray(scores, dtype=np.float32)
+    labels = np.asarray(labels).reshape(-1)
+    if scores.ndim != 2 or scores.shape[0] != labels.shape[0]:
+        raise ValueError(f"top-k accuracy needs one label per row of scores; got {labels.shape[0]} labels "
+                         f"for scores of shape {scores.shape}")
+    with np.errstate(invalid="ignore"):
+        known = np.isfinite(labels) & (labels >= 0) & (labels < scores.shape[1])
+        ids = np.where(known, labels, 0).astype(np.int64)
+    target = scores[np.arange(len(ids)), ids]
+    larger = np.sum(scores > target[:, None], axis=1)
+    return known & np.all(np.isfinite(scores), axis=1) & (larger < k)
+
+
+def top_k_categorical_accuracy(y_true, y_pred, k=5):
+    """1.0 where the class of the one-hot target (its argmax) is in the top
+    ``k`` predictions (``in_top_k``), else 0.0; shape of the targets less the
+    last axis."""
+    y_pred = np.asarray(y_pred, dtype=np.float32)
+    labels = np.argmax(np.asarray(y_true, dtype=np.float32), axis=-1)
+    matches = in_top_k(labels.reshape(-1), y_pred.reshape(-1, y_pred.shape[-1]), k)
+    return matches.astype(np.float32).reshape(labels.shape)
+
+
+def sparse_top_k_categorical_accuracy(y_true, y_pred, k=5, from_sorted_ids=False):
+    """1.0 where the integer label is in the top ``k`` predictions, else 0.0;
+    with ``from_sorted_ids``, where it is among the first ``k`` ids of
+    ``y_pred`` (class ids sorted by score). Shape of ``y_true``."""
+    y_true = np.asarray(y_true)
+    y_pred = np.asarray(y_pred)
+    flat_pred = y_pred.reshape(-1, y_pred.shape[-1])
+    if from_sorted_ids:
+        matches = np.any(y_true.reshape(-1, 1) == flat_pred[:, :k], axis=1)
+    else:
+        matches = in_top_k(y_true.reshape(-1), flat_pred, k)
+    return matches.astype(np.float32).reshape(y_true.shape)
+
+
+def mean_absolute_percentage_error(y_true, y_pred):
+    """``100 * mean(|(y_true - y_pred) / max(|y_true|, 1e-7)|, axis=-1)``, in float32."""
+    y_pred = np.asarray(y_pred, dtype=np.float32)
+    y_true = np.asarray(y_true, dtype=np.float32)
+    y_true, y_pred = squeeze_or_expand(y_true, y_pred)
+    diff = np.abs((y_true - y_pred) / np.maximum(np.abs(y_true), np.float32(1e-7)))
+    return np.float32(100.0) * np.mean(diff, axis=-1, dtype=np.float32)
+
+
+# A function form given to compile runs as its metric class (compiled where it has a code),
+# under the function's name.
 for _fn, _cls in ((sparse_categorical_accuracy, SparseCategoricalAccuracy), (categorical_accuracy,
                   CategoricalAccuracy), (binary_accuracy, BinaryAccuracy), (mean_squared_error, MeanSquaredError),
-                  (mean_absolute_error, MeanAbsoluteError)):
+                  (mean_absolute_error, MeanAbsoluteError), (top_k_categorical_accuracy, TopKCategoricalAccuracy),
+                  (sparse_top_k_categorical_accuracy, SparseTopKCategoricalAccuracy),
+                  (mean_absolute_percentage_error, MeanAbsolutePercentageError)):
     _fn.metric_class = _cls
-mse, mae = mean_squared_error, mean_absolute_error
+mse, mae, mape = mean_squared_error, mean_absolute_error, mean_absolute_percentage_error
 
 
 def _snake(name):
@@ -229,6 +357,9 @@ def _snake(name):
     return re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", s).lower()
 
 
+# AUC, Precision and Recall need this module's Metric, so they are imported once it exists.
+from .confusion_metrics import AUC, Precision, Recall  # noqa: E402
+
 _BY_NAME = {
     "sparse_categorical_accuracy": SparseCategoricalAccuracy,
     "categorical_accuracy": CategoricalAccuracy,
@@ -236,6 +367,11 @@ _BY_NAME = {
     "mse": MeanSquaredError, "mean_squared_error": MeanSquaredError,
     "mae": MeanAbsoluteError, "mean_absolute_error": MeanAbsoluteError,
     "rmse": RootMeanSquaredError, "root_mean_squared_error": RootMeanSquaredError,
+    "auc": AUC, "precision": Precision, "recall": Recall,
+    "top_k_categorical_accuracy": TopKCategoricalAccuracy,
+    "sparse_top_k_categorical_accuracy": SparseTopKCategoricalAccuracy,
+    "mape": MeanAbsolutePercentageError, "MAPE": MeanAbsolutePercentageError,
+    "mean_absolute_percentage_error": MeanAbsolutePercentageError,
 }
 _BY_CLASS = {c.__name__: c for c in _BY_NAME.values()}
 
@@ -313,6 +449,9 @@ class ModelMetrics:
 
         for weighted, group in ((False, metrics), (True, weighted_metrics)):
             for m in group:
+                if not getattr(m, "reports_one_value", True):
+                    raise ValueError(f"Metric {m.name!r} reports one value per threshold ({m.thresholds}); History "
+                                     "holds one number per metric: compile one metric per threshold instead")
                 name = m.name
                 if weighted and name in taken:
                     name = "weighted_" + name
@@ -348,9 +487,11 @@ class ModelMetrics:
         return logs
 
 
-__all__ = ["BinaryAccuracy", "CategoricalAccuracy", "MeanAbsoluteError", "MeanMetricWrapper",
-           "MeanSquaredError", "Metric", "RootMeanSquaredError", "SparseCategoricalAccuracy",
-           "deserialize", "get", "serialize"]
+__all__ = ["AUC", "BinaryAccuracy", "CategoricalAccuracy", "MeanAbsoluteError", "MeanAbsolutePercentageError",
+           "MeanMetricWrapper", "MeanSquaredError", "Metric", "Precision", "Recall", "RootMeanSquaredError",
+           "SparseCategoricalAccuracy", "SparseTopKCategoricalAccuracy", "TopKCategoricalAccuracy", "deserialize",
+           "get", "mape", "mean_absolute_percentage_error", "serialize", "sparse_top_k_categorical_accuracy",
+           "top_k_categorical_accuracy"]
 
 
 def __dir__():   # dir() shows the public names, not the modules this one imports

@@ -51,6 +51,8 @@ OPTIMIZERS = {
     "ftrl": lambda: O.Ftrl(0.1, l1_regularization_strength=0.01, l2_regularization_strength=0.02,
                            l2_shrinkage_regularization_strength=0.01, beta=0.1),
     "ftrl-power": lambda: O.Ftrl(0.1, learning_rate_power=-0.7),
+    "lion": lambda: O.Lion(0.01),
+    "lion-weight-decay-clipnorm": lambda: O.Lion(0.01, beta_1=0.5, beta_2=0.9, weight_decay=0.1, clipnorm=1.0),
     "sgd-exponential": lambda: O.SGD(schedules.ExponentialDecay(0.1, 2, 0.5, staircase=True), momentum=0.5),
     "adam-cosine-warmup": lambda: O.Adam(schedules.CosineDecay(0.001, 4, alpha=0.1, warmup_target=0.01,
                                                                warmup_steps=2)),

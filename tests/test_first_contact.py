@@ -115,3 +115,26 @@ def test_verbose_0_keeps_the_compile_notice_quiet(monkeypatch, capsys):
     model.predict(np.zeros((4, 2)), verbose=1)
     model.predict(np.zeros((4, 2)), verbose=1)
     assert capsys.readouterr().err == NOTICE + "\n"
+
+
+@pytest.mark.parametrize("fn", ["Sequential", "Model.compile", "Model.fit", "Model.evaluate", "Model.predict"])
+def test_docstrings_describe_every_argument_and_its_default(fn):
+    """help(model.fit) & co list every argument under Args:, each with its default."""
+    import inspect
+    import re
+    obj = keras
+    for part in fn.split("."):
+        obj = getattr(obj, part)
+    doc = inspect.getdoc(obj)
+    assert "Args:" in doc and (fn == "Sequential" or "Returns:" in doc or fn == "Model.compile")
+    args = doc.split("Args:")[1].split("\nReturns:")[0].split("\nRaises:")[0]
+    entries = dict(re.findall(r"^    (\*\*kwargs|\w+): (.*?)(?=^    (?:\*\*kwargs|\w+): |\Z)", args, re.M | re.S))
+    params = inspect.signature(obj.__init__ if inspect.isclass(obj) else obj).parameters
+    for name, p in params.items():
+        if name == "self":
+            continue
+        key = "**kwargs" if p.kind is p.VAR_KEYWORD else name
+        assert key in entries, f"{fn}: {key} is not described"
+        if p.default is not p.empty:
+            assert re.search(r"[Dd]efault|Optional|Required", entries[key]), f"{fn}: {key} has no default stated"
+    assert set(entries) <= {("**kwargs" if p.kind is p.VAR_KEYWORD else n) for n, p in params.items()}

@@ -111,6 +111,10 @@ def keras_step(kind, cfg, t, lr, w, g, s):
         delta = -(np.sqrt(s["acc_dx"] + eps) * g / np.sqrt(s["acc_g"] + eps))
         s["acc_dx"] = F(rho) * s["acc_dx"] + F(1 - rho) * (delta * delta)
         w += lr * delta
+    elif kind == "Lion":                                 # keras/src/optimizers/lion.py
+        b1, b2 = F(cfg.get("beta_1", 0.9)), F(cfg.get("beta_2", 0.99))
+        w -= lr * np.sign(s["m"] * b1 + g * (F(1) - b1))
+        s["m"] = s["m"] * b2 + g * (F(1) - b2)
     elif kind == "Ftrl":                                 # keras/src/optimizers/ftrl.py
         power = F(-cfg.get("learning_rate_power", -0.5))
         l1 = F(cfg.get("l1_regularization_strength", 0.0))
@@ -194,6 +198,9 @@ CASES = [   # (optimizer class name, config, the config it must differ from, or 
                                                                                  "momentum": 0.9})),
     ("Adam", {"global_clipnorm": 0.5}, ("Adam", {})),
     ("SGD", {"learning_rate": 0.5, "global_clipnorm": 0.8}, ("SGD", {"learning_rate": 0.5, "clipnorm": 0.8})),
+    ("Lion", {}, None),
+    ("Lion", {"learning_rate": 0.01, "beta_1": 0.5, "beta_2": 0.9}, ("Lion", {"learning_rate": 0.01})),
+    ("Lion", {"learning_rate": 0.01, "weight_decay": 0.5, "clipvalue": 0.3}, ("Lion", {"learning_rate": 0.01})),
 ]
 
 
@@ -459,6 +466,8 @@ FIT_CASES = [
     ("RMSprop", {"learning_rate": 0.01, "centered": True, "momentum": 0.5}),
     ("SGD", {"learning_rate": 0.1, "clipnorm": 0.5}),
     ("SGD", {"learning_rate": 0.1, "global_clipnorm": 0.5}),
+    ("Lion", {"learning_rate": 0.05}),
+    ("Lion", {"learning_rate": 0.02, "beta_1": 0.7, "beta_2": 0.95, "weight_decay": 0.2}),
 ]
 
 
@@ -474,3 +483,39 @@ def test_fit_applies_the_formula(kind, cfg, batch_size):
     kernel, bias = model.layers[0].get_weights()
     got = np.concatenate([kernel.ravel(), bias]).astype(np.float64)
     assert np.all(np.abs(got - expected) <= tol), (np.abs(got - expected) / tol).max()
+
+
+# -- Lion ------------------------------------------------------------------------------------------
+
+def test_lion_defaults_name_and_config_are_keras():
+    opt = keras.optimizers.Lion()
+    assert (opt.beta_1, opt.beta_2, opt.name, opt.slot_names) == (0.9, 0.99, "lion", ("momentum",))
+    assert opt.learning_rate == pytest.approx(1e-3) and opt.weight_decay is None
+    assert type(keras.optimizers.get("lion")) is keras.optimizers.Lion
+    lion = keras.optimizers.Lion(learning_rate=3e-4, beta_1=0.95, beta_2=0.98, weight_decay=0.01, clipnorm=1.0)
+    again = keras.optimizers.deserialize(keras.optimizers.serialize(lion))
+    assert type(again) is keras.optimizers.Lion and again.get_config() == lion.get_config()
+    assert {k: lion.get_config()[k] for k in ("beta_1", "beta_2", "weight_decay", "clipnorm")} == \
+        {"beta_1": 0.95, "beta_2": 0.98, "weight_decay": 0.01, "clipnorm": 1.0}
+
+
+def test_lion_refuses_a_beta_1_that_makes_it_sign_sgd():
+    with pytest.raises(ValueError, match="beta_1"):
+        keras.optimizers.Lion(beta_1=0.0)
+    with pytest.raises(ValueError, match="beta_1"):
+        keras.optimizers.Lion(beta_1=1.5)
+    with pytest.raises(ValueError, match="beta_2"):
+        keras.optimizers.Lion(beta_2=-0.1)
+
+
+def test_lion_moves_every_weight_by_the_learning_rate():
+    """w -= lr * sign(b1*m + (1-b1)*g): each step is +-lr per entry (gradients here are never 0)."""
+    w = np.random.default_rng(2).normal(0, 1, N).astype(F)
+    opt = keras.optimizers.Lion(learning_rate=0.125)
+    opt.build(N)
+    for g in _gradients(steps=4):
+        before = w.astype(np.float64)
+        opt.iterations += 1
+        update_range(opt.code, opt.hyper(), opt.iterations, w, g, opt.slots, 0, N)
+        # w -+ lr rounds to float32: at most half an ulp of a number below 4
+        np.testing.assert_allclose(np.abs(w - before), 0.125, rtol=0, atol=2.0 ** -22)

@@ -73,7 +73,7 @@ ON_LOGITS = 1    # logits: either from_logits=True (slot A) or a fused softmax/s
 M_SPARSE_ACC, M_CAT_ACC, M_BIN_ACC, M_MSE, M_MAE, M_RMSE = range(6)
 
 # Optimizer codes.
-SGD, RMSPROP, ADAM, ADAGRAD, NADAM, ADAMAX, ADADELTA, FTRL = range(8)
+SGD, RMSPROP, ADAM, ADAGRAD, NADAM, ADAMAX, ADADELTA, FTRL, LION = range(9)
 
 # The optimizer's parameter vector ``hp`` (float32), read by the update kernels.
 # HP_LR is the learning rate of the step being taken: fixed, or written before

@@ -325,15 +325,60 @@ class Model:
     # -- compile / train -------------------------------------------------
     def compile(self, optimizer="rmsprop", loss=None, metrics=None, weighted_metrics=None, loss_weights=None,
                 **kwargs):
-        """``loss``: a loss (name, object or function) for every output, or one per
-        output (a list in output order, or a dict keyed by output name);
-        ``loss_weights`` likewise (the total loss is their weighted sum).
-        ``metrics`` are unweighted; ``weighted_metrics`` are weighted by
-        ``fit``'s and ``evaluate``'s sample weights (Keras 3). Either holds
-        names, Metric objects or functions ``fn(y_true, y_pred) -> per-sample
-        values`` (for several outputs: a list of lists or a dict per output).
-        Everything is resolved before anything is set, so a rejected call
-        leaves the model as it was."""
+        """Configures the model for training: optimizer, loss and metrics.
+
+        Example::
+
+            model.compile(optimizer=keras.optimizers.Adam(learning_rate=1e-3),
+                          loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+
+        Args:
+            optimizer: A name (``"sgd"``, ``"rmsprop"``, ``"adam"``,
+                ``"adamw"``, ``"adagrad"``, ``"adadelta"``, ``"adamax"``,
+                ``"nadam"``, ``"ftrl"``, ``"lion"``), an optimizer class or
+                instance from ``keras.optimizers``, or a serialized optimizer
+                dict. Defaults to ``"rmsprop"``. An instance keeps its state
+                (slots, iterations) across ``fit`` calls.
+            loss: Required. A name (``"mse"``/``"mean_squared_error"``,
+                ``"mae"``, ``"binary_crossentropy"``,
+                ``"categorical_crossentropy"`` (one-hot targets),
+                ``"sparse_categorical_crossentropy"`` (integer targets),
+                ``"huber"``, ...), a ``keras.losses`` object, or a function
+                ``fn(y_true, y_pred)`` returning per-sample losses (see
+                ``keras.losses.Loss``). For a model of several outputs, one loss
+                for all of them, or a list in output order, or a dict keyed by
+                output name. The loss of a batch is the mean of its per-sample
+                values (weighted by sample weights as Keras's
+                ``sum_over_batch_size``), plus the layers' weight penalties.
+            metrics: Optional list of metrics reported by ``fit`` and
+                ``evaluate`` (and in ``History`` under these names), computed
+                without sample weights: names (``"accuracy"``/``"acc"``, chosen
+                binary, categorical or sparse from the loss and shapes as
+                Keras does; ``"mse"``, ``"mae"``, ``"RootMeanSquaredError"``,
+                ``"auc"``, ``"precision"``, ``"recall"``, ``"mape"``,
+                ``"top_k_categorical_accuracy"``, ...), ``keras.metrics``
+                objects or classes, or functions ``fn(y_true, y_pred)``
+                returning per-sample values. A single metric may be given bare.
+                For several outputs: a list of lists in output order or a dict
+                keyed by output name. Defaults to ``None`` (loss only).
+            weighted_metrics: Like ``metrics``, but weighted by the
+                ``sample_weight``/``class_weight`` of ``fit`` and
+                ``evaluate``; a name already taken by ``metrics`` is logged as
+                ``"weighted_<name>"``. Defaults to ``None``.
+            loss_weights: Optional weights of the outputs' losses: the total
+                loss is their weighted sum (a list in output order or a dict
+                keyed by output name; one number for a one-output model).
+                Defaults to ``None`` (all 1.0).
+            **kwargs: ``run_eagerly``, ``steps_per_execution``,
+                ``jit_compile`` and ``auto_scale_loss`` are accepted and
+                ignored (fastnn always trains in its compiled loops); any other
+                keyword raises ``TypeError``.
+
+        Raises:
+            ValueError: no loss, an unknown loss/metric/optimizer name, or
+                per-output arguments that do not match the outputs. Every
+                argument is resolved before anything is set, so a rejected
+                call leaves the model as it was."""
         unknown = set(kwargs) - {"run_eagerly", "steps_per_execution", "jit_compile", "auto_scale_loss"}
         if unknown:
             raise TypeError(f"compile() got unexpected arguments {sorted(unknown)}")
@@ -493,27 +538,82 @@ class Model:
     def fit(self, x=None, y=None, batch_size=None, epochs=1, verbose="auto", callbacks=None,
             validation_split=0.0, validation_data=None, shuffle=True, class_weight=None, sample_weight=None,
             initial_epoch=0, steps_per_epoch=None, validation_steps=None, **kwargs):
-        """Trains for ``epochs``; returns a History whose ``history`` holds floats per epoch.
+        """Trains the model for a fixed number of epochs.
 
-        ``x``/``y``: arrays (NumPy, memory-mapped NumPy read a chunk at a
-        time, or anything ``np.asarray`` takes), or ``x`` alone as a
-        generator or ``PyDataset`` yielding ``(x, y)`` or ``(x, y,
-        sample_weight)`` batches (then ``steps_per_epoch`` limits an epoch; a
-        generator without it runs to its end). A model of several inputs
-        takes ``x`` as a list/tuple of arrays in input order or a dict keyed
-        by input name; of several outputs, ``y`` likewise by output name.
-        ``batch_size`` (default 32) rows per step; ``epochs`` (default 1);
-        ``verbose`` "auto"/1 progress bar, 2 one line per epoch, 0 silent;
-        ``callbacks`` list of ``keras.callbacks``; ``validation_split``
-        fraction of the last rows held out (arrays only);
-        ``validation_data`` (x, y) or (x, y, sample_weight) or a PyDataset,
-        evaluated after each epoch; ``shuffle`` (default True) reshuffles the
-        rows every epoch; ``initial_epoch`` epoch to start counting from.
-        ``sample_weight`` (n,) weighs each sample's loss (``sum_i w_i l_i / batch``,
-        Keras's ``sum_over_batch_size``) and the ``weighted_metrics``;
-        ``class_weight`` {class index: weight} does the same per class (not both).
-        A NaN/inf loss raises ``fastnn.errors.NonFiniteLossError``; Ctrl-C
-        raises ``KeyboardInterrupt`` after the current chunk of steps."""
+        Example::
+
+            history = model.fit(x_train, y_train, epochs=5, batch_size=32,
+                                validation_data=(x_valid, y_valid))
+            history.history   # {"loss": [...], "accuracy": [...], "val_loss": [...], "val_accuracy": [...]}
+
+        Args:
+            x: Required. Input data: a NumPy array (or anything ``np.asarray`` takes,
+                any real dtype, converted to float32; a memory-mapped array is
+                read a chunk at a time), of shape ``(samples, *input_shape)``.
+                A model of several inputs takes a list/tuple of arrays in input
+                order or a dict keyed by input name. ``x`` may instead be a
+                Python generator or a ``keras.utils.PyDataset`` yielding
+                ``(x, y)`` or ``(x, y, sample_weight)`` batches; then ``y`` and
+                ``sample_weight`` must not be given.
+            y: Targets, one row per sample of ``x``: integer labels for
+                ``sparse_categorical_crossentropy``, arrays shaped like the
+                outputs otherwise (one-hot rows for
+                ``categorical_crossentropy``). Several outputs: a list in
+                output order or a dict keyed by output name. Defaults to
+                ``None``, which only a generator or PyDataset ``x`` allows.
+            batch_size: Integer, samples per gradient step. Defaults to 32
+                (capped at the number of samples).
+            epochs: Integer, the epoch to train up to (from
+                ``initial_epoch``). Defaults to 1.
+            verbose: ``"auto"`` (default) or 1: a progress bar (one line per
+                epoch when output is not a terminal); 2: one line per epoch;
+                0: silent.
+            callbacks: Optional list of ``keras.callbacks.Callback``
+                instances (a single one is accepted too). A ``History`` is
+                always added last.
+            validation_split: Float in [0, 1), default 0.0: that fraction of
+                the last samples (before shuffling) is held out and evaluated
+                after each epoch. Arrays only.
+            validation_data: Optional data evaluated after each epoch, instead of
+                ``validation_split``: a tuple ``(x_val, y_val)`` or
+                ``(x_val, y_val, sample_weight)``, or a PyDataset or generator
+                of batches (a generator needs ``validation_steps``).
+            shuffle: Boolean, default ``True``: the samples are reshuffled
+                before each epoch (``keras.utils.set_random_seed`` makes the
+                order reproducible).
+            class_weight: Optional dict ``{class index: weight}`` scaling the
+                loss of each sample by its class's weight (not together with
+                ``sample_weight``).
+            sample_weight: Optional array of shape ``(samples,)``: each
+                sample's loss is weighted, ``sum_i w_i * loss_i / batch``
+                (Keras's ``sum_over_batch_size``), and the
+                ``weighted_metrics`` too.
+            initial_epoch: Integer, default 0: the epoch to start counting
+                from (to resume a run).
+            steps_per_epoch: Optional integer: batches per epoch (with a
+                generator or PyDataset; a generator without it runs to its
+                end).
+            validation_steps: Optional integer: batches per validation pass
+                from a generator or PyDataset.
+            **kwargs: ``validation_batch_size`` and ``validation_freq`` are
+                accepted only as ``None``; any other keyword raises
+                ``TypeError``.
+
+        Returns:
+            A ``keras.callbacks.History``: ``history.history`` maps ``"loss"``,
+            each metric's name and their ``"val_"`` versions to lists of
+            floats, one per epoch; ``history.epoch`` lists the epochs run.
+            It is also ``model.history``.
+
+        Raises:
+            RuntimeError: the model is not compiled.
+            ValueError: bad data, named: wrong shapes or sample counts, NaN or
+                inf, labels out of range, empty arrays, non-numeric dtypes.
+            fastnn.errors.NonFiniteLossError: the loss became NaN or infinite;
+                the model keeps the weights from before that batch (on the GPU,
+                those from the start of the epoch; the error says which).
+            KeyboardInterrupt: Ctrl-C, raised after the current chunk of
+                steps, with the model and optimizer consistent."""
         _no_kwargs("fit", kwargs, ("validation_batch_size", "validation_freq"))
         self._require_built_for(x, y)
         self._require_compiled("fit")
@@ -528,16 +628,39 @@ class Model:
 
     def evaluate(self, x=None, y=None, batch_size=None, verbose="auto", sample_weight=None, return_dict=False,
                  callbacks=None, steps=None, **kwargs):
-        """Loss (a float) with no metrics, else [loss, *metrics]; a dict if ``return_dict``.
+        """Returns the loss and metrics of the model on the given data, in inference mode.
 
-        A model of several outputs gives, as Keras 3, ``[loss, <output>_loss
-        for each output, then each output's metrics]``, and a dict in sorted
-        key order.
+        Args:
+            x: Required. Input data, as in ``fit`` (arrays, a list or dict of arrays for
+                several inputs, or a generator / PyDataset of ``(x, y)`` or
+                ``(x, y, sample_weight)`` batches).
+            y: Targets, as in ``fit``. Defaults to ``None``, which only a
+                generator or PyDataset ``x`` allows.
+            batch_size: Integer, samples per batch. Defaults to 32.
+            verbose: ``"auto"`` (default) or 1: a progress bar; 2: one line;
+                0: silent.
+            sample_weight: Optional array of shape ``(samples,)`` weighting
+                each sample's loss (and the ``weighted_metrics``) as in
+                ``fit``.
+            return_dict: Boolean, default ``False``: return a dict
+                ``{"loss": ..., <metric name>: ...}`` instead of a list.
+            callbacks: Optional list of callbacks; they get the
+                ``on_test_*`` hooks.
+            steps: Optional integer: batches to evaluate from a generator or
+                PyDataset.
+            **kwargs: Any keyword raises ``TypeError``.
 
-        The loss includes weight penalties and is weighted by ``sample_weight``
-        (n,) as in ``fit``. ``batch_size`` defaults to 32. ``callbacks`` get the
-        on_test_* hooks. ``x`` may also be a generator or PyDataset of ``(x,
-        y)`` batches (``steps`` limits it); several inputs/outputs as in ``fit``."""
+        Returns:
+            With no metrics, the loss as a float; otherwise the list ``[loss,
+            *metrics]`` in compile order. A model of several outputs gives,
+            as Keras 3, ``[loss, <output>_loss for each output, then each
+            output's metrics]`` (a dict in sorted key order). The loss
+            includes the layers' weight penalties. With ``return_dict``, a
+            dict of the same values.
+
+        Raises:
+            RuntimeError: the model is not compiled.
+            ValueError: bad data (see ``fit``)."""
         _no_kwargs("evaluate", kwargs, ())
         self._require_built_for(x, y)
         self._require_compiled("evaluate")
@@ -551,10 +674,33 @@ class Model:
         return values[0] if len(values) == 1 else values
 
     def predict(self, x, batch_size=None, verbose="auto", callbacks=None, steps=None, **kwargs):
-        """float32 outputs of shape (samples, *output_shape) (a list of arrays
-        for several outputs); ``batch_size`` defaults to 32; ``callbacks`` get
-        the on_predict_* hooks. ``x`` may also be a generator or PyDataset
-        (batches ``x`` or ``(x, y)``; ``steps`` limits it)."""
+        """Returns the model's outputs for the input samples, in inference mode.
+
+        Example::
+
+            y_proba = model.predict(x_new, batch_size=128)
+
+        Args:
+            x: Input data: an array of shape ``(samples, *input_shape)`` (any
+                real dtype, converted to float32), a list or dict of arrays for
+                several inputs, or a generator / PyDataset yielding batches
+                ``x`` or ``(x, y)`` (``y`` is ignored).
+            batch_size: Integer, samples per batch. Defaults to 32.
+            verbose: ``"auto"`` (default) or 1: a progress bar; 2: one line;
+                0: silent.
+            callbacks: Optional list of callbacks; they get the
+                ``on_predict_*`` hooks.
+            steps: Optional integer: batches to predict from a generator or
+                PyDataset.
+            **kwargs: Any keyword raises ``TypeError``.
+
+        Returns:
+            A float32 NumPy array of shape ``(samples, *output_shape)``; for a
+            model of several outputs, a list of such arrays in output order
+            (a dict when the model's outputs were given as a dict).
+
+        Raises:
+            ValueError: bad data (wrong shape, NaN or inf, empty)."""
         _no_kwargs("predict", kwargs, ())
         self._require_built_for(x, None)
         batch_size = data.positive_int(32 if batch_size is None else batch_size, "batch_size")
@@ -709,6 +855,11 @@ def _resolve(ids, out_dim, sparse_targets, loss):
     # a built-in metric reading the other kind would silently compare against zeros.
     # (Own metrics run in NumPy on the targets the loss takes.)
     for m in metrics:
+        if sparse_targets and getattr(m, "needs_dense_targets", False):
+            # the NumPy metrics that compare each output with its target (AUC, Precision, top-k...)
+            raise ValueError(f"Metric {m.name!r} compares each output with a target of the same shape, but "
+                             f"loss {loss.name!r} takes integer labels; one-hot encode the targets and use "
+                             "loss='categorical_crossentropy', or use 'sparse_top_k_categorical_accuracy'")
         if m.code is None:
             continue
         if sparse_targets and m.code != P.M_SPARSE_ACC:

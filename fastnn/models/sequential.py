@@ -9,13 +9,35 @@ from .model import Model
 
 
 class Sequential(Model):
-    """``Sequential([layers], name="sequential")``; then ``add``, ``compile``, ``fit``.
+    """A linear stack of layers: each layer takes the previous one's output.
 
-    Once its input shape is known (an ``Input`` first, ``input_shape=`` on the
-    first layer, ``build`` or the first data) it is built: each layer is
-    called on the previous one's output, so ``model.inputs``,
-    ``layer.output`` and a ``keras.Model(model.inputs, layer.output)`` work
-    as in Keras."""
+    Examples::
+
+        model = keras.Sequential([keras.Input(shape=(28, 28)), keras.layers.Flatten(),
+                                  keras.layers.Dense(10, activation="softmax")], name="mnist")
+        model = keras.models.Sequential()
+        model.add(keras.layers.Flatten(input_shape=[28, 28]))
+        model.add(keras.layers.Dense(300, activation="relu"))
+
+    Args:
+        layers: Optional list of layers, added in order as by ``add``. The
+            first may be ``keras.Input(shape=...)`` (or an ``InputLayer``),
+            which fixes the input shape. Defaults to ``None`` (an empty model).
+        name: Optional non-empty string. Defaults to ``"sequential"``.
+        trainable: Boolean, default ``True``. ``False`` freezes every layer:
+            ``fit`` leaves their weights unchanged.
+        **kwargs: ``dtype`` is accepted, as Keras's models take it (fastnn
+            computes in float32); any other keyword raises ``TypeError``.
+
+    ``add(layer)`` appends a layer (an ``Input`` only first; the same layer
+    object only once). The model is built as soon as its input shape is
+    known: from an ``Input`` first, from ``input_shape=`` on the first layer,
+    from ``build((None, *shape))``, or from the first data given to ``fit``,
+    ``evaluate`` or ``predict``. Building calls each layer on the previous
+    one's output, so ``model.inputs``, ``model.outputs``, ``layer.output``
+    and ``keras.Model(model.inputs, layer.output)`` work as in Keras.
+    Then ``compile``, ``fit``, ``evaluate``, ``predict``, ``summary`` and
+    ``save`` (see ``keras.Model``)."""
     _defer_build = False    # from_config adds every layer, then builds once (linear in the layers)
 
     def __init__(self, layers=None, name=None, trainable=True, **kwargs):

@@ -4,11 +4,11 @@
 ``schedules.ExponentialDecay(...)`` as ``learning_rate=``.
 """
 from . import schedules
-from .algorithms import SGD, Adadelta, Adagrad, Adam, Adamax, AdamW, Ftrl, Nadam, RMSprop
+from .algorithms import SGD, Adadelta, Adagrad, Adam, Adamax, AdamW, Ftrl, Lion, Nadam, RMSprop
 from .base import Optimizer
 
 _BY_NAME = {"sgd": SGD, "rmsprop": RMSprop, "adam": Adam, "adamw": AdamW, "adagrad": Adagrad, "nadam": Nadam,
-            "adamax": Adamax, "adadelta": Adadelta, "ftrl": Ftrl}
+            "adamax": Adamax, "adadelta": Adadelta, "ftrl": Ftrl, "lion": Lion}
 _BY_CLASS = {c.__name__: c for c in _BY_NAME.values()}
 
 __all__ = ["Optimizer", "schedules", "get", "serialize", "deserialize", *_BY_CLASS]

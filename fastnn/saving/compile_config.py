@@ -10,11 +10,12 @@ name the user wrote or the record of the object passed::
      "run_eagerly": False, "steps_per_execution": 1, "jit_compile": False}
 
 fastnn's loss functions (``fastnn.losses.mse``...) are recorded by their
-Keras name; another function as Keras records one, ``{"module": ...,
-"class_name": "function", "config": name, "registered_name": "function"}``
-(Keras needs it as a custom object to load it). An uncompiled model has
-``{}``. Reading looks every name up in fastnn's registries (optimizers,
-losses, metrics) and nothing else.
+Keras name; another function as Keras 3.15 records one, ``{"module":
+"builtins", "class_name": "function", "config": name, "registered_name":
+"function"}`` (Keras looks a "builtins" function up by ``config``, among its
+own functions and the custom objects). An uncompiled model has ``{}``.
+Reading looks every name up in fastnn's registries (optimizers, losses,
+metrics) and nothing else.
 """
 import warnings
 
@@ -65,8 +66,8 @@ def _record(arg, module):
     if hasattr(arg, "get_config"):
         return {"module": module, "class_name": type(arg).__name__, "config": arg.get_config(),
                 "registered_name": None}
-    return {"module": getattr(arg, "__module__", None), "class_name": "function",
-            "config": getattr(arg, "__name__", repr(arg)), "registered_name": "function"}
+    return {"module": "builtins", "class_name": "function", "config": getattr(arg, "__name__", repr(arg)),
+            "registered_name": "function"}
 
 
 def compile_from_config(model, config):

@@ -26,6 +26,8 @@ _GROUPS = {
     "Adagrad": lambda o: [("accumulator",)],
     "Adadelta": lambda o: [("accumulated_grad", "accumulated_delta_var")],
     "Ftrl": lambda o: [("accumulator", "linear")],
+    "Lion": lambda o: [("momentum",)],
+    "Lion": lambda o: [("momentum",)],
 }
 
 

@@ -21,6 +21,7 @@ Adadelta  s0 = E[g^2], s1 = E[dx^2]. E[g^2] = rho*E[g^2] + (1-rho)*g^2;
 Ftrl      s0 = n (starts at initial_accumulator_value), s1 = z; p = learning_rate_power.
           g' = g + 2*l2_shrinkage*w; n' = n + g^2; z += g' - (n'^-p - n^-p)/lr * w;
           q = n'^-p/lr + 2*(l2 + beta/(2*lr)); w = (clip(z, -l1, l1) - z) / q; n = n'
+Lion      s0 = m. w -= lr*sign(b1*m + (1-b1)*g); then m = b2*m + (1-b2)*g (sign(0) = 0)
 Weight decay (any optimizer with weight_decay set, before its step): w -= w*wd*lr.
 
 Before each step, ``prepare_step`` (serial, once per step) writes the
@@ -48,7 +49,7 @@ from numba import njit, prange, types
 
 from .schedules import scheduled_rate
 from .pointers import NO_WRAPPERS, Pointer, call, function_pointer
-from ..program import (ADADELTA, ADAGRAD, ADAM, ADAMAX, FTRL, HP_1, HP_2, HP_3, HP_4, HP_5, HP_AMSGRAD,
+from ..program import (ADADELTA, ADAGRAD, ADAM, ADAMAX, FTRL, LION, HP_1, HP_2, HP_3, HP_4, HP_5, HP_AMSGRAD,
                        HP_CENTERED, HP_CLIPNORM, HP_CLIPVALUE, HP_EPS, HP_GLOBAL_CLIPNORM, HP_LR, HP_NESTEROV,
                        HP_SCHED, HP_UPROD, HP_WD, NADAM, RMSPROP, SCHED_NONE, SGD)
 
@@ -275,8 +276,22 @@ def ftrl(hp, step, w, g, slots, lo, hi):
             w[i] = (min(max(z, -l1), l1) - z) / (new_pow / lr + _TWO * l2)
 
 
+@_update
+def lion(hp, step, w, g, slots, lo, hi):
+    w, g, s0, s1, s2 = _views(w, g, slots, lo, hi)
+    _decay_weights(hp, w)
+    lr, h1, h2 = hp[HP_LR], hp[HP_1], hp[HP_2]
+    one_m_b1, one_m_b2 = _ONE - h1, _ONE - h2
+    for i in range(w.shape[0]):
+        gi = g[i]
+        d = s0[i] * h1 + gi * one_m_b1
+        # sign(d) as selects (vectorises; sign(0) = 0 as Keras's ops.sign)
+        w[i] -= lr * (_ONE if d > _ZERO else (-_ONE if d < _ZERO else _ZERO))
+        s0[i] = s0[i] * h2 + gi * one_m_b2
+
+
 _UPDATES = {SGD: sgd, RMSPROP: rmsprop, ADAM: adam, ADAGRAD: adagrad, NADAM: nadam, ADAMAX: adamax,
-            ADADELTA: adadelta, FTRL: ftrl}
+            ADADELTA: adadelta, FTRL: ftrl, LION: lion}
 
 
 def _update_kernel(opt, hp):

@@ -1,7 +1,7 @@
 """Every optimizer's update on the device, with the CPU's maths.
 
 The formulas (SGD with momentum / Nesterov, RMSprop plain, with momentum or
-centered, Adam and AMSGrad, Adagrad, Nadam, Adamax, Adadelta, Ftrl; weight
+centered, Adam and AMSGrad, Adagrad, Nadam, Adamax, Adadelta, Ftrl, Lion; weight
 decay) are the per-optimizer functions of ``fastnn.kernels.cpu.optimizers``,
 where they are written out: ``apply_update`` runs those very functions,
 compiled for the GPU, on one parameter per thread. What ``cpu.optimizers.prepare_step`` does once
@@ -29,15 +29,16 @@ from numba import cuda, float64
 
 from ..cpu import optimizers as _cpu_opt
 from ..cpu import schedules as _cpu_sched
-from ..program import (ADADELTA, ADAGRAD, ADAM, ADAMAX, FTRL, HP_1, HP_AMSGRAD, HP_CLIPNORM, HP_CLIPVALUE,
+from ..program import (ADADELTA, ADAGRAD, ADAM, ADAMAX, FTRL, LION, HP_1, HP_AMSGRAD, HP_CLIPNORM, HP_CLIPVALUE,
                        HP_GLOBAL_CLIPNORM, HP_LR, HP_SCHED, HP_UPROD, NADAM, RMSPROP, SCHED_NONE, SGD)
 from .elementwise import block_sum
 from .launch import SIMULATOR, device_function
 
 # The CPU's functions, run by the kernels (see ``launch.device_function``).
-sgd, rmsprop, adam, adam_amsgrad, adagrad, nadam, adamax, adadelta, ftrl = (
+sgd, rmsprop, adam, adam_amsgrad, adagrad, nadam, adamax, adadelta, ftrl, lion = (
     device_function(f) for f in (_cpu_opt.sgd, _cpu_opt.rmsprop, _cpu_opt.adam, _cpu_opt.adam_amsgrad,
-                                 _cpu_opt.adagrad, _cpu_opt.nadam, _cpu_opt.adamax, _cpu_opt.adadelta, _cpu_opt.ftrl))
+                                 _cpu_opt.adagrad, _cpu_opt.nadam, _cpu_opt.adamax, _cpu_opt.adadelta, _cpu_opt.ftrl,
+                                 _cpu_opt.lion))
 scheduled_rate = device_function(_cpu_sched.scheduled_rate)
 nadam_next = device_function(_cpu_opt._nadam_next)
 
@@ -129,3 +130,5 @@ def apply_update(opt, hp, step, w, g, slots, n, bounds, clip):
             adadelta(hp, step, w, g, slots, i, i + 1)
         elif opt == FTRL:
             ftrl(hp, step, w, g, slots, i, i + 1)
+        elif opt == LION:
+            lion(hp, step, w, g, slots, i, i + 1)
