@@ -130,6 +130,33 @@ def test_a_small_cnn_trains_to_the_cpu_weights():
 
 
 @device
+def test_spatial_dropout_drops_whole_channels_and_its_gradient_follows_the_mask():
+    import warnings
+    from numba import cuda
+    from numba.cuda.random import create_xoroshiro128p_states
+    from fastnn.kernels.cuda.launch import THREADS
+    from fastnn.kernels.cuda.spatial_dropout import spatial_dropout, spatial_dropout_backward
+    b, pixels, C, rate = 5, 6, 7, np.float32(0.5)
+    n = pixels * C
+    x = _f32(b * n, lo=0.5, hi=1.5)                       # no zeros: a zero output means dropped
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        states = create_xoroshiro128p_states(THREADS, seed=1)
+    # ws: x at 0, masks at b*n, a at b*n + b*C
+    ws = cuda.to_device(np.r_[x, np.full(b * C + b * n, np.nan, np.float32)])
+    spatial_dropout[1, THREADS](states, rate, b, pixels, C, ws, 0, b * n, b * n + b * C)
+    out = ws.copy_to_host()
+    mask, a = out[b * n:b * n + b * C].reshape(b, 1, C), out[b * n + b * C:].reshape(b, pixels, C)
+    assert set(np.unique(mask)) == {0.0, 2.0}               # kept values scaled by 1 / (1 - rate)
+    np.testing.assert_array_equal(a, x.reshape(b, pixels, C) * mask)    # the same mask at every pixel
+    ga = _f32(b * n)
+    gs = cuda.to_device(np.r_[np.zeros(b * n, np.float32), ga])
+    spatial_dropout_backward[1, THREADS](n, C, ws, gs, 0, b * n, b * n, b)
+    np.testing.assert_array_equal(gs.copy_to_host()[:b * n].reshape(b, pixels, C),
+                                  ga.reshape(b, pixels, C) * mask)
+
+
+@device
 def test_every_kind_the_device_runs_has_a_plan_and_the_others_are_refused_by_name():
     from fastnn.kernels import kinds, program as P
     from fastnn.kernels.cuda import kinds as device_kinds
