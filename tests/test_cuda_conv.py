@@ -169,3 +169,22 @@ def test_every_kind_the_device_runs_has_a_plan_and_the_others_are_refused_by_nam
     with keras.device("cuda"):
         with pytest.raises(NotImplementedError, match=r"does not run layers \['DepthwiseConv2D'\]"):
             model.fit(_f32(2, *IMAGE), _f32(2, 1), verbose=0)
+
+
+@device
+def test_batchnormalization_after_a_convolution_trains_like_the_cpu():
+    # Batch statistics per channel over every pixel of the batch (not per pixel), and the moving ones.
+    X, y = _f32(5, 5, 4, 2), RNG.integers(0, 2, 5)
+    runs = []
+    for dev in ("cpu", "cuda"):
+        keras.set_random_seed(9)
+        model = keras.Sequential([L.Input(shape=(5, 4, 2)), L.Conv2D(3, 2, activation="relu"),
+                                  L.BatchNormalization(momentum=0.5), L.Flatten(), L.Dense(2, activation="softmax")])
+        model.compile(loss="sparse_categorical_crossentropy", optimizer=keras.optimizers.SGD(0.5))
+        with keras.device(dev):
+            model.fit(X, y, batch_size=3, epochs=1, shuffle=False, verbose=0)
+        runs.append(model.get_weights())
+    for a, b in zip(*runs):      # kernels, biases, gamma, beta, moving mean and variance
+        np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-6)
+    moving_mean = runs[0][4]
+    assert moving_mean.shape == (3,) and np.abs(moving_mean).min() > 0
