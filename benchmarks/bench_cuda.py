@@ -1,9 +1,12 @@
-"""fastnn on CUDA vs PyTorch on CUDA: the seeds' MLP, steady-state seconds per epoch.
+"""fastnn on CUDA vs PyTorch on CUDA: the seeds' MLP or the CNN chapter's model, steady-state seconds per epoch.
 
-    python benchmarks/bench_cuda.py                      # batch 32, 128, 1024; median of 3 timed epochs each
+    python benchmarks/bench_cuda.py                      # MLP, batch 32, 128, 1024; median of 3 timed epochs each
     python benchmarks/bench_cuda.py --batches 128 --epochs 2 --rows 10000
+    python benchmarks/bench_cuda.py --model cnn          # the CNN (issue 17), batch 32 and 128
 
-The model is 784-300-100-10 (relu, relu, softmax), Adam (lr 1e-3, eps 1e-7),
+The MLP is 784-300-100-10 (relu, relu, softmax); the CNN is the chapter's (Conv2D 32 same relu,
+MaxPooling2D, Conv2D 64, MaxPooling2D, Flatten, Dense 100, Dropout 0.4, Dense 10 softmax) on
+28 x 28 x 1 images (PyTorch: the same layers on NCHW, ``run_one.torch_model``). Both use Adam (lr 1e-3, eps 1e-7),
 sparse categorical cross-entropy, on MNIST's 60,000 training images when the
 IDX files are found (``$FASTNN_MNIST_DIR``, ``../shared/data/mnist``; see
 ``mlp_data.py``), else on random data of that shape (the speed does not
@@ -17,6 +20,7 @@ Under the CUDA simulator this only checks that the script runs; the
 simulator runs every GPU thread in Python, so shrink everything:
 
     NUMBA_ENABLE_CUDASIM=1 python benchmarks/bench_cuda.py --rows 64 --batches 32 --epochs 1 --hidden 8 4
+    NUMBA_ENABLE_CUDASIM=1 python benchmarks/bench_cuda.py --model cnn --rows 8 --batches 4 --epochs 1 --no-torch
 """
 import argparse
 import statistics
@@ -29,30 +33,35 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent))
 import mlp_data  # noqa: E402
+import run_one  # noqa: E402
 
 
-def _model(keras, hidden):
+def _model(keras, hidden, kind="mlp"):
     keras.set_random_seed(0)
+    if kind == "cnn":
+        model = run_one.keras_model(keras, "cnn")
+        model.compile(loss="sparse_categorical_crossentropy", optimizer="adam", metrics=["accuracy"])
+        return model
     layers = [keras.layers.Input(shape=(784,))] + [keras.layers.Dense(w, activation="relu") for w in hidden]
     model = keras.Sequential(layers + [keras.layers.Dense(10, activation="softmax")])
     model.compile(loss="sparse_categorical_crossentropy", optimizer="adam", metrics=["accuracy"])
     return model
 
 
-def launches_per_step(hidden, batch):
+def launches_per_step(hidden, batch, kind="mlp"):
     """Kernel launches of one fastnn training step on CUDA (from the step's plan)."""
     import fastnn as keras
     from fastnn.kernels.cuda.engine import Session
-    model = _model(keras, hidden)
+    model = _model(keras, hidden, kind)
     model.optimizer.build(model._n_trainable)
     session = Session(model._program_for_training(), model._params, batch, model.optimizer, model._n_trainable)
     return session._plan(batch, True).launches()
 
 
-def time_fastnn(x, y, batch, epochs, hidden):
+def time_fastnn(x, y, batch, epochs, hidden, kind="mlp"):
     """Seconds of each timed epoch of fastnn on CUDA (after one warm-up epoch)."""
     import fastnn as keras
-    model = _model(keras, hidden)
+    model = _model(keras, hidden, kind)
     stamps = []
 
     class Clock(keras.callbacks.Callback):
@@ -67,16 +76,20 @@ def time_fastnn(x, y, batch, epochs, hidden):
     return [end - start for start, end in stamps[1:]]
 
 
-def time_torch(x, y, batch, epochs, hidden):
+def time_torch(x, y, batch, epochs, hidden, kind="mlp"):
     """Seconds of each timed epoch of PyTorch on CUDA (after one warm-up epoch)."""
     import torch
     dev = torch.device("cuda")
     torch.manual_seed(0)
-    widths = [784, *hidden]
-    layers = []
-    for w_in, w_out in zip(widths, widths[1:]):
-        layers += [torch.nn.Linear(w_in, w_out), torch.nn.ReLU()]
-    model = torch.nn.Sequential(*layers, torch.nn.Linear(widths[-1], 10)).to(dev)
+    if kind == "cnn":
+        model = run_one.torch_model(torch, "cnn").to(dev)
+        x = x.reshape(-1, 1, 28, 28)                # NCHW, converted once
+    else:
+        widths = [784, *hidden]
+        layers = []
+        for w_in, w_out in zip(widths, widths[1:]):
+            layers += [torch.nn.Linear(w_in, w_out), torch.nn.ReLU()]
+        model = torch.nn.Sequential(*layers, torch.nn.Linear(widths[-1], 10)).to(dev)
     opt = torch.optim.Adam(model.parameters(), lr=1e-3, eps=1e-7)
     loss_fn = torch.nn.CrossEntropyLoss()          # softmax + cross-entropy on logits, as fastnn fuses them
     X, Y = torch.from_numpy(x).to(dev), torch.from_numpy(y).to(dev)
@@ -113,12 +126,15 @@ def torch_cuda():
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--batches", type=int, nargs="+", default=[32, 128, 1024])
+    parser.add_argument("--model", choices=["mlp", "cnn"], default="mlp")
+    parser.add_argument("--batches", type=int, nargs="+", help="default: 32 128 1024 (MLP), 32 128 (CNN)")
     parser.add_argument("--epochs", type=int, default=3, help="timed epochs per run (after one warm-up)")
     parser.add_argument("--rows", type=int, default=60000, help="training rows (MNIST has 60,000)")
     parser.add_argument("--hidden", type=int, nargs="+", default=[300, 100], help="hidden layer widths")
     parser.add_argument("--no-torch", action="store_true")
     args = parser.parse_args()
+    if args.batches is None:
+        args.batches = [32, 128] if args.model == "cnn" else [32, 128, 1024]
 
     from fastnn import config
     try:
@@ -135,17 +151,20 @@ def main():
         gpu = gpu.decode() if isinstance(gpu, bytes) else gpu
     x, y, _, _, source = mlp_data.load(args.rows)
     with_torch, torch_note = (False, "skipped (--no-torch)") if args.no_torch else torch_cuda()
-    shape = "-".join(str(w) for w in (784, *args.hidden, 10))
+    what = "the CNN chapter's model" if args.model == "cnn" else \
+        "MLP " + "-".join(str(w) for w in (784, *args.hidden, 10))
+    x_in = x.reshape(-1, 28, 28, 1) if args.model == "cnn" else x
 
-    print(f"GPU: {gpu}; data: {source}, {x.shape[0]} rows; MLP {shape}, Adam; median s/epoch of {args.epochs} "
+    print(f"GPU: {gpu}; data: {source}, {x.shape[0]} rows; {what}, Adam; median s/epoch of {args.epochs} "
           f"epochs after a warm-up; PyTorch: {torch_note}")
     print("| batch | fastnn launches/step | fastnn CUDA s/epoch | PyTorch CUDA s/epoch | fastnn / PyTorch |")
     print("| --- | --- | --- | --- | --- |")
     for batch in args.batches:
-        ours = statistics.median(time_fastnn(x, y, batch, args.epochs, args.hidden))
-        theirs = statistics.median(time_torch(x, y, batch, args.epochs, args.hidden)) if with_torch else None
+        ours = statistics.median(time_fastnn(x_in, y, batch, args.epochs, args.hidden, args.model))
+        theirs = statistics.median(time_torch(x, y, batch, args.epochs, args.hidden, args.model)) if with_torch \
+            else None
         ratio = f"{ours / theirs:.2f}x" if theirs else "-"
-        print(f"| {batch} | {launches_per_step(args.hidden, batch)} | {ours:.3f} | "
+        print(f"| {batch} | {launches_per_step(args.hidden, batch, args.model)} | {ours:.3f} | "
               f"{f'{theirs:.3f}' if theirs else '-'} | {ratio} |", flush=True)
 
 

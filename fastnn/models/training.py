@@ -30,6 +30,7 @@ from ..kernels.cpu import constraints, engine, regularizers
 from ..kernels.cpu.records import Data, LossFns, Net, Optim, Work
 from ..kernels.cpu.optimizers import optimizer_step_functions
 from ..kernels.cpu.sample_loss import unused_loss
+from ..kernels.kinds import spatial_dropout
 from ..utils.interrupts import held_interrupts
 from ..utils.progbar import Progbar
 from . import data, sample_weights, sources
@@ -135,9 +136,10 @@ def cuda_session(program, params, batch_size, optimizer=None, n_trainable=0, los
         raise NotImplementedError(f"The CUDA device does not run {what} yet; train this model on the CPU "
                                   "(fastnn.config.set_device('cpu'))")
     from ..kernels.cuda.engine import Session
-    # Dropout masks: seeded from NumPy's global generator (set_random_seed seeds
-    # it), not fastnn's, whose stream the shuffles share with the CPU path.
-    seed = int(np.random.randint(0, 2**31 - 1)) if np.any(program.prog[:, P.KIND] == P.DROPOUT) else 0
+    # Dropout masks (Dropout, SpatialDropout): seeded from NumPy's global generator (set_random_seed
+    # seeds it), not fastnn's, whose stream the shuffles share with the CPU path.
+    random = np.isin(program.prog[:, P.KIND], (P.DROPOUT, spatial_dropout.SPATIAL_DROPOUT))
+    seed = int(np.random.randint(0, 2**31 - 1)) if np.any(random) else 0
     return Session(program, params, batch_size, optimizer, n_trainable, seed, bounds)
 
 

@@ -17,6 +17,10 @@ loss fuses is computed by the loss kernel, not by a launch of its own. For
 the 784-300-100-10 MLP with Adam that is 10 launches a step (3 forward
 GEMMs, the loss, 5 backward GEMMs, the update), where a naive plan has 15.
 
+Ops of the kinds in ``kernels.kinds`` beyond these (convolutions, pooling,
+reshaping of feature maps, ...) are turned into launches by their device
+modules, through the planners of ``kinds`` (one branch here, not one per kind).
+
 The model's host buffers stay the source of truth between calls: each call
 first uploads the parameters if the host copy changed since the device last
 wrote it (a callback's ``set_weights``, say), and ends by copying parameters
@@ -31,22 +35,17 @@ from numba import cuda
 from numba.cuda.random import create_xoroshiro128p_states
 
 from ..cpu.activations import LINEAR, SOFTMAX
-from ..program import (A_POS, ACT, ACTIVATION, AUX, B_OFF, BATCHNORM, DENSE, DROPOUT, FLAGS, FROZEN, KIND,
+from ..program import (A_POS, ACT, ACTIVATION, AUX, B_OFF, BATCHNORM, DENSE, DROPOUT, FLAGS, FROZEN, IAUX, KIND,
                        LOSS_FUSED, N_IN, N_OUT, NEED_DX, ON_LOGITS, S_OFF, W_OFF, X_POS, Z_POS)
-from . import blas, elementwise as ew
+from . import blas, elementwise as ew, kinds as op_kinds
 from .batchnorm import batchnorm_backward, batchnorm_forward
-from .launch import DROPOUT_BLOCKS, THREADS, blocks_for, configure
+from .launch import DROPOUT_BLOCKS, THREADS, blocks_for, configure, planned
 from .losses import loss_rows
 from .optimizers import REDUCE_THREADS, apply_update, needs_prepare, prepare_step
 from .regularizers import add_penalty
 
 _DROPOUT_STATES = THREADS * DROPOUT_BLOCKS
 _NO_WEIGHTS = np.zeros(0, dtype=np.float32)
-
-
-def _launch(kernel, work, *args):
-    """(configured kernel, args) for a grid-stride kernel over ``work`` items."""
-    return configure(kernel, blocks_for(work), THREADS), args
 
 
 def _runs_act_backward(rec):
@@ -135,8 +134,15 @@ class Session:
             self.bounds_host = bounds
             self.bounds = cuda.to_device(bounds)
             self.clip = cuda.to_device(np.zeros(max(1, bounds.shape[0] - 1), dtype=np.float32))
+        # The kinds planned in ``kinds`` (convolutions, pooling, ...): their device scratch, batch rows per op.
+        self.ints_host = program.ints
+        self.ints = cuda.to_device(program.ints)
+        planners = [op_kinds.get(k) for k in self.prog[:, KIND]]
+        per_sample = [0 if p is None else p.scratch(rec, program.ints) for p, rec in zip(planners, self.prog)]
+        self.scratch_at = batch * np.cumsum([0] + per_sample)[:-1]
+        self.scratch = cuda.device_array(max(1, batch * sum(per_sample)), dtype=np.float32)
         self.states = None
-        if np.any(self.prog[:, KIND] == DROPOUT):
+        if np.any(self.prog[:, KIND] == DROPOUT) or any(p is not None and p.random for p in planners):
             with warnings.catch_warnings():   # seeding on the host warns in some numba versions
                 warnings.simplefilter("ignore")
                 self.states = create_xoroshiro128p_states(_DROPOUT_STATES, seed=seed)
@@ -218,25 +224,28 @@ class Session:
                                                int(rec[W_OFF]), n, ws, z, n, bias=params, bias_off=int(rec[B_OFF]),
                                                epi=epi, act=act, out=ws, out_off=a), reads_data))
                 if act == SOFTMAX and not skip_softmax:
-                    plan.append((*_launch(ew.softmax_rows, b, ws, z, ws, a, b, n), False))
+                    plan.append((*planned(ew.softmax_rows, b, ws, z, ws, a, b, n), False))
             elif kind == DROPOUT and training:
                 rate = np.float32(self.consts_host[aux])
                 blocks = min(blocks_for(b * n), _DROPOUT_STATES // THREADS)
                 plan.append((configure(ew.dropout, blocks, THREADS), (self.states, rate, b * n, x, z, a, ws), False))
             elif kind == DROPOUT:   # inference: identity
-                plan.append((*_launch(ew.op_forward, b * n, ACTIVATION, LINEAR, n, b, x, a, ws, params, -1, -1,
+                plan.append((*planned(ew.op_forward, b * n, ACTIVATION, LINEAR, n, b, x, a, ws, params, -1, -1,
                                       consts, aux), False))
             elif kind == BATCHNORM:
                 batch_stats = training and not int(rec[FLAGS]) & FROZEN
                 c = self.consts_host
-                plan.append((*_launch(batchnorm_forward, n, n, b, x, a, z, int(rec[W_OFF]), int(rec[B_OFF]),
-                                      int(rec[S_OFF]), c[aux], c[aux + 1], c[aux + 2], batch_stats, params, ws),
-                             False))
+                feat = int(self.ints_host[int(rec[IAUX])])     # a feature map's pixels are rows of channels
+                plan.append((*planned(batchnorm_forward, feat, feat, b * n // feat, x, a, z, int(rec[W_OFF]),
+                                      int(rec[B_OFF]), int(rec[S_OFF]), c[aux], c[aux + 1], c[aux + 2], batch_stats,
+                                      params, ws), False))
             elif kind == ACTIVATION and act == SOFTMAX:
                 if not skip_softmax:
-                    plan.append((*_launch(ew.softmax_rows, b, ws, x, ws, a, b, n), False))
+                    plan.append((*planned(ew.softmax_rows, b, ws, x, ws, a, b, n), False))
+            elif op_kinds.get(kind) is not None:
+                plan.extend((*launch, False) for launch in op_kinds.plan(self, i, b, training, backward=False))
             else:
-                plan.append((*_launch(ew.op_forward, b * n, kind, act, n, b, x, a, ws, params, int(rec[W_OFF]),
+                plan.append((*planned(ew.op_forward, b * n, kind, act, n, b, x, a, ws, params, int(rec[W_OFF]),
                                       int(rec[B_OFF]), consts, aux), False))
         return plan
 
@@ -261,9 +270,9 @@ class Session:
             if kind == DENSE or kind == ACTIVATION:
                 if _runs_act_backward(rec) and i not in act_done:
                     if act == SOFTMAX:
-                        plan.append((*_launch(ew.softmax_rows_backward, b, ws, gs, a, gs, z, b, n), False))
+                        plan.append((*planned(ew.softmax_rows_backward, b, ws, gs, a, gs, z, b, n), False))
                     else:
-                        plan.append((*_launch(ew.op_backward, b * n, kind, act, n, b, x, z, a, ws, gs, params, -1,
+                        plan.append((*planned(ew.op_backward, b * n, kind, act, n, b, x, z, a, ws, gs, params, -1,
                                               consts, aux), False))
                 if kind == DENSE:
                     w, bias = int(rec[W_OFF]), int(rec[B_OFF])
@@ -284,17 +293,20 @@ class Session:
                     plan.append((*blas.gemm_launch(True, False, n_in + ones_row, n, b, 1.0, 0.0, ws, x, n_in, gs, z,
                                                    n, grads, w, n, ones_row=ones_row), reads_data))
                     if bias >= 0 and not ones_row:
-                        plan.append((*_launch(ew.column_sums, n, gs, z, b, n, grads, bias), False))
+                        plan.append((*planned(ew.column_sums, n, gs, z, b, n, grads, bias), False))
             elif kind == BATCHNORM:
                 frozen = (flags & FROZEN) != 0
+                feat = int(self.ints_host[int(rec[IAUX])])
                 if need_dx or not frozen:
-                    plan.append((*_launch(batchnorm_backward, n, n, b, x, a, z, int(rec[W_OFF]), int(rec[B_OFF]),
-                                          not frozen, need_dx, training and not frozen, params, grads, ws, gs),
-                                 False))
+                    plan.append((*planned(batchnorm_backward, feat, feat, b * n // feat, x, a, z, int(rec[W_OFF]),
+                                          int(rec[B_OFF]), not frozen, need_dx, training and not frozen, params,
+                                          grads, ws, gs), False))
+            elif op_kinds.get(kind) is not None:
+                plan.extend((*launch, False) for launch in op_kinds.plan(self, i, b, training, backward=True))
             elif kind == DROPOUT and need_dx and not training:     # identity at inference
-                plan.append((*_launch(ew.copy, b * n, gs, a, gs, x, b * n), False))
+                plan.append((*planned(ew.copy, b * n, gs, a, gs, x, b * n), False))
             elif need_dx:
-                plan.append((*_launch(ew.op_backward, b * n, kind, act, n, b, x, z, a, ws, gs, params,
+                plan.append((*planned(ew.op_backward, b * n, kind, act, n, b, x, z, a, ws, gs, params,
                                       int(rec[B_OFF]), consts, aux), False))
         return plan
 

@@ -72,3 +72,8 @@ def _python_source(f):
         if isinstance(names.get(name), Dispatcher):
             names[name] = _python_source(names[name])
     return types.FunctionType(py.__code__, names, py.__name__, py.__defaults__, py.__closure__)
+
+
+def planned(kernel, work, *args):
+    """``(configured kernel, args)`` of a grid-stride kernel over ``work`` items: one entry of a plan."""
+    return configure(kernel, blocks_for(work), THREADS), args

@@ -332,7 +332,7 @@ def _small_weight_gradient(rec, ints, ws, gs, grads, b, x0, k0, k1, w_acc, H, W,
                         gr[f] += xv * dz[f]
 
 
-CONV = register_parallel("Conv", conv_forward_part, (activation_backward_part, conv_backward_part))
+CONV = register_parallel("Conv", conv_forward_part, (activation_backward_part, conv_backward_part), on_cuda=True)
 
 
 # -- DepthwiseConv2D -------------------------------------------------------------

@@ -67,4 +67,4 @@ def embedding_backward(rec, ints, params, consts, grads, ws, gs, b, training):
                 grads[dst + j] += gs[src + j]
 
 
-EMBEDDING = register("Embedding", embedding_forward, embedding_backward, shareable=True)
+EMBEDDING = register("Embedding", embedding_forward, embedding_backward, shareable=True, on_cuda=True)

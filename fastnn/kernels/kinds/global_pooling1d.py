@@ -101,4 +101,4 @@ def pooling1d_backward(rec, ints, params, consts, grads, ws, gs, b, training):
                     put(gs, row + j, _ZERO if masked else gs[out + j] / n, acc)
 
 
-POOLING1D = register("GlobalPooling1D", pooling1d_forward, pooling1d_backward, shareable=True)
+POOLING1D = register("GlobalPooling1D", pooling1d_forward, pooling1d_backward, shareable=True, on_cuda=True)

@@ -91,12 +91,12 @@ def backward_in_parts(rec, ints, params, consts, grads, ws, gs, b, training):
 _PARTS = {}
 
 
-def register_parallel(name, forward, backward=(), shareable=True):
+def register_parallel(name, forward, backward=(), shareable=True, on_cuda=False):
     """Registers a kind run in parts: ``forward`` a part function, ``backward``
-    up to three, run in order. Returns the kind's code."""
+    up to three, run in order (``on_cuda``: as ``kinds.register``). Returns the kind's code."""
     if len(backward) > 3:
         raise ValueError("at most three backward parts")
-    code = register(name, forward_in_parts, backward_in_parts, shareable=shareable)
+    code = register(name, forward_in_parts, backward_in_parts, shareable=shareable, on_cuda=on_cuda)
     _PARTS[code] = (forward, *backward)
     return code
 

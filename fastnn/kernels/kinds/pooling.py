@@ -130,7 +130,7 @@ def pool_backward_part(rec, ints, params, consts, grads, ws, gs, tmp, b, trainin
                                     d[c] += g[c] * inv
 
 
-POOL = register_parallel("Pooling", pool_forward_part, (pool_backward_part,))
+POOL = register_parallel("Pooling", pool_forward_part, (pool_backward_part,), on_cuda=True)
 
 
 def geometry(H, W, C, OH, OW, KH, KW, SH, SW, PT, PL, mode):

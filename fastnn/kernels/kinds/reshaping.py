@@ -68,7 +68,7 @@ def window_backward_part(rec, ints, params, consts, grads, ws, gs, tmp, b, train
                     gs[i + c] += gs[o + c]
 
 
-WINDOW = register_parallel("Window", window_forward_part, (window_backward_part,))
+WINDOW = register_parallel("Window", window_forward_part, (window_backward_part,), on_cuda=True)
 
 
 @njit(**PART)
@@ -107,4 +107,4 @@ def upsample_backward_part(rec, ints, params, consts, grads, ws, gs, tmp, b, tra
                     gs[i + c] += gs[o + c]
 
 
-UPSAMPLE = register_parallel("UpSampling2D", upsample_forward_part, (upsample_backward_part,))
+UPSAMPLE = register_parallel("UpSampling2D", upsample_forward_part, (upsample_backward_part,), on_cuda=True)

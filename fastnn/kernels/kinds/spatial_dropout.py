@@ -52,4 +52,5 @@ def spatial_dropout_backward(rec, ints, params, consts, grads, ws, gs, b, traini
                 put(gs, x + o + c, gs[a + o + c] * ws[z + s * C + c] if training else gs[a + o + c], acc)
 
 
-SPATIAL_DROPOUT = register("SpatialDropout", spatial_dropout_forward, spatial_dropout_backward, shareable=True)
+SPATIAL_DROPOUT = register("SpatialDropout", spatial_dropout_forward, spatial_dropout_backward, shareable=True,
+                           on_cuda=True)
