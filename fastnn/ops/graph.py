@@ -74,12 +74,18 @@ class OpLayer(Layer):
         return f"<OpLayer {self.op_name}>"
 
 
-def _record(op_name, kind, inputs, shape, dtype="float32", ints=(), consts=(), var=None):
-    """Records the call on ``inputs`` (KerasTensors) making a tensor of per-sample ``shape``."""
+def _record(op_name, kind, inputs, shape, dtype="float32", ints=(), consts=(), var=None, batch_reduction=None):
+    """Records the call on ``inputs`` (KerasTensors) making a tensor of per-sample ``shape``;
+    ``batch_reduction``: the output is each sample's share of a batch-wide "mean" or "sum"."""
+    if batch_reduction is None and any(t._batch_reduction for t in inputs):
+        _unsupported(op_name, "its input is a reduction over the batch axis too (ops.mean or ops.sum with "
+                     "axis=None); in a model such a value can only be scaled by a number, added to another one "
+                     "and passed to add_loss. Reduce over the sample axes (e.g. axis=-1) to compute with it")
     layer = OpLayer(op_name, kind, tuple(int(i) for i in ints), tuple(float(c) for c in consts), var)
     layer.input_shape = [t.sample_shape for t in inputs] if len(inputs) != 1 else inputs[0].sample_shape
     layer.output_shape = tuple(shape)
     out = KerasTensor((None, *shape), name=op_name, dtype=dtype)
+    out._batch_reduction = batch_reduction
     node = Node(layer, inputs[0] if len(inputs) == 1 else list(inputs), [out])
     out._keras_history = (layer, 0, 0)
     layer._inbound_nodes.append(node)
@@ -153,12 +159,14 @@ def unary(op_name, x, p0=0.0, p1=0.0):
     if op_name == "elu" and p0 == 0.0:
         p0 = 1.0
     x = _operands([x], op_name)[0]
-    dtype = "bool" if op_name in _BOOL_RESULT else x.dtype if op_name in ("negative", "abs", "square", "sign") \
-        else "float32"
+    if op_name == "negative" and x._batch_reduction:
+        return _record(op_name, K.UNARY, [x], (), ints=[K.NEG], consts=[0.0, 0.0], batch_reduction=x._batch_reduction)
+    keeps_dtype = ("negative", "abs", "square", "sign", "stop_gradient")
+    dtype = "bool" if op_name in _BOOL_RESULT else x.dtype if op_name in keeps_dtype else "float32"
     return _record(op_name, K.UNARY, [x], x.sample_shape, dtype, ints=[_UNARY[op_name]], consts=[p0, p1])
 
 
-def _elementwise(op_name, code, values, dtype):
+def _elementwise(op_name, code, values, dtype, batch_reduction=None):
     ranks = {len(v.shape) for v in values if isinstance(v, KerasTensor)}
     if len(ranks) > 1:
         _unsupported(op_name, f"tensors of shapes {[v.shape for v in values if isinstance(v, KerasTensor)]} "
@@ -171,12 +179,14 @@ def _elementwise(op_name, code, values, dtype):
     ints = [code, len(shape), *shape]
     for t in ts:
         ints += _broadcast_strides(t.sample_shape, shape)
-    return _record(op_name, K.BROADCAST, ts, shape, dtype, ints=ints)
+    return _record(op_name, K.BROADCAST, ts, shape, dtype, ints=ints, batch_reduction=batch_reduction)
 
 
 def binary(op_name, x1, x2):
     if op_name not in _BINARY:
         _unsupported(op_name, "it has no compiled form")
+    if any(isinstance(v, KerasTensor) and v._batch_reduction for v in (x1, x2)):
+        return _batch_linear(op_name, x1, x2)
     dtype = "bool" if op_name in _BOOL_RESULT else "float32"
     return _elementwise(op_name, _BINARY[op_name], [x1, x2], dtype)
 
@@ -203,6 +213,42 @@ def cast(x, dtype):
 
 
 # -- reductions --------------------------------------------------------------------
+def _batch_reduce(op_name, x):
+    """``ops.mean``/``ops.sum`` over every axis, the batch's too (what ``add_loss`` takes).
+    A model computes each sample on its own, so this is each sample's share: its
+    mean (the batch's mean is then the mean of the shares: samples have one
+    size) or its sum, tagged so that only linear steps and add_loss may use it."""
+    x = _operands([x], op_name)[0]
+    axes = tuple(range(1, len(x.shape)))
+    share = reduce(op_name, x, axes, False) if axes else _alias(op_name, x, ())
+    share._batch_reduction = op_name
+    return share
+
+
+def _is_number(v):
+    return (isinstance(v, Variable) and v.size == 1) or (not is_symbolic(v) and np.size(v) == 1)
+
+
+def _batch_linear(op_name, x1, x2):
+    """A step on a batch-wide reduction that stays one: times or divided by a
+    number, plus another of the same kind (or, for a mean, plus a number)."""
+    t1 = x1._batch_reduction if isinstance(x1, KerasTensor) else None
+    t2 = x2._batch_reduction if isinstance(x2, KerasTensor) else None
+    if op_name == "multiply" and ((t1 and _is_number(x2)) or (t2 and _is_number(x1))):
+        mode = t1 or t2
+    elif op_name in ("divide", "true_divide") and t1 and _is_number(x2):
+        mode = t1
+    elif op_name in ("add", "subtract") and t1 and t1 == t2:
+        mode = t1
+    elif op_name in ("add", "subtract") and (t1 or t2) == "mean" and _is_number(x2 if t1 else x1):
+        mode = "mean"
+    else:
+        _unsupported(op_name, "an operand is a reduction over the batch axis too (ops.mean or ops.sum with "
+                     "axis=None); in a model such a value can only be scaled by a number, added to another of the "
+                     "same kind and passed to add_loss")
+    return _elementwise(op_name, _BINARY[op_name], [x1, x2], "float32", batch_reduction=mode)
+
+
 _IN_LOSS = []
 
 
@@ -231,6 +277,8 @@ def _axes(axis, ndim, op_name):
 
 
 def reduce(op_name, x, axis, keepdims):
+    if axis is None and op_name in ("sum", "mean") and not _IN_LOSS and not keepdims:
+        return _batch_reduce(op_name, x)
     x = _operands([x], op_name)[0]
     shape = x.sample_shape
     axes = _axes(axis, len(shape), op_name)
@@ -431,3 +479,16 @@ def concatenate(xs, axis):
     inner = [math.prod(s[d:]) for s in shapes]
     return _record("concatenate", merging.CONCATENATE, ts, out, ints=[math.prod(shapes[0][:d]), *inner])
 
+
+
+# -- add_loss -----------------------------------------------------------------------------------
+ADD_MEAN, ADD_SUM = 0, 1     # how the loop totals an added loss's per-sample shares over a batch
+
+
+def loss_term(t):
+    """(per-sample tensor, ADD_MEAN or ADD_SUM) for ``add_loss(t)``: a batch-wide
+    mean or sum as it is; any other tensor summed over all its values, as Keras
+    sums an added loss."""
+    if not t._batch_reduction:
+        t = _batch_reduce("sum", t)
+    return t, ADD_MEAN if t._batch_reduction == "mean" else ADD_SUM
