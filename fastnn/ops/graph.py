@@ -27,7 +27,7 @@ _UNARY = {"negative": K.NEG, "square": K.SQUARE, "sqrt": K.SQRT, "exp": K.EXP, "
           "selu": K.SELU, "gelu": K.GELU, "gelu_tanh": K.GELU_TANH, "softplus": K.SOFTPLUS, "silu": K.SILU,
           "leaky_relu": K.LEAKY_RELU, "hard_sigmoid": K.HARD_SIGMOID, "softsign": K.SOFTSIGN, "clip": K.CLIP,
           "log1p": K.LOG1P, "expm1": K.EXPM1, "logical_not": K.NOT, "trunc": K.TRUNC, "nonzero": K.NONZERO,
-          "fill": K.FILL}
+          "fill": K.FILL, "stop_gradient": K.STOP_GRADIENT}
 _BINARY = {"add": K.ADD, "subtract": K.SUBTRACT, "multiply": K.MULTIPLY, "divide": K.DIVIDE,
            "true_divide": K.DIVIDE, "power": K.POWER, "maximum": K.MAXIMUM, "minimum": K.MINIMUM,
            "greater": K.GREATER, "greater_equal": K.GREATER_EQUAL, "less": K.LESS, "less_equal": K.LESS_EQUAL,
@@ -35,7 +35,7 @@ _BINARY = {"add": K.ADD, "subtract": K.SUBTRACT, "multiply": K.MULTIPLY, "divide
 _BOOL_RESULT = {"greater", "greater_equal", "less", "less_equal", "equal", "not_equal", "logical_and",
                 "logical_or", "logical_not"}
 _REDUCE = {"sum": K.R_SUM, "mean": K.R_MEAN, "max": K.R_MAX, "min": K.R_MIN, "logsumexp": K.R_LOGSUMEXP,
-           "argmax": K.R_ARGMAX, "argmin": K.R_ARGMIN}
+           "argmax": K.R_ARGMAX, "argmin": K.R_ARGMIN, "prod": K.R_PROD}
 
 
 class OpLayer(Layer):
@@ -492,3 +492,114 @@ def loss_term(t):
     if not t._batch_reduction:
         t = _batch_reduce("sum", t)
     return t, ADD_MEAN if t._batch_reduction == "mean" else ADD_SUM
+
+
+# -- reductions and maps written with the kinds above ---------------------------------------------
+def _need_axis(op_name, axis):
+    if axis is None:
+        _unsupported(op_name, "axis=None reduces over the batch axis too; in a model give the sample axes "
+                     "(e.g. axis=-1)")
+
+
+def moments(op_name, x, axis, keepdims):
+    """``ops.var`` (``op_name`` "var") or ``ops.std``: the mean of the squared
+    deviations from the mean over ``axis`` (biased, as Keras), its square root for std."""
+    _need_axis(op_name, axis)
+    x = _operands([x], op_name)[0]
+    deviation = binary("subtract", x, reduce("mean", x, axis, True))
+    var = reduce("mean", unary("square", deviation), axis, keepdims)
+    return unary("sqrt", var) if op_name == "std" else var
+
+
+def any_all(op_name, x, axis, keepdims):
+    """``ops.any`` / ``ops.all``: the largest / smallest of ``x != 0`` over ``axis`` (bool)."""
+    _need_axis(op_name, axis)
+    out = reduce("max" if op_name == "any" else "min", unary("nonzero", x), axis, keepdims)
+    out.dtype = "bool"
+    return out
+
+
+def cumsum(x, axis):
+    """Running sums along ``axis``: the axis moved last, times the upper
+    triangle of ones (a constant matrix product), moved back."""
+    if axis is None:
+        _unsupported("cumsum", "axis=None runs over the flattened tensor, the batch axis too; give a sample axis")
+    x = _operands([x], "cumsum")[0]
+    ndim = len(x.sample_shape)
+    d = _sample_axis(axis, ndim, "cumsum") + 1
+    order = [0] + [a for a in range(1, ndim + 1) if a != d] + [d]
+    moved = transpose(x, order)
+    length = x.sample_shape[d - 1]
+    summed = matmul(moved, np.triu(np.ones((length, length), dtype=np.float32)))
+    return transpose(summed, list(np.argsort(order)))
+
+
+def _index_map(op_name, x, fn):
+    """``x`` rearranged as ``fn`` (a NumPy function of an array of one sample's
+    shape) rearranges the array of its value indices: each output value copies
+    the input value whose index lands there. Every index comes from the input,
+    so the compiled op never reads outside it."""
+    x = _operands([x], op_name)[0]
+    index = np.asarray(fn(np.arange(x.sample_size, dtype=np.int64).reshape(x.sample_shape)))
+    if index.size == 0:
+        _unsupported(op_name, "the result would be empty")
+    return _record(op_name, K.STRIDED, [x], index.shape, x.dtype, ints=[-1, *index.reshape(-1)])
+
+
+def tile(x, repeats):
+    """``x`` repeated ``repeats`` times along each axis (NumPy's ``tile``); the batch axis's count must be 1."""
+    reps = [int(r) for r in np.atleast_1d(repeats)]
+    full = len(x.shape)
+    if len(reps) > full:
+        _unsupported("tile", f"repeats {tuple(reps)} has more entries than {x.shape} has axes")
+    reps = [1] * (full - len(reps)) + reps
+    if reps[0] != 1:
+        _unsupported("tile", "the batch axis (repeats[0]) must be repeated once; a model computes each sample on "
+                     "its own")
+    if any(r < 0 for r in reps):
+        _unsupported("tile", f"repeats {tuple(reps)} must not be negative")
+    return _index_map("tile", x, lambda idx: np.tile(idx, reps[1:]))
+
+
+def repeat(x, repeats, axis):
+    """Each value along sample ``axis`` repeated ``repeats`` times (an int, or one count per value)."""
+    if axis is None:
+        _unsupported("repeat", "axis=None repeats the flattened tensor, the batch axis too; give a sample axis")
+    d = _sample_axis(axis, len(x.sample_shape), "repeat")
+    counts = np.asarray(repeats)
+    if counts.dtype.kind not in "iu" or counts.ndim > 1 or np.any(counts < 0) or \
+            (counts.ndim == 1 and counts.size not in (1, x.sample_shape[d])):
+        _unsupported("repeat", f"repeats {repeats!r} must be a non-negative int or one per value of axis {axis}")
+    return _index_map("repeat", x, lambda idx: np.repeat(idx, counts, axis=d))
+
+
+def flip(x, axis):
+    """``x`` with the order of the values along ``axis`` (an int or a tuple of sample axes) reversed."""
+    if axis is None:
+        _unsupported("flip", "axis=None reverses every axis, the batch axis too; give the sample axes")
+    axes = axis if isinstance(axis, (tuple, list)) else (axis,)
+    ndim = len(x.sample_shape)
+    dims = [_sample_axis(a, ndim, "flip") for a in axes]
+    shape, strides, start = list(x.sample_shape), _strides(x.sample_shape), 0
+    for d in set(dims):
+        start += (shape[d] - 1) * strides[d]
+        strides[d] = -strides[d]
+    return _strided("flip", x, start, shape, strides)
+
+
+def one_hot(x, num_classes, axis):
+    """``x``'s integer labels as one-hot vectors of ``num_classes`` along ``axis``
+    (float32): ``x`` (with a new axis) == each class index. A label outside
+    [0, num_classes) or not a whole number is all zeros, as in TensorFlow."""
+    if isinstance(num_classes, bool) or not isinstance(num_classes, (int, np.integer)) or num_classes < 1:
+        _unsupported("one_hot", f"num_classes must be a positive int, got {num_classes!r}")
+    x = _operands([x], "one_hot")[0]
+    ndim = len(x.sample_shape)
+    full = ndim + 2
+    if not isinstance(axis, (int, np.integer)) or not -full <= axis < full or axis % full == 0:
+        _unsupported("one_hot", f"axis {axis!r} must be a sample axis of the result")
+    d = axis % full                  # the classes' axis in the result (the batch axis is 0)
+    classes = np.arange(num_classes, dtype=np.float32).reshape((num_classes,) + (1,) * (full - 1 - d))
+    out = binary("equal", expand_dims(x, d), classes)
+    out.dtype = "float32"
+    return out
