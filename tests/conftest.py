@@ -56,3 +56,12 @@ def pytest_terminal_summary(terminalreporter, config):
     if n:
         terminalreporter.write_line(f"{n} CUDA device tests deselected here (no GPU): "
                                     "test_device_suite_on_cuda_simulator runs them under Numba's CUDA simulator")
+
+
+# -- names ---------------------------------------------------------------------------------------
+@pytest.fixture(autouse=True)
+def _fresh_names():
+    """Each test starts a session, as Keras's tests do: automatic names ("dense",
+    "sequential", ...) are numbered across a session, so they start again here."""
+    import fastnn
+    fastnn.backend.clear_session()

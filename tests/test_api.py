@@ -102,21 +102,51 @@ def test_list_and_add_forms_build_the_same_model():
     added = keras.models.Sequential()
     for layer in seeds_mlp("input"):
         added.add(layer)
+    # names are numbered across the session, as in Keras 3: the second model's continue the first's
+    assert [layer.name for layer in listed.layers] == ["flatten", "dense", "dense_1", "dense_2"]
+    assert [layer.name for layer in added.layers] == ["flatten_1", "dense_3", "dense_4", "dense_5"]
+    assert [listed.name, added.name] == ["sequential", "sequential_1"]
     for model in (listed, added):
-        assert [layer.name for layer in model.layers] == ["flatten", "dense", "dense_1", "dense_2"]
         assert [type(layer).__name__ for layer in model.layers] == ["Flatten", "Dense", "Dense", "Dense"]
         assert model.input_shape == (None, 28, 28)
         assert model.output_shape == (None, 10)
         assert model.count_params() == 266_610
-        assert model.name == "sequential"
 
 
-def test_auto_names_restart_per_model():
-    first = keras.Sequential([keras.layers.Dense(3, input_shape=(2,)), keras.layers.Dense(2)])
-    second = keras.Sequential([keras.layers.Dense(3, input_shape=(2,)), keras.layers.Dense(2),
-                               keras.layers.Dense(1)])
-    assert [layer.name for layer in first.layers] == ["dense", "dense_1"]
-    assert [layer.name for layer in second.layers] == ["dense", "dense_1", "dense_2"]
+def test_auto_names_are_numbered_across_the_session_as_keras_3():
+    """Keras 3.15's names (checked with it): layers, inputs and models are numbered across the
+    session, whichever model they join; clear_session starts again; a layer called on arrays
+    takes no name."""
+    L = keras.layers
+    a = keras.Sequential([keras.Input((3,)), L.Dense(2), L.Dense(1)])
+    b = keras.Sequential([L.Dense(2, input_shape=(3,)), L.Dense(1)])
+    c = keras.Sequential()
+    c.add(L.Input((3,)))
+    c.add(L.Dense(4))
+    assert [a.name, b.name, c.name] == ["sequential", "sequential_1", "sequential_2"]
+    assert [[layer.name for layer in m.layers] for m in (a, b, c)] == [["dense", "dense_1"], ["dense_2", "dense_3"],
+                                                                       ["dense_4"]]
+    assert [r["config"]["name"] for r in a.get_config()["layers"]] == ["input_layer", "dense", "dense_1"]
+    assert [r["config"]["name"] for r in b.get_config()["layers"]] == ["input_layer_1", "dense_2", "dense_3"]
+    inp = keras.Input((3,))
+    functional = [keras.Model(inp, L.Dense(1)(inp)), keras.Model(inp, L.Dense(1)(inp))]
+    assert [m.name for m in functional] == ["functional", "functional_1"]
+    assert [layer.name for layer in functional[0].layers] == ["input_layer_3", "dense_5"]
+
+    class MyModel(keras.Model):
+        def call(self, x):
+            return x
+
+    class MyLayer(L.Layer):
+        pass
+
+    assert [MyModel().name, MyModel().name, MyLayer().name, MyLayer().name] == ["my_model", "my_model_1",
+                                                                                "my_layer", "my_layer_1"]
+    L.Dense(2)(np.ones((1, 3), np.float32))        # dense_7: its eager call makes no named model or input
+    assert L.Dense(1).name == "dense_8" and keras.Input((1,))._keras_history[0].name == "input_layer_4"
+    keras.backend.clear_session()
+    fresh = keras.Sequential([keras.Input((3,)), L.Dense(2)])
+    assert (fresh.name, fresh.layers[0].name) == ("sequential", "dense")
 
 
 def test_explicit_and_unicode_names():

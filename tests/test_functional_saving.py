@@ -309,7 +309,7 @@ def test_damaged_functional_configs_are_refused_naming_the_problem(tmp_path):
         "cycle": (lambda r: history(r, 2)["config"].update(keras_history=["dense", 0, 0]), "cycle"),
         "no_outputs": (lambda r: r["config"].pop("output_layers"), "output_layers"),
         "duplicate_name": (lambda r: layers(r)[4].update(name="add"), "unique name"),
-        "node_kwargs": (lambda r: layers(r)[4]["inbound_nodes"][0].update(kwargs={"training": True}), "node"),
+        "node_kwargs": (lambda r: layers(r)[4]["inbound_nodes"][0].update(kwargs={"scale": 2.0}), "node"),
         "registered_model": (lambda r: r.update(registered_name="evil>Functional"), "not Keras"),
         "subclassed_model": (lambda r: r.update(class_name="WideAndDeepModel"), "load_weights"),
     }

@@ -15,7 +15,10 @@ import pytest
 import fastnn as keras
 from fastnn import ops
 
-from _util import assert_gradient_matches
+from fastnn.models.program import _offset
+from fastnn.models.training import loss_and_gradients
+
+from _util import STEP, assert_gradient_matches, finite_difference_gradient
 
 
 def _pos(x):
@@ -72,6 +75,22 @@ CASES = {
     "stack": ([(3,), (3,)], lambda a, b: ops.stack([a, b], axis=1)),
     "ones_zeros_like": ([(3,)], lambda a: a * ops.ones_like(a) + ops.zeros_like(a)),
     "constant_array": ([(2, 3)], lambda a: a * np.array([1.0, -2.0, 0.5], dtype=np.float32)),
+    "prod": ([(2, 3)], lambda a: ops.prod(a, axis=-1) + ops.prod(a, axis=1, keepdims=True)[:, :, 0]),
+    "prod_with_zero": ([(4,)], lambda a: ops.prod(ops.relu(a + 1.2), axis=-1, keepdims=True) + a),
+    "var_std": ([(3, 4)], lambda a: ops.var(a, axis=-1, keepdims=True) + ops.std(a, axis=1, keepdims=True)),
+    "var_two_axes": ([(2, 2, 3)], lambda a: ops.var(a, axis=(-1, 1))),
+    "any_all": ([(2, 3)], lambda a: ops.cast(ops.any(a > 0.0, axis=-1), "float32")
+                + ops.cast(ops.all(a > -3.0, axis=2), "float32") + ops.sum(a, axis=-1)),
+    "cumsum": ([(2, 3)], lambda a: ops.cumsum(a, axis=-1) + ops.cumsum(a, axis=1)),
+    "cumsum_middle": ([(2, 3, 2)], lambda a: ops.cumsum(a, axis=2)),
+    "tile": ([(2, 3)], lambda a: ops.tile(a, (1, 2, 1)) + ops.tile(a[:, :1, :], 2)[:, :, :3]),
+    "repeat": ([(2, 3)], lambda a: ops.repeat(a, 2, axis=-1)),
+    "repeat_counts": ([(2, 3)], lambda a: ops.repeat(a, [1, 0, 2], axis=2)),
+    "flip": ([(2, 3)], lambda a: ops.flip(a, axis=-1) + ops.flip(a, axis=(1, 2)) * 0.5),
+    "one_hot": ([(3,)], lambda a: ops.one_hot(ops.cast(ops.clip(a * 2.0 + 2.0, 0.0, 4.0), "int32"), 4)
+                + ops.expand_dims(a, -1)),
+    "one_hot_axis1": ([(3,)], lambda a: ops.one_hot(ops.cast(ops.clip(a * 2.0 + 2.0, 0.0, 4.0), "int32"), 3, axis=1)
+                      * ops.expand_dims(a, 1)),
 }
 
 
@@ -129,7 +148,7 @@ def test_op_gradient_matches_finite_differences(name):
 def test_unsupported_symbolic_uses_name_the_op():
     x = keras.Input(shape=(3,))
     with pytest.raises(ValueError, match="keras.ops.sum .*batch axis"):
-        ops.sum(x)
+        ops.sum(x, axis=0)
     with pytest.raises(ValueError, match="keras.ops.reshape"):
         ops.reshape(x, (3, -1))
     with pytest.raises(TypeError, match="keras.ops.getitem.*batch axis"):
@@ -140,8 +159,22 @@ def test_unsupported_symbolic_uses_name_the_op():
         ops.add(keras.Input(shape=(2, 3)), x)
     with pytest.raises(ValueError, match="keras.ops.matmul"):
         ops.matmul(x, keras.Input(shape=(3,)))
-    with pytest.raises(ValueError, match="keras.ops.tile has no compiled form"):
-        ops.tile(x, (1, 2))
+    with pytest.raises(ValueError, match="keras.ops.sin .*no compiled form"):
+        ops.sin(x)
+    with pytest.raises(ValueError, match="keras.ops.tile.*batch axis"):
+        ops.tile(x, (2, 1))
+    for op in (ops.var, ops.std, ops.prod, ops.any, ops.all, ops.max):
+        with pytest.raises(ValueError, match=f"keras.ops.{op.__name__} .*batch axis"):
+            op(x)
+    for op in (ops.cumsum, ops.flip):
+        with pytest.raises(ValueError, match=f"keras.ops.{op.__name__} .*batch axis"):
+            op(x)
+    with pytest.raises(ValueError, match="keras.ops.repeat .*batch axis"):
+        ops.repeat(x, 2)
+    with pytest.raises(ValueError, match="keras.ops.repeat .*one per value"):
+        ops.repeat(x, [1, 2], axis=-1)
+    with pytest.raises(ValueError, match="keras.ops.one_hot .*num_classes"):
+        ops.one_hot(x, 0)
     with pytest.raises(ValueError, match="keras.ops.add.*batch axis"):
         x + np.ones((2, 3), dtype=np.float32)
     w = keras.layers.Dense(2).add_weight(shape=(3, 2))
@@ -181,3 +214,74 @@ print(sorted(fn.py_func.__name__ for fn in fns if fn.signatures))
                              env=dict(env, NUMBA_CACHE_DIR=cache), cwd=root)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip().splitlines()[-1] == "[]"
+
+
+@pytest.mark.parametrize("zeros", [1, 2])
+def test_prod_gradient_at_exact_zeros(zeros):
+    """d prod / d x_i is the product of the other values: with one zero it is non-zero at
+    that zero only, with two it is zero everywhere; checked where the zeros are exact."""
+    keras.utils.set_random_seed(2)
+    inp = keras.Input(shape=(3,))
+    dense = keras.layers.Dense(4)
+    model = keras.Model(inp, ops.prod(dense(inp), axis=-1, keepdims=True))
+    kernel, bias = dense.get_weights()
+    kernel[:, :zeros] = 0.0            # these outputs are exactly 0 for every sample, moved only by their bias
+    bias[:] = [0.0] * zeros + [0.8, -1.3, 1.7][:4 - zeros]
+    dense.set_weights([kernel, bias])
+    model.compile(loss="mse", optimizer="sgd")
+    x, y = _data([(3,)], 4)[0], _data([(1,)], 5)[0]
+    _, grad = loss_and_gradients(model, x, y)
+    start = _offset(model._params, dense.weights[1])
+    bias_grad = grad[start:start + 4]
+    if zeros == 1:
+        assert_gradient_matches(model, x, y)
+        assert bias_grad[0] != 0.0 and np.all(bias_grad[1:] == 0.0)
+    else:       # the product stays 0 whichever single weight moves: every difference is exactly 0
+        assert np.all(grad == 0.0)
+        assert np.all(finite_difference_gradient(model, x, y, STEP) == 0.0)
+
+
+def test_stop_gradient_passes_values_and_no_gradient():
+    keras.utils.set_random_seed(3)
+    inp = keras.Input(shape=(3,))
+    stopped, live = keras.layers.Dense(2), keras.layers.Dense(2)
+    model = keras.Model(inp, ops.stop_gradient(stopped(inp)) * live(inp))
+    model.compile(loss="mse", optimizer="sgd")
+    x, y = _data([(3,)], 6)[0], _data([(2,)], 7)[0]
+    (ws, bs), (wl, bl) = stopped.get_weights(), live.get_weights()
+    h, z = x @ ws + bs, x @ wl + bl
+    np.testing.assert_allclose(model.predict(x, verbose=0), h * z, rtol=1e-5, atol=1e-6)
+    _, grad = loss_and_gradients(model, x, y)
+
+    def grad_of(var):
+        start = _offset(model._params, var)
+        return grad[start:start + var.size].reshape(var.shape)
+
+    assert all(np.all(grad_of(v) == 0.0) for v in stopped.weights)
+    # the live layer's gradient: that of the same model with the stopped branch a constant
+    dz = 2.0 * (h * z - y) * h / y.size
+    np.testing.assert_allclose(grad_of(live.weights[0]), x.T @ dz, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(grad_of(live.weights[1]), dz.sum(axis=0), rtol=1e-4, atol=1e-6)
+
+
+
+def test_model_with_the_new_ops_trains_by_their_gradients():
+    """One SGD step of fit moves the weights by -lr times the compiled gradient
+    (which the cases above check against finite differences)."""
+    keras.utils.set_random_seed(4)
+    inp = keras.Input(shape=(4,))
+    h = keras.layers.Dense(6, activation="tanh")(inp)
+    grid = ops.reshape(h, (-1, 2, 3))
+    mixed = ops.concatenate([ops.cumsum(grid, axis=-1), ops.flip(ops.tile(grid, (1, 1, 2)), axis=2)[:, :, :3],
+                             ops.repeat(ops.var(grid, axis=-1, keepdims=True), 3, axis=2),
+                             ops.prod(grid, axis=1, keepdims=True) + ops.std(grid, axis=1, keepdims=True)], axis=1)
+    out = keras.layers.Dense(2)(ops.reshape(mixed, (-1, 21)))
+    model = keras.Model(inp, out)
+    model.compile(loss="mse", optimizer=keras.optimizers.SGD(learning_rate=0.1))
+    x, y = _data([(4,)], 8)[0], _data([(2,)], 9)[0]
+    before = model._params[:model._n_trainable].copy()
+    loss, grad = loss_and_gradients(model, x, y)
+    model.fit(x, y, batch_size=5, epochs=1, shuffle=False, verbose=0)
+    step = before - np.float32(0.1) * grad[:model._n_trainable]
+    np.testing.assert_allclose(model._params[:model._n_trainable], step, rtol=1e-5, atol=1e-7)
+    assert loss_and_gradients(model, x, y)[0] < loss

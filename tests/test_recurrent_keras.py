@@ -74,6 +74,7 @@ def test_layer_names_and_parameter_counts_match_keras():
     for name in KERAS_FILES_INFO:
         if name not in BODIES:
             continue
+        keras.backend.clear_session()       # as the reference script built each model: names from zero
         model = _model(name)
         assert [layer.name for layer in model.layers] == KERAS_FILES_INFO[name]["layer_names"]
         assert model.count_params() == sum(int(np.prod(w["shape"])) for w in INFO[name]["weights_init"])

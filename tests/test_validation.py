@@ -31,7 +31,9 @@ def classifier(loss="sparse_categorical_crossentropy", units=K, activation="soft
 @pytest.fixture(scope="module")
 def trained():
     """One trained classifier shared by the tests: each checks that its rejected
-    call changed nothing, so sharing it is safe (and a leak would show)."""
+    call changed nothing, so sharing it is safe (and a leak would show). Built in a
+    fresh session (its names are "sequential", "dense", "dense_1")."""
+    keras.backend.clear_session()
     return classifier()
 
 

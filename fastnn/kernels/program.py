@@ -48,6 +48,10 @@ LOSS_FUSED = 2   # the loss kernel writes d loss / d z directly: skip act backwa
 FROZEN = 4       # the layer is not trainable: no weight gradients; BatchNormalization uses its moving statistics
 W_ACC = 8        # a shared layer's later call (in backward order): add to its weight gradients
 DIRECT_INPUT = 16  # (first op) the model's only input is read by this Dense op alone: inference may read it in place
+# A layer called with training=True or training=False runs in that mode whatever the run's mode
+# (Monte-Carlo Dropout in predict; a frozen BatchNormalization kept in inference during fit).
+TRAIN_ON = 32
+TRAIN_OFF = 64
 
 # Fields of one model output's row in ``outs`` (outputs, O_FIELDS), which the
 # loops read to run its loss and metrics and to copy its predictions.

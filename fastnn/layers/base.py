@@ -320,6 +320,34 @@ class Layer:
         for var, arr in zip(variables, arrays):
             var.value[...] = arr
 
+    # -- added losses --------------------------------------------------------
+    def add_loss(self, loss):
+        """Adds ``loss`` to the loss ``fit`` minimises, as Keras's ``add_loss``
+        (call it in ``call``). On symbolic tensors (a traced call) the value
+        joins the compiled training loss with its gradient: a mean or sum over
+        every axis (``ops.mean(x)``, ``ops.sum(x)``, scaled by numbers or added
+        together) as it is, any other tensor summed over all its values, as Keras
+        does. On arrays (an eager call) the value is kept in ``losses`` until
+        the layer's next call."""
+        from .node import _ADDED, is_symbolic
+        from .. import ops
+        for value in (loss if isinstance(loss, (list, tuple)) else [loss]):
+            if is_symbolic(value):      # kept with the call being traced (a model holds the calls it makes)
+                (_ADDED[-1] if _ADDED else self.__dict__.setdefault("_added_losses", [])).append(
+                    ops.graph.loss_term(value))
+            else:
+                self.__dict__.setdefault("_eager_losses", []).append(np.float32(np.sum(np.asarray(value))))
+
+    @property
+    def losses(self):
+        """The values ``add_loss`` got in this layer's (and its sub-layers') last
+        call on arrays, then the weight penalties of its trainable weights, as
+        Keras's ``layer.losses``."""
+        added = list(self.__dict__.get("_eager_losses", []))
+        added += [v for layer in self._sublayers() for v in layer.__dict__.get("_eager_losses", [])]
+        return added + [np.float32(w.regularizer(w.value)) for w in self.trainable_weights
+                        if w.regularizer is not None]
+
     # -- shapes ----------------------------------------------------------
     def build_for(self, input_shape):
         """Builds once for a per-sample ``input_shape`` (a list of shapes for a
@@ -357,9 +385,30 @@ class Layer:
         unknown = set(kwargs) - {"training", "mask"}
         if unknown:
             raise TypeError(f"Layer {self.name!r} got unexpected call arguments {sorted(unknown)}")
-        if is_symbolic(inputs):
-            return self._symbolic_call(inputs, kwargs)
-        return self._eager_call(inputs, kwargs)
+        from .node import _TRAINING
+        kwargs = self._resolve_training(kwargs)
+        _TRAINING.append(kwargs.get("training"))
+        try:
+            if is_symbolic(inputs):
+                return self._symbolic_call(inputs, kwargs)
+            return self._eager_call(inputs, kwargs)
+        finally:
+            _TRAINING.pop()
+
+    def _resolve_training(self, kwargs):
+        """``kwargs`` with ``training`` as Keras resolves it: the call's own
+        True/False, else the enclosing layer call's, else absent (each run's mode)."""
+        from .node import current_training
+        training = kwargs.get("training")
+        if training is None:
+            training = current_training()
+        kwargs = {k: v for k, v in kwargs.items() if k != "training"}
+        if training is None:
+            return kwargs
+        if not isinstance(training, (bool, np.bool_, int, np.integer)) or training not in (0, 1):
+            raise TypeError(f"Layer {self.name!r}: training must be True, False or None, got {training!r} (a mode "
+                            "fixed when the layer is called; it cannot depend on the data)")
+        return {**kwargs, "training": bool(training)}
 
     def call(self, inputs, training=None):
         """The layer's computation. A user's layer overrides it with ``keras.ops``
@@ -368,10 +417,11 @@ class Layer:
         arrays. Here (a built-in layer, or ``super().call`` from an override):
         the layer's own compiled op."""
         from .node import is_symbolic
+        kwargs = self._resolve_training({} if training is None else {"training": training})
         if is_symbolic(inputs):
-            return self._node(inputs, {} if training is None else {"training": training})
+            return self._node(inputs, kwargs)
         from ..models.functional import eager_call
-        return eager_call(self, inputs, builtin=True)
+        return eager_call(self, inputs, builtin=True, training=kwargs.get("training"))
 
     def _has_own_call(self):
         return user_defined(type(self), "call")
@@ -389,9 +439,9 @@ class Layer:
                                                     len(tensors) != len(inputs)):
             raise TypeError(f"Layer {self.name!r} must be called on a tensor or a flat list of tensors, "
                             f"got {type(inputs).__name__}")
-        if kwargs.get("training") is not None:
-            raise NotImplementedError(f"Layer {self.name!r}: a training= argument in a model's graph is not "
-                                      "supported yet; the model's fit/predict choose the mode")
+        if any(t._batch_reduction for t in tensors):
+            raise ValueError(f"Layer {self.name!r} got a reduction over the batch axis too (ops.mean or ops.sum with "
+                             "axis=None); in a model such a value can only go to add_loss")
         shape = inputs.sample_shape if isinstance(inputs, KerasTensor) else [t.sample_shape for t in tensors]
         out_shape = self.build_for(shape)
         output = KerasTensor((None, *out_shape), name=self.name)
@@ -433,13 +483,15 @@ class Layer:
     def _trace_call(self, inputs, kwargs):
         """Runs this user layer's ``call`` on symbolic tensors: the ops and layer
         calls it makes join the graph, owned by the outermost traced layer."""
-        from .node import _TRACING, KerasTensor, flatten
+        from .node import _ADDED, _TRACING, KerasTensor, flatten
         self._build_own(inputs)
         _TRACING.append(self)
+        _ADDED.append([])
         try:
             outputs = self.call(inputs, **self._call_kwargs(kwargs))
         finally:
             _TRACING.pop()
+            added = _ADDED.pop()
         flat = flatten(outputs)
         if not flat or (not isinstance(outputs, KerasTensor) and len(flat) != len(outputs)):
             raise TypeError(f"{type(self).__name__}.call returned {outputs!r}; on symbolic inputs it must return "
@@ -451,17 +503,18 @@ class Layer:
                 [identity(t) if id(t) in given else t for t in outputs]
             flat = flatten(outputs)
         self.output_shape = flat[0].sample_shape if len(flat) == 1 else [t.sample_shape for t in flat]
+        if added:       # the call's add_loss terms travel with its output: a model whose graph has it has them
+            flat[0]._added_losses = getattr(flat[0], "_added_losses", []) + added
         return outputs
 
     def _eager_call(self, inputs, kwargs):
         if self._has_own_call():
+            for layer in [self, *self._sublayers()]:     # add_loss values are those of the latest call
+                layer.__dict__.pop("_eager_losses", None)
             self._build_own(_symbolic_like(inputs))
             return self.call(_as_arrays(inputs), **self._call_kwargs(kwargs))
-        if kwargs.get("training"):
-            raise NotImplementedError(f"Layer {self.name!r} called with training=True: running layers in training "
-                                      "mode outside fit is not supported yet")
         from ..models.functional import eager_call
-        return eager_call(self, inputs)
+        return eager_call(self, inputs, training=kwargs.get("training"))
 
     def _node_attribute(self, attr, what):
         if not self._inbound_nodes:

@@ -24,6 +24,9 @@ class KerasTensor(Operators):
         # Keras's mask, for sequences: the tensor of token ids whose 0s mark
         # masked steps (Embedding(mask_zero=True)'s input), or None.
         self._mask_ids = None
+        # "mean" or "sum" for a reduction over the batch axis too (ops.mean / ops.sum with axis=None):
+        # held as each sample's share, which only add_loss may take (see ops.graph.batch_reduce).
+        self._batch_reduction = None
 
     @property
     def ndim(self):
@@ -62,6 +65,20 @@ _TRACING = []
 def current_owner():
     """The outermost layer whose ``call`` is being traced, or None."""
     return _TRACING[0] if _TRACING else None
+
+
+# The training= of the layer calls being run (traced or eager), innermost last: a
+# layer called inside one without its own training= takes it, as Keras's call context does.
+_TRAINING = []
+
+
+def current_training():
+    """The training= the enclosing layer calls give (True, False, or None: each run's mode)."""
+    return _TRAINING[-1] if _TRAINING else None
+
+
+# The add_loss terms of the layer calls being traced, innermost last (``Layer._trace_call``).
+_ADDED = []
 
 
 class Node:

@@ -215,7 +215,7 @@ class Functional(Model):
             record["name"] = layer.name
             record["inbound_nodes"] = [
                 {"args": [tensor_record(n.inputs) if isinstance(n.inputs, KerasTensor)
-                          else [tensor_record(t) for t in n.inputs]], "kwargs": {}}
+                          else [tensor_record(t) for t in n.inputs]], "kwargs": _node_kwargs(n)}
                 for n in layer._inbound_nodes if id(n) in own and n.input_tensors]
             records.append(record)
         return {"name": self.name, "trainable": self.trainable, "layers": records,
@@ -280,15 +280,16 @@ class Functional(Model):
             for name in order:
                 while pending[name]:
                     node = pending[name][0]
+                    kwargs = node.get("kwargs") if isinstance(node, dict) else None
                     if not isinstance(node, dict) or not isinstance(node.get("args"), list) \
-                            or len(node["args"]) != 1 or node.get("kwargs", {}) not in ({}, None):
-                        raise ValueError(f"Layer {name!r}: a node must be {{'args': [inputs], 'kwargs': {{}}}}, "
-                                         f"got {node!r:.120}")
+                            or len(node["args"]) != 1 or not _valid_node_kwargs(kwargs):
+                        raise ValueError(f"Layer {name!r}: a node must be {{'args': [inputs], 'kwargs': {{}}}} (or "
+                                         f"kwargs {{'training': true/false}}), got {node!r:.120}")
                     try:
                         inputs = argument(node["args"][0])
                     except _NotYet:
                         break
-                    created[name](inputs)
+                    created[name](inputs, **(kwargs or {}))
                     pending[name].pop(0)
                     progressed = True
             if not progressed:
@@ -300,6 +301,17 @@ class Functional(Model):
         if config.get("trainable") is False:
             model.trainable = False
         return model
+
+
+def _node_kwargs(node):
+    """A call's keyword arguments as Keras 3 records them: ``training`` when the call fixed it."""
+    training = node.kwargs.get("training")
+    return {} if training is None else {"training": bool(training)}
+
+
+def _valid_node_kwargs(kwargs):
+    return kwargs is None or (isinstance(kwargs, dict) and set(kwargs) <= {"training"}
+                              and kwargs.get("training") in (True, False, None))
 
 
 class _NotYet(Exception):
@@ -322,24 +334,30 @@ def _map_structure(fn, structure, leaf=lambda v: isinstance(v, KerasTensor)):
     raise ValueError(f"Model inputs/outputs must be tensors, lists or dicts of them, got {structure!r:.80}")
 
 
-def eager_call(layer, inputs, builtin=False):
+def eager_call(layer, inputs, builtin=False, training=None):
     """``layer(arrays)``: the layer's output on NumPy inputs, computed by a
-    one-layer model in inference mode (built for their shape if needed).
+    one-layer model (built for their shape if needed) in inference mode, or
+    with ``training=True`` in training mode on all the rows at once, as
+    Keras's call: Dropout draws masks, BatchNormalization normalizes by the
+    batch's statistics and updates its moving ones, as Keras 3 does eagerly.
     ``builtin``: the layer's own op even where a subclass overrides ``call``."""
     from ..layers.core import Input
+    kwargs = {} if training is None else {"training": bool(training)}
 
     def call(symbolic):
-        return layer._node(symbolic, {}) if builtin else layer(symbolic)
+        return layer._node(symbolic, kwargs) if builtin else layer(symbolic, **kwargs)
 
+    # the one-layer model and its inputs are fastnn's own: named, so they take no automatic
+    # name (Keras's eager call makes no model, and "input_layer", "functional" stay free)
     if isinstance(inputs, (list, tuple)):
         arrays = [np.asarray(a, dtype=np.float32) for a in inputs]
-        symbolic = [Input(shape=a.shape[1:]) for a in arrays]
-        model = Functional(symbolic, call(symbolic))
+        symbolic = [Input(shape=a.shape[1:], name=f"eager_input_{i}") for i, a in enumerate(arrays)]
+        model = Functional(symbolic, call(symbolic), name="eager_call")
         return model.predict(arrays, verbose=0, batch_size=max(1, len(arrays[0])))
     arr = np.asarray(inputs, dtype=np.float32)
     if arr.ndim < 2:
         raise ValueError(f"Layer {layer.name!r} called on an array of shape {arr.shape}; arrays need a batch "
                          "dimension first, shape (samples, *features)")
-    symbolic = Input(shape=arr.shape[1:])
-    model = Functional(symbolic, call(symbolic))
+    symbolic = Input(shape=arr.shape[1:], name="eager_input")
+    model = Functional(symbolic, call(symbolic), name="eager_call")
     return model.predict(arr, verbose=0, batch_size=max(1, arr.shape[0]))

@@ -107,6 +107,7 @@ class Model:
 
     def _trace(self, inputs):
         from .functional import walk
+        self.__dict__.pop("_added_losses", None)      # add_loss in call: this trace's terms only
         try:
             outputs = self.call(inputs)
         except TypeError as exc:
@@ -232,6 +233,58 @@ class Model:
                 if w.value.base is not base and w.value is not base:
                     return False
         return True
+
+    # -- added losses ----------------------------------------------------
+    def add_loss(self, loss):
+        """Adds a value of this model's graph to the loss ``fit`` minimises (and
+        ``evaluate`` reports), as tf.keras's ``model.add_loss`` on symbolic
+        tensors: ``model.add_loss(ops.mean(ops.square(hidden)))``; in a
+        subclassed model's ``call``, as ``Layer.add_loss``. A mean or sum over
+        every axis as it is; any other tensor summed over all its values."""
+        from ..layers.node import is_symbolic
+        from ..ops import graph
+        from .functional import walk
+        for value in (loss if isinstance(loss, (list, tuple)) else [loss]):
+            if not is_symbolic(value):
+                raise ValueError(f"Model {self.name!r}: add_loss takes tensors of the model's graph (computed with "
+                                 f"keras.ops or layers from its inputs), got {type(value).__name__}; a constant "
+                                 "would change no gradient")
+            if self.built:
+                try:
+                    walk(self._graph()[0], [value])
+                except ValueError:
+                    raise ValueError(f"Model {self.name!r}: add_loss got a tensor that is not computed from the "
+                                     "model's inputs") from None
+            self.__dict__.setdefault("_added_losses", []).append(graph.loss_term(value))
+
+    def _loss_terms(self):
+        """The (per-sample tensor, mode) terms ``add_loss`` gave this model: those of
+        the layer calls in its graph (kept with each call's output, so a layer
+        called twice adds twice and an earlier build's calls add nothing), then
+        the model's own and those a layer got outside a call, when computed
+        from the model's inputs."""
+        from .functional import walk
+        inputs, nodes, _ = self._graph()
+        terms = [term for node in nodes for t in node.outputs for term in getattr(t, "_added_losses", ())]
+        holders = [self, *self._weight_layers()]
+        for holder in holders:
+            for t, mode in holder.__dict__.get("_added_losses", ()):
+                try:
+                    walk(inputs, [t])
+                except ValueError:      # another graph's
+                    continue
+                terms.append((t, mode))
+        return terms
+
+    @property
+    def losses(self):
+        """The terms ``add_loss`` gave this model's graph (symbolic tensors of
+        one value per sample: each sample's share of the batch's value), then
+        the weight penalties of its trainable weights (values), as Keras's
+        ``model.losses``."""
+        terms = [t for t, _ in self._loss_terms()] if self.built else []
+        return terms + [np.float32(w.regularizer(w.value)) for w in self.trainable_weights
+                        if w.regularizer is not None]
 
     # -- weights ---------------------------------------------------------
     @property
@@ -524,12 +577,13 @@ class Model:
         """The op table for these per-output losses (None: inference), cached."""
         inputs, nodes, outputs = self._graph()
         self._pack()
+        terms = self._loss_terms() if losses is not None else []
         key = None if losses is None else tuple((l.code, l.from_logits, getattr(l, "graph_fn", None))
                                                 for l in losses) + \
-            tuple(self._loss_weights or ())
+            tuple(self._loss_weights or ()) + tuple(id(t) for t, _ in terms)
         if key not in self._programs:
             self._programs[key] = program.compile_program(inputs, nodes, outputs, self._params, losses,
-                                                          self._loss_weights if losses is not None else None)
+                                                          self._loss_weights if losses is not None else None, terms)
         return self._programs[key]
 
     def _program_for_training(self):

@@ -29,12 +29,15 @@ class Program:
     columns; outputs: per model output (loss slot, slot, shape); out_width:
     the predictions' columns; regs: (n, 3) int64 weight penalties
     (``kernels.cpu.regularizers``); cons: (n, 6) int64 weight constraints
-    (``kernels.cpu.constraints``); chain: True when every op reads the op
-    before it (what the CUDA engine runs)."""
+    (``kernels.cpu.constraints``); adds: (n, 3) int64 ``add_loss`` terms
+    [slot, ADD_MEAN or ADD_SUM, 1 to add their gradient to what the loss
+    stage wrote there] (``engine._added_losses``); chain: True when every op
+    reads the op before it (what the CUDA engine runs)."""
 
-    def __init__(self, prog, ints, consts, slots, ins, outputs, regs, weight_at, chain, cons=None):
+    def __init__(self, prog, ints, consts, slots, ins, outputs, regs, weight_at, chain, cons=None, adds=None):
         self.prog, self.ints, self.consts, self.slots = prog, ints, consts, slots
         self.cons = np.zeros((0, 6), dtype=np.int64) if cons is None else cons
+        self.adds = np.zeros((0, 3), dtype=np.int64) if adds is None else adds
         self.ins, self.outputs, self.regs, self.weight_at, self.chain = ins, outputs, regs, weight_at, chain
         self.in_width = int(ins[ins[:, 2] >= 0, 1].sum())     # a traced loss's targets come from Yf
         self.out_width = sum(math.prod(shape) for _, _, shape in outputs)
@@ -146,6 +149,17 @@ def _traced_losses(inputs, nodes, outputs, losses):
     return nodes, targets, loss_slots
 
 
+def _added_loss_nodes(inputs, nodes, tensors):
+    """``nodes`` with the calls that compute the ``add_loss`` terms ``tensors`` after them."""
+    from .functional import walk
+    known = {id(n) for n in nodes}
+    for n in walk(list(inputs), list(tensors)):
+        if id(n) not in known:
+            known.add(id(n))
+            nodes.append(n)
+    return nodes
+
+
 class _Buffer:
     """A workspace slot: per-sample ``pos`` and ``size``, the op row that
     writes it (None for a model input) and the rows that read it."""
@@ -156,14 +170,16 @@ class _Buffer:
         self.needs_grad = False
 
 
-def compile_program(inputs, nodes, outputs, params, losses=None, loss_weights=None):
+def compile_program(inputs, nodes, outputs, params, losses=None, loss_weights=None, added=()):
     """Op table for a built graph: ``inputs`` and ``outputs`` lists of
     KerasTensors, ``nodes`` the layer calls between them in an order where
     each comes after those it reads. ``losses`` (per output, or None) decide
     which softmax/sigmoid outputs fuse into their loss; ``loss_weights`` (per
-    output) land in the constants."""
+    output) land in the constants; ``added``: the ``add_loss`` terms, (tensor
+    of one value per sample, ``ops.graph.ADD_MEAN`` or ``ADD_SUM``)."""
     losses = list(losses) if losses is not None else [None] * len(outputs)
     nodes, targets, loss_slots = _traced_losses(inputs, list(nodes), outputs, losses)
+    nodes = _added_loss_nodes(inputs, nodes, [t for t, _ in added])
     buffers = {}        # id(tensor) -> _Buffer
     pos = 0
     ins = []
@@ -226,6 +242,9 @@ def compile_program(inputs, nodes, outputs, params, losses=None, loss_weights=No
         rec[P.FWD], rec[P.BWD], rec[P.AFTER] = kind.addresses()
         if not layer.trainable:
             rec[P.FLAGS] |= P.FROZEN
+        mode = node.kwargs.get("training")
+        if mode is not None:     # the layer was called with training=True or False: that mode in every run
+            rec[P.FLAGS] |= P.TRAIN_ON if mode else P.TRAIN_OFF
         i = len(rows)
         for k, s in enumerate(srcs):
             s.readers.append((i, k))
@@ -242,6 +261,9 @@ def compile_program(inputs, nodes, outputs, params, losses=None, loss_weights=No
         buf = buffers.get(id(t))
         if buf is None or buf.producer is None:
             raise ValueError("A model output must be computed by a layer from the model's inputs")
+        if t._batch_reduction:
+            raise ValueError("A model output is a reduction over the batch axis too (ops.mean or ops.sum with "
+                             "axis=None); such a value can only be passed to add_loss")
         if any(buf is b for b in out_bufs):
             raise ValueError("The same tensor is given twice as a model output")
         if losses[len(out_bufs)] is not None and getattr(t, "_mask_ids", None) is not None:
@@ -254,6 +276,12 @@ def compile_program(inputs, nodes, outputs, params, losses=None, loss_weights=No
     # its first writer there (the loss, for a model output) and added by the others.
     # the slots the loss stage writes: each output's, or the slot its traced loss reads
     loss_bufs = [buffers[id(loss_slots[o])] if o in loss_slots else b for o, b in enumerate(out_bufs)]
+    # the add_loss terms: the loop's loss stage writes their gradients too, before the backward pass
+    adds = []
+    for t, mode in added:
+        buf = buffers[id(t)]
+        adds.append((buf.pos, mode, int(any(buf is b for b in loss_bufs))))    # add to what is there
+        loss_bufs.append(buf)
     for buf in {id(b): b for b in buffers.values()}.values():
         # the order the backward pass writes this slot's gradient in: rows in reverse, inputs in order
         writes = sorted(((i, k) for i, k in buf.readers if any(s.needs_grad for s in ops[i][3])),
@@ -315,7 +343,8 @@ def compile_program(inputs, nodes, outputs, params, losses=None, loss_weights=No
     consts = np.asarray(consts if consts else [0.0], dtype=np.float32)
     regs = np.array(regs, dtype=np.int64).reshape(-1, 3)
     program = Program(prog, ints, consts, pos, np.array(ins, dtype=np.int64).reshape(-1, 3), out_specs, regs,
-                      weight_at, chain, np.array(cons, dtype=np.int64).reshape(-1, 6))
+                      weight_at, chain and not adds, np.array(cons, dtype=np.int64).reshape(-1, 6),
+                      np.array(adds, dtype=np.int64).reshape(-1, 3))
     program.id_checks = [(int(col), width, limit, name) for pos_, width, limit, name in id_checks
                          for slot, w_, col in program.ins if slot == pos_]
     return program

@@ -23,7 +23,9 @@ class Sequential(Model):
         layers: Optional list of layers, added in order as by ``add``. The
             first may be ``keras.Input(shape=...)`` (or an ``InputLayer``),
             which fixes the input shape. Defaults to ``None`` (an empty model).
-        name: Optional non-empty string. Defaults to ``"sequential"``.
+        name: Optional non-empty string. Defaults to ``"sequential"``, then
+            ``"sequential_1"``, ... numbered across the session as Keras 3 does
+            (``keras.backend.clear_session()`` starts again).
         trainable: Boolean, default ``True``. ``False`` freezes every layer:
             ``fit`` leaves their weights unchanged.
         **kwargs: ``dtype`` is accepted, as Keras's models take it (fastnn
@@ -54,7 +56,8 @@ class Sequential(Model):
     _traced = False
 
     def _default_name(self):
-        return "sequential"
+        from ..layers.base import unique_name
+        return unique_name("sequential")    # "sequential", then "sequential_1", ... as Keras 3
 
     # -- structure -------------------------------------------------------
     @property
@@ -72,8 +75,6 @@ class Sequential(Model):
                 raise ValueError("Input must be the first layer of a Sequential model")
             self._input_shape = layer.shape
             self._input_layer = layer
-            if layer._auto_name:     # named within the model, as its other layers
-                layer.name = "input_layer"
             return
         if not isinstance(layer, Layer):
             raise TypeError(f"Sequential.add expects a Layer, got {type(layer).__name__}")
@@ -81,9 +82,8 @@ class Sequential(Model):
             raise ValueError(f"Layer {layer.name!r} is already in this model")
         if not self._layers and self._input_shape is None and layer._input_shape_arg is not None:
             self._input_shape = layer._input_shape_arg
-        if layer._auto_name:
-            layer.name = self._unique_name(layer.name.rsplit("_", 1)[0] if _has_suffix(layer.name) else layer.name)
-        elif not self._defer_build and any(l.name == layer.name for l in self._layers):   # from_config: a set
+        # names are numbered across the session (Keras 3), so only a name given twice can clash
+        if not self._defer_build and any(l.name == layer.name for l in self._layers):   # from_config: a set
             raise ValueError(f"A layer named {layer.name!r} is already in the model; names must be unique")
         self._layers.append(layer)
         self._chain = None
@@ -99,15 +99,6 @@ class Sequential(Model):
         if self._layers and self._input_shape is not None:
             self.build()
         return layer
-
-    def _unique_name(self, base):
-        taken = {l.name for l in self._layers}
-        if base not in taken:
-            return base
-        i = 1
-        while f"{base}_{i}" in taken:
-            i += 1
-        return f"{base}_{i}"
 
     def build(self, input_shape=None):
         """Builds every layer for per-sample ``input_shape`` (or the declared one).
@@ -129,7 +120,7 @@ class Sequential(Model):
             out = layer.build_for(out) if layer.built else tuple(layer.compute_output_shape(out))
         self._input_shape = shape
         if self._input_layer is None or self._input_layer.shape != shape:
-            self._input_layer = InputLayer(shape=shape, name="input_layer")
+            self._input_layer = InputLayer(shape=shape)     # "input_layer", numbered as Keras 3 does
         x = inputs = self._input_layer.output
         for layer in self._layers:
             x = layer(x)
@@ -165,7 +156,7 @@ class Sequential(Model):
         records = []
         if self._input_shape is not None:
             if self._input_layer is None or self._input_layer.shape != self._input_shape:
-                self._input_layer = InputLayer(shape=self._input_shape, name="input_layer")
+                self._input_layer = InputLayer(shape=self._input_shape)
             records.append(layers_module.serialize(self._input_layer))
         records += [layers_module.serialize(l) for l in self._layers]
         config = {"name": self.name, "trainable": True, "dtype": copy.deepcopy(FLOAT32_POLICY), "layers": records}
@@ -199,7 +190,3 @@ class Sequential(Model):
             for layer in model._layers:
                 layer.trainable = False
         return model
-
-def _has_suffix(name):
-    base, _, tail = name.rpartition("_")
-    return bool(base) and tail.isdigit()

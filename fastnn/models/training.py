@@ -128,8 +128,10 @@ def cuda_session(program, params, batch_size, optimizer=None, n_trainable=0, los
         raise NotImplementedError("The CUDA device does not apply weight constraints yet; train this model on the "
                                   "CPU (fastnn.config.set_device('cpu'))")
     unsupported = sorted({kinds.get(int(k)).name for k in program.prog[:, P.KIND] if not kinds.get(int(k)).on_cuda})
-    if not program.chain or unsupported:
-        what = f"layers {unsupported}" if unsupported else "graphs other than a chain of one-input layers"
+    fixed_mode = bool(np.any(program.prog[:, P.FLAGS] & (P.TRAIN_ON | P.TRAIN_OFF)))
+    if not program.chain or unsupported or fixed_mode:
+        what = f"layers {unsupported}" if unsupported else "layers called with training=True or False" \
+            if fixed_mode else "graphs other than a chain of one-input layers"
         if config.chosen_device() == "auto":     # not asked for by name: the CPU runs it
             warnings.warn(f"The CUDA device does not run {what} yet; this model runs on the CPU", stacklevel=4)
             return None
@@ -209,7 +211,8 @@ def run_inference(model, program, source, batch_size, losses, metrics, want_outp
     value_fn, grad_fn, loss_consts = spec.loss_functions
     codes = spec.codes
     loop_parts = engine.inference_parts(program.prog, batch_size)
-    net = Net(program.prog, program.ints, params, program.consts, program.ins, spec.outs, program.regs)
+    net = Net(program.prog, program.ints, params, program.consts, program.ins, spec.outs, program.regs,
+              program.adds)
     loss_fns = LossFns(value_fn, grad_fn, loss_consts, regularizers.penalty_function(_NO_REGS))
     sums = np.zeros(spec.n_sums, dtype=np.float64)
     keep = want_output or (metrics is not None and metrics.needs_predictions)
@@ -392,7 +395,7 @@ class StepRunner:
         value_fn, grad_fn, loss_consts = spec.loss_functions
         self.parts = engine.training_parts(program.prog)
         self.net = Net(program.prog, program.ints, model._params, program.consts, program.ins, spec.outs,
-                       program.regs)
+                       program.regs, program.adds)
         self.loss_fns = LossFns(value_fn, grad_fn, loss_consts, regularizers.penalty_function(program.regs))
         self.constrain = constraints.constrain_function(program.cons)
         self.pred_out = np.empty((0, program.out_width), dtype=np.float32)   # grown to a chunk when metrics need it
@@ -577,7 +580,9 @@ def _train_on_gpu(session, device, chunk, hp, step, loss_code, loss_mode, codes,
 def call_in_training_mode(model, x):
     """``model(x, training=True)``: outputs with the layers in training mode
     (Dropout draws its masks, BatchNormalization uses the statistics of all
-    of ``x``: one batch, as Keras's call), nothing updated; one array per
+    of ``x``: one batch, as Keras's call, and updates its moving statistics
+    once, as Keras 3 does in an eager call), no weight trained; a layer
+    called with training=False stays in inference mode. One array per
     output as ``predict``."""
     model._require_built_for(x, None)
     io = model._io_for_build(x)
@@ -594,7 +599,7 @@ def call_in_training_mode(model, x):
         chooser.begin()
         engine.forward_rows(net, Data(X.reshape(-1), _NO_WEIGHTS, _NO_IDS, _NO_WEIGHTS, _NO_IDS),
                             ws.record(model._params, np.zeros(0), out, _NO_METRICS),
-                            engine.training_parts(program.prog), n, batch, threads.parts())
+                            engine.training_parts(program.prog), n, batch, threads.parts(), True)
     return model._split_outputs(out)
 
 
@@ -630,7 +635,8 @@ def loss_and_gradients(model, x, y, sample_weight=None, training=False):
     with threads.compiled_run() as chooser:
         chooser.begin()
         loss = engine.loss_gradients(
-            Net(program.prog, program.ints, model._params, program.consts, program.ins, spec.outs, program.regs),
+            Net(program.prog, program.ints, model._params, program.consts, program.ins, spec.outs, program.regs,
+                program.adds),
             Data(X.reshape(-1), Yf.reshape(-1), Yi.reshape(-1), sw, _NO_IDS),
             ws.record(grads, np.zeros(0), np.empty((0, program.out_width), np.float32), _NO_METRICS),
             LossFns(*spec.loss_functions, regularizers.penalty_function(program.regs)),

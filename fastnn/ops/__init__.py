@@ -399,47 +399,48 @@ def argmin(x, axis=None, keepdims=False):
     return np.asarray(np.argmin(convert_to_tensor(x), axis=axis, keepdims=keepdims)).astype(np.int32)
 
 
-def _eager_only(name):
-    raise ValueError(f"keras.ops.{name} has no compiled form in fastnn: it works on NumPy arrays but not on "
-                     f"symbolic tensors inside a model; the ops with a compiled form are {sorted(SYMBOLIC)}")
-
-
 def prod(x, axis=None, keepdims=False):
+    """Product over ``axis`` (None: all)."""
     if _sym(x):
-        _eager_only("prod")
+        return graph.reduce("prod", x, axis, keepdims)
     a = convert_to_tensor(x)
     return np.asarray(np.prod(a, axis=_axis(axis), keepdims=keepdims))
 
 
 def var(x, axis=None, keepdims=False):
+    """Variance over ``axis`` (None: all): the mean squared deviation from the mean (biased, as Keras)."""
     if _sym(x):
-        _eager_only("var")
+        return graph.moments("var", x, axis, keepdims)
     a = convert_to_tensor(x)
     return np.asarray(np.var(a.astype(np.float64), axis=_axis(axis), keepdims=keepdims)).astype(_float_dtype(a))
 
 
 def std(x, axis=None, keepdims=False):
+    """Standard deviation over ``axis`` (None: all): the square root of ``var``."""
     if _sym(x):
-        _eager_only("std")
+        return graph.moments("std", x, axis, keepdims)
     a = convert_to_tensor(x)
     return np.asarray(np.std(a.astype(np.float64), axis=_axis(axis), keepdims=keepdims)).astype(_float_dtype(a))
 
 
 def any(x, axis=None, keepdims=False):      # noqa: A001
+    """Whether any value over ``axis`` (None: all) is non-zero (bool)."""
     if _sym(x):
-        _eager_only("any")
+        return graph.any_all("any", x, axis, keepdims)
     return np.asarray(np.any(convert_to_tensor(x), axis=_axis(axis), keepdims=keepdims))
 
 
 def all(x, axis=None, keepdims=False):      # noqa: A001
+    """Whether every value over ``axis`` (None: all) is non-zero (bool)."""
     if _sym(x):
-        _eager_only("all")
+        return graph.any_all("all", x, axis, keepdims)
     return np.asarray(np.all(convert_to_tensor(x), axis=_axis(axis), keepdims=keepdims))
 
 
 def cumsum(x, axis=None):
+    """Running sums along ``axis`` (None: of the flattened array)."""
     if _sym(x):
-        _eager_only("cumsum")
+        return graph.cumsum(x, axis)
     a = convert_to_tensor(x)
     return np.cumsum(a, axis=axis).astype(a.dtype if a.dtype != bool else np.int32)
 
@@ -510,20 +511,23 @@ def stack(x, axis=0):
 
 
 def tile(x, repeats):
+    """``x`` repeated ``repeats`` times along each axis (NumPy's ``tile``)."""
     if _sym(x):
-        _eager_only("tile")
+        return graph.tile(x, repeats)
     return np.tile(convert_to_tensor(x), repeats)
 
 
 def repeat(x, repeats, axis=None):
+    """Each value repeated ``repeats`` times (an int, or one count per value) along ``axis`` (None: flattened)."""
     if _sym(x):
-        _eager_only("repeat")
+        return graph.repeat(x, repeats, axis)
     return np.repeat(convert_to_tensor(x), repeats, axis=axis)
 
 
 def flip(x, axis=None):
+    """``x`` with the order of values along ``axis`` (None: every axis) reversed."""
     if _sym(x):
-        _eager_only("flip")
+        return graph.flip(x, axis)
     return np.flip(convert_to_tensor(x), axis=axis)
 
 
@@ -545,7 +549,7 @@ def cast(x, dtype):
 def one_hot(x, num_classes, axis=-1, dtype=None):
     """Integer labels as one-hot rows of ``num_classes`` (a label outside [0, num_classes): all zeros)."""
     if _sym(x):
-        _eager_only("one_hot")
+        return graph.one_hot(x, num_classes, axis)
     labels = np.asarray(x)
     if labels.dtype.kind not in "iu":
         raise ValueError(f"ops.one_hot needs integer labels, got dtype {labels.dtype}")
@@ -608,8 +612,10 @@ def linspace(start, stop, num=50, endpoint=True, dtype=None):
 
 
 def stop_gradient(x):
+    """``x``, through which no gradient flows back (in a model: its ops and weights before it do not train
+    through this path)."""
     if _sym(x):
-        _eager_only("stop_gradient")
+        return graph.unary("stop_gradient", x)
     return convert_to_tensor(x)
 
 
@@ -621,7 +627,8 @@ SYMBOLIC = frozenset((
     "relu", "relu6", "sigmoid", "tanh", "elu", "selu", "gelu", "softplus", "silu", "swish", "leaky_relu",
     "hard_sigmoid", "softsign", "softmax", "log_softmax", "sum", "mean", "max", "min", "logsumexp", "argmax",
     "argmin", "matmul", "dot", "reshape", "transpose", "expand_dims", "squeeze", "concatenate", "stack", "cast",
-    "ones_like", "zeros_like", "shape", "getitem"))
+    "ones_like", "zeros_like", "shape", "getitem", "prod", "var", "std", "any", "all", "cumsum", "tile", "repeat",
+    "flip", "one_hot", "stop_gradient"))
 
 
 def getitem(x, key):

@@ -27,7 +27,7 @@ _UNARY = {"negative": K.NEG, "square": K.SQUARE, "sqrt": K.SQRT, "exp": K.EXP, "
           "selu": K.SELU, "gelu": K.GELU, "gelu_tanh": K.GELU_TANH, "softplus": K.SOFTPLUS, "silu": K.SILU,
           "leaky_relu": K.LEAKY_RELU, "hard_sigmoid": K.HARD_SIGMOID, "softsign": K.SOFTSIGN, "clip": K.CLIP,
           "log1p": K.LOG1P, "expm1": K.EXPM1, "logical_not": K.NOT, "trunc": K.TRUNC, "nonzero": K.NONZERO,
-          "fill": K.FILL}
+          "fill": K.FILL, "stop_gradient": K.STOP_GRADIENT}
 _BINARY = {"add": K.ADD, "subtract": K.SUBTRACT, "multiply": K.MULTIPLY, "divide": K.DIVIDE,
            "true_divide": K.DIVIDE, "power": K.POWER, "maximum": K.MAXIMUM, "minimum": K.MINIMUM,
            "greater": K.GREATER, "greater_equal": K.GREATER_EQUAL, "less": K.LESS, "less_equal": K.LESS_EQUAL,
@@ -35,7 +35,7 @@ _BINARY = {"add": K.ADD, "subtract": K.SUBTRACT, "multiply": K.MULTIPLY, "divide
 _BOOL_RESULT = {"greater", "greater_equal", "less", "less_equal", "equal", "not_equal", "logical_and",
                 "logical_or", "logical_not"}
 _REDUCE = {"sum": K.R_SUM, "mean": K.R_MEAN, "max": K.R_MAX, "min": K.R_MIN, "logsumexp": K.R_LOGSUMEXP,
-           "argmax": K.R_ARGMAX, "argmin": K.R_ARGMIN}
+           "argmax": K.R_ARGMAX, "argmin": K.R_ARGMIN, "prod": K.R_PROD}
 
 
 class OpLayer(Layer):
@@ -74,12 +74,18 @@ class OpLayer(Layer):
         return f"<OpLayer {self.op_name}>"
 
 
-def _record(op_name, kind, inputs, shape, dtype="float32", ints=(), consts=(), var=None):
-    """Records the call on ``inputs`` (KerasTensors) making a tensor of per-sample ``shape``."""
+def _record(op_name, kind, inputs, shape, dtype="float32", ints=(), consts=(), var=None, batch_reduction=None):
+    """Records the call on ``inputs`` (KerasTensors) making a tensor of per-sample ``shape``;
+    ``batch_reduction``: the output is each sample's share of a batch-wide "mean" or "sum"."""
+    if batch_reduction is None and any(t._batch_reduction for t in inputs):
+        _unsupported(op_name, "its input is a reduction over the batch axis too (ops.mean or ops.sum with "
+                     "axis=None); in a model such a value can only be scaled by a number, added to another one "
+                     "and passed to add_loss. Reduce over the sample axes (e.g. axis=-1) to compute with it")
     layer = OpLayer(op_name, kind, tuple(int(i) for i in ints), tuple(float(c) for c in consts), var)
     layer.input_shape = [t.sample_shape for t in inputs] if len(inputs) != 1 else inputs[0].sample_shape
     layer.output_shape = tuple(shape)
     out = KerasTensor((None, *shape), name=op_name, dtype=dtype)
+    out._batch_reduction = batch_reduction
     node = Node(layer, inputs[0] if len(inputs) == 1 else list(inputs), [out])
     out._keras_history = (layer, 0, 0)
     layer._inbound_nodes.append(node)
@@ -153,12 +159,14 @@ def unary(op_name, x, p0=0.0, p1=0.0):
     if op_name == "elu" and p0 == 0.0:
         p0 = 1.0
     x = _operands([x], op_name)[0]
-    dtype = "bool" if op_name in _BOOL_RESULT else x.dtype if op_name in ("negative", "abs", "square", "sign") \
-        else "float32"
+    if op_name == "negative" and x._batch_reduction:
+        return _record(op_name, K.UNARY, [x], (), ints=[K.NEG], consts=[0.0, 0.0], batch_reduction=x._batch_reduction)
+    keeps_dtype = ("negative", "abs", "square", "sign", "stop_gradient")
+    dtype = "bool" if op_name in _BOOL_RESULT else x.dtype if op_name in keeps_dtype else "float32"
     return _record(op_name, K.UNARY, [x], x.sample_shape, dtype, ints=[_UNARY[op_name]], consts=[p0, p1])
 
 
-def _elementwise(op_name, code, values, dtype):
+def _elementwise(op_name, code, values, dtype, batch_reduction=None):
     ranks = {len(v.shape) for v in values if isinstance(v, KerasTensor)}
     if len(ranks) > 1:
         _unsupported(op_name, f"tensors of shapes {[v.shape for v in values if isinstance(v, KerasTensor)]} "
@@ -171,12 +179,14 @@ def _elementwise(op_name, code, values, dtype):
     ints = [code, len(shape), *shape]
     for t in ts:
         ints += _broadcast_strides(t.sample_shape, shape)
-    return _record(op_name, K.BROADCAST, ts, shape, dtype, ints=ints)
+    return _record(op_name, K.BROADCAST, ts, shape, dtype, ints=ints, batch_reduction=batch_reduction)
 
 
 def binary(op_name, x1, x2):
     if op_name not in _BINARY:
         _unsupported(op_name, "it has no compiled form")
+    if any(isinstance(v, KerasTensor) and v._batch_reduction for v in (x1, x2)):
+        return _batch_linear(op_name, x1, x2)
     dtype = "bool" if op_name in _BOOL_RESULT else "float32"
     return _elementwise(op_name, _BINARY[op_name], [x1, x2], dtype)
 
@@ -203,6 +213,42 @@ def cast(x, dtype):
 
 
 # -- reductions --------------------------------------------------------------------
+def _batch_reduce(op_name, x):
+    """``ops.mean``/``ops.sum`` over every axis, the batch's too (what ``add_loss`` takes).
+    A model computes each sample on its own, so this is each sample's share: its
+    mean (the batch's mean is then the mean of the shares: samples have one
+    size) or its sum, tagged so that only linear steps and add_loss may use it."""
+    x = _operands([x], op_name)[0]
+    axes = tuple(range(1, len(x.shape)))
+    share = reduce(op_name, x, axes, False) if axes else _alias(op_name, x, ())
+    share._batch_reduction = op_name
+    return share
+
+
+def _is_number(v):
+    return (isinstance(v, Variable) and v.size == 1) or (not is_symbolic(v) and np.size(v) == 1)
+
+
+def _batch_linear(op_name, x1, x2):
+    """A step on a batch-wide reduction that stays one: times or divided by a
+    number, plus another of the same kind (or, for a mean, plus a number)."""
+    t1 = x1._batch_reduction if isinstance(x1, KerasTensor) else None
+    t2 = x2._batch_reduction if isinstance(x2, KerasTensor) else None
+    if op_name == "multiply" and ((t1 and _is_number(x2)) or (t2 and _is_number(x1))):
+        mode = t1 or t2
+    elif op_name in ("divide", "true_divide") and t1 and _is_number(x2):
+        mode = t1
+    elif op_name in ("add", "subtract") and t1 and t1 == t2:
+        mode = t1
+    elif op_name in ("add", "subtract") and (t1 or t2) == "mean" and _is_number(x2 if t1 else x1):
+        mode = "mean"
+    else:
+        _unsupported(op_name, "an operand is a reduction over the batch axis too (ops.mean or ops.sum with "
+                     "axis=None); in a model such a value can only be scaled by a number, added to another of the "
+                     "same kind and passed to add_loss")
+    return _elementwise(op_name, _BINARY[op_name], [x1, x2], "float32", batch_reduction=mode)
+
+
 _IN_LOSS = []
 
 
@@ -231,6 +277,8 @@ def _axes(axis, ndim, op_name):
 
 
 def reduce(op_name, x, axis, keepdims):
+    if axis is None and op_name in ("sum", "mean") and not _IN_LOSS and not keepdims:
+        return _batch_reduce(op_name, x)
     x = _operands([x], op_name)[0]
     shape = x.sample_shape
     axes = _axes(axis, len(shape), op_name)
@@ -431,3 +479,127 @@ def concatenate(xs, axis):
     inner = [math.prod(s[d:]) for s in shapes]
     return _record("concatenate", merging.CONCATENATE, ts, out, ints=[math.prod(shapes[0][:d]), *inner])
 
+
+
+# -- add_loss -----------------------------------------------------------------------------------
+ADD_MEAN, ADD_SUM = 0, 1     # how the loop totals an added loss's per-sample shares over a batch
+
+
+def loss_term(t):
+    """(per-sample tensor, ADD_MEAN or ADD_SUM) for ``add_loss(t)``: a batch-wide
+    mean or sum as it is; any other tensor summed over all its values, as Keras
+    sums an added loss."""
+    if not t._batch_reduction:
+        t = _batch_reduce("sum", t)
+    return t, ADD_MEAN if t._batch_reduction == "mean" else ADD_SUM
+
+
+# -- reductions and maps written with the kinds above ---------------------------------------------
+def _need_axis(op_name, axis):
+    if axis is None:
+        _unsupported(op_name, "axis=None reduces over the batch axis too; in a model give the sample axes "
+                     "(e.g. axis=-1)")
+
+
+def moments(op_name, x, axis, keepdims):
+    """``ops.var`` (``op_name`` "var") or ``ops.std``: the mean of the squared
+    deviations from the mean over ``axis`` (biased, as Keras), its square root for std."""
+    _need_axis(op_name, axis)
+    x = _operands([x], op_name)[0]
+    deviation = binary("subtract", x, reduce("mean", x, axis, True))
+    var = reduce("mean", unary("square", deviation), axis, keepdims)
+    return unary("sqrt", var) if op_name == "std" else var
+
+
+def any_all(op_name, x, axis, keepdims):
+    """``ops.any`` / ``ops.all``: the largest / smallest of ``x != 0`` over ``axis`` (bool)."""
+    _need_axis(op_name, axis)
+    out = reduce("max" if op_name == "any" else "min", unary("nonzero", x), axis, keepdims)
+    out.dtype = "bool"
+    return out
+
+
+def cumsum(x, axis):
+    """Running sums along ``axis``: the axis moved last, times the upper
+    triangle of ones (a constant matrix product), moved back."""
+    if axis is None:
+        _unsupported("cumsum", "axis=None runs over the flattened tensor, the batch axis too; give a sample axis")
+    x = _operands([x], "cumsum")[0]
+    ndim = len(x.sample_shape)
+    d = _sample_axis(axis, ndim, "cumsum") + 1
+    order = [0] + [a for a in range(1, ndim + 1) if a != d] + [d]
+    moved = transpose(x, order)
+    length = x.sample_shape[d - 1]
+    summed = matmul(moved, np.triu(np.ones((length, length), dtype=np.float32)))
+    return transpose(summed, list(np.argsort(order)))
+
+
+def _index_map(op_name, x, fn):
+    """``x`` rearranged as ``fn`` (a NumPy function of an array of one sample's
+    shape) rearranges the array of its value indices: each output value copies
+    the input value whose index lands there. Every index comes from the input,
+    so the compiled op never reads outside it."""
+    x = _operands([x], op_name)[0]
+    index = np.asarray(fn(np.arange(x.sample_size, dtype=np.int64).reshape(x.sample_shape)))
+    if index.size == 0:
+        _unsupported(op_name, "the result would be empty")
+    return _record(op_name, K.STRIDED, [x], index.shape, x.dtype, ints=[-1, *index.reshape(-1)])
+
+
+def tile(x, repeats):
+    """``x`` repeated ``repeats`` times along each axis (NumPy's ``tile``); the batch axis's count must be 1."""
+    reps = [int(r) for r in np.atleast_1d(repeats)]
+    full = len(x.shape)
+    if len(reps) > full:
+        _unsupported("tile", f"repeats {tuple(reps)} has more entries than {x.shape} has axes")
+    reps = [1] * (full - len(reps)) + reps
+    if reps[0] != 1:
+        _unsupported("tile", "the batch axis (repeats[0]) must be repeated once; a model computes each sample on "
+                     "its own")
+    if any(r < 0 for r in reps):
+        _unsupported("tile", f"repeats {tuple(reps)} must not be negative")
+    return _index_map("tile", x, lambda idx: np.tile(idx, reps[1:]))
+
+
+def repeat(x, repeats, axis):
+    """Each value along sample ``axis`` repeated ``repeats`` times (an int, or one count per value)."""
+    if axis is None:
+        _unsupported("repeat", "axis=None repeats the flattened tensor, the batch axis too; give a sample axis")
+    d = _sample_axis(axis, len(x.sample_shape), "repeat")
+    counts = np.asarray(repeats)
+    if counts.dtype.kind not in "iu" or counts.ndim > 1 or np.any(counts < 0) or \
+            (counts.ndim == 1 and counts.size not in (1, x.sample_shape[d])):
+        _unsupported("repeat", f"repeats {repeats!r} must be a non-negative int or one per value of axis {axis}")
+    return _index_map("repeat", x, lambda idx: np.repeat(idx, counts, axis=d))
+
+
+def flip(x, axis):
+    """``x`` with the order of the values along ``axis`` (an int or a tuple of sample axes) reversed."""
+    if axis is None:
+        _unsupported("flip", "axis=None reverses every axis, the batch axis too; give the sample axes")
+    axes = axis if isinstance(axis, (tuple, list)) else (axis,)
+    ndim = len(x.sample_shape)
+    dims = [_sample_axis(a, ndim, "flip") for a in axes]
+    shape, strides, start = list(x.sample_shape), _strides(x.sample_shape), 0
+    for d in set(dims):
+        start += (shape[d] - 1) * strides[d]
+        strides[d] = -strides[d]
+    return _strided("flip", x, start, shape, strides)
+
+
+def one_hot(x, num_classes, axis):
+    """``x``'s integer labels as one-hot vectors of ``num_classes`` along ``axis``
+    (float32): ``x`` (with a new axis) == each class index. A label outside
+    [0, num_classes) or not a whole number is all zeros, as in TensorFlow."""
+    if isinstance(num_classes, bool) or not isinstance(num_classes, (int, np.integer)) or num_classes < 1:
+        _unsupported("one_hot", f"num_classes must be a positive int, got {num_classes!r}")
+    x = _operands([x], "one_hot")[0]
+    ndim = len(x.sample_shape)
+    full = ndim + 2
+    if not isinstance(axis, (int, np.integer)) or not -full <= axis < full or axis % full == 0:
+        _unsupported("one_hot", f"axis {axis!r} must be a sample axis of the result")
+    d = axis % full                  # the classes' axis in the result (the batch axis is 0)
+    classes = np.arange(num_classes, dtype=np.float32).reshape((num_classes,) + (1,) * (full - 1 - d))
+    out = binary("equal", expand_dims(x, d), classes)
+    out.dtype = "float32"
+    return out

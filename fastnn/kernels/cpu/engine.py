@@ -34,7 +34,7 @@ from numba import njit, prange, types
 
 from ..program import (A_POS, ACC, ACT, ACTIVATION, AFTER, B_OFF, BWD, DENSE, DIRECT_INPUT, FLAGS, FROZEN, FWD, KIND, ROWS,
                        LOSS_FUSED, N_IN, N_OUT, NEED_DX, O_COL, O_LOSS, O_LOSS_POS, O_M0, O_M1, O_N, O_POS, O_SPARSE,
-                       O_SUMS, O_WEIGHT, O_Y_OFF, O_Y_STRIDE, W_ACC, W_OFF, X_POS, Z_POS)
+                       O_SUMS, O_WEIGHT, O_Y_OFF, O_Y_STRIDE, TRAIN_OFF, TRAIN_ON, W_ACC, W_OFF, X_POS, Z_POS)
 from ..kinds import op_pointer
 from .activations import (ACTIVATION_SIG, LINEAR, RELU, SOFTMAX, activation_function, relu_backward, relu_forward,
                           softmax_rows, softmax_rows_backward)
@@ -182,6 +182,17 @@ def _parallel(block, rec, params, grads, ws, gs, b, n_parts, ab, acts):
         call(block, rec, params, grads, ws, gs, b, np.int64(t), n_parts, ab, acts)
 
 
+@njit(cache=True, inline="always")
+def op_training(rec, training):
+    """The mode op ``rec`` runs in: the run's (``training``) unless its layer was
+    called with training=True or training=False (TRAIN_ON, TRAIN_OFF)."""
+    if (rec[FLAGS] & TRAIN_ON) != 0:
+        return True
+    if (rec[FLAGS] & TRAIN_OFF) != 0:
+        return False
+    return training
+
+
 _FORWARD_SIG = types.void(_PROG, _INTS, _BUF, _BUF, _BUF, _BUF, _BUF, _I64, _I64, _BUF, types.boolean,
                           _PARALLEL_TYPE, _BLOCK_TYPE, _ACTS, _BUF)
 
@@ -198,7 +209,7 @@ def forward(prog, ints, params, consts, grads, ws, gs, b, n_parts, ab, training,
     for i in range(prog.shape[0]):
         rec = prog[i]
         if rec[KIND] != DENSE:
-            call(op_pointer(rec[FWD]), rec, ints, params, consts, grads, ws, gs, b, training)
+            call(op_pointer(rec[FWD]), rec, ints, params, consts, grads, ws, gs, b, op_training(rec, training))
             continue
         call(parallel, dense_block, rec, params, grads, ws, inp if i == 0 else ws, b, n_parts, ab, acts)
         if rec[ACT] == SOFTMAX:
@@ -224,7 +235,7 @@ def backward(prog, ints, params, consts, grads, ws, gs, b, n_parts, ab, training
             call(parallel, activation_block, rec, params, grads, ws, gs, b, n_parts, ab, acts)
         elif rec[KIND] != DENSE:
             if (flags & LOSS_FUSED) == 0:
-                call(op_pointer(rec[BWD]), rec, ints, params, consts, grads, ws, gs, b, training)
+                call(op_pointer(rec[BWD]), rec, ints, params, consts, grads, ws, gs, b, op_training(rec, training))
         elif (flags & FROZEN) == 0 or (flags & NEED_DX) != 0:   # else no gradient is needed below
             act = rec[ACT]
             if act != LINEAR and (flags & LOSS_FUSED) == 0:
@@ -334,6 +345,36 @@ def _losses(outs, consts, ws, gs, Yf, Yi, ids, pos, b, yb, yl, wb, metric_codes,
         sums[1] += b
 
 
+@njit(cache=True, inline="always")
+def _after_forward(prog, ints, params, consts, grads, ws, gs, b, training):
+    """Each op in training mode (the run's, or its own: TRAIN_ON) runs its
+    after-the-forward-pass function: BatchNormalization updates its moving statistics."""
+    for i in range(prog.shape[0]):
+        if prog[i, AFTER] != 0 and op_training(prog[i], training):
+            call(op_pointer(prog[i, AFTER]), prog[i], ints, params, consts, grads, ws, gs, b, True)
+
+
+@njit(cache=True, inline="always")
+def _added_losses(adds, ws, gs, b, sums, want_grad):
+    """The ``add_loss`` terms of a batch of ``b`` rows: ``adds`` rows [slot,
+    mode, acc] (``models.program.Program.adds``) name a slot of one value per
+    sample, each sample's share of the term; the term is their mean over the
+    batch (mode 0) or their sum (mode 1). Adds b times each term to sums[0]
+    (sums hold loss times samples) and, with ``want_grad``, writes its
+    gradient, 1/b or 1 per sample, into the slot (added with acc)."""
+    for k in range(adds.shape[0]):
+        p = b * adds[k, 0]
+        per_row = 1.0 / b if adds[k, 1] == 0 else 1.0
+        total = 0.0
+        for r in range(b):
+            total += ws[p + r]
+        sums[0] += b * per_row * total
+        if want_grad:
+            g = np.float32(per_row)
+            for r in range(b):
+                gs[p + r] = gs[p + r] + g if adds[k, 2] != 0 else g
+
+
 @njit(cache=True, no_cfunc_wrapper=True)
 def run_steps(net, opt, data, work, loss, parts, step, start, stop, batch, n_parts, training):
     """Runs rows ids[start:stop] of the data (``data.ids`` empty: rows
@@ -350,7 +391,8 @@ def run_steps(net, opt, data, work, loss, parts, step, start, stop, batch, n_par
     moving statistics excepted: fit restores the epoch's start if they went
     non-finite), and fit stops there (raising NonFiniteLossError, or quietly
     when TerminateOnNaN asks it to) without returning to Python every step.
-    Without ``training`` the layers run in inference mode and the optimizer,
+    Without ``training`` the layers run in inference mode (those called with
+    training=True excepted: ``op_training``) and the optimizer,
     the backward pass and the penalties are not used (``infer_steps`` fills
     them in with placeholders of the same types).
 
@@ -385,13 +427,11 @@ def run_steps(net, opt, data, work, loss, parts, step, start, stop, batch, n_par
                 wb[r] = sw[_row(ids, pos + r)]
         call(parts.forward, prog, ints, params, consts, grads, ws, gs, b, n_parts, ab, training, parts.parallel,
              parts.forward_block, parts.acts, inp)
-        if training:
-            for i in range(prog.shape[0]):
-                if prog[i, AFTER] != 0:
-                    call(op_pointer(prog[i, AFTER]), prog[i], ints, params, consts, grads, ws, gs, b, True)
+        _after_forward(prog, ints, params, consts, grads, ws, gs, b, training)
         if has_loss:
             _losses(net.outs, consts, ws, gs, data.Yf, data.Yi, ids, pos, b, work.yb, work.yl, wb, work.metric_codes,
                     sums, training, loss.value, loss.grad, loss.consts)
+            _added_losses(net.adds, ws, gs, b, sums, training)
         if training:
             call(parts.backward, prog, ints, params, consts, grads, ws, gs, b, n_parts, ab, True, parts.parallel,
                  parts.activation_block, parts.backward_block, parts.acts)
@@ -433,19 +473,22 @@ def loss_gradients(net, data, work, loss, parts, batch, n_parts, training):
     # the rows are in order: their weights are sw itself (or it is empty)
     _losses(net.outs, consts, ws, gs, data.Yf, data.Yi, in_order, 0, b, work.yb, work.yl, data.sw,
             np.zeros(0, dtype=np.int64), sums, True, loss.value, loss.grad, loss.consts)
+    _added_losses(net.adds, ws, gs, b, sums, True)
     call(parts.backward, prog, ints, params, consts, grads, ws, gs, b, n_parts, ab, training, parts.parallel,
          parts.activation_block, parts.backward_block, parts.acts)
     return sums[0] / b + call(loss.penalty, net.regs, consts, params, grads, True)
 
 
 @njit(cache=True, no_cfunc_wrapper=True)
-def forward_rows(net, data, work, parts, n, batch, n_parts):
+def forward_rows(net, data, work, parts, n, batch, n_parts, update):
     """Forward passes in training mode (dropout masks drawn, batch
-    statistics used) over rows [0, n) of ``data.X`` in order, in batches of
-    ``batch``, each output copied to ``work.out`` (n, output columns): what
-    ``model(x, training=True)`` returns. No loss, no backward pass, no
-    update, moving statistics untouched. Records as ``run_steps``; the parts
-    from ``training_parts``."""
+    statistics used; a layer called with training=False excepted) over rows
+    [0, n) of ``data.X`` in order, in batches of ``batch``, each output copied
+    to ``work.out`` (n, output columns): what ``model(x, training=True)``
+    returns. No loss, no backward pass, no weight update; with ``update``
+    BatchNormalization updates its moving statistics after each batch, as
+    Keras 3 does in an eager call in training mode. Records as ``run_steps``;
+    the parts from ``training_parts``."""
     in_order = np.empty(0, dtype=np.int64)
     ws = work.ws
     pos = 0
@@ -454,6 +497,8 @@ def forward_rows(net, data, work, parts, n, batch, n_parts):
         _gather_inputs(net.ins, data.X, data.Yf, in_order, pos, b, ws)
         call(parts.forward, net.prog, net.ints, net.params, net.consts, net.params, ws, ws, b, n_parts, work.ab, True,
              parts.parallel, parts.forward_block, parts.acts, ws)
+        if update:
+            _after_forward(net.prog, net.ints, net.params, net.consts, net.params, ws, ws, b, True)
         _copy_outputs(net.outs, ws, b, work.out, pos)
         pos += b
 

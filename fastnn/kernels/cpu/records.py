@@ -13,11 +13,14 @@ passes as one typed argument (its fields read by name in compiled code):
 """
 from typing import Any, NamedTuple
 
+import numpy as np
+
 
 class Net(NamedTuple):
     """prog (ops, N_FIELDS) int64, ints int64, params float32 (the flat
     buffer), consts float32, ins (inputs, 3) int64, outs (outputs, O_FIELDS)
-    int64, regs (n, 3) int64 weight penalties (see ``kernels.program``)."""
+    int64, regs (n, 3) int64 weight penalties (see ``kernels.program``), adds
+    (n, 3) int64 the ``add_loss`` terms (``models.program.Program.adds``; none by default)."""
     prog: Any
     ints: Any
     params: Any
@@ -25,6 +28,7 @@ class Net(NamedTuple):
     ins: Any
     outs: Any
     regs: Any
+    adds: Any = np.zeros((0, 3), dtype=np.int64)
 
 
 class Optim(NamedTuple):

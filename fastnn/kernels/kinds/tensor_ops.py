@@ -16,8 +16,9 @@ are per sample (the batch is the ``b`` rows of every slot):
   matrix: the weight at W_OFF (mode 0), the second input's slot (mode 1,
   one product per sample), or constants at AUX + 4 (mode 2); consts at AUX
   are (alpha, beta) = (1, 0) then (1, 1) for ``gemm``.
-- Strided: a strided view of the input (transpose, slicing). ints: [ndim,
-  start, out dims (ndim), input strides (ndim)].
+- Strided: a strided view of the input (transpose, slicing, flip). ints:
+  [ndim, start, out dims (ndim), input strides (ndim)]; or an index map
+  (tile, repeat): [-1, then per output value the input value it copies].
 
 Gradients of inputs that several output values read (broadcasting,
 reductions, views) are summed: the input's gradient block is zeroed first
@@ -83,7 +84,7 @@ PARAMETER = register("Parameter", param_forward, param_backward, shareable=True)
 
 # -- Unary ---------------------------------------------------------------------
 (NEG, SQUARE, SQRT, EXP, LOG, ABS, SIGN, RELU, SIGMOID, TANH, ELU, SELU, GELU, GELU_TANH, SOFTPLUS, SILU,
- LEAKY_RELU, HARD_SIGMOID, SOFTSIGN, CLIP, LOG1P, EXPM1, TRUNC, NOT, NONZERO, FILL) = range(26)
+ LEAKY_RELU, HARD_SIGMOID, SOFTSIGN, CLIP, LOG1P, EXPM1, TRUNC, NOT, NONZERO, FILL, STOP_GRADIENT) = range(27)
 _SQRT_2_OVER_PI = np.float32(0.7978845608028654)
 _GELU_K = np.float32(0.044715)
 
@@ -142,12 +143,14 @@ def unary_value(code, x, p0, p1):
         return _ONE if x == _ZERO else _ZERO
     if code == NONZERO:
         return _ZERO if x == _ZERO else _ONE
+    if code == STOP_GRADIENT:
+        return x
     return p0    # FILL
 
 
 @njit(cache=True)
 def unary_derivative(code, x, a, p0, p1):
-    """d f / d x at x (a = f(x)); 0 for the steps (sign, casts, logic, fills)."""
+    """d f / d x at x (a = f(x)); 0 for the steps (sign, casts, logic, fills) and stop_gradient."""
     if code == NEG:
         return -_ONE
     if code == SQUARE:
@@ -342,7 +345,7 @@ def broadcast_backward(rec, ints, params, consts, grads, ws, gs, b, training):
 BROADCAST = register("Broadcast", broadcast_forward, broadcast_backward, shareable=True)
 
 # -- Reduce ------------------------------------------------------------------------
-R_SUM, R_MEAN, R_MAX, R_MIN, R_LOGSUMEXP, R_ARGMAX, R_ARGMIN = range(7)
+R_SUM, R_MEAN, R_MAX, R_MIN, R_LOGSUMEXP, R_ARGMAX, R_ARGMIN, R_PROD = range(8)
 
 
 @njit(cache=True, inline="always")
@@ -382,6 +385,11 @@ def reduce_forward(rec, ints, params, consts, grads, ws, gs, b, training):
                 for t in range(count):
                     total += ws[base + _index(ints, rd, rs, r, t)]
                 value = np.float32(total / count) if code == R_MEAN else np.float32(total)
+            elif code == R_PROD:
+                total = 1.0
+                for t in range(count):
+                    total *= ws[base + _index(ints, rd, rs, r, t)]
+                value = np.float32(total)
             elif code == R_LOGSUMEXP:
                 m = first
                 for t in range(count):
@@ -401,10 +409,30 @@ def reduce_forward(rec, ints, params, consts, grads, ws, gs, b, training):
             ws[a + row * n + o] = value
 
 
+@njit(cache=True, inline="always")
+def _prod_backward(ws, gs, ints, base, rd, rs, r, count, g):
+    """Adds g * prod(others) to each value's gradient: the product of the
+    non-zero values, times 0 unless the value is the only zero."""
+    zeros, nonzero = 0, 1.0
+    for t in range(count):
+        v = ws[base + _index(ints, rd, rs, r, t)]
+        if v == _ZERO:
+            zeros += 1
+        else:
+            nonzero *= v
+    for t in range(count):
+        i = base + _index(ints, rd, rs, r, t)
+        if zeros == 0:
+            gs[i] += g * np.float32(nonzero / ws[i])
+        elif zeros == 1 and ws[i] == _ZERO:
+            gs[i] += g * np.float32(nonzero)
+
+
 @njit(**KERNEL)
 def reduce_backward(rec, ints, params, consts, grads, ws, gs, b, training):
     """Sum: g to every value; mean: g / count; max/min: g shared by the values
-    equal to the result (as TensorFlow); logsumexp: g * exp(x - result); arg*: 0."""
+    equal to the result (as TensorFlow); logsumexp: g * exp(x - result); arg*: 0;
+    prod: g times the product of the other values (with one zero among them: 0, except at that zero)."""
     if not _needs_dx(rec):
         return
     code, k, r, kd, ks, rd, rs, count = _reduce_layout(rec, ints)
@@ -424,6 +452,9 @@ def reduce_backward(rec, ints, params, consts, grads, ws, gs, b, training):
                 g = g / np.float32(max(ties, 1))
             elif code == R_MEAN:
                 g = g / np.float32(count)
+            elif code == R_PROD:
+                _prod_backward(ws, gs, ints, base, rd, rs, r, count, g)
+                continue
             for t in range(count):
                 i = base + _index(ints, rd, rs, r, t)
                 if code == R_SUM or code == R_MEAN:
@@ -537,15 +568,23 @@ def matmul_backward(rec, ints, params, consts, grads, ws, gs, b, training):
 MATMUL = register("MatMul", matmul_forward, matmul_backward, shareable=True)
 
 
-# -- Strided views (transpose, slicing) ----------------------------------------------------
+# -- Strided views (transpose, slicing, flip) and index maps (tile, repeat) -----------------
+@njit(cache=True, inline="always")
+def _source(ints, base, j):
+    """The input value that output value ``j`` copies: strided, or from the index map."""
+    ndim = ints[base]
+    if ndim < 0:
+        return ints[base + 1 + j]
+    return ints[base + 1] + _index(ints, base + 2, base + 2 + ndim, ndim, j)
+
+
 @njit(**KERNEL)
 def strided_forward(rec, ints, params, consts, grads, ws, gs, b, training):
     base = rec[P.IAUX]
-    ndim, start = ints[base], ints[base + 1]
     n, n_in, x, a = rec[P.N_OUT], rec[P.N_IN], b * rec[P.X_POS], b * rec[P.A_POS]
     for r in range(b):
         for j in range(n):
-            ws[a + r * n + j] = ws[x + r * n_in + start + _index(ints, base + 2, base + 2 + ndim, ndim, j)]
+            ws[a + r * n + j] = ws[x + r * n_in + _source(ints, base, j)]
 
 
 @njit(**KERNEL)
@@ -553,12 +592,11 @@ def strided_backward(rec, ints, params, consts, grads, ws, gs, b, training):
     if not _needs_dx(rec):
         return
     base = rec[P.IAUX]
-    ndim, start = ints[base], ints[base + 1]
     n, n_in, x, a = rec[P.N_OUT], rec[P.N_IN], b * rec[P.X_POS], b * rec[P.A_POS]
     _zero_unless_acc(rec, gs, 0, x, b * n_in)
     for r in range(b):
         for j in range(n):
-            gs[x + r * n_in + start + _index(ints, base + 2, base + 2 + ndim, ndim, j)] += gs[a + r * n + j]
+            gs[x + r * n_in + _source(ints, base, j)] += gs[a + r * n + j]
 
 
 STRIDED = register("Strided", strided_forward, strided_backward, shareable=True)
