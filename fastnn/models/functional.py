@@ -9,7 +9,7 @@ symbolic inputs of the data's shapes, into the same kind of graph.
 import numpy as np
 
 from ..layers.core import InputLayer
-from ..layers.node import KerasTensor, flatten, model_layer
+from ..layers.node import KerasTensor, Node, flatten, model_layer
 from .model import Model
 
 
@@ -186,7 +186,8 @@ class Functional(Model):
 
         ``layers`` lists each layer (``model.layers`` order) as its Keras
         record plus ``"name"`` and ``"inbound_nodes"``: one ``{"args": [...],
-        "kwargs": {}}`` per call of the layer inside this model, a tensor
+        "kwargs": {...}}`` per call of the layer inside this model (kwargs: the
+        tensor call arguments, a recurrent layer's ``initial_state``), a tensor
         written as ``{"class_name": "__keras_tensor__", "config": {"shape",
         "dtype", "keras_history": [layer, node, tensor]}}`` and a merge
         layer's inputs as one list. Node indices count only this model's
@@ -215,7 +216,9 @@ class Functional(Model):
             record["name"] = layer.name
             record["inbound_nodes"] = [
                 {"args": [tensor_record(n.inputs) if isinstance(n.inputs, KerasTensor)
-                          else [tensor_record(t) for t in n.inputs]], "kwargs": {}}
+                          else [tensor_record(t) for t in n.inputs]],
+                 "kwargs": {k: _map_structure(tensor_record, n.kwargs[k]) for k in Node.TENSOR_KWARGS
+                            if n.kwargs.get(k) is not None}}
                 for n in layer._inbound_nodes if id(n) in own and n.input_tensors]
             records.append(record)
         return {"name": self.name, "trainable": self.trainable, "layers": records,
@@ -280,15 +283,17 @@ class Functional(Model):
             for name in order:
                 while pending[name]:
                     node = pending[name][0]
+                    kwargs = _node_kwargs(node, name)
                     if not isinstance(node, dict) or not isinstance(node.get("args"), list) \
-                            or len(node["args"]) != 1 or node.get("kwargs", {}) not in ({}, None):
+                            or len(node["args"]) != 1:
                         raise ValueError(f"Layer {name!r}: a node must be {{'args': [inputs], 'kwargs': {{}}}}, "
                                          f"got {node!r:.120}")
                     try:
                         inputs = argument(node["args"][0])
+                        kwargs = {k: argument(v) for k, v in kwargs.items()}
                     except _NotYet:
                         break
-                    created[name](inputs)
+                    created[name](inputs, **kwargs)
                     pending[name].pop(0)
                     progressed = True
             if not progressed:
@@ -300,6 +305,22 @@ class Functional(Model):
         if config.get("trainable") is False:
             model.trainable = False
         return model
+
+
+def _node_kwargs(node, name):
+    """A node's call arguments fastnn passes on (the tensor ones: ``Node.TENSOR_KWARGS``). Keras also
+    records ``training`` and ``mask``, which fastnn's graph decides itself; a mask given as a tensor is
+    refused."""
+    kwargs = node.get("kwargs") or {} if isinstance(node, dict) else {}
+    if not isinstance(kwargs, dict):
+        raise ValueError(f"Layer {name!r}: a node's kwargs must be a dict, got {kwargs!r:.120}")
+    for key, value in kwargs.items():
+        if key == "training" and value in (None, False) or key == "mask" and value is None:
+            continue
+        if key not in Node.TENSOR_KWARGS:
+            raise ValueError(f"Layer {name!r}: the call argument {key}={value!r:.80} is not supported (fastnn takes "
+                             f"{', '.join(Node.TENSOR_KWARGS)}; masks come from Embedding(mask_zero=True) in the graph)")
+    return {k: v for k, v in kwargs.items() if k in Node.TENSOR_KWARGS}
 
 
 class _NotYet(Exception):
