@@ -318,8 +318,9 @@ def _node_kwargs(node, name):
         if key == "training" and value in (None, False) or key == "mask" and value is None:
             continue
         if key not in Node.TENSOR_KWARGS:
-            raise ValueError(f"Layer {name!r}: the call argument {key}={value!r:.80} is not supported (fastnn takes "
-                             f"{', '.join(Node.TENSOR_KWARGS)}; masks come from Embedding(mask_zero=True) in the graph)")
+            raise ValueError(f"Layer {name!r}: a node's call argument {key}={value!r:.80} is not supported "
+                             f"(fastnn takes {', '.join(Node.TENSOR_KWARGS)}; masks come from "
+                             "Embedding(mask_zero=True) in the graph)")
     return {k: v for k, v in kwargs.items() if k in Node.TENSOR_KWARGS}
 
 
