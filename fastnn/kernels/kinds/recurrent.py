@@ -217,20 +217,19 @@ def _block_product_back(gs, g, ldg, wrt, w0, dh, b, u, n, ws, mask, use_mask, tm
     for r in range(b):
         d = gs[dh + r * u:dh + (r + 1) * u]
         gr = gs[g + r * ldg:g + r * ldg + n]
-        for k in range(u):
-            tmp[k] = _ZERO
+        acc = tmp if use_mask else d     # unmasked: straight into dh, the common case's loop
+        if use_mask:
+            for k in range(u):
+                tmp[k] = _ZERO
         for j in range(n):
             gj = gr[j]
             w = wrt[(w0 + j) * u:(w0 + j + 1) * u]
             for k in range(u):
-                tmp[k] += gj * w[k]
+                acc[k] += gj * w[k]
         if use_mask:
             m = ws[mask + r * ldg:mask + r * ldg + u]
             for k in range(u):
                 d[k] += tmp[k] * m[k]
-        else:
-            for k in range(u):
-                d[k] += tmp[k]
 
 
 @njit(cache=True, inline="always")
