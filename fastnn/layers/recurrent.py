@@ -4,9 +4,9 @@
 Input ``(timesteps, features)`` per sample; output ``(units,)``, or
 ``(timesteps, units)`` with ``return_sequences=True``. Weights in Keras 3's
 order and layout: kernel ``(features, G * units)``, recurrent_kernel
-``(units, G * units)``, bias ``(G * units,)`` (GRU with reset_after=True, the default:
-``(2, 3 * units)``, the input bias then the recurrent bias), with G = 1, 4 (gates i, f, c, o), 3
-(gates z, r, h). Keras keeps them in the layer's ``cell``; a
+``(units, G * units)``, bias ``(G * units,)`` (GRU with reset_after=True,
+the default: ``(2, 3 * units)``, the input bias then the recurrent bias),
+with G = 1, 4 (gates i, f, c, o), 3 (gates z, r, h). Keras keeps them in the layer's ``cell``; a
 ``.weights.h5`` file has them at ``layers/<lstm>/cell/vars``.
 
 A mask from ``Embedding(mask_zero=True)`` reaches these layers through the
@@ -148,7 +148,7 @@ class _RNN(Layer):
     def output_mask(self, inputs):
         return getattr(inputs[0], "_mask_ids", None) if self.return_sequences else None
 
-    def op_ints(self, input_shape, directions=1, merge=0, zero_output=None, return_state=None):
+    def op_ints(self, input_shape, directions=1, merge=0, zero_output=None):
         """The op's integer constants (``kernels.kinds.recurrent``'s I_*) and its scratch per sample, for
         ``input_shape`` (timesteps, features), or a list: that, then the initial states' shapes."""
         states = isinstance(input_shape, list)
@@ -167,7 +167,7 @@ class _RNN(Layer):
         ints[R.I_X_BLOCKS] = R.gates(self.cell) if per_gate and self.dropout > 0 else 1
         ints[R.I_H_SEPARATE] = int(per_gate or not reset_after)
         ints[R.I_REC_MASK] = int(per_gate)
-        ints[R.I_RETURN_STATE] = int(self.return_state if return_state is None else return_state)
+        ints[R.I_RETURN_STATE] = int(self.return_state)
         ints[R.I_INITIAL_STATE] = int(states)
         ints[R.I_READS] = -1        # every output; the program builder writes which are read
         ints[R.I_DIR_SCRATCH] = per_dir = R.scratch_per_direction(ints)

@@ -137,20 +137,6 @@ def scratch_per_direction(ints):
     return _layout(ints, 1, 0)[-1]
 
 
-def output_layout(ints):
-    """Per-sample (offset, size) of each of the op's outputs in its slot, in the order the layer returns them."""
-    cell, t, u, dirs = ints[I_CELL], ints[I_T], ints[I_U], ints[I_DIRECTIONS]
-    t_out = t if ints[I_RETURN_SEQUENCES] else 1
-    if dirs == 2 and ints[I_MERGE] == NO_MERGE:
-        parts = [(0, t_out * u), (t_out * u, t_out * u)]
-    else:
-        parts = [(0, t_out * u * (2 if dirs == 2 and ints[I_MERGE] == CONCAT else 1))]
-    end = sum(size for _, size in parts)
-    if ints[I_RETURN_STATE]:
-        parts += [(end + k * u, u) for k in range(dirs * n_states(cell))]
-    return parts
-
-
 # Eigen's rational approximation of float32 tanh (TensorFlow's CPU tanh): a polynomial of degree 13
 # over one of degree 6, clamped where tanh rounds to +-1; within 7 ulp of tanh. Unlike libm's tanh
 # and exp it is plain arithmetic, so the loops over a row's gates compile to SIMD code: the gate
