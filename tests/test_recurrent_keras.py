@@ -8,9 +8,14 @@ epochs of batch 16 with shuffle=False from Keras's initial weights: the final we
 losses and the predictions must agree to float32 round-off accumulated over 12 steps. (With RMSprop,
 Adam or Adagrad Keras's TensorFlow backend squares an Embedding's gradient per token occurrence, not
 per row; that script's ``rmsprop_one_step`` shows it. fastnn uses the row's gradient, as Keras's JAX
-and torch backends do, so those optimizers are compared on the other layers only through SGD.) Layers: 56 single-layer cases (inference outputs) with the
-input and weight gradients of ``sum(y * r)`` for Keras's random ``r``. Files: Keras's ``.keras``
-archives of three trained models load and predict as Keras did.
+and torch backends do, so those optimizers are compared on the other layers only through SGD.)
+Layers: 56 single-layer cases (inference outputs, return_state and merge_mode=None ones included)
+with the weight gradients of ``sum_j sum(y_j * r_j)`` for Keras's random ``r``. Files: Keras's
+``.keras`` archives of three trained models load and predict as Keras did.
+
+The options of ``make_recurrent_state_reference.py`` (return_state, initial_state, GRU
+reset_after=False): encoder-decoder, Bidirectional-states and GRU models trained the same way, their
+files both ways, and 11 layers started from given states with the states' gradients.
 """
 import json
 from pathlib import Path
