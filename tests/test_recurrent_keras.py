@@ -8,9 +8,14 @@ epochs of batch 16 with shuffle=False from Keras's initial weights: the final we
 losses and the predictions must agree to float32 round-off accumulated over 12 steps. (With RMSprop,
 Adam or Adagrad Keras's TensorFlow backend squares an Embedding's gradient per token occurrence, not
 per row; that script's ``rmsprop_one_step`` shows it. fastnn uses the row's gradient, as Keras's JAX
-and torch backends do, so those optimizers are compared on the other layers only through SGD.) Layers: 56 single-layer cases (inference outputs) with the
-input and weight gradients of ``sum(y * r)`` for Keras's random ``r``. Files: Keras's ``.keras``
-archives of three trained models load and predict as Keras did.
+and torch backends do, so those optimizers are compared on the other layers only through SGD.)
+Layers: 56 single-layer cases (inference outputs, return_state and merge_mode=None ones included)
+with the weight gradients of ``sum_j sum(y_j * r_j)`` for Keras's random ``r``. Files: Keras's
+``.keras`` archives of three trained models load and predict as Keras did.
+
+The options of ``make_recurrent_state_reference.py`` (return_state, initial_state, GRU
+reset_after=False): encoder-decoder, Bidirectional-states and GRU models trained the same way, their
+files both ways, and 11 layers started from given states with the states' gradients.
 """
 import json
 from pathlib import Path
@@ -139,10 +144,6 @@ def _case_layer(case, config):
     return L.deserialize(config)
 
 
-# Cases fastnn refuses (a ValueError that says so): several outputs, reset_after=False, recurrent_dropout.
-REFUSED = ("_state", "_None", "reset_after_false", "dropout_inference")
-
-
 def _build_case(case):
     info = LAYERS_INFO["layers"][case]
     x = LAYERS[f"layers/{case}/x"]
@@ -153,26 +154,32 @@ def _build_case(case):
     layer = L.deserialize({"module": "keras.layers", "class_name": info["model_layers"][-1],
                            "config": info["config"], "registered_name": None})
     # Flatten drops a sequence's mask (as in Keras), so the loss below sees every step; its
-    # output is the same values.
-    model = keras.Model(inp, L.Flatten()(layer(t)))
+    # output is the same values. return_state and merge_mode=None give several outputs.
+    ys = layer(t)
+    model = keras.Model(inp, [L.Flatten()(y) for y in (ys if isinstance(ys, list) else [ys])])
     n = len(info["weights"])
     model.set_weights([LAYERS[f"layers/{case}/w/{i}"] for i in range(n)])
     return model, x, info
 
 
-@pytest.mark.parametrize("case", [c for c in _layer_cases() if not any(r in c for r in REFUSED)])
+@pytest.mark.parametrize("case", _layer_cases())
 def test_layer_outputs_and_weight_gradients_match_keras(case):
     model, x, info = _build_case(case)
-    y = model.predict(x, verbose=0)
-    np.testing.assert_allclose(y, LAYERS[f"layers/{case}/y/0"].reshape(len(x), -1), atol=2e-6, rtol=1e-5)
+    ys = model.predict(x, verbose=0)
+    ys = ys if isinstance(ys, list) else [ys]
+    assert len(ys) == len(info["output_shapes"])
+    for j, y in enumerate(ys):
+        np.testing.assert_allclose(y, LAYERS[f"layers/{case}/y/{j}"].reshape(len(x), -1), atol=2e-6, rtol=1e-5)
     if not info["dw_for"]:
         return
-    # The mse loss mean((y - t)^2) has d/dy = 2 (y - t) / y.size: with t = y - r * y.size / 2 the
-    # back-propagated gradients are those of sum(y * r), which Keras recorded.
-    r = LAYERS[f"layers/{case}/r/0"].astype(np.float64).reshape(y.shape)
-    target = (y - r * y.size / 2).astype(np.float32)
+    # Each output's mse loss mean((y - t)^2) has d/dy = 2 (y - t) / y.size: with t = y - r * y.size / 2 the
+    # back-propagated gradients are those of sum_j sum(y_j * r_j), which Keras recorded.
+    targets = []
+    for j, y in enumerate(ys):
+        r = LAYERS[f"layers/{case}/r/{j}"].astype(np.float64).reshape(y.shape)
+        targets.append((y - r * y.size / 2).astype(np.float32))
     model.compile(loss="mse", optimizer="sgd")
-    _, grads = loss_and_gradients(model, x, target)
+    _, grads = loss_and_gradients(model, x, targets if len(targets) > 1 else targets[0])
     paths = [w["path"] for w in info["weights"]]
     for i, path in enumerate(info["dw_for"]):
         var = model.weights[paths.index(path)]
@@ -183,7 +190,136 @@ def test_layer_outputs_and_weight_gradients_match_keras(case):
                                    err_msg=f"{case}: gradient of {path}")
 
 
-@pytest.mark.parametrize("case", [c for c in _layer_cases() if any(r in c for r in REFUSED)])
-def test_unsupported_layer_options_are_refused_clearly(case):
-    with pytest.raises(ValueError, match="not supported"):
-        _build_case(case)
+
+# -- return_state, initial_state, GRU(reset_after=False): make_recurrent_state_reference.py ----------
+STATE = np.load(HERE / "recurrent_state_reference.npz")
+STATE_INFO = json.loads((HERE / "recurrent_state_reference.json").read_text())
+T_DEC = 6
+
+
+def _encoder_decoder_lstm():
+    enc_in, dec_in = L.Input(shape=(12,)), L.Input(shape=(T_DEC, 3))
+    _, h, c = L.LSTM(8, return_state=True)(L.Embedding(50, 8)(enc_in))
+    out = L.LSTM(8, return_sequences=True)(dec_in, initial_state=[h, c])
+    return keras.Model([enc_in, dec_in], L.Dense(1)(out))
+
+
+def _encoder_decoder_gru_masked():
+    enc_in, dec_in = L.Input(shape=(12,)), L.Input(shape=(T_DEC,))
+    _, h = L.GRU(8, reset_after=False, return_state=True)(L.Embedding(50, 8, mask_zero=True)(enc_in))
+    out = L.GRU(8, reset_after=False)(L.Embedding(50, 8, mask_zero=True)(dec_in), initial_state=[h])
+    return keras.Model([enc_in, dec_in], L.Dense(1, activation="sigmoid")(out))
+
+
+def _bidirectional_states():
+    enc_in, dec_in = L.Input(shape=(12,)), L.Input(shape=(T_DEC, 3))
+    _, fh, fc, bh, bc = L.Bidirectional(L.LSTM(8, return_state=True))(L.Embedding(50, 8)(enc_in))
+    out = L.LSTM(16)(dec_in, initial_state=[L.Concatenate()([fh, bh]), L.Concatenate()([fc, bc])])
+    return keras.Model([enc_in, dec_in], L.Dense(1, activation="sigmoid")(out))
+
+
+def _gru_reset_before():
+    return keras.Sequential([L.Input(shape=(12,)), L.Embedding(50, 8), L.GRU(8, reset_after=False),
+                             L.Dense(1, activation="sigmoid")])
+
+
+STATE_MODELS = {"encoder_decoder_lstm": _encoder_decoder_lstm,
+                "encoder_decoder_gru_masked": _encoder_decoder_gru_masked,
+                "bidirectional_states": _bidirectional_states, "gru_reset_before": _gru_reset_before}
+
+
+def _state_data(name, lo, hi):
+    info = STATE_INFO[name]
+    names = info["inputs"] if isinstance(info["inputs"], list) else [info["inputs"]]
+    x = [STATE[n][lo:hi] for n in names]
+    return (x if len(x) > 1 else x[0]), STATE[info["targets"]][lo:hi]
+
+
+@pytest.mark.parametrize("name", sorted(STATE_MODELS))
+def test_state_options_train_as_keras(name):
+    """3 epochs of SGD with momentum from Keras's initial weights: the encoder trains only through
+    the states it hands the decoder, so the final weights check that gradient path."""
+    info = STATE_INFO[name]
+    model = STATE_MODELS[name]()
+    assert [w.shape for w in model.weights] == [tuple(w["shape"]) for w in info["weights_init"]]
+    model.set_weights([STATE[f"{name}/init/{i}"] for i in range(len(info["weights_init"]))])
+    model.compile(optimizer=keras.optimizers.SGD(learning_rate=0.1, momentum=0.9),
+                  loss=info["compile"].split('loss="')[1].rstrip('"'))
+    x, y = _state_data(name, 0, 64)
+    hist = model.fit(x, y, epochs=3, batch_size=16, shuffle=False, verbose=0, validation_data=_state_data(name, 64, 96))
+    np.testing.assert_allclose(hist.history["loss"], info["history"]["loss"], rtol=1e-5)
+    np.testing.assert_allclose(hist.history["val_loss"], info["history"]["val_loss"], rtol=1e-5)
+    for i, w in enumerate(model.get_weights()):
+        ref = STATE[f"{name}/final/{i}"]
+        rel = np.linalg.norm(w - ref) / np.linalg.norm(ref)
+        assert rel < 1e-5, f"weight {i} ({info['weights_final'][i]['path']}): relative error {rel:.2e}"
+    np.testing.assert_allclose(model.predict(_state_data(name, 64, 96)[0], verbose=0), STATE[f"{name}/predict_valid"],
+                               atol=2e-6)
+
+
+@pytest.mark.parametrize("name", ["encoder_decoder_lstm", "gru_reset_before"])
+def test_state_option_files_load_both_ways(name, tmp_path):
+    """Keras's files (initial_state in a functional config, GRU reset_after=False) load and predict
+    as Keras did; what fastnn writes has Keras's weight layout and layer configs, and loads back.
+    (Keras writes a functional model with a masked Embedding with an extra NotEqual op, which fastnn
+    does not load: the masked encoder-decoder has no file.)"""
+    keras_file = HERE / "models" / f"rnn_{name}.keras"
+    model = keras.models.load_model(keras_file)
+    x, _ = _state_data(name, 64, 96)
+    np.testing.assert_allclose(model.predict(x, verbose=0), STATE[f"{name}/predict_valid"], atol=2e-6)
+    path = tmp_path / f"{name}.keras"
+    model.save(path)
+    assert _weights_layout(path) == _weights_layout(keras_file)
+    assert _layer_configs(path) == _layer_configs(keras_file)
+    np.testing.assert_array_equal(keras.models.load_model(path).predict(x, verbose=0), model.predict(x, verbose=0))
+
+
+def _state_case_model(case):
+    """The reference case's model; each initial state passes through a Dense of identity kernel
+    (the same values), whose kernel gradient s0^T @ d loss / d s0 then shows the states' gradient."""
+    info = STATE_INFO["layers"][case]
+    inp = L.Input(shape=(5,))
+    state_ins = [L.Input(shape=(3,)) for _ in range(info["n_states"])]
+    through = [L.Dense(3, use_bias=False) for _ in state_ins]
+    layer = L.deserialize({"module": "keras.layers", "class_name": info["class_name"], "config": info["config"],
+                           "registered_name": None})
+    emb = L.Embedding(10, 4, mask_zero=True)
+    ys = layer(emb(inp), initial_state=[d(s) for d, s in zip(through, state_ins)])
+    model = keras.Model([inp, *state_ins], [L.Flatten()(y) for y in (ys if isinstance(ys, list) else [ys])])
+    w = [STATE[f"layers/{case}/w/{i}"] for i in range(len(info["weights"]))]
+    assert info["weights"][0]["path"].startswith("embedding")
+    emb.set_weights(w[:1])
+    layer.set_weights(w[1:])
+    for d in through:
+        d.set_weights([np.eye(3, dtype=np.float32)])
+    return model, info, layer, through
+
+
+@pytest.mark.parametrize("case", sorted(STATE_INFO["layers"]))
+def test_initial_state_cases_match_keras(case):
+    """Layers started from given states on the ids of a masked Embedding (one row fully masked):
+    Keras 3 passes no mask to a call with initial_state, so every step runs. Outputs, final
+    states, and the gradients of the weights and of the initial states."""
+    model, info, layer, through = _state_case_model(case)
+    p = f"layers/{case}"
+    states = [STATE[f"{p}/state/{k}"] for k in range(info["n_states"])]
+    x = [STATE[f"{p}/x"].astype(np.float32), *states]
+    ys = model.predict(x, verbose=0)
+    ys = ys if isinstance(ys, list) else [ys]
+    for j, y in enumerate(ys):
+        np.testing.assert_allclose(y, STATE[f"{p}/y/{j}"].reshape(len(y), -1), atol=2e-6, rtol=1e-5)
+    targets = [(y - STATE[f"{p}/r/{j}"].astype(np.float64).reshape(y.shape) * y.size / 2).astype(np.float32)
+               for j, y in enumerate(ys)]
+    model.compile(loss="mse", optimizer="sgd")
+    _, grads = loss_and_gradients(model, x, targets if len(targets) > 1 else targets[0])
+
+    def grad_of(var):
+        lo = (var.value.__array_interface__["data"][0] - model._params.__array_interface__["data"][0]) // 4
+        return grads[lo:lo + var.size].reshape(var.shape)
+
+    assert info["dw_for"][0].startswith("embedding")     # then the layer's, in its weights' order
+    refs = [STATE[f"{p}/dw/{i}"] for i in range(1, len(info["dw_for"]))]
+    refs += [states[k].T.astype(np.float64) @ STATE[f"{p}/dstate/{k}"] for k in range(len(states))]
+    for i, (var, ref) in enumerate(zip(layer.weights + [d.kernel for d in through], refs)):
+        np.testing.assert_allclose(grad_of(var), ref, atol=3e-6 * max(1.0, np.abs(ref).max()), rtol=1e-4,
+                                   err_msg=f"{case}: gradient {i}")

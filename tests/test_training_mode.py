@@ -162,6 +162,19 @@ def test_training_argument_is_saved_and_loaded(tmp_path):
     assert np.mean(out == 0.0) > 0.3
 
 
+def test_a_files_training_false_is_not_taken_as_fixed():
+    """Keras 3 writes ``training: false`` on nodes whose call never fixed it (and ignores it in fit):
+    loading such a node must leave the layer following fit's mode, or its dropout silently stops."""
+    inp = keras.Input((200,))
+    config = keras.Model(inp, L.Dropout(0.5)(L.Dense(200)(inp))).get_config()
+    for layer in config["layers"]:
+        if layer["class_name"] == "Dropout":
+            layer["inbound_nodes"][0]["kwargs"] = {"training": False, "mask": None}
+    loaded = keras.Model.from_config(config)
+    x = np.ones((3, 200), np.float32)
+    assert np.mean(np.asarray(loaded(x, training=True)) == 0.0) > 0.3
+
+
 def test_training_must_be_a_bool():
     with pytest.raises(TypeError, match="training must be True, False or None"):
         L.Dropout(0.5)(keras.Input((3,)), training="yes")

@@ -12,7 +12,8 @@ Parameters live in one flat float32 buffer addressed by element offsets.
 
 # Fields of one program row. The program is a graph: an op reads any number
 # of input slots (listed in the int64 ``ints`` array at INS: N_INS pairs
-# (per-sample position, per-sample size)) and writes one output slot. X_POS
+# (per-sample position, per-sample size)) and writes one output slot (an op of several
+# outputs, a recurrent layer's states: their slots one after the other from A_POS). X_POS
 # and N_IN repeat the first input for the ops that read one.
 (KIND, N_IN, N_OUT, ACT, W_OFF, B_OFF, X_POS, Z_POS, A_POS, FLAGS, AUX, S_OFF,
  INS, N_INS, IAUX, ACC, FWD, BWD, AFTER, ROWS) = range(20)

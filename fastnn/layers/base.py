@@ -194,6 +194,8 @@ class Layer:
     keras_build_config = True
     # Keras's supports_masking with the default compute_mask: the output keeps the input's mask.
     propagates_mask = False
+    # Of a layer's several outputs, how many (the first ones) carry the mask ``output_mask`` gives.
+    masked_outputs = 1
 
     def __init__(self, name=None, trainable=True, input_shape=None, dtype=None, input_dim=None, **kwargs):
         if kwargs:
@@ -432,7 +434,8 @@ class Layer:
         return self._node(inputs, kwargs)
 
     def _node(self, inputs, kwargs):
-        """Records this layer's own op on symbolic ``inputs``; returns the output tensor."""
+        """Records this layer's own op on symbolic ``inputs``; returns the output tensor (a list of them
+        when compute_output_shape gives a list of shapes: return_state, merge_mode=None)."""
         from .node import KerasTensor, Node, flatten
         tensors = flatten(inputs)
         if not isinstance(inputs, KerasTensor) and (not isinstance(inputs, (list, tuple)) or
@@ -444,11 +447,17 @@ class Layer:
                              "axis=None); in a model such a value can only go to add_loss")
         shape = inputs.sample_shape if isinstance(inputs, KerasTensor) else [t.sample_shape for t in tensors]
         out_shape = self.build_for(shape)
-        output = KerasTensor((None, *out_shape), name=self.name)
-        node = Node(self, inputs, [output], kwargs)
-        output._keras_history = (self, len(self._inbound_nodes), 0)
-        output._mask_ids = self.output_mask(tensors)
+        several = several_outputs(out_shape)
+        outputs = [KerasTensor((None, *s), name=self.name) for s in (out_shape if several else [out_shape])]
+        node = Node(self, inputs, outputs, kwargs)
+        mask = self.output_mask(tensors)
+        for k, output in enumerate(outputs):
+            output._keras_history = (self, len(self._inbound_nodes), k)
+            output._mask_ids = mask if k < self.masked_outputs else None
         self._inbound_nodes.append(node)
+        if several:
+            return outputs
+        output = outputs[0]
         then = getattr(self, "activation_call", None)
         if then is not None:    # activation= a layer object or an ops function: its nodes belong to this layer
             from .node import _TRACING
@@ -605,14 +614,21 @@ class Op:
     after the other in the buffer; scratch: per-sample floats of workspace
     the op keeps for its backward pass (at Z_POS); output_in_scratch: the
     output is the scratch itself (a linear Dense); rows: rows per sample of
-    a Dense op on the last axis."""
+    a Dense op on the last axis; reads_at: for an op of several outputs, the index in ``ints`` where the
+    program builder writes which outputs get a gradient (bit k: output k), or None."""
 
     def __init__(self, kind, act=0, w=None, b=None, consts=(), state=(), ints=(), scratch=0,
-                 output_in_scratch=False, rows=1):
+                 output_in_scratch=False, rows=1, reads_at=None):
+        self.reads_at = reads_at
         self.kind, self.act, self.w, self.b, self.consts = kind, act, w, b, tuple(consts)
         self.state = tuple(state)
         self.ints = tuple(int(i) for i in ints)
         self.scratch, self.output_in_scratch, self.rows = int(scratch), bool(output_in_scratch), int(rows)
+
+
+def several_outputs(shape):
+    """True when ``shape``, what a layer's compute_output_shape gave, is a list of per-output shapes."""
+    return isinstance(shape, (list, tuple)) and len(shape) > 0 and all(isinstance(s, (list, tuple)) for s in shape)
 
 
 def _shape_of(shape):

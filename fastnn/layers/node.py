@@ -88,13 +88,17 @@ class Node:
     the layer whose traced ``call`` made this node (None at the top level);
     the model lists that layer instead of the layers and ops inside it."""
 
+    # Call arguments that carry tensors (the recurrent layers' initial states): the op reads them after
+    # the call's inputs.
+    TENSOR_KWARGS = ("initial_state",)
+
     def __init__(self, layer, inputs, outputs, kwargs=None):
         self.layer = layer
         self.owner = current_owner()
         self.inputs = inputs
-        self.input_tensors = flatten(inputs)
-        self.outputs = outputs
         self.kwargs = dict(kwargs or {})
+        self.input_tensors = flatten(inputs) + flatten([self.kwargs.get(k) for k in self.TENSOR_KWARGS])
+        self.outputs = outputs
 
     @property
     def parents(self):
@@ -103,8 +107,9 @@ class Node:
 
     @property
     def input_shape(self):
-        """Per-sample shape of the input (a list of shapes for several inputs)."""
-        if isinstance(self.inputs, KerasTensor):
+        """Per-sample shape of the input (a list of shapes for several inputs, tensor call arguments
+        included)."""
+        if isinstance(self.inputs, KerasTensor) and len(self.input_tensors) == 1:
             return self.inputs.sample_shape
         return [t.sample_shape for t in self.input_tensors]
 

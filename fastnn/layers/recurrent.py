@@ -4,18 +4,22 @@
 Input ``(timesteps, features)`` per sample; output ``(units,)``, or
 ``(timesteps, units)`` with ``return_sequences=True``. Weights in Keras 3's
 order and layout: kernel ``(features, G * units)``, recurrent_kernel
-``(units, G * units)``, bias ``(G * units,)`` (GRU: ``(2, 3 * units)``, the
-input bias then the recurrent bias), with G = 1, 4 (gates i, f, c, o), 3
-(gates z, r, h). Keras keeps them in the layer's ``cell``; a
+``(units, G * units)``, bias ``(G * units,)`` (GRU with reset_after=True,
+the default: ``(2, 3 * units)``, the input bias then the recurrent bias),
+with G = 1, 4 (gates i, f, c, o), 3 (gates z, r, h). Keras keeps them in the layer's ``cell``; a
 ``.weights.h5`` file has them at ``layers/<lstm>/cell/vars``.
 
 A mask from ``Embedding(mask_zero=True)`` reaches these layers through the
-model's graph: masked steps keep the state, as in Keras. ``dropout`` drops
-input features with one mask per sequence (training only). Not supported,
-with a ValueError: ``recurrent_dropout`` > 0 (Keras switches to another
-implementation for it), ``return_state``, ``stateful``, GRU
-``reset_after=False``, activations other than tanh, sigmoid, relu and
-linear. ``unroll`` is accepted and changes nothing (the loop is compiled).
+model's graph: masked steps keep the state, as in Keras (which, in a call
+with ``initial_state``, passes no mask: every step runs). ``dropout`` drops
+input features and ``recurrent_dropout`` the recurrent state, with masks
+drawn per sequence and kept for every step, as Keras 3 does (training only).
+``return_state=True`` adds the final states as outputs (a list: output, h,
+and c for an LSTM); ``layer(x, initial_state=[h, c])`` starts from given
+states (an encoder-decoder model), and their gradients flow back. Not
+supported, with a ValueError: ``stateful`` (use return_state and
+initial_state), activations other than tanh, sigmoid, relu and linear.
+``unroll`` is accepted and changes nothing (the loop is compiled).
 """
 import math
 import numbers
@@ -90,24 +94,27 @@ class _RNN(Layer):
             raise ValueError(f"{kind} weight constraints are not supported")
         self.dropout = _rate(dropout, f"{kind} dropout")
         self.recurrent_dropout = _rate(recurrent_dropout, f"{kind} recurrent_dropout")
-        if self.recurrent_dropout:
-            raise ValueError(f"{kind}(recurrent_dropout={recurrent_dropout}) is not supported: fastnn's recurrent "
-                             "kernels drop inputs only (dropout=); use recurrent_dropout=0")
-        if return_state:
-            raise ValueError(f"{kind}(return_state=True) is not supported: a fastnn layer has one output")
         if stateful:
-            raise ValueError(f"{kind}(stateful=True) is not supported: every batch starts from zero states")
+            raise ValueError(f"{kind}(stateful=True) is not supported: fastnn starts every batch from zero states. To "
+                             "carry states from one call to the next, use return_state=True and pass the states "
+                             "back with initial_state=[...] (for example in an encoder-decoder model)")
         self.return_sequences, self.go_backwards = bool(return_sequences), bool(go_backwards)
+        self.return_state = bool(return_state)
         self.unroll = bool(unroll)   # the time loop is compiled either way
         self.zero_output_for_mask = bool(zero_output_for_mask)
         self.kernel = self.recurrent_kernel = self.bias = None
 
     # -- shapes and weights ---------------------------------------------------
     def compute_output_shape(self, input_shape):
+        """(timesteps, units) with return_sequences, else (units,); with return_state a list: that
+        shape, then (units,) per state (h, and c for an LSTM)."""
         if isinstance(input_shape, list) or len(input_shape) != 2:
             raise ValueError(f"{type(self).__name__} {self.name!r} needs inputs of shape (timesteps, features), got "
                              f"{input_shape if isinstance(input_shape, list) else (None, *input_shape)}")
-        return (input_shape[0], self.units) if self.return_sequences else (self.units,)
+        out = (input_shape[0], self.units) if self.return_sequences else (self.units,)
+        if self.return_state:
+            return [out] + [(self.units,)] * R.n_states(self.cell)
+        return out
 
     def _bias_shape(self):
         return (R.gates(self.cell) * self.units,)
@@ -125,30 +132,52 @@ class _RNN(Layer):
             self.bias = self.add_weight("bias", self._bias_shape(), self._bias_initializer(),
                                         regularizer=self.bias_regularizer)
 
+    # -- calls -----------------------------------------------------------------
+    def __call__(self, inputs, *args, initial_state=None, **kwargs):
+        """As any layer; ``initial_state``: the starting states, a list of symbolic tensors of shape
+        (None, units): [h] (SimpleRNN, GRU) or [h, c] (LSTM), e.g. another layer's return_state
+        outputs. Their gradients flow back to whatever made them."""
+        if initial_state is None:
+            return super().__call__(inputs, *args, **kwargs)
+        return _call_with_states(self, inputs, args, initial_state, kwargs, 1)
+
     # -- the program ---------------------------------------------------------
     def mask_input(self, node):
-        return sequence_mask(self, node)
+        return _sequence_mask_unless_states(self, node)
 
     def output_mask(self, inputs):
         return getattr(inputs[0], "_mask_ids", None) if self.return_sequences else None
 
     def op_ints(self, input_shape, directions=1, merge=0, zero_output=None):
-        t, f = input_shape
-        per_dir = R.scratch_per_direction(self.cell, t, f, self.units, directions == 2, self.return_sequences)
+        """The op's integer constants (``kernels.kinds.recurrent``'s I_*) and its scratch per sample, for
+        ``input_shape`` (timesteps, features), or a list: that, then the initial states' shapes."""
+        states = isinstance(input_shape, list)
+        t, f = input_shape[0] if states else input_shape
+        per_gate = self.recurrent_dropout > 0     # Keras's implementation 1: masks per gate block
         ints = [0] * R.N_INTS
         ints[R.I_CELL], ints[R.I_T], ints[R.I_F], ints[R.I_U] = self.cell, t, f, self.units
         ints[R.I_ACT], ints[R.I_REC_ACT] = self.activation.code, self.recurrent_activation.code
         ints[R.I_RETURN_SEQUENCES], ints[R.I_GO_BACKWARDS] = int(self.return_sequences), int(self.go_backwards)
         ints[R.I_DIRECTIONS], ints[R.I_MERGE] = directions, merge
-        ints[R.I_DIR_WEIGHTS], ints[R.I_DIR_SCRATCH] = sum(w.size for w in self.weights), per_dir
+        ints[R.I_DIR_WEIGHTS] = sum(w.size for w in self.weights)
         ints[R.I_USE_BIAS] = int(self.use_bias)
         ints[R.I_ZERO_OUTPUT] = int(self.zero_output_for_mask if zero_output is None else zero_output)
+        reset_after = getattr(self, "reset_after", True)
+        ints[R.I_RESET_AFTER] = int(reset_after)
+        ints[R.I_X_BLOCKS] = R.gates(self.cell) if per_gate and self.dropout > 0 else 1
+        ints[R.I_H_SEPARATE] = int(per_gate or not reset_after)
+        ints[R.I_REC_MASK] = int(per_gate)
+        ints[R.I_RETURN_STATE] = int(self.return_state)
+        ints[R.I_INITIAL_STATE] = int(states)
+        ints[R.I_READS] = -1        # every output; the program builder writes which are read
+        ints[R.I_DIR_SCRATCH] = per_dir = R.scratch_per_direction(ints)
         return ints, per_dir * directions
 
     def op(self, input_shape):
         _check_adjacent(self.weights, self.name)
         ints, scratch = self.op_ints(input_shape)
-        return Op(R.RECURRENT, w=self.kernel, b=self.bias, consts=(self.dropout,), ints=ints, scratch=scratch)
+        return Op(R.RECURRENT, w=self.kernel, b=self.bias, consts=(self.dropout, self.recurrent_dropout), ints=ints,
+                  scratch=scratch, reads_at=R.I_READS)
 
     # -- saving ----------------------------------------------------------------
     def keras_weight_groups(self):
@@ -156,7 +185,7 @@ class _RNN(Layer):
         return [("", self.name, []), ("/cell", _CELL_NAMES[self.cell], self.weights)]
 
     def get_config(self):
-        config = {**super().get_config(), "return_sequences": self.return_sequences, "return_state": False,
+        config = {**super().get_config(), "return_sequences": self.return_sequences, "return_state": self.return_state,
                   "go_backwards": self.go_backwards, "stateful": False, "unroll": self.unroll,
                   "zero_output_for_mask": self.zero_output_for_mask, "units": self.units,
                   "activation": activations.serialize(self.activation)}
@@ -174,6 +203,42 @@ class _RNN(Layer):
                        "activity_regularizer": None, "kernel_constraint": None, "recurrent_constraint": None,
                        "bias_constraint": None, "dropout": self.dropout, "recurrent_dropout": self.recurrent_dropout})
         return config
+
+
+def _call_with_states(layer, inputs, args, initial_state, kwargs, directions):
+    """``layer(inputs, initial_state=...)`` in a model's graph, after checking the states: a list of
+    symbolic tensors of shape (None, units), n_states(cell) per direction."""
+    from .node import KerasTensor
+    if args:
+        raise TypeError(f"Layer {layer.name!r} takes one input tensor and initial_state=, got {1 + len(args)} "
+                        "positional arguments")
+    unknown = set(kwargs) - {"training", "mask"}
+    if unknown:
+        raise TypeError(f"Layer {layer.name!r} got unexpected call arguments {sorted(unknown)}")
+    states = list(initial_state) if isinstance(initial_state, (list, tuple)) else [initial_state]
+    cell = layer.forward_layer if directions == 2 else layer
+    units, want = cell.units, directions * R.n_states(cell.cell)
+    if not isinstance(inputs, KerasTensor) or not all(isinstance(s, KerasTensor) for s in states):
+        raise ValueError(f"Layer {layer.name!r}: initial_state= is supported in a model's graph, on symbolic tensors "
+                         "(keras.Input or other layers' outputs); on arrays, build a model with the states as inputs")
+    if len(states) != want:
+        which = (" (h, c)" if cell.cell == R.LSTM else "") + (", forward then backward" if directions == 2 else "")
+        raise ValueError(f"Layer {layer.name!r} ({type(cell).__name__}) takes {want} initial state tensors{which}, "
+                         f"got {len(states)}")
+    for s in states:
+        if tuple(s.sample_shape) != (units,):
+            raise ValueError(f"Layer {layer.name!r}: an initial state must have shape (None, {units}), got {s.shape}")
+    outputs = layer._node(inputs, {**kwargs, "initial_state": states})
+    for t in outputs if isinstance(outputs, list) else [outputs]:
+        t._mask_ids = None      # Keras reads no mask in this call (see mask_input), so passes none on
+    return outputs
+
+
+def _sequence_mask_unless_states(layer, node):
+    """The mask the op reads: none when the call has initial states. Keras 3 passes a layer's input mask
+    only to calls of one tensor argument, so with initial_state= it runs every step (checked against
+    Keras 3.15)."""
+    return None if node.kwargs.get("initial_state") is not None else sequence_mask(layer, node)
 
 
 def _check_adjacent(variables, name):
@@ -226,25 +291,25 @@ class _ForgetBias(initializers.Initializer):
 
 
 class GRU(_RNN):
-    """Keras 3's GRU with ``reset_after=True`` (gates z, r, h; bias (2, 3 * units))."""
+    """Keras 3's GRU (gates z, r, h). ``reset_after=True`` (the default): the reset gate multiplies
+    the recurrent product, bias (2, 3 * units) (input bias, then recurrent bias); ``reset_after=False``:
+    it multiplies h_prev before the product, bias (3 * units,)."""
     cell = R.GRU
 
     def __init__(self, units, reset_after=True, seed=None, use_cudnn="auto", **kwargs):
         super().__init__(units, **kwargs)
-        if not reset_after:
-            raise ValueError("GRU(reset_after=False) is not supported; fastnn runs Keras 3's default reset_after=True")
         if use_cudnn not in ("auto", True, False):
             raise ValueError(f"GRU use_cudnn must be 'auto', True or False, got {use_cudnn!r}")
-        self.reset_after, self.seed = True, seed
+        self.reset_after, self.seed = bool(reset_after), seed
 
     def _bias_shape(self):
-        return (2, 3 * self.units)
+        return (2, 3 * self.units) if self.reset_after else (3 * self.units,)
 
     def get_config(self):
-        return {**super().get_config(), "reset_after": True, "seed": self.seed}
+        return {**super().get_config(), "reset_after": self.reset_after, "seed": self.seed}
 
 
-_MERGES = {"concat": R.CONCAT, "sum": R.SUM, "mul": R.MUL, "ave": R.AVE}
+_MERGES = {"concat": R.CONCAT, "sum": R.SUM, "mul": R.MUL, "ave": R.AVE, None: R.NO_MERGE}
 
 
 class Bidirectional(Layer):
@@ -252,7 +317,9 @@ class Bidirectional(Layer):
     backward (``go_backwards``, its sequence output put back in input
     order); their outputs merge by ``merge_mode`` "concat" (default), "sum",
     "mul" or "ave". Weights: the forward layer's, then the backward layer's.
-    ``merge_mode=None`` (two outputs) is not supported."""
+    ``merge_mode=None`` returns both outputs. With the layer's ``return_state``, the outputs are
+    followed by the forward layer's final states, then the backward layer's (Keras's order).
+    ``initial_state=``: the forward states, then the backward ones."""
     keras_build_config = True
 
     def __init__(self, layer, merge_mode="concat", weights=None, backward_layer=None, **kwargs):
@@ -262,8 +329,8 @@ class Bidirectional(Layer):
         if not isinstance(layer, _RNN):
             raise ValueError(f"Bidirectional wraps a SimpleRNN, LSTM or GRU layer, got {layer!r}")
         if merge_mode not in _MERGES:
-            raise ValueError(f"Bidirectional merge_mode must be one of {sorted(_MERGES)}, got {merge_mode!r}"
-                             + (" (None, two outputs, is not supported)" if merge_mode is None else ""))
+            raise ValueError(f"Bidirectional merge_mode must be 'concat', 'sum', 'mul', 'ave' or None, "
+                             f"got {merge_mode!r}")
         if weights is not None:
             raise ValueError("Bidirectional(weights=...) is not supported; call set_weights after building")
         super().__init__(**kwargs)
@@ -289,11 +356,22 @@ class Bidirectional(Layer):
             layer.name = "forward_" + layer.name
         self.forward_layer, self.backward_layer = layer, backward_layer
         self.merge_mode = merge_mode
-        self.return_sequences = layer.return_sequences
+        self.return_sequences, self.return_state = layer.return_sequences, layer.return_state
+        self.masked_outputs = 2 if merge_mode is None else 1    # Keras masks both sequence outputs
 
     def compute_output_shape(self, input_shape):
         shape = self.forward_layer.compute_output_shape(input_shape)
-        return (*shape[:-1], 2 * shape[-1]) if self.merge_mode == "concat" else shape
+        states = []
+        if self.return_state:
+            shape, states = shape[0], shape[1:] * 2
+        outputs = [(*shape[:-1], 2 * shape[-1])] if self.merge_mode == "concat" else \
+            [shape, shape] if self.merge_mode is None else [shape]
+        return outputs + states if len(outputs) + len(states) > 1 else outputs[0]
+
+    def __call__(self, inputs, *args, initial_state=None, **kwargs):
+        if initial_state is None:
+            return super().__call__(inputs, *args, **kwargs)
+        return _call_with_states(self, inputs, args, initial_state, kwargs, 2)
 
     def build(self, input_shape):
         self.forward_layer.build_for(input_shape)
@@ -312,7 +390,7 @@ class Bidirectional(Layer):
                 layer.trainable = value
 
     def mask_input(self, node):
-        return sequence_mask(self, node)
+        return _sequence_mask_unless_states(self, node)
 
     def output_mask(self, inputs):
         return getattr(inputs[0], "_mask_ids", None) if self.return_sequences else None
@@ -322,7 +400,8 @@ class Bidirectional(Layer):
         fwd = self.forward_layer
         # Keras's Bidirectional zeroes the masked steps' outputs when it returns sequences.
         ints, scratch = fwd.op_ints(input_shape, 2, _MERGES[self.merge_mode], zero_output=self.return_sequences)
-        return Op(R.RECURRENT, w=fwd.kernel, b=fwd.bias, consts=(fwd.dropout,), ints=ints, scratch=scratch)
+        return Op(R.RECURRENT, w=fwd.kernel, b=fwd.bias, consts=(fwd.dropout, fwd.recurrent_dropout), ints=ints,
+                  scratch=scratch, reads_at=R.I_READS)
 
     def keras_weight_groups(self):
         groups = [("", self.name, [])]

@@ -9,7 +9,7 @@ symbolic inputs of the data's shapes, into the same kind of graph.
 import numpy as np
 
 from ..layers.core import InputLayer
-from ..layers.node import KerasTensor, flatten, model_layer
+from ..layers.node import KerasTensor, Node, flatten, model_layer
 from .model import Model
 
 
@@ -186,7 +186,8 @@ class Functional(Model):
 
         ``layers`` lists each layer (``model.layers`` order) as its Keras
         record plus ``"name"`` and ``"inbound_nodes"``: one ``{"args": [...],
-        "kwargs": {}}`` per call of the layer inside this model, a tensor
+        "kwargs": {...}}`` per call of the layer inside this model (kwargs: the
+        tensor call arguments, a recurrent layer's ``initial_state``), a tensor
         written as ``{"class_name": "__keras_tensor__", "config": {"shape",
         "dtype", "keras_history": [layer, node, tensor]}}`` and a merge
         layer's inputs as one list. Node indices count only this model's
@@ -215,7 +216,9 @@ class Functional(Model):
             record["name"] = layer.name
             record["inbound_nodes"] = [
                 {"args": [tensor_record(n.inputs) if isinstance(n.inputs, KerasTensor)
-                          else [tensor_record(t) for t in n.inputs]], "kwargs": _node_kwargs(n)}
+                          else [tensor_record(t) for t in n.inputs]],
+                 "kwargs": {**{k: _map_structure(tensor_record, n.kwargs[k]) for k in Node.TENSOR_KWARGS
+                               if n.kwargs.get(k) is not None}, **_training_kwarg(n)}}
                 for n in layer._inbound_nodes if id(n) in own and n.input_tensors]
             records.append(record)
         return {"name": self.name, "trainable": self.trainable, "layers": records,
@@ -280,16 +283,17 @@ class Functional(Model):
             for name in order:
                 while pending[name]:
                     node = pending[name][0]
-                    kwargs = node.get("kwargs") if isinstance(node, dict) else None
+                    kwargs = _node_kwargs(node, name)
                     if not isinstance(node, dict) or not isinstance(node.get("args"), list) \
-                            or len(node["args"]) != 1 or not _valid_node_kwargs(kwargs):
-                        raise ValueError(f"Layer {name!r}: a node must be {{'args': [inputs], 'kwargs': {{}}}} (or "
-                                         f"kwargs {{'training': true/false}}), got {node!r:.120}")
+                            or len(node["args"]) != 1:
+                        raise ValueError(f"Layer {name!r}: a node must be {{'args': [inputs], 'kwargs': {{}}}}, "
+                                         f"got {node!r:.120}")
                     try:
                         inputs = argument(node["args"][0])
+                        kwargs = {k: argument(v) if k in Node.TENSOR_KWARGS else v for k, v in kwargs.items()}
                     except _NotYet:
                         break
-                    created[name](inputs, **(kwargs or {}))
+                    created[name](inputs, **kwargs)
                     pending[name].pop(0)
                     progressed = True
             if not progressed:
@@ -303,15 +307,32 @@ class Functional(Model):
         return model
 
 
-def _node_kwargs(node):
-    """A call's keyword arguments as Keras 3 records them: ``training`` when the call fixed it."""
+def _training_kwarg(node):
+    """``training`` as Keras records it, where the call fixed it (``layer(x, training=True)``)."""
     training = node.kwargs.get("training")
     return {} if training is None else {"training": bool(training)}
 
 
-def _valid_node_kwargs(kwargs):
-    return kwargs is None or (isinstance(kwargs, dict) and set(kwargs) <= {"training"}
-                              and kwargs.get("training") in (True, False, None))
+def _node_kwargs(node, name):
+    """A node's call arguments fastnn passes on: the tensor ones (``Node.TENSOR_KWARGS``) and
+    ``training: true``. Keras 3 also writes ``training: false`` and ``mask: null`` on nodes whose call
+    never fixed them (a plain recurrent layer's call), and ignores them in fit and predict, so those
+    are dropped: a ``training=False`` fixed in fastnn does not survive a file. A mask given as a
+    tensor is refused."""
+    kwargs = node.get("kwargs") or {} if isinstance(node, dict) else {}
+    if not isinstance(kwargs, dict):
+        raise ValueError(f"Layer {name!r}: a node's kwargs must be a dict, got {kwargs!r:.120}")
+    for key, value in kwargs.items():
+        if key == "training" and value in (None, False, True) or key == "mask" and value is None:
+            continue
+        if key not in Node.TENSOR_KWARGS:
+            raise ValueError(f"Layer {name!r}: a node's call argument {key}={value!r:.80} is not supported "
+                             f"(fastnn takes {', '.join(Node.TENSOR_KWARGS)} and training; masks come from "
+                             "Embedding(mask_zero=True) in the graph)")
+    taken = {k: v for k, v in kwargs.items() if k in Node.TENSOR_KWARGS}
+    if kwargs.get("training") is True:
+        taken["training"] = True
+    return taken
 
 
 class _NotYet(Exception):

@@ -5,7 +5,8 @@ weights first, so the optimizer updates one prefix) and rebinds each
 Variable to its view. ``compile_program`` writes the op table the kernels
 read (layout in ``fastnn.kernels.program``): one row per layer call, in the
 graph's order, each naming the workspace slots it reads and the slot it
-writes; a slot read by several ops gets their gradients added.
+writes (consecutive slots for an op of several outputs); a slot read by
+several ops gets their gradients added.
 """
 import math
 import warnings
@@ -168,6 +169,7 @@ class _Buffer:
         self.pos, self.size, self.producer = pos, size, producer
         self.readers = []        # (row index, input index)
         self.needs_grad = False
+        self.has_grad = False    # the backward pass writes its gradient (a reader or the loss does)
 
 
 def compile_program(inputs, nodes, outputs, params, losses=None, loss_weights=None, added=()):
@@ -213,7 +215,8 @@ def compile_program(inputs, nodes, outputs, params, losses=None, loss_weights=No
             continue
         kind = kinds.get(op.kind)
         rec = np.zeros(P.N_FIELDS, dtype=np.int64)
-        n_out = out.sample_size
+        # an op of several outputs writes them one after the other in its slot
+        n_out = sum(t.sample_size for t in node.outputs)
         rec[P.KIND], rec[P.ACT], rec[P.ROWS] = op.kind, op.act, op.rows
         rec[P.N_OUT] = n_out // op.rows
         first = srcs[0] if srcs else _Buffer(0, 0)      # an op of no inputs (a parameter) reads nothing
@@ -248,11 +251,14 @@ def compile_program(inputs, nodes, outputs, params, losses=None, loss_weights=No
         i = len(rows)
         for k, s in enumerate(srcs):
             s.readers.append((i, k))
-        buf = _Buffer(a_pos, n_out, producer=i)
-        buf.needs_grad = bool(layer.trainable_weights) or any(s.needs_grad for s in srcs)
-        buffers[id(out)] = buf
+        part = a_pos
+        for t in node.outputs:
+            buf = _Buffer(part, t.sample_size, producer=i)
+            buf.needs_grad = bool(layer.trainable_weights) or any(s.needs_grad for s in srcs)
+            buffers[id(t)] = buf
+            part += t.sample_size
         rows.append(rec)
-        ops.append((layer, op, kind, srcs))
+        ops.append((layer, op, kind, srcs, [buffers[id(t)] for t in node.outputs]))
     if not rows:
         raise ValueError("The model has no layer that computes anything; add a Dense layer")
 
@@ -287,14 +293,19 @@ def compile_program(inputs, nodes, outputs, params, losses=None, loss_weights=No
         writes = sorted(((i, k) for i, k in buf.readers if any(s.needs_grad for s in ops[i][3])),
                         key=lambda ik: (-ik[0], ik[1]))
         is_output = any(buf is b for b in loss_bufs)
+        buf.has_grad = is_output or bool(writes)
         for n, (i, k) in enumerate(writes):
             rows[i][P.FLAGS] |= P.NEED_DX
             if n > 0 or is_output:
                 rows[i][P.ACC] |= 1 << k
+    # An op of several outputs hears which of them get a gradient (the others' stay unwritten).
+    for i, (_, op, _, _, outs) in enumerate(ops):
+        if op.reads_at is not None:
+            ints[rows[i][P.IAUX] + op.reads_at] = sum(1 << k for k, b in enumerate(outs) if b.has_grad)
     # A layer called more than once adds its weight gradients after the first (backward) call.
     seen = set()
     for i in range(len(rows) - 1, -1, -1):
-        layer, op, kind, _ = ops[i]
+        layer, op, kind, _, _ = ops[i]
         key = id(op.w) if op.w is not None else id(op.b) if op.b is not None else id(layer)
         if key in seen and (op.w is not None or op.b is not None):
             if not kind.shareable:
@@ -323,7 +334,7 @@ def compile_program(inputs, nodes, outputs, params, losses=None, loss_weights=No
         first[P.FLAGS] |= P.DIRECT_INPUT
 
     regs, cons, done = [], [], set()
-    for layer, _, _, _ in ops:
+    for layer, _, _, _, _ in ops:
         for var in layer.trainable_weights:
             if id(var) in done:         # a weight several ops read (a user layer's) is penalised once
                 continue
@@ -337,6 +348,7 @@ def compile_program(inputs, nodes, outputs, params, losses=None, loss_weights=No
                 consts.extend(var.constraint.numbers())
     chain = len(inputs) == 1 and all(r[P.N_INS] == 1 and (j == 0 or r[P.X_POS] == rows[j - 1][P.A_POS])
                                      for j, r in enumerate(rows)) and out_bufs[0].producer == len(rows) - 1 \
+        and out_bufs[0].pos == rows[-1][P.A_POS] \
         and len(outputs) == 1 and all(r[P.ROWS] == 1 for r in rows)
     prog = np.ascontiguousarray(np.stack(rows))
     ints = np.array(ints if ints else [0], dtype=np.int64)

@@ -2,7 +2,7 @@
 import copy
 
 from .. import layers as layers_module
-from ..layers.base import FLOAT32_POLICY, Layer, check_float32, normalize_shape
+from ..layers.base import FLOAT32_POLICY, Layer, check_float32, normalize_shape, several_outputs
 from ..layers.core import InputLayer
 from ..layers.node import KerasTensor
 from .model import Model
@@ -118,6 +118,9 @@ class Sequential(Model):
         out = shape
         for layer in self._layers:   # a dry run: checks every shape, builds nothing
             out = layer.build_for(out) if layer.built else tuple(layer.compute_output_shape(out))
+            if several_outputs(out):
+                raise ValueError(f"Layer {layer.name!r} has several outputs (return_state=True or merge_mode=None), "
+                                 "which a Sequential model cannot pass on; use a functional model (keras.Model)")
         self._input_shape = shape
         if self._input_layer is None or self._input_layer.shape != shape:
             self._input_layer = InputLayer(shape=shape)     # "input_layer", numbered as Keras 3 does

@@ -105,7 +105,8 @@ def _summary_rows(model):
     rows = []
     for layer in layers:
         if layer._inbound_nodes:
-            shape = str(tuple(layer._inbound_nodes[-1].outputs[0].shape))
+            outs = layer._inbound_nodes[-1].outputs    # several: Keras prints the list of shapes
+            shape = str(tuple(outs[0].shape)) if len(outs) == 1 else f"[{', '.join(str(tuple(o.shape)) for o in outs)}]"
         else:
             shape = "?" if layer.output_shape is None else str((None, *layer.output_shape))
         params = f"{sum(v.size for v, _ in keras_variables(layer)):,}" if layer.built else "0 (unbuilt)"

@@ -4,53 +4,76 @@ two (Bidirectional), forward through time and backpropagation through time.
 One sample of the op's input is a sequence of T steps of F features; the
 layer has U units and a cell of G gate blocks (SimpleRNN 1, LSTM 4, GRU 3).
 Keras 3's cells, with x_t the input step (after the dropout mask), h and c
-the states (zero at the start), act / rec the activation and recurrent
-activation, weights kernel W (F, G*U), recurrent kernel Wr (U, G*U), bias:
+the states (zero at the start, or the op's initial-state inputs), act / rec
+the activation and recurrent activation, weights kernel W (F, G*U),
+recurrent kernel Wr (U, G*U), bias:
 
 SimpleRNN  h = act(x W + b + h_prev Wr)
 LSTM       [i f g o] = [rec rec act rec](x W + b + h_prev Wr)    (gate order i, f, c, o)
            c = f * c_prev + i * g,  h = o * act(c)
-GRU        (reset_after=True; bias (2, 3U): input bias bx, recurrent bias br)
+GRU        reset_after=True (bias (2, 3U): input bias bx, recurrent bias br):
            [xz xr xh] = x W + bx,  [rz rr rh] = h_prev Wr + br
            z = rec(xz + rz),  r = rec(xr + rr),  hh = act(xh + r * rh)
+           reset_after=False (bias (3U,): bx only): [rz rr] = h_prev Wr[:, :2U],
+           z, r as above,  hh = act(xh + (r * h_prev) Wr[:, 2U:])
            h = z * h_prev + (1 - z) * hh
 
-Masking (the op has a second input: the token ids the Embedding read, T
-per sample; id 0 is a masked step): a masked step keeps the states as they
-were; its output is the carried h, or zeros with ``zero_output_for_mask``
-(Keras's Bidirectional sets that when it returns sequences). go_backwards
-reads the steps last to first and returns its outputs in that (processing)
-order, as Keras does; the Bidirectional's backward direction writes them
-back in input order.
+Masking (the op's last input: the token ids the Embedding read, T per
+sample; id 0 is a masked step): a masked step keeps the states as they were;
+its output is the carried h, or zeros with ``zero_output_for_mask`` (Keras's
+Bidirectional sets that when it returns sequences). A layer given initial
+states reads no mask: Keras 3 passes none to a call of several tensors.
+go_backwards reads the steps last to first and returns its outputs in that
+(processing) order, as Keras does; the Bidirectional's backward direction
+writes them back in input order.
 
-Dropout (``dropout`` > 0, training only): one mask of F values per sample,
-drawn per batch and applied to every step (Keras 3's implementation 2).
+Initial states (``initial_state=``): inputs 1.. of the op, U values per
+sample each: h (and c for an LSTM), the forward direction's then the
+backward's. Their gradients are the states' gradients before the first step.
 
-The op's integer constants at IAUX: [cell, T, F, U, act, rec_act,
-return_sequences, go_backwards, directions, merge mode, weights per
-direction, scratch per direction, use_bias, zero_output_for_mask];
-its float constant at AUX: the dropout rate. Weights, per direction, one
+Outputs, one after the other in the op's slot, each a block of b rows (so
+each is a slot of its own for the layers that read it): the sequence
+output(s) (two, one per direction, with a Bidirectional's merge_mode=None),
+then with ``return_state`` each direction's final h (and c). The model builder writes
+at I_READS which of these outputs anything reads: the backward pass takes
+the others' gradients as zero.
+
+Dropout (training only), Keras 3's two implementations: ``dropout`` > 0
+alone drops input features with one mask of F values per sample, the same
+at every step (implementation 2). ``recurrent_dropout`` > 0 (implementation
+1) also drops the recurrent input h_prev with one mask of U values per gate
+block and sample, and the input dropout then takes one mask per gate block
+too: gate block k reads x * mask_x[k] and h_prev * mask_h[k]. The masks are
+drawn once per batch and kept for every step.
+
+The op's integer constants at IAUX (offsets I_*); its float constants at
+AUX: the dropout and recurrent dropout rates. Weights, per direction, one
 after the other from W_OFF: W, Wr, then the bias (when used).
 
 Workspace of one direction (per sample, so a batch of b rows has b times
 each), at Z_POS + d * (scratch per direction); arrays are time-major, so a
 batch's step s is one contiguous b-row block and the input projection, the
-weight gradients and the input gradient are one matrix product each over
-all T * b rows:
-  XD  (T, b, F)      the input steps in processing order, dropout applied
+weight gradients and the input gradient are one matrix product per input
+block over all T * b rows (``regions`` computes the offsets):
+  XD  (T, b, X*F)    the input steps in processing order, dropout applied; X = G
+                     blocks (one per gate) with per-gate input masks, else 1
   ZX  (T, b, G*U)    SimpleRNN: h; LSTM: [i f g o]; GRU: x W + bx, then [z r hh]
-  GR  (T, b, 3U)     GRU only: h_prev Wr + br
-  C   (T+1, b, U)    LSTM only: c after each step (C[0] = 0)
-  H   (T+1, b, U)    h after each step (H[0] = 0)
-  DM  (b, F)         the dropout mask (0 or 1 / (1 - rate))
+  GR  (T, b, 3U)     GRU only: the recurrent products [rz rr rh]
+  C   (T+1, b, U)    LSTM only: c after each step (C[0]: the initial c)
+  H   (T+1, b, U)    h after each step (H[0]: the initial h)
+  DM  (b, X*F)       the input dropout masks (0 or 1 / (1 - rate))
   OUT (b, T_out, U)  Bidirectional only: this direction's output
+  HR  (T, b, G*U)    per gate block, what multiplies its columns of Wr: h_prev times
+                     its recurrent mask (and for GRU's hh with reset_after=False,
+                     times r); only with recurrent dropout or reset_after=False
+  RM  (b, G*U)       the recurrent dropout masks; only with recurrent dropout
 The backward pass keeps the gradients of the same arrays at the same places
 in ``gs`` (ZX: the gates' pre-activation gradients; GR: GRU's recurrent
 ones; H and C: the states' gradients).
 
-The three products over all T * b rows go through SGEMM; the small one each
-step (b x U @ U x G*U) and the gate activations are written-out loops that
-compile to SIMD code (see ``_step_product`` and ``_tanh`` for the measurements).
+The products over all T * b rows go through SGEMM; the small one each step
+(b x U @ U x G*U) and the gate activations are written-out loops that
+compile to SIMD code (see ``_block_product`` and ``_tanh`` for the measurements).
 """
 import numpy as np
 from numba import njit
@@ -61,11 +84,15 @@ from ..cpu.blas import gemm
 from . import KERNEL, input_slot, register
 
 SIMPLE_RNN, LSTM, GRU = range(3)
-CONCAT, SUM, MUL, AVE = range(4)
+CONCAT, SUM, MUL, AVE, NO_MERGE = range(5)
 # Offsets of the integer constants at IAUX.
 (I_CELL, I_T, I_F, I_U, I_ACT, I_REC_ACT, I_RETURN_SEQUENCES, I_GO_BACKWARDS, I_DIRECTIONS, I_MERGE,
- I_DIR_WEIGHTS, I_DIR_SCRATCH, I_USE_BIAS, I_ZERO_OUTPUT) = range(14)
-N_INTS = 14
+ I_DIR_WEIGHTS, I_DIR_SCRATCH, I_USE_BIAS, I_ZERO_OUTPUT, I_RESET_AFTER, I_X_BLOCKS, I_H_SEPARATE, I_REC_MASK,
+ I_RETURN_STATE, I_INITIAL_STATE, I_READS) = range(21)
+N_INTS = 21
+# I_X_BLOCKS: input blocks X (G with per-gate input dropout masks, else 1); I_H_SEPARATE: the HR array
+# is kept (recurrent dropout or GRU reset_after=False); I_REC_MASK: the RM masks are kept (recurrent
+# dropout); I_INITIAL_STATE: the op reads initial states; I_READS: bit k set when output k is read.
 # Activations the cells take: their derivatives are functions of their outputs.
 ACTIVATIONS = (TANH, SIGMOID, RELU, LINEAR)
 
@@ -78,17 +105,36 @@ def gates(cell):
     return (1, 4, 3)[cell]
 
 
-def scratch_per_direction(cell, t, f, u, bidirectional, return_sequences):
-    """Per-sample workspace floats of one direction (the layout above)."""
-    g = gates(cell)
-    size = t * f + t * g * u + (t + 1) * u + f
-    if cell == GRU:
-        size += t * 3 * u
-    if cell == LSTM:
-        size += (t + 1) * u
-    if bidirectional:
-        size += (t if return_sequences else 1) * u
-    return size
+def n_states(cell):
+    """States per direction: h (and c for an LSTM)."""
+    return 2 if cell == LSTM else 1
+
+
+def _layout(c, b, base):
+    """Offsets in ws/gs of one direction's arrays for b rows, from the op's integer constants ``c``:
+    XD, ZX, GR, C, H, DM, OUT, HR, RM, and the end."""
+    cell, t, f, u = c[I_CELL], c[I_T], c[I_F], c[I_U]
+    gu = (1 if cell == SIMPLE_RNN else (4 if cell == LSTM else 3)) * u
+    t_out = t if c[I_RETURN_SEQUENCES] != 0 else 1
+    xd = base
+    zx = xd + b * t * c[I_X_BLOCKS] * f
+    gr = zx + b * t * gu
+    cs = gr + (b * t * gu if cell == GRU else 0)
+    h = cs + (b * (t + 1) * u if cell == LSTM else 0)
+    dm = h + b * (t + 1) * u
+    out = dm + b * c[I_X_BLOCKS] * f
+    hr = out + (b * t_out * u if c[I_DIRECTIONS] == 2 else 0)
+    rm = hr + (b * t * gu if c[I_H_SEPARATE] != 0 else 0)
+    end = rm + (b * gu if c[I_REC_MASK] != 0 else 0)
+    return xd, zx, gr, cs, h, dm, out, hr, rm, end
+
+
+_regions = njit(cache=True, inline="always")(_layout)
+
+
+def scratch_per_direction(ints):
+    """Per-sample workspace floats of one direction (the layout above) for the op's integer constants."""
+    return _layout(ints, 1, 0)[-1]
 
 
 # Eigen's rational approximation of float32 tanh (TensorFlow's CPU tanh): a polynomial of degree 13
@@ -136,30 +182,40 @@ def _activate(code, ws, lo, n):
 
 
 @njit(cache=True, inline="always")
-def _step_product(ws, h, params, wr, out, b, u, gu):
-    """out (b, gu) += h (b, u) @ Wr (u, gu): one step's recurrent product. Written out rather than
-    SGEMM: at these sizes (64 x 8 @ 8 x 32) a BLAS call cost 18 us, the loop a small fraction of it."""
+def _block_product(ws, a, lda, params, wb, ldw, out, ldo, b, u, n):
+    """out (b, n) += A (b, u) @ Wr[:, block] (u, n), rows of A every ``lda``, of Wr every ``ldw``, of out
+    every ``ldo``: one step's recurrent product. Written out rather than SGEMM: at these sizes
+    (64 x 8 @ 8 x 32) a BLAS call cost 18 us, the loop a small fraction of it."""
     for r in range(b):
-        o = ws[out + r * gu:out + (r + 1) * gu]
-        hr = ws[h + r * u:h + (r + 1) * u]
+        o = ws[out + r * ldo:out + r * ldo + n]
+        hr = ws[a + r * lda:a + r * lda + u]
         for k in range(u):
             hk = hr[k]
-            w = params[wr + k * gu:wr + (k + 1) * gu]
-            for j in range(gu):
+            w = params[wb + k * ldw:wb + k * ldw + n]
+            for j in range(n):
                 o[j] += hk * w[j]
 
 
 @njit(cache=True, inline="always")
-def _step_product_back(gs, g, wrt, dh, b, u, gu):
-    """dh (b, u) += g (b, gu) @ Wr^T, with ``wrt`` = Wr^T (gu, u) contiguous."""
+def _block_product_back(gs, g, ldg, wrt, w0, dh, b, u, n, ws, mask, use_mask, tmp):
+    """dh (b, u) += (G (b, n) @ Wr[:, w0:w0 + n]^T) * mask, with ``wrt`` = Wr^T (G*U, u) contiguous, G's
+    rows every ``ldg`` and the mask's (recurrent dropout, when ``use_mask``) every ``ldg`` from ``mask``."""
     for r in range(b):
         d = gs[dh + r * u:dh + (r + 1) * u]
-        gr = gs[g + r * gu:g + (r + 1) * gu]
-        for j in range(gu):
-            gj = gr[j]
-            w = wrt[j * u:(j + 1) * u]
+        gr = gs[g + r * ldg:g + r * ldg + n]
+        acc = tmp if use_mask else d     # unmasked: straight into dh, the common case's loop
+        if use_mask:
             for k in range(u):
-                d[k] += gj * w[k]
+                tmp[k] = _ZERO
+        for j in range(n):
+            gj = gr[j]
+            w = wrt[(w0 + j) * u:(w0 + j + 1) * u]
+            for k in range(u):
+                acc[k] += gj * w[k]
+        if use_mask:
+            m = ws[mask + r * ldg:mask + r * ldg + u]
+            for k in range(u):
+                d[k] += tmp[k] * m[k]
 
 
 @njit(cache=True, inline="always")
@@ -175,72 +231,86 @@ def _derivative(code, y):
 
 
 @njit(cache=True, inline="always")
-def _regions(cell, t, f, u, b, base):
-    """Block offsets in ws/gs of one direction's arrays for b rows: XD, ZX, GR, C, H, DM, OUT."""
-    g = 1 if cell == SIMPLE_RNN else (4 if cell == LSTM else 3)
-    xd = base
-    zx = xd + b * t * f
-    gr = zx + b * t * g * u
-    c = gr + (b * t * 3 * u if cell == GRU else 0)
-    h = c + (b * (t + 1) * u if cell == LSTM else 0)
-    dm = h + b * (t + 1) * u
-    out = dm + b * f
-    return xd, zx, gr, c, h, dm, out
-
-
-@njit(cache=True, inline="always")
 def _masked(ws, ids, has_mask, r, t_in, t):
     """Whether row r's input step t_in is masked (its token id is 0)."""
     return has_mask and ws[ids + r * t + t_in] == _ZERO
 
 
+@njit(cache=True, inline="always")
+def _draw_mask(ws, lo, n, rate):
+    """n dropout factors at ws[lo:]: 0 with probability ``rate``, else 1 / (1 - rate)."""
+    keep = _ONE / (_ONE - rate)
+    for k in range(n):
+        ws[lo + k] = keep if np.random.random() >= rate else _ZERO
+
+
 @njit(**KERNEL)
-def _direction_forward(ws, params, b, training, cell, t, f, u, act, rec, go_back, flip_out, ret_seq, zero_out,
-                       use_bias, rate, x, ids, has_mask, w, base, out):
-    """One direction over the b sequences at x (b, T, F); writes its output
-    (b, T, U) or (b, U) at ``out`` (``flip_out``: sequence outputs in input order)."""
+def _direction_forward(ws, params, b, training, c, go_back, flip_out, rate, rec_rate, x, ids, has_mask, init_h,
+                       init_c, w, base, out, out_stride, st_h, st_c):
+    """One direction over the b sequences at x (b, T, F), ``c`` the op's integer constants. Writes its
+    output, (T, U) or (U,) per sample, at ``out`` (rows every ``out_stride``; ``flip_out``: sequence
+    outputs in input order) and, with ``st_h`` >= 0, its final h (b, U) at ``st_h`` (and an LSTM's c
+    at ``st_c``). ``init_h``/``init_c``: the initial states' positions, or -1 for zeros."""
+    cell, t, f, u = c[I_CELL], c[I_T], c[I_F], c[I_U]
+    act, rec, ret_seq, zero_out = c[I_ACT], c[I_REC_ACT], c[I_RETURN_SEQUENCES] != 0, c[I_ZERO_OUTPUT] != 0
+    use_bias, reset_after, sep_h = c[I_USE_BIAS] != 0, c[I_RESET_AFTER] != 0, c[I_H_SEPARATE] != 0
     g = 1 if cell == SIMPLE_RNN else (4 if cell == LSTM else 3)
-    gu = g * u
-    xd, zx, gr, c, h, dm, _ = _regions(cell, t, f, u, b, base)
+    gu, nx = g * u, c[I_X_BLOCKS]
+    xw, bw = nx * f, gu // nx          # input row width, gate columns per input block
+    xd, zx, gr, cs, h, dm, _, hr, rm, _ = _regions(c, b, base)
     wr = w + f * gu
     bias = wr + u * gu
     drop = training and rate > _ZERO
+    rdrop = training and rec_rate > _ZERO and c[I_REC_MASK] != 0
+    has_init = init_h >= 0
     if drop:
-        keep = _ONE / (_ONE - rate)
-        for k in range(b * f):
-            ws[dm + k] = keep if np.random.random() >= rate else _ZERO
+        _draw_mask(ws, dm, b * xw, rate)
+    if rdrop:
+        _draw_mask(ws, rm, b * gu, rec_rate)
     for s in range(t):
         t_in = t - 1 - s if go_back else s
         for r in range(b):
             src = x + (r * t + t_in) * f
-            dst = xd + (s * b + r) * f
-            for j in range(f):
-                ws[dst + j] = ws[src + j] * ws[dm + r * f + j] if drop else ws[src + j]
+            dst = xd + (s * b + r) * xw
+            for k in range(nx):
+                for j in range(f):
+                    ws[dst + k * f + j] = ws[src + j] * ws[dm + r * xw + k * f + j] if drop else ws[src + j]
     ab = np.array([_ONE, _ZERO], dtype=np.float32)
-    gemm(False, False, t * b, gu, f, ab, ws, xd, f, params, w, gu, ws, zx, gu)
+    for k in range(nx):
+        gemm(False, False, t * b, bw, f, ab, ws, xd + k * f, xw, params, w + k * bw, gu, ws, zx + k * bw, gu)
     if use_bias:
         for k in range(t * b):
             row = zx + k * gu
             for j in range(gu):
                 ws[row + j] += params[bias + j]
     for k in range(b * u):
-        ws[h + k] = _ZERO
+        ws[h + k] = ws[init_h + k] if has_init else _ZERO
         if cell == LSTM:
-            ws[c + k] = _ZERO
+            ws[cs + k] = ws[init_c + k] if has_init else _ZERO
+    # GRU with reset_after=False multiplies its hh block's recurrent input by r: done per row below
+    n_blocks = 2 if cell == GRU and not reset_after else g
     for s in range(t):
         t_in = t - 1 - s if go_back else s
         hp = h + s * b * u          # H[s]: the state before this step
         hn = hp + b * u             # H[s + 1]
         zs = zx + s * b * gu
+        hrs = hr + s * b * gu
+        target = gr + s * b * gu if cell == GRU else zs
         if cell == GRU:
-            rs = gr + s * b * gu
             for r in range(b):
                 for j in range(gu):
-                    ws[rs + r * gu + j] = params[bias + gu + j] if use_bias else _ZERO
-            if s > 0:
-                _step_product(ws, hp, params, wr, rs, b, u, gu)
-        elif s > 0:
-            _step_product(ws, hp, params, wr, zs, b, u, gu)
+                    ws[target + r * gu + j] = params[bias + gu + j] if use_bias and reset_after else _ZERO
+        if sep_h:
+            for r in range(b):
+                for k in range(g):
+                    for j in range(u):
+                        m = ws[rm + r * gu + k * u + j] if rdrop else _ONE
+                        ws[hrs + r * gu + k * u + j] = ws[hp + r * u + j] * m
+            if s > 0 or has_init:
+                for k in range(n_blocks):
+                    _block_product(ws, hrs + k * u, gu, params, wr + k * u, gu, target + k * u, gu, b, u, u)
+        elif s > 0 or has_init:
+            _block_product(ws, hp, u, params, wr, gu, target, gu, b, u, gu)
         # every row is computed (branch-free loops vectorize); masked rows are put back below
         if cell == SIMPLE_RNN:
             for r in range(b):
@@ -248,7 +318,7 @@ def _direction_forward(ws, params, b, training, cell, t, f, u, act, rec, go_back
                 for j in range(u):
                     ws[hn + r * u + j] = ws[zs + r * gu + j]
         elif cell == LSTM:
-            cp, cn = c + s * b * u, c + (s + 1) * b * u
+            cp, cn = cs + s * b * u, cs + (s + 1) * b * u
             for r in range(b):
                 z = zs + r * gu
                 _activate(rec, ws, z, 2 * u)
@@ -263,23 +333,35 @@ def _direction_forward(ws, params, b, training, cell, t, f, u, act, rec, go_back
                     c_new[j] = cv
                     h_new[j] = o_[j] * _act(act, cv)
         else:
-            rs = gr + s * b * gu
             for r in range(b):
-                zr, rr = ws[zs + r * gu:zs + (r + 1) * gu], ws[rs + r * gu:rs + (r + 1) * gu]
+                zr = ws[zs + r * gu:zs + (r + 1) * gu]
+                rr = ws[target + r * gu:target + (r + 1) * gu]
                 h_prev, h_new = ws[hp + r * u:hp + (r + 1) * u], ws[hn + r * u:hn + (r + 1) * u]
                 for j in range(2 * u):
                     zr[j] = _act(rec, zr[j] + rr[j])
+                if not reset_after:    # rh = (r * h_prev) Wr[:, 2U:]
+                    hh_in = ws[hrs + r * gu + 2 * u:hrs + (r + 1) * gu]
+                    for j in range(u):
+                        hh_in[j] *= zr[u + j]
+                    for k in range(u):
+                        hk = hh_in[k]
+                        wk = params[wr + k * gu + 2 * u:wr + (k + 1) * gu]
+                        for j in range(u):
+                            rr[2 * u + j] += hk * wk[j]
+                    for j in range(u):
+                        zr[2 * u + j] = _act(act, zr[2 * u + j] + rr[2 * u + j])
+                else:
+                    for j in range(u):
+                        zr[2 * u + j] = _act(act, zr[2 * u + j] + zr[u + j] * rr[2 * u + j])
                 for j in range(u):
-                    hh = _act(act, zr[2 * u + j] + zr[u + j] * rr[2 * u + j])
-                    zr[2 * u + j] = hh
-                    h_new[j] = zr[j] * h_prev[j] + (_ONE - zr[j]) * hh
+                    h_new[j] = zr[j] * h_prev[j] + (_ONE - zr[j]) * zr[2 * u + j]
         if has_mask:
             for r in range(b):
                 if _masked(ws, ids, has_mask, r, t_in, t):
                     for j in range(u):
                         ws[hn + r * u + j] = ws[hp + r * u + j]
                     if cell == LSTM:
-                        cp = c + s * b * u + r * u
+                        cp = cs + s * b * u + r * u
                         for j in range(u):
                             ws[cp + b * u + j] = ws[cp + j]
     if ret_seq:
@@ -289,31 +371,45 @@ def _direction_forward(ws, params, b, training, cell, t, f, u, act, rec, go_back
             hs = h + (s + 1) * b * u
             for r in range(b):
                 zero = zero_out and _masked(ws, ids, has_mask, r, t_in, t)
-                dst = out + (r * t + o) * u
+                dst = out + r * out_stride + o * u
                 for j in range(u):
                     ws[dst + j] = _ZERO if zero else ws[hs + r * u + j]
     else:
         last = h + t * b * u
+        for r in range(b):
+            for j in range(u):
+                ws[out + r * out_stride + j] = ws[last + r * u + j]
+    if st_h >= 0:
         for k in range(b * u):
-            ws[out + k] = ws[last + k]
+            ws[st_h + k] = ws[h + t * b * u + k]
+            if cell == LSTM:
+                ws[st_c + k] = ws[cs + t * b * u + k]
 
 
 @njit(**KERNEL)
-def _direction_backward(ws, gs, params, grads, b, training, cell, t, f, u, act, rec, go_back, flip_out, ret_seq,
-                        zero_out, use_bias, rate, x, ids, has_mask, w, base, out, w_acc, frozen, need_dx, dx_acc):
-    """Backpropagation through time for one direction, from the gradient of
-    its output at ``out`` in ``gs``: weight gradients into ``grads`` (added
-    with ``w_acc``), the input's into gs at x (added with ``dx_acc``)."""
+def _direction_backward(ws, gs, params, grads, b, training, c, go_back, flip_out, rate, rec_rate, x, ids, has_mask,
+                        init_h, init_c, acc_h, acc_c, w, base, out, out_stride, st_h, st_c, w_acc, frozen,
+                        need_dx, dx_acc):
+    """Backpropagation through time for one direction, from the gradients of its outputs at ``out``,
+    ``st_h`` and ``st_c`` in ``gs`` (laid out as ``_direction_forward`` wrote them): weight gradients into
+    ``grads`` (added with ``w_acc``), the input's into gs at x (added with ``dx_acc``), the initial
+    states' at ``init_h``/``init_c`` (added with ``acc_h``/``acc_c``)."""
+    cell, t, f, u = c[I_CELL], c[I_T], c[I_F], c[I_U]
+    act, rec, ret_seq, zero_out = c[I_ACT], c[I_REC_ACT], c[I_RETURN_SEQUENCES] != 0, c[I_ZERO_OUTPUT] != 0
+    use_bias, reset_after, sep_h = c[I_USE_BIAS] != 0, c[I_RESET_AFTER] != 0, c[I_H_SEPARATE] != 0
     g = 1 if cell == SIMPLE_RNN else (4 if cell == LSTM else 3)
-    gu = g * u
-    xd, zx, gr, c, h, dm, _ = _regions(cell, t, f, u, b, base)
+    gu, nx = g * u, c[I_X_BLOCKS]
+    xw, bw = nx * f, gu // nx
+    xd, zx, gr, cs, h, dm, _, hr, rm, _ = _regions(c, b, base)
     wr = w + f * gu
     bias = wr + u * gu
     drop = training and rate > _ZERO
+    rdrop = training and rec_rate > _ZERO and c[I_REC_MASK] != 0
+    has_init = init_h >= 0
     for k in range((t + 1) * b * u):
         gs[h + k] = _ZERO
         if cell == LSTM:
-            gs[c + k] = _ZERO
+            gs[cs + k] = _ZERO
     if ret_seq:
         for s in range(t):
             t_in = t - 1 - s if go_back else s
@@ -322,13 +418,19 @@ def _direction_backward(ws, gs, params, grads, b, training, cell, t, f, u, act, 
             for r in range(b):
                 if zero_out and _masked(ws, ids, has_mask, r, t_in, t):
                     continue
-                src = out + (r * t + o) * u
+                src = out + r * out_stride + o * u
                 for j in range(u):
                     gs[hs + r * u + j] = gs[src + j]
     else:
         last = h + t * b * u
+        for r in range(b):
+            for j in range(u):
+                gs[last + r * u + j] = gs[out + r * out_stride + j]
+    if st_h >= 0:
         for k in range(b * u):
-            gs[last + k] = gs[out + k]
+            gs[h + t * b * u + k] += gs[st_h + k]
+            if cell == LSTM:
+                gs[cs + t * b * u + k] += gs[st_c + k]
     ab = np.array([_ONE, _ZERO], dtype=np.float32)
     ab1 = np.array([_ONE, _ONE], dtype=np.float32)
     # the recurrent products read these gradients: GRU's own, the gates' for the others
@@ -337,6 +439,8 @@ def _direction_backward(ws, gs, params, grads, b, training, cell, t, f, u, act, 
     for k in range(u):
         for j in range(gu):
             wrt[j * u + k] = params[wr + k * gu + j]
+    tmp = np.empty(u, dtype=np.float32)
+    n_blocks = 2 if cell == GRU and not reset_after else g
     for s in range(t - 1, -1, -1):
         t_in = t - 1 - s if go_back else s
         hp = h + s * b * u
@@ -348,7 +452,7 @@ def _direction_backward(ws, gs, params, grads, b, training, cell, t, f, u, act, 
                 for j in range(u):
                     gs[hp + r * u + j] += gs[hn + r * u + j]
                 if cell == LSTM:
-                    cp = c + s * b * u + r * u
+                    cp = cs + s * b * u + r * u
                     for j in range(u):
                         gs[cp + j] += gs[cp + b * u + j]
                 for j in range(gu):
@@ -360,7 +464,7 @@ def _direction_backward(ws, gs, params, grads, b, training, cell, t, f, u, act, 
                 for j in range(u):
                     gs[dz + j] = gs[hn + r * u + j] * _derivative(act, ws[dz + j])
             elif cell == LSTM:
-                cp = c + s * b * u + r * u
+                cp = cs + s * b * u + r * u
                 gate, dgate = ws[dz:dz + gu], gs[dz:dz + gu]
                 c_prev, c_new = ws[cp:cp + u], ws[cp + b * u:cp + b * u + u]
                 dc_prev, dc_new = gs[cp:cp + u], gs[cp + b * u:cp + b * u + u]
@@ -380,74 +484,149 @@ def _direction_backward(ws, gs, params, grads, b, training, cell, t, f, u, act, 
                 for j in range(u):
                     z_, r_, hh = ws[dz + j], ws[dz + u + j], ws[dz + 2 * u + j]
                     dh = gs[hn + r * u + j]
-                    d_z = dh * (ws[hp + r * u + j] - hh) * _derivative(rec, z_)
                     d_hh = dh * (_ONE - z_) * _derivative(act, hh)
-                    d_r = d_hh * ws[rr + 2 * u + j] * _derivative(rec, r_)
-                    gs[dz + j] = d_z
-                    gs[dz + u + j] = d_r
+                    gs[dz + j] = dh * (ws[hp + r * u + j] - hh) * _derivative(rec, z_)
+                    gs[rr + j] = gs[dz + j]
                     gs[dz + 2 * u + j] = d_hh
-                    gs[rr + j] = d_z
-                    gs[rr + u + j] = d_r
-                    gs[rr + 2 * u + j] = d_hh * r_
                     gs[hp + r * u + j] += dh * z_
-        if s > 0:   # H[0] is the zero initial state: its gradient is not needed
-            _step_product_back(gs, grec + s * b * gu, wrt, hp, b, u, gu)
+                    if reset_after:
+                        d_r = d_hh * ws[rr + 2 * u + j] * _derivative(rec, r_)
+                        gs[dz + u + j] = d_r
+                        gs[rr + u + j] = d_r
+                        gs[rr + 2 * u + j] = d_hh * r_
+                    else:
+                        gs[rr + 2 * u + j] = d_hh
+                if not reset_after:
+                    # rh = (r * h_prev * mask) Wr[:, 2U:]: its input's gradient goes to r and to h_prev
+                    for k in range(u):
+                        tmp[k] = _ZERO
+                    for j in range(u):
+                        gj = gs[rr + 2 * u + j]
+                        wj = wrt[(2 * u + j) * u:(2 * u + j + 1) * u]
+                        for k in range(u):
+                            tmp[k] += gj * wj[k]
+                    for k in range(u):
+                        r_ = ws[dz + u + k]
+                        m = ws[rm + r * gu + 2 * u + k] if rdrop else _ONE
+                        d_r = tmp[k] * ws[hp + r * u + k] * m * _derivative(rec, r_)
+                        gs[dz + u + k] = d_r
+                        gs[rr + u + k] = d_r
+                        gs[hp + r * u + k] += tmp[k] * r_ * m
+        if s > 0 or has_init:   # without initial states H[0] is zero: its gradient is not needed
+            if sep_h:
+                for k in range(n_blocks):
+                    _block_product_back(gs, grec + s * b * gu + k * u, gu, wrt, k * u, hp, b, u, u, ws, rm + k * u,
+                                        rdrop, tmp)
+            else:
+                _block_product_back(gs, grec + s * b * gu, gu, wrt, 0, hp, b, u, gu, ws, rm, False, tmp)
     if not frozen:
         wab = ab1 if w_acc else ab
-        gemm(True, False, f, gu, t * b, wab, ws, xd, f, gs, zx, gu, grads, w, gu)
-        gemm(True, False, u, gu, t * b, wab, ws, h, u, gs, grec, gu, grads, wr, gu)
+        for k in range(nx):
+            gemm(True, False, f, bw, t * b, wab, ws, xd + k * f, xw, gs, zx + k * bw, gu, grads, w + k * bw, gu)
+        if sep_h:
+            for k in range(g):
+                gemm(True, False, u, u, t * b, wab, ws, hr + k * u, gu, gs, grec + k * u, gu, grads, wr + k * u, gu)
+        else:
+            gemm(True, False, u, gu, t * b, wab, ws, h, u, gs, grec, gu, grads, wr, gu)
         if use_bias:
-            nb = 2 * gu if cell == GRU else gu
+            rec_bias = cell == GRU and reset_after
+            nb = 2 * gu if rec_bias else gu
             if not w_acc:
                 for j in range(nb):
                     grads[bias + j] = _ZERO
             for k in range(t * b):
                 for j in range(gu):
                     grads[bias + j] += gs[zx + k * gu + j]
-                if cell == GRU:
+                if rec_bias:
                     for j in range(gu):
                         grads[bias + gu + j] += gs[gr + k * gu + j]
     if need_dx:
-        gemm(False, True, t * b, f, gu, ab, gs, zx, gu, params, w, gu, gs, xd, f)
+        for k in range(nx):
+            gemm(False, True, t * b, f, bw, ab, gs, zx + k * bw, gu, params, w + k * bw, gu, gs, xd + k * f, xw)
         for s in range(t):
             t_in = t - 1 - s if go_back else s
             for r in range(b):
-                src = xd + (s * b + r) * f
+                src = xd + (s * b + r) * xw
                 dst = x + (r * t + t_in) * f
                 for j in range(f):
-                    v = gs[src + j] * ws[dm + r * f + j] if drop else gs[src + j]
+                    v = _ZERO
+                    for k in range(nx):
+                        v += gs[src + k * f + j] * ws[dm + r * xw + k * f + j] if drop else gs[src + k * f + j]
                     gs[dst + j] = gs[dst + j] + v if dx_acc else v
+        if has_init:
+            for k in range(b * u):
+                gs[init_h + k] = gs[init_h + k] + gs[h + k] if acc_h else gs[h + k]
+                if cell == LSTM:
+                    gs[init_c + k] = gs[init_c + k] + gs[cs + k] if acc_c else gs[cs + k]
+
+
+@njit(cache=True, inline="always")
+def _state_inputs(rec, ints, c, b, d):
+    """ws positions of direction d's initial h and c inputs (-1: none), and whether their gradients add."""
+    if c[I_INITIAL_STATE] == 0:
+        return -1, -1, False, False
+    ns = 2 if c[I_CELL] == LSTM else 1
+    k = 1 + d * ns
+    init_h = b * input_slot(rec, ints, k)[0]
+    init_c = b * input_slot(rec, ints, k + 1)[0] if ns == 2 else -1
+    acc = rec[P.ACC]
+    return init_h, init_c, (acc >> k) & 1 != 0, ns == 2 and (acc >> (k + 1)) & 1 != 0
+
+
+@njit(cache=True, inline="always")
+def _geometry(rec, ints, b):
+    """(the op's integer constants, token-id position, has_mask, per-sample size of its sequence
+    output(s), steps of each)."""
+    k = rec[P.IAUX]
+    c = ints[k:k + N_INTS]
+    cell, t, u, dirs = c[I_CELL], c[I_T], c[I_U], c[I_DIRECTIONS]
+    n_in = 1 + (dirs * (2 if cell == LSTM else 1) if c[I_INITIAL_STATE] != 0 else 0)
+    has_mask = rec[P.N_INS] > n_in
+    ids = b * input_slot(rec, ints, n_in)[0] if has_mask else 0
+    t_out = t if c[I_RETURN_SEQUENCES] != 0 else 1
+    seq = t_out * u * (2 if dirs == 2 and (c[I_MERGE] == CONCAT or c[I_MERGE] == NO_MERGE) else 1)
+    return c, ids, has_mask, seq, t_out
+
+
+# The op's slot holds its outputs one after the other, each a block of b rows (a slot of its own for
+# the layers that read it): the sequence output(s), then the states. These give where they start.
+@njit(cache=True, inline="always")
+def _state_block(c, a, b, seq, d, s):
+    """Position of direction d's final state s (0: h, 1: c) in the op's output slot at ``a``, or -1."""
+    if c[I_RETURN_STATE] == 0:
+        return -1
+    ns = 2 if c[I_CELL] == LSTM else 1
+    return a + b * (seq + (d * ns + s) * c[I_U])
 
 
 @njit(**KERNEL)
 def recurrent_forward(rec, ints, params, consts, grads, ws, gs, b, training):
-    k = rec[P.IAUX]
-    cell, t, f, u = ints[k + I_CELL], ints[k + I_T], ints[k + I_F], ints[k + I_U]
-    ret_seq, go_back, dirs = ints[k + I_RETURN_SEQUENCES] != 0, ints[k + I_GO_BACKWARDS] != 0, ints[k + I_DIRECTIONS]
-    zero_out, use_bias = ints[k + I_ZERO_OUTPUT] != 0, ints[k + I_USE_BIAS] != 0
-    x_pos, _ = input_slot(rec, ints, 0)
-    has_mask = rec[P.N_INS] > 1
-    ids = 0
-    if has_mask:
-        ids_pos, _ = input_slot(rec, ints, 1)
-        ids = b * ids_pos
-    rate = consts[rec[P.AUX]]
+    c, ids, has_mask, seq, t_out = _geometry(rec, ints, b)
+    u, dirs = c[I_U], c[I_DIRECTIONS]
+    rate, rec_rate = consts[rec[P.AUX]], consts[rec[P.AUX] + 1]
+    x = b * input_slot(rec, ints, 0)[0]
     a = b * rec[P.A_POS]
     if dirs == 1:
-        _direction_forward(ws, params, b, training, cell, t, f, u, ints[k + I_ACT], ints[k + I_REC_ACT], go_back,
-                           False, ret_seq, zero_out, use_bias, rate, b * x_pos, ids, has_mask, rec[P.W_OFF],
-                           b * rec[P.Z_POS], a)
+        init_h, init_c, _, _ = _state_inputs(rec, ints, c, b, 0)
+        _direction_forward(ws, params, b, training, c, c[I_GO_BACKWARDS] != 0, False, rate, rec_rate, x, ids,
+                           has_mask, init_h, init_c, rec[P.W_OFF], b * rec[P.Z_POS], a, seq,
+                           _state_block(c, a, b, seq, 0, 0), _state_block(c, a, b, seq, 0, 1))
         return
-    n_w, n_s = ints[k + I_DIR_WEIGHTS], ints[k + I_DIR_SCRATCH]
+    n_w, n_s, mode = c[I_DIR_WEIGHTS], c[I_DIR_SCRATCH], c[I_MERGE]
     outs = np.empty(2, dtype=np.int64)
     for d in range(2):
         base = b * (rec[P.Z_POS] + d * n_s)
-        outs[d] = _regions(cell, t, f, u, b, base)[6]
-        _direction_forward(ws, params, b, training, cell, t, f, u, ints[k + I_ACT], ints[k + I_REC_ACT], d == 1,
-                           d == 1, ret_seq, zero_out, use_bias, rate, b * x_pos, ids, has_mask,
-                           rec[P.W_OFF] + d * n_w, base, outs[d])
-    mode = ints[k + I_MERGE]
-    rows = b * (t if ret_seq else 1)
+        init_h, init_c, _, _ = _state_inputs(rec, ints, c, b, d)
+        if mode == NO_MERGE:    # each direction's sequences are an output of their own
+            outs[d] = a + b * d * t_out * u
+        else:
+            outs[d] = _regions(c, b, base)[6]
+        _direction_forward(ws, params, b, training, c, d == 1, d == 1, rate, rec_rate, x, ids, has_mask, init_h,
+                           init_c, rec[P.W_OFF] + d * n_w, base, outs[d], t_out * u,
+                           _state_block(c, a, b, seq, d, 0), _state_block(c, a, b, seq, d, 1))
+    if mode == NO_MERGE:
+        return
+    rows = b * t_out
     for r in range(rows):
         p, q = outs[0] + r * u, outs[1] + r * u
         if mode == CONCAT:
@@ -467,53 +646,57 @@ def recurrent_forward(rec, ints, params, consts, grads, ws, gs, b, training):
 
 @njit(**KERNEL)
 def recurrent_backward(rec, ints, params, consts, grads, ws, gs, b, training):
-    k = rec[P.IAUX]
-    cell, t, f, u = ints[k + I_CELL], ints[k + I_T], ints[k + I_F], ints[k + I_U]
-    ret_seq, go_back, dirs = ints[k + I_RETURN_SEQUENCES] != 0, ints[k + I_GO_BACKWARDS] != 0, ints[k + I_DIRECTIONS]
-    zero_out, use_bias = ints[k + I_ZERO_OUTPUT] != 0, ints[k + I_USE_BIAS] != 0
+    c, ids, has_mask, seq, t_out = _geometry(rec, ints, b)
+    u, dirs, cell = c[I_U], c[I_DIRECTIONS], c[I_CELL]
     flags = rec[P.FLAGS]
     frozen, w_acc = (flags & P.FROZEN) != 0, (flags & P.W_ACC) != 0
     need_dx, acc = (flags & P.NEED_DX) != 0, (rec[P.ACC] & 1) != 0
     if frozen and not need_dx:
         return
-    x_pos, _ = input_slot(rec, ints, 0)
-    has_mask = rec[P.N_INS] > 1
-    ids = 0
-    if has_mask:
-        ids_pos, _ = input_slot(rec, ints, 1)
-        ids = b * ids_pos
-    rate = consts[rec[P.AUX]]
+    rate, rec_rate = consts[rec[P.AUX]], consts[rec[P.AUX] + 1]
+    x = b * input_slot(rec, ints, 0)[0]
     a = b * rec[P.A_POS]
+    mode = c[I_MERGE]
+    # The outputs nothing reads have no gradient written: take it as zero.
+    n_seq = 2 if dirs == 2 and mode == NO_MERGE else 1
+    n_outs = n_seq + (dirs * (2 if cell == LSTM else 1) if c[I_RETURN_STATE] != 0 else 0)
+    for o in range(n_outs):
+        if (c[I_READS] >> o) & 1 == 0:
+            lo, size = (o * (seq // n_seq), seq // n_seq) if o < n_seq else (seq + (o - n_seq) * u, u)
+            for k in range(b * size):
+                gs[a + b * lo + k] = _ZERO
     if dirs == 1:
-        _direction_backward(ws, gs, params, grads, b, training, cell, t, f, u, ints[k + I_ACT], ints[k + I_REC_ACT],
-                            go_back, False, ret_seq, zero_out, use_bias, rate, b * x_pos, ids, has_mask,
-                            rec[P.W_OFF], b * rec[P.Z_POS], a, w_acc, frozen, need_dx, acc)
+        init_h, init_c, acc_h, acc_c = _state_inputs(rec, ints, c, b, 0)
+        _direction_backward(ws, gs, params, grads, b, training, c, c[I_GO_BACKWARDS] != 0, False, rate, rec_rate, x,
+                            ids, has_mask, init_h, init_c, acc_h, acc_c, rec[P.W_OFF], b * rec[P.Z_POS], a, seq,
+                            _state_block(c, a, b, seq, 0, 0), _state_block(c, a, b, seq, 0, 1), w_acc, frozen,
+                            need_dx, acc)
         return
-    n_w, n_s = ints[k + I_DIR_WEIGHTS], ints[k + I_DIR_SCRATCH]
-    mode = ints[k + I_MERGE]
-    rows = b * (t if ret_seq else 1)
+    n_w, n_s = c[I_DIR_WEIGHTS], c[I_DIR_SCRATCH]
     outs = np.empty(2, dtype=np.int64)
     for d in range(2):
-        outs[d] = _regions(cell, t, f, u, b, b * (rec[P.Z_POS] + d * n_s))[6]
-    for r in range(rows):
-        p, q = outs[0] + r * u, outs[1] + r * u
-        for j in range(u):
-            if mode == CONCAT:
-                gs[p + j] = gs[a + r * 2 * u + j]
-                gs[q + j] = gs[a + r * 2 * u + u + j]
-            else:
-                ga = gs[a + r * u + j]
-                if mode == SUM:
-                    gs[p + j], gs[q + j] = ga, ga
-                elif mode == MUL:
-                    gs[p + j], gs[q + j] = ga * ws[q + j], ga * ws[p + j]
+        outs[d] = a + b * d * t_out * u if mode == NO_MERGE else _regions(c, b, b * (rec[P.Z_POS] + d * n_s))[6]
+    if mode != NO_MERGE:
+        for r in range(b * t_out):
+            p, q = outs[0] + r * u, outs[1] + r * u
+            for j in range(u):
+                if mode == CONCAT:
+                    gs[p + j] = gs[a + r * 2 * u + j]
+                    gs[q + j] = gs[a + r * 2 * u + u + j]
                 else:
-                    gs[p + j], gs[q + j] = ga * _HALF, ga * _HALF
+                    ga = gs[a + r * u + j]
+                    if mode == SUM:
+                        gs[p + j], gs[q + j] = ga, ga
+                    elif mode == MUL:
+                        gs[p + j], gs[q + j] = ga * ws[q + j], ga * ws[p + j]
+                    else:
+                        gs[p + j], gs[q + j] = ga * _HALF, ga * _HALF
     for d in range(2):
-        _direction_backward(ws, gs, params, grads, b, training, cell, t, f, u, ints[k + I_ACT], ints[k + I_REC_ACT],
-                            d == 1, d == 1, ret_seq, zero_out, use_bias, rate, b * x_pos, ids, has_mask,
-                            rec[P.W_OFF] + d * n_w, b * (rec[P.Z_POS] + d * n_s), outs[d], w_acc, frozen, need_dx,
-                            acc or d == 1)
+        init_h, init_c, acc_h, acc_c = _state_inputs(rec, ints, c, b, d)
+        _direction_backward(ws, gs, params, grads, b, training, c, d == 1, d == 1, rate, rec_rate, x, ids, has_mask,
+                            init_h, init_c, acc_h, acc_c, rec[P.W_OFF] + d * n_w, b * (rec[P.Z_POS] + d * n_s),
+                            outs[d], t_out * u, _state_block(c, a, b, seq, d, 0), _state_block(c, a, b, seq, d, 1),
+                            w_acc, frozen, need_dx, acc or d == 1)
 
 
 RECURRENT = register("Recurrent", recurrent_forward, recurrent_backward)
