@@ -24,7 +24,7 @@ from .. import callbacks as callbacks_module
 from .. import config, threads
 from ..errors import NonFiniteLossError
 from ..kernels import cache as kernel_cache
-from ..kernels import kinds
+from ..kernels import kinds, prebuild
 from ..kernels import program as P
 from ..kernels.cpu import constraints, engine, regularizers
 from ..kernels.cpu.records import Data, LossFns, Net, Optim, Work
@@ -413,9 +413,11 @@ class StepRunner:
                 self.ws = Workspace(program, chunk.batch)
             # hp can change between chunks (callbacks), so can what a step must prepare
             chooser.begin()
+            optim = Optim(opt.slots, model._n_trainable, opt.code, hp, self.bounds, *optimizer_step_functions(opt.code, hp),
+                          self.program.cons, self.constrain)
+            prebuild.ensure(engine.run_steps)     # last: a compile worker builds the loop first
             done = engine.run_steps(
-                self.net, Optim(opt.slots, model._n_trainable, opt.code, hp, self.bounds,
-                                *optimizer_step_functions(opt.code, hp), self.program.cons, self.constrain),
+                self.net, optim,
                 Data(chunk.X.reshape(-1), chunk.Yf.reshape(-1), chunk.Yi.reshape(-1), chunk.sw, chunk.ids),
                 self.ws.record(self.grads, sums, self.pred_out, spec.codes), self.loss_fns, self.parts,
                 opt.iterations, chunk.start, chunk.stop, chunk.batch, threads.parts(), True)

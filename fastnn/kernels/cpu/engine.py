@@ -35,15 +35,18 @@ from numba import njit, prange, types
 from ..program import (A_POS, ACC, ACT, ACTIVATION, AFTER, B_OFF, BWD, DENSE, DIRECT_INPUT, FLAGS, FROZEN, FWD, KIND, ROWS,
                        LOSS_FUSED, N_IN, N_OUT, NEED_DX, O_COL, O_LOSS, O_LOSS_POS, O_M0, O_M1, O_N, O_POS, O_SPARSE,
                        O_SUMS, O_WEIGHT, O_Y_OFF, O_Y_STRIDE, W_ACC, W_OFF, X_POS, Z_POS)
+from .. import prebuild
 from ..kinds import op_pointer
 from .activations import (ACTIVATION_SIG, LINEAR, RELU, SOFTMAX, activation_function, relu_backward, relu_forward,
                           softmax_rows, softmax_rows_backward)
 from .batch_loss import batch_loss_pointer
 from .blas import gemm
-from .constraints import constrain_function
-from .optimizers import idle_optimizer
+from .constraints import CONSTRAIN_SIG, constrain_function
+from .optimizers import PARALLEL_UPDATE_SIG, PREPARE_SIG, UPDATE_TYPE, idle_optimizer
 from .pointers import NO_WRAPPERS, Pointer, call, function_pointer
-from .records import Optim, Parts
+from .records import Data, LossFns, Net, Optim, Parts, Work
+from .regularizers import PENALTY_SIG
+from .sample_loss import GRADIENT_TYPE, VALUE_TYPE
 
 _I64 = types.int64
 _REC = types.int64[::1]
@@ -334,6 +337,30 @@ def _losses(outs, consts, ws, gs, Yf, Yi, ids, pos, b, yb, yl, wb, metric_codes,
         sums[1] += b
 
 
+def _record(cls, *field_types):
+    """The Numba type of a ``records`` NamedTuple whose fields have ``field_types`` (as ``numba.typeof`` gives it)."""
+    return types.BaseTuple.from_types(field_types, cls)
+
+
+_I2 = types.int64[:, ::1]
+_F2 = types.float32[:, ::1]
+# The argument types fit, evaluate and predict call ``run_steps`` with (records
+# of C-contiguous arrays, Python ints and bools): the loop's one
+# specialisation, which a compile worker builds before the first call
+# (``kernels.prebuild``). tests/test_prebuild.py checks that fit and predict
+# use exactly these.
+LOOP_TYPES = (
+    _record(Net, _PROG, _INTS, _BUF, _BUF, _I2, _I2, _I2),
+    _record(Optim, _F2, _I64, _I64, _BUF, _INTS, Pointer(PARALLEL_UPDATE_SIG), UPDATE_TYPE, Pointer(PREPARE_SIG), _I2,
+            Pointer(CONSTRAIN_SIG)),
+    _record(Data, _BUF, _BUF, _INTS, _BUF, _INTS),
+    _record(Work, _BUF, _BUF, _BUF, _BUF, _INTS, _BUF, _BUF, types.float64[::1], _F2, _INTS),
+    _record(LossFns, VALUE_TYPE, GRADIENT_TYPE, _BUF, Pointer(PENALTY_SIG)),
+    _record(Parts, Pointer(_FORWARD_SIG), Pointer(_BACKWARD_SIG), _PARALLEL_TYPE, _BLOCK_TYPE, _BLOCK_TYPE, _BLOCK_TYPE,
+            _ACTS),
+    _I64, _I64, _I64, _I64, _I64, types.boolean)
+
+
 @njit(cache=True, no_cfunc_wrapper=True)
 def run_steps(net, opt, data, work, loss, parts, step, start, stop, batch, n_parts, training):
     """Runs rows ids[start:stop] of the data (``data.ids`` empty: rows
@@ -496,4 +523,5 @@ def infer_steps(net, data, work, loss, parts, start, stop, batch, n_parts):
     order; ``parts``: ``inference_parts``. The optimizer and the penalties,
     which only training uses, are placeholders of the types fit passes, so
     fit and predict share one compiled loop."""
+    prebuild.ensure(run_steps)
     run_steps(net, idle_optim(), data, work, loss, parts, 0, start, stop, batch, n_parts, False)
