@@ -59,11 +59,12 @@ class Workspace:
         self.yb = np.zeros(batch * widest, dtype=np.float32)
         self.yl = np.zeros(batch, dtype=np.int64)
         self.wb = np.zeros(batch, dtype=np.float32)
+        self.rows = np.zeros(batch, dtype=np.int64)
         self.ab = np.array([1.0, 0.0, 1.0, 1.0], dtype=np.float32)    # (alpha, beta) to write, then to add
 
     def record(self, grads, sums, out, metric_codes):
         """These buffers as the loop's ``records.Work`` (in inference ``grads`` is any float32 buffer)."""
-        return Work(grads, self.ws, self.gs, self.yb, self.yl, self.wb, self.ab, sums, out, metric_codes)
+        return Work(grads, self.ws, self.gs, self.yb, self.yl, self.wb, self.rows, self.ab, sums, out, metric_codes)
 
 
 def _targets(Yf, Yi, rows):
