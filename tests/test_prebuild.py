@@ -151,3 +151,21 @@ def test_a_worker_killed_while_it_compiles_leaves_fit_working(without_loop):
     """)
     assert result["kernels"][LOOP] == [1, 0]     # compiled here, once
     assert _by(result["kernels"], compiled=True) == {LOOP}
+
+
+def test_a_worker_starts_only_where_a_cpu_is_free_for_it_unless_the_user_says(monkeypatch):
+    from fastnn.kernels import prebuild
+    monkeypatch.delenv("FASTNN_COMPILE_WORKERS", raising=False)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    for load, wanted in ((0.3, True), (1.2, False), (3.0, False)):
+        monkeypatch.setattr(os, "getloadavg", lambda load=load: (load, load, load))
+        assert prebuild._wanted() is wanted
+        monkeypatch.setenv("FASTNN_COMPILE_WORKERS", "1")
+        assert prebuild._wanted()
+        monkeypatch.setenv("FASTNN_COMPILE_WORKERS", "0")
+        assert not prebuild._wanted()
+        monkeypatch.delenv("FASTNN_COMPILE_WORKERS")
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0}, raising=False)
+    monkeypatch.setattr(os, "getloadavg", lambda: (0.0, 0.0, 0.0))
+    assert not prebuild._wanted()     # one CPU: nothing to run a worker on
