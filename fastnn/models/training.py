@@ -414,8 +414,8 @@ class StepRunner:
                 self.ws = Workspace(program, chunk.batch)
             # hp can change between chunks (callbacks), so can what a step must prepare
             chooser.begin()
-            optim = Optim(opt.slots, model._n_trainable, opt.code, hp, self.bounds, *optimizer_step_functions(opt.code, hp),
-                          self.program.cons, self.constrain)
+            optim = Optim(opt.slots, model._n_trainable, opt.code, hp, self.bounds,
+                          *optimizer_step_functions(opt.code, hp), self.program.cons, self.constrain)
             prebuild.ensure(engine.run_steps)     # last: a compile worker builds the loop first
             done = engine.run_steps(
                 self.net, optim,
