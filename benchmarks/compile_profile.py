@@ -8,6 +8,8 @@ random rows: import, one fit, one predict, in a fresh process with an empty
 cache. Prints the CPU seconds of each phase, then one line per compiled
 function: its own compile time (nested compiles excluded), the time
 including the functions it compiled on the way, the phase, and the name.
+Everything compiles in that one process (``FASTNN_COMPILE_WORKERS=0``
+unless set): what a compile worker built would not show.
 Nothing here is asserted; the figures drift with the machine's load.
 """
 import argparse
@@ -79,6 +81,7 @@ def main():
         return
     with tempfile.TemporaryDirectory() as cache:
         env = dict(os.environ, NUMBA_CACHE_DIR=cache)
+        env.setdefault("FASTNN_COMPILE_WORKERS", "0")
         sys.exit(subprocess.call([sys.executable, __file__, "--child", "--top", str(args.top)], env=env))
 
 

@@ -7,6 +7,8 @@ from .config import _size_threads_from_environment
 _size_threads_from_environment()     # the pool's size, before anything imports numba, which reads it once
 from . import threads
 threads.configure_waiting()     # before Numba starts its thread pool
+from .kernels import prebuild
+prebuild.start()     # a first run on this machine: a worker compiles the model-independent kernels meanwhile
 from . import activations, callbacks, initializers, layers, losses, metrics, models, optimizers, utils
 from . import regularizers
 from . import backend, constraints, ops

@@ -260,7 +260,9 @@ _INTERRUPTED_COMPILE = textwrap.dedent("""
 
 @pytest.mark.parametrize("kernel, call", [("batchnorm_backward", "fit"), ("run_steps", "predict")])
 def test_ctrl_c_during_the_first_compile_waits_for_it_and_leaves_the_process_able_to_train(tmp_path, kernel, call):
-    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path),
+    # FASTNN_COMPILE_WORKERS=0: this process compiles every kernel itself, the one interrupted among them
+    # (tests/test_prebuild.py interrupts a fit that waits for a compile worker)
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path), "FASTNN_COMPILE_WORKERS": "0",
            "PYTHONPATH": os.pathsep.join([ROOT, os.environ.get("PYTHONPATH", "")])}
     # Cold cache: the interrupt is raised once the compile is done, and training works after it.
     # Warm, from the cache the first run wrote: nothing compiles, and training works.

@@ -97,8 +97,12 @@ def announce_compile(verbose):
 
 
 def _loop_ready():
-    """Whether the training loop is compiled in this process or cached on disk."""
+    """Whether the training loop is compiled in this process or cached on disk (and no compile worker started:
+    then this is a first run, compiling, even once the worker has saved the loop)."""
+    from . import prebuild
     from .cpu.engine import run_steps
+    if prebuild.started():
+        return False
     return bool(run_steps.overloads) or _cached_on_disk(run_steps)
 
 

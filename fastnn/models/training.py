@@ -24,7 +24,7 @@ from .. import callbacks as callbacks_module
 from .. import config, threads
 from ..errors import NonFiniteLossError
 from ..kernels import cache as kernel_cache
-from ..kernels import kinds
+from ..kernels import kinds, prebuild
 from ..kernels import program as P
 from ..kernels.cpu import constraints, engine, regularizers
 from ..kernels.cpu.records import Data, LossFns, Net, Optim, Work
@@ -60,11 +60,12 @@ class Workspace:
         self.yb = np.zeros(batch * widest, dtype=np.float32)
         self.yl = np.zeros(batch, dtype=np.int64)
         self.wb = np.zeros(batch, dtype=np.float32)
+        self.rows = np.zeros(batch, dtype=np.int64)
         self.ab = np.array([1.0, 0.0, 1.0, 1.0], dtype=np.float32)    # (alpha, beta) to write, then to add
 
     def record(self, grads, sums, out, metric_codes):
         """These buffers as the loop's ``records.Work`` (in inference ``grads`` is any float32 buffer)."""
-        return Work(grads, self.ws, self.gs, self.yb, self.yl, self.wb, self.ab, sums, out, metric_codes)
+        return Work(grads, self.ws, self.gs, self.yb, self.yl, self.wb, self.rows, self.ab, sums, out, metric_codes)
 
 
 def _targets(Yf, Yi, rows):
@@ -418,9 +419,11 @@ class StepRunner:
                 self.ws = Workspace(program, chunk.batch)
             # hp can change between chunks (callbacks), so can what a step must prepare
             chooser.begin()
+            optim = Optim(opt.slots, model._n_trainable, opt.code, hp, self.bounds,
+                          *optimizer_step_functions(opt.code, hp), self.program.cons, self.constrain)
+            prebuild.ensure(engine.run_steps)     # last: a compile worker builds the loop first
             done = engine.run_steps(
-                self.net, Optim(opt.slots, model._n_trainable, opt.code, hp, self.bounds,
-                                *optimizer_step_functions(opt.code, hp), self.program.cons, self.constrain),
+                self.net, optim,
                 Data(chunk.X.reshape(-1), chunk.Yf.reshape(-1), chunk.Yi.reshape(-1), chunk.sw, chunk.ids),
                 self.ws.record(self.grads, sums, self.pred_out, spec.codes), self.loss_fns, self.parts,
                 opt.iterations, chunk.start, chunk.stop, chunk.batch, threads.parts(), True)

@@ -21,11 +21,8 @@ import os
 import numpy as np
 from llvmlite import binding as llvm
 from numba import njit, types
-from numba.np.linalg import ensure_blas
 
 from .. import cache
-
-ensure_blas()
 
 _SYMBOL = "fastnn_cblas_sgemm"
 _ROW_MAJOR, _NO_TRANS, _TRANS = 101, 111, 112
@@ -66,11 +63,14 @@ if _found is not None:
         types.CPointer(types.float32), _int,                   # b, ldb
         types.float32, types.CPointer(types.float32), _int))   # beta, c, ldc
 else:
+    # Numba's numba_xxgemm calls SciPy's BLAS, which must be imported first; only this
+    # fallback needs SciPy: importing scipy.linalg is a large part of importing fastnn.
+    from numba.np.linalg import ensure_blas
+    ensure_blas()
     BACKEND = "scipy-xxgemm"
     _cblas_sgemm = None
 cache.extend_stamp(BACKEND)
 
-F1 = "float32[::1]"     # a flat float32 buffer
 
 _xxgemm = types.ExternalFunction(
     "numba_xxgemm",
@@ -90,9 +90,12 @@ _NO = ord("n")
 _TR = ord("t")
 
 
+# Inlined into each caller, so gemm compiles nowhere on its own (with the explicit signature it
+# had, every process compiled or loaded it at import); its flags are then constants there.
+_inlined = njit(cache=True, nogil=True, inline="always")
+
 if _cblas_sgemm is not None:
-    @njit(f"void(boolean, boolean, int64, int64, int64, {F1}, {F1}, int64, int64, {F1}, int64, int64, {F1}, int64, "
-          "int64)", cache=True, nogil=True)
+    @_inlined
     def gemm(trans_a, trans_b, m, n, k, alpha_beta, a, a_off, lda, b, b_off, ldb, c, c_off, ldc):
         """C[m, n] = alpha * op(A)[m, k] @ op(B)[k, n] + beta * C, all row-major.
 
@@ -108,8 +111,7 @@ if _cblas_sgemm is not None:
                      m, n, k, alpha_beta[0], a[a_off:].ctypes, lda, b[b_off:].ctypes, ldb,
                      alpha_beta[1], c[c_off:].ctypes, ldc)
 else:
-    @njit(f"void(boolean, boolean, int64, int64, int64, {F1}, {F1}, int64, int64, {F1}, int64, int64, {F1}, int64, "
-          "int64)", cache=True, nogil=True)
+    @_inlined
     def gemm(trans_a, trans_b, m, n, k, alpha_beta, a, a_off, lda, b, b_off, ldb, c, c_off, ldc):
         """C[m, n] = alpha * op(A)[m, k] @ op(B)[k, n] + beta * C, all row-major (see above)."""
         if m == 0 or n == 0:

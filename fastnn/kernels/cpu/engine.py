@@ -35,15 +35,18 @@ from numba import njit, prange, types
 from ..program import (A_POS, ACC, ACT, ACTIVATION, AFTER, B_OFF, BWD, DENSE, DIRECT_INPUT, FLAGS, FROZEN, FWD, KIND, ROWS,
                        LOSS_FUSED, N_IN, N_OUT, NEED_DX, O_COL, O_LOSS, O_LOSS_POS, O_M0, O_M1, O_N, O_POS, O_SPARSE,
                        O_SUMS, O_WEIGHT, O_Y_OFF, O_Y_STRIDE, TRAIN_OFF, TRAIN_ON, W_ACC, W_OFF, X_POS, Z_POS)
+from .. import prebuild
 from ..kinds import op_pointer
 from .activations import (ACTIVATION_SIG, LINEAR, RELU, SOFTMAX, activation_function, relu_backward, relu_forward,
                           softmax_rows, softmax_rows_backward)
 from .batch_loss import batch_loss_pointer
 from .blas import gemm
-from .constraints import constrain_function
-from .optimizers import idle_optimizer
+from .constraints import CONSTRAIN_SIG, constrain_function
+from .optimizers import PARALLEL_UPDATE_SIG, PREPARE_SIG, UPDATE_TYPE, idle_optimizer
 from .pointers import NO_WRAPPERS, Pointer, call, function_pointer
-from .records import Optim, Parts
+from .records import Data, LossFns, Net, Optim, Parts, Work
+from .regularizers import PENALTY_SIG
+from .sample_loss import GRADIENT_TYPE, VALUE_TYPE
 
 _I64 = types.int64
 _REC = types.int64[::1]
@@ -259,33 +262,26 @@ def seed_kernels(seed):
 
 
 @njit(cache=True, inline="always")
-def _row(ids, i):
-    """Data set row of the run's row ``i``: ``ids[i]``, or ``i`` when ``ids`` is empty (rows in order)."""
-    return ids[i] if ids.shape[0] > 0 else i
+def _batch_rows(ids, pos, b, rows):
+    """The data set rows of the run's rows [pos, pos+b) into rows[:b]: ``ids[pos:pos+b]``, or
+    ``pos, pos+1, ...`` when ``ids`` is empty (rows in order). The gathers below read them, so
+    each is inlined once, with no row logic of its own (every inlined copy costs compile time)."""
+    for r in range(b):
+        rows[r] = ids[pos + r] if ids.shape[0] > 0 else pos + r
 
 
 @njit(cache=True, inline="always")
-def _gather(X, f, ids, pos, b, dst):
-    """Copies the run's rows [pos, pos+b) (see ``_row``) of X, rows of ``f``
-    values stored flat, to the start of flat dst (b x f)."""
+def _gather_columns(X, f, col, w, rows, b, dst, d0):
+    """Columns [col, col + w) of X's ``rows[:b]`` (X: rows of ``f`` values
+    stored flat) to dst[d0:] as a b x w block."""
     for r in range(b):
-        src = _row(ids, pos + r) * f
-        for j in range(f):
-            dst[r * f + j] = X[src + j]
-
-
-@njit(cache=True, inline="always")
-def _gather_columns(X, f, col, w, ids, pos, b, dst, d0):
-    """Columns [col, col + w) of the run's rows [pos, pos+b) of X (rows of
-    ``f`` values stored flat) to dst[d0:] as a b x w block."""
-    for r in range(b):
-        src = _row(ids, pos + r) * f + col
+        src = rows[r] * f + col
         for j in range(w):
             dst[d0 + r * w + j] = X[src + j]
 
 
 @njit(cache=True, inline="always")
-def _gather_inputs(ins, X, Yf, ids, pos, b, ws):
+def _gather_inputs(ins, X, Yf, rows, b, ws):
     """Each model input's columns of the batch's rows of X into its slot:
     ``ins`` (inputs, 3) holds [slot position, width, first column of X]; a
     first column c < 0 takes the columns from -1 - c of the dense targets Yf
@@ -294,15 +290,12 @@ def _gather_inputs(ins, X, Yf, ids, pos, b, ws):
     for k in range(ins.shape[0]):
         if ins[k, 2] >= 0:
             f += ins[k, 1]
-    if ins.shape[0] == 1:
-        _gather(X, f, ids, pos, b, ws[b * ins[0, 0]:])
-    else:
-        y_stride = Yf.shape[0] * f // max(X.shape[0], 1)     # Yf has as many rows as X
-        for k in range(ins.shape[0]):
-            if ins[k, 2] >= 0:
-                _gather_columns(X, f, ins[k, 2], ins[k, 1], ids, pos, b, ws, b * ins[k, 0])
-            else:
-                _gather_columns(Yf, y_stride, -1 - ins[k, 2], ins[k, 1], ids, pos, b, ws, b * ins[k, 0])
+    y_stride = Yf.shape[0] * f // X.shape[0] if X.shape[0] > 0 else 0     # Yf has as many rows as X
+    for k in range(ins.shape[0]):
+        src, stride, col = X, f, ins[k, 2]
+        if col < 0:
+            src, stride, col = Yf, y_stride, -1 - col
+        _gather_columns(src, stride, col, ins[k, 1], rows, b, ws, b * ins[k, 0])
 
 
 @njit(cache=True, inline="always")
@@ -317,9 +310,9 @@ def _copy_outputs(outs, ws, b, out, pos):
 
 
 @njit(cache=True, inline="always")
-def _losses(outs, consts, ws, gs, Yf, Yi, ids, pos, b, yb, yl, wb, metric_codes, sums, want_grad, loss_value,
-            loss_grad, loss_consts):
-    """Gathers each output's targets and runs its batch loss (writing the
+def _losses(outs, consts, ws, gs, Yf, Yi, rows, b, yb, yl, wb, metric_codes, sums, want_grad, loss_value, loss_grad,
+            loss_consts):
+    """Gathers each output's targets (of the data set's ``rows[:b]``) and runs its batch loss (writing the
     gradient of its weighted mean loss into ``gs`` with ``want_grad``).
     ``outs`` rows: see ``kernels.program`` (O_*). An output whose O_SUMS is 0
     (the only one, of weight 1) adds to ``sums`` = [loss, samples,
@@ -331,9 +324,9 @@ def _losses(outs, consts, ws, gs, Yf, Yi, ids, pos, b, yb, yl, wb, metric_codes,
         n, stride, off = orec[O_N], orec[O_Y_STRIDE], orec[O_Y_OFF]
         if orec[O_SPARSE] != 0:
             for r in range(b):
-                yl[r] = Yi[_row(ids, pos + r) * stride + off]
+                yl[r] = Yi[rows[r] * stride + off]
         else:
-            _gather_columns(Yf, stride, off, n, ids, pos, b, yb, 0)
+            _gather_columns(Yf, stride, off, n, rows, b, yb, 0)
         weight = consts[orec[O_WEIGHT]]
         block = sums[orec[O_SUMS]:]
         loss = call(batch_loss_pointer(orec[O_LOSS]), ws, gs, b * orec[O_LOSS_POS], b * orec[O_POS], n, yb, yl, wb, b,
@@ -375,6 +368,30 @@ def _added_losses(adds, ws, gs, b, sums, want_grad):
                 gs[p + r] = gs[p + r] + g if adds[k, 2] != 0 else g
 
 
+def _record(cls, *field_types):
+    """The Numba type of a ``records`` NamedTuple whose fields have ``field_types`` (as ``numba.typeof`` gives it)."""
+    return types.BaseTuple.from_types(field_types, cls)
+
+
+_I2 = types.int64[:, ::1]
+_F2 = types.float32[:, ::1]
+# The argument types fit, evaluate and predict call ``run_steps`` with (records
+# of C-contiguous arrays, Python ints and bools): the loop's one
+# specialisation, which a compile worker builds before the first call
+# (``kernels.prebuild``). tests/test_prebuild.py checks that fit and predict
+# use exactly these.
+LOOP_TYPES = (
+    _record(Net, _PROG, _INTS, _BUF, _BUF, _I2, _I2, _I2, _I2),
+    _record(Optim, _F2, _I64, _I64, _BUF, _INTS, Pointer(PARALLEL_UPDATE_SIG), UPDATE_TYPE, Pointer(PREPARE_SIG), _I2,
+            Pointer(CONSTRAIN_SIG)),
+    _record(Data, _BUF, _BUF, _INTS, _BUF, _INTS),
+    _record(Work, _BUF, _BUF, _BUF, _BUF, _INTS, _BUF, _INTS, _BUF, types.float64[::1], _F2, _INTS),
+    _record(LossFns, VALUE_TYPE, GRADIENT_TYPE, _BUF, Pointer(PENALTY_SIG)),
+    _record(Parts, Pointer(_FORWARD_SIG), Pointer(_BACKWARD_SIG), _PARALLEL_TYPE, _BLOCK_TYPE, _BLOCK_TYPE, _BLOCK_TYPE,
+            _ACTS),
+    _I64, _I64, _I64, _I64, _I64, types.boolean)
+
+
 @njit(cache=True, no_cfunc_wrapper=True)
 def run_steps(net, opt, data, work, loss, parts, step, start, stop, batch, n_parts, training):
     """Runs rows ids[start:stop] of the data (``data.ids`` empty: rows
@@ -414,23 +431,25 @@ def run_steps(net, opt, data, work, loss, parts, step, start, stop, batch, n_par
     # Rows in order into a Dense first op that alone reads the only input are read where they are: no copy.
     in_place = not training and ids.shape[0] == 0 and (prog[0, FLAGS] & DIRECT_INPUT) != 0
     f = prog[0, N_IN]
+    rows = work.rows
     pos = start
     while pos < stop:
         b = min(batch, stop - pos)
+        _batch_rows(ids, pos, b, rows)
         if in_place:
             inp = X[pos * f:]
         else:
-            _gather_inputs(net.ins, X, data.Yf, ids, pos, b, ws)
+            _gather_inputs(net.ins, X, data.Yf, rows, b, ws)
             inp = ws
         if weighted:
             for r in range(b):
-                wb[r] = sw[_row(ids, pos + r)]
+                wb[r] = sw[rows[r]]
         call(parts.forward, prog, ints, params, consts, grads, ws, gs, b, n_parts, ab, training, parts.parallel,
              parts.forward_block, parts.acts, inp)
         _after_forward(prog, ints, params, consts, grads, ws, gs, b, training)
         if has_loss:
-            _losses(net.outs, consts, ws, gs, data.Yf, data.Yi, ids, pos, b, work.yb, work.yl, wb, work.metric_codes,
-                    sums, training, loss.value, loss.grad, loss.consts)
+            _losses(net.outs, consts, ws, gs, data.Yf, data.Yi, rows, b, work.yb, work.yl, wb, work.metric_codes, sums,
+                    training, loss.value, loss.grad, loss.consts)
             _added_losses(net.adds, ws, gs, b, sums, training)
         if training:
             call(parts.backward, prog, ints, params, consts, grads, ws, gs, b, n_parts, ab, True, parts.parallel,
@@ -462,8 +481,9 @@ def loss_gradients(net, data, work, loss, parts, batch, n_parts, training):
     prog, ints, params, consts = net.prog, net.ints, net.params, net.consts
     grads, ws, gs, ab = work.grads, work.ws, work.gs, work.ab
     b = batch
-    in_order = np.empty(0, dtype=np.int64)
-    _gather_inputs(net.ins, data.X, data.Yf, in_order, 0, b, ws)
+    rows = work.rows
+    _batch_rows(data.ids[:0], 0, b, rows)     # the first b rows, in order
+    _gather_inputs(net.ins, data.X, data.Yf, rows, b, ws)
     call(parts.forward, prog, ints, params, consts, grads, ws, gs, b, n_parts, ab, training, parts.parallel,
          parts.forward_block, parts.acts, ws)
     n_sums = 2
@@ -471,7 +491,7 @@ def loss_gradients(net, data, work, loss, parts, batch, n_parts, training):
         n_sums = max(n_sums, net.outs[o, O_SUMS] + 2)
     sums = np.zeros(n_sums, dtype=np.float64)
     # the rows are in order: their weights are sw itself (or it is empty)
-    _losses(net.outs, consts, ws, gs, data.Yf, data.Yi, in_order, 0, b, work.yb, work.yl, data.sw,
+    _losses(net.outs, consts, ws, gs, data.Yf, data.Yi, rows, b, work.yb, work.yl, data.sw,
             np.zeros(0, dtype=np.int64), sums, True, loss.value, loss.grad, loss.consts)
     _added_losses(net.adds, ws, gs, b, sums, True)
     call(parts.backward, prog, ints, params, consts, grads, ws, gs, b, n_parts, ab, training, parts.parallel,
@@ -489,12 +509,13 @@ def forward_rows(net, data, work, parts, n, batch, n_parts, update):
     BatchNormalization updates its moving statistics after each batch, as
     Keras 3 does in an eager call in training mode. Records as ``run_steps``;
     the parts from ``training_parts``."""
-    in_order = np.empty(0, dtype=np.int64)
+    rows = work.rows
     ws = work.ws
     pos = 0
     while pos < n:
         b = min(batch, n - pos)
-        _gather_inputs(net.ins, data.X, data.Yf, in_order, pos, b, ws)
+        _batch_rows(data.ids[:0], pos, b, rows)     # in order
+        _gather_inputs(net.ins, data.X, data.Yf, rows, b, ws)
         call(parts.forward, net.prog, net.ints, net.params, net.consts, net.params, ws, ws, b, n_parts, work.ab, True,
              parts.parallel, parts.forward_block, parts.acts, ws)
         if update:
@@ -541,4 +562,5 @@ def infer_steps(net, data, work, loss, parts, start, stop, batch, n_parts):
     order; ``parts``: ``inference_parts``. The optimizer and the penalties,
     which only training uses, are placeholders of the types fit passes, so
     fit and predict share one compiled loop."""
+    prebuild.ensure(run_steps)
     run_steps(net, idle_optim(), data, work, loss, parts, 0, start, stop, batch, n_parts, False)

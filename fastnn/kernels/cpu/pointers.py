@@ -32,6 +32,7 @@ from numba.core.typing.typeof import typeof_impl
 from numba.extending import NativeValue, intrinsic, register_model, unbox
 
 from ...utils.interrupts import held_interrupts
+from .. import prebuild
 
 
 # Options of a function that only compiled code calls, through a pointer:
@@ -85,6 +86,7 @@ def function_pointer(dispatcher, sig):
     ``Pointer(sig)``. The dispatcher needs no C wrapper
     (``no_cfunc_wrapper=True``), and no Python one unless Python calls it too."""
     if sig.args not in dispatcher.overloads:   # an explicit signature compiles at import
+        prebuild.ensure(dispatcher)     # a compile worker may be building it: then it loads from the cache
         with held_interrupts():   # a Ctrl-C inside Numba's compiler can leave the process unable to compile
             dispatcher.compile(sig)
     return FunctionPointer(dispatcher.overloads[sig.args], sig)

@@ -62,7 +62,8 @@ class Data(NamedTuple):
 
 class Work(NamedTuple):
     """grads float32 (as params), ws/gs float32 workspaces of ``batch`` rows,
-    yb/yl/wb a batch's targets, labels and weights, ab float32 [1, 0, 1, 1]
+    yb/yl/wb a batch's targets, labels and weights, rows int64 (batch,) the
+    data set rows of the batch being run, ab float32 [1, 0, 1, 1]
     (GEMM's alpha, beta to write, then to add), sums float64 (the running
     [loss, samples, metrics...]), out (rows, output columns) float32 or
     empty, metric_codes int64."""
@@ -72,6 +73,7 @@ class Work(NamedTuple):
     yb: Any
     yl: Any
     wb: Any
+    rows: Any
     ab: Any
     sums: Any
     out: Any

@@ -1,0 +1,222 @@
+"""The first run on a machine: compile the model-independent kernels in a worker process.
+
+With an empty Numba cache the first ``fit`` compiles a dozen functions, several
+seconds of one core. Numba's compiler holds one lock per process, so threads
+cannot share that work; processes can. ``start`` (at ``import fastnn``, when
+the cache does not hold the kernels) launches a worker that compiles the
+kernels every CPU training run needs, whatever the model (``_jobs``), into the
+on-disk cache, while this process finishes importing and compiles the model's
+own parts (its loss, its optimizer). This process then loads the worker's
+results from the cache instead of compiling them.
+
+Who compiles a function is decided once per function: the first process to
+create its claim file (in a directory private to this process and its worker)
+compiles it; the other waits for its done mark and loads it from the cache
+(``ensure``). The worker takes the functions fit needs last first, this
+process takes them in fit's order, so they meet in the middle. Two processes
+never compile one function at once: Numba reads, changes and writes back a
+function's cache index without a lock, and two specialisations saved at once
+could leave the index naming one's machine code for the other.
+
+A worker that fails or dies only costs time: its claim stays without a done
+mark, and this process compiles that function itself once the worker is
+gone. No worker starts where no CPU is free for it (``_wanted``);
+``FASTNN_COMPILE_WORKERS=0`` turns it off, ``=1`` on.
+"""
+import atexit
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+_ENV = "FASTNN_COMPILE_WORKERS"
+_POLL_SECONDS = 0.005
+# A worker still on one function after this long is taken to hang: it is stopped and this process compiles.
+_WAIT_LIMIT_SECONDS = 120
+
+# The worker imports the kernels without ``fastnn/__init__.py`` (the layers,
+# models and the rest of the package, which it does not need): a bare package
+# object stands in for ``fastnn``, and its subpackages import as usual.
+_BOOT = """
+import sys, types
+package = types.ModuleType("fastnn")
+package.__path__ = [sys.argv[1]]
+sys.modules["fastnn"] = package
+from fastnn.kernels import prebuild
+prebuild.work(sys.argv[2])
+"""
+
+
+def _jobs():
+    """(dispatcher, signature) of each kernel every CPU training run needs
+    whatever the model, in the order a worker compiles them: the ones fit
+    needs last first (fit takes them in its own order), then the parts that
+    predict alone uses. Signatures exactly as the callers compile them (a
+    Signature for ``pointers.function_pointer``, argument types for a call
+    from Python), since Numba's cache keys entries by them."""
+    from .cpu import activations, constraints, engine, optimizers, regularizers
+    return [(engine.run_steps, engine.LOOP_TYPES),
+            (optimizers.parallel_update, optimizers.PARALLEL_UPDATE_SIG),
+            (optimizers.prepare_nothing, optimizers.PREPARE_SIG),
+            (constraints.no_constraints, constraints.CONSTRAIN_SIG),
+            (regularizers.no_penalty, regularizers.PENALTY_SIG),
+            (engine._dense_backward_block, engine.BLOCK_SIG),
+            (engine._activation_backward_block, engine.BLOCK_SIG),
+            (engine._dense_forward_by_columns, engine.BLOCK_SIG),
+            (engine._parallel, engine._PARALLEL_SIG),
+            (activations.no_elementwise, activations.ACTIVATION_SIG),
+            (engine.backward, engine._BACKWARD_SIG),
+            (engine.forward, engine._FORWARD_SIG),
+            (engine.no_backward, engine._BACKWARD_SIG),
+            (optimizers.no_parallel_update, optimizers.PARALLEL_UPDATE_SIG),
+            (optimizers.no_update, optimizers.UPDATE_SIG),
+            (engine._dense_forward_by_rows, engine.BLOCK_SIG)]
+
+
+def _key(dispatcher):
+    py = dispatcher.py_func
+    return f"{py.__module__}.{py.__qualname__}"
+
+
+def _claim(directory, key, owner):
+    """Creates ``key``'s claim file holding ``owner``; False when another process made it first."""
+    try:
+        fd = os.open(os.path.join(directory, key), os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+    except FileExistsError:
+        return False
+    os.write(fd, owner.encode())
+    os.close(fd)
+    return True
+
+
+def _done_path(directory, key):
+    return os.path.join(directory, key + ".done")
+
+
+def _cached(dispatcher):
+    """Whether Numba's cache holds an entry of ``dispatcher`` for the current kernel sources."""
+    try:
+        return bool(dispatcher._cache._cache_file._load_index())
+    except Exception:     # another Numba's internals, an unreadable index: say cached, start nothing
+        return True
+
+
+def _wanted():
+    """Whether to start a worker: never with ``FASTNN_COMPILE_WORKERS=0``, always with another value;
+    by default when a CPU is free for it: this process may use two or more, and over the last minute
+    (the load average) the machine's processes kept fewer than all its CPUs but one busy. Where no
+    CPU is free, a worker only takes turns with this process and adds its own import to the wait
+    (measured at load average about 3 on two cores: 20.5-30.9 s to the first step with one, against
+    17.0-25.3 s for the code before issue 22's cold-start work)."""
+    text = os.environ.get(_ENV)
+    if text is not None:
+        return text.strip() != "0"
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cpus = os.cpu_count() or 1
+    try:
+        load = os.getloadavg()[0]
+    except (AttributeError, OSError):     # no load average (Windows): assume a free CPU
+        load = 0.0
+    return cpus >= 2 and load < (os.cpu_count() or cpus) - 1
+
+
+class _Run:
+    """This process's compile worker: its process, the claims directory, the functions it may take."""
+
+    def __init__(self, directory, worker, keys):
+        self.directory, self.worker, self.keys = directory, worker, keys
+        self.pid = os.getpid()
+        self.settled = set()
+
+
+_run = None
+
+
+def start():
+    """Starts the compile worker when the cache lacks the model-independent
+    kernels (the first run on a machine, or after an upgrade) and workers are
+    allowed; otherwise does nothing. Returns whether one started."""
+    global _run
+    if _run is not None or not _wanted():
+        return False
+    jobs = _jobs()
+    if all(_cached(dispatcher) for dispatcher, _ in jobs):
+        return False
+    directory = tempfile.mkdtemp(prefix="fastnn-compile-")
+    env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", **{_ENV: "0"})
+    try:
+        worker = subprocess.Popen([sys.executable, "-c", _BOOT, str(Path(__file__).resolve().parents[1]), directory],
+                                  stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                  env=env)
+    except OSError:   # no interpreter to start (an embedded Python): compile here
+        shutil.rmtree(directory, ignore_errors=True)
+        return False
+    _run = _Run(directory, worker, {_key(dispatcher) for dispatcher, _ in jobs})
+    atexit.register(_stop)
+    return True
+
+
+def ensure(dispatcher):
+    """Call before this process compiles (or loads) ``dispatcher``: when the
+    worker has taken it, waits until the worker is done with it (then it is in
+    the cache) or gone; when not, claims it, so the worker will not take it."""
+    run = _run
+    if run is None or run.pid != os.getpid():    # no worker, or a forked child that does not own it
+        return
+    key = _key(dispatcher)
+    if key not in run.keys or key in run.settled:
+        return
+    if _claim(run.directory, key, "main"):
+        run.settled.add(key)
+        return
+    done = _done_path(run.directory, key)
+    deadline = time.monotonic() + _WAIT_LIMIT_SECONDS
+    while not os.path.exists(done) and run.worker.poll() is None:
+        if time.monotonic() > deadline:
+            run.worker.kill()
+            run.worker.wait()
+            break
+        _pause()
+    run.settled.add(key)
+
+
+def _pause():
+    """One poll interval of ``ensure``'s wait (its own function: tests act during a wait through it)."""
+    time.sleep(_POLL_SECONDS)
+
+
+def started():
+    """Whether this process started a compile worker: its first run on this machine compiles."""
+    return _run is not None
+
+
+def _stop():
+    """At exit: stops the worker (Numba writes cache files under temporary names
+    and renames them, so a stopped worker leaves no half-written entry)."""
+    run = _run
+    if run is None or run.pid != os.getpid():
+        return
+    if run.worker.poll() is None:
+        run.worker.kill()
+    run.worker.wait()
+    shutil.rmtree(run.directory, ignore_errors=True)
+
+
+def work(directory):
+    """The worker: compiles each job nobody has claimed, marking each done
+    (compiled and saved, or failed: then the main process compiles it)."""
+    for dispatcher, sig in _jobs():
+        key = _key(dispatcher)
+        if _cached(dispatcher) or not _claim(directory, key, "worker"):
+            continue
+        try:
+            dispatcher.compile(sig)
+        except Exception:
+            pass
+        finally:
+            open(_done_path(directory, key), "w").close()
