@@ -16,6 +16,7 @@ import pytest
 
 import fastnn as keras
 from fastnn.layers.base import reset_names
+from keras_reference.wide_and_deep import wide_and_deep_model_class
 
 HERE = Path(__file__).resolve().parent / "keras_reference"
 REF = np.load(HERE / "functional_reference.npz")
@@ -321,28 +322,8 @@ def test_models_are_named_as_keras_numbers_them():
     assert names == ["functional", "functional_1"]
 
 
-class WideAndDeepModel(keras.Model):
-    """Hands-On ML's subclassed wide & deep model, as the reference script defines it."""
-
-    def __init__(self, units=30, activation="relu", **kwargs):
-        super().__init__(**kwargs)
-        self.norm_layer_wide = L.Normalization()
-        self.norm_layer_deep = L.Normalization()
-        self.hidden1 = L.Dense(units, activation=activation)
-        self.hidden2 = L.Dense(units, activation=activation)
-        self.main_output = L.Dense(1)
-        self.aux_output = L.Dense(1)
-
-    def call(self, inputs):
-        input_wide, input_deep = inputs
-        norm_wide = self.norm_layer_wide(input_wide)
-        norm_deep = self.norm_layer_deep(input_deep)
-        hidden1 = self.hidden1(norm_deep)
-        hidden2 = self.hidden2(hidden1)
-        concat = L.concatenate([norm_wide, hidden2])
-        output = self.main_output(concat)
-        aux_output = self.aux_output(hidden2)
-        return output, aux_output
+# the reference script's own class, built on fastnn
+WideAndDeepModel = wide_and_deep_model_class(keras)
 
 
 def test_subclassed_wide_and_deep_trains_and_logs_as_keras():

@@ -24,8 +24,8 @@ import pytest
 import fastnn as keras
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from test_functional_keras import (HERE, INFO, PRED_ATOL, RTOL, init_weights, ref, shared_model,  # noqa: E402
-                                   two_io_data, two_io_model, wide_deep_data, wide_deep_model)
+from test_functional_keras import (HERE, INFO, PRED_ATOL, RTOL, WideAndDeepModel, init_weights, ref,  # noqa: E402
+                                   shared_model, two_io_data, two_io_model, wide_deep_data, wide_deep_model)
 
 MODELS = HERE / "models"
 L = keras.layers
@@ -220,26 +220,6 @@ def test_shared_layer_round_trips_with_its_two_calls(tmp_path):
     assert other.optimizer.iterations == 12
 
 
-class WideAndDeepModel(keras.Model):
-    """Hands-On ML's subclassed wide & deep model (two outputs)."""
-
-    def __init__(self, units=30, activation="relu", **kwargs):
-        super().__init__(**kwargs)
-        self.norm_layer_wide = L.Normalization()
-        self.norm_layer_deep = L.Normalization()
-        self.hidden1 = L.Dense(units, activation=activation)
-        self.hidden2 = L.Dense(units, activation=activation)
-        self.main_output = L.Dense(1)
-        self.aux_output = L.Dense(1)
-
-    def call(self, inputs):
-        input_wide, input_deep = inputs
-        norm_wide, norm_deep = self.norm_layer_wide(input_wide), self.norm_layer_deep(input_deep)
-        hidden2 = self.hidden2(self.hidden1(norm_deep))
-        concat = L.concatenate([norm_wide, hidden2])
-        return self.main_output(concat), self.aux_output(hidden2)
-
-
 def trained_subclassed():
     keras.utils.set_random_seed(0)
     model = WideAndDeepModel(name="my_cool_model")
@@ -388,24 +368,10 @@ KERAS_SUBCLASS_CHECK = textwrap.dedent("""
     import json, sys
     import numpy as np
     import keras
-    L = keras.layers
 
-    class WideAndDeepModel(keras.Model):
-        def __init__(self, units=30, activation="relu", **kwargs):
-            super().__init__(**kwargs)
-            self.norm_layer_wide = L.Normalization()
-            self.norm_layer_deep = L.Normalization()
-            self.hidden1 = L.Dense(units, activation=activation)
-            self.hidden2 = L.Dense(units, activation=activation)
-            self.main_output = L.Dense(1)
-            self.aux_output = L.Dense(1)
-
-        def call(self, inputs):
-            input_wide, input_deep = inputs
-            norm_wide, norm_deep = self.norm_layer_wide(input_wide), self.norm_layer_deep(input_deep)
-            hidden2 = self.hidden2(self.hidden1(norm_deep))
-            concat = L.concatenate([norm_wide, hidden2])
-            return self.main_output(concat), self.aux_output(hidden2)
+    sys.path.insert(0, sys.argv[2])             # tests/keras_reference: the class fastnn's tests train
+    from wide_and_deep import wide_and_deep_model_class
+    WideAndDeepModel = wide_and_deep_model_class(keras)
 
     folder = sys.argv[1]
     data = np.load(folder + "/data.npz")
@@ -430,8 +396,8 @@ def test_keras_loads_the_weights_of_a_subclassed_model_fastnn_saves(tmp_path):
     np.savez(tmp_path / "data.npz", x0=x_new[0], x1=x_new[1])
     (tmp_path / "check.py").write_text(KERAS_SUBCLASS_CHECK)
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", CUDA_VISIBLE_DEVICES="")
-    run = subprocess.run([python, str(tmp_path / "check.py"), str(tmp_path)], capture_output=True, text=True,
-                         timeout=300, env=env)
+    run = subprocess.run([python, str(tmp_path / "check.py"), str(tmp_path), str(HERE)], capture_output=True,
+                         text=True, timeout=300, env=env)
     assert run.returncode == 0, run.stderr[-3000:]
     got = json.loads(run.stdout.strip().splitlines()[-1])
     assert got["iterations"] == model.optimizer.iterations == 8

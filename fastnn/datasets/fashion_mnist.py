@@ -1,5 +1,5 @@
 """Fashion-MNIST: Zalando's article images (Han Xiao, Kashif Rasul, Roland Vollgraf; MIT licence)."""
-from .fetch import IdxFile, load_idx_set, register
+from .fetch import MNIST_LAYOUT_RETURNS, load_idx_set, mnist_layout_files, register
 
 NAME = "fashion_mnist"
 CLASS_NAMES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
@@ -7,12 +7,10 @@ CLASS_NAMES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
 # Zalando publishes MD5s of the .gz files only (github.com/zalandoresearch/fashion-mnist,
 # "Get the Data"); no checksum of the decompressed bytes is published, so the
 # original .gz files are what is verified.
-FILES = (
-    IdxFile("train-images-idx3-ubyte.gz", (60000, 28, 28), gz_md5="8d4fb7e6c68d591d4c3dfef9ec88bf0d"),
-    IdxFile("train-labels-idx1-ubyte.gz", (60000,), gz_md5="25c81989df183df01b3e8a0aad5dffbe"),
-    IdxFile("t10k-images-idx3-ubyte.gz", (10000, 28, 28), gz_md5="bef4ecab320f06d8554ea6380940ec79"),
-    IdxFile("t10k-labels-idx1-ubyte.gz", (10000,), gz_md5="bb300cfdad3c16e7a12a480ee83cd310"),
-)
+FILES = mnist_layout_files("gz_md5", (
+    "8d4fb7e6c68d591d4c3dfef9ec88bf0d", "25c81989df183df01b3e8a0aad5dffbe",  # train images, labels
+    "bef4ecab320f06d8554ea6380940ec79", "bb300cfdad3c16e7a12a480ee83cd310",  # test images, labels
+))
 MIRRORS = (
     "https://raw.githubusercontent.com/zalandoresearch/fashion-mnist/master/data/fashion/",
     "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",
@@ -41,14 +39,8 @@ def load_data(path=None):
             The files must be Zalando's original ``.gz`` files: they are checked
             against Zalando's published MD5s, the only published checksums.
 
-    Returns:
-        ``(x_train, y_train), (x_test, y_test)``: uint8 images of shape
-        (60000, 28, 28) and (10000, 28, 28) with values 0..255, uint8 labels
-        0..9 of shape (60000,) and (10000,), in the original order.
-
-    Raises:
-        FileNotFoundError: the files are neither found nor downloadable
-            (the message says which files to put where).
-        ValueError: a file fails its checksum or is not a well-formed IDX file.
     """
     return load_idx_set(NAME, "Fashion-MNIST", FILES, MIRRORS, path, keras_cache=KERAS_CACHE)
+
+
+load_data.__doc__ += MNIST_LAYOUT_RETURNS

@@ -54,6 +54,41 @@ class IdxFile:
     gz_md5: str = None
 
 
+# The four files of every set laid out like MNIST, in the order ``load_idx_set`` reads them.
+_MNIST_LAYOUT = (
+    ("train-images-idx3-ubyte.gz", (60000, 28, 28)),
+    ("train-labels-idx1-ubyte.gz", (60000,)),
+    ("t10k-images-idx3-ubyte.gz", (10000, 28, 28)),
+    ("t10k-labels-idx1-ubyte.gz", (10000,)),
+)
+
+
+def mnist_layout_files(checksum, md5s):
+    """The four ``IdxFile`` of a set laid out like MNIST (MNIST, Fashion-MNIST).
+
+    ``checksum`` names what the MD5s cover, ``"payload_md5"`` or ``"gz_md5"``;
+    ``md5s`` holds four hex strings: train images, train labels, test images,
+    test labels.
+    """
+    return tuple(IdxFile(name, shape, **{checksum: md5})
+                 for (name, shape), md5 in zip(_MNIST_LAYOUT, md5s, strict=True))
+
+
+# The end of every MNIST-layout ``load_data`` docstring, kept in one place so the
+# sets cannot come to promise different arrays or errors.
+MNIST_LAYOUT_RETURNS = """
+    Returns:
+        ``(x_train, y_train), (x_test, y_test)``: uint8 images of shape
+        (60000, 28, 28) and (10000, 28, 28) with values 0..255, uint8 labels
+        0..9 of shape (60000,) and (10000,), in the original order.
+
+    Raises:
+        FileNotFoundError: the files are neither found nor downloadable
+            (the message says which files to put where).
+        ValueError: a file fails its checksum or is not a well-formed IDX file.
+    """
+
+
 def cache_dir(name):
     """``~/.fastnn/datasets/NAME`` (not created here)."""
     return Path(os.path.expanduser("~")) / ".fastnn" / "datasets" / name

@@ -1,14 +1,12 @@
 """MNIST handwritten digits (Yann LeCun, Corinna Cortes, Christopher Burges; CC BY-SA 3.0)."""
-from .fetch import IdxFile, load_idx_set, register
+from .fetch import MNIST_LAYOUT_RETURNS, load_idx_set, mnist_layout_files, register
 
 NAME = "mnist"
 # MD5s of the decompressed IDX bytes: the gzip wrapping differs between mirrors.
-FILES = (
-    IdxFile("train-images-idx3-ubyte.gz", (60000, 28, 28), payload_md5="6bbc9ace898e44ae57da46a324031adb"),
-    IdxFile("train-labels-idx1-ubyte.gz", (60000,), payload_md5="a25bea736e30d166cdddb491f175f624"),
-    IdxFile("t10k-images-idx3-ubyte.gz", (10000, 28, 28), payload_md5="2646ac647ad5339dbf082846283269ea"),
-    IdxFile("t10k-labels-idx1-ubyte.gz", (10000,), payload_md5="27ae3e4e09519cfbb04c329615203637"),
-)
+FILES = mnist_layout_files("payload_md5", (
+    "6bbc9ace898e44ae57da46a324031adb", "a25bea736e30d166cdddb491f175f624",  # train images, labels
+    "2646ac647ad5339dbf082846283269ea", "27ae3e4e09519cfbb04c329615203637",  # test images, labels
+))
 MIRRORS = (
     "https://ossci-datasets.s3.amazonaws.com/mnist/",
     "https://storage.googleapis.com/cvdf-datasets/mnist/",
@@ -31,15 +29,8 @@ def load_data(path=None):
             ``$FASTNN_DATA_DIR/mnist/`` (or ``$FASTNN_DATA_DIR`` itself when it holds
             MNIST's files), ``~/.fastnn/datasets/mnist/``, Keras's
             ``~/.keras/datasets/mnist.npz``, then downloads into ``~/.fastnn/datasets/mnist/``.
-
-    Returns:
-        ``(x_train, y_train), (x_test, y_test)``: uint8 images of shape
-        (60000, 28, 28) and (10000, 28, 28) with values 0..255, uint8 labels
-        0..9 of shape (60000,) and (10000,), in the original order.
-
-    Raises:
-        FileNotFoundError: the files are neither found nor downloadable
-            (the message says which files to put where).
-        ValueError: a file fails its checksum or is not a well-formed IDX file.
     """
     return load_idx_set(NAME, "MNIST", FILES, MIRRORS, path, keras_cache=KERAS_CACHE)
+
+
+load_data.__doc__ += MNIST_LAYOUT_RETURNS

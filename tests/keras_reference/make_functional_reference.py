@@ -37,6 +37,7 @@ import traceback
 import numpy as np
 
 from _common import HERE, history_dict, keras_module, summary_text, weight_records, write
+from wide_and_deep import wide_and_deep_model_class
 
 keras, tf = keras_module()
 L = keras.layers
@@ -368,28 +369,7 @@ def submodels(arrays, info, wd_model):
 
 
 # ---------------------------------------------------------------- subclassed wide & deep
-class WideAndDeepModel(keras.Model):
-    """Hands-On ML 3rd ed., chapter 10's subclassed model (two outputs)."""
-
-    def __init__(self, units=30, activation="relu", **kwargs):
-        super().__init__(**kwargs)
-        self.norm_layer_wide = L.Normalization()
-        self.norm_layer_deep = L.Normalization()
-        self.hidden1 = L.Dense(units, activation=activation)
-        self.hidden2 = L.Dense(units, activation=activation)
-        self.main_output = L.Dense(1)
-        self.aux_output = L.Dense(1)
-
-    def call(self, inputs):
-        input_wide, input_deep = inputs
-        norm_wide = self.norm_layer_wide(input_wide)
-        norm_deep = self.norm_layer_deep(input_deep)
-        hidden1 = self.hidden1(norm_deep)
-        hidden2 = self.hidden2(hidden1)
-        concat = L.concatenate([norm_wide, hidden2])
-        output = self.main_output(concat)
-        aux_output = self.aux_output(hidden2)
-        return output, aux_output
+WideAndDeepModel = wide_and_deep_model_class(keras)
 
 
 def subclassed(arrays, info):
