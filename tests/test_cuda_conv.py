@@ -34,37 +34,39 @@ def _f32(*shape, lo=-1.0, hi=1.0):
 
 # The layers under test, between a first trainable layer (whose weight gradient needs their
 # input gradient) and Flatten + Dense(3, softmax). 2-D inputs are 7 x 6 x 2 maps, 1-D 9 x 3.
+# Each stack is made inside its test (after conftest's clear_session), so the session-numbered
+# layer names never clash with the test's own layers.
 IMAGE, SEQUENCE = (7, 6, 2), (9, 3)
 STACKS = {
-    "conv-same-relu+maxpool-tiled-odd": (IMAGE, [L.Conv2D(3, 3, padding="same", activation="relu"),
+    "conv-same-relu+maxpool-tiled-odd": (IMAGE, lambda: [L.Conv2D(3, 3, padding="same", activation="relu"),
                                                  L.MaxPooling2D(2)]),
-    "conv-strided-tanh+avgpool-same": (IMAGE, [L.Conv2D(3, (3, 2), strides=(2, 1), activation="tanh"),
+    "conv-strided-tanh+avgpool-same": (IMAGE, lambda: [L.Conv2D(3, (3, 2), strides=(2, 1), activation="tanh"),
                                                L.AveragePooling2D((2, 3), strides=(1, 2), padding="same")]),
     "conv-dilated-linear-nobias+maxpool-overlapping-same": (
-        IMAGE, [L.Conv2D(2, 2, dilation_rate=2, padding="same", use_bias=False),
+        IMAGE, lambda: [L.Conv2D(2, 2, dilation_rate=2, padding="same", use_bias=False),
                 L.MaxPooling2D(3, strides=2, padding="same")]),
-    "conv-1x1-sigmoid+avgpool-valid": (IMAGE, [L.Conv2D(3, 1, activation="sigmoid"),
+    "conv-1x1-sigmoid+avgpool-valid": (IMAGE, lambda: [L.Conv2D(3, 1, activation="sigmoid"),
                                                L.AveragePooling2D(2, strides=1)]),
-    "conv-strided-same-softmax+global-max": (IMAGE, [L.Conv2D(4, (2, 3), strides=2, padding="same",
+    "conv-strided-same-softmax+global-max": (IMAGE, lambda: [L.Conv2D(4, (2, 3), strides=2, padding="same",
                                                               activation="softmax"), L.GlobalMaxPooling2D()]),
-    "relu+global-average": (IMAGE, [L.Conv2D(3, 2, activation="relu"), L.GlobalAveragePooling2D()]),
-    "padding+cropping+upsampling+batchnorm": (IMAGE, [L.ZeroPadding2D(((1, 0), (2, 1))),
+    "relu+global-average": (IMAGE, lambda: [L.Conv2D(3, 2, activation="relu"), L.GlobalAveragePooling2D()]),
+    "padding+cropping+upsampling+batchnorm": (IMAGE, lambda: [L.ZeroPadding2D(((1, 0), (2, 1))),
                                                       L.Cropping2D(((1, 0), (0, 2))), L.UpSampling2D((2, 1)),
                                                       L.BatchNormalization()]),
-    "conv1d-causal-strided+maxpool1d": (SEQUENCE, [L.Conv1D(3, 3, strides=2, padding="causal", activation="elu"),
+    "conv1d-causal-strided+maxpool1d": (SEQUENCE, lambda: [L.Conv1D(3, 3, strides=2, padding="causal", activation="elu"),
                                                    L.MaxPooling1D(2)]),
     "conv1d-dilated-same-relu+avgpool1d+global-max1d": (
-        SEQUENCE, [L.Conv1D(4, 2, dilation_rate=2, padding="same", activation="relu"),
+        SEQUENCE, lambda: [L.Conv1D(4, 2, dilation_rate=2, padding="same", activation="relu"),
                    L.AveragePooling1D(3, strides=2, padding="same"), L.Reshape((8, 2)), L.GlobalMaxPooling1D()]),
-    "relu+global-average1d": (SEQUENCE, [L.Conv1D(3, 2, activation="relu"), L.GlobalAveragePooling1D()]),
+    "relu+global-average1d": (SEQUENCE, lambda: [L.Conv1D(3, 2, activation="relu"), L.GlobalAveragePooling1D()]),
 }
 
 
 def _stack_model(name):
-    shape, tested = STACKS[name]
+    shape, make_tested = STACKS[name]
     keras.set_random_seed(4)
     first = L.Conv2D(2, 2, activation="elu") if len(shape) == 3 else L.Conv1D(2, 2, activation="elu")
-    model = keras.Sequential([L.Input(shape=shape), first, *tested, L.Flatten(),
+    model = keras.Sequential([L.Input(shape=shape), first, *make_tested(), L.Flatten(),
                               L.Dense(3, activation="softmax")])
     model.compile(loss="sparse_categorical_crossentropy", optimizer="sgd")
     return model
