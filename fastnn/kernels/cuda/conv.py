@@ -25,6 +25,7 @@ from ..program import A_POS, ACT, B_OFF, DENSE, FLAGS, FROZEN, IAUX, NEED_DX, W_
 from . import blas, elementwise as ew
 from .kinds import register
 from .launch import planned
+from .maps import pixel
 
 _ZERO = np.float32(0.0)
 
@@ -64,12 +65,7 @@ def col2im(ints, g, cols, c0, gs, x, b):
     k_size = KH * KW * C
     start, stride = cuda.grid(1), cuda.gridsize(1)
     for e in range(start, b * H * W * C, stride):
-        c = e % C
-        r = e // C
-        iw = r % W
-        r = r // W
-        ih = r % H
-        s = r // H
+        s, ih, iw, c = pixel(e, H, W, C)
         v = _ZERO
         for kh in range(KH - 1, -1, -1):        # later kernel rows read earlier output rows
             th = ih + PT - kh * DH

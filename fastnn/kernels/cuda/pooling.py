@@ -18,6 +18,7 @@ from ..kinds.parallel import HEADER
 from ..program import A_POS, FLAGS, IAUX, N_INS, NEED_DX, X_POS
 from .kinds import register
 from .launch import planned
+from .maps import pixel
 
 _ZERO = np.float32(0.0)
 _ONE = np.float32(1.0)
@@ -36,12 +37,7 @@ def pool_forward(ints, g, ws, x, a, b):
     H, W, C, OH, OW, KH, KW, SH, SW, PT, PL, mode = _window(ints, g)
     start, stride = cuda.grid(1), cuda.gridsize(1)
     for e in range(start, b * OH * OW * C, stride):
-        c = e % C
-        r = e // C
-        ow = r % OW
-        r = r // OW
-        oh = r % OH
-        s = r // OH
+        s, oh, ow, c = pixel(e, OH, OW, C)
         h0, h1 = max(oh * SH - PT, 0), min(oh * SH - PT + KH, H)
         w0, w1 = max(ow * SW - PL, 0), min(ow * SW - PL + KW, W)
         base = x + s * H * W * C + c
@@ -66,12 +62,7 @@ def pool_backward(ints, g, ws, gs, x, a, b):
     H, W, C, OH, OW, KH, KW, SH, SW, PT, PL, mode = _window(ints, g)
     start, stride = cuda.grid(1), cuda.gridsize(1)
     for e in range(start, b * H * W * C, stride):
-        c = e % C
-        r = e // C
-        iw = r % W
-        r = r // W
-        ih = r % H
-        s = r // H
+        s, ih, iw, c = pixel(e, H, W, C)
         base = x + s * H * W * C + c
         v = ws[x + e]
         d = _ZERO

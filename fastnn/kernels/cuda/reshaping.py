@@ -13,6 +13,7 @@ from ..kinds.parallel import HEADER
 from ..program import A_POS, FLAGS, IAUX, NEED_DX, X_POS
 from .kinds import register
 from .launch import planned
+from .maps import pixel
 
 _ZERO = np.float32(0.0)
 
@@ -22,12 +23,7 @@ def window_forward(H, W, C, OH, OW, DH, DW, ws, x, a, b):
     """Output pixel (oh, ow) is input pixel (oh + DH, ow + DW), zeros outside the input."""
     start, stride = cuda.grid(1), cuda.gridsize(1)
     for e in range(start, b * OH * OW * C, stride):
-        c = e % C
-        r = e // C
-        ow = r % OW
-        r = r // OW
-        oh = r % OH
-        s = r // OH
+        s, oh, ow, c = pixel(e, OH, OW, C)
         ih, iw = oh + DH, ow + DW
         v = _ZERO
         if ih >= 0 and ih < H and iw >= 0 and iw < W:
@@ -40,12 +36,7 @@ def window_backward(H, W, C, OH, OW, DH, DW, gs, x, a, b):
     """An input pixel's gradient is its output pixel's, or zero where no output reads it."""
     start, stride = cuda.grid(1), cuda.gridsize(1)
     for e in range(start, b * H * W * C, stride):
-        c = e % C
-        r = e // C
-        iw = r % W
-        r = r // W
-        ih = r % H
-        s = r // H
+        s, ih, iw, c = pixel(e, H, W, C)
         oh, ow = ih - DH, iw - DW
         d = _ZERO
         if oh >= 0 and oh < OH and ow >= 0 and ow < OW:
@@ -59,12 +50,7 @@ def upsample_forward(H, W, C, SH, SW, ws, x, a, b):
     OH, OW = H * SH, W * SW
     start, stride = cuda.grid(1), cuda.gridsize(1)
     for e in range(start, b * OH * OW * C, stride):
-        c = e % C
-        r = e // C
-        ow = r % OW
-        r = r // OW
-        oh = r % OH
-        s = r // OH
+        s, oh, ow, c = pixel(e, OH, OW, C)
         ws[a + e] = ws[x + ((s * H + oh // SH) * W + ow // SW) * C + c]
 
 
@@ -74,12 +60,7 @@ def upsample_backward(H, W, C, SH, SW, gs, x, a, b):
     OH, OW = H * SH, W * SW
     start, stride = cuda.grid(1), cuda.gridsize(1)
     for e in range(start, b * H * W * C, stride):
-        c = e % C
-        r = e // C
-        iw = r % W
-        r = r // W
-        ih = r % H
-        s = r // H
+        s, ih, iw, c = pixel(e, H, W, C)
         d = _ZERO
         for oh in range(ih * SH, ih * SH + SH):
             for ow in range(iw * SW, iw * SW + SW):
