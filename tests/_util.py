@@ -84,3 +84,22 @@ def assert_gradient_matches(model, x, y, indices=None):
     assert err[worst] <= RTOL * scale, (
         f"gradient entry {indices[worst]} is {grad[indices[worst]]:.6g}, finite differences give "
         f"{fd[worst]:.6g} (max |fd| {scale:.3g})")
+
+
+def without_object_ids(obj):
+    """A JSON document without Keras's ``shared_object_id`` (the id() of a dtype policy two configs
+    share, in the saving process: it differs between any two files)."""
+    if isinstance(obj, dict):
+        return {k: without_object_ids(v) for k, v in obj.items() if k != "shared_object_id"}
+    if isinstance(obj, list):
+        return [without_object_ids(v) for v in obj]
+    return obj
+
+
+def key_structure(obj):
+    """The nested keys and value types of a JSON document, values dropped."""
+    if isinstance(obj, dict):
+        return {k: key_structure(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [key_structure(v) for v in obj]
+    return type(obj).__name__

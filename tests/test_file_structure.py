@@ -25,6 +25,7 @@ import pytest
 import fastnn as keras
 from fastnn.saving import registration
 
+from _util import key_structure, without_object_ids
 from test_custom_layers import Linear as _GuideLinear
 from test_custom_losses import custom_mean_squared_error
 
@@ -120,23 +121,6 @@ def members(path):
 def document(path, name):
     with zipfile.ZipFile(path) as zf:
         return without_object_ids(json.loads(zf.read(name)))
-
-
-def without_object_ids(obj):
-    """Drops Keras's ``shared_object_id`` (the id() of a dtype policy two configs share, in the saving process)."""
-    if isinstance(obj, dict):
-        return {k: without_object_ids(v) for k, v in obj.items() if k != "shared_object_id"}
-    if isinstance(obj, list):
-        return [without_object_ids(v) for v in obj]
-    return obj
-
-
-def key_structure(obj):
-    if isinstance(obj, dict):
-        return {k: key_structure(v) for k, v in obj.items()}
-    if isinstance(obj, list):
-        return [key_structure(v) for v in obj]
-    return type(obj).__name__
 
 
 def h5_layout(path):

@@ -24,6 +24,8 @@ import pytest
 import fastnn as keras
 from fastnn.models.training import loss_and_gradients
 
+from _util import key_structure, without_object_ids
+
 ROOT = Path(__file__).resolve().parents[1]
 KERAS_FILES = ("mnist_mlp", "regressor")
 
@@ -58,24 +60,6 @@ def h5_layout(h5):
             out[name] = ("group", None, None, dict(obj.attrs))
     h5.visititems(visit)
     return out
-
-
-def without_object_ids(obj):
-    """Drops Keras's ``shared_object_id`` (an in-memory id() Keras writes for shared policies)."""
-    if isinstance(obj, dict):
-        return {k: without_object_ids(v) for k, v in obj.items() if k != "shared_object_id"}
-    if isinstance(obj, list):
-        return [without_object_ids(v) for v in obj]
-    return obj
-
-
-def key_structure(obj):
-    """The nested keys and value types of a JSON document, values dropped."""
-    if isinstance(obj, dict):
-        return {k: key_structure(v) for k, v in obj.items()}
-    if isinstance(obj, list):
-        return [key_structure(v) for v in obj]
-    return type(obj).__name__
 
 
 def mnist_like(name="mnist_mlp"):
