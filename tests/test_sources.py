@@ -331,7 +331,7 @@ def test_bounds_checking_is_live_in_the_compiled_gather():
     """.ci/run reruns the kernel-level tests with NUMBA_BOUNDSCHECK=1: this shows the check is on there."""
     from fastnn.kernels.cpu import engine
     with pytest.raises(IndexError):
-        engine._gather(np.zeros(12, np.float32), 3, np.array([0, 1, 9, 2]), 0, 4, np.zeros(12, np.float32))
+        engine._gather_columns(np.zeros(12, np.float32), 3, 0, 3, np.array([0, 1, 9, 2]), 4, np.zeros(12, np.float32), 0)
 
 
 RSS_CHILD = textwrap.dedent("""
