@@ -40,9 +40,6 @@ def _on_cuda_device():
     return bool(numba_config.ENABLE_CUDASIM) or fastnn_config.cuda_available()
 
 
-_LONGEST_FIRST = ("test_cuda.py", "test_recurrent.py")
-
-
 def pytest_collection_modifyitems(config, items):
     """Without numba.cuda, the device tests are deselected rather than skipped:
     they do run, in test_cuda.py's subprocess under the CUDA simulator, so a
@@ -52,9 +49,6 @@ def pytest_collection_modifyitems(config, items):
         config.hook.pytest_deselected(items=device)
         items[:] = [item for item in items if not item.get_closest_marker("cuda_device")]
         config._fastnn_cuda_deselected = len(device)
-    # The longest files first: with one pytest-xdist worker per core they then overlap the many short
-    # ones instead of running alone at the end (the simulator subprocess alone takes minutes).
-    items.sort(key=lambda item: Path(str(item.fspath)).name not in _LONGEST_FIRST)
 
 
 def pytest_terminal_summary(terminalreporter, config):

@@ -168,6 +168,8 @@ def ensure(dispatcher):
     run = _run
     if run is None or run.pid != os.getpid():    # no worker, or a forked child that does not own it
         return
+    if not hasattr(dispatcher, "py_func"):       # a stand-in for the kernel (a test's counting wrapper)
+        return
     key = _key(dispatcher)
     if key not in run.keys or key in run.settled:
         return
