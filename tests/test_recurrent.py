@@ -112,11 +112,9 @@ def test_time_distributed_dense_on_recurrent_sequences():
     _check(lambda: [L.GRU(U, return_sequences=True), L.TimeDistributed(L.Dense(3, activation="tanh"))])
 
 
-@pytest.mark.parametrize("cell", sorted(CELLS))
-def test_input_dropout_gradient_with_the_same_masks(cell):
-    """In training mode the dropout masks come from the generator set_random_seed seeds, so seeding
-    before each loss evaluation gives every evaluation the same masks."""
-    model = _model(lambda: [CELLS[cell](U, dropout=0.4, return_sequences=True)])
+def _check_with_fixed_masks(model, what):
+    """Training-mode gradient against central differences, seeding before each loss evaluation so
+    every evaluation draws the same dropout masks; ``what`` must change the gradient."""
     x = _floats()
     y = _targets(model, x)
 
@@ -124,9 +122,9 @@ def test_input_dropout_gradient_with_the_same_masks(cell):
         keras.utils.set_random_seed(7)
         return loss_and_gradients(model, x, y, training=True)
 
-    loss, grad = loss_grad()
+    grad = loss_grad()[1]
     _, inference_grad = loss_and_gradients(model, x, y)
-    assert not np.allclose(grad, inference_grad), "dropout changed nothing"
+    assert not np.allclose(grad, inference_grad), f"{what} changed nothing"
     params = model._params
     fd = np.zeros(model._n_trainable)
     for i in range(model._n_trainable):
@@ -139,6 +137,14 @@ def test_input_dropout_gradient_with_the_same_masks(cell):
         fd[i] = (loss_up - loss_down) / (up - down)
     scale = np.abs(fd).max()
     assert np.abs(grad[:model._n_trainable] - fd).max() <= 1e-3 * scale
+
+
+@pytest.mark.parametrize("cell", sorted(CELLS))
+def test_input_dropout_gradient_with_the_same_masks(cell):
+    """In training mode the dropout masks come from the generator set_random_seed seeds, so seeding
+    before each loss evaluation gives every evaluation the same masks."""
+    model = _model(lambda: [CELLS[cell](U, dropout=0.4, return_sequences=True)])
+    _check_with_fixed_masks(model, "dropout")
 
 
 def test_frozen_recurrent_layer_passes_gradients_through():
@@ -345,28 +351,7 @@ def test_recurrent_dropout_gradient_with_the_same_masks(cell, dropout):
     """Training mode, masks fixed by seeding before each loss evaluation: the input masks (one per
     gate block with recurrent dropout, as Keras 3's implementation 1) and the recurrent ones."""
     model = _model(lambda: [FORMULATIONS[cell](U, dropout=dropout, recurrent_dropout=0.4, return_sequences=True)])
-    x = _floats()
-    y = _targets(model, x)
-
-    def loss_grad():
-        keras.utils.set_random_seed(7)
-        return loss_and_gradients(model, x, y, training=True)
-
-    loss, grad = loss_grad()
-    _, inference_grad = loss_and_gradients(model, x, y)
-    assert not np.allclose(grad, inference_grad), "recurrent dropout changed nothing"
-    params = model._params
-    fd = np.zeros(model._n_trainable)
-    for i in range(model._n_trainable):
-        original = params[i]
-        params[i] = original + np.float32(STEP)
-        up, loss_up = float(params[i]), loss_grad()[0]
-        params[i] = original - np.float32(STEP)
-        down, loss_down = float(params[i]), loss_grad()[0]
-        params[i] = original
-        fd[i] = (loss_up - loss_down) / (up - down)
-    scale = np.abs(fd).max()
-    assert np.abs(grad[:model._n_trainable] - fd).max() <= 1e-3 * scale
+    _check_with_fixed_masks(model, "recurrent dropout")
 
 
 def _same_weights_without(cell, **options):
