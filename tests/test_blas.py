@@ -62,3 +62,30 @@ def test_numpys_openblas_is_chosen_when_it_has_cblas():
         pytest.skip("FASTNN_BLAS=scipy forces the fallback")
     found = blas._numpy_cblas_sgemm()
     assert (found is not None) == blas.BACKEND.startswith("numpy-openblas")
+
+
+def test_the_first_compiled_run_warms_openblas_on_its_own_threads_once(monkeypatch):
+    """Single-threaded OpenBLAS runs ~3x faster in a process that has made one threaded call
+    (benchmarks/blas_threads.py), so the first compiled run makes that call, with OpenBLAS's
+    own thread count (the run itself pins BLAS to one thread), and later runs do not repeat it."""
+    from threadpoolctl import threadpool_info
+    from fastnn import threads
+    if not blas.BACKEND.startswith("numpy"):
+        pytest.skip("the warm-up is for NumPy's OpenBLAS")
+    calls = []
+    monkeypatch.setattr(blas, "_buffers_warmed", False)
+    monkeypatch.setattr(threads, "_blas_controller", None)
+    monkeypatch.delenv("FASTNN_BLAS_WARMUP", raising=False)
+
+    class Recording(np.ndarray):
+        def __matmul__(self, other):
+            calls.append(max(lib["num_threads"] for lib in threadpool_info() if lib["internal_api"] == "openblas"))
+            return np.asarray(self) @ np.asarray(other)
+
+    monkeypatch.setattr(blas.np, "ones", lambda shape, dtype: np.zeros(shape, dtype).view(Recording))
+    own = max(lib["num_threads"] for lib in threadpool_info() if lib["internal_api"] == "openblas")
+    for _ in range(2):
+        with threads.compiled_run():
+            pinned = [lib["num_threads"] for lib in threadpool_info() if lib["internal_api"] == "openblas"]
+    assert calls == [own]
+    assert set(pinned) == {1}

@@ -71,6 +71,27 @@ else:
     _cblas_sgemm = None
 cache.extend_stamp(BACKEND)
 
+_buffers_warmed = False
+
+
+def warm_buffers():
+    """Runs one product through OpenBLAS's own thread pool, once per process, before the
+    compiled loops call it single-threaded from their worker threads.
+
+    Measured (2-core AMD EPYC VM, OpenBLAS 0.3.31, a 1024x784 @ 784x300 product on one
+    thread): 11 GFLOP/s in a process whose first OpenBLAS calls were single-threaded, 34 after
+    one multi-threaded 512x512 product (18 ms, once); a 128x128 one, which OpenBLAS does not
+    split, does nothing. The packing buffers OpenBLAS sets up on its threaded path stay fast
+    for every later call, whichever thread makes it (``benchmarks/blas_threads.py`` shows it;
+    ``FASTNN_BLAS_WARMUP=0`` skips the warm-up, to measure without it).
+    """
+    global _buffers_warmed
+    if _buffers_warmed or not BACKEND.startswith("numpy") or os.environ.get("FASTNN_BLAS_WARMUP") == "0":
+        return
+    _buffers_warmed = True
+    x = np.ones((512, 512), np.float32)
+    x @ x
+
 
 _xxgemm = types.ExternalFunction(
     "numba_xxgemm",
