@@ -133,9 +133,9 @@ def _scatter(src, s0, gs, x, H, W, C, OH, OW, KH, KW, SH, SW, DH, DW, PT, PL):
 
 
 @njit(cache=True, inline="always")
-def _bias_act(rec, ints, params, ws, z, a, rows, width, act):
-    """z += bias; a = act(z) for ``rows`` rows of ``width`` at ws[z:], ws[a:] (z == a: in place)."""
-    bias = rec[P.B_OFF]
+def _bias_act(rec, ints, params, bias, ws, z, a, rows, width):
+    """z += the bias at params[bias:] (none if bias < 0); a = act(z) for ``rows`` rows of
+    ``width`` at ws[z:], ws[a:] (z == a: in place)."""
     if bias >= 0:
         br = params[bias:bias + width]
         for r in range(rows):
@@ -204,35 +204,33 @@ def _direct(KH, KW, SH, SW, PT, PL):
 @njit(**PART)
 def conv_forward_part(rec, ints, params, consts, grads, ws, gs, tmp, b, training, t, n):
     H, W, C, OH, OW, KH, KW, SH, SW, DH, DW, PT, PL, F, G = _conv_geometry(rec, ints)
-    NP, K, act = OH * OW, KH * KW * C, rec[P.ACT]
+    NP, K = OH * OW, KH * KW * C
     ab = consts[rec[P.AUX]:rec[P.AUX] + 2]
     x0, a0 = b * rec[P.X_POS], b * rec[P.A_POS]
     s0, s1 = sample_range(b, t, n)
     direct = _direct(KH, KW, SH, SW, PT, PL)
-    if _g(rec, ints, G_SMALL) != 0:
-        for s in range(s0, s1):
-            z = _z_at(rec, ints, b, s, NP * F)
-            _small_forward(ws, x0 + s * H * W * C, params, rec[P.W_OFF], rec[P.B_OFF], z, H, W, C, OH, OW, KH, KW,
-                           SH, SW, DH, DW, PT, PL, F)
-            _act_only(rec, ints, ws, z, a0 + s * NP * F, NP, F)
-        return
+    small = _g(rec, ints, G_SMALL) != 0
     s = s0
     while s < s1:
-        g = min(G, s1 - s) if not direct else s1 - s
+        g = 1 if small else (s1 - s if direct else min(G, s1 - s))
         z = _z_at(rec, ints, b, s, NP * F)
-        if direct:
+        if small:
+            _small_forward(ws, x0 + s * H * W * C, params, rec[P.W_OFF], rec[P.B_OFF], z, H, W, C, OH, OW, KH, KW,
+                           SH, SW, DH, DW, PT, PL, F)
+        elif direct:
             gemm(False, False, g * NP, F, K, ab, ws, x0 + s * H * W * C, C, params, rec[P.W_OFF], F, ws, z, F)
         else:
             for j in range(g):
                 _gather(ws, x0 + (s + j) * H * W * C, H, W, C, OW, KW, SH, SW, DH, DW, PT, PL, 0, NP, 0, K, tmp,
                         j * NP * K, K)
             gemm(False, False, g * NP, F, K, ab, tmp, 0, K, params, rec[P.W_OFF], F, ws, z, F)
-        if _g(rec, ints, G_ZIN) != 0 or g == 1:
-            _bias_act(rec, ints, params, ws, z, a0 + s * NP * F, g * NP, F, act)
-        else:
-            for j in range(g):
-                _bias_act(rec, ints, params, ws, _z_at(rec, ints, b, s + j, NP * F), a0 + (s + j) * NP * F, NP, F,
-                          act)
+        # bias (the direct loops added it) and activation: the g samples' z in one block where it is
+        # one, else sample by sample; one call site, as each inlined copy adds to the compile time
+        blocks = 1 if _g(rec, ints, G_ZIN) != 0 or g == 1 else g
+        for j in range(blocks):
+            q = s + j * (g // blocks)
+            _bias_act(rec, ints, params, -1 if small else rec[P.B_OFF], ws, _z_at(rec, ints, b, q, NP * F),
+                      a0 + q * NP * F, g * NP // blocks, F)
         s += g
 
 
@@ -505,7 +503,7 @@ def separable_forward_part(rec, ints, params, consts, grads, ws, gs, tmp, b, tra
                           SH, SW, DH, DW, PT, PL, M)
         z = _z_at(rec, ints, b, s, NP * F)
         gemm(False, False, NP, F, CM, ab, ws, d, CM, params, rec[P.S_OFF], F, ws, z, F)
-        _bias_act(rec, ints, params, ws, z, b * rec[P.A_POS] + s * NP * F, NP, F, rec[P.ACT])
+        _bias_act(rec, ints, params, rec[P.B_OFF], ws, z, b * rec[P.A_POS] + s * NP * F, NP, F)
 
 
 @njit(**PART)
