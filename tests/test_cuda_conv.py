@@ -3,7 +3,8 @@
 Each op's forward pass (``predict``) and gradient (``loss_and_gradients``: every weight's, so
 also those of a layer before the op, which its input gradient feeds) on the device must equal
 the CPU's within float32 round-off, over strides, paddings, dilations, odd sizes and ties in
-max pooling; and a small CNN of the tutorials' shape must train to the CPU's weights.
+max pooling; and a small CNN of the tutorials' shape, and models of DepthwiseConv2D and
+SeparableConv2D, must train to the CPU's weights.
 
 Device tests run on a GPU when there is one, and under Numba's CUDA simulator in the
 subprocess that ``test_cuda.py`` starts (see its docstring): shapes are tiny, since the
@@ -131,6 +132,51 @@ def test_a_small_cnn_trains_to_the_cpu_weights():
     np.testing.assert_allclose(p1, p0, rtol=1e-5, atol=1e-7)
 
 
+# DepthwiseConv2D and SeparableConv2D with every option the CPU kinds take between them: strides 1 and 2,
+# padding same and valid, dilation 2, depth_multiplier 1 and 2, odd kernels and maps, activations computed
+# in place (ReLU, softmax) or kept beside the output (tanh), with and without bias. Each kind comes second
+# once, so its input gradient (which trains the first layer) is checked too.
+DEPTHWISE_STACKS = {
+    "depthwise-strided-same-m2-relu+separable-dilated-valid-m2-tanh": lambda: [
+        L.DepthwiseConv2D(3, strides=2, padding="same", depth_multiplier=2, activation="relu"),
+        L.SeparableConv2D(3, 2, dilation_rate=2, depth_multiplier=2, activation="tanh")],
+    "separable-strided-same-softmax+depthwise-dilated-valid-tanh-nobias": lambda: [
+        L.SeparableConv2D(4, (2, 3), strides=2, padding="same", activation="softmax"),
+        L.DepthwiseConv2D(2, dilation_rate=2, use_bias=False, activation="tanh")],
+}
+
+
+def _depthwise_model(name):
+    keras.set_random_seed(6)
+    model = keras.Sequential([L.Input(shape=IMAGE), *DEPTHWISE_STACKS[name](), L.Flatten(),
+                              L.Dense(3, activation="softmax")])
+    model.compile(loss="sparse_categorical_crossentropy", optimizer=keras.optimizers.SGD(0.5, momentum=0.9))
+    return model
+
+
+@device
+@pytest.mark.parametrize("name", list(DEPTHWISE_STACKS))
+def test_depthwise_and_separable_convolutions_train_to_the_cpu_weights(name):
+    # Two steps, of 3 images and of 2 (a partial batch).
+    X, y = _f32(5, *IMAGE), RNG.integers(0, 3, 5)
+    runs = []
+    for dev in ("cpu", "cuda"):
+        model = _depthwise_model(name)
+        with keras.device(dev):
+            history = model.fit(X, y, batch_size=3, epochs=1, shuffle=False, verbose=0)
+            pred = model.predict(X, verbose=0)
+        runs.append((model.get_weights(), history.history["loss"], pred))
+    (w0, loss0, p0), (w1, loss1, p1) = runs
+    for a, b, start in zip(w0, w1, _depthwise_model(name).get_weights()):
+        step = a - start
+        assert np.abs(step).max() > 1e-3                       # every weight array moved
+        np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-6)
+        # and moved as on the CPU: the gradients agree to float32 round-off
+        np.testing.assert_allclose(b - start, step, rtol=1e-4, atol=1e-6 * np.abs(step).max())
+    np.testing.assert_allclose(loss1, loss0, rtol=1e-5)
+    np.testing.assert_allclose(p1, p0, rtol=1e-5, atol=1e-7)
+
+
 @device
 def test_spatial_dropout_drops_whole_channels_and_its_gradient_follows_the_mask():
     import warnings
@@ -166,11 +212,12 @@ def test_every_kind_the_device_runs_has_a_plan_and_the_others_are_refused_by_nam
     for code, kind in kinds._KINDS.items():
         planned = code in engine_kinds or device_kinds.get(code) is not None
         assert kind.on_cuda == planned, kind.name
-    model = keras.Sequential([L.Input(shape=IMAGE), L.DepthwiseConv2D(2), L.Flatten(), L.Dense(1)])
+    inputs = keras.Input(shape=(3,))
+    model = keras.Model(inputs, L.Dense(1)(keras.ops.exp(inputs)))      # a keras.ops op: CPU only
     model.compile(loss="mse", optimizer="sgd")
     with keras.device("cuda"):
-        with pytest.raises(NotImplementedError, match=r"does not run layers \['DepthwiseConv2D'\]"):
-            model.fit(_f32(2, *IMAGE), _f32(2, 1), verbose=0)
+        with pytest.raises(NotImplementedError, match=r"does not run layers \['Unary'\]"):
+            model.fit(_f32(2, 3), _f32(2, 1), verbose=0)
 
 
 @device

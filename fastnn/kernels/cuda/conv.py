@@ -14,6 +14,9 @@ at each output pixel (zeros in the padding):
   the input needs its gradient, ``dcol = dZ @ W^T`` into the same buffer (col is dead by then)
   and col2im, which gathers each input's gradient from the dcol entries that read it: no
   atomics, and the sum in the CPU's order.
+
+The product and activation steps (``product_forward``, ``activation_backward``, ``product_backward``)
+serve SeparableConv2D's pointwise product too (``depthwise.py``), as does ``window``.
 """
 import numpy as np
 from numba import cuda
@@ -31,7 +34,8 @@ _ZERO = np.float32(0.0)
 
 
 @cuda.jit(device=True)
-def _window(ints, g):
+def window(ints, g):
+    """(H, W, C, OH, OW, KH, KW, SH, SW, DH, DW, PT, PL) of the op whose geometry is at ints[g:]."""
     return (ints[g + K.G_H], ints[g + K.G_W], ints[g + K.G_C], ints[g + K.G_OH], ints[g + K.G_OW], ints[g + K.G_KH],
             ints[g + K.G_KW], ints[g + K.G_SH], ints[g + K.G_SW], ints[g + K.G_DH], ints[g + K.G_DW],
             ints[g + K.G_PT], ints[g + K.G_PL])
@@ -40,7 +44,7 @@ def _window(ints, g):
 @cuda.jit(cache=True)
 def im2col(ints, g, ws, x, b, cols, c0):
     """cols[c0:] (``b * P`` rows of ``K``) = col(X) of the ``b`` samples at ws[x:]; geometry at ints[g:]."""
-    H, W, C, OH, OW, KH, KW, SH, SW, DH, DW, PT, PL = _window(ints, g)
+    H, W, C, OH, OW, KH, KW, SH, SW, DH, DW, PT, PL = window(ints, g)
     k_size, n_pix = KH * KW * C, OH * OW
     start, stride = cuda.grid(1), cuda.gridsize(1)
     for e in range(start, b * n_pix * k_size, stride):
@@ -61,7 +65,7 @@ def im2col(ints, g, ws, x, b, cols, c0):
 def col2im(ints, g, cols, c0, gs, x, b):
     """gs[x:] (``b`` maps) = col2im(dcol at cols[c0:]): each input's gradient is the sum of the
     dcol entries that read it, added in the order of their output pixels (the CPU's order)."""
-    H, W, C, OH, OW, KH, KW, SH, SW, DH, DW, PT, PL = _window(ints, g)
+    H, W, C, OH, OW, KH, KW, SH, SW, DH, DW, PT, PL = window(ints, g)
     k_size = KH * KW * C
     start, stride = cuda.grid(1), cuda.gridsize(1)
     for e in range(start, b * H * W * C, stride):
@@ -99,45 +103,73 @@ class _Op:
         self.cols, self.c0 = (session.ws, self.x) if self.direct else (session.scratch, int(session.scratch_at[i]))
 
 
-def forward(session, i, b, training):
-    op, ws = _Op(session, i, b), session.ws
-    rows = b * op.P
-    launches = []
-    if not op.direct:
-        launches.append(planned(im2col, rows * op.K, session.ints, op.g, ws, op.x, b, op.cols, op.c0))
-    fused = op.act not in (LINEAR, SOFTMAX)
-    launches.append(blas.gemm_launch(False, False, rows, op.F, op.K, 1.0, 0.0, op.cols, op.c0, op.K, session.params,
-                                     op.w, op.F, ws, op.z, op.F, bias=session.params, bias_off=op.bias,
-                                     epi=blas.EPI_ACT if fused else blas.EPI_NONE, act=op.act, out=ws, out_off=op.a))
-    if op.act == SOFTMAX:
-        launches.append(planned(ew.softmax_rows, rows, ws, op.z, ws, op.a, rows, op.F))
+def product_forward(session, rows, k, n, cols, c0, w, bias, act, z, a):
+    """Launches of ``z = cols @ W + bias`` and ``a = act(z)``: ``cols`` a ``rows x k`` matrix at ``cols[c0:]``,
+    W ``k x n`` at ``params[w:]``, the bias at ``params[bias:]`` (< 0: none), z and a in ``ws``. The activation
+    rides in the GEMM's epilogue; softmax, over each row, gets a launch of its own. (Conv's product, and the
+    pointwise product of SeparableConv2D.)"""
+    ws = session.ws
+    fused = act not in (LINEAR, SOFTMAX)
+    launches = [blas.gemm_launch(False, False, rows, n, k, 1.0, 0.0, cols, c0, k, session.params, w, n, ws, z, n,
+                                 bias=session.params, bias_off=bias, epi=blas.EPI_ACT if fused else blas.EPI_NONE,
+                                 act=act, out=ws, out_off=a)]
+    if act == SOFTMAX:
+        launches.append(planned(ew.softmax_rows, rows, ws, z, ws, a, rows, n))
     return launches
 
 
+def activation_backward(session, act, rows, width, z, a):
+    """Launches of ``dZ = dA * act'(z)`` (gs at ``z`` from gs at ``a``) over ``rows`` pixels of ``width``
+    channels, softmax over each pixel's channels; none when linear (z is a). Shared by the convolution kinds."""
+    ws, gs = session.ws, session.gs
+    if act == SOFTMAX:
+        return [planned(ew.softmax_rows_backward, rows, ws, gs, a, gs, z, rows, width)]
+    if act != LINEAR:
+        return [planned(ew.op_backward, rows * width, DENSE, act, width, rows, 0, z, a, ws, gs, session.params, -1,
+                        session.consts, 0)]
+    return []
+
+
+def product_backward(session, rows, k, n, cols, c0, w, bias, z, frozen, dcols=None, d0=0):
+    """Launches of the gradients of ``product_forward``'s product from dZ (gs at ``z``): unless ``frozen``,
+    ``[dW; db] = [cols^T; 1] @ dZ`` (the ones row when the bias follows W in the buffer, else a column-sums
+    launch); with ``dcols``, ``dcols[d0:] = dZ @ W^T`` (``rows x k``)."""
+    gs = session.gs
+    launches = []
+    if not frozen:
+        ones_row = bias == w + k * n
+        launches.append(blas.gemm_launch(True, False, k + ones_row, n, rows, 1.0, 0.0, cols, c0, k, gs, z, n,
+                                         session.grads, w, n, ones_row=ones_row))
+        if bias >= 0 and not ones_row:
+            launches.append(planned(ew.column_sums, n, gs, z, rows, n, session.grads, bias))
+    if dcols is not None:
+        launches.append(blas.gemm_launch(False, True, rows, k, n, 1.0, 0.0, gs, z, n, session.params, w, n, dcols, d0,
+                                         k))
+    return launches
+
+
+def forward(session, i, b, training):
+    op = _Op(session, i, b)
+    rows = b * op.P
+    launches = []
+    if not op.direct:
+        launches.append(planned(im2col, rows * op.K, session.ints, op.g, session.ws, op.x, b, op.cols, op.c0))
+    return launches + product_forward(session, rows, op.K, op.F, op.cols, op.c0, op.w, op.bias, op.act, op.z, op.a)
+
+
 def backward(session, i, b, training):
-    op, ws, gs = _Op(session, i, b), session.ws, session.gs
+    op, gs = _Op(session, i, b), session.gs
     if op.flags & FROZEN and not op.flags & NEED_DX:
         return []       # a frozen first layer: no gradient wanted
     rows = b * op.P
-    launches = []
-    if op.act == SOFTMAX:
-        launches.append(planned(ew.softmax_rows_backward, rows, ws, gs, op.a, gs, op.z, rows, op.F))
-    elif op.act != LINEAR:
-        launches.append(planned(ew.op_backward, rows * op.F, DENSE, op.act, op.F, rows, op.x, op.z, op.a, ws, gs,
-                                session.params, -1, session.consts, 0))
-    if not op.flags & FROZEN:
-        ones_row = op.bias == op.w + op.K * op.F
-        launches.append(blas.gemm_launch(True, False, op.K + ones_row, op.F, rows, 1.0, 0.0, op.cols, op.c0, op.K, gs,
-                                         op.z, op.F, session.grads, op.w, op.F, ones_row=ones_row))
-        if op.bias >= 0 and not ones_row:
-            launches.append(planned(ew.column_sums, op.F, gs, op.z, rows, op.F, session.grads, op.bias))
-    if op.flags & NEED_DX:
-        # dcol = dZ W^T (W stored K x F); a 1x1 convolution's dcol is dX itself
-        dst, d0 = (gs, op.x) if op.direct else (op.cols, op.c0)
-        launches.append(blas.gemm_launch(False, True, rows, op.K, op.F, 1.0, 0.0, gs, op.z, op.F, session.params,
-                                         op.w, op.F, dst, d0, op.K))
-        if not op.direct:
-            launches.append(planned(col2im, b * op.in_size, session.ints, op.g, op.cols, op.c0, gs, op.x, b))
+    need_dx = bool(op.flags & NEED_DX)
+    # dcol = dZ W^T (W stored K x F); a 1x1 convolution's dcol is dX itself
+    dst, d0 = (gs, op.x) if op.direct else (op.cols, op.c0)
+    launches = activation_backward(session, op.act, rows, op.F, op.z, op.a)
+    launches += product_backward(session, rows, op.K, op.F, op.cols, op.c0, op.w, op.bias, op.z,
+                                 bool(op.flags & FROZEN), dst if need_dx else None, d0)
+    if need_dx and not op.direct:
+        launches.append(planned(col2im, b * op.in_size, session.ints, op.g, op.cols, op.c0, gs, op.x, b))
     return launches
 
 

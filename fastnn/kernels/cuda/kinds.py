@@ -2,7 +2,8 @@
 (it runs Dense, the elementwise kinds, Dropout and BatchNormalization): per kind code, a
 *planner* that turns one op of the table into kernel launches.
 
-A device module (``conv``, ``pooling``, ``reshaping``, ``spatial_dropout``, ``embedding``) registers for a kind:
+A device module (``conv``, ``depthwise``, ``pooling``, ``reshaping``, ``spatial_dropout``,
+``embedding``) registers for a kind:
 
 - ``forward(session, i, b, training)`` and ``backward(session, i, b, training)``: lists of
   ``(configured kernel, args)`` that do what the CPU kind's forward and backward do for op ``i``
@@ -46,4 +47,5 @@ def plan(session, i, b, training, backward):
     return (planner.backward if backward else planner.forward)(session, i, b, training)
 
 
-from . import conv, embedding, pooling, reshaping, spatial_dropout  # noqa: E402,F401  (register their planners)
+# imported for their planners, which they register
+from . import conv, depthwise, embedding, pooling, reshaping, spatial_dropout  # noqa: E402,F401

@@ -480,7 +480,7 @@ def depthwise_backward_part(rec, ints, params, consts, grads, ws, gs, tmp, b, tr
 
 
 DEPTHWISE = register_parallel("DepthwiseConv2D", depthwise_forward_part,
-                              (activation_backward_part, depthwise_backward_part))
+                              (activation_backward_part, depthwise_backward_part), on_cuda=True)
 
 
 # -- SeparableConv2D ---------------------------------------------------------------
@@ -544,7 +544,7 @@ def separable_depthwise_backward_part(rec, ints, params, consts, grads, ws, gs, 
 
 SEPARABLE = register_parallel("SeparableConv2D", separable_forward_part,
                               (activation_backward_part, separable_pointwise_backward_part,
-                               separable_depthwise_backward_part))
+                               separable_depthwise_backward_part), on_cuda=True)
 
 
 def geometry(H, W, C, OH, OW, KH, KW, SH, SW, DH, DW, PT, PL, F, out_channels, act, z_in_place, z_off, z_stride,
