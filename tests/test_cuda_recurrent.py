@@ -6,10 +6,11 @@ devices and must end on the same weights, losses and predictions within float32 
 cell (GRU with reset_after True and False), with and without a mask from Embedding(mask_zero=True)
 (pre- and post-padded rows, a masked step inside a row), go_backwards, return_sequences, stacked
 layers. Dropout masks come from the device's own generator, so that case is checked against a
-written-out Keras LSTM (implementation 1: one mask per gate block, per sequence, kept for every
-step) run with the masks the device drew, and its gradient against that formula's finite
-differences. Device tests: see ``test_cuda.py``'s docstring (they run under Numba's CUDA simulator
-in its subprocess); the simulator runs one Python thread per GPU thread, so shapes are tiny.
+written-out Keras LSTM and GRU(reset_after=False) (implementation 1: one mask per gate block, per
+sequence, kept for every step) run with the masks the device drew, and its gradient against that
+formula's finite differences. Device tests: see ``test_cuda.py``'s docstring (they run under
+Numba's CUDA simulator in its subprocess); the simulator runs one Python thread per GPU thread, so
+shapes are tiny.
 """
 import sys
 
@@ -110,32 +111,42 @@ def _sigmoid(v):
     return 1 / (1 + np.exp(-v))
 
 
-def _lstm_with_masks(x, kernel, recurrent, bias, dm, rm, go_backwards):
-    """Keras 3's LSTM with dropout and recurrent_dropout (implementation 1), in float64: gate block k
-    reads x * dm[:, k] and h * rm[:, k], the same masks at every step; the outputs in processing order."""
+def _cell_with_masks(cell, x, kernel, recurrent, bias, dm, rm, go_backwards):
+    """Keras 3's LSTM or GRU(reset_after=False) with dropout and recurrent_dropout (implementation 1),
+    in float64: gate block k reads x * dm[:, k] and h * rm[:, k], the same masks at every step (GRU's
+    candidate: (r * h * rm[:, 2]) @ its recurrent block); the outputs in processing order."""
     b, t, f = x.shape
     u = recurrent.shape[0]
     h, c, outs = np.zeros((b, u)), np.zeros((b, u)), []
     for s in range(t):
         xs = x[:, t - 1 - s if go_backwards else s]
-        z = [(xs * dm[:, k]) @ kernel[:, k * u:(k + 1) * u] + bias[k * u:(k + 1) * u]
-             + (h * rm[:, k]) @ recurrent[:, k * u:(k + 1) * u] for k in range(4)]
-        i, fg, g, o = _sigmoid(z[0]), _sigmoid(z[1]), np.tanh(z[2]), _sigmoid(z[3])
-        c = fg * c + i * g
-        h = o * np.tanh(c)
+        xw = [(xs * dm[:, k]) @ kernel[:, k * u:(k + 1) * u] + bias[k * u:(k + 1) * u] for k in range(dm.shape[1])]
+        hw = [(h * rm[:, k]) @ recurrent[:, k * u:(k + 1) * u] for k in range(rm.shape[1])]
+        if cell == "LSTM":
+            i, fg, g, o = (_sigmoid(xw[0] + hw[0]), _sigmoid(xw[1] + hw[1]), np.tanh(xw[2] + hw[2]),
+                           _sigmoid(xw[3] + hw[3]))
+            c = fg * c + i * g
+            h = o * np.tanh(c)
+        else:
+            z, r = _sigmoid(xw[0] + hw[0]), _sigmoid(xw[1] + hw[1])
+            hh = np.tanh(xw[2] + (r * h * rm[:, 2]) @ recurrent[:, 2 * u:])
+            h = z * h + (1 - z) * hh
         outs.append(h)
     return np.stack(outs, axis=1)
 
 
 @device
-def test_dropout_masks_are_drawn_per_sequence_kept_for_every_step_and_backpropagated():
+@pytest.mark.parametrize("cell", ["LSTM", "GRU-reset_before"])
+def test_dropout_masks_are_drawn_per_sequence_kept_for_every_step_and_backpropagated(cell):
     from fastnn.kernels import program as P
     from fastnn.kernels.cuda.engine import Session
     from fastnn.kernels.kinds import recurrent as R
     b, t, f, u, rate = 4, 4, 2, 3, 0.5
     keras.set_random_seed(5)
-    model = keras.Sequential([L.Input(shape=(t, f)), L.LSTM(u, dropout=rate, recurrent_dropout=rate,
-                                                              return_sequences=True, go_backwards=True)])
+    options = dict(dropout=rate, recurrent_dropout=rate, return_sequences=True, go_backwards=True)
+    layer = L.LSTM(u, **options) if cell == "LSTM" else L.GRU(u, reset_after=False, **options)
+    g = 4 if cell == "LSTM" else 3
+    model = keras.Sequential([L.Input(shape=(t, f)), layer])
     model.compile(loss="mse", optimizer="sgd")
     x = RNG.uniform(-1, 1, (b, t, f)).astype(np.float32)
     program = model._program_for_training()
@@ -151,16 +162,17 @@ def test_dropout_masks_are_drawn_per_sequence_kept_for_every_step_and_backpropag
         session._step_in(plan, data, data.order, 0, b)
         return session, data, plan, session.ws.copy_to_host()
     session, data, plan, ws = forward(11)
-    dm, rm = ws[dm_at:dm_at + b * 4 * f].reshape(b, 4, f), ws[rm_at:rm_at + b * 4 * u].reshape(b, 4, u)
+    dm, rm = ws[dm_at:dm_at + b * g * f].reshape(b, g, f), ws[rm_at:rm_at + b * g * u].reshape(b, g, u)
     for masks in (dm, rm):
         assert set(np.unique(masks)) == {0.0, 2.0}          # kept values scaled by 1 / (1 - rate)
-    again, other = forward(11)[3], forward(12)[3]
-    np.testing.assert_array_equal(again[dm_at:dm_at + dm.size], dm.ravel())    # a seed, the same masks
-    assert not np.array_equal(other[rm_at:rm_at + rm.size], rm.ravel())
+    if cell == "LSTM":      # (new sessions are slow in the simulator: once is enough)
+        again, other = forward(11)[3], forward(12)[3]
+        np.testing.assert_array_equal(again[dm_at:dm_at + dm.size], dm.ravel())    # a seed, the same masks
+        assert not np.array_equal(other[rm_at:rm_at + rm.size], rm.ravel())
     a = b * int(rec[P.A_POS])
     out = ws[a:a + b * t * u].reshape(b, t, u)
     W, Wr, bias = (w.astype(np.float64) for w in model.get_weights())
-    np.testing.assert_allclose(out, _lstm_with_masks(x, W, Wr, bias, dm, rm, True), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(out, _cell_with_masks(cell, x, W, Wr, bias, dm, rm, True), rtol=1e-5, atol=1e-6)
     # backward through the same masks: the gradient of sum(out * G) against the formula's
     G = RNG.uniform(-1, 1, (b, t, u))
     gs = session.gs.copy_to_host()
@@ -176,7 +188,7 @@ def test_dropout_masks_are_drawn_per_sequence_kept_for_every_step_and_backpropag
         for shape in shapes:
             parts.append(p[lo:lo + int(np.prod(shape))].reshape(shape))
             lo += parts[-1].size
-        return np.sum(_lstm_with_masks(x, *parts, dm, rm, True) * G)
+        return np.sum(_cell_with_masks(cell, x, *parts, dm, rm, True) * G)
     eps, fd = 1e-6, np.zeros_like(params)
     for k in range(params.size):
         step = np.zeros_like(params)
