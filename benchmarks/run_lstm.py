@@ -30,13 +30,47 @@ def data(args):
         import fastnn
         (x, y), _ = fastnn.datasets.imdb.load_data(path=args.imdb, num_words=VOCAB)
         return fastnn.utils.pad_sequences(x[:N], maxlen=SEQ).astype(np.float32), y[:N].astype(np.float32), "imdb"
+    return (*synthetic(), "synthetic")
+
+
+def synthetic(rows=N, seq=SEQ):
+    """``rows`` sequences of ``seq`` ids in [1, VOCAB) with IMDB-like lengths, pre-padded with 0, and 0/1 labels."""
     rng = np.random.default_rng(0)
-    lengths = np.clip(rng.lognormal(np.log(230), 0.6, N).astype(int), 10, None)
-    x = np.zeros((N, SEQ), dtype=np.float32)
+    lengths = np.clip(rng.lognormal(np.log(230), 0.6, rows).astype(int), 10, None)
+    x = np.zeros((rows, seq), dtype=np.float32)
     for i, n in enumerate(lengths):
-        n = min(n, SEQ)
-        x[i, SEQ - n:] = rng.integers(1, VOCAB, n)
-    return x, rng.integers(0, 2, N).astype(np.float32), "synthetic"
+        n = min(n, seq)
+        x[i, seq - n:] = rng.integers(1, VOCAB, n)
+    return x, rng.integers(0, 2, rows).astype(np.float32)
+
+
+def keras_model(keras, seq=SEQ):
+    """The issue's model, uncompiled (fastnn and Keras run the same lines: only the module differs)."""
+    model = keras.Sequential()
+    model.add(keras.layers.Embedding(VOCAB, 16, input_shape=(seq,)))
+    model.add(keras.layers.LSTM(8, dropout=0.3, return_sequences=True))
+    model.add(keras.layers.LSTM(8, dropout=0.3))
+    model.add(keras.layers.Dense(1, activation="sigmoid"))
+    return model
+
+
+def torch_net(torch):
+    """The same model in PyTorch: nn.Dropout(0.3) on each LSTM's input (Keras's dropout=0.3)."""
+    nn = torch.nn
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.emb = nn.Embedding(VOCAB, 16)
+            self.drop1, self.lstm1 = nn.Dropout(0.3), nn.LSTM(16, 8, batch_first=True)
+            self.drop2, self.lstm2 = nn.Dropout(0.3), nn.LSTM(8, 8, batch_first=True)
+            self.out = nn.Linear(8, 1)
+
+        def forward(self, ids):
+            h, _ = self.lstm1(self.drop1(self.emb(ids)))
+            h, _ = self.lstm2(self.drop2(h))
+            return torch.sigmoid(self.out(h[:, -1]))
+    return Net()
 
 
 def run_keras_api(module, x, y):
@@ -45,11 +79,7 @@ def run_keras_api(module, x, y):
     keras = __import__(module)
     t_import = time.perf_counter() - t0
     keras.utils.set_random_seed(0)
-    model = keras.Sequential()
-    model.add(keras.layers.Embedding(VOCAB, 16, input_shape=(SEQ,)))
-    model.add(keras.layers.LSTM(8, dropout=0.3, return_sequences=True))
-    model.add(keras.layers.LSTM(8, dropout=0.3))
-    model.add(keras.layers.Dense(1, activation="sigmoid"))
+    model = keras_model(keras)
     model.compile(optimizer=keras.optimizers.RMSprop(learning_rate=1e-4), loss="binary_crossentropy",
                   metrics=["accuracy"])
     model.fit(x[:64], y[:64], batch_size=64, epochs=1, verbose=0)
@@ -67,21 +97,7 @@ def run_torch(args, x, y):
     from torch import nn
     t_import = time.perf_counter() - t0
     torch.manual_seed(0)
-
-    class Net(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.emb = nn.Embedding(VOCAB, 16)
-            self.drop1, self.lstm1 = nn.Dropout(0.3), nn.LSTM(16, 8, batch_first=True)
-            self.drop2, self.lstm2 = nn.Dropout(0.3), nn.LSTM(8, 8, batch_first=True)
-            self.out = nn.Linear(8, 1)
-
-        def forward(self, ids):
-            h, _ = self.lstm1(self.drop1(self.emb(ids)))
-            h, _ = self.lstm2(self.drop2(h))
-            return torch.sigmoid(self.out(h[:, -1]))
-
-    model = Net()
+    model = torch_net(torch)
     opt = torch.optim.RMSprop(model.parameters(), lr=1e-4, alpha=0.9, eps=1e-7)
     loss_fn = nn.BCELoss()
     X, Y = torch.from_numpy(x.astype(np.int64)), torch.from_numpy(y[:, None])

@@ -33,7 +33,7 @@ class Program:
     (``kernels.cpu.constraints``); adds: (n, 3) int64 ``add_loss`` terms
     [slot, ADD_MEAN or ADD_SUM, 1 to add their gradient to what the loss
     stage wrote there] (``engine._added_losses``); chain: True when every op
-    reads the op before it (what the CUDA engine runs)."""
+    reads the op before it, and perhaps a sequence mask besides (what the CUDA engine runs)."""
 
     def __init__(self, prog, ints, consts, slots, ins, outputs, regs, weight_at, chain, cons=None, adds=None):
         self.prog, self.ints, self.consts, self.slots = prog, ints, consts, slots
@@ -196,6 +196,7 @@ def compile_program(inputs, nodes, outputs, params, losses=None, loss_weights=No
         ins.append((pos, t.sample_size, -1 - col))
         pos += t.sample_size
     rows, ints, consts, ops = [], [], [], []
+    masked = []         # per row: its last input is a sequence mask (token ids, no gradient)
     id_checks = []      # (slot, width, limit, layer name): model inputs that must hold token ids
     for node in nodes:
         layer = node.layer
@@ -258,6 +259,7 @@ def compile_program(inputs, nodes, outputs, params, losses=None, loss_weights=No
             buffers[id(t)] = buf
             part += t.sample_size
         rows.append(rec)
+        masked.append(mask is not None)
         ops.append((layer, op, kind, srcs, [buffers[id(t)] for t in node.outputs]))
     if not rows:
         raise ValueError("The model has no layer that computes anything; add a Dense layer")
@@ -346,9 +348,10 @@ def compile_program(inputs, nodes, outputs, params, losses=None, loss_weights=No
                 cons.append((_offset(params, var), *constraints.layout(var.constraint, var.shape),
                              var.constraint.code, len(consts)))
                 consts.extend(var.constraint.numbers())
-    chain = len(inputs) == 1 and all(r[P.N_INS] == 1 and (j == 0 or r[P.X_POS] == rows[j - 1][P.A_POS])
-                                     for j, r in enumerate(rows)) and out_bufs[0].producer == len(rows) - 1 \
-        and out_bufs[0].pos == rows[-1][P.A_POS] \
+    # a chain: each op reads the one before it (and perhaps a mask that an earlier op wrote)
+    chain = len(inputs) == 1 and all(r[P.N_INS] == 1 + m and (j == 0 or r[P.X_POS] == rows[j - 1][P.A_POS])
+                                     for j, (r, m) in enumerate(zip(rows, masked))) \
+        and out_bufs[0].producer == len(rows) - 1 and out_bufs[0].pos == rows[-1][P.A_POS] \
         and len(outputs) == 1 and all(r[P.ROWS] == 1 for r in rows)
     prog = np.ascontiguousarray(np.stack(rows))
     ints = np.array(ints if ints else [0], dtype=np.int64)

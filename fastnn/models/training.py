@@ -30,7 +30,7 @@ from ..kernels.cpu import constraints, engine, regularizers
 from ..kernels.cpu.records import Data, LossFns, Net, Optim, Work
 from ..kernels.cpu.optimizers import optimizer_step_functions
 from ..kernels.cpu.sample_loss import unused_loss
-from ..kernels.kinds import spatial_dropout
+from ..kernels.kinds import recurrent, spatial_dropout
 from ..utils.interrupts import held_interrupts
 from ..utils.progbar import Progbar
 from . import data, sample_weights, sources
@@ -129,20 +129,25 @@ def cuda_session(program, params, batch_size, optimizer=None, n_trainable=0, los
         raise NotImplementedError("The CUDA device does not apply weight constraints yet; train this model on the "
                                   "CPU (fastnn.config.set_device('cpu'))")
     unsupported = sorted({kinds.get(int(k)).name for k in program.prog[:, P.KIND] if not kinds.get(int(k)).on_cuda})
+    # features of a kind the device runs that it does not (a recurrent layer's initial_state=, ...)
+    refused = sorted({why for rec in program.prog
+                      if (why := kinds.get(int(rec[P.KIND])).cuda_refusal(rec, program.ints)) is not None})
     fixed_mode = bool(np.any(program.prog[:, P.FLAGS] & (P.TRAIN_ON | P.TRAIN_OFF)))
-    if not program.chain or unsupported or fixed_mode:
-        what = f"layers {unsupported}" if unsupported else "layers called with training=True or False" \
-            if fixed_mode else "graphs other than a chain of one-input layers"
+    if not program.chain or unsupported or refused or fixed_mode:
+        what = f"layers {unsupported}" if unsupported else ", ".join(refused) if refused else \
+            "layers called with training=True or False" if fixed_mode else "graphs other than a chain of layers"
         if config.chosen_device() == "auto":     # not asked for by name: the CPU runs it
             warnings.warn(f"The CUDA device does not run {what} yet; this model runs on the CPU", stacklevel=4)
             return None
         raise NotImplementedError(f"The CUDA device does not run {what} yet; train this model on the CPU "
                                   "(fastnn.config.set_device('cpu'))")
     from ..kernels.cuda.engine import Session
-    # Dropout masks (Dropout, SpatialDropout): seeded from NumPy's global generator (set_random_seed
+    # Dropout masks (Dropout, SpatialDropout, recurrent dropout): seeded from NumPy's global generator (set_random_seed
     # seeds it), not fastnn's, whose stream the shuffles share with the CPU path.
-    random = np.isin(program.prog[:, P.KIND], (P.DROPOUT, spatial_dropout.SPATIAL_DROPOUT))
-    seed = int(np.random.randint(0, 2**31 - 1)) if np.any(random) else 0
+    random = any(int(rec[P.KIND]) in (P.DROPOUT, spatial_dropout.SPATIAL_DROPOUT) or
+                 (int(rec[P.KIND]) == recurrent.RECURRENT and recurrent.has_dropout(rec, program.consts))
+                 for rec in program.prog)
+    seed = int(np.random.randint(0, 2**31 - 1)) if random else 0
     return Session(program, params, batch_size, optimizer, n_trainable, seed, bounds)
 
 

@@ -142,7 +142,8 @@ class Session:
         self.scratch_at = batch * np.cumsum([0] + per_sample)[:-1]
         self.scratch = cuda.device_array(max(1, batch * sum(per_sample)), dtype=np.float32)
         self.states = None
-        if np.any(self.prog[:, KIND] == DROPOUT) or any(p is not None and p.random for p in planners):
+        if np.any(self.prog[:, KIND] == DROPOUT) or \
+                any(p is not None and p.draws(rec, program.consts) for p, rec in zip(planners, self.prog)):
             with warnings.catch_warnings():   # seeding on the host warns in some numba versions
                 warnings.simplefilter("ignore")
                 self.states = create_xoroshiro128p_states(_DROPOUT_STATES, seed=seed)

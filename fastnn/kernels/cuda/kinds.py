@@ -3,7 +3,7 @@
 *planner* that turns one op of the table into kernel launches.
 
 A device module (``conv``, ``depthwise``, ``pooling``, ``reshaping``, ``spatial_dropout``,
-``embedding``) registers for a kind:
+``embedding``, ``recurrent``) registers for a kind:
 
 - ``forward(session, i, b, training)`` and ``backward(session, i, b, training)``: lists of
   ``(configured kernel, args)`` that do what the CPU kind's forward and backward do for op ``i``
@@ -11,17 +11,21 @@ A device module (``conv``, ``depthwise``, ``pooling``, ``reshaping``, ``spatial_
   input gradient with NEED_DX);
 - ``scratch(rec, ints)``: device floats per sample the op needs beyond the workspace (im2col
   columns), at ``session.scratch[session.scratch_at[i]:]``;
-- ``random``: whether it draws random numbers (from ``session.states``).
+- ``random``: whether it draws random numbers (from ``session.states``), or a function
+  ``(rec, consts)`` saying whether op ``rec`` does (the recurrent layers, with a dropout rate).
 
-The engine runs chains of one-input ops only (``Program.chain``): no op there adds into its input's
-gradient (ACC) or into a shared layer's weights (W_ACC), so the planners never do; ``plan`` checks.
+The engine runs chains of ops (``Program.chain``), each reading the one before it and, for the
+recurrent layers, a sequence mask (the token ids an Embedding read, which get no gradient): no op
+there adds into its input's gradient (ACC) or into a shared layer's weights (W_ACC), so the planners
+never do; ``plan`` checks.
 """
 from ..program import ACC, FLAGS, KIND, W_ACC
 
 
 class Planner:
     def __init__(self, forward, backward, scratch, random):
-        self.forward, self.backward, self.scratch, self.random = forward, backward, scratch, random
+        self.forward, self.backward, self.scratch = forward, backward, scratch
+        self.draws = random if callable(random) else (lambda rec, consts: random)
 
 
 _PLANNERS = {}
@@ -40,7 +44,8 @@ def get(code):
 def plan(session, i, b, training, backward):
     """The launches of op ``i``'s forward or backward pass (its kind has a planner)."""
     rec = session.prog[i]
-    if int(rec[ACC]) != 0 or int(rec[FLAGS]) & W_ACC:
+    # ACC bits above the first are mask inputs, which get no gradient
+    if int(rec[ACC]) & 1 or int(rec[FLAGS]) & W_ACC:
         raise NotImplementedError("the CUDA engine runs chains of layers: an op whose input feeds several ops, or "
                                   "a layer called twice, is not supported on the device")
     planner = _PLANNERS[int(rec[KIND])]
@@ -48,4 +53,4 @@ def plan(session, i, b, training, backward):
 
 
 # imported for their planners, which they register
-from . import conv, depthwise, embedding, pooling, reshaping, spatial_dropout  # noqa: E402,F401
+from . import conv, depthwise, embedding, pooling, recurrent, reshaping, spatial_dropout  # noqa: E402,F401

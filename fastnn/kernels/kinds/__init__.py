@@ -38,12 +38,14 @@ class Kind:
     """A registered op kind: ``name``, ``code`` (the program's KIND), its
     compiled ``forward``/``backward``/``after`` (Numba dispatchers or None),
     ``shareable``: whether its backward honours W_ACC (a layer called twice),
-    ``on_cuda``: whether the CUDA engine runs it."""
+    ``on_cuda``: whether the CUDA engine runs it; ``cuda_refusal(rec, ints)``: None, or what in op
+    ``rec`` the CUDA engine does not run (a feature it lacks), said in a few words."""
 
-    def __init__(self, name, code, forward, backward, after, shareable, on_cuda):
+    def __init__(self, name, code, forward, backward, after, shareable, on_cuda, cuda_refusal=None):
         self.name, self.code = name, code
         self.forward, self.backward, self.after = forward, backward, after
         self.shareable, self.on_cuda = shareable, on_cuda
+        self.cuda_refusal = cuda_refusal or (lambda rec, ints: None)
 
     def addresses(self):
         """(forward, backward, after) addresses, compiling them on first use; 0 for none."""
@@ -54,13 +56,14 @@ class Kind:
 _KINDS = {}
 
 
-def register(name, forward=None, backward=None, after=None, code=None, shareable=False, on_cuda=False):
+def register(name, forward=None, backward=None, after=None, code=None, shareable=False, on_cuda=False,
+             cuda_refusal=None):
     """Registers a kind; returns its code (``code`` for the kinds the CUDA engine knows by number)."""
     if code is None:
         code = max(P.FIRST_FREE_KIND - 1, *_KINDS) + 1
     if code in _KINDS:
         raise RuntimeError(f"op kind code {code} is taken by {_KINDS[code].name}")
-    _KINDS[code] = Kind(name, code, forward, backward, after, shareable, on_cuda)
+    _KINDS[code] = Kind(name, code, forward, backward, after, shareable, on_cuda, cuda_refusal)
     return code
 
 

@@ -101,4 +101,10 @@ def pooling1d_backward(rec, ints, params, consts, grads, ws, gs, b, training):
                     put(gs, row + j, _ZERO if masked else gs[out + j] / n, acc)
 
 
-POOLING1D = register("GlobalPooling1D", pooling1d_forward, pooling1d_backward, shareable=True, on_cuda=True)
+def _cuda_refusal(rec, ints):
+    """The device kernels (``cuda/pooling.py``) read no mask."""
+    return "GlobalPooling1D over a masked sequence" if rec[P.N_INS] > 1 else None
+
+
+POOLING1D = register("GlobalPooling1D", pooling1d_forward, pooling1d_backward, shareable=True, on_cuda=True,
+                     cuda_refusal=_cuda_refusal)

@@ -74,6 +74,7 @@ ones; H and C: the states' gradients).
 The products over all T * b rows go through SGEMM; the small one each step
 (b x U @ U x G*U) and the gate activations are written-out loops that
 compile to SIMD code (see ``_block_product`` and ``_tanh`` for the measurements).
+``kernels/cuda/recurrent.py`` runs the same maths over the same layout on the GPU.
 """
 import numpy as np
 from numba import njit
@@ -699,4 +700,21 @@ def recurrent_backward(rec, ints, params, consts, grads, ws, gs, b, training):
                             w_acc, frozen, need_dx, acc or d == 1)
 
 
-RECURRENT = register("Recurrent", recurrent_forward, recurrent_backward)
+def has_dropout(rec, consts):
+    """Whether op ``rec`` draws dropout masks in training (a dropout or recurrent_dropout rate)."""
+    return bool(consts[rec[P.AUX]] > 0 or consts[rec[P.AUX] + 1] > 0)
+
+
+def cuda_refusal(rec, ints):
+    """What the CUDA engine, which runs chains of layers, cannot run in op ``rec``, or None:
+    initial states (inputs beside the sequence) and final states other layers read."""
+    c = ints[rec[P.IAUX]:rec[P.IAUX] + N_INTS]
+    if c[I_INITIAL_STATE]:
+        return "recurrent layers called with initial_state="
+    n_seq = 2 if c[I_DIRECTIONS] == 2 and c[I_MERGE] == NO_MERGE else 1
+    if c[I_RETURN_STATE] and c[I_READS] >> n_seq != 0:
+        return "return_state=True outputs (final states) read by other layers or used as model outputs"
+    return None
+
+
+RECURRENT = register("Recurrent", recurrent_forward, recurrent_backward, on_cuda=True, cuda_refusal=cuda_refusal)
