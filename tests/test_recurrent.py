@@ -282,6 +282,25 @@ def test_bidirectional_states_and_separate_outputs(merge_mode):
     assert_gradient_matches(model, TOKENS, _targets(model, TOKENS))
 
 
+@pytest.mark.parametrize("cell, return_sequences, bidirectional", [("LSTM", False, False), ("GRU", True, False),
+                                                                  ("LSTM", True, True), ("GRU", False, True)])
+def test_a_mask_given_with_initial_states_gradients(cell, return_sequences, bidirectional):
+    """``decoder(seq, initial_state=states, mask=m)`` reads the mask it is given: masked steps keep the
+    states, outputs before a row's first unmasked step (all of a fully masked row's) are zeros, as
+    Keras's; every gradient, the initial states' included, against finite differences."""
+    keras.utils.set_random_seed(0)
+    enc_in, dec_in = L.Input(shape=(T, F)), L.Input(shape=(T,))
+    make = (lambda *a, **k: L.Bidirectional(CELLS[cell](*a, **k))) if bidirectional else CELLS[cell]
+    _, *states = make(U, return_state=True)(enc_in)
+    seq = L.Embedding(10, F, embeddings_initializer="glorot_uniform")(dec_in)
+    out = make(U, return_sequences=return_sequences)(seq, initial_state=states, mask=keras.ops.not_equal(dec_in, 0))
+    model = keras.Model([enc_in, dec_in], L.Dense(2)(L.Flatten()(out) if return_sequences else out))
+    model.compile(loss="mse", optimizer="sgd")
+    tokens = np.concatenate([TOKENS, np.zeros((1, T), np.float32)])      # and a fully masked row
+    x = [_floats(5), tokens]
+    assert_gradient_matches(model, x, _targets(model, x[0]))
+
+
 def test_bidirectional_initial_state_gradients():
     keras.utils.set_random_seed(0)
     enc_in, dec_in = L.Input(shape=(T, F)), L.Input(shape=(T_DEC, F))

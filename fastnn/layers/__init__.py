@@ -47,10 +47,7 @@ def serialize(layer):
         record = {"module": None if ">" in registered else cls.__module__, "class_name": cls.__name__,
                   "config": layer.get_config(), "registered_name": registered}
     if layer.built and layer.keras_build_config:
-        shape = layer.input_shape
-        # a merge layer was built for a list of shapes, which Keras records as a list
-        record["build_config"] = {"input_shape": [[None, *s] for s in shape] if isinstance(shape, list)
-                                  else [None, *shape]}
+        record["build_config"] = layer.get_build_config()
     return record
 
 

@@ -196,6 +196,10 @@ class Layer:
     propagates_mask = False
     # Of a layer's several outputs, how many (the first ones) carry the mask ``output_mask`` gives.
     masked_outputs = 1
+    # Keras's call of this layer has a ``mask`` argument (filled from the input, recorded in the
+    # graph: ``_with_mask``), and whether the op reads it as its last input.
+    takes_mask = False
+    reads_mask = False
 
     def __init__(self, name=None, trainable=True, input_shape=None, dtype=None, input_dim=None, **kwargs):
         if kwargs:
@@ -445,15 +449,18 @@ class Layer:
         if any(t._batch_reduction for t in tensors):
             raise ValueError(f"Layer {self.name!r} got a reduction over the batch axis too (ops.mean or ops.sum with "
                              "axis=None); in a model such a value can only go to add_loss")
+        kwargs = self._with_mask(inputs, kwargs)
         shape = inputs.sample_shape if isinstance(inputs, KerasTensor) else [t.sample_shape for t in tensors]
         out_shape = self.build_for(shape)
         several = several_outputs(out_shape)
         outputs = [KerasTensor((None, *s), name=self.name) for s in (out_shape if several else [out_shape])]
         node = Node(self, inputs, outputs, kwargs)
-        mask = self.output_mask(tensors)
+        # Keras's previous mask: the call's mask=, else its first input's
+        previous = node.mask if node.mask is not None else tensors[0]._mask if tensors else None
+        mask = self.output_mask(tensors, previous)
         for k, output in enumerate(outputs):
             output._keras_history = (self, len(self._inbound_nodes), k)
-            output._mask_ids = mask if k < self.masked_outputs else None
+            output._mask = mask if k < self.masked_outputs else None
         self._inbound_nodes.append(node)
         if several:
             return outputs
@@ -523,7 +530,7 @@ class Layer:
             self._build_own(_symbolic_like(inputs))
             return self.call(_as_arrays(inputs), **self._call_kwargs(kwargs))
         from ..models.functional import eager_call
-        return eager_call(self, inputs, training=kwargs.get("training"))
+        return eager_call(self, inputs, training=kwargs.get("training"), mask=kwargs.get("mask"))
 
     def _node_attribute(self, attr, what):
         if not self._inbound_nodes:
@@ -541,22 +548,48 @@ class Layer:
         """The tensor this layer's first call made."""
         return self._node_attribute("outputs", "output")
 
-    def output_mask(self, inputs):
-        """The token-id tensor masking this call's output (see ``KerasTensor._mask_ids``), or None.
-        ``inputs``: the call's input tensors. Layers without masking support drop
-        the mask, as Keras does."""
-        return getattr(inputs[0], "_mask_ids", None) if self.propagates_mask and inputs else None
+    def output_mask(self, inputs, mask):
+        """The mask of this call's output (see ``KerasTensor._mask``), or None, as Keras's
+        ``compute_mask``: ``inputs`` the call's input tensors, ``mask`` the call's mask= or else its
+        first input's. Layers without masking support drop the mask, as Keras does."""
+        return mask if self.propagates_mask else None
 
-    def mask_input(self, node):
-        """For layers that read their input's mask: the token-id tensor the op
-        reads as its last input (None: no mask). Others return None."""
-        return None
+    def _with_mask(self, inputs, kwargs):
+        """The call's arguments with ``mask`` as Keras 3 passes it: the call's own mask= (a symbolic
+        tensor of shape (None, timesteps)), else, for a layer whose call takes a mask and a call of one
+        tensor (no initial_state=), the input's mask; for other layers none."""
+        from .node import KerasTensor
+        mask = kwargs.get("mask")
+        kwargs = {k: v for k, v in kwargs.items() if k != "mask"}
+        given = mask is not None
+        if given and not self.takes_mask:
+            raise TypeError(f"Layer {self.name!r} ({type(self).__name__}) takes no mask= argument; the recurrent "
+                            "layers, Bidirectional, GlobalAveragePooling1D and TimeDistributed do")
+        if given and not isinstance(mask, KerasTensor):
+            raise TypeError(f"Layer {self.name!r}: in a model's graph mask= must be a symbolic tensor of one value "
+                            f"per timestep (e.g. keras.ops.not_equal(ids, 0)), got {type(mask).__name__}")
+        if not given and self.takes_mask and isinstance(inputs, KerasTensor) and kwargs.get("initial_state") is None:
+            mask = inputs._mask
+        if mask is None:
+            return kwargs
+        steps = tuple(inputs.sample_shape[:1]) if isinstance(inputs, KerasTensor) else ()
+        if not steps or tuple(mask.sample_shape) != steps:
+            what = "mask=" if given else "input's mask"
+            raise ValueError(f"Layer {self.name!r}: its {what} has shape {mask.shape}; a mask needs one value per "
+                             f"timestep of the input {getattr(inputs, 'shape', None)}")
+        return {**kwargs, "mask": mask}
 
     # -- program -----------------------------------------------------------
     def op(self, input_shape):
         """The compiled operation for a call on per-sample ``input_shape``:
         ``None`` when the output is the input's values (a reshape), else an ``Op``."""
         return None
+
+    def get_build_config(self):
+        """Keras's ``build_config`` of this built layer: ``{"input_shape": [None, ...]}``, the shape it
+        was built for (a merge layer's: the list of its inputs' shapes)."""
+        shape = self.input_shape
+        return {"input_shape": [[None, *s] for s in shape] if isinstance(shape, list) else [None, *shape]}
 
     # -- config ----------------------------------------------------------
     def get_config(self):

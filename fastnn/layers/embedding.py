@@ -55,8 +55,13 @@ class Embedding(Layer):
             self.set_weights(self._initial_weights)
             self._initial_weights = None
 
-    def output_mask(self, inputs):
-        return inputs[0] if self.mask_zero else None
+    def output_mask(self, inputs, mask):
+        """With mask_zero, Keras's ``compute_mask``: the op ``keras.ops.not_equal(ids, 0)``, a node of
+        the graph (Keras saves it as a ``NotEqual`` operation); else no mask."""
+        if not self.mask_zero:
+            return None
+        from .. import ops
+        return ops.not_equal(inputs[0], 0)
 
     def input_ids_limit(self):
         """Ids read from a model input must be whole numbers below this (``models.program``)."""

@@ -1,7 +1,6 @@
 """GlobalAveragePooling1D and GlobalMaxPooling1D (maths in ``kernels/kinds/global_pooling1d.py``)."""
 from ..kernels.kinds import global_pooling1d as K
 from .base import Layer, Op
-from .recurrent import sequence_mask
 
 
 class _GlobalPooling1D(Layer):
@@ -33,9 +32,7 @@ class GlobalAveragePooling1D(_GlobalPooling1D):
     (1, channels)). Under a mask (``Embedding(mask_zero=True)``) the mean of
     the unmasked steps, as Keras; NaN when every step is masked, as Keras."""
     mode = K.AVERAGE
-
-    def mask_input(self, node):
-        return sequence_mask(self, node)
+    takes_mask = reads_mask = True
 
 
 class GlobalMaxPooling1D(_GlobalPooling1D):

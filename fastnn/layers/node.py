@@ -21,9 +21,9 @@ class KerasTensor(Operators):
         self.dtype = dtype
         self.name = name
         self._keras_history = None
-        # Keras's mask, for sequences: the tensor of token ids whose 0s mark
-        # masked steps (Embedding(mask_zero=True)'s input), or None.
-        self._mask_ids = None
+        # Keras's mask, for sequences: a tensor of one value per step whose zeros mark the masked
+        # steps (an Embedding(mask_zero=True)'s ``ids != 0``, or a call's mask=), or None.
+        self._mask = None
         # "mean" or "sum" for a reduction over the batch axis too (ops.mean / ops.sum with axis=None):
         # held as each sample's share, which only add_loss may take (see ops.graph.batch_reduce).
         self._batch_reduction = None
@@ -84,13 +84,13 @@ _ADDED = []
 class Node:
     """One call of ``layer``: ``inputs`` is the call's input structure (a
     tensor or a list of tensors), ``outputs`` the tensors it made,
-    ``kwargs`` the call's keyword arguments (e.g. ``training``). ``owner``:
+    ``kwargs`` the call's keyword arguments (e.g. ``training``, ``mask``). ``owner``:
     the layer whose traced ``call`` made this node (None at the top level);
     the model lists that layer instead of the layers and ops inside it."""
 
-    # Call arguments that carry tensors (the recurrent layers' initial states): the op reads them after
-    # the call's inputs.
-    TENSOR_KWARGS = ("initial_state",)
+    # Call arguments that carry tensors, in the order the op reads them after the call's inputs:
+    # the recurrent layers' initial states, then the mask (one value per step, 0: a masked step).
+    TENSOR_KWARGS = ("initial_state", "mask")
 
     def __init__(self, layer, inputs, outputs, kwargs=None):
         self.layer = layer
@@ -98,6 +98,7 @@ class Node:
         self.inputs = inputs
         self.kwargs = dict(kwargs or {})
         self.input_tensors = flatten(inputs) + flatten([self.kwargs.get(k) for k in self.TENSOR_KWARGS])
+        self.mask = self.kwargs.get("mask")
         self.outputs = outputs
 
     @property
@@ -106,12 +107,21 @@ class Node:
         return [t.node for t in self.input_tensors]
 
     @property
+    def op_tensors(self):
+        """The tensors the layer's op reads: the inputs, the initial states, and the mask where the
+        layer reads one (a TimeDistributed layer is given its input's mask, as in Keras, and ignores it)."""
+        if self.mask is None or getattr(self.layer, "reads_mask", False):
+            return self.input_tensors
+        return self.input_tensors[:-1]
+
+    @property
     def input_shape(self):
-        """Per-sample shape of the input (a list of shapes for several inputs, tensor call arguments
-        included)."""
-        if isinstance(self.inputs, KerasTensor) and len(self.input_tensors) == 1:
+        """Per-sample shape of the input (a list of shapes for several inputs, initial states
+        included; the mask is not an input's shape)."""
+        tensors = self.input_tensors[:-1] if self.mask is not None else self.input_tensors
+        if isinstance(self.inputs, KerasTensor) and len(tensors) == 1:
             return self.inputs.sample_shape
-        return [t.sample_shape for t in self.input_tensors]
+        return [t.sample_shape for t in tensors]
 
 
 def flatten(structure):

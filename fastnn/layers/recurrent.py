@@ -9,11 +9,14 @@ the default: ``(2, 3 * units)``, the input bias then the recurrent bias),
 with G = 1, 4 (gates i, f, c, o), 3 (gates z, r, h). Keras keeps them in the layer's ``cell``; a
 ``.weights.h5`` file has them at ``layers/<lstm>/cell/vars``.
 
-A mask from ``Embedding(mask_zero=True)`` reaches these layers through the
-model's graph: masked steps keep the state, as in Keras (which, in a call
-with ``initial_state``, passes no mask: every step runs). ``dropout`` drops
-input features and ``recurrent_dropout`` the recurrent state, with masks
-drawn per sequence and kept for every step, as Keras 3 does (training only).
+A mask reaches these layers through the model's graph, as in Keras: an
+``Embedding(mask_zero=True)``'s (``ids != 0``), or one given as ``layer(x,
+mask=m)`` (m of shape (None, timesteps), e.g. ``keras.ops.not_equal(ids, 0)``).
+Masked steps keep the state. A call with ``initial_state`` reads only a mask=
+it is given: Keras passes no input mask there, so every step runs.
+``dropout`` drops input features and ``recurrent_dropout`` the recurrent
+state, with masks drawn per sequence and kept for every step, as Keras 3
+does (training only).
 ``return_state=True`` adds the final states as outputs (a list: output, h,
 and c for an LSTM); ``layer(x, initial_state=[h, c])`` starts from given
 states (an encoder-decoder model), and their gradients flow back. Not
@@ -27,7 +30,6 @@ import numbers
 import numpy as np
 
 from .. import activations, initializers, regularizers
-from ..kernels import program as P
 from ..kernels.kinds import recurrent as R
 from .base import Layer, Op
 
@@ -50,22 +52,10 @@ def _activation(identifier, what):
     return fn
 
 
-def sequence_mask(layer, node):
-    """The token-id tensor that masks ``node``'s (one) input, after checking it
-    has one id per step; None when the input carries no mask."""
-    tensor = node.input_tensors[0]
-    mask = getattr(tensor, "_mask_ids", None)
-    if mask is None:
-        return None
-    if tuple(mask.sample_shape) != tuple(tensor.sample_shape[:1]):
-        raise ValueError(f"Layer {layer.name!r}: its input's mask has shape {mask.sample_shape}, expected one value "
-                         f"per timestep {tensor.sample_shape[:1]}")
-    return mask
-
-
 class _RNN(Layer):
     """The options every recurrent layer shares; subclasses set ``cell``."""
     cell = None
+    takes_mask = reads_mask = True
     keras_fixed = {"kernel_constraint": None, "recurrent_constraint": None, "bias_constraint": None}
 
     def __init__(self, units, activation="tanh", recurrent_activation="sigmoid", use_bias=True,
@@ -141,12 +131,12 @@ class _RNN(Layer):
             return super().__call__(inputs, *args, **kwargs)
         return _call_with_states(self, inputs, args, initial_state, kwargs, 1)
 
-    # -- the program ---------------------------------------------------------
-    def mask_input(self, node):
-        return _sequence_mask_unless_states(self, node)
+    def get_build_config(self):
+        return _build_config(self, super().get_build_config())
 
-    def output_mask(self, inputs):
-        return getattr(inputs[0], "_mask_ids", None) if self.return_sequences else None
+    # -- the program ---------------------------------------------------------
+    def output_mask(self, inputs, mask):
+        return mask if self.return_sequences else None
 
     def op_ints(self, input_shape, directions=1, merge=0, zero_output=None):
         """The op's integer constants (``kernels.kinds.recurrent``'s I_*) and its scratch per sample, for
@@ -228,17 +218,17 @@ def _call_with_states(layer, inputs, args, initial_state, kwargs, directions):
     for s in states:
         if tuple(s.sample_shape) != (units,):
             raise ValueError(f"Layer {layer.name!r}: an initial state must have shape (None, {units}), got {s.shape}")
-    outputs = layer._node(inputs, {**kwargs, "initial_state": states})
-    for t in outputs if isinstance(outputs, list) else [outputs]:
-        t._mask_ids = None      # Keras reads no mask in this call (see mask_input), so passes none on
-    return outputs
+    return layer._node(inputs, {**kwargs, "initial_state": states})
 
 
-def _sequence_mask_unless_states(layer, node):
-    """The mask the op reads: none when the call has initial states. Keras 3 passes a layer's input mask
-    only to calls of one tensor argument, so with initial_state= it runs every step (checked against
-    Keras 3.15)."""
-    return None if node.kwargs.get("initial_state") is not None else sequence_mask(layer, node)
+def _build_config(layer, plain):
+    """Keras's ``build_config`` of a recurrent layer: ``plain``, but for a layer first called with
+    initial_state= both shapes, ``{"shapes_dict": {"sequences_shape", "initial_state_shape"}}``."""
+    states = layer._inbound_nodes[0].kwargs.get("initial_state") if layer._inbound_nodes else None
+    if not states:
+        return plain
+    return {"shapes_dict": {"sequences_shape": [None, *layer.input_shape],
+                            "initial_state_shape": [list(s.shape) for s in states]}}
 
 
 def _check_adjacent(variables, name):
@@ -321,6 +311,7 @@ class Bidirectional(Layer):
     followed by the forward layer's final states, then the backward layer's (Keras's order).
     ``initial_state=``: the forward states, then the backward ones."""
     keras_build_config = True
+    takes_mask = reads_mask = True
 
     def __init__(self, layer, merge_mode="concat", weights=None, backward_layer=None, **kwargs):
         if isinstance(layer, dict):
@@ -373,6 +364,9 @@ class Bidirectional(Layer):
             return super().__call__(inputs, *args, **kwargs)
         return _call_with_states(self, inputs, args, initial_state, kwargs, 2)
 
+    def get_build_config(self):
+        return _build_config(self, super().get_build_config())
+
     def build(self, input_shape):
         self.forward_layer.build_for(input_shape)
         self.backward_layer.build_for(input_shape)
@@ -389,11 +383,8 @@ class Bidirectional(Layer):
             if layer is not None:
                 layer.trainable = value
 
-    def mask_input(self, node):
-        return _sequence_mask_unless_states(self, node)
-
-    def output_mask(self, inputs):
-        return getattr(inputs[0], "_mask_ids", None) if self.return_sequences else None
+    def output_mask(self, inputs, mask):
+        return mask if self.return_sequences else None
 
     def op(self, input_shape):
         _check_adjacent(self.weights, self.name)

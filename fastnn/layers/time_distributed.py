@@ -9,8 +9,9 @@ class TimeDistributed(Layer):
     fastnn's Dense already maps the last axis of N-D inputs, so this runs the
     wrapped layer's own op; other wrapped layers are not supported. The
     weights are the wrapped layer's (Keras keeps them at
-    ``layers/time_distributed/layer/vars`` in a weights file)."""
-    propagates_mask = True
+    ``layers/time_distributed/layer/vars`` in a weights file). As in Keras its call is given the
+    input's mask (the steps stay masked downstream); the Dense maths ignores it."""
+    propagates_mask = takes_mask = True
 
     def __init__(self, layer, **kwargs):
         if isinstance(layer, dict):

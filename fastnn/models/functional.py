@@ -88,19 +88,23 @@ def node_depths(inputs, outputs):
     return out
 
 
-def keras_layer_order(inputs, outputs):
+def keras_layer_order(inputs, outputs, with_ops=False):
     """The layers of the graph that makes ``outputs``, in Keras 3's
     ``Functional.layers`` order (``ops.function.map_graph``): deepest first
     (a layer's depth is that of its deepest call, ``node_depths``), ties in
     the order the walk from the outputs first meets them (``_walk_back``).
     InputLayers are included; the wide & deep model lists its deep input
-    first. An input no output reads comes first among the layers of depth 0."""
+    first. An input no output reads comes first among the layers of depth 0.
+    ``with_ops``: Keras's ``Functional.operations``: with the keras.ops calls
+    made outside any layer's call (an Embedding's mask), constants left out."""
     first_seen = _walk_back(outputs)[1]
     for t in inputs:
         first_seen.setdefault(id(t._keras_history[0]), -1)
     depth, layers, seen = {}, {}, {}
     for d, node in node_depths(inputs, outputs).values():
         layer = model_layer(node)       # the own layer a traced op belongs to; None for a hidden op
+        if layer is None and with_ops and node.owner is None and node.input_tensors:
+            layer = node.layer
         if layer is None:
             continue
         depth[id(layer)] = max(d, depth.get(id(layer), 0))
@@ -184,10 +188,12 @@ class Functional(Model):
         """Keras 3's functional config: ``{"name", "trainable", "layers",
         "input_layers", "output_layers"}``.
 
-        ``layers`` lists each layer (``model.layers`` order) as its Keras
-        record plus ``"name"`` and ``"inbound_nodes"``: one ``{"args": [...],
-        "kwargs": {...}}`` per call of the layer inside this model (kwargs: the
-        tensor call arguments, a recurrent layer's ``initial_state``), a tensor
+        ``layers`` lists each layer (``model.layers`` order, with the model's own
+        keras.ops calls in their place: an Embedding(mask_zero=True)'s mask is a
+        ``NotEqual`` operation of ``args [ids, 0]``) as its Keras record plus
+        ``"name"`` and ``"inbound_nodes"``: one ``{"args": [...], "kwargs":
+        {...}}`` per call of the layer inside this model (kwargs: the tensor
+        call arguments, a recurrent layer's ``initial_state`` and ``mask``), a tensor
         written as ``{"class_name": "__keras_tensor__", "config": {"shape",
         "dtype", "keras_history": [layer, node, tensor]}}`` and a merge
         layer's inputs as one list. Node indices count only this model's
@@ -197,8 +203,9 @@ class Functional(Model):
         list of them for a list, a dict for a dict."""
         from .. import layers as layers_module
         own = {id(node) for node in self._nodes} | {id(t.node) for t in self._in}
+        operations = keras_layer_order(self._in, self._out, with_ops=True)
         index = {}      # id(node) -> its index among the layer's calls in this model
-        for layer in self._layers:
+        for layer in operations:
             kept = [n for n in layer._inbound_nodes if id(n) in own]
             index.update({id(n): i for i, n in enumerate(kept)})
 
@@ -211,15 +218,20 @@ class Functional(Model):
                     "config": {"shape": list(t.shape), "dtype": t.dtype, "keras_history": tensor_ref(t)}}
 
         records = []
-        for layer in self._layers:
-            record = layers_module.serialize(layer)
+        for layer in operations:
+            if getattr(layer, "hidden", False):     # a keras.ops call of the model's own (an Embedding's mask)
+                record, args = layer.keras_record()
+                nodes = [{"args": [tensor_record(a) if isinstance(a, KerasTensor) else a for a in args],
+                          "kwargs": {}}]
+            else:
+                record = layers_module.serialize(layer)
+                nodes = [{"args": [tensor_record(n.inputs) if isinstance(n.inputs, KerasTensor)
+                                   else [tensor_record(t) for t in n.inputs]],
+                          "kwargs": {**{k: _map_structure(tensor_record, n.kwargs[k]) for k in Node.TENSOR_KWARGS
+                                        if n.kwargs.get(k) is not None}, **_training_kwarg(n)}}
+                         for n in layer._inbound_nodes if id(n) in own and n.input_tensors]
             record["name"] = layer.name
-            record["inbound_nodes"] = [
-                {"args": [tensor_record(n.inputs) if isinstance(n.inputs, KerasTensor)
-                          else [tensor_record(t) for t in n.inputs]],
-                 "kwargs": {**{k: _map_structure(tensor_record, n.kwargs[k]) for k in Node.TENSOR_KWARGS
-                               if n.kwargs.get(k) is not None}, **_training_kwarg(n)}}
-                for n in layer._inbound_nodes if id(n) in own and n.input_tensors]
+            record["inbound_nodes"] = nodes
             records.append(record)
         return {"name": self.name, "trainable": self.trainable, "layers": records,
                 "input_layers": _map_structure(tensor_ref, self._inputs_struct),
@@ -230,8 +242,9 @@ class Functional(Model):
         """The model a functional config (Keras's or fastnn's) describes.
 
         Layers are made from fastnn's registry (``layers.deserialize``:
-        nothing the file names is imported or called) and called on each
-        other's outputs as the inbound nodes say, in Keras's order: a node
+        nothing the file names is imported or called), keras.ops operations
+        (an Embedding's NotEqual mask) from ``ops.graph.KERAS_OPERATIONS``,
+        and called on each other's outputs as the inbound nodes say, in Keras's order: a node
         whose inputs do not exist yet waits for a later pass."""
         from .. import layers as layers_module
         from ..layers.base import check_float32
@@ -251,8 +264,12 @@ class Functional(Model):
             nodes = record.get("inbound_nodes", [])
             if not isinstance(nodes, list):
                 raise ValueError(f"Layer {name!r}: 'inbound_nodes' must be a list")
-            layer = layers_module.deserialize({k: v for k, v in record.items() if k not in ("name", "inbound_nodes")})
-            layer.name = name
+            if _is_operation(record):     # a keras.ops call of the model's own (an Embedding's mask)
+                layer = _Operation(record, name)
+            else:
+                layer = layers_module.deserialize({k: v for k, v in record.items()
+                                                   if k not in ("name", "inbound_nodes")})
+                layer.name = name
             created[name] = layer
             pending[name] = list(nodes)
             order.append(name)
@@ -271,11 +288,13 @@ class Functional(Model):
                 raise ValueError(f"Layer {ref[0]!r} has no output {ref[2]} at node {ref[1]}")
             return outputs[ref[2]]
 
-        def argument(value):
+        def argument(value, numbers=False):
             if isinstance(value, dict) and value.get("class_name") == "__keras_tensor__":
                 return tensor((value.get("config") or {}).get("keras_history"))
             if isinstance(value, list):
                 return [argument(v) for v in value]
+            if numbers and isinstance(value, (int, float)) and not isinstance(value, bool):
+                return value        # an operation's number argument: not_equal(ids, 0)
             raise ValueError(f"A node argument must be a tensor record or a list of them, got {value!r:.80}")
 
         while any(pending.values()):
@@ -283,6 +302,14 @@ class Functional(Model):
             for name in order:
                 while pending[name]:
                     node = pending[name][0]
+                    if isinstance(created[name], _Operation):
+                        try:
+                            created[name].call(node, lambda a: argument(a, numbers=True))
+                        except _NotYet:
+                            break
+                        pending[name].pop(0)
+                        progressed = True
+                        continue
                     kwargs = _node_kwargs(node, name)
                     if not isinstance(node, dict) or not isinstance(node.get("args"), list) \
                             or len(node["args"]) != 1:
@@ -318,7 +345,7 @@ def _node_kwargs(node, name):
     ``training: true``. Keras 3 also writes ``training: false`` and ``mask: null`` on nodes whose call
     never fixed them (a plain recurrent layer's call), and ignores them in fit and predict, so those
     are dropped: a ``training=False`` fixed in fastnn does not survive a file. A mask given as a
-    tensor is refused."""
+    tensor (the output of an Embedding's NotEqual operation, or a user's) is passed on."""
     kwargs = node.get("kwargs") or {} if isinstance(node, dict) else {}
     if not isinstance(kwargs, dict):
         raise ValueError(f"Layer {name!r}: a node's kwargs must be a dict, got {kwargs!r:.120}")
@@ -327,9 +354,8 @@ def _node_kwargs(node, name):
             continue
         if key not in Node.TENSOR_KWARGS:
             raise ValueError(f"Layer {name!r}: a node's call argument {key}={value!r:.80} is not supported "
-                             f"(fastnn takes {', '.join(Node.TENSOR_KWARGS)} and training; masks come from "
-                             "Embedding(mask_zero=True) in the graph)")
-    taken = {k: v for k, v in kwargs.items() if k in Node.TENSOR_KWARGS}
+                             f"(fastnn takes {', '.join(Node.TENSOR_KWARGS)} and training)")
+    taken = {k: v for k, v in kwargs.items() if k in Node.TENSOR_KWARGS and v is not None}
     if kwargs.get("training") is True:
         taken["training"] = True
     return taken
@@ -337,6 +363,47 @@ def _node_kwargs(node, name):
 
 class _NotYet(Exception):
     """A node reads a layer call that has not been made yet."""
+
+
+def _is_operation(record):
+    """Whether a config's layer entry is a keras.ops operation (Keras 3 writes module keras.src.ops.*)."""
+    module = record.get("module")
+    return isinstance(module, str) and (module.startswith("keras.src.ops.") or module.startswith("keras.ops"))
+
+
+class _Operation:
+    """An operation of a functional config (``ops.graph.KERAS_OPERATIONS``, looked up by name:
+    nothing is imported): its node calls the fastnn op on the node's arguments, tensors and numbers,
+    and the op keeps the config's name."""
+
+    def __init__(self, record, name):
+        from ..ops.graph import KERAS_OPERATIONS
+        class_name = record.get("class_name")
+        if class_name not in KERAS_OPERATIONS or record.get("registered_name") not in (None, class_name):
+            raise ValueError(f"{name!r} is a keras.ops operation {class_name!r} (module {record.get('module')!r}), "
+                             f"which fastnn does not load; of these it loads {sorted(KERAS_OPERATIONS)}")
+        self.name, self.function = name, KERAS_OPERATIONS[class_name]
+        self._inbound_nodes = []
+
+    def call(self, node, argument):
+        """Makes the call ``node`` (``{"args": [...], "kwargs": {}}``) records; ``argument`` turns a
+        recorded argument into a tensor or number (raising _NotYet for a tensor not made yet)."""
+        from .. import ops
+        if self._inbound_nodes:
+            raise ValueError(f"Operation {self.name!r} has more than one inbound node; fastnn loads one")
+        if not isinstance(node, dict) or not isinstance(node.get("args"), list) or node.get("kwargs") or \
+                not any(isinstance(a, dict) for a in node["args"]):
+            raise ValueError(f"Operation {self.name!r}: a node must be {{'args': [tensors and numbers], 'kwargs': "
+                             f"{{}}}} with a tensor among the args, got {node!r:.120}")
+        args = [argument(a) for a in node["args"]]
+        try:
+            out = getattr(ops, self.function)(*args)
+        except TypeError as e:
+            raise ValueError(f"Operation {self.name!r}: keras.ops.{self.function} cannot take the node's "
+                             f"arguments ({e})") from None
+        layer = out._keras_history[0]
+        layer.name = self.name
+        self._inbound_nodes.append(layer._inbound_nodes[0])
 
 
 def _is_ref(value):
@@ -355,13 +422,15 @@ def _map_structure(fn, structure, leaf=lambda v: isinstance(v, KerasTensor)):
     raise ValueError(f"Model inputs/outputs must be tensors, lists or dicts of them, got {structure!r:.80}")
 
 
-def eager_call(layer, inputs, builtin=False, training=None):
+def eager_call(layer, inputs, builtin=False, training=None, mask=None):
     """``layer(arrays)``: the layer's output on NumPy inputs, computed by a
     one-layer model (built for their shape if needed) in inference mode, or
     with ``training=True`` in training mode on all the rows at once, as
     Keras's call: Dropout draws masks, BatchNormalization normalizes by the
     batch's statistics and updates its moving ones, as Keras 3 does eagerly.
-    ``builtin``: the layer's own op even where a subclass overrides ``call``."""
+    ``builtin``: the layer's own op even where a subclass overrides ``call``;
+    ``mask``: an array of one value per sample and step (0 or False: a masked
+    step) for a layer that takes one, a model input of its own."""
     from ..layers.core import Input
     kwargs = {} if training is None else {"training": bool(training)}
 
@@ -380,5 +449,13 @@ def eager_call(layer, inputs, builtin=False, training=None):
         raise ValueError(f"Layer {layer.name!r} called on an array of shape {arr.shape}; arrays need a batch "
                          "dimension first, shape (samples, *features)")
     symbolic = Input(shape=arr.shape[1:], name="eager_input")
-    model = Functional(symbolic, call(symbolic), name="eager_call")
-    return model.predict(arr, verbose=0, batch_size=max(1, arr.shape[0]))
+    if mask is None:
+        model = Functional(symbolic, call(symbolic), name="eager_call")
+        return model.predict(arr, verbose=0, batch_size=max(1, arr.shape[0]))
+    mask = np.asarray(mask)
+    if mask.shape != arr.shape[:2]:
+        raise ValueError(f"Layer {layer.name!r}: mask of shape {mask.shape} for inputs of shape {arr.shape}; "
+                         f"a mask has one value per sample and step, shape {arr.shape[:2]}")
+    kwargs["mask"] = Input(shape=mask.shape[1:], name="eager_mask")
+    model = Functional([symbolic, kwargs["mask"]], call(symbolic), name="eager_call")
+    return model.predict([arr, (mask != 0).astype(np.float32)], verbose=0, batch_size=max(1, arr.shape[0]))

@@ -198,14 +198,12 @@ def compile_program(inputs, nodes, outputs, params, losses=None, loss_weights=No
     rows, ints, consts, ops = [], [], [], []
     masked = []         # per row: its last input is a sequence mask (token ids, no gradient)
     id_checks = []      # (slot, width, limit, layer name): model inputs that must hold token ids
+    no_grad = set()     # (row, input index) of the masks ops read: the kernels write them no gradient
     for node in nodes:
         layer = node.layer
-        srcs = [buffers.get(id(t)) for t in node.input_tensors]
+        srcs = [buffers.get(id(t)) for t in node.op_tensors]
         if any(s is None for s in srcs):
             raise ValueError(f"Layer {layer.name!r} reads a tensor that is not computed from the model's inputs")
-        mask = layer.mask_input(node)
-        if mask is not None:    # a masked sequence: the op reads the token ids as its last input
-            srcs.append(buffers[id(mask)])
         limit = getattr(layer, "input_ids_limit", None)
         if limit is not None and srcs[0].producer is None:
             id_checks.append((srcs[0].pos, srcs[0].size, limit(), layer.name))
@@ -252,6 +250,8 @@ def compile_program(inputs, nodes, outputs, params, losses=None, loss_weights=No
         i = len(rows)
         for k, s in enumerate(srcs):
             s.readers.append((i, k))
+        if node.mask is not None and layer.reads_mask:     # its last input: no gradient flows into a mask
+            no_grad.add((i, len(srcs) - 1))
         part = a_pos
         for t in node.outputs:
             buf = _Buffer(part, t.sample_size, producer=i)
@@ -274,7 +274,7 @@ def compile_program(inputs, nodes, outputs, params, losses=None, loss_weights=No
                              "axis=None); such a value can only be passed to add_loss")
         if any(buf is b for b in out_bufs):
             raise ValueError("The same tensor is given twice as a model output")
-        if losses[len(out_bufs)] is not None and getattr(t, "_mask_ids", None) is not None:
+        if losses[len(out_bufs)] is not None and getattr(t, "_mask", None) is not None:
             raise NotImplementedError("A model output carries a mask (from Embedding(mask_zero=True) through layers "
                                       "that keep it); Keras would mask the loss there, which fastnn does not "
                                       "support yet. Pool or end the sequence (return_sequences=False) first")
@@ -292,8 +292,8 @@ def compile_program(inputs, nodes, outputs, params, losses=None, loss_weights=No
         loss_bufs.append(buf)
     for buf in {id(b): b for b in buffers.values()}.values():
         # the order the backward pass writes this slot's gradient in: rows in reverse, inputs in order
-        writes = sorted(((i, k) for i, k in buf.readers if any(s.needs_grad for s in ops[i][3])),
-                        key=lambda ik: (-ik[0], ik[1]))
+        writes = sorted(((i, k) for i, k in buf.readers if (i, k) not in no_grad and
+                         any(s.needs_grad for s in ops[i][3])), key=lambda ik: (-ik[0], ik[1]))
         is_output = any(buf is b for b in loss_bufs)
         buf.has_grad = is_output or bool(writes)
         for n, (i, k) in enumerate(writes):

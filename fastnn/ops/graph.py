@@ -19,7 +19,7 @@ import math
 import numpy as np
 
 from ..kernels.kinds import merging, tensor_ops as K
-from ..layers.base import Layer, Op, Variable
+from ..layers.base import Layer, Op, Variable, unique_name
 from ..layers.node import KerasTensor, Node, current_owner, is_symbolic
 
 _UNARY = {"negative": K.NEG, "square": K.SQUARE, "sqrt": K.SQRT, "exp": K.EXP, "log": K.LOG, "abs": K.ABS,
@@ -38,16 +38,50 @@ _REDUCE = {"sum": K.R_SUM, "mean": K.R_MEAN, "max": K.R_MAX, "min": K.R_MIN, "lo
            "argmax": K.R_ARGMAX, "argmin": K.R_ARGMIN, "prod": K.R_PROD}
 
 
+# The keras.ops calls fastnn saves and loads as operations of a functional model's config (a call on
+# the model's tensors outside any layer's call; Keras 3 records it in module keras.src.ops.numpy, its
+# arguments tensors or numbers): Keras's class name -> the fastnn.ops function. An
+# Embedding(mask_zero=True) computes its mask with not_equal.
+KERAS_OPERATIONS = {"NotEqual": "not_equal"}
+KERAS_OPERATIONS_MODULE = "keras.src.ops.numpy"
+
+
+def _literal(value):
+    """A number Keras writes as it is among an operation's arguments."""
+    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
+
+
 class OpLayer(Layer):
     """One ``keras.ops`` call in a graph. ``kind`` None: the output is the
-    input's values (no op); ``var``: the Variable the op reads at W_OFF."""
+    input's values (no op); ``var``: the Variable the op reads at W_OFF. A call
+    outside any layer's call (an operation of the model, as in Keras) is named
+    as Keras names it, ``not_equal``, ``not_equal_1``...; ``call_args``: its
+    arguments (tensors and numbers) where it can be saved (``keras_record``)."""
     hidden = True
 
     def __init__(self, op_name, kind, ints=(), consts=(), var=None):
-        super().__init__(name=op_name)
+        top_level = current_owner() is None and not _IN_LOSS and kind != K.PARAMETER
+        super().__init__(name=unique_name(op_name) if top_level else op_name)
         self.op_name, self._kind, self._ints, self._consts, self._var = op_name, kind, ints, consts, var
         self._owner = current_owner()
+        self.call_args = None
         self.built = True
+
+    def keras_record(self):
+        """Keras 3's record of this op as an operation of a functional config
+        (``{"module", "class_name", "config", "registered_name"}``) and its call's arguments; raises
+        NotImplementedError for an op fastnn cannot save that way."""
+        class_name = next((k for k, v in KERAS_OPERATIONS.items() if v == self.op_name), None)
+        args = self.call_args
+        if class_name is None or args is None or not all(isinstance(a, KerasTensor) or _literal(a) for a in args):
+            raise NotImplementedError(
+                f"keras.ops.{self.op_name} called on a model's tensors outside a layer's call cannot be saved by "
+                f"fastnn (of such calls it saves {', '.join(sorted(KERAS_OPERATIONS.values()))} with tensor or "
+                "number arguments); compute it in the call of a layer of your own, or save the weights "
+                "(save_weights)")
+        args = [a if isinstance(a, KerasTensor) else np.asarray(a).item() for a in args]
+        return {"module": KERAS_OPERATIONS_MODULE, "class_name": class_name, "config": {"name": self.name},
+                "registered_name": class_name}, args
 
     def op(self, input_shape):
         if self._kind is None:
@@ -188,7 +222,9 @@ def binary(op_name, x1, x2):
     if any(isinstance(v, KerasTensor) and v._batch_reduction for v in (x1, x2)):
         return _batch_linear(op_name, x1, x2)
     dtype = "bool" if op_name in _BOOL_RESULT else "float32"
-    return _elementwise(op_name, _BINARY[op_name], [x1, x2], dtype)
+    out = _elementwise(op_name, _BINARY[op_name], [x1, x2], dtype)
+    out._keras_history[0].call_args = (x1, x2)
+    return out
 
 
 def where(condition, x1, x2):

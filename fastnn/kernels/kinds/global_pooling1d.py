@@ -2,11 +2,11 @@
 
 Input (T, C) per sample, output (C,): the mean or the maximum over the T
 steps of each channel. Integer constants at IAUX: [T, C, mode] (mode 0
-average, 1 maximum). An average op with a second input reads it as the
-token ids of a mask (``Embedding(mask_zero=True)``; id 0: masked step) and
-averages over the unmasked steps only, as Keras does: ``sum(x * mask) /
-sum(mask)``, which is NaN (0 / 0) for a sequence with every step masked,
-as in Keras.
+average, 1 maximum). An average op with a second input reads it as a
+mask (one value per step, 0: masked; an ``Embedding(mask_zero=True)``'s
+``ids != 0``) and averages over the unmasked steps only, as Keras does:
+``sum(x * mask) / sum(mask)``, which is NaN (0 / 0) for a sequence with
+every step masked, as in Keras.
 
 Backward: average: g / count to every (unmasked) step; maximum: g shared
 equally among the steps that attain the maximum (TensorFlow's gradient of

@@ -18,11 +18,14 @@ GRU        reset_after=True (bias (2, 3U): input bias bx, recurrent bias br):
            z, r as above,  hh = act(xh + (r * h_prev) Wr[:, 2U:])
            h = z * h_prev + (1 - z) * hh
 
-Masking (the op's last input: the token ids the Embedding read, T per
-sample; id 0 is a masked step): a masked step keeps the states as they were;
-its output is the carried h, or zeros with ``zero_output_for_mask`` (Keras's
-Bidirectional sets that when it returns sequences). A layer given initial
-states reads no mask: Keras 3 passes none to a call of several tensors.
+Masking (the op's last input, T values per sample, 0 for a masked step: an
+Embedding's ``ids != 0`` or a call's mask=): a masked step keeps the states
+as they were; its output is the previous step's output (the carried h, but
+zeros before the row's first unmasked step: Keras's outputs start from zeros
+even where the states start from given ones), or zeros with
+``zero_output_for_mask`` (Keras's Bidirectional sets that when it returns
+sequences). A layer given initial states reads a mask only when its call
+gives one: Keras 3 fills in none for a call of several tensors.
 go_backwards reads the steps last to first and returns its outputs in that
 (processing) order, as Keras does; the Bidirectional's backward direction
 writes them back in input order.
@@ -238,6 +241,15 @@ def _masked(ws, ids, has_mask, r, t_in, t):
 
 
 @njit(cache=True, inline="always")
+def _first_unmasked(ws, ids, has_mask, r, t, go_back):
+    """The processing step of row r's first unmasked input step (t when every step is masked)."""
+    for s in range(t):
+        if not _masked(ws, ids, has_mask, r, t - 1 - s if go_back else s, t):
+            return s
+    return t
+
+
+@njit(cache=True, inline="always")
 def _draw_mask(ws, lo, n, rate):
     """n dropout factors at ws[lo:]: 0 with probability ``rate``, else 1 / (1 - rate)."""
     keep = _ONE / (_ONE - rate)
@@ -365,21 +377,24 @@ def _direction_forward(ws, params, b, training, c, go_back, flip_out, rate, rec_
                         cp = cs + s * b * u + r * u
                         for j in range(u):
                             ws[cp + b * u + j] = ws[cp + j]
+    # Keras outputs at a masked step the previous step's output, zeros before the first unmasked
+    # step: the carried h, except where given initial states are carried over leading masked steps.
     if ret_seq:
-        for s in range(t):
-            t_in = t - 1 - s if go_back else s
-            o = t_in if flip_out else s
-            hs = h + (s + 1) * b * u
-            for r in range(b):
-                zero = zero_out and _masked(ws, ids, has_mask, r, t_in, t)
-                dst = out + r * out_stride + o * u
+        for r in range(b):
+            lead = _first_unmasked(ws, ids, has_mask, r, t, go_back) if has_init else 0
+            for s in range(t):
+                t_in = t - 1 - s if go_back else s
+                o = t_in if flip_out else s
+                zero = s < lead or (zero_out and _masked(ws, ids, has_mask, r, t_in, t))
+                dst, hs = out + r * out_stride + o * u, h + (s + 1) * b * u + r * u
                 for j in range(u):
-                    ws[dst + j] = _ZERO if zero else ws[hs + r * u + j]
+                    ws[dst + j] = _ZERO if zero else ws[hs + j]
     else:
         last = h + t * b * u
         for r in range(b):
+            zero = has_init and _first_unmasked(ws, ids, has_mask, r, t, go_back) == t
             for j in range(u):
-                ws[out + r * out_stride + j] = ws[last + r * u + j]
+                ws[out + r * out_stride + j] = _ZERO if zero else ws[last + r * u + j]
     if st_h >= 0:
         for k in range(b * u):
             ws[st_h + k] = ws[h + t * b * u + k]
@@ -411,20 +426,22 @@ def _direction_backward(ws, gs, params, grads, b, training, c, go_back, flip_out
         gs[h + k] = _ZERO
         if cell == LSTM:
             gs[cs + k] = _ZERO
-    if ret_seq:
-        for s in range(t):
-            t_in = t - 1 - s if go_back else s
-            o = t_in if flip_out else s
-            hs = h + (s + 1) * b * u
-            for r in range(b):
-                if zero_out and _masked(ws, ids, has_mask, r, t_in, t):
+    if ret_seq:         # the outputs the forward pass wrote as zeros pass no gradient on
+        for r in range(b):
+            lead = _first_unmasked(ws, ids, has_mask, r, t, go_back) if has_init else 0
+            for s in range(t):
+                t_in = t - 1 - s if go_back else s
+                o = t_in if flip_out else s
+                if s < lead or (zero_out and _masked(ws, ids, has_mask, r, t_in, t)):
                     continue
-                src = out + r * out_stride + o * u
+                src, hs = out + r * out_stride + o * u, h + (s + 1) * b * u + r * u
                 for j in range(u):
-                    gs[hs + r * u + j] = gs[src + j]
+                    gs[hs + j] = gs[src + j]
     else:
         last = h + t * b * u
         for r in range(b):
+            if has_init and _first_unmasked(ws, ids, has_mask, r, t, go_back) == t:
+                continue
             for j in range(u):
                 gs[last + r * u + j] = gs[out + r * out_stride + j]
     if st_h >= 0:
