@@ -9,6 +9,7 @@ writes (consecutive slots for an op of several outputs); a slot read by
 several ops gets their gradients added.
 """
 import math
+import numbers
 import warnings
 
 import numpy as np
@@ -172,6 +173,33 @@ class _Buffer:
         self.has_grad = False    # the backward pass writes its gradient (a reader or the loss does)
 
 
+def _mask_shortcuts(nodes, outputs, added):
+    """{id(node): ids tensor or None} for the ``not_equal(ids, 0)`` nodes whose output only serves
+    as layers' masks (what Embedding(mask_zero=True) adds), and (None) the constants only they read:
+    compiled as no op, so each reader takes the ids themselves as its mask (zero is a masked step
+    either way), and a masked text model stays a chain of layers, which the CUDA engine runs."""
+    kept = {id(t) for t in outputs} | {id(t) for t, _ in added}
+    readers = {}        # id(tensor) -> [(node, read as a mask?)]
+    for node in nodes:
+        for k, t in enumerate(node.op_tensors):
+            is_mask = node.mask is not None and node.layer.reads_mask and k == len(node.op_tensors) - 1
+            readers.setdefault(id(t), []).append((node, is_mask))
+    found = {}
+    for node in nodes:
+        layer, out = node.layer, node.outputs[0]
+        args = getattr(layer, "call_args", None)
+        if getattr(layer, "op_name", None) == "not_equal" and args is not None and len(node.outputs) == 1 \
+                and isinstance(args[1], numbers.Real) and args[1] == 0 and id(out) not in kept \
+                and readers.get(id(out)) and all(m for _, m in readers[id(out)]) \
+                and args[0].sample_shape == out.sample_shape:
+            found[id(node)] = args[0]
+    for node in nodes:      # the constant 0 such a node compared with
+        if not node.op_tensors and len(node.outputs) == 1 and id(node.outputs[0]) not in kept and \
+                readers.get(id(node.outputs[0])) and all(id(r) in found for r, _ in readers[id(node.outputs[0])]):
+            found[id(node)] = None
+    return found
+
+
 def compile_program(inputs, nodes, outputs, params, losses=None, loss_weights=None, added=()):
     """Op table for a built graph: ``inputs`` and ``outputs`` lists of
     KerasTensors, ``nodes`` the layer calls between them in an order where
@@ -199,8 +227,13 @@ def compile_program(inputs, nodes, outputs, params, losses=None, loss_weights=No
     masked = []         # per row: its last input is a sequence mask (token ids, no gradient)
     id_checks = []      # (slot, width, limit, layer name): model inputs that must hold token ids
     no_grad = set()     # (row, input index) of the masks ops read: the kernels write them no gradient
+    shortcuts = _mask_shortcuts(nodes, outputs, added)
     for node in nodes:
         layer = node.layer
+        if id(node) in shortcuts:
+            if shortcuts[id(node)] is not None:
+                buffers[id(node.outputs[0])] = buffers[id(shortcuts[id(node)])]
+            continue
         srcs = [buffers.get(id(t)) for t in node.op_tensors]
         if any(s is None for s in srcs):
             raise ValueError(f"Layer {layer.name!r} reads a tensor that is not computed from the model's inputs")
@@ -259,7 +292,7 @@ def compile_program(inputs, nodes, outputs, params, losses=None, loss_weights=No
             buffers[id(t)] = buf
             part += t.sample_size
         rows.append(rec)
-        masked.append(mask is not None)
+        masked.append(node.mask is not None and layer.reads_mask)
         ops.append((layer, op, kind, srcs, [buffers[id(t)] for t in node.outputs]))
     if not rows:
         raise ValueError("The model has no layer that computes anything; add a Dense layer")
