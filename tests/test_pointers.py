@@ -6,7 +6,7 @@ import pytest
 from numba import njit, types
 from numba.core.errors import TypingError
 
-from fastnn.kernels.cpu.pointers import NO_WRAPPERS, call, function_pointer, present
+from fastnn.kernels.cpu.pointers import NO_WRAPPERS, call, function_pointer
 
 _SIG = types.float64(types.float32[::1], types.int64)
 
@@ -59,18 +59,3 @@ def test_pointer_types_are_told_apart_by_their_whole_signature_under_short_names
     assert Pointer(types.void(Pointer(types.float32(types.float32[::1], types.int64)), types.int64)) != outer
     # the training loop's records hold a dozen pointers, some of signatures holding pointers
     assert max(len(str(t)) for t in engine.LOOP_TYPES) < 1000
-
-
-@njit
-def _or_minus_one(fn, a, i):
-    return call(fn, a, i) if present(fn) else -1.0
-
-
-def test_a_part_a_run_has_not_got_is_skipped_where_absent_and_refused_if_called():
-    # no_function stands in for parts a run never calls (nothing compiles for them)
-    from fastnn.kernels.cpu.pointers import no_function
-    a = np.arange(4, dtype=np.float32)
-    assert _or_minus_one(no_function(_SIG), a, 1) == -1.0
-    assert _or_minus_one(function_pointer(_doubled, _SIG), a, 1) == 2.0
-    with pytest.raises(RuntimeError, match="built without"):
-        _call_two(no_function(_SIG), a, 1)     # a bug, but an exception, not a crash

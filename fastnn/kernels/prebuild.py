@@ -57,15 +57,22 @@ def _jobs():
     predict alone uses. Signatures exactly as the callers compile them (a
     Signature for ``pointers.function_pointer``, argument types for a call
     from Python), since Numba's cache keys entries by them."""
-    from .cpu import engine, optimizers
+    from .cpu import activations, constraints, engine, optimizers, regularizers
     return [(engine.run_steps, engine.LOOP_TYPES),
             (optimizers.parallel_update, optimizers.PARALLEL_UPDATE_SIG),
+            (optimizers.prepare_nothing, optimizers.PREPARE_SIG),
+            (constraints.no_constraints, constraints.CONSTRAIN_SIG),
+            (regularizers.no_penalty, regularizers.PENALTY_SIG),
             (engine._dense_backward_block, engine.BLOCK_SIG),
             (engine._activation_backward_block, engine.BLOCK_SIG),
             (engine._dense_forward_by_columns, engine.BLOCK_SIG),
             (engine._parallel, engine._PARALLEL_SIG),
+            (activations.no_elementwise, activations.ACTIVATION_SIG),
             (engine.backward, engine._BACKWARD_SIG),
             (engine.forward, engine._FORWARD_SIG),
+            (engine.no_backward, engine._BACKWARD_SIG),
+            (optimizers.no_parallel_update, optimizers.PARALLEL_UPDATE_SIG),
+            (optimizers.no_update, optimizers.UPDATE_SIG),
             (engine._dense_forward_by_rows, engine.BLOCK_SIG)]
 
 

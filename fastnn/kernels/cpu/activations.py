@@ -14,7 +14,7 @@ import math
 import numpy as np
 from numba import njit, types
 
-from .pointers import NO_WRAPPERS, function_pointer, no_function
+from .pointers import NO_WRAPPERS, function_pointer
 from ..program import ACT, ACTIVATION, DENSE, KIND
 
 LINEAR, RELU, SIGMOID, SOFTMAX, TANH, ELU, SELU, GELU, SWISH, LEAKY_RELU, SOFTPLUS, EXPONENTIAL = range(12)
@@ -185,11 +185,17 @@ def elementwise(code, backward, z, a, ga, gz):
         act_forward(code, z, a)
 
 
+@njit(cache=True, **NO_WRAPPERS)
+def no_elementwise(code, backward, z, a, ga, gz):
+    """Stands in for ``elementwise`` when every Dense activation is ReLU,
+    linear or softmax (never called)."""
+
+
 def activation_function(prog):
     """The pointer the Dense blocks call for activations other than ReLU,
-    linear and softmax: ``elementwise``, or none (``pointers.no_function``,
-    never called) when no Dense op of ``prog`` uses one. (Activation ops
-    count too: their backward pass runs in the same parallel blocks.)"""
+    linear and softmax: ``elementwise``, or ``no_elementwise`` when no Dense
+    op of ``prog`` uses one. (Activation ops count too: their backward pass
+    runs in the same parallel blocks.)"""
     codes = prog[(prog[:, KIND] == DENSE) | (prog[:, KIND] == ACTIVATION), ACT]
     simple = bool(np.all((codes == RELU) | (codes == LINEAR) | (codes == SOFTMAX)))
-    return no_function(ACTIVATION_SIG) if simple else function_pointer(elementwise, ACTIVATION_SIG)
+    return function_pointer(no_elementwise if simple else elementwise, ACTIVATION_SIG)

@@ -17,7 +17,7 @@ import math
 import numpy as np
 from numba import njit, types
 
-from .pointers import function_pointer, no_function
+from .pointers import NO_WRAPPERS, function_pointer
 
 MAX_NORM, NON_NEG, UNIT_NORM, MIN_MAX_NORM = range(4)
 CONSTRAIN_SIG = types.void(types.int64[:, ::1], types.float32[::1], types.float32[::1])
@@ -53,7 +53,11 @@ def constrain(cons, consts, params):
                     params[base + t * inner] *= scale
 
 
+@njit(cache=True, **NO_WRAPPERS)
+def no_constraints(cons, consts, params):
+    """``constrain`` of a model without constraints: nothing."""
+
+
 def constrain_function(cons):
-    """The pointer the training loop calls after each update for the constraints of ``cons``;
-    none (``pointers.no_function``: the loop skips it) without constraints."""
-    return function_pointer(constrain, CONSTRAIN_SIG) if cons.shape[0] > 0 else no_function(CONSTRAIN_SIG)
+    """The pointer the training loop calls after each update for the constraints of ``cons``."""
+    return function_pointer(constrain if cons.shape[0] > 0 else no_constraints, CONSTRAIN_SIG)

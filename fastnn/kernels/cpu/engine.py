@@ -43,7 +43,7 @@ from .batch_loss import batch_loss_pointer
 from .blas import gemm
 from .constraints import CONSTRAIN_SIG, constrain_function
 from .optimizers import PARALLEL_UPDATE_SIG, PREPARE_SIG, UPDATE_TYPE, idle_optimizer
-from .pointers import NO_WRAPPERS, Pointer, call, function_pointer, no_function, present
+from .pointers import NO_WRAPPERS, Pointer, call, function_pointer
 from .records import Data, LossFns, Net, Optim, Parts, Work
 from .regularizers import PENALTY_SIG
 from .sample_loss import GRADIENT_TYPE, VALUE_TYPE
@@ -249,6 +249,12 @@ def backward(prog, ints, params, consts, grads, ws, gs, b, n_parts, ab, training
             call(parallel, dense_block, rec, params, grads, ws, gs, b, n_parts, ab, acts)
 
 
+@njit(cache=True, **NO_WRAPPERS)
+def no_backward(prog, ints, params, consts, grads, ws, gs, b, n_parts, ab, training, parallel, activation_block,
+                dense_block, acts):
+    """Stands in for ``backward`` in a run that does not train (never called)."""
+
+
 @njit(cache=True)
 def seed_kernels(seed):
     """Seeds the generator compiled code draws from (dropout masks)."""
@@ -448,19 +454,16 @@ def run_steps(net, opt, data, work, loss, parts, step, start, stop, batch, n_par
         if training:
             call(parts.backward, prog, ints, params, consts, grads, ws, gs, b, n_parts, ab, True, parts.parallel,
                  parts.activation_block, parts.backward_block, parts.acts)
-            if present(loss.penalty):
-                sums[0] += b * call(loss.penalty, net.regs, consts, params, grads, True)
+            sums[0] += b * call(loss.penalty, net.regs, consts, params, grads, True)
             if not np.isfinite(sums[0]):
                 break   # a NaN/inf loss: stop before this batch's update (fit then stops)
         if out.shape[0] > 0:
             _copy_outputs(net.outs, ws, b, out, pos)
         if training:
             step += 1
-            if present(opt.prepare):
-                call(opt.prepare, opt.code, opt.hp, step, grads, opt.bounds)
+            call(opt.prepare, opt.code, opt.hp, step, grads, opt.bounds)
             call(opt.update_all, opt.update, opt.hp, step, params, grads, opt.slots, opt.n_trainable, n_parts)
-            if present(opt.constrain):
-                call(opt.constrain, opt.cons, consts, params)
+            call(opt.constrain, opt.cons, consts, params)
         pos += b
     return step
 
@@ -493,8 +496,7 @@ def loss_gradients(net, data, work, loss, parts, batch, n_parts, training):
     _added_losses(net.adds, ws, gs, b, sums, True)
     call(parts.backward, prog, ints, params, consts, grads, ws, gs, b, n_parts, ab, training, parts.parallel,
          parts.activation_block, parts.backward_block, parts.acts)
-    penalty = call(loss.penalty, net.regs, consts, params, grads, True) if present(loss.penalty) else 0.0
-    return sums[0] / b + penalty
+    return sums[0] / b + call(loss.penalty, net.regs, consts, params, grads, True)
 
 
 @njit(cache=True, no_cfunc_wrapper=True)
@@ -539,7 +541,7 @@ def inference_parts(prog, batch):
     and the forward block stands in for the two backward blocks (never called)."""
     block = function_pointer(_dense_forward_by_rows if batch >= _ROW_SPLIT_ROWS else _dense_forward_by_columns,
                              BLOCK_SIG)
-    return Parts(function_pointer(forward, _FORWARD_SIG), no_function(_BACKWARD_SIG),
+    return Parts(function_pointer(forward, _FORWARD_SIG), function_pointer(no_backward, _BACKWARD_SIG),
                  function_pointer(_parallel, _PARALLEL_SIG), block, block, block, activation_function(prog))
 
 

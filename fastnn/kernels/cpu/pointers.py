@@ -70,15 +70,14 @@ class _PointerModel(models.PrimitiveModel):
 
 
 class FunctionPointer:
-    """A compiled function's entry point as a value compiled code can call
-    (``cres`` None: no function, address 0; see ``no_function``).
+    """A compiled function's entry point as a value compiled code can call.
 
     Keeps the compile result, and with it the machine code, alive."""
 
     def __init__(self, cres, sig):
         self._cres = cres
         self.numba_type = Pointer(sig)
-        self.address = 0 if cres is None else cres.library.get_pointer_to_function(cres.fndesc.llvm_func_name)
+        self.address = cres.library.get_pointer_to_function(cres.fndesc.llvm_func_name)
 
 
 @typeof_impl.register(FunctionPointer)
@@ -107,34 +106,11 @@ def function_pointer(dispatcher, sig):
     return FunctionPointer(dispatcher.overloads[sig.args], sig)
 
 
-@functools.lru_cache(maxsize=None)
-def no_function(sig):
-    """A ``Pointer(sig)`` to no function (address 0): what a run passes for a
-    part it never calls (a built-in loss's callbacks, an inference run's
-    backward pass and optimizer) or skips where ``present`` is False (no
-    weight penalty, no constraint, nothing to prepare before a step), so no
-    placeholder function compiles for it. ``call`` on it raises RuntimeError."""
-    return FunctionPointer(None, sig)
-
-
-@intrinsic
-def present(typingctx, fn):
-    """``present(pointer)``: False for ``no_function``'s pointers, True for a compiled function's."""
-    if not isinstance(fn, Pointer):
-        raise errors.TypingError(f"present() needs a Pointer, got {fn}")
-
-    def codegen(context, builder, call_sig, llargs):
-        return builder.icmp_unsigned("!=", llargs[0], ir.Constant(llargs[0].type, 0))
-
-    return signature(types.boolean, fn), codegen
-
-
 @intrinsic
 def call(typingctx, fn, *args):
     """``call(pointer, *args)``: calls the function at ``pointer`` (a
     ``Pointer(sig)``) with ``args``, which must convert to ``sig``'s argument
-    types; returns its result and passes its exceptions on. A ``no_function``
-    pointer raises RuntimeError (a bug: the run was built without that part)."""
+    types; returns its result and passes its exceptions on."""
     if not isinstance(fn, Pointer):
         raise errors.TypingError(f"call() needs a Pointer, got {fn}")
     sig = fn.sig
@@ -148,9 +124,6 @@ def call(typingctx, fn, *args):
         given = call_sig.args[1].types
         values = [context.cast(builder, v, g, w)
                   for v, g, w in zip(cgutils.unpack_tuple(builder, llargs[1], len(given)), given, sig.args)]
-        with cgutils.if_unlikely(builder, cgutils.is_null(builder, llargs[0])):
-            context.call_conv.return_user_exc(builder, RuntimeError, ("fastnn: a call to a compiled part this run "
-                                                                      "was built without",))
         fnty = context.call_conv.get_function_type(sig.return_type, sig.args)
         status, result = context.call_conv.call_function(builder, builder.inttoptr(llargs[0], fnty.as_pointer()),
                                                          sig.return_type, sig.args, values)

@@ -20,7 +20,7 @@ inf propagate as usual.
 import numpy as np
 from numba import njit, types
 
-from .pointers import function_pointer, no_function
+from .pointers import NO_WRAPPERS, function_pointer
 
 _F1 = types.float32[::1]
 PENALTY_SIG = types.float64(types.int64[:, ::1], _F1, _F1, _F1, types.boolean)
@@ -55,7 +55,12 @@ def penalty(regs, consts, params, grads, want_grad):
     return total
 
 
+@njit(cache=True, **NO_WRAPPERS)
+def no_penalty(regs, consts, params, grads, want_grad):
+    """``penalty`` of a model without regularizers: 0."""
+    return 0.0
+
+
 def penalty_function(regs):
-    """The pointer the training loop calls for the weight penalties of ``regs``;
-    none (``pointers.no_function``: the loop skips it) without regularizers."""
-    return function_pointer(penalty, PENALTY_SIG) if regs.shape[0] > 0 else no_function(PENALTY_SIG)
+    """The pointer the training loop calls for the weight penalties of ``regs``."""
+    return function_pointer(penalty if regs.shape[0] > 0 else no_penalty, PENALTY_SIG)

@@ -20,8 +20,9 @@ The compiled loops receive the two functions as pointers
 (``pointers.function_pointer``), typed by their signature alone: one
 compiled (and disk-cached) training loop serves every loss; a new loss
 compiles only its own two functions. Built-in losses pass
-``unused_loss()``: pointers to no function, never called.
+``unused_loss()``, which is never called.
 """
+import functools
 
 import numpy as np
 from numba import njit, types
@@ -29,7 +30,7 @@ from numba.core.dispatcher import Dispatcher
 from numba.core.errors import NumbaError
 
 from .losses import row_loss
-from .pointers import NO_WRAPPERS, Pointer, call, function_pointer, no_function
+from .pointers import NO_WRAPPERS, Pointer, call, function_pointer
 from ..program import CUSTOM
 
 ROW = types.float32[::1]
@@ -63,9 +64,18 @@ def compile_loss(value, gradient, name):
             _callback(gradient, GRADIENT_SIG, f"{name}.gradient"))
 
 
+def _no_value(y_true, y_pred, constants):
+    return 0.0
+
+
+def _no_gradient(y_true, y_pred, constants, out):
+    pass
+
+
+@functools.lru_cache(maxsize=None)
 def unused_loss():
-    """The callbacks passed with a built-in loss: none (never called; nothing compiles)."""
-    return no_function(VALUE_SIG), no_function(GRADIENT_SIG)
+    """Placeholder callbacks for built-in losses (never called)."""
+    return compile_loss(_no_value, _no_gradient, "unused_loss")
 
 
 @njit(cache=True, error_model="numpy")
