@@ -45,17 +45,3 @@ def test_a_call_that_does_not_match_the_signature_does_not_compile():
         _call_one(pointer, np.arange(4, dtype=np.float32))
     with pytest.raises(TypingError, match="needs a Pointer"):
         _call_one(3, np.arange(4, dtype=np.float32))
-
-
-def test_pointer_types_are_told_apart_by_their_whole_signature_under_short_names():
-    # The name is a digest (Numba spells type names into every symbol and handles them as strings
-    # throughout a compile); equality must still follow the signature itself.
-    from fastnn.kernels.cpu import engine
-    from fastnn.kernels.cpu.pointers import Pointer
-    inner = Pointer(_SIG)
-    outer = Pointer(types.void(inner, types.int64))
-    assert Pointer(_SIG) == inner and hash(Pointer(_SIG)) == hash(inner)
-    assert Pointer(types.float64(types.float32[::1], types.int32)) != inner
-    assert Pointer(types.void(Pointer(types.float32(types.float32[::1], types.int64)), types.int64)) != outer
-    # the training loop's records hold a dozen pointers, some of signatures holding pointers
-    assert max(len(str(t)) for t in engine.LOOP_TYPES) < 1000

@@ -23,7 +23,6 @@ pointers are those ``function_pointer`` makes from a dispatcher compiled
 for that very signature.
 """
 import functools
-import hashlib
 
 from llvmlite import ir
 from numba.core import cgutils, errors, types
@@ -43,24 +42,11 @@ NO_WRAPPERS = dict(no_cpython_wrapper=True, no_cfunc_wrapper=True)
 
 
 class Pointer(types.Type):
-    """The Numba type of a compiled function's address, by its signature.
-
-    Its name is a digest of the signature, not the signature itself: Numba
-    spells the names of a function's argument types into its symbol name and
-    handles those strings throughout typing and lowering, and the training
-    loop's records hold a dozen pointers, some to signatures holding
-    pointers: spelled out, the loop's symbol took 16,680 characters (1,841
-    with digests) and its typing twice as long. Types still compare by the
-    signature itself (``key``)."""
+    """The Numba type of a compiled function's address, by its signature."""
 
     def __init__(self, sig):
         self.sig = sig
-        digest = hashlib.sha1(str(sig).encode()).hexdigest()[:16]
-        super().__init__(name=f"Pointer[{len(sig.args)} args:{digest}]")
-
-    @property
-    def key(self):
-        return self.sig.return_type, tuple(self.sig.args)
+        super().__init__(name=f"Pointer[{sig}]")
 
 
 @register_model(Pointer)
