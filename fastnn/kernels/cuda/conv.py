@@ -28,7 +28,7 @@ from ..program import A_POS, ACT, B_OFF, DENSE, FLAGS, FROZEN, IAUX, NEED_DX, W_
 from . import blas, elementwise as ew
 from .kinds import register
 from .launch import planned
-from .maps import pixel
+from .maps import pixel, reader
 
 _ZERO = np.float32(0.0)
 
@@ -72,15 +72,13 @@ def col2im(ints, g, cols, c0, gs, x, b):
         s, ih, iw, c = pixel(e, H, W, C)
         v = _ZERO
         for kh in range(KH - 1, -1, -1):        # later kernel rows read earlier output rows
-            th = ih + PT - kh * DH
-            if th < 0 or th % SH != 0 or th // SH >= OH:
+            oh = reader(ih, kh, PT, DH, SH, OH)
+            if oh < 0:
                 continue
-            row = (s * OH + th // SH) * OW
             for kw in range(KW - 1, -1, -1):
-                tw = iw + PL - kw * DW
-                if tw < 0 or tw % SW != 0 or tw // SW >= OW:
-                    continue
-                v += cols[c0 + (row + tw // SW) * k_size + (kh * KW + kw) * C + c]
+                ow = reader(iw, kw, PL, DW, SW, OW)
+                if ow >= 0:
+                    v += cols[c0 + ((s * OH + oh) * OW + ow) * k_size + (kh * KW + kw) * C + c]
         gs[x + e] = v
 
 

@@ -30,7 +30,7 @@ from .conv import activation_backward, product_backward, product_forward, window
 from .elementwise import block_sum, softmax_rows
 from .kinds import register
 from .launch import MAX_BLOCKS, THREADS, configure, planned
-from .maps import pixel
+from .maps import pixel, reader
 
 _ZERO = np.float32(0.0)
 
@@ -72,14 +72,14 @@ def depthwise_input_gradient(ints, g, gs, dz, params, w, x, b):
         s, ih, iw, c = pixel(e, H, W, C)
         v = _ZERO
         for kh in range(KH - 1, -1, -1):        # later kernel rows read earlier output rows
-            th = ih + PT - kh * DH
-            if th < 0 or th % SH != 0 or th // SH >= OH:
+            oh = reader(ih, kh, PT, DH, SH, OH)
+            if oh < 0:
                 continue
             for kw in range(KW - 1, -1, -1):
-                tw = iw + PL - kw * DW
-                if tw < 0 or tw % SW != 0 or tw // SW >= OW:
+                ow = reader(iw, kw, PL, DW, SW, OW)
+                if ow < 0:
                     continue
-                o = dz + ((s * OH + th // SH) * OW + tw // SW) * CM + c * M
+                o = dz + ((s * OH + oh) * OW + ow) * CM + c * M
                 wk = w + (kh * KW + kw) * CM + c * M
                 d = _ZERO
                 for m in range(M):
