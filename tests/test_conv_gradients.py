@@ -94,11 +94,11 @@ CASES = {
 }
 
 
-@pytest.fixture(params=["gemm", "direct"])
+@pytest.fixture(params=["pixels", "taps"])
 def conv_path(request, monkeypatch):
-    """Runs a test with every Conv on im2col + SGEMM, then on the direct loops for thin kernels."""
+    """Runs a test with every Conv gathering col(X) pixel by pixel, then tap by tap."""
     from fastnn.kernels.kinds import conv
-    monkeypatch.setattr(conv, "SMALL_K", 0 if request.param == "gemm" else 10 ** 9)
+    monkeypatch.setattr(conv, "TAPS_BELOW_C", 0 if request.param == "pixels" else 10 ** 9)
     return request.param
 
 

@@ -152,10 +152,9 @@ class _Conv(_BaseConv):
         z_in = K.in_place(act)
         cols = OH * OW * KH * KW * C
         direct = KH == KW == SH == SW == 1 and PT == PL == 0
-        small = not direct and KH * KW * C <= K.SMALL_K
         group = max(1, min(32, K.TMP_TARGET // cols))
         geometry = K.geometry(H, W, C, OH, OW, KH, KW, SH, SW, DH, DW, PT, PL, F, F, act, z_in, 0, OH * OW * F,
-                              group, small)
+                              group, C < K.TAPS_BELOW_C)
         return Op(K.CONV, act, self.kernel, self.bias, consts=(1.0, 0.0, 1.0, 1.0),
                   ints=header(K.CONV, 1 if direct else group * cols) + geometry,
                   scratch=0 if z_in else OH * OW * F)

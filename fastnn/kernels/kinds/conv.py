@@ -41,16 +41,16 @@ from .parallel import HEADER, PART, block_range, register_parallel, sample_range
 acts_pointer = pointer_from_address(ACTIVATION_SIG)
 
 (G_H, G_W, G_C, G_OH, G_OW, G_KH, G_KW, G_SH, G_SW, G_DH, G_DW, G_PT, G_PL, G_F, G_GROUP, G_ZIN, G_ZOFF, G_ZSTRIDE,
- G_ACTS, G_OUTC, G_SMALL) = range(21)
+ G_ACTS, G_OUTC, G_BY_TAPS) = range(21)
 N_GEOMETRY = 21
 # G_F: filters (Depthwise, Separable: the depth multiplier M); G_OUTC: output channels (F; Depthwise C * M)
 # G_GROUP: samples gathered per GEMM; G_ZIN: 1 when z is computed in place in the output slot, else z of
 # sample s is at b * Z_POS + s * G_ZSTRIDE + G_ZOFF; G_ACTS: address of ``activations.elementwise`` (0: unused);
-# G_SMALL: 1 when K is small enough for direct loops (``SMALL_K``) to beat gathering columns for SGEMM
+# G_BY_TAPS: 1 when col(X) is gathered tap by tap (``_columns``)
 TMP_TARGET = 1 << 16    # floats of gathered columns per thread (256 KB: an L2's share)
-# Up to this many rows in the kernel matrix (KH * KW * C), Conv runs direct loops instead of im2col + SGEMM:
-# SGEMM's packing costs more than it saves on such thin products (a first layer on 1- or 3-channel images).
-SMALL_K = 32
+# Below this many input channels a tap's values are too few to copy as a vector: col(X) is gathered tap by
+# tap (one input channel: ~4x faster than pixel by pixel; 16 channels: 1.5x slower)
+TAPS_BELOW_C = 8
 
 _ZERO = np.float32(0.0)
 _ONE = np.float32(1.0)
@@ -95,13 +95,24 @@ def _window(oh, ow, H, W, KH, KW, SH, SW, DH, DW, PT, PL):
 
 
 @njit(cache=True, inline="always")
-def _gather(ws, x, H, W, C, OW, KW, SH, SW, DH, DW, PT, PL, p0, p1, k0, k1, dst, d0, ld):
-    """Columns [k0, k1) of rows [p0, p1) of col(X) for the sample at ws[x:] into dst[d0:] (row stride ``ld``).
-    (Copies go through slices indexed by ``range`` variables, which Numba and LLVM turn into vector moves.)"""
+def _columns(by_taps, ws, x, H, W, C, OH, OW, KW, SH, SW, DH, DW, PT, PL, k0, k1, dst, d0, ld):
+    """Columns [k0, k1) of col(X) (all OH * OW rows) for the sample at ws[x:] into dst[d0:] (row stride ``ld``):
+    pixel by pixel, each tap's C values one vector copy; or ``by_taps``, one strided loop over a row of output
+    pixels for each tap (``TAPS_BELOW_C``)."""
+    if by_taps:
+        _gather_taps(ws, x, H, W, C, OH, OW, KW, SH, SW, DH, DW, PT, PL, k0, k1, dst, d0, ld)
+    else:
+        _gather_pixels(ws, x, H, W, C, OH * OW, OW, KW, SH, SW, DH, DW, PT, PL, k0, k1, dst, d0, ld)
+
+
+@njit(cache=True, inline="always")
+def _gather_pixels(ws, x, H, W, C, NP, OW, KW, SH, SW, DH, DW, PT, PL, k0, k1, dst, d0, ld):
+    """``_columns`` row by row. (Copies go through slices indexed by ``range`` variables, which
+    Numba and LLVM turn into vector moves.)"""
     q0, q1 = k0 // C, (k1 - 1) // C + 1
-    for p in range(p0, p1):
+    for p in range(NP):
         oh, ow = p // OW, p % OW
-        row = d0 + (p - p0) * ld - k0
+        row = d0 + p * ld - k0
         for q in range(q0, q1):
             kh, kw = q // KW, q % KW
             c0, c1 = max(k0 - q * C, 0), min(k1 - q * C, C)
@@ -117,17 +128,56 @@ def _gather(ws, x, H, W, C, OW, KW, SH, SW, DH, DW, PT, PL, p0, p1, k0, k1, dst,
 
 
 @njit(cache=True, inline="always")
+def _out_columns(kw, OW, W, SW, DW, PL):
+    """Output columns [ow0, ow1) whose kernel tap ``kw`` reads an input column (``ow * SW - lo``,
+    returned third) inside [0, W), not the padding."""
+    lo = PL - kw * DW
+    ow0 = min(OW, (lo + SW - 1) // SW) if lo > 0 else 0
+    ow1 = max(ow0, min(OW, (W - 1 + lo) // SW + 1)) if W - 1 + lo >= 0 else ow0
+    return ow0, ow1, lo
+
+
+@njit(cache=True, inline="always")
+def _gather_taps(ws, x, H, W, C, OH, OW, KW, SH, SW, DH, DW, PT, PL, k0, k1, dst, d0, ld):
+    """``_columns`` tap by tap."""
+    for q in range(k0 // C, (k1 - 1) // C + 1):
+        kh, kw = q // KW, q % KW
+        c0, c1 = max(k0 - q * C, 0), min(k1 - q * C, C)
+        ow0, ow1, lo = _out_columns(kw, OW, W, SW, DW, PL)
+        for oh in range(OH):
+            ih = oh * SH + kh * DH - PT
+            row = d0 + oh * OW * ld + q * C - k0
+            if ih < 0 or ih >= H:
+                v0, v1 = OW, OW
+            else:
+                v0, v1 = ow0, ow1
+            src = x + (ih * W - lo) * C
+            for ow in range(OW):
+                if v0 <= ow < v1:
+                    for c in range(c0, c1):
+                        dst[row + ow * ld + c] = ws[src + ow * SW * C + c]
+                else:
+                    for c in range(c0, c1):
+                        dst[row + ow * ld + c] = _ZERO
+
+
+@njit(cache=True, inline="always")
 def _scatter(src, s0, gs, x, H, W, C, OH, OW, KH, KW, SH, SW, DH, DW, PT, PL):
-    """dX += col2im(dcol): the P x K block at src[s0:] added into the sample's map at gs[x:]."""
+    """dX += col2im(dcol): the P x K block at src[s0:] added into the sample's map at gs[x:].
+    Tap by tap, so consecutive additions go to different input pixels (pixel by pixel, each
+    waited on the last one's store: 3.6x slower on the chapter CNN's second layer)."""
     K = KH * KW * C
-    for p in range(OH * OW):
-        oh, ow = p // OW, p % OW
-        for q in range(KH * KW):
-            kh, kw = q // KW, q % KW
-            ih, iw = oh * SH + kh * DH - PT, ow * SW + kw * DW - PL
-            if 0 <= ih < H and 0 <= iw < W:
+    for q in range(KH * KW):
+        kh, kw = q // KW, q % KW
+        ow0, ow1, lo = _out_columns(kw, OW, W, SW, DW, PL)
+        for oh in range(OH):
+            ih = oh * SH + kh * DH - PT
+            if ih < 0 or ih >= H:
+                continue
+            for ow in range(ow0, ow1):
+                iw = ow * SW - lo
                 d = gs[x + (ih * W + iw) * C:x + (ih * W + iw + 1) * C]
-                o = src[s0 + p * K + q * C:s0 + p * K + (q + 1) * C]
+                o = src[s0 + (oh * OW + ow) * K + q * C:s0 + (oh * OW + ow) * K + (q + 1) * C]
                 for c in range(C):
                     d[c] += o[c]
 
@@ -209,28 +259,25 @@ def conv_forward_part(rec, ints, params, consts, grads, ws, gs, tmp, b, training
     x0, a0 = b * rec[P.X_POS], b * rec[P.A_POS]
     s0, s1 = sample_range(b, t, n)
     direct = _direct(KH, KW, SH, SW, PT, PL)
-    small = _g(rec, ints, G_SMALL) != 0
+    by_taps = _g(rec, ints, G_BY_TAPS) != 0
     s = s0
     while s < s1:
-        g = 1 if small else (s1 - s if direct else min(G, s1 - s))
+        g = s1 - s if direct else min(G, s1 - s)
         z = _z_at(rec, ints, b, s, NP * F)
-        if small:
-            _small_forward(ws, x0 + s * H * W * C, params, rec[P.W_OFF], rec[P.B_OFF], z, H, W, C, OH, OW, KH, KW,
-                           SH, SW, DH, DW, PT, PL, F)
-        elif direct:
+        if direct:
             gemm(False, False, g * NP, F, K, ab, ws, x0 + s * H * W * C, C, params, rec[P.W_OFF], F, ws, z, F)
         else:
             for j in range(g):
-                _gather(ws, x0 + (s + j) * H * W * C, H, W, C, OW, KW, SH, SW, DH, DW, PT, PL, 0, NP, 0, K, tmp,
-                        j * NP * K, K)
+                _columns(by_taps, ws, x0 + (s + j) * H * W * C, H, W, C, OH, OW, KW, SH, SW, DH, DW, PT, PL, 0, K, tmp,
+                         j * NP * K, K)
             gemm(False, False, g * NP, F, K, ab, tmp, 0, K, params, rec[P.W_OFF], F, ws, z, F)
-        # bias (the direct loops added it) and activation: the g samples' z in one block where it is
-        # one, else sample by sample; one call site, as each inlined copy adds to the compile time
+        # bias and activation: the g samples' z in one block where it is one, else sample by
+        # sample; one call site, as each inlined copy adds to the compile time
         blocks = 1 if _g(rec, ints, G_ZIN) != 0 or g == 1 else g
         for j in range(blocks):
             q = s + j * (g // blocks)
-            _bias_act(rec, ints, params, -1 if small else rec[P.B_OFF], ws, _z_at(rec, ints, b, q, NP * F),
-                      a0 + q * NP * F, g * NP // blocks, F)
+            _bias_act(rec, ints, params, rec[P.B_OFF], ws, _z_at(rec, ints, b, q, NP * F), a0 + q * NP * F,
+                      g * NP // blocks, F)
         s += g
 
 
@@ -244,14 +291,11 @@ def conv_backward_part(rec, ints, params, consts, grads, ws, gs, tmp, b, trainin
     x0 = b * rec[P.X_POS]
     direct = _direct(KH, KW, SH, SW, PT, PL)
     zs = _g(rec, ints, G_ZSTRIDE) if _g(rec, ints, G_ZIN) == 0 else NP * F
-    small = _g(rec, ints, G_SMALL) != 0
+    by_taps = _g(rec, ints, G_BY_TAPS) != 0
     if (flags & P.FROZEN) == 0:
         w_acc = (flags & P.W_ACC) != 0
         k0, k1 = block_range(K, t, n)
-        if k0 < k1 and small:
-            _small_weight_gradient(rec, ints, ws, gs, grads, b, x0, k0, k1, w_acc, H, W, C, OH, OW, KW, SH, SW, DH,
-                                   DW, PT, PL, F)
-        elif k0 < k1:
+        if k0 < k1:
             w = rec[P.W_OFF] + k0 * F
             kk = k1 - k0
             s = 0
@@ -265,8 +309,8 @@ def conv_backward_part(rec, ints, params, consts, grads, ws, gs, tmp, b, trainin
                     gemm(True, False, kk, F, g * NP, beta, ws, x0 + s * H * W * C + k0, C, gs, z, F, grads, w, F)
                 else:
                     for j in range(g):
-                        _gather(ws, x0 + (s + j) * H * W * C, H, W, C, OW, KW, SH, SW, DH, DW, PT, PL, 0, NP, k0, k1,
-                                tmp, j * NP * kk, kk)
+                        _columns(by_taps, ws, x0 + (s + j) * H * W * C, H, W, C, OH, OW, KW, SH, SW, DH, DW, PT, PL, k0, k1,
+                                 tmp, j * NP * kk, kk)
                     gemm(True, False, kk, F, g * NP, beta, tmp, 0, kk, gs, z, F, grads, w, F)
                 s += g
         _bias_gradient(rec, ints, grads, gs, b, t, n, NP, F, w_acc)
@@ -292,71 +336,6 @@ def conv_backward_part(rec, ints, params, consts, grads, ws, gs, tmp, b, trainin
                         gs[x + i] = _ZERO
                 _scatter(tmp, j * NP * K, gs, x, H, W, C, OH, OW, KH, KW, SH, SW, DH, DW, PT, PL)
         s += g
-
-
-# Direct loops for a thin kernel matrix (G_SMALL): each output pixel's F values are one
-# vector, built from K scaled rows of the kernel; each row of dW one vector, summed over
-# the pixels. (dX takes the SGEMM way: dcol = dZ W^T, then col2im.)
-
-@njit(cache=True, inline="always")
-def _small_forward(ws, x, params, w, bias, z, H, W, C, OH, OW, KH, KW, SH, SW, DH, DW, PT, PL, F):
-    """z = conv(x) + bias for one sample (z: OH x OW x F). Rows are slices and
-    loops run over ``range``s, so the F-wide updates vectorise."""
-    for oh in range(OH):
-        for ow in range(OW):
-            zr = ws[z + (oh * OW + ow) * F:z + (oh * OW + ow + 1) * F]
-            if bias >= 0:
-                br = params[bias:bias + F]
-                for f in range(F):
-                    zr[f] = br[f]
-            else:
-                for f in range(F):
-                    zr[f] = _ZERO
-            # per-tap tests, not _window: with _window the chapter CNN's first layer measured ~1 ms slower
-            for kh in range(KH):
-                ih = oh * SH + kh * DH - PT
-                if ih < 0 or ih >= H:
-                    continue
-                for kw in range(KW):
-                    iw = ow * SW + kw * DW - PL
-                    if iw < 0 or iw >= W:
-                        continue
-                    xr = ws[x + (ih * W + iw) * C:x + (ih * W + iw + 1) * C]
-                    wq = params[w + (kh * KW + kw) * C * F:w + (kh * KW + kw + 1) * C * F]
-                    for c in range(C):
-                        xv = xr[c]
-                        for f in range(F):
-                            zr[f] += xv * wq[c * F + f]
-
-
-@njit(cache=True, inline="always")
-def _small_weight_gradient(rec, ints, ws, gs, grads, b, x0, k0, k1, w_acc, H, W, C, OH, OW, KW, SH, SW, DH, DW, PT,
-                           PL, F):
-    """Rows [k0, k1) of dW = sum over samples and pixels of x (under kernel row k) * dz."""
-    w = rec[P.W_OFF]
-    NP = OH * OW
-    for k in range(k0, k1):
-        gr = grads[w + k * F:w + (k + 1) * F]
-        if not w_acc:
-            for f in range(F):
-                gr[f] = _ZERO
-        q, c = k // C, k % C
-        kh, kw = q // KW, q % KW
-        for s in range(b):
-            x = x0 + s * H * W * C
-            z = _z_at(rec, ints, b, s, NP * F)
-            for oh in range(OH):
-                ih = oh * SH + kh * DH - PT
-                if ih < 0 or ih >= H:
-                    continue
-                for ow in range(OW):
-                    iw = ow * SW + kw * DW - PL
-                    if iw < 0 or iw >= W:
-                        continue
-                    xv = ws[x + (ih * W + iw) * C + c]
-                    dz = gs[z + (oh * OW + ow) * F:z + (oh * OW + ow + 1) * F]
-                    for f in range(F):
-                        gr[f] += xv * dz[f]
 
 
 CONV = register_parallel("Conv", conv_forward_part, (activation_backward_part, conv_backward_part), on_cuda=True)
@@ -548,10 +527,10 @@ SEPARABLE = register_parallel("SeparableConv2D", separable_forward_part,
 
 
 def geometry(H, W, C, OH, OW, KH, KW, SH, SW, DH, DW, PT, PL, F, out_channels, act, z_in_place, z_off, z_stride,
-             group=1, small=False):
+             group=1, by_taps=False):
     """The G_* integer constants of an op of this module."""
     from ..cpu.activations import elementwise
     from ..cpu.pointers import function_pointer
     acts = 0 if act in (LINEAR, RELU, SOFTMAX) else function_pointer(elementwise, ACTIVATION_SIG).address
     return (H, W, C, OH, OW, KH, KW, SH, SW, DH, DW, PT, PL, F, group, int(z_in_place), z_off, z_stride, acts,
-            out_channels, int(small))
+            out_channels, int(by_taps))
