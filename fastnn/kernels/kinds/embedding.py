@@ -62,9 +62,9 @@ def embedding_backward(rec, ints, params, consts, grads, ws, gs, b, training):
     for k in range(n):
         i = _row(ws[x + k], v_rows)
         if i >= 0:
-            src, dst = a + k * d, w + i * d
+            dw, g = grads[w + i * d:w + (i + 1) * d], gs[a + k * d:a + (k + 1) * d]   # slices: it vectorises
             for j in range(d):
-                grads[dst + j] += gs[src + j]
+                dw[j] += g[j]
 
 
 EMBEDDING = register("Embedding", embedding_forward, embedding_backward, shareable=True, on_cuda=True)

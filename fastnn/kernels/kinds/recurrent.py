@@ -552,12 +552,15 @@ def _direction_backward(ws, gs, params, grads, b, training, c, go_back, flip_out
             if not w_acc:
                 for j in range(nb):
                     grads[bias + j] = _ZERO
+            db, db_rec = grads[bias:bias + gu], grads[bias + gu:bias + nb]     # slices: the loops vectorise
             for k in range(t * b):
+                g_in = gs[zx + k * gu:zx + (k + 1) * gu]
                 for j in range(gu):
-                    grads[bias + j] += gs[zx + k * gu + j]
+                    db[j] += g_in[j]
                 if rec_bias:
+                    g_rec = gs[gr + k * gu:gr + (k + 1) * gu]
                     for j in range(gu):
-                        grads[bias + gu + j] += gs[gr + k * gu + j]
+                        db_rec[j] += g_rec[j]
     if need_dx:
         for k in range(nx):
             gemm(False, True, t * b, f, bw, ab, gs, zx + k * bw, gu, params, w + k * bw, gu, gs, xd + k * f, xw)
