@@ -357,9 +357,10 @@ def _depthwise_sample(ws, x, params, w, dst, H, W, C, OH, OW, KH, KW, SH, SW, DH
             for kw in range(kw0, kw1):
                 xi = x + ((oh * SH + kh * DH - PT) * W + ow * SW + kw * DW - PL) * C
                 wk = w + (kh * KW + kw) * CM
-                if M == 1:
+                if M == 1:      # slices, not computed indices: the loop vectorises
+                    out, xs, wc = ws[o:o + C], ws[xi:xi + C], params[wk:wk + C]
                     for c in range(C):
-                        ws[o + c] += ws[xi + c] * params[wk + c]
+                        out[c] += xs[c] * wc[c]
                 else:
                     for c in range(C):
                         xv = ws[xi + c]
@@ -401,13 +402,23 @@ def _depthwise_backward_block(rec, ints, params, grads, ws, gs, b, t, n, dz_of, 
             oh, ow = p // OW, p % OW
             o = dz + p * CM
             if not frozen and bias >= 0:
-                for c in range(c0 * M, c1 * M):
-                    grads[bias + c] += gs[o + c]
+                db, dz_p = grads[bias + c0 * M:bias + c1 * M], gs[o + c0 * M:o + c1 * M]
+                for c in range((c1 - c0) * M):
+                    db[c] += dz_p[c]
             kh0, kh1, kw0, kw1 = _window(oh, ow, H, W, KH, KW, SH, SW, DH, DW, PT, PL)
             for kh in range(kh0, kh1):
                 for kw in range(kw0, kw1):
                     xi = x + ((oh * SH + kh * DH - PT) * W + ow * SW + kw * DW - PL) * C
                     wk = w + (kh * KW + kw) * CM
+                    if M == 1:      # as the forward: slices, so the loop vectorises
+                        xs, gx, go = ws[xi + c0:xi + c1], gs[xi + c0:xi + c1], gs[o + c0:o + c1]
+                        gw, pw = grads[wk + c0:wk + c1], params[wk + c0:wk + c1]
+                        for c in range(c1 - c0):
+                            if not frozen:
+                                gw[c] += xs[c] * go[c]
+                            if need_dx:
+                                gx[c] += pw[c] * go[c]
+                        continue
                     for c in range(c0, c1):
                         xv = ws[xi + c]
                         d = _ZERO
