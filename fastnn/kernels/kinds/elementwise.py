@@ -44,8 +44,9 @@ def activation_backward(rec, ints, params, consts, grads, ws, gs, b, training):
     else:
         act_backward(rec[P.ACT], ws[x:x + size], ws[a:a + size], gs[a:a + size], gs[dst:dst + size])
     if acc:
+        d, g = gs[x:x + size], gs[a:a + size]
         for k in range(size):
-            gs[x + k] += gs[a + k]
+            d[k] += g[k]
 
 
 ACTIVATION = register("Activation", activation_forward, activation_backward, code=P.ACTIVATION, shareable=True,

@@ -18,30 +18,36 @@ ADD, SUBTRACT, MULTIPLY, AVERAGE, MAXIMUM, MINIMUM = range(6)
 
 @njit(**KERNEL)
 def merge_forward(rec, ints, params, consts, grads, ws, gs, b, training):
+    """The loops run over slices indexed by ``range`` variables, with the mode chosen outside
+    them, so they vectorise (computed indices into ws keep Numba's wraparound test: scalar)."""
     mode, k_in, size = ints[rec[P.IAUX]], rec[P.N_INS], b * rec[P.N_OUT]
-    a = b * rec[P.A_POS]
+    out = ws[b * rec[P.A_POS]:b * rec[P.A_POS] + size]
     pos, _ = input_slot(rec, ints, 0)
+    first = ws[b * pos:b * pos + size]
     for j in range(size):
-        ws[a + j] = ws[b * pos + j]
+        out[j] = first[j]
     for k in range(1, k_in):
         pos, _ = input_slot(rec, ints, k)
-        x = b * pos
-        for j in range(size):
-            v = ws[x + j]
-            if mode == ADD or mode == AVERAGE:
-                ws[a + j] += v
-            elif mode == SUBTRACT:
-                ws[a + j] -= v
-            elif mode == MULTIPLY:
-                ws[a + j] *= v
-            elif mode == MAXIMUM:
-                ws[a + j] = max(ws[a + j], v)
-            else:
-                ws[a + j] = min(ws[a + j], v)
+        v = ws[b * pos:b * pos + size]
+        if mode == ADD or mode == AVERAGE:
+            for j in range(size):
+                out[j] += v[j]
+        elif mode == SUBTRACT:
+            for j in range(size):
+                out[j] -= v[j]
+        elif mode == MULTIPLY:
+            for j in range(size):
+                out[j] *= v[j]
+        elif mode == MAXIMUM:
+            for j in range(size):
+                out[j] = max(out[j], v[j])
+        else:
+            for j in range(size):
+                out[j] = min(out[j], v[j])
     if mode == AVERAGE:
         inv = np.float32(1.0) / np.float32(k_in)
         for j in range(size):
-            ws[a + j] *= inv
+            out[j] *= inv
 
 
 @njit(**KERNEL)
@@ -58,6 +64,12 @@ def merge_backward(rec, ints, params, consts, grads, ws, gs, b, training):
         pos, _ = input_slot(rec, ints, k)
         x = b * pos
         acc = (rec[P.ACC] >> k) & 1 != 0
+        if mode == ADD or mode == AVERAGE or mode == SUBTRACT:     # slices: the loop vectorises
+            scale = inv if mode == AVERAGE else np.float32(-1.0 if mode == SUBTRACT and k == 1 else 1.0)
+            g_out, d = gs[a:a + size], gs[x:x + size]
+            for j in range(size):
+                d[j] = g_out[j] * scale + d[j] if acc else g_out[j] * scale
+            continue
         for j in range(size):
             g = gs[a + j]
             if mode == AVERAGE:
@@ -97,8 +109,9 @@ def concatenate_forward(rec, ints, params, consts, grads, ws, gs, b, training):
             for o in range(outer):
                 src = x + r * size + o * inner
                 dst = a + r * n_out + o * (n_out // outer) + col
+                piece, out = ws[src:src + inner], ws[dst:dst + inner]
                 for j in range(inner):
-                    ws[dst + j] = ws[src + j]
+                    out[j] = piece[j]
         col += inner
 
 
@@ -118,8 +131,9 @@ def concatenate_backward(rec, ints, params, consts, grads, ws, gs, b, training):
             for o in range(outer):
                 dst = x + r * size + o * inner
                 src = a + r * n_out + o * (n_out // outer) + col
+                g_out, d = gs[src:src + inner], gs[dst:dst + inner]
                 for j in range(inner):
-                    put(gs, dst + j, gs[src + j], acc)
+                    d[j] = g_out[j] + d[j] if acc else g_out[j]
         col += inner
 
 
