@@ -38,14 +38,14 @@ def embedding_forward(rec, ints, params, consts, grads, ws, gs, b, training):
     x, a, w = b * rec[P.X_POS], b * rec[P.A_POS], rec[P.W_OFF]
     for k in range(n):
         i = _row(ws[x + k], v_rows)
-        dst = a + k * d
+        out = ws[a + k * d:a + (k + 1) * d]     # slices indexed by the range variable: vector copies
         if i < 0:
             for j in range(d):
-                ws[dst + j] = _ZERO
+                out[j] = _ZERO
         else:
-            src = w + i * d
+            vec = params[w + i * d:w + (i + 1) * d]
             for j in range(d):
-                ws[dst + j] = params[src + j]
+                out[j] = vec[j]
 
 
 @njit(**KERNEL)

@@ -45,26 +45,28 @@ def pooling1d_forward(rec, ints, params, consts, grads, ws, gs, b, training):
         pos, _ = input_slot(rec, ints, 1)
         ids = b * pos
     for r in range(b):
-        out = a + r * c
+        # slices indexed by the range variable, not computed indices: the loops vectorise
+        out = ws[a + r * c:a + (r + 1) * c]
         if mode == MAXIMUM:
+            first = ws[x + r * t * c:x + r * t * c + c]
             for j in range(c):
-                ws[out + j] = ws[x + r * t * c + j]
+                out[j] = first[j]
             for s in range(1, t):
-                row = x + (r * t + s) * c
+                row = ws[x + (r * t + s) * c:x + (r * t + s + 1) * c]
                 for j in range(c):
-                    ws[out + j] = max(ws[out + j], ws[row + j])
+                    out[j] = max(out[j], row[j])
         else:
             for j in range(c):
-                ws[out + j] = _ZERO
+                out[j] = _ZERO
             for s in range(t):
                 if has_mask and ws[ids + r * t + s] == _ZERO:
                     continue
-                row = x + (r * t + s) * c
+                row = ws[x + (r * t + s) * c:x + (r * t + s + 1) * c]
                 for j in range(c):
-                    ws[out + j] += ws[row + j]
+                    out[j] += row[j]
             n = _count(ws, ids, has_mask, r, t)
             for j in range(c):
-                ws[out + j] = ws[out + j] / n
+                out[j] = out[j] / n
 
 
 @njit(**KERNEL)
@@ -94,11 +96,13 @@ def pooling1d_backward(rec, ints, params, consts, grads, ws, gs, b, training):
                     put(gs, i, g if ws[i] == m else _ZERO, acc)
         else:
             n = _count(ws, ids, has_mask, r, t)
+            g_out = gs[out:out + c]
             for s in range(t):
                 masked = has_mask and ws[ids + r * t + s] == _ZERO
-                row = x + (r * t + s) * c
+                d = gs[x + (r * t + s) * c:x + (r * t + s + 1) * c]
                 for j in range(c):
-                    put(gs, row + j, _ZERO if masked else gs[out + j] / n, acc)
+                    v = _ZERO if masked else g_out[j] / n
+                    d[j] = d[j] + v if acc else v
 
 
 def _cuda_refusal(rec, ints):
