@@ -53,12 +53,16 @@ ACTIVATION = register("Activation", activation_forward, activation_backward, cod
                       on_cuda=True)
 
 
+# The elementwise loops below run over slices indexed by the range variable: computed indices into
+# ws and gs keep Numba's negative-index wraparound, and LLVM then leaves the loop scalar.
+
 @njit(**KERNEL)
 def leaky_relu_forward(rec, ints, params, consts, grads, ws, gs, b, training):
-    x, a, slope = b * rec[P.X_POS], b * rec[P.A_POS], consts[rec[P.AUX]]
-    for k in range(b * rec[P.N_OUT]):
-        v = ws[x + k]
-        ws[a + k] = v if v > _ZERO else slope * v
+    size, slope = b * rec[P.N_OUT], consts[rec[P.AUX]]
+    xs, out = ws[b * rec[P.X_POS]:b * rec[P.X_POS] + size], ws[b * rec[P.A_POS]:b * rec[P.A_POS] + size]
+    for k in range(size):
+        v = xs[k]
+        out[k] = v if v > _ZERO else slope * v
 
 
 @njit(**KERNEL)
@@ -66,8 +70,11 @@ def leaky_relu_backward(rec, ints, params, consts, grads, ws, gs, b, training):
     if (rec[P.FLAGS] & P.NEED_DX) == 0:
         return
     x, a, slope, acc = b * rec[P.X_POS], b * rec[P.A_POS], consts[rec[P.AUX]], (rec[P.ACC] & 1) != 0
-    for k in range(b * rec[P.N_OUT]):
-        put(gs, x + k, gs[a + k] if ws[x + k] > _ZERO else gs[a + k] * slope, acc)
+    size = b * rec[P.N_OUT]
+    xs, g_out, d = ws[x:x + size], gs[a:a + size], gs[x:x + size]
+    for k in range(size):
+        v = g_out[k] if xs[k] > _ZERO else g_out[k] * slope
+        d[k] = d[k] + v if acc else v
 
 
 LEAKY_RELU = register("LeakyReLU", leaky_relu_forward, leaky_relu_backward, code=P.LEAKY_RELU, shareable=True,
@@ -100,10 +107,10 @@ NORMALIZE = register("Normalization", normalize_forward, normalize_backward, cod
 
 @njit(**KERNEL)
 def rescale_forward(rec, ints, params, consts, grads, ws, gs, b, training):
-    x, a = b * rec[P.X_POS], b * rec[P.A_POS]
-    scale, offset = consts[rec[P.AUX]], consts[rec[P.AUX] + 1]
-    for k in range(b * rec[P.N_OUT]):
-        ws[a + k] = ws[x + k] * scale + offset
+    size, scale, offset = b * rec[P.N_OUT], consts[rec[P.AUX]], consts[rec[P.AUX] + 1]
+    xs, out = ws[b * rec[P.X_POS]:b * rec[P.X_POS] + size], ws[b * rec[P.A_POS]:b * rec[P.A_POS] + size]
+    for k in range(size):
+        out[k] = xs[k] * scale + offset
 
 
 @njit(**KERNEL)
@@ -111,8 +118,10 @@ def rescale_backward(rec, ints, params, consts, grads, ws, gs, b, training):
     if (rec[P.FLAGS] & P.NEED_DX) == 0:
         return
     x, a, scale, acc = b * rec[P.X_POS], b * rec[P.A_POS], consts[rec[P.AUX]], (rec[P.ACC] & 1) != 0
-    for k in range(b * rec[P.N_OUT]):
-        put(gs, x + k, gs[a + k] * scale, acc)
+    size = b * rec[P.N_OUT]
+    g_out, d = gs[a:a + size], gs[x:x + size]
+    for k in range(size):
+        d[k] = d[k] + g_out[k] * scale if acc else g_out[k] * scale
 
 
 RESCALE = register("Rescaling", rescale_forward, rescale_backward, code=P.RESCALE, shareable=True, on_cuda=True)
@@ -130,8 +139,9 @@ def dropout_forward(rec, ints, params, consts, grads, ws, gs, b, training):
             ws[z + k] = mk
             ws[a + k] = ws[x + k] * mk
     else:
+        xs, out = ws[x:x + size], ws[a:a + size]
         for k in range(size):
-            ws[a + k] = ws[x + k]
+            out[k] = xs[k]
 
 
 @njit(**KERNEL)
@@ -139,8 +149,11 @@ def dropout_backward(rec, ints, params, consts, grads, ws, gs, b, training):
     if (rec[P.FLAGS] & P.NEED_DX) == 0:
         return
     x, z, a, acc = b * rec[P.X_POS], b * rec[P.Z_POS], b * rec[P.A_POS], (rec[P.ACC] & 1) != 0
-    for k in range(b * rec[P.N_OUT]):
-        put(gs, x + k, gs[a + k] * ws[z + k] if training else gs[a + k], acc)
+    size = b * rec[P.N_OUT]
+    g_out, mask, d = gs[a:a + size], ws[z:z + size], gs[x:x + size]
+    for k in range(size):
+        v = g_out[k] * mask[k] if training else g_out[k]
+        d[k] = d[k] + v if acc else v
 
 
 DROPOUT = register("Dropout", dropout_forward, dropout_backward, code=P.DROPOUT, shareable=True, on_cuda=True)
