@@ -218,6 +218,19 @@ def test_dropout_in_training_drops_a_fraction_rate_and_rescales_the_rest(rate):
     assert len({row.tobytes() for row in dropped[:50]}) == 50
 
 
+def test_dropout_drops_neighbouring_values_independently():
+    """Each value is dropped on its own draw: pairs of neighbours (along the features, and the
+    same feature in consecutive rows) are both dropped rate**2 of the time. The masks come from a
+    hash of each value's index (kernels/cpu/dropout_masks.py), where a weak mix would show here."""
+    rate = 0.5
+    out = _dropout_training_outputs(rate, np.ones((400, 100), dtype=np.float32), seed=3)
+    dropped = out == 0
+    for both in (dropped[:, 1:] & dropped[:, :-1], dropped[1:] & dropped[:-1]):
+        # overlapping pairs: variance (r^2 (1 - r^2) + 2 (r^3 - r^4)) / pairs; 5 standard deviations
+        bound = 5 * np.sqrt((rate ** 2 * (1 - rate ** 2) + 2 * (rate ** 3 - rate ** 4)) / both.size)
+        assert abs(both.mean() - rate ** 2) < bound
+
+
 def test_dropout_masks_repeat_with_the_same_seed():
     x = np.ones((64, 16), dtype=np.float32)
     a = _dropout_training_outputs(0.5, x, seed=7)

@@ -8,6 +8,7 @@ from numba import njit
 
 from .. import program as P
 from ..cpu.activations import SOFTMAX, act_backward, act_forward, softmax_rows, softmax_rows_backward
+from ..cpu.dropout_masks import draw_mask
 from . import KERNEL, put, register
 
 _ZERO = np.float32(0.0)
@@ -131,15 +132,13 @@ RESCALE = register("Rescaling", rescale_forward, rescale_backward, code=P.RESCAL
 def dropout_forward(rec, ints, params, consts, grads, ws, gs, b, training):
     """Training: a = x * mask, the mask (0 or 1/(1-rate)) kept at Z_POS for the backward pass."""
     x, z, a, size = b * rec[P.X_POS], b * rec[P.Z_POS], b * rec[P.A_POS], b * rec[P.N_OUT]
+    xs, out = ws[x:x + size], ws[a:a + size]
     if training:
-        rate = consts[rec[P.AUX]]
-        keep_scale = _ONE / (_ONE - rate)
+        mask = ws[z:z + size]
+        draw_mask(mask, consts[rec[P.AUX]])
         for k in range(size):
-            mk = keep_scale if np.random.random() >= rate else _ZERO
-            ws[z + k] = mk
-            ws[a + k] = ws[x + k] * mk
+            out[k] = xs[k] * mask[k]
     else:
-        xs, out = ws[x:x + size], ws[a:a + size]
         for k in range(size):
             out[k] = xs[k]
 

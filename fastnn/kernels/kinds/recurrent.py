@@ -85,6 +85,7 @@ from numba import njit
 from .. import program as P
 from ..cpu.activations import LINEAR, RELU, SIGMOID, TANH
 from ..cpu.blas import gemm
+from ..cpu.dropout_masks import draw_mask
 from . import KERNEL, input_slot, register
 
 SIMPLE_RNN, LSTM, GRU = range(3)
@@ -252,9 +253,7 @@ def _first_unmasked(ws, ids, has_mask, r, t, go_back):
 @njit(cache=True, inline="always")
 def _draw_mask(ws, lo, n, rate):
     """n dropout factors at ws[lo:]: 0 with probability ``rate``, else 1 / (1 - rate)."""
-    keep = _ONE / (_ONE - rate)
-    for k in range(n):
-        ws[lo + k] = keep if np.random.random() >= rate else _ZERO
+    draw_mask(ws[lo:lo + n], rate)
 
 
 @njit(**KERNEL)

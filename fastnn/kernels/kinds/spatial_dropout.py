@@ -4,18 +4,15 @@ A sample is ``P`` pixels of ``C`` channels (N_OUT = P * C; C at IAUX);
 channel c of sample s is kept with probability ``1 - rate`` and then scaled
 by ``1 / (1 - rate)``, the same for every pixel (Keras's noise shape
 ``(batch, 1, 1, C)``). The ``C`` mask values of each sample are kept in the
-op's scratch for the backward pass. Serial: the masks come from the
-compiled generator in one order, so a seed gives the same masks whatever
-the number of threads.
+op's scratch for the backward pass. Serial: the masks' key comes from the
+compiled generator (``cpu.dropout_masks``), so a seed gives the same masks
+whatever the number of threads.
 """
-import numpy as np
 from numba import njit
 
 from .. import program as P
+from ..cpu.dropout_masks import draw_mask
 from . import KERNEL, put, register
-
-_ZERO = np.float32(0.0)
-_ONE = np.float32(1.0)
 
 
 @njit(**KERNEL)
@@ -26,12 +23,9 @@ def spatial_dropout_forward(rec, ints, params, consts, grads, ws, gs, b, trainin
         for k in range(b * n):
             ws[a + k] = ws[x + k]
         return
-    rate = consts[rec[P.AUX]]
-    keep_scale = _ONE / (_ONE - rate)
+    draw_mask(ws[z:z + b * C], consts[rec[P.AUX]])     # one factor per sample and channel
     for s in range(b):
         m = z + s * C
-        for c in range(C):
-            ws[m + c] = keep_scale if np.random.random() >= rate else _ZERO
         for p in range(n // C):
             o = s * n + p * C
             for c in range(C):
