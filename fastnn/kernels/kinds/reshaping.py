@@ -28,6 +28,21 @@ def _geometry(rec, ints):
             ints[h + G_DW])
 
 
+# The copies run over slices indexed by ``range`` variables: computed indices into ws and gs keep
+# Numba's negative-index wraparound, and LLVM leaves such a loop scalar.
+
+@njit(cache=True, inline="always")
+def _zero(dst):
+    for i in range(dst.shape[0]):
+        dst[i] = _ZERO
+
+
+@njit(cache=True, inline="always")
+def _add(dst, src):
+    for i in range(dst.shape[0]):
+        dst[i] += src[i]
+
+
 @njit(**PART)
 def window_forward_part(rec, ints, params, consts, grads, ws, gs, tmp, b, training, t, n):
     H, W, C, OH, OW, DH, DW = _geometry(rec, ints)
@@ -38,14 +53,14 @@ def window_forward_part(rec, ints, params, consts, grads, ws, gs, tmp, b, traini
             ih = oh + DH
             for ow in range(OW):
                 iw = ow + DW
-                o = a + (oh * OW + ow) * C
+                out = ws[a + (oh * OW + ow) * C:a + (oh * OW + ow + 1) * C]
                 if 0 <= ih < H and 0 <= iw < W:
-                    i = x + (ih * W + iw) * C
+                    src = ws[x + (ih * W + iw) * C:x + (ih * W + iw + 1) * C]
                     for c in range(C):
-                        ws[o + c] = ws[i + c]
+                        out[c] = src[c]
                 else:
                     for c in range(C):
-                        ws[o + c] = _ZERO
+                        out[c] = _ZERO
 
 
 @njit(**PART)
@@ -58,14 +73,12 @@ def window_backward_part(rec, ints, params, consts, grads, ws, gs, tmp, b, train
     for s in range(s0, s1):
         x, a = b * rec[P.X_POS] + s * H * W * C, b * rec[P.A_POS] + s * OH * OW * C
         if not acc:
-            for i in range(H * W * C):
-                gs[x + i] = _ZERO
+            _zero(gs[x:x + H * W * C])
         for oh in range(max(-DH, 0), min(H - DH, OH)):
             for ow in range(max(-DW, 0), min(W - DW, OW)):
                 i = x + ((oh + DH) * W + ow + DW) * C
                 o = a + (oh * OW + ow) * C
-                for c in range(C):
-                    gs[i + c] += gs[o + c]
+                _add(gs[i:i + C], gs[o:o + C])
 
 
 WINDOW = register_parallel("Window", window_forward_part, (window_backward_part,), on_cuda=True)
@@ -81,9 +94,9 @@ def upsample_forward_part(rec, ints, params, consts, grads, ws, gs, tmp, b, trai
         for oh in range(OH):
             for ow in range(OW):
                 i = x + ((oh // SH) * W + ow // SW) * C
-                o = a + (oh * OW + ow) * C
+                out, src = ws[a + (oh * OW + ow) * C:a + (oh * OW + ow + 1) * C], ws[i:i + C]
                 for c in range(C):
-                    ws[o + c] = ws[i + c]
+                    out[c] = src[c]
 
 
 @njit(**PART)
@@ -97,14 +110,12 @@ def upsample_backward_part(rec, ints, params, consts, grads, ws, gs, tmp, b, tra
     for s in range(s0, s1):
         x, a = b * rec[P.X_POS] + s * H * W * C, b * rec[P.A_POS] + s * OH * OW * C
         if not acc:
-            for i in range(H * W * C):
-                gs[x + i] = _ZERO
+            _zero(gs[x:x + H * W * C])
         for oh in range(OH):
             for ow in range(OW):
                 i = x + ((oh // SH) * W + ow // SW) * C
                 o = a + (oh * OW + ow) * C
-                for c in range(C):
-                    gs[i + c] += gs[o + c]
+                _add(gs[i:i + C], gs[o:o + C])
 
 
 UPSAMPLE = register_parallel("UpSampling2D", upsample_forward_part, (upsample_backward_part,), on_cuda=True)
