@@ -274,7 +274,6 @@ def compile_program(inputs, nodes, outputs, params, losses=None, loss_weights=No
         else:
             a_pos, pos = pos, pos + n_out
         rec[P.Z_POS], rec[P.A_POS] = z_pos, a_pos
-        rec[P.FWD], rec[P.BWD], rec[P.AFTER] = kind.addresses()
         if not layer.trainable:
             rec[P.FLAGS] |= P.FROZEN
         mode = node.kwargs.get("training")
@@ -386,6 +385,10 @@ def compile_program(inputs, nodes, outputs, params, losses=None, loss_weights=No
                                      for j, (r, m) in enumerate(zip(rows, masked))) \
         and out_bufs[0].producer == len(rows) - 1 and out_bufs[0].pos == rows[-1][P.A_POS] \
         and len(outputs) == 1 and all(r[P.ROWS] == 1 for r in rows)
+    # The table is written and checked: now its ops' functions compile (on first use) and their
+    # addresses go into it.
+    for rec, (_, _, kind, _, _) in zip(rows, ops):
+        kind.link(rec, ints)
     prog = np.ascontiguousarray(np.stack(rows))
     ints = np.array(ints if ints else [0], dtype=np.int64)
     consts = np.asarray(consts if consts else [0.0], dtype=np.float32)
