@@ -1,13 +1,19 @@
-"""The first run on a machine: compile the model-independent kernels in a worker process.
+"""The first run on a machine: compile kernels in a worker process meanwhile.
 
 With an empty Numba cache the first ``fit`` compiles a dozen functions, several
-seconds of one core. Numba's compiler holds one lock per process, so threads
-cannot share that work; processes can. ``start`` (at ``import fastnn``, when
-the cache does not hold the kernels) launches a worker that compiles the
-kernels every CPU training run needs, whatever the model (``_jobs``), into the
-on-disk cache, while this process finishes importing and compiles the model's
-own parts (its loss, its optimizer). This process then loads the worker's
-results from the cache instead of compiling them.
+seconds of one core, and a model's layer kinds (a CNN's convolution and pooling
+parts) many seconds more. Numba's compiler holds one lock per process, so
+threads cannot share that work; processes can. ``start`` (at ``import
+fastnn``, when the cache does not hold the kernels) launches a worker that
+compiles the kernels every CPU training run needs, whatever the model
+(``_jobs``), into the on-disk cache, while this process finishes importing and
+compiles the model's own parts. Once this process has written a model's
+program it hands the worker the functions the program calls (``share``: a job
+file in the claims directory naming each by module, qualified name and
+signature); the worker, done with its own list, takes them from the end while
+this process takes them in order, and waits for more until it is stopped or
+this process is gone. This process loads the worker's results from the cache
+instead of compiling them.
 
 Who compiles a function is decided once per function: the first process to
 create its claim file (in a directory private to this process and its worker)
@@ -20,11 +26,15 @@ could leave the index naming one's machine code for the other.
 
 A worker that fails or dies only costs time: its claim stays without a done
 mark, and this process compiles that function itself once the worker is
-gone. No worker starts where no CPU is free for it (``_wanted``);
-``FASTNN_COMPILE_WORKERS=0`` turns it off, ``=1`` on.
+gone; one still on a function after ``_WAIT_LIMIT_SECONDS`` is stopped. No
+worker starts where no CPU is free for it (``_wanted``);
+``FASTNN_COMPILE_WORKERS=0`` turns it off, ``=1`` on. A forked child neither
+waits for the worker nor hands it work.
 """
 import atexit
+import importlib
 import os
+import pickle
 import shutil
 import subprocess
 import sys
@@ -36,6 +46,9 @@ _ENV = "FASTNN_COMPILE_WORKERS"
 _POLL_SECONDS = 0.005
 # A worker still on one function after this long is taken to hang: it is stopped and this process compiles.
 _WAIT_LIMIT_SECONDS = 120
+# How often a worker done with its work looks for a job file: an idle worker costs no measurable CPU.
+_IDLE_POLL_SECONDS = 0.02
+_JOBS = "-jobs"     # the ending of job files' names (claim files are named by keys, dotted names: no "-")
 
 # The worker imports the kernels without ``fastnn/__init__.py`` (the layers,
 # models and the rest of the package, which it does not need): a bare package
@@ -79,6 +92,17 @@ def _jobs():
 def _key(dispatcher):
     py = dispatcher.py_func
     return f"{py.__module__}.{py.__qualname__}"
+
+
+def _resolve(module, qualname):
+    """The dispatcher named ``qualname`` in ``module`` (imported), or None (not found, not a dispatcher)."""
+    try:
+        found = importlib.import_module(module)
+        for name in qualname.split("."):
+            found = getattr(found, name)
+    except (ImportError, AttributeError):
+        return None
+    return found if hasattr(found, "py_func") else None
 
 
 def _claim(directory, key, owner):
@@ -126,12 +150,14 @@ def _wanted():
 
 
 class _Run:
-    """This process's compile worker: its process, the claims directory, the functions it may take."""
+    """This process's compile worker: its process, the claims directory, the functions it may take
+    (its own list and those shared with it), how many job files it was given."""
 
     def __init__(self, directory, worker, keys):
         self.directory, self.worker, self.keys = directory, worker, keys
         self.pid = os.getpid()
         self.settled = set()
+        self.shared = 0
 
 
 _run = None
@@ -187,6 +213,38 @@ def ensure(dispatcher):
     run.settled.add(key)
 
 
+def share(functions):
+    """Hands the worker ``functions`` ((dispatcher, signature) pairs in the
+    order this process will compile them: what a model's program calls) when
+    a worker runs for this process. It takes them from the end once done with
+    its own list, this process takes them in order (``ensure``). Functions
+    this process or the cache already holds, those the worker builds anyway
+    and those it cannot find by name (defined inside a function) are left out."""
+    run = _run
+    if run is None or run.pid != os.getpid() or run.worker.poll() is not None:
+        return
+    jobs, keys = [], set()
+    for dispatcher, sig in functions:
+        if not hasattr(dispatcher, "py_func"):
+            continue
+        key, py = _key(dispatcher), dispatcher.py_func
+        if key in run.keys or key in keys or sig.args in dispatcher.overloads or _cached(dispatcher) or \
+                _resolve(py.__module__, py.__qualname__) is not dispatcher:
+            continue
+        jobs.append((py.__module__, py.__qualname__, sig))
+        keys.add(key)
+    if not jobs:
+        return
+    # Written under another name and renamed, so the worker never reads half a file. Pickled, as Numba's
+    # cache index pickles the same signatures; the directory is this user's, made by mkdtemp.
+    path = os.path.join(run.directory, f"{run.shared:04d}{_JOBS}")
+    with open(path + ".tmp", "wb") as f:
+        pickle.dump(jobs, f)
+    os.replace(path + ".tmp", path)
+    run.shared += 1
+    run.keys |= keys
+
+
 def _pause():
     """One poll interval of ``ensure``'s wait (its own function: tests act during a wait through it)."""
     time.sleep(_POLL_SECONDS)
@@ -210,15 +268,39 @@ def _stop():
 
 
 def work(directory):
-    """The worker: compiles each job nobody has claimed, marking each done
-    (compiled and saved, or failed: then the main process compiles it)."""
+    """The worker: compiles each of its jobs nobody has claimed, then the
+    functions of each job file (``share``) from the end, and waits for more
+    until the claims directory or the process that started it is gone."""
+    parent = os.getppid()
     for dispatcher, sig in _jobs():
-        key = _key(dispatcher)
-        if _cached(dispatcher) or not _claim(directory, key, "worker"):
-            continue
+        _build(directory, dispatcher, sig)
+    read = set()
+    while os.getppid() == parent:
         try:
-            dispatcher.compile(sig)
-        except Exception:
-            pass
-        finally:
-            open(_done_path(directory, key), "w").close()
+            new = sorted(name for name in os.listdir(directory) if name.endswith(_JOBS) and name not in read)
+            for name in new:
+                read.add(name)
+                with open(os.path.join(directory, name), "rb") as f:
+                    jobs = pickle.load(f)
+                for module, qualname, sig in reversed(jobs):
+                    dispatcher = _resolve(module, qualname)
+                    if dispatcher is not None:
+                        _build(directory, dispatcher, sig)
+        except FileNotFoundError:     # the directory was removed: no more work will come
+            return
+        time.sleep(_IDLE_POLL_SECONDS)
+
+
+def _build(directory, dispatcher, sig):
+    """Compiles ``dispatcher`` for ``sig`` into the cache unless it is there or
+    claimed, marking it done (compiled and saved, or failed: then the main
+    process compiles it)."""
+    key = _key(dispatcher)
+    if _cached(dispatcher) or not _claim(directory, key, "worker"):
+        return
+    try:
+        dispatcher.compile(sig)
+    except Exception:
+        pass
+    finally:
+        open(_done_path(directory, key), "w").close()

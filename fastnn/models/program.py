@@ -15,7 +15,7 @@ import warnings
 import numpy as np
 
 from .. import constraints
-from ..kernels import kinds
+from ..kernels import kinds, prebuild
 from ..kernels import program as P
 from ..kernels.cpu.activations import SIGMOID, SOFTMAX
 
@@ -385,8 +385,10 @@ def compile_program(inputs, nodes, outputs, params, losses=None, loss_weights=No
                                      for j, (r, m) in enumerate(zip(rows, masked))) \
         and out_bufs[0].producer == len(rows) - 1 and out_bufs[0].pos == rows[-1][P.A_POS] \
         and len(outputs) == 1 and all(r[P.ROWS] == 1 for r in rows)
-    # The table is written and checked: now its ops' functions compile (on first use) and their
-    # addresses go into it.
+    # The table is written and checked, so every function its ops call is known: on a first run a
+    # compile worker takes some of them while this process compiles the others (``prebuild.share``).
+    used = {kind.code: kind for _, _, kind, _, _ in ops}
+    prebuild.share([f for kind in used.values() for f in kind.functions()])
     for rec, (_, _, kind, _, _) in zip(rows, ops):
         kind.link(rec, ints)
     prog = np.ascontiguousarray(np.stack(rows))
