@@ -7,15 +7,14 @@ time only, never a failed fit.
 
 Fresh processes on Numba caches of their own. To keep it fast, one cache is filled once
 (the worker's kernels, then a fit's own loss and optimizer); the later tests take a copy
-without the training loop, so that a worker starts and only the loop and the model's own
-layer kinds are left to build."""
+without the training loop or without an empty placeholder, so that a worker starts and only
+that and the model's own layer kinds are left to build."""
 import json
 import os
 import shutil
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 
 import numpy as np
@@ -103,16 +102,11 @@ def filled(tmp_path_factory):
     kernels to: (the cache, that fit's result)."""
     from fastnn.kernels import prebuild
     cache, claims = tmp_path_factory.mktemp("cache"), tmp_path_factory.mktemp("claims")
-    log = tmp_path_factory.mktemp("log") / "worker.log"
-    with open(log, "w") as err:
-        worker = subprocess.Popen([sys.executable, "-c", prebuild._BOOT, os.path.join(ROOT, "fastnn"), str(claims)],
-                                  stderr=err, env=_env(cache, 0), cwd=ROOT)
-        done = [prebuild._done_path(str(claims), prebuild._key(d)) for d, _ in prebuild._jobs()]
-        deadline = time.monotonic() + 600
-        while worker.poll() is None and not all(map(os.path.exists, done)) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        shutil.rmtree(claims)     # done with its list, the worker waits for job files until this goes
-        assert worker.wait(timeout=60) == 0, log.read_text()[-3000:]
+    # done with its list, the worker reads job file names from its stdin: none here
+    worker = subprocess.run([sys.executable, "-c", prebuild._BOOT, os.path.join(ROOT, "fastnn"), str(claims)],
+                            stdin=subprocess.DEVNULL, capture_output=True, text=True, env=_env(cache, 0), cwd=ROOT,
+                            timeout=600)
+    assert worker.returncode == 0, worker.stderr[-3000:]
     return cache, _fit(cache, workers=1)
 
 
@@ -206,10 +200,9 @@ from fastnn.kernels import prebuild
 
 def shared():
     run, names = prebuild._run, []
-    for name in sorted(os.listdir(run.directory)) if run is not None else ():
-        if name.endswith(prebuild._JOBS):
-            with open(os.path.join(run.directory, name), "rb") as f:
-                names += [(module, qualname) for module, qualname, _ in pickle.load(f)]
+    for name in run.shared if run is not None else ():
+        with open(os.path.join(run.directory, name), "rb") as f:
+            names += [(module, qualname) for module, qualname, _ in pickle.load(f)]
     return names
 {after_share}
 x = np.random.default_rng(0).random((32, 8, 8, 1), dtype=np.float32)

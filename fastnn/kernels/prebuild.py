@@ -10,10 +10,10 @@ compiles the kernels every CPU training run needs, whatever the model
 compiles the model's own parts. Once this process has written a model's
 program it hands the worker the functions the program calls (``share``: a job
 file in the claims directory naming each by module, qualified name and
-signature); the worker, done with its own list, takes them from the end while
-this process takes them in order, and waits for more until it is stopped or
-this process is gone. This process loads the worker's results from the cache
-instead of compiling them.
+signature, whose name goes down the worker's stdin); the worker, done with
+its own list, takes them from the end while this process takes them in order,
+and waits on its stdin for more until this process closes it or is gone. This
+process loads the worker's results from the cache instead of compiling them.
 
 Who compiles a function is decided once per function: the first process to
 create its claim file (in a directory private to this process and its worker)
@@ -46,9 +46,6 @@ _ENV = "FASTNN_COMPILE_WORKERS"
 _POLL_SECONDS = 0.005
 # A worker still on one function after this long is taken to hang: it is stopped and this process compiles.
 _WAIT_LIMIT_SECONDS = 120
-# How often a worker done with its work looks for a job file: an idle worker costs no measurable CPU.
-_IDLE_POLL_SECONDS = 0.02
-_JOBS = "-jobs"     # the ending of job files' names (claim files are named by keys, dotted names: no "-")
 
 # The worker imports the kernels without ``fastnn/__init__.py`` (the layers,
 # models and the rest of the package, which it does not need): a bare package
@@ -151,13 +148,13 @@ def _wanted():
 
 class _Run:
     """This process's compile worker: its process, the claims directory, the functions it may take
-    (its own list and those shared with it), how many job files it was given."""
+    (its own list and those shared with it), the names of the job files it was given."""
 
     def __init__(self, directory, worker, keys):
         self.directory, self.worker, self.keys = directory, worker, keys
         self.pid = os.getpid()
         self.settled = set()
-        self.shared = 0
+        self.shared = []
 
 
 _run = None
@@ -177,7 +174,7 @@ def start():
     env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", **{_ENV: "0"})
     try:
         worker = subprocess.Popen([sys.executable, "-c", _BOOT, str(Path(__file__).resolve().parents[1]), directory],
-                                  stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                  stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                   env=env)
     except OSError:   # no interpreter to start (an embedded Python): compile here
         shutil.rmtree(directory, ignore_errors=True)
@@ -235,13 +232,17 @@ def share(functions):
         keys.add(key)
     if not jobs:
         return
-    # Written under another name and renamed, so the worker never reads half a file. Pickled, as Numba's
-    # cache index pickles the same signatures; the directory is this user's, made by mkdtemp.
-    path = os.path.join(run.directory, f"{run.shared:04d}{_JOBS}")
-    with open(path + ".tmp", "wb") as f:
+    # Pickled, as Numba's cache index pickles the same signatures (the directory is this user's, from
+    # mkdtemp); the file's name goes down the worker's stdin once it is written. Keys have no "-".
+    name = f"jobs-{len(run.shared)}"
+    with open(os.path.join(run.directory, name), "wb") as f:
         pickle.dump(jobs, f)
-    os.replace(path + ".tmp", path)
-    run.shared += 1
+    try:
+        run.worker.stdin.write(name.encode() + b"\n")
+        run.worker.stdin.flush()
+    except OSError:     # the worker is gone (a broken pipe): this process compiles them
+        return
+    run.shared.append(name)
     run.keys |= keys
 
 
@@ -264,31 +265,24 @@ def _stop():
     if run.worker.poll() is None:
         run.worker.kill()
     run.worker.wait()
+    run.worker.stdin.close()
     shutil.rmtree(run.directory, ignore_errors=True)
 
 
 def work(directory):
-    """The worker: compiles each of its jobs nobody has claimed, then the
-    functions of each job file (``share``) from the end, and waits for more
-    until the claims directory or the process that started it is gone."""
-    parent = os.getppid()
+    """The worker: compiles each of its jobs nobody has claimed, then, as
+    their names come on stdin, the functions of each job file (``share``)
+    from the end. The end of stdin (the process that started it closed it or
+    is gone) ends it; waiting there costs no CPU."""
     for dispatcher, sig in _jobs():
         _build(directory, dispatcher, sig)
-    read = set()
-    while os.getppid() == parent:
-        try:
-            new = sorted(name for name in os.listdir(directory) if name.endswith(_JOBS) and name not in read)
-            for name in new:
-                read.add(name)
-                with open(os.path.join(directory, name), "rb") as f:
-                    jobs = pickle.load(f)
-                for module, qualname, sig in reversed(jobs):
-                    dispatcher = _resolve(module, qualname)
-                    if dispatcher is not None:
-                        _build(directory, dispatcher, sig)
-        except FileNotFoundError:     # the directory was removed: no more work will come
-            return
-        time.sleep(_IDLE_POLL_SECONDS)
+    for name in sys.stdin:
+        with open(os.path.join(directory, name.strip()), "rb") as f:
+            jobs = pickle.load(f)
+        for module, qualname, sig in reversed(jobs):
+            dispatcher = _resolve(module, qualname)
+            if dispatcher is not None:
+                _build(directory, dispatcher, sig)
 
 
 def _build(directory, dispatcher, sig):
