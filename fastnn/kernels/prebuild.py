@@ -10,10 +10,10 @@ compiles the kernels every CPU training run needs, whatever the model
 compiles the model's own parts. Once this process has written a model's
 program it hands the worker the functions the program calls (``share``: a job
 file in the claims directory naming each by module, qualified name and
-signature, whose name goes down the worker's stdin); the worker, done with
-its own list, takes them from the end while this process takes them in order,
-and waits on its stdin for more until this process closes it or is gone. This
-process loads the worker's results from the cache instead of compiling them.
+signature, whose name goes down the worker's stdin); the worker takes them
+from the end, before the rest of its own list (needed only after them), while
+this process takes them in order, and waits on its stdin for more until this
+process closes it or is gone. This process loads the worker's results from the cache instead of compiling them.
 
 Who compiles a function is decided once per function: the first process to
 create its claim file (in a directory private to this process and its worker)
@@ -35,10 +35,12 @@ import atexit
 import importlib
 import os
 import pickle
+import queue
 import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -150,8 +152,10 @@ class _Run:
     """This process's compile worker: its process, the claims directory, the functions it may take
     (its own list and those shared with it), the names of the job files it was given."""
 
-    def __init__(self, directory, worker, keys):
-        self.directory, self.worker, self.keys = directory, worker, keys
+    def __init__(self, directory, worker, jobs):
+        self.directory, self.worker = directory, worker
+        self.keys = {_key(dispatcher) for dispatcher, _ in jobs}
+        self.spare = list(jobs)      # its own jobs this process may take while it waits for the worker
         self.pid = os.getpid()
         self.settled = set()
         self.shared = []
@@ -179,7 +183,7 @@ def start():
     except OSError:   # no interpreter to start (an embedded Python): compile here
         shutil.rmtree(directory, ignore_errors=True)
         return False
-    _run = _Run(directory, worker, {_key(dispatcher) for dispatcher, _ in jobs})
+    _run = _Run(directory, worker, jobs)
     atexit.register(_stop)
     return True
 
@@ -206,8 +210,26 @@ def ensure(dispatcher):
             run.worker.kill()
             run.worker.wait()
             break
-        _pause()
+        if not _compile_meanwhile(run):
+            _pause()
     run.settled.add(key)
+
+
+def _compile_meanwhile(run):
+    """Compiles the last of the worker's own jobs nobody has claimed (this
+    process needs them after what it waits for; the worker takes them from
+    the front, the biggest first): a wait spent compiling, one small function
+    at a time. Returns whether it compiled one; False once none is left."""
+    from ..utils.interrupts import held_interrupts
+    while run.spare:
+        dispatcher, sig = run.spare.pop()
+        key = _key(dispatcher)
+        if key not in run.settled and _claim(run.directory, key, "main"):
+            run.settled.add(key)
+            with held_interrupts():   # as pointers.function_pointer: a Ctrl-C must not cut a compile
+                dispatcher.compile(sig)
+            return True
+    return False
 
 
 def share(functions):
@@ -270,19 +292,31 @@ def _stop():
 
 
 def work(directory):
-    """The worker: compiles each of its jobs nobody has claimed, then, as
-    their names come on stdin, the functions of each job file (``share``)
-    from the end. The end of stdin (the process that started it closed it or
-    is gone) ends it; waiting there costs no CPU."""
-    for dispatcher, sig in _jobs():
-        _build(directory, dispatcher, sig)
-    for name in sys.stdin:
-        with open(os.path.join(directory, name.strip()), "rb") as f:
-            jobs = pickle.load(f)
-        for module, qualname, sig in reversed(jobs):
-            dispatcher = _resolve(module, qualname)
-            if dispatcher is not None:
-                _build(directory, dispatcher, sig)
+    """The worker: compiles the functions of each job file (``share``) from
+    the end as soon as its name comes on stdin, and in between, its own jobs
+    (the first process needs those only once its model's parts are linked).
+    The end of stdin (the process that started it closed it or is gone) ends
+    it once nothing is left; waiting there costs no CPU."""
+    names = queue.Queue()      # a thread reads stdin, so that the worker sees a name between two compiles
+
+    def read_names():
+        for line in sys.stdin:
+            names.put(line.strip())
+        names.put(None)
+
+    threading.Thread(target=read_names, daemon=True).start()
+    own, shared, more = _jobs()[::-1], [], True
+    while own or shared or more:
+        while more and (not names.empty() or not (own or shared)):     # with nothing to do: wait for a name
+            name = names.get()
+            if name is None:
+                more = False
+                continue
+            with open(os.path.join(directory, name), "rb") as f:
+                shared += [(_resolve(module, qualname), sig) for module, qualname, sig in pickle.load(f)]
+        dispatcher, sig = shared.pop() if shared else own.pop() if own else (None, None)
+        if dispatcher is not None:
+            _build(directory, dispatcher, sig)
 
 
 def _build(directory, dispatcher, sig):
