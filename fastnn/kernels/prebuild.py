@@ -13,16 +13,19 @@ file in the claims directory naming each by module, qualified name and
 signature, whose name goes down the worker's stdin); the worker takes them
 from the end, before the rest of its own list (needed only after them), while
 this process takes them in order, and waits on its stdin for more until this
-process closes it or is gone. This process loads the worker's results from the cache instead of compiling them.
+process closes it or is gone. This process loads the worker's results from
+the cache instead of compiling them.
 
 Who compiles a function is decided once per function: the first process to
 create its claim file (in a directory private to this process and its worker)
 compiles it; the other waits for its done mark and loads it from the cache
-(``ensure``). The worker takes the functions fit needs last first, this
-process takes them in fit's order, so they meet in the middle. Two processes
-never compile one function at once: Numba reads, changes and writes back a
-function's cache index without a lock, and two specialisations saved at once
-could leave the index naming one's machine code for the other.
+(``ensure``; this process compiles meanwhile what nobody has claimed of the
+worker's own list, from its end). The worker takes the functions fit needs
+last first, this process takes them in fit's order, so they meet in the
+middle. Two processes never compile one function at once: Numba reads,
+changes and writes back a function's cache index without a lock, and two
+specialisations saved at once could leave the index naming one's machine code
+for the other.
 
 A worker that fails or dies only costs time: its claim stays without a done
 mark, and this process compiles that function itself once the worker is
@@ -236,7 +239,7 @@ def share(functions):
     """Hands the worker ``functions`` ((dispatcher, signature) pairs in the
     order this process will compile them: what a model's program calls) when
     a worker runs for this process. It takes them from the end once done with
-    its own list, this process takes them in order (``ensure``). Functions
+    the function it is on, this process takes them in order (``ensure``). Functions
     this process or the cache already holds, those the worker builds anyway
     and those it cannot find by name (defined inside a function) are left out."""
     run = _run
