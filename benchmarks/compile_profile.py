@@ -3,9 +3,10 @@
     python benchmarks/compile_profile.py                 # everything in one process (no worker)
     python benchmarks/compile_profile.py --workers 1     # with the compile worker, as where a CPU is free
     python benchmarks/compile_profile.py --runs 3 --top 15
+    python benchmarks/compile_profile.py --model cnn     # the CNN chapter's model (run_one.py's)
 
 Runs the seeds' MLP (784-300-100-10, relu, softmax; Adam, sparse categorical
-cross-entropy, accuracy) in a fresh process with an empty Numba cache:
+cross-entropy, accuracy; or run_one.py's CNN) in a fresh process with an empty Numba cache:
 import, model build (Sequential and compile), one training step (fit on 32
 rows, batch 32), then predict on 64 rows. Prints per run the wall and
 main-process CPU seconds of each phase, the step split into compiling
@@ -48,7 +49,7 @@ def _children_cpu():
     return r.ru_utime + r.ru_stime
 
 
-def profile():
+def profile(model_kind):
     """Runs in the child process, whose NUMBA_CACHE_DIR is empty; prints one JSON line."""
     from numba.core import caching, event
 
@@ -105,13 +106,13 @@ def profile():
     prebuild.ensure = timed_ensure
 
     phase[0] = "build"
-    model = keras.Sequential([keras.Input(shape=(784,)), keras.layers.Dense(300, activation="relu"),
-                              keras.layers.Dense(100, activation="relu"),
-                              keras.layers.Dense(10, activation="softmax")])
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from run_one import keras_model
+    model = keras_model(keras, model_kind)
     model.compile(loss="sparse_categorical_crossentropy", optimizer="adam", metrics=["accuracy"])
     mark("build")
     rng = np.random.default_rng(0)
-    x = rng.random((64, 784), dtype=np.float32)
+    x = rng.random((64, 28, 28, 1) if model_kind == "cnn" else (64, 784), dtype=np.float32)
     y = rng.integers(0, 10, 64)
     phase[0] = "step"
     model.fit(x[:32], y[:32], batch_size=32, epochs=1, verbose=0)
@@ -157,14 +158,14 @@ def _machine():
     return f"load {os.getloadavg()[0]:.2f}; busy: " + ("; ".join(busy) or "none >= 10%")
 
 
-def run(workers):
+def run(workers, model_kind):
     with tempfile.TemporaryDirectory() as cache:
         env = dict(os.environ, NUMBA_CACHE_DIR=cache, PYTHONPATH=ROOT)
         if workers is not None:
             env["FASTNN_COMPILE_WORKERS"] = workers
         before = _children_cpu()
-        out = subprocess.run([sys.executable, __file__, "--child"], capture_output=True, text=True, env=env,
-                             cwd=ROOT)
+        out = subprocess.run([sys.executable, __file__, "--child", "--model", model_kind], capture_output=True,
+                             text=True, env=env, cwd=ROOT)
         tree = _children_cpu() - before
     if out.returncode != 0:
         raise RuntimeError(out.stderr[-3000:])
@@ -196,16 +197,17 @@ def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--top", type=int, default=30, help="functions to list")
     p.add_argument("--runs", type=int, default=1)
+    p.add_argument("--model", choices=["mlp", "cnn"], default="mlp", help="run_one.py's model")
     p.add_argument("--workers", default="0", help="FASTNN_COMPILE_WORKERS for the runs ('default': leave unset)")
     p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.child:
-        profile()
+        profile(args.model)
         return
     results = []
     for k in range(args.runs):
         print(f"before run {k + 1}: {_machine()}", flush=True)
-        results.append(run(None if args.workers == "default" else args.workers))
+        results.append(run(None if args.workers == "default" else args.workers, args.model))
         report(k + 1, results[-1], args.top)
         print(flush=True)
     if args.runs > 1:

@@ -1,11 +1,14 @@
-"""The first run on a machine compiles the model-independent kernels in a worker process
+"""The first run on a machine compiles the model-independent kernels, and then the parts of
+the model's layer kinds that the first process hands it, in a worker process
 (``fastnn.kernels.prebuild``): what the worker puts in the cache must be what training
-loads, a fit must wait for a kernel the worker is building, and a worker that dies or a
-Ctrl-C during that wait must cost time only, never a failed fit.
+loads and compute the same numbers, a fit must wait for a kernel the worker is building
+and never compile it too, and a worker that dies or a Ctrl-C during that wait must cost
+time only, never a failed fit.
 
 Fresh processes on Numba caches of their own. To keep it fast, one cache is filled once
 (the worker's kernels, then a fit's own loss and optimizer); the later tests take a copy
-without the training loop, so that only the loop is left to build."""
+without the training loop or without an empty placeholder, so that a worker starts and only
+that and the model's own layer kinds are left to build."""
 import json
 import os
 import shutil
@@ -99,22 +102,36 @@ def filled(tmp_path_factory):
     kernels to: (the cache, that fit's result)."""
     from fastnn.kernels import prebuild
     cache, claims = tmp_path_factory.mktemp("cache"), tmp_path_factory.mktemp("claims")
+    # done with its list, the worker reads job file names from its stdin: none here
     worker = subprocess.run([sys.executable, "-c", prebuild._BOOT, os.path.join(ROOT, "fastnn"), str(claims)],
-                            capture_output=True, text=True, env=_env(cache, 0), cwd=ROOT, timeout=600)
+                            stdin=subprocess.DEVNULL, capture_output=True, text=True, env=_env(cache, 0), cwd=ROOT,
+                            timeout=600)
     assert worker.returncode == 0, worker.stderr[-3000:]
     return cache, _fit(cache, workers=1)
+
+
+def _copy_without(cache, to, name):
+    """A copy of ``cache`` at ``to`` without function ``name``'s files (``module.function``): a worker
+    starts to build it."""
+    shutil.copytree(cache, to)
+    files = list(Path(to).rglob(f"{name}-*"))
+    assert files
+    for path in files:
+        path.unlink()
+    return to
 
 
 @pytest.fixture
 def without_loop(filled, tmp_path):
     """A copy of the filled cache that lacks the training loop: a worker starts to build it."""
-    cache = tmp_path / "cache"
-    shutil.copytree(filled[0], cache)
-    loop_files = list(Path(cache).rglob("engine.run_steps-*"))
-    assert loop_files
-    for path in loop_files:
-        path.unlink()
-    return cache
+    return _copy_without(filled[0], tmp_path / "cache", "engine.run_steps")
+
+
+@pytest.fixture
+def without_a_placeholder(filled, tmp_path):
+    """A copy of the filled cache that lacks an empty placeholder: a worker starts, builds it in
+    a moment and is then free for what a fit shares with it."""
+    return _copy_without(filled[0], tmp_path / "cache", "optimizers.no_update")
 
 
 def test_a_cache_the_worker_filled_is_loaded_by_the_next_process_which_starts_no_worker(filled):
@@ -169,3 +186,122 @@ def test_a_worker_starts_only_where_a_cpu_is_free_for_it_unless_the_user_says(mo
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0}, raising=False)
     monkeypatch.setattr(os, "getloadavg", lambda: (0.0, 0.0, 0.0))
     assert not prebuild._wanted()     # one CPU: nothing to run a worker on
+
+
+# Trains a small model of layer kinds run in parts ({layers} between its input and a Flatten/Dense
+# head) for one epoch and predicts; prints as JSON its weights and predictions, whether a worker
+# started, the functions this process shared with it (job files, in order), who claimed each
+# and how often this process compiled it and loaded it from the cache.
+_PARTS_FIT = """
+import json, os, pickle, signal, time
+import numpy as np
+import fastnn as keras
+from fastnn.kernels import prebuild
+
+def shared():
+    run, names = prebuild._run, []
+    for name in run.shared if run is not None else ():
+        with open(os.path.join(run.directory, name), "rb") as f:
+            names += [(module, qualname) for module, qualname, _ in pickle.load(f)]
+    return names
+{after_share}
+x = np.random.default_rng(0).random((32, 8, 8, 1), dtype=np.float32)
+y = np.arange(32) % 3
+keras.utils.set_random_seed(0)
+model = keras.Sequential([keras.Input(shape=(8, 8, 1)), {layers}, keras.layers.Flatten(),
+                          keras.layers.Dense(3, activation="softmax")])
+model.compile(loss="sparse_categorical_crossentropy", optimizer="adam", metrics=["accuracy"])
+model.fit(x, y, epochs=1, batch_size=16, verbose=0)
+proba = model.predict(x, verbose=0)
+functions = {{}}
+for module, qualname in shared():
+    d, claim = prebuild._resolve(module, qualname), os.path.join(prebuild._run.directory, module + "." + qualname)
+    functions[module + "." + qualname] = [open(claim).read() if os.path.exists(claim) else None,
+                                          sum(d.stats.cache_misses.values()), sum(d.stats.cache_hits.values())]
+print(json.dumps({{"weights": [w.ravel().tolist() for w in model.get_weights()], "proba": proba.tolist(),
+                  "started": prebuild.started(), "shared": list(functions), "functions": functions,
+                  "waited": bool(globals().get("waited"))}}))
+"""
+_CONV = 'keras.layers.Conv2D(4, 3, activation="relu", padding="same"), keras.layers.MaxPooling2D(2)'
+_POOL = 'keras.layers.MaxPooling2D(2)'
+_PAR, _KINDS = "fastnn.kernels.kinds.parallel.", "fastnn.kernels.kinds."
+# What the Conv2D model's program calls beyond every model's kernels, in the order this process links it.
+_CONV_PARTS = [_PAR + "run_parts", _KINDS + "conv.conv_forward_part", _KINDS + "conv.activation_backward_part",
+               _KINDS + "conv.conv_backward_part", _PAR + "forward_in_parts", _PAR + "backward_in_parts",
+               _KINDS + "pooling.pool_forward_part", _KINDS + "pooling.pool_backward_part"]
+
+# Once this process has shared the program's functions, it waits until the worker has built them all.
+_WORKER_TAKES_ALL = """
+share = prebuild.share
+def share_then_wait(functions):
+    share(functions)
+    run = prebuild._run
+    while run.worker.poll() is None and not all(
+            os.path.exists(prebuild._done_path(run.directory, m + "." + q)) for m, q in shared()):
+        time.sleep(0.01)
+prebuild.share = share_then_wait
+"""
+
+# Holds the worker once it has claimed the first function shared with it (the last in the list), so
+# that this process compiles all the others and must wait for that one; the first pause of that wait
+# lets the worker go on.
+_HOLD_THE_WORKER_ON_A_PART = """
+share, pause, waited, held = prebuild.share, prebuild._pause, [], []
+def share_and_hold(functions):
+    share(functions)
+    run = prebuild._run
+    if held or not shared():     # once: predict links a program of its own
+        return
+    held.append(True)
+    module, qualname = shared()[-1]
+    while not os.path.exists(os.path.join(run.directory, module + "." + qualname)):
+        time.sleep(0.001)
+    os.kill(run.worker.pid, signal.SIGSTOP)
+    def release():
+        waited.append(True)
+        prebuild._pause = pause
+        os.kill(run.worker.pid, signal.SIGCONT)
+        pause()
+    prebuild._pause = release
+prebuild.share = share_and_hold
+"""
+
+
+def _fit_parts(cache, workers, layers, after_share=""):
+    script = _PARTS_FIT.format(layers=layers, after_share=textwrap.dedent(after_share))
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=_env(cache, workers),
+                         cwd=ROOT, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+@pytest.fixture(scope="module")
+def conv_without_worker(filled, tmp_path_factory):
+    """The Conv2D model trained in a process that compiled everything itself (no worker)."""
+    cache = tmp_path_factory.mktemp("conv") / "cache"
+    shutil.copytree(filled[0], cache)
+    result = _fit_parts(cache, 0, _CONV)
+    assert not result["started"] and result["shared"] == []
+    return result
+
+
+def test_a_conv_models_parts_are_built_by_the_worker_and_loaded_with_identical_results(without_a_placeholder,
+                                                                                        conv_without_worker):
+    result = _fit_parts(without_a_placeholder, 1, _CONV, after_share=_WORKER_TAKES_ALL)
+    assert result["started"]
+    # The model's kinds and nothing else (no other kind's parts), in the order this process links them
+    assert result["shared"] == _CONV_PARTS
+    for name, (owner, misses, hits) in result["functions"].items():
+        assert [owner, misses, hits] == ["worker", 0, 1], name    # built by the worker, loaded here
+    # The worker's machine code computes exactly what this process's own compile does
+    assert result["weights"] == conv_without_worker["weights"]
+    assert result["proba"] == conv_without_worker["proba"]
+
+
+def test_a_part_the_worker_holds_is_never_compiled_by_this_process_which_waits_for_it(without_a_placeholder):
+    result = _fit_parts(without_a_placeholder, 1, _POOL, after_share=_HOLD_THE_WORKER_ON_A_PART)
+    held = result["shared"][-1]
+    assert result["waited"] and len(result["shared"]) > 1
+    assert result["functions"][held] == ["worker", 0, 1]    # waited for, then loaded from the cache
+    for name in result["shared"][:-1]:
+        assert result["functions"][name] == ["main", 1, 0], name     # the rest: compiled here, once

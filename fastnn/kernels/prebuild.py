@@ -1,34 +1,49 @@
-"""The first run on a machine: compile the model-independent kernels in a worker process.
+"""The first run on a machine: compile kernels in a worker process meanwhile.
 
 With an empty Numba cache the first ``fit`` compiles a dozen functions, several
-seconds of one core. Numba's compiler holds one lock per process, so threads
-cannot share that work; processes can. ``start`` (at ``import fastnn``, when
-the cache does not hold the kernels) launches a worker that compiles the
-kernels every CPU training run needs, whatever the model (``_jobs``), into the
-on-disk cache, while this process finishes importing and compiles the model's
-own parts (its loss, its optimizer). This process then loads the worker's
-results from the cache instead of compiling them.
+seconds of one core, and a model's layer kinds (a CNN's convolution and pooling
+parts) many seconds more. Numba's compiler holds one lock per process, so
+threads cannot share that work; processes can. ``start`` (at ``import
+fastnn``, when the cache does not hold the kernels) launches a worker that
+compiles the kernels every CPU training run needs, whatever the model
+(``_jobs``), into the on-disk cache, while this process finishes importing and
+compiles the model's own parts. Once this process has written a model's
+program it hands the worker the functions the program calls (``share``: a job
+file in the claims directory naming each by module, qualified name and
+signature, whose name goes down the worker's stdin); the worker takes them
+from the end, before the rest of its own list (needed only after them), while
+this process takes them in order, and waits on its stdin for more until this
+process closes it or is gone. This process loads the worker's results from
+the cache instead of compiling them.
 
 Who compiles a function is decided once per function: the first process to
 create its claim file (in a directory private to this process and its worker)
 compiles it; the other waits for its done mark and loads it from the cache
-(``ensure``). The worker takes the functions fit needs last first, this
-process takes them in fit's order, so they meet in the middle. Two processes
-never compile one function at once: Numba reads, changes and writes back a
-function's cache index without a lock, and two specialisations saved at once
-could leave the index naming one's machine code for the other.
+(``ensure``; this process compiles meanwhile what nobody has claimed of the
+worker's own list, from its end). The worker takes the functions fit needs
+last first, this process takes them in fit's order, so they meet in the
+middle. Two processes never compile one function at once: Numba reads,
+changes and writes back a function's cache index without a lock, and two
+specialisations saved at once could leave the index naming one's machine code
+for the other.
 
 A worker that fails or dies only costs time: its claim stays without a done
 mark, and this process compiles that function itself once the worker is
-gone. No worker starts where no CPU is free for it (``_wanted``);
-``FASTNN_COMPILE_WORKERS=0`` turns it off, ``=1`` on.
+gone; one still on a function after ``_WAIT_LIMIT_SECONDS`` is stopped. No
+worker starts where no CPU is free for it (``_wanted``);
+``FASTNN_COMPILE_WORKERS=0`` turns it off, ``=1`` on. A forked child neither
+waits for the worker nor hands it work.
 """
 import atexit
+import importlib
 import os
+import pickle
+import queue
 import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -81,6 +96,17 @@ def _key(dispatcher):
     return f"{py.__module__}.{py.__qualname__}"
 
 
+def _resolve(module, qualname):
+    """The dispatcher named ``qualname`` in ``module`` (imported), or None (not found, not a dispatcher)."""
+    try:
+        found = importlib.import_module(module)
+        for name in qualname.split("."):
+            found = getattr(found, name)
+    except (ImportError, AttributeError):
+        return None
+    return found if hasattr(found, "py_func") else None
+
+
 def _claim(directory, key, owner):
     """Creates ``key``'s claim file holding ``owner``; False when another process made it first."""
     try:
@@ -126,12 +152,16 @@ def _wanted():
 
 
 class _Run:
-    """This process's compile worker: its process, the claims directory, the functions it may take."""
+    """This process's compile worker: its process, the claims directory, the functions it may take
+    (its own list and those shared with it), the names of the job files it was given."""
 
-    def __init__(self, directory, worker, keys):
-        self.directory, self.worker, self.keys = directory, worker, keys
+    def __init__(self, directory, worker, jobs):
+        self.directory, self.worker = directory, worker
+        self.keys = {_key(dispatcher) for dispatcher, _ in jobs}
+        self.spare = list(jobs)      # its own jobs this process may take while it waits for the worker
         self.pid = os.getpid()
         self.settled = set()
+        self.shared = []
 
 
 _run = None
@@ -151,12 +181,12 @@ def start():
     env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", **{_ENV: "0"})
     try:
         worker = subprocess.Popen([sys.executable, "-c", _BOOT, str(Path(__file__).resolve().parents[1]), directory],
-                                  stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                  stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                   env=env)
     except OSError:   # no interpreter to start (an embedded Python): compile here
         shutil.rmtree(directory, ignore_errors=True)
         return False
-    _run = _Run(directory, worker, {_key(dispatcher) for dispatcher, _ in jobs})
+    _run = _Run(directory, worker, jobs)
     atexit.register(_stop)
     return True
 
@@ -183,8 +213,62 @@ def ensure(dispatcher):
             run.worker.kill()
             run.worker.wait()
             break
-        _pause()
+        if not _compile_meanwhile(run):
+            _pause()
     run.settled.add(key)
+
+
+def _compile_meanwhile(run):
+    """Compiles the last of the worker's own jobs nobody has claimed (this
+    process needs them after what it waits for; the worker takes them from
+    the front, the biggest first): a wait spent compiling, one small function
+    at a time. Returns whether it compiled one; False once none is left."""
+    from ..utils.interrupts import held_interrupts
+    while run.spare:
+        dispatcher, sig = run.spare.pop()
+        key = _key(dispatcher)
+        if key not in run.settled and _claim(run.directory, key, "main"):
+            run.settled.add(key)
+            with held_interrupts():   # as pointers.function_pointer: a Ctrl-C must not cut a compile
+                dispatcher.compile(sig)
+            return True
+    return False
+
+
+def share(functions):
+    """Hands the worker ``functions`` ((dispatcher, signature) pairs in the
+    order this process will compile them: what a model's program calls) when
+    a worker runs for this process. It takes them from the end once done with
+    the function it is on, this process takes them in order (``ensure``). Functions
+    this process or the cache already holds, those the worker builds anyway
+    and those it cannot find by name (defined inside a function) are left out."""
+    run = _run
+    if run is None or run.pid != os.getpid() or run.worker.poll() is not None:
+        return
+    jobs, keys = [], set()
+    for dispatcher, sig in functions:
+        if not hasattr(dispatcher, "py_func"):
+            continue
+        key, py = _key(dispatcher), dispatcher.py_func
+        if key in run.keys or key in keys or sig.args in dispatcher.overloads or _cached(dispatcher) or \
+                _resolve(py.__module__, py.__qualname__) is not dispatcher:
+            continue
+        jobs.append((py.__module__, py.__qualname__, sig))
+        keys.add(key)
+    if not jobs:
+        return
+    # Pickled, as Numba's cache index pickles the same signatures (the directory is this user's, from
+    # mkdtemp); the file's name goes down the worker's stdin once it is written. Keys have no "-".
+    name = f"jobs-{len(run.shared)}"
+    with open(os.path.join(run.directory, name), "wb") as f:
+        pickle.dump(jobs, f)
+    try:
+        run.worker.stdin.write(name.encode() + b"\n")
+        run.worker.stdin.flush()
+    except OSError:     # the worker is gone (a broken pipe): this process compiles them
+        return
+    run.shared.append(name)
+    run.keys |= keys
 
 
 def _pause():
@@ -206,19 +290,48 @@ def _stop():
     if run.worker.poll() is None:
         run.worker.kill()
     run.worker.wait()
+    run.worker.stdin.close()
     shutil.rmtree(run.directory, ignore_errors=True)
 
 
 def work(directory):
-    """The worker: compiles each job nobody has claimed, marking each done
-    (compiled and saved, or failed: then the main process compiles it)."""
-    for dispatcher, sig in _jobs():
-        key = _key(dispatcher)
-        if _cached(dispatcher) or not _claim(directory, key, "worker"):
-            continue
-        try:
-            dispatcher.compile(sig)
-        except Exception:
-            pass
-        finally:
-            open(_done_path(directory, key), "w").close()
+    """The worker: compiles the functions of each job file (``share``) from
+    the end as soon as its name comes on stdin, and in between, its own jobs
+    (the first process needs those only once its model's parts are linked).
+    The end of stdin (the process that started it closed it or is gone) ends
+    it once nothing is left; waiting there costs no CPU."""
+    names = queue.Queue()      # a thread reads stdin, so that the worker sees a name between two compiles
+
+    def read_names():
+        for line in sys.stdin:
+            names.put(line.strip())
+        names.put(None)
+
+    threading.Thread(target=read_names, daemon=True).start()
+    own, shared, more = _jobs()[::-1], [], True
+    while own or shared or more:
+        while more and (not names.empty() or not (own or shared)):     # with nothing to do: wait for a name
+            name = names.get()
+            if name is None:
+                more = False
+                continue
+            with open(os.path.join(directory, name), "rb") as f:
+                shared += [(_resolve(module, qualname), sig) for module, qualname, sig in pickle.load(f)]
+        dispatcher, sig = shared.pop() if shared else own.pop() if own else (None, None)
+        if dispatcher is not None:
+            _build(directory, dispatcher, sig)
+
+
+def _build(directory, dispatcher, sig):
+    """Compiles ``dispatcher`` for ``sig`` into the cache unless it is there or
+    claimed, marking it done (compiled and saved, or failed: then the main
+    process compiles it)."""
+    key = _key(dispatcher)
+    if _cached(dispatcher) or not _claim(directory, key, "worker"):
+        return
+    try:
+        dispatcher.compile(sig)
+    except Exception:
+        pass
+    finally:
+        open(_done_path(directory, key), "w").close()

@@ -156,7 +156,7 @@ class _Conv(_BaseConv):
         geometry = K.geometry(H, W, C, OH, OW, KH, KW, SH, SW, DH, DW, PT, PL, F, F, act, z_in, 0, OH * OW * F,
                               group, C < K.TAPS_BELOW_C)
         return Op(K.CONV, act, self.kernel, self.bias, consts=(1.0, 0.0, 1.0, 1.0),
-                  ints=header(K.CONV, 1 if direct else group * cols) + geometry,
+                  ints=header(1 if direct else group * cols) + geometry,
                   scratch=0 if z_in else OH * OW * F)
 
     def get_config(self):
@@ -234,7 +234,7 @@ class DepthwiseConv2D(_BaseConv):
         geometry = K.geometry(H, W, C, OH, OW, KH, KW, SH, SW, DH, DW, PT, PL, M, C * M, act, z_in, 0,
                               OH * OW * C * M)
         return Op(K.DEPTHWISE, act, self.kernel, self.bias, consts=(1.0, 0.0, 1.0, 1.0),
-                  ints=header(K.DEPTHWISE, 1) + geometry, scratch=0 if z_in else OH * OW * C * M)
+                  ints=header(1) + geometry, scratch=0 if z_in else OH * OW * C * M)
 
     def get_config(self):
         return {**super().get_config(), "depth_multiplier": self.depth_multiplier, **self._geometry_config(),
@@ -301,7 +301,7 @@ class SeparableConv2D(_BaseConv):
         geometry = K.geometry(H, W, C, OH, OW, KH, KW, SH, SW, DH, DW, PT, PL, M, F, act, z_in, depthwise, scratch)
         # the pointwise kernel is read at S_OFF
         return Op(K.SEPARABLE, act, self.depthwise_kernel, self.bias, consts=(1.0, 0.0, 1.0, 1.0),
-                  state=(self.pointwise_kernel,), ints=header(K.SEPARABLE, 1) + geometry, scratch=scratch)
+                  state=(self.pointwise_kernel,), ints=header(1) + geometry, scratch=scratch)
 
     def get_config(self):
         return {**super().get_config(), "depth_multiplier": self.depth_multiplier, "filters": self.filters,

@@ -38,7 +38,7 @@ class _Pooling(Layer):
 
     def op(self, input_shape):
         window = self._window(input_shape)
-        return Op(K.POOL, ints=header(K.POOL, window[2]) + K.geometry(*window, self.mode))
+        return Op(K.POOL, ints=header(window[2]) + K.geometry(*window, self.mode))
 
     def get_config(self):
         return {**super().get_config(), "pool_size": list(self.pool_size), "padding": self.padding,
@@ -80,7 +80,7 @@ class _GlobalPooling2D(Layer):
 
     def op(self, input_shape):
         H, W, C = spatial_shape(self, input_shape, 2)
-        return Op(K.POOL, ints=header(K.POOL, C) + K.geometry(H, W, C, 1, 1, H, W, 1, 1, 0, 0, self.mode))
+        return Op(K.POOL, ints=header(C) + K.geometry(H, W, C, 1, 1, H, W, 1, 1, 0, 0, self.mode))
 
     def get_config(self):
         return {**super().get_config(), "data_format": self.data_format, "keepdims": self.keepdims}

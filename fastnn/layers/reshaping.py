@@ -51,7 +51,7 @@ class ZeroPadding2D(Layer):
     def op(self, input_shape):
         H, W, C = spatial_shape(self, input_shape, 2)
         OH, OW, _ = self.compute_output_shape(input_shape)
-        return Op(K.WINDOW, ints=header(K.WINDOW, 0) + (H, W, C, OH, OW, -self.padding[0][0], -self.padding[1][0]))
+        return Op(K.WINDOW, ints=header(0) + (H, W, C, OH, OW, -self.padding[0][0], -self.padding[1][0]))
 
     def get_config(self):
         return {**super().get_config(), "padding": [list(p) for p in self.padding], "data_format": self.data_format}
@@ -77,7 +77,7 @@ class Cropping2D(Layer):
     def op(self, input_shape):
         H, W, C = spatial_shape(self, input_shape, 2)
         OH, OW, _ = self.compute_output_shape(input_shape)
-        return Op(K.WINDOW, ints=header(K.WINDOW, 0) + (H, W, C, OH, OW, self.cropping[0][0], self.cropping[1][0]))
+        return Op(K.WINDOW, ints=header(0) + (H, W, C, OH, OW, self.cropping[0][0], self.cropping[1][0]))
 
     def get_config(self):
         return {**super().get_config(), "cropping": [list(p) for p in self.cropping],
@@ -104,7 +104,7 @@ class UpSampling2D(Layer):
 
     def op(self, input_shape):
         H, W, C = spatial_shape(self, input_shape, 2)
-        return Op(K.UPSAMPLE, ints=header(K.UPSAMPLE, 0) + (H, W, C, self.size[0], self.size[1], 0, 0))
+        return Op(K.UPSAMPLE, ints=header(0) + (H, W, C, self.size[0], self.size[1], 0, 0))
 
     def get_config(self):
         return {**super().get_config(), "size": list(self.size), "data_format": self.data_format,

@@ -15,7 +15,7 @@ import warnings
 import numpy as np
 
 from .. import constraints
-from ..kernels import kinds
+from ..kernels import kinds, prebuild
 from ..kernels import program as P
 from ..kernels.cpu.activations import SIGMOID, SOFTMAX
 
@@ -274,7 +274,6 @@ def compile_program(inputs, nodes, outputs, params, losses=None, loss_weights=No
         else:
             a_pos, pos = pos, pos + n_out
         rec[P.Z_POS], rec[P.A_POS] = z_pos, a_pos
-        rec[P.FWD], rec[P.BWD], rec[P.AFTER] = kind.addresses()
         if not layer.trainable:
             rec[P.FLAGS] |= P.FROZEN
         mode = node.kwargs.get("training")
@@ -386,6 +385,12 @@ def compile_program(inputs, nodes, outputs, params, losses=None, loss_weights=No
                                      for j, (r, m) in enumerate(zip(rows, masked))) \
         and out_bufs[0].producer == len(rows) - 1 and out_bufs[0].pos == rows[-1][P.A_POS] \
         and len(outputs) == 1 and all(r[P.ROWS] == 1 for r in rows)
+    # The table is written and checked, so every function its ops call is known: on a first run a
+    # compile worker takes some of them while this process compiles the others (``prebuild.share``).
+    used = {kind.code: kind for _, _, kind, _, _ in ops}
+    prebuild.share([f for kind in used.values() for f in kind.functions()])
+    for rec, (_, _, kind, _, _) in zip(rows, ops):
+        kind.link(rec, ints)
     prog = np.ascontiguousarray(np.stack(rows))
     ints = np.array(ints if ints else [0], dtype=np.int64)
     consts = np.asarray(consts if consts else [0.0], dtype=np.float32)

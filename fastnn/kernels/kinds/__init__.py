@@ -10,8 +10,10 @@ one signature ``OP_SIG``:
 
 ``rec`` is the op's row of the program (``kernels.program``), ``ints`` the
 program's integer lists (its inputs' slots at INS, its own integer constants
-at IAUX), ``ws``/``gs`` the workspaces of ``b`` rows. The program builder
-stores the addresses of the functions in the row (FWD, BWD, AFTER) and the
+at IAUX), ``ws``/``gs`` the workspaces of ``b`` rows. Once the whole table is
+written, the program builder links it (``Kind.link``): it stores the
+addresses of the functions in each row (FWD, BWD, AFTER; a kind run in parts
+also those of its parts, at the start of its integer constants) and the
 loops call them through those (``pointers``), so one compiled loop runs every
 kind and a kind compiles only when a model uses it.
 
@@ -39,31 +41,43 @@ class Kind:
     compiled ``forward``/``backward``/``after`` (Numba dispatchers or None),
     ``shareable``: whether its backward honours W_ACC (a layer called twice),
     ``on_cuda``: whether the CUDA engine runs it; ``cuda_refusal(rec, ints)``: None, or what in op
-    ``rec`` the CUDA engine does not run (a feature it lacks), said in a few words."""
+    ``rec`` the CUDA engine does not run (a feature it lacks), said in a few words; ``linked``:
+    (dispatcher or None, signature) pairs whose addresses (0 for None) ``link`` writes at the start
+    of each op's integer constants (a kind run in parts: ``parallel.register_parallel``)."""
 
-    def __init__(self, name, code, forward, backward, after, shareable, on_cuda, cuda_refusal=None):
+    def __init__(self, name, code, forward, backward, after, shareable, on_cuda, cuda_refusal=None, linked=()):
         self.name, self.code = name, code
         self.forward, self.backward, self.after = forward, backward, after
         self.shareable, self.on_cuda = shareable, on_cuda
         self.cuda_refusal = cuda_refusal or (lambda rec, ints: None)
+        self.linked = tuple(linked)
 
-    def addresses(self):
-        """(forward, backward, after) addresses, compiling them on first use; 0 for none."""
-        return tuple(0 if fn is None else function_pointer(fn, OP_SIG).address
-                     for fn in (self.forward, self.backward, self.after))
+    def functions(self):
+        """(dispatcher, signature) of each compiled function an op of this kind calls, in the order
+        ``link`` compiles them."""
+        return [(fn, sig) for fn, sig in self.linked if fn is not None] + \
+            [(fn, OP_SIG) for fn in (self.forward, self.backward, self.after) if fn is not None]
+
+    def link(self, rec, ints):
+        """Writes the addresses of the functions op ``rec`` calls, compiling them on first use:
+        ``linked`` at rec[IAUX] of ``ints`` (the program's integer list), FWD, BWD and AFTER in ``rec``."""
+        for k, (fn, sig) in enumerate(self.linked):
+            ints[rec[P.IAUX] + k] = 0 if fn is None else function_pointer(fn, sig).address
+        rec[P.FWD], rec[P.BWD], rec[P.AFTER] = (0 if fn is None else function_pointer(fn, OP_SIG).address
+                                                for fn in (self.forward, self.backward, self.after))
 
 
 _KINDS = {}
 
 
 def register(name, forward=None, backward=None, after=None, code=None, shareable=False, on_cuda=False,
-             cuda_refusal=None):
+             cuda_refusal=None, linked=()):
     """Registers a kind; returns its code (``code`` for the kinds the CUDA engine knows by number)."""
     if code is None:
         code = max(P.FIRST_FREE_KIND - 1, *_KINDS) + 1
     if code in _KINDS:
         raise RuntimeError(f"op kind code {code} is taken by {_KINDS[code].name}")
-    _KINDS[code] = Kind(name, code, forward, backward, after, shareable, on_cuda, cuda_refusal)
+    _KINDS[code] = Kind(name, code, forward, backward, after, shareable, on_cuda, cuda_refusal, linked)
     return code
 
 

@@ -12,19 +12,20 @@ run the op's parts, in order, through one ``prange`` dispatcher,
 (about a second of compile time), compiled once, and only when a model uses
 one of them.
 
-The op's integer constants start with a header (``HEADER`` ints) the
-program builder copies from the layer's ``Op``: the addresses of
-``run_parts`` and of the op's forward part and up to three backward parts
-(0: none; they run in that order, each after the previous one finished on
-every thread), then the floats of scratch each thread needs and the number
-of parts. The kind's own constants follow at ``rec[IAUX] + HEADER``;
-``header(...)`` writes the header.
+The op's integer constants start with a header (``HEADER`` ints): the
+addresses of ``run_parts`` and of the op's forward part and up to three
+backward parts (0: none; they run in that order, each after the previous one
+finished on every thread), which the program builder writes when it links
+the program (the kind's ``linked`` functions, ``kinds.Kind.link``), then the
+floats of scratch each thread needs and the number of parts. The kind's own
+constants follow at ``rec[IAUX] + HEADER``; a layer's ``Op`` starts its
+integers with ``header(...)``.
 """
 import numpy as np
 from numba import njit, prange, types
 
 from .. import program as P
-from ..cpu.pointers import Pointer, call, function_pointer, pointer_from_address
+from ..cpu.pointers import Pointer, call, pointer_from_address
 from . import KERNEL, register
 
 _F1 = types.float32[::1]
@@ -88,26 +89,22 @@ def backward_in_parts(rec, ints, params, consts, grads, ws, gs, b, training):
     _run(rec, ints, params, consts, grads, ws, gs, b, training, H_BWD1, H_BWD3 + 1)
 
 
-_PARTS = {}
-
-
 def register_parallel(name, forward, backward=(), shareable=True, on_cuda=False):
     """Registers a kind run in parts: ``forward`` a part function, ``backward``
     up to three, run in order (``on_cuda``: as ``kinds.register``). Returns the kind's code."""
     if len(backward) > 3:
         raise ValueError("at most three backward parts")
-    code = register(name, forward_in_parts, backward_in_parts, shareable=shareable, on_cuda=on_cuda)
-    _PARTS[code] = (forward, *backward)
-    return code
+    parts = (forward, *backward) + (None,) * (3 - len(backward))
+    return register(name, forward_in_parts, backward_in_parts, shareable=shareable, on_cuda=on_cuda,
+                    linked=((run_parts, _RUN_SIG), *((part, PART_SIG) for part in parts)))
 
 
-def header(code, tmp_per_thread):
-    """The first ``HEADER`` integer constants of an op of kind ``code``
-    (compiles its parts on first use). The op is split in one part per
-    thread of Numba's full pool (``threads.parts``), as the Dense blocks are;
-    how many threads run them (``threads.ThreadChooser``) changes no result."""
-    parts = _PARTS[code]
-    addr = [function_pointer(f, PART_SIG).address for f in parts]
-    addr += [0] * (4 - len(addr))
+def header(tmp_per_thread):
+    """The first ``HEADER`` integer constants of an op of a kind run in parts:
+    the addresses, which the program builder writes (``kinds.Kind.link``), then
+    the scratch floats each thread needs and the number of parts. The op is
+    split in one part per thread of Numba's full pool (``threads.parts``), as
+    the Dense blocks are; how many threads run them (``threads.ThreadChooser``)
+    changes no result."""
     from ...threads import parts as pool_parts
-    return (function_pointer(run_parts, _RUN_SIG).address, *addr, int(tmp_per_thread), pool_parts())
+    return (0,) * (H_TMP - H_RUN) + (int(tmp_per_thread), pool_parts())
