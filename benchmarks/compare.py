@@ -33,7 +33,11 @@ SPIN = "while True: pass"
 
 
 def available(python, module):
-    return subprocess.run([python, "-c", f"import {module}"], capture_output=True).returncode == 0
+    """Whether ``python`` (a path; a missing one counts as no) imports ``module``."""
+    try:
+        return subprocess.run([python, "-c", f"import {module}"], capture_output=True).returncode == 0
+    except OSError:
+        return False
 
 
 def run(python, framework, batch, epochs, n_train, cache_dir=None, extra_env=None, label=None, model="mlp"):
