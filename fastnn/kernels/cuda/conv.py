@@ -64,18 +64,18 @@ def im2col(ints, g, ws, x, b, cols, c0):
 @cuda.jit(cache=True)
 def col2im(ints, g, cols, c0, gs, x, b):
     """gs[x:] (``b`` maps) = col2im(dcol at cols[c0:]): each input's gradient is the sum of the
-    dcol entries that read it, added in the order of their output pixels (the CPU's order)."""
+    dcol entries that read it, added tap by tap, (kh, kw) ascending (the CPU's order)."""
     H, W, C, OH, OW, KH, KW, SH, SW, DH, DW, PT, PL = window(ints, g)
     k_size = KH * KW * C
     start, stride = cuda.grid(1), cuda.gridsize(1)
     for e in range(start, b * H * W * C, stride):
         s, ih, iw, c = pixel(e, H, W, C)
         v = _ZERO
-        for kh in range(KH - 1, -1, -1):        # later kernel rows read earlier output rows
+        for kh in range(KH):
             oh = reader(ih, kh, PT, DH, SH, OH)
             if oh < 0:
                 continue
-            for kw in range(KW - 1, -1, -1):
+            for kw in range(KW):
                 ow = reader(iw, kw, PL, DW, SW, OW)
                 if ow >= 0:
                     v += cols[c0 + ((s * OH + oh) * OW + ow) * k_size + (kh * KW + kw) * C + c]
