@@ -250,12 +250,6 @@ def _first_unmasked(ws, ids, has_mask, r, t, go_back):
     return t
 
 
-@njit(cache=True, inline="always")
-def _draw_mask(ws, lo, n, rate):
-    """n dropout factors at ws[lo:]: 0 with probability ``rate``, else 1 / (1 - rate)."""
-    draw_mask(ws[lo:lo + n], rate)
-
-
 @njit(**KERNEL)
 def _direction_forward(ws, params, b, training, c, go_back, flip_out, rate, rec_rate, x, ids, has_mask, init_h,
                        init_c, w, base, out, out_stride, st_h, st_c):
@@ -276,9 +270,9 @@ def _direction_forward(ws, params, b, training, c, go_back, flip_out, rate, rec_
     rdrop = training and rec_rate > _ZERO and c[I_REC_MASK] != 0
     has_init = init_h >= 0
     if drop:
-        _draw_mask(ws, dm, b * xw, rate)
+        draw_mask(ws[dm:dm + b * xw], rate)
     if rdrop:
-        _draw_mask(ws, rm, b * gu, rec_rate)
+        draw_mask(ws[rm:rm + b * gu], rec_rate)
     for s in range(t):
         t_in = t - 1 - s if go_back else s
         for r in range(b):
