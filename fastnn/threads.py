@@ -129,11 +129,11 @@ def compiled_run():
     if _blas_controller is None:
         from threadpoolctl import ThreadpoolController
         _blas_controller = ThreadpoolController()
-        from .kernels.cpu.blas import warm_buffers
-        warm_buffers()   # before the limit below: it needs OpenBLAS's own threads
     chooser = ThreadChooser()
     try:
         with _blas_controller.limit(limits=1, user_api="blas"):
+            from .kernels.cpu.blas import warm_buffers
+            warm_buffers(chooser.pool)
             yield chooser
     finally:
         chooser.restore()

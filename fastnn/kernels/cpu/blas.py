@@ -17,6 +17,7 @@ symbol that is not there.
 """
 import ctypes
 import os
+import threading
 
 import numpy as np
 from llvmlite import binding as llvm
@@ -74,23 +75,37 @@ cache.extend_stamp(BACKEND)
 _buffers_warmed = False
 
 
-def warm_buffers():
-    """Runs one product through OpenBLAS's own thread pool, once per process, before the
-    compiled loops call it single-threaded from their worker threads.
+def warm_buffers(threads):
+    """Runs one 512x512 product on each of ``threads`` threads at once, once per process,
+    before the compiled loops call OpenBLAS single-threaded from Numba's threads.
 
-    Measured (2-core AMD EPYC VM, OpenBLAS 0.3.31, a 1024x784 @ 784x300 product on one
-    thread): 11 GFLOP/s in a process whose first OpenBLAS calls were single-threaded, 34 after
-    one multi-threaded 512x512 product (18 ms, once); a 128x128 one, which OpenBLAS does not
-    split, does nothing. The packing buffers OpenBLAS sets up on its threaded path stay fast
-    for every later call, whichever thread makes it (``benchmarks/blas_threads.py`` shows it;
-    ``FASTNN_BLAS_WARMUP=0`` skips the warm-up, to measure without it).
+    OpenBLAS hands each concurrent call one of its packing buffers, and how fast a buffer
+    runs depends on the first products it served: measured on a 1024x784 @ 784x300
+    product (2-core AMD EPYC VM, OpenBLAS 0.3.31), 11 GFLOP/s on one thread in a process
+    whose first products had the model's shapes, 36 once a 512x512 one had run (a 64x64
+    one does not do it). A buffer warmed this way stays fast for any later call, so one
+    product per thread the loops run in parallel, all at once so that each takes its own
+    buffer: with the single threaded warm-up this replaced, two blocks at once ran at
+    16-21 GFLOP/s together, with this one 41-72 (``benchmarks/blas_threads.py``;
+    ``FASTNN_BLAS_WARMUP=0`` skips it, to measure without it). Call it with BLAS pinned
+    to one thread.
     """
     global _buffers_warmed
     if _buffers_warmed or not BACKEND.startswith("numpy") or os.environ.get("FASTNN_BLAS_WARMUP") == "0":
         return
     _buffers_warmed = True
     x = np.ones((512, 512), np.float32)
-    x @ x
+    together = threading.Barrier(threads)
+
+    def product():
+        together.wait()
+        x @ x      # NumPy releases the GIL here, so the products overlap
+
+    workers = [threading.Thread(target=product) for _ in range(threads)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
 
 
 _xxgemm = types.ExternalFunction(
