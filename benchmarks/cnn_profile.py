@@ -88,7 +88,7 @@ def main():
     model.fit(x[:b], y[:b], batch_size=b, verbose=0)
     program = model._program_for_training()
     prog, ints, params, consts = program.prog, program.ints, model._params, program.consts
-    parts = engine.training_parts(prog)
+    parts = engine.training_parts(prog, b)
     fwd, bwd, parallel, fblock, ablock, bblock, acts = parts
     ws = Workspace(program, b)
     ws.ws[:] = rng.random(ws.ws.shape[0], dtype=np.float32)

@@ -79,7 +79,7 @@ def _layer_gradients(layer, x, r, weights, training=False):
                      np.zeros(0, np.int64)),
                 ws.record(grads, np.zeros(0), np.empty((0, program.out_width), np.float32), np.zeros(0, np.int64)),
                 LossFns(*spec.loss_functions, regularizers.penalty_function(program.regs)),
-                engine.training_parts(prog), b, threads.parts(), bool(training))
+                engine.training_parts(prog, b), b, threads.parts(), bool(training))
         return ws.ws[b * out_pos:b * out_pos + r.size].reshape(r.shape).copy()
 
     y = run(np.zeros(r.size, np.float32))

@@ -399,7 +399,7 @@ class StepRunner:
         self.ws = Workspace(program, batch_size)
         self.spec = spec = LoopSpec(program, model._losses, metrics, weighted)
         value_fn, grad_fn, loss_consts = spec.loss_functions
-        self.parts = engine.training_parts(program.prog)
+        self.parts = engine.training_parts(program.prog, batch_size)
         self.net = Net(program.prog, program.ints, model._params, program.consts, program.ins, spec.outs,
                        program.regs, program.adds)
         self.loss_fns = LossFns(value_fn, grad_fn, loss_consts, regularizers.penalty_function(program.regs))
@@ -607,7 +607,7 @@ def call_in_training_mode(model, x):
         chooser.begin()
         engine.forward_rows(net, Data(X.reshape(-1), _NO_WEIGHTS, _NO_IDS, _NO_WEIGHTS, _NO_IDS),
                             ws.record(model._params, np.zeros(0), out, _NO_METRICS),
-                            engine.training_parts(program.prog), n, batch, threads.parts(), True)
+                            engine.training_parts(program.prog, batch), n, batch, threads.parts(), True)
     return model._split_outputs(out)
 
 
@@ -648,5 +648,6 @@ def loss_and_gradients(model, x, y, sample_weight=None, training=False):
             Data(X.reshape(-1), Yf.reshape(-1), Yi.reshape(-1), sw, _NO_IDS),
             ws.record(grads, np.zeros(0), np.empty((0, program.out_width), np.float32), _NO_METRICS),
             LossFns(*spec.loss_functions, regularizers.penalty_function(program.regs)),
-            engine.training_parts(program.prog), X.shape[0], threads.parts(), bool(training))
+            engine.training_parts(program.prog, X.shape[0]), X.shape[0], threads.parts(),
+            bool(training))
     return float(loss), grads

@@ -57,11 +57,10 @@ _ACTS = Pointer(ACTIVATION_SIG)
 
 _ZERO = np.float32(0.0)
 
-# Inference in batches of this many rows or more splits a forward product by rows
-# instead of columns: with single-threaded SGEMM on the seeds' first layer,
-# half the rows beats half the columns by 3-6% from 256 rows up (predict on
-# 10k images: 43 -> 37.5 ms). Not in training: there the epoch at batch
-# 1024 went from 0.57 to 0.95 s with it (measured, cause not pinned down).
+# Batches of this many rows or more split a forward product by rows instead of
+# columns: with single-threaded SGEMM on the seeds' first layer, half the rows
+# beats half the columns by 3-6% from 256 rows up (predict on 10k images: 43 ->
+# 37.5 ms; a training step at batch 1024 2-6%, at 256 within noise).
 _ROW_SPLIT_ROWS = 256
 
 
@@ -524,13 +523,14 @@ def forward_rows(net, data, work, parts, n, batch, n_parts, update):
         pos += b
 
 
-def training_parts(prog):
+def training_parts(prog, batch):
     """The compiled parts ``run_steps`` (training) and ``loss_gradients``
-    call, as pointers in their argument order (the last ones): the forward
-    and backward passes, the parallel dispatcher and its blocks (forward,
-    activation backward, Dense backward), the activations other than ReLU."""
+    call on batches of ``batch`` rows, as pointers in their argument order
+    (the last ones): the forward and backward passes, the parallel dispatcher
+    and its blocks (forward, activation backward, Dense backward), the
+    activations other than ReLU."""
     return Parts(function_pointer(forward, _FORWARD_SIG), function_pointer(backward, _BACKWARD_SIG),
-                 function_pointer(_parallel, _PARALLEL_SIG), function_pointer(_dense_forward_by_columns, BLOCK_SIG),
+                 function_pointer(_parallel, _PARALLEL_SIG), _forward_block(batch),
                  function_pointer(_activation_backward_block, BLOCK_SIG),
                  function_pointer(_dense_backward_block, BLOCK_SIG), activation_function(prog))
 
@@ -539,10 +539,15 @@ def inference_parts(prog, batch):
     """The compiled parts ``run_steps`` calls without training, for batches of
     ``batch`` rows, as ``training_parts``: the backward pass is a placeholder
     and the forward block stands in for the two backward blocks (never called)."""
-    block = function_pointer(_dense_forward_by_rows if batch >= _ROW_SPLIT_ROWS else _dense_forward_by_columns,
-                             BLOCK_SIG)
+    block = _forward_block(batch)
     return Parts(function_pointer(forward, _FORWARD_SIG), function_pointer(no_backward, _BACKWARD_SIG),
                  function_pointer(_parallel, _PARALLEL_SIG), block, block, block, activation_function(prog))
+
+
+def _forward_block(batch):
+    """The Dense forward block for batches of ``batch`` rows: split by rows or by columns."""
+    return function_pointer(_dense_forward_by_rows if batch >= _ROW_SPLIT_ROWS else _dense_forward_by_columns,
+                            BLOCK_SIG)
 
 
 _NO_SLOTS = np.zeros((0, 0), dtype=np.float32)
