@@ -71,6 +71,17 @@ def _cpu_busy_seconds():
     return busy / os.sysconf("SC_CLK_TCK")
 
 
+def busy_elsewhere(seconds=0.1):
+    """CPUs' worth of work other processes did over the next ``seconds`` (this one sleeps
+    meanwhile), from /proc/stat, or None where it cannot be read."""
+    busy0, own0, t0 = _cpu_busy_seconds(), sum(os.times()[:2]), time.perf_counter()
+    if busy0 is None:
+        return None
+    time.sleep(seconds)
+    others = (_cpu_busy_seconds() - busy0) - (sum(os.times()[:2]) - own0)
+    return max(0.0, others) / (time.perf_counter() - t0)
+
+
 class ThreadChooser:
     """Picks the thread count for each chunk of steps of one run.
 

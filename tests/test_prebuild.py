@@ -171,21 +171,41 @@ def test_a_worker_killed_while_it_compiles_leaves_fit_working(without_loop):
 
 
 def test_a_worker_starts_only_where_a_cpu_is_free_for_it_unless_the_user_says(monkeypatch):
+    from fastnn import threads
     from fastnn.kernels import prebuild
     monkeypatch.delenv("FASTNN_COMPILE_WORKERS", raising=False)
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
     monkeypatch.setattr(os, "cpu_count", lambda: 2)
-    for load, wanted in ((0.3, True), (1.2, False), (3.0, False)):
-        monkeypatch.setattr(os, "getloadavg", lambda load=load: (load, load, load))
+    monkeypatch.setattr(os, "getloadavg", lambda: (3.0, 3.0, 3.0))      # lags: only where /proc/stat is not read
+    for others, wanted in ((0.0, True), (0.3, True), (0.7, False), (2.0, False)):
+        monkeypatch.setattr(threads, "busy_elsewhere", lambda others=others: others)
         assert prebuild._wanted() is wanted
         monkeypatch.setenv("FASTNN_COMPILE_WORKERS", "1")
         assert prebuild._wanted()
         monkeypatch.setenv("FASTNN_COMPILE_WORKERS", "0")
         assert not prebuild._wanted()
         monkeypatch.delenv("FASTNN_COMPILE_WORKERS")
+    monkeypatch.setattr(threads, "busy_elsewhere", lambda: None)
+    for load, wanted in ((0.3, True), (1.2, False), (3.0, False)):
+        monkeypatch.setattr(os, "getloadavg", lambda load=load: (load, load, load))
+        assert prebuild._wanted() is wanted
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0}, raising=False)
     monkeypatch.setattr(os, "getloadavg", lambda: (0.0, 0.0, 0.0))
+    monkeypatch.setattr(threads, "busy_elsewhere", lambda: 0.0)
     assert not prebuild._wanted()     # one CPU: nothing to run a worker on
+
+
+def test_busy_elsewhere_is_the_machines_busy_cpu_time_less_this_processs_per_wall_second(monkeypatch):
+    """The measure a worker start is decided on: with all CPUs busy 1.5 s a second (/proc/stat)
+    of which this process took 0.25, other processes kept 1.25 CPUs busy."""
+    import time
+    import types
+    from fastnn import threads
+    t0 = time.perf_counter()
+    monkeypatch.setattr(threads, "_cpu_busy_seconds", lambda: 1000.0 + 1.5 * (time.perf_counter() - t0))
+    monkeypatch.setattr(threads, "os", types.SimpleNamespace(
+        times=lambda: (5.0 + 0.25 * (time.perf_counter() - t0), 1.0, 0.0, 0.0, 0.0)))
+    assert threads.busy_elsewhere(0.2) == pytest.approx(1.25, abs=0.02)
 
 
 # Trains a small model of layer kinds run in parts ({layers} between its input and a Flatten/Dense

@@ -47,6 +47,8 @@ import threading
 import time
 from pathlib import Path
 
+from .. import threads
+
 _ENV = "FASTNN_COMPILE_WORKERS"
 _POLL_SECONDS = 0.005
 # A worker still on one function after this long is taken to hang: it is stopped and this process compiles.
@@ -132,11 +134,13 @@ def _cached(dispatcher):
 
 def _wanted():
     """Whether to start a worker: never with ``FASTNN_COMPILE_WORKERS=0``, always with another value;
-    by default when a CPU is free for it: this process may use two or more, and over the last minute
-    (the load average) the machine's processes kept fewer than all its CPUs but one busy. Where no
+    by default when a CPU is free for it: this process may use two or more, and other processes keep
+    less than all the machine's CPUs but one and a half busy (measured over 0.1 s from /proc/stat;
+    where that cannot be read, the one-minute load average below the CPU count minus one). Where no
     CPU is free, a worker only takes turns with this process and adds its own import to the wait
     (measured at load average about 3 on two cores: 20.5-30.9 s to the first step with one, against
-    17.0-25.3 s for the code before issue 22's cold-start work)."""
+    17.0-25.3 s for the code before issue 22's cold-start work). The load average alone lags by a
+    minute: right after another job ends it still refused a worker to an idle machine."""
     text = os.environ.get(_ENV)
     if text is not None:
         return text.strip() != "0"
@@ -144,11 +148,17 @@ def _wanted():
         cpus = len(os.sched_getaffinity(0))
     except (AttributeError, OSError):
         cpus = os.cpu_count() or 1
+    if cpus < 2:
+        return False
+    machine = os.cpu_count() or cpus
+    others = threads.busy_elsewhere()
+    if others is not None:
+        return others < machine - 1.5
     try:
         load = os.getloadavg()[0]
     except (AttributeError, OSError):     # no load average (Windows): assume a free CPU
         load = 0.0
-    return cpus >= 2 and load < (os.cpu_count() or cpus) - 1
+    return load < machine - 1
 
 
 class _Run:
@@ -172,10 +182,10 @@ def start():
     kernels (the first run on a machine, or after an upgrade) and workers are
     allowed; otherwise does nothing. Returns whether one started."""
     global _run
-    if _run is not None or not _wanted():
+    if _run is not None or os.environ.get(_ENV, "").strip() == "0":
         return False
     jobs = _jobs()
-    if all(_cached(dispatcher) for dispatcher, _ in jobs):
+    if all(_cached(dispatcher) for dispatcher, _ in jobs) or not _wanted():   # _wanted() takes 0.1 s
         return False
     directory = tempfile.mkdtemp(prefix="fastnn-compile-")
     env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", **{_ENV: "0"})
