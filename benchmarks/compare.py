@@ -18,6 +18,7 @@ divided by the other framework, from this one run.
 import argparse
 import json
 import os
+import platform
 import statistics
 import subprocess
 import sys
@@ -55,6 +56,18 @@ def run(python, framework, batch, epochs, n_train, cache_dir=None, extra_env=Non
     result = json.loads(out.stdout.strip().splitlines()[-1])
     result["framework"] = label or framework
     return result
+
+
+def machine():
+    """The CPU's model name and how many CPUs this process may use, for the table's heading."""
+    name = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            name = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return f"{name}, {cpus} CPUs"
 
 
 def main():
@@ -114,7 +127,7 @@ def report(args):
     what = "the CNN chapter's model (Conv2D 32, MaxPooling2D, Conv2D 64, MaxPooling2D, Dense 100, Dropout, " \
         "Dense 10)" if args.model == "cnn" else "seeds' MLP 784-300-100-10"
     print(f"\n{what}, Adam, {results[0]['n_train']} {results[0]['data']} images; "
-          f"median seconds per epoch of {args.epochs}{busy} (the process's CPU seconds in brackets)")
+          f"median seconds per epoch of {args.epochs}{busy} (the process's CPU seconds in brackets); {machine()}")
     head = "| batch | " + " | ".join(names) + " | " + " | ".join(f"fastnn / {n}" for n in names[1:]) + " |"
     print(head)
     print("|" + " --- |" * (head.count("|") - 1))
