@@ -135,7 +135,9 @@ class ThreadChooser:
 def compiled_run():
     """While compiled loops run: Numba's pool owns the cores and every loaded
     BLAS is pinned to one thread (two pools on two cores spin against each
-    other); yields the run's ``ThreadChooser`` and restores both after."""
+    other); the first run in a process warms one OpenBLAS buffer per thread
+    of the pool (``blas.warm_buffers``). Yields the run's ``ThreadChooser``
+    and restores both after."""
     global _blas_controller
     if _blas_controller is None:
         from threadpoolctl import ThreadpoolController
