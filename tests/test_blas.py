@@ -100,3 +100,27 @@ def test_the_first_compiled_run_warms_one_openblas_buffer_per_thread_at_once(mon
     assert len({ident for ident, _, _ in calls}) == pool
     assert {(shape, blas_threads) for _, shape, blas_threads in calls} == {((512, 512), 1)}
     assert set(pinned) == {1}
+
+
+def test_the_warm_up_returns_when_a_thread_cannot_be_started(monkeypatch):
+    """Where the process may start no more threads, the warm-up's started threads must not wait at
+    the barrier for the missing one: fit would hang before its first step."""
+    import threading
+    import time
+    if not blas.BACKEND.startswith("numpy"):
+        pytest.skip("the warm-up is for NumPy's OpenBLAS")
+    monkeypatch.setattr(blas, "_buffers_warmed", False)
+    monkeypatch.delenv("FASTNN_BLAS_WARMUP", raising=False)
+    start, started = threading.Thread.start, []
+
+    def start_one_only(thread):
+        if started:
+            raise RuntimeError("can't start new thread")
+        started.append(thread)
+        start(thread)
+
+    monkeypatch.setattr(threading.Thread, "start", start_one_only)
+    t0 = time.monotonic()
+    blas.warm_buffers(3)
+    assert time.monotonic() - t0 < 5
+    assert len(started) == 1 and not started[0].is_alive()

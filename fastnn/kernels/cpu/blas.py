@@ -98,14 +98,23 @@ def warm_buffers(threads):
     together = threading.Barrier(threads)
 
     def product():
-        together.wait()
+        try:
+            together.wait(timeout=10)
+        except threading.BrokenBarrierError:    # a thread did not start: warm the buffers it can
+            pass
         x @ x      # NumPy releases the GIL here, so the products overlap
 
-    workers = [threading.Thread(target=product) for _ in range(threads)]
-    for w in workers:
-        w.start()
-    for w in workers:
-        w.join()
+    workers = []
+    for _ in range(threads):
+        worker = threading.Thread(target=product, daemon=True)
+        try:
+            worker.start()
+        except RuntimeError:    # no thread to be had: the started ones must not wait for it
+            together.abort()
+            break
+        workers.append(worker)
+    for worker in workers:
+        worker.join()
 
 
 _xxgemm = types.ExternalFunction(
