@@ -1,12 +1,13 @@
-"""Where a training step of the chapter's CNN spends its time, op by op.
+"""Where a training step of the chapter's CNN (or the seeds' MLP) spends its time, op by op.
 
     python benchmarks/cnn_profile.py --batch 128 --reps 20
     NUMBA_NUM_THREADS=1 python benchmarks/cnn_profile.py --batch 32 --reps 10 --best-of 5
+    python benchmarks/cnn_profile.py --model mlp --batch 1024 --reps 10 --best-of 5
 
 Builds the chapter CNN (Conv2D 32 / MaxPooling2D / Conv2D 64 / MaxPooling2D /
-Flatten / Dense 100 / Dropout / Dense 10, Adam), then runs each op of its
-compiled program alone, forward and backward, ``--reps`` times on a batch
-of MNIST-shaped random images, through the same compiled functions fit
+Flatten / Dense 100 / Dropout / Dense 10, Adam; ``--model mlp``: 784-300-100-10),
+then runs each op of its compiled program alone, forward and backward,
+``--reps`` times on a batch of MNIST-shaped random images, through the same compiled functions fit
 uses (``engine.forward`` / ``engine.backward`` on a one-row program), with
 BLAS pinned to one thread as in fit. Prints milliseconds per call, the
 share of the step, and GFLOP/s for the convolutions; then the whole step
@@ -56,6 +57,14 @@ def chapter_cnn(dropout=True):
     return model
 
 
+def seeds_mlp():
+    L = keras.layers
+    model = keras.Sequential([L.Input(shape=(784,)), L.Dense(300, activation="relu"), L.Dense(100, activation="relu"),
+                              L.Dense(10, activation="softmax")])
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    return model
+
+
 def conv_flops(rec, ints):
     """Multiply-adds x 2 of a Conv op's forward pass per sample (0 for other kinds)."""
     from fastnn.kernels.kinds import conv
@@ -69,6 +78,7 @@ def conv_flops(rec, ints):
 
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", choices=["cnn", "mlp"], default="cnn")
     p.add_argument("--batch", type=int, default=128)
     p.add_argument("--reps", type=int, default=20)
     p.add_argument("--steps", type=int, default=40)
@@ -81,9 +91,9 @@ def main():
     args = p.parse_args()
     b = args.batch
     keras.utils.set_random_seed(0)
-    model = chapter_cnn()
+    model, shape = (chapter_cnn(), (28, 28, 1)) if args.model == "cnn" else (seeds_mlp(), (784,))
     rng = np.random.default_rng(0)
-    x = rng.random((b * args.steps, 28, 28, 1), dtype=np.float32)
+    x = rng.random((b * args.steps, *shape), dtype=np.float32)
     y = rng.integers(0, 10, b * args.steps)
     model.fit(x[:b], y[:b], batch_size=b, verbose=0)
     program = model._program_for_training()
@@ -126,7 +136,7 @@ def main():
         model.fit(x, y, batch_size=b, verbose=0, epochs=1)
         step = ((time.process_time() - c) if args.cpu_time else (time.perf_counter() - t)) / args.steps * 1e3
     total = sum(r[2] + r[3] for r in rows)
-    print(f"chapter CNN, batch {b}, {n_parts} threads, threading layer {numba.threading_layer()}; "
+    print(f"{'chapter CNN' if args.model == 'cnn' else 'seeds MLP'}, batch {b}, {n_parts} threads, threading layer {numba.threading_layer()}; "
           f"{'CPU' if args.cpu_time else 'wall'} ms per call")
     print("| op | kind | forward ms | backward ms | share | conv GFLOP/s fwd / bwd |")
     print("| --- | --- | --- | --- | --- | --- |")
