@@ -318,6 +318,22 @@ def test_a_conv_models_parts_are_built_by_the_worker_and_loaded_with_identical_r
     assert result["proba"] == conv_without_worker["proba"]
 
 
+def test_a_model_of_kinds_new_to_a_warm_cache_gets_a_worker_for_them(filled, conv_without_worker, tmp_path):
+    """Where every model's kernels are cached (this machine has trained an MLP), no worker starts
+    at import, but a CNN's parts (an LSTM's forward and backward: about 25 s each) still compile:
+    once the program is written a worker starts for them and builds them, with the results of this
+    process's own compile, and fit does not take it for a first run (``started``)."""
+    cache = tmp_path / "cache"
+    shutil.copytree(filled[0], cache)
+    result = _fit_parts(cache, 1, _CONV, after_share=_WORKER_TAKES_ALL)
+    assert not result["started"]
+    assert result["shared"] == _CONV_PARTS
+    for name, (owner, misses, hits) in result["functions"].items():
+        assert [owner, misses, hits] == ["worker", 0, 1], name    # built by the worker, loaded here
+    assert result["weights"] == conv_without_worker["weights"]
+    assert result["proba"] == conv_without_worker["proba"]
+
+
 def test_a_part_the_worker_holds_is_never_compiled_by_this_process_which_waits_for_it(without_a_placeholder):
     result = _fit_parts(without_a_placeholder, 1, _POOL, after_share=_HOLD_THE_WORKER_ON_A_PART)
     held = result["shared"][-1]

@@ -163,10 +163,11 @@ def _wanted():
 
 class _Run:
     """This process's compile worker: its process, the claims directory, the functions it may take
-    (its own list and those shared with it), the names of the job files it was given."""
+    (its own list and those shared with it), the names of the job files it was given, and whether
+    it started at import (a first run on this machine) or for a model's new kinds (``share``)."""
 
-    def __init__(self, directory, worker, jobs):
-        self.directory, self.worker = directory, worker
+    def __init__(self, directory, worker, jobs, at_import):
+        self.directory, self.worker, self.at_import = directory, worker, at_import
         self.keys = {_key(dispatcher) for dispatcher, _ in jobs}
         self.spare = list(jobs)      # its own jobs this process may take while it waits for the worker
         self.pid = os.getpid()
@@ -187,6 +188,12 @@ def start():
     jobs = _jobs()
     if all(_cached(dispatcher) for dispatcher, _ in jobs) or not _wanted():   # _wanted() takes 0.1 s
         return False
+    _run = _spawn(jobs, at_import=True)
+    return _run is not None
+
+
+def _spawn(jobs, at_import):
+    """A started worker process (its ``_Run``) with ``jobs`` its own, or None where none can start."""
     directory = tempfile.mkdtemp(prefix="fastnn-compile-")
     env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", **{_ENV: "0"})
     try:
@@ -195,10 +202,9 @@ def start():
                                   env=env)
     except OSError:   # no interpreter to start (an embedded Python): compile here
         shutil.rmtree(directory, ignore_errors=True)
-        return False
-    _run = _Run(directory, worker, jobs)
+        return None
     atexit.register(_stop)
-    return True
+    return _Run(directory, worker, jobs, at_import)
 
 
 def ensure(dispatcher):
@@ -251,22 +257,36 @@ def share(functions):
     a worker runs for this process. It takes them from the end once done with
     the function it is on, this process takes them in order (``ensure``). Functions
     this process or the cache already holds, those the worker builds anyway
-    and those it cannot find by name (defined inside a function) are left out."""
+    and those it cannot find by name (defined inside a function) are left out.
+
+    Where no worker runs because the model-independent kernels were cached, a
+    model of kinds new to this machine still has them to compile (an LSTM's
+    forward and backward functions: about 25 s each on the project's machine):
+    with two or more to compile, a worker starts for them where a CPU is free
+    (as at import, ``_wanted``)."""
+    global _run
     run = _run
-    if run is None or run.pid != os.getpid() or run.worker.poll() is not None:
+    if run is not None and (run.pid != os.getpid() or run.worker.poll() is not None):
         return
+    own = run.keys if run is not None else set()
     jobs, keys = [], set()
     for dispatcher, sig in functions:
         if not hasattr(dispatcher, "py_func"):
             continue
         key, py = _key(dispatcher), dispatcher.py_func
-        if key in run.keys or key in keys or sig.args in dispatcher.overloads or _cached(dispatcher) or \
+        if key in own or key in keys or sig.args in dispatcher.overloads or _cached(dispatcher) or \
                 _resolve(py.__module__, py.__qualname__) is not dispatcher:
             continue
         jobs.append((py.__module__, py.__qualname__, sig))
         keys.add(key)
     if not jobs:
         return
+    if run is None:
+        if len(jobs) < 2 or os.environ.get(_ENV, "").strip() == "0" or not _wanted():
+            return
+        run = _run = _spawn([], at_import=False)
+        if run is None:
+            return
     # Pickled, as Numba's cache index pickles the same signatures (the directory is this user's, from
     # mkdtemp); the file's name goes down the worker's stdin once it is written. Keys have no "-".
     name = f"jobs-{len(run.shared)}"
@@ -287,8 +307,8 @@ def _pause():
 
 
 def started():
-    """Whether this process started a compile worker: its first run on this machine compiles."""
-    return _run is not None
+    """Whether this process started a compile worker at import: its first run on this machine compiles."""
+    return _run is not None and _run.at_import
 
 
 def _stop():
