@@ -179,14 +179,14 @@ def _act(code, x):
 # The hot loops index slices with their range's own counter: an index like ``base + j`` makes
 # Numba check for negative indices (wraparound) on every access, which keeps LLVM from
 # vectorizing the loop.
-@njit(cache=True, inline="always")
+@njit(**KERNEL)
 def _activate(code, ws, lo, n):
     v = ws[lo:lo + n]
     for j in range(n):
         v[j] = _act(code, v[j])
 
 
-@njit(cache=True, inline="always")
+@njit(**KERNEL)
 def _block_product(ws, a, lda, params, wb, ldw, out, ldo, b, u, n):
     """out (b, n) += A (b, u) @ Wr[:, block] (u, n), rows of A every ``lda``, of Wr every ``ldw``, of out
     every ``ldo``: one step's recurrent product. Written out rather than SGEMM: at these sizes
@@ -201,7 +201,7 @@ def _block_product(ws, a, lda, params, wb, ldw, out, ldo, b, u, n):
                 o[j] += hk * w[j]
 
 
-@njit(cache=True, inline="always")
+@njit(**KERNEL)
 def _block_product_back(gs, g, ldg, wrt, w0, dh, b, u, n, ws, mask, use_mask, tmp):
     """dh (b, u) += (G (b, n) @ Wr[:, w0:w0 + n]^T) * mask, with ``wrt`` = Wr^T (G*U, u) contiguous, G's
     rows every ``ldg`` and the mask's (recurrent dropout, when ``use_mask``) every ``ldg`` from ``mask``."""
@@ -241,7 +241,7 @@ def _masked(ws, ids, has_mask, r, t_in, t):
     return has_mask and ws[ids + r * t + t_in] == _ZERO
 
 
-@njit(cache=True, inline="always")
+@njit(**KERNEL)
 def _first_unmasked(ws, ids, has_mask, r, t, go_back):
     """The processing step of row r's first unmasked input step (t when every step is masked)."""
     for s in range(t):
