@@ -117,6 +117,27 @@ def test_verbose_0_keeps_the_compile_notice_quiet(monkeypatch, capsys):
     assert capsys.readouterr().err == NOTICE + "\n"
 
 
+def test_a_model_whose_layers_compile_says_so_once_unless_quiet(monkeypatch, capsys):
+    """With the loop cached, a model of layer kinds new to the machine still compiles (an LSTM's
+    kernels for half a minute): its build says so once on stderr, and not in a quiet call."""
+    from fastnn.kernels import cache, prebuild
+    monkeypatch.setattr(cache, "_loop_ready", lambda: True)
+    monkeypatch.setattr(cache, "_announced", False)
+    monkeypatch.setattr(prebuild, "share", lambda functions: True)    # as if they were not cached
+
+    def new_model():
+        model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+        model.compile(loss="mse")
+        return model
+    new_model().fit(np.zeros((4, 2)), np.zeros(4), verbose=0)
+    new_model().evaluate(np.zeros((4, 2)), np.zeros(4), verbose=0)
+    new_model().predict(np.zeros((4, 2)), verbose=0)
+    assert capsys.readouterr().err == ""
+    new_model().predict(np.zeros((4, 2)), verbose=1)
+    new_model().fit(np.zeros((4, 2)), np.zeros(4), verbose=2)
+    assert capsys.readouterr().err == cache.LAYER_NOTICE + "\n"
+
+
 @pytest.mark.parametrize("fn", ["Sequential", "Model.compile", "Model.fit", "Model.evaluate", "Model.predict"])
 def test_docstrings_describe_every_argument_and_its_default(fn):
     """help(model.fit) & co list every argument under Args:, each with its default."""

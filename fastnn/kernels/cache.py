@@ -79,29 +79,46 @@ install()
 
 
 _announced = False
+_verbose = 1    # the latest fit's, evaluate's or predict's (announce_compile records it for the model's build)
 
 
 def announce_compile(verbose):
     """Prints, once per process and unless ``verbose`` is 0, a line to stderr
     when the training loop is neither compiled in this process nor in the
     on-disk cache: the first run on a machine compiles for several seconds,
-    which would otherwise look like a hang before an empty progress bar."""
-    global _announced
+    which would otherwise look like a hang before an empty progress bar.
+    Call it before the call builds the model's program."""
+    global _announced, _verbose
+    _verbose = verbose
     if not verbose or _announced:
         return
     if _loop_ready():
         return
     _announced = True
-    print("fastnn: compiling kernels for this model; first run on this machine only (a few seconds)",
-          file=sys.stderr, flush=True)
+    print(LOOP_NOTICE, file=sys.stderr, flush=True)
+
+
+def announce_layer_compile():
+    """The same for a model whose program calls functions that are neither compiled nor cached
+    (layer kinds new to this machine: an LSTM's take half a minute), unless the loop's line was
+    printed or the call under way is quiet."""
+    global _announced
+    if not _verbose or _announced:
+        return
+    _announced = True
+    print(LAYER_NOTICE, file=sys.stderr, flush=True)
+
+
+LOOP_NOTICE = "fastnn: compiling kernels for this model; first run on this machine only (a few seconds)"
+LAYER_NOTICE = "fastnn: compiling kernels for this model's layers; first use of them on this machine only"
 
 
 def _loop_ready():
-    """Whether the training loop is compiled in this process or cached on disk (and no compile worker started:
-    then this is a first run, compiling, even once the worker has saved the loop)."""
+    """Whether the training loop is compiled in this process or cached on disk (and no compile worker started
+    for want of it: then this is a first run, compiling, even once the worker has saved the loop)."""
     from . import prebuild
     from .cpu.engine import run_steps
-    if prebuild.started():
+    if prebuild.first_run():
         return False
     return bool(run_steps.overloads) or _cached_on_disk(run_steps)
 

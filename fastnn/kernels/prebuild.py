@@ -168,6 +168,7 @@ class _Run:
 
     def __init__(self, directory, worker, jobs, at_import):
         self.directory, self.worker, self.at_import = directory, worker, at_import
+        self.loop_missing = False
         self.keys = {_key(dispatcher) for dispatcher, _ in jobs}
         self.spare = list(jobs)      # its own jobs this process may take while it waits for the worker
         self.pid = os.getpid()
@@ -186,9 +187,12 @@ def start():
     if _run is not None or os.environ.get(_ENV, "").strip() == "0":
         return False
     jobs = _jobs()
-    if all(_cached(dispatcher) for dispatcher, _ in jobs) or not _wanted():   # _wanted() takes 0.1 s
+    missing = [dispatcher for dispatcher, _ in jobs if not _cached(dispatcher)]
+    if not missing or not _wanted():   # _wanted() takes 0.1 s
         return False
     _run = _spawn(jobs, at_import=True)
+    if _run is not None:
+        _run.loop_missing = jobs[0][0] in missing      # the loop itself: a first run on this machine
     return _run is not None
 
 
@@ -263,11 +267,11 @@ def share(functions):
     model of kinds new to this machine still has them to compile (an LSTM's
     forward and backward functions: about 25 s each on the project's machine):
     with two or more to compile, a worker starts for them where a CPU is free
-    (as at import, ``_wanted``)."""
+    (as at import, ``_wanted``).
+
+    Returns whether any of ``functions`` is still to be compiled (by either process)."""
     global _run
     run = _run
-    if run is not None and (run.pid != os.getpid() or run.worker.poll() is not None):
-        return
     own = run.keys if run is not None else set()
     jobs, keys = [], set()
     for dispatcher, sig in functions:
@@ -279,14 +283,14 @@ def share(functions):
             continue
         jobs.append((py.__module__, py.__qualname__, sig))
         keys.add(key)
-    if not jobs:
-        return
+    if not jobs or (run is not None and (run.pid != os.getpid() or run.worker.poll() is not None)):
+        return bool(jobs)
     if run is None:
         if len(jobs) < 2 or os.environ.get(_ENV, "").strip() == "0" or not _wanted():
-            return
+            return True
         run = _run = _spawn([], at_import=False)
         if run is None:
-            return
+            return True
     # Pickled, as Numba's cache index pickles the same signatures (the directory is this user's, from
     # mkdtemp); the file's name goes down the worker's stdin once it is written. Keys have no "-".
     name = f"jobs-{len(run.shared)}"
@@ -296,9 +300,10 @@ def share(functions):
         run.worker.stdin.write(name.encode() + b"\n")
         run.worker.stdin.flush()
     except OSError:     # the worker is gone (a broken pipe): this process compiles them
-        return
+        return True
     run.shared.append(name)
     run.keys |= keys
+    return True
 
 
 def _pause():
@@ -307,8 +312,15 @@ def _pause():
 
 
 def started():
-    """Whether this process started a compile worker at import: its first run on this machine compiles."""
+    """Whether this process started a compile worker at import (some model-independent kernel was not cached)."""
     return _run is not None and _run.at_import
+
+
+def first_run():
+    """Whether this process started its worker at import because the training loop itself was not
+    cached: the first run on this machine (or of this version), which compiles for several seconds
+    even once the worker has saved the loop."""
+    return started() and _run.loop_missing
 
 
 def _stop():

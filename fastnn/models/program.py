@@ -15,7 +15,7 @@ import warnings
 import numpy as np
 
 from .. import constraints
-from ..kernels import kinds, prebuild
+from ..kernels import cache as kernel_cache, kinds, prebuild
 from ..kernels import program as P
 from ..kernels.cpu.activations import SIGMOID, SOFTMAX
 
@@ -388,7 +388,8 @@ def compile_program(inputs, nodes, outputs, params, losses=None, loss_weights=No
     # The table is written and checked, so every function its ops call is known: on a first run a
     # compile worker takes some of them while this process compiles the others (``prebuild.share``).
     used = {kind.code: kind for _, _, kind, _, _ in ops}
-    prebuild.share([f for kind in used.values() for f in kind.functions()])
+    if prebuild.share([f for kind in used.values() for f in kind.functions()]):
+        kernel_cache.announce_layer_compile()
     for rec, (_, _, kind, _, _) in zip(rows, ops):
         kind.link(rec, ints)
     prog = np.ascontiguousarray(np.stack(rows))

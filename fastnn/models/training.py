@@ -292,6 +292,7 @@ def run_inference(model, program, source, batch_size, losses, metrics, want_outp
 def evaluate(model, src, batch_size, verbose, callbacks):
     """``model.evaluate`` on a bound source: the logs dict and its keys in
     the order of evaluate's list (``metrics.list_order``)."""
+    kernel_cache.announce_compile(verbose)     # before the build: it may compile the layers' kernels
     prog = model._program(model._losses)
     metrics = model._resolve_metrics([l.code == P.SCCE for l in model._losses], src.weighted)
     cbs = callback_list(model, callbacks, verbose, src.steps(batch_size))
@@ -303,6 +304,7 @@ def evaluate(model, src, batch_size, verbose, callbacks):
 
 def predict(model, src, batch_size, verbose, callbacks):
     """``model.predict`` on a bound source: one array per output, shaped as the output."""
+    kernel_cache.announce_compile(verbose)
     prog = model._program(None)
     cbs = callback_list(model, callbacks, verbose, src.steps(batch_size))
     _, out = run_inference(model, prog, src, batch_size, None, None, True, verbose, model._params, cbs, "predict")
