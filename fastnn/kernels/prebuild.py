@@ -163,12 +163,13 @@ def _wanted():
 
 class _Run:
     """This process's compile worker: its process, the claims directory, the functions it may take
-    (its own list and those shared with it), the names of the job files it was given, and whether
-    it started at import (a first run on this machine) or for a model's new kinds (``share``)."""
+    (its own list and those shared with it), the names of the job files it was given, whether it
+    started at import (some model-independent kernel not cached) or for a model's new kinds
+    (``share``), and whether the loop itself was missing then."""
 
-    def __init__(self, directory, worker, jobs, at_import):
-        self.directory, self.worker, self.at_import = directory, worker, at_import
-        self.loop_missing = False
+    def __init__(self, directory, worker, jobs, at_import, loop_missing):
+        self.directory, self.worker = directory, worker
+        self.at_import, self.loop_missing = at_import, loop_missing
         self.keys = {_key(dispatcher) for dispatcher, _ in jobs}
         self.spare = list(jobs)      # its own jobs this process may take while it waits for the worker
         self.pid = os.getpid()
@@ -190,13 +191,12 @@ def start():
     missing = [dispatcher for dispatcher, _ in jobs if not _cached(dispatcher)]
     if not missing or not _wanted():   # _wanted() takes 0.1 s
         return False
-    _run = _spawn(jobs, at_import=True)
-    if _run is not None:
-        _run.loop_missing = jobs[0][0] in missing      # the loop itself: a first run on this machine
+    # the loop itself missing: a first run on this machine (``first_run``)
+    _run = _spawn(jobs, at_import=True, loop_missing=jobs[0][0] in missing)
     return _run is not None
 
 
-def _spawn(jobs, at_import):
+def _spawn(jobs, at_import, loop_missing=False):
     """A started worker process (its ``_Run``) with ``jobs`` its own, or None where none can start."""
     directory = tempfile.mkdtemp(prefix="fastnn-compile-")
     env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", **{_ENV: "0"})
@@ -208,7 +208,7 @@ def _spawn(jobs, at_import):
         shutil.rmtree(directory, ignore_errors=True)
         return None
     atexit.register(_stop)
-    return _Run(directory, worker, jobs, at_import)
+    return _Run(directory, worker, jobs, at_import, loop_missing)
 
 
 def ensure(dispatcher):
@@ -286,7 +286,7 @@ def share(functions):
     if not jobs or (run is not None and (run.pid != os.getpid() or run.worker.poll() is not None)):
         return bool(jobs)
     if run is None:
-        if len(jobs) < 2 or os.environ.get(_ENV, "").strip() == "0" or not _wanted():
+        if len(jobs) < 2 or not _wanted():
             return True
         run = _run = _spawn([], at_import=False)
         if run is None:
