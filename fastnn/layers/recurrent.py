@@ -166,7 +166,7 @@ class _RNN(Layer):
     def op(self, input_shape):
         _check_adjacent(self.weights, self.name)
         ints, scratch = self.op_ints(input_shape)
-        return Op(R.RECURRENT, w=self.kernel, b=self.bias, consts=(self.dropout, self.recurrent_dropout), ints=ints,
+        return Op(R.KINDS[self.cell], w=self.kernel, b=self.bias, consts=(self.dropout, self.recurrent_dropout), ints=ints,
                   scratch=scratch, reads_at=R.I_READS)
 
     # -- saving ----------------------------------------------------------------
@@ -391,7 +391,7 @@ class Bidirectional(Layer):
         fwd = self.forward_layer
         # Keras's Bidirectional zeroes the masked steps' outputs when it returns sequences.
         ints, scratch = fwd.op_ints(input_shape, 2, _MERGES[self.merge_mode], zero_output=self.return_sequences)
-        return Op(R.RECURRENT, w=fwd.kernel, b=fwd.bias, consts=(fwd.dropout, fwd.recurrent_dropout), ints=ints,
+        return Op(R.KINDS[fwd.cell], w=fwd.kernel, b=fwd.bias, consts=(fwd.dropout, fwd.recurrent_dropout), ints=ints,
                   scratch=scratch, reads_at=R.I_READS)
 
     def keras_weight_groups(self):

@@ -145,7 +145,7 @@ def cuda_session(program, params, batch_size, optimizer=None, n_trainable=0, los
     # Dropout masks (Dropout, SpatialDropout, recurrent dropout): seeded from NumPy's global generator (set_random_seed
     # seeds it), not fastnn's, whose stream the shuffles share with the CPU path.
     random = any(int(rec[P.KIND]) in (P.DROPOUT, spatial_dropout.SPATIAL_DROPOUT) or
-                 (int(rec[P.KIND]) == recurrent.RECURRENT and recurrent.has_dropout(rec, program.consts))
+                 (int(rec[P.KIND]) in recurrent.KINDS and recurrent.has_dropout(rec, program.consts))
                  for rec in program.prog)
     seed = int(np.random.randint(0, 2**31 - 1)) if random else 0
     return Session(program, params, batch_size, optimizer, n_trainable, seed, bounds)

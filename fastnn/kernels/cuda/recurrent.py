@@ -583,4 +583,5 @@ def backward(session, i, b, training):
     return launches
 
 
-register(R.RECURRENT, forward, backward, random=R.has_dropout)
+for _kind in R.KINDS:
+    register(_kind, forward, backward, random=R.has_dropout)

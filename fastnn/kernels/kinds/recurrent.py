@@ -74,27 +74,34 @@ The backward pass keeps the gradients of the same arrays at the same places
 in ``gs`` (ZX: the gates' pre-activation gradients; GR: GRU's recurrent
 ones; H and C: the states' gradients).
 
+Each cell is a kind of its own (``KINDS``): the op's functions are shared, and they call the cell's
+own direction functions (``_directions``: the cell a constant there, so Numba compiles only that
+cell's code, about 7-8 s each instead of 23-26 for all three) through the addresses the program
+builder writes at I_FORWARD_FN and I_BACKWARD_FN.
+
 The products over all T * b rows go through SGEMM; the small one each step
 (b x U @ U x G*U) and the gate activations are written-out loops that
 compile to SIMD code (see ``_block_product`` and ``_tanh`` for the measurements).
 ``kernels/cuda/recurrent.py`` runs the same maths over the same layout on the GPU.
 """
 import numpy as np
-from numba import njit
+from numba import njit, types
 
 from .. import program as P
 from ..cpu.activations import LINEAR, RELU, SIGMOID, TANH
 from ..cpu.blas import gemm
+from ..cpu.pointers import call, pointer_from_address
 from ..cpu.dropout_masks import draw_mask
 from . import KERNEL, input_slot, register
 
 SIMPLE_RNN, LSTM, GRU = range(3)
 CONCAT, SUM, MUL, AVE, NO_MERGE = range(5)
-# Offsets of the integer constants at IAUX.
-(I_CELL, I_T, I_F, I_U, I_ACT, I_REC_ACT, I_RETURN_SEQUENCES, I_GO_BACKWARDS, I_DIRECTIONS, I_MERGE,
- I_DIR_WEIGHTS, I_DIR_SCRATCH, I_USE_BIAS, I_ZERO_OUTPUT, I_RESET_AFTER, I_X_BLOCKS, I_H_SEPARATE, I_REC_MASK,
- I_RETURN_STATE, I_INITIAL_STATE, I_READS) = range(21)
-N_INTS = 21
+# Offsets of the integer constants at IAUX: the addresses of the op's cell's direction functions
+# (written when the program is linked: ``kinds.Kind.link``), then the layer's numbers.
+(I_FORWARD_FN, I_BACKWARD_FN, I_CELL, I_T, I_F, I_U, I_ACT, I_REC_ACT, I_RETURN_SEQUENCES, I_GO_BACKWARDS,
+ I_DIRECTIONS, I_MERGE, I_DIR_WEIGHTS, I_DIR_SCRATCH, I_USE_BIAS, I_ZERO_OUTPUT, I_RESET_AFTER, I_X_BLOCKS,
+ I_H_SEPARATE, I_REC_MASK, I_RETURN_STATE, I_INITIAL_STATE, I_READS) = range(23)
+N_INTS = 23
 # I_X_BLOCKS: input blocks X (G with per-gate input dropout masks, else 1); I_H_SEPARATE: the HR array
 # is kept (recurrent dropout or GRU reset_after=False); I_REC_MASK: the RM masks are kept (recurrent
 # dropout); I_INITIAL_STATE: the op reads initial states; I_READS: bit k set when output k is read.
@@ -250,328 +257,345 @@ def _first_unmasked(ws, ids, has_mask, r, t, go_back):
     return t
 
 
-@njit(**KERNEL)
-def _direction_forward(ws, params, b, training, c, go_back, flip_out, rate, rec_rate, x, ids, has_mask, init_h,
-                       init_c, w, base, out, out_stride, st_h, st_c):
-    """One direction over the b sequences at x (b, T, F), ``c`` the op's integer constants. Writes its
-    output, (T, U) or (U,) per sample, at ``out`` (rows every ``out_stride``; ``flip_out``: sequence
-    outputs in input order) and, with ``st_h`` >= 0, its final h (b, U) at ``st_h`` (and an LSTM's c
-    at ``st_c``). ``init_h``/``init_c``: the initial states' positions, or -1 for zeros."""
-    cell, t, f, u = c[I_CELL], c[I_T], c[I_F], c[I_U]
-    act, rec, ret_seq, zero_out = c[I_ACT], c[I_REC_ACT], c[I_RETURN_SEQUENCES] != 0, c[I_ZERO_OUTPUT] != 0
-    use_bias, reset_after, sep_h = c[I_USE_BIAS] != 0, c[I_RESET_AFTER] != 0, c[I_H_SEPARATE] != 0
-    g = 1 if cell == SIMPLE_RNN else (4 if cell == LSTM else 3)
-    gu, nx = g * u, c[I_X_BLOCKS]
-    xw, bw = nx * f, gu // nx          # input row width, gate columns per input block
-    xd, zx, gr, cs, h, dm, _, hr, rm, _ = _regions(c, b, base)
-    wr = w + f * gu
-    bias = wr + u * gu
-    drop = training and rate > _ZERO
-    rdrop = training and rec_rate > _ZERO and c[I_REC_MASK] != 0
-    has_init = init_h >= 0
-    if drop:
-        draw_mask(ws[dm:dm + b * xw], rate)
-    if rdrop:
-        draw_mask(ws[rm:rm + b * gu], rec_rate)
-    for s in range(t):
-        t_in = t - 1 - s if go_back else s
-        for r in range(b):
-            src = x + (r * t + t_in) * f
-            dst = xd + (s * b + r) * xw
-            for k in range(nx):
-                for j in range(f):
-                    ws[dst + k * f + j] = ws[src + j] * ws[dm + r * xw + k * f + j] if drop else ws[src + j]
-    ab = np.array([_ONE, _ZERO], dtype=np.float32)
-    for k in range(nx):
-        gemm(False, False, t * b, bw, f, ab, ws, xd + k * f, xw, params, w + k * bw, gu, ws, zx + k * bw, gu)
-    if use_bias:
-        for k in range(t * b):
-            row = zx + k * gu
-            for j in range(gu):
-                ws[row + j] += params[bias + j]
-    for k in range(b * u):
-        ws[h + k] = ws[init_h + k] if has_init else _ZERO
-        if cell == LSTM:
-            ws[cs + k] = ws[init_c + k] if has_init else _ZERO
-    # GRU with reset_after=False multiplies its hh block's recurrent input by r: done per row below
-    n_blocks = 2 if cell == GRU and not reset_after else g
-    for s in range(t):
-        t_in = t - 1 - s if go_back else s
-        hp = h + s * b * u          # H[s]: the state before this step
-        hn = hp + b * u             # H[s + 1]
-        zs = zx + s * b * gu
-        hrs = hr + s * b * gu
-        target = gr + s * b * gu if cell == GRU else zs
-        if cell == GRU:
-            for r in range(b):
-                for j in range(gu):
-                    ws[target + r * gu + j] = params[bias + gu + j] if use_bias and reset_after else _ZERO
-        if sep_h:
-            for r in range(b):
-                for k in range(g):
-                    for j in range(u):
-                        m = ws[rm + r * gu + k * u + j] if rdrop else _ONE
-                        ws[hrs + r * gu + k * u + j] = ws[hp + r * u + j] * m
-            if s > 0 or has_init:
-                for k in range(n_blocks):
-                    _block_product(ws, hrs + k * u, gu, params, wr + k * u, gu, target + k * u, gu, b, u, u)
-        elif s > 0 or has_init:
-            _block_product(ws, hp, u, params, wr, gu, target, gu, b, u, gu)
-        # every row is computed (branch-free loops vectorize); masked rows are put back below
-        if cell == SIMPLE_RNN:
-            for r in range(b):
-                _activate(act, ws, zs + r * gu, u)
-                for j in range(u):
-                    ws[hn + r * u + j] = ws[zs + r * gu + j]
-        elif cell == LSTM:
-            cp, cn = cs + s * b * u, cs + (s + 1) * b * u
-            for r in range(b):
-                z = zs + r * gu
-                _activate(rec, ws, z, 2 * u)
-                _activate(act, ws, z + 2 * u, u)
-                _activate(rec, ws, z + 3 * u, u)
-                i_, f_ = ws[z:z + u], ws[z + u:z + 2 * u]
-                g_, o_ = ws[z + 2 * u:z + 3 * u], ws[z + 3 * u:z + 4 * u]
-                c_prev, c_new = ws[cp + r * u:cp + (r + 1) * u], ws[cn + r * u:cn + (r + 1) * u]
-                h_new = ws[hn + r * u:hn + (r + 1) * u]
-                for j in range(u):
-                    cv = f_[j] * c_prev[j] + i_[j] * g_[j]
-                    c_new[j] = cv
-                    h_new[j] = o_[j] * _act(act, cv)
-        else:
-            for r in range(b):
-                zr = ws[zs + r * gu:zs + (r + 1) * gu]
-                rr = ws[target + r * gu:target + (r + 1) * gu]
-                h_prev, h_new = ws[hp + r * u:hp + (r + 1) * u], ws[hn + r * u:hn + (r + 1) * u]
-                for j in range(2 * u):
-                    zr[j] = _act(rec, zr[j] + rr[j])
-                if not reset_after:    # rh = (r * h_prev) Wr[:, 2U:]
-                    hh_in = ws[hrs + r * gu + 2 * u:hrs + (r + 1) * gu]
-                    for j in range(u):
-                        hh_in[j] *= zr[u + j]
-                    for k in range(u):
-                        hk = hh_in[k]
-                        wk = params[wr + k * gu + 2 * u:wr + (k + 1) * gu]
-                        for j in range(u):
-                            rr[2 * u + j] += hk * wk[j]
-                    for j in range(u):
-                        zr[2 * u + j] = _act(act, zr[2 * u + j] + rr[2 * u + j])
-                else:
-                    for j in range(u):
-                        zr[2 * u + j] = _act(act, zr[2 * u + j] + zr[u + j] * rr[2 * u + j])
-                for j in range(u):
-                    h_new[j] = zr[j] * h_prev[j] + (_ONE - zr[j]) * zr[2 * u + j]
-        if has_mask:
-            for r in range(b):
-                if _masked(ws, ids, has_mask, r, t_in, t):
-                    for j in range(u):
-                        ws[hn + r * u + j] = ws[hp + r * u + j]
-                    if cell == LSTM:
-                        cp = cs + s * b * u + r * u
-                        for j in range(u):
-                            ws[cp + b * u + j] = ws[cp + j]
-    # Keras outputs at a masked step the previous step's output, zeros before the first unmasked
-    # step: the carried h, except where given initial states are carried over leading masked steps.
-    if ret_seq:
-        for r in range(b):
-            lead = _first_unmasked(ws, ids, has_mask, r, t, go_back) if has_init else 0
-            for s in range(t):
-                t_in = t - 1 - s if go_back else s
-                o = t_in if flip_out else s
-                zero = s < lead or (zero_out and _masked(ws, ids, has_mask, r, t_in, t))
-                dst, hs = out + r * out_stride + o * u, h + (s + 1) * b * u + r * u
-                for j in range(u):
-                    ws[dst + j] = _ZERO if zero else ws[hs + j]
-    else:
-        last = h + t * b * u
-        for r in range(b):
-            zero = has_init and _first_unmasked(ws, ids, has_mask, r, t, go_back) == t
-            for j in range(u):
-                ws[out + r * out_stride + j] = _ZERO if zero else ws[last + r * u + j]
-    if st_h >= 0:
-        for k in range(b * u):
-            ws[st_h + k] = ws[h + t * b * u + k]
-            if cell == LSTM:
-                ws[st_c + k] = ws[cs + t * b * u + k]
-
-
-@njit(**KERNEL)
-def _direction_backward(ws, gs, params, grads, b, training, c, go_back, flip_out, rate, rec_rate, x, ids, has_mask,
-                        init_h, init_c, acc_h, acc_c, w, base, out, out_stride, st_h, st_c, w_acc, frozen,
-                        need_dx, dx_acc):
-    """Backpropagation through time for one direction, from the gradients of its outputs at ``out``,
-    ``st_h`` and ``st_c`` in ``gs`` (laid out as ``_direction_forward`` wrote them): weight gradients into
-    ``grads`` (added with ``w_acc``), the input's into gs at x (added with ``dx_acc``), the initial
-    states' at ``init_h``/``init_c`` (added with ``acc_h``/``acc_c``)."""
-    cell, t, f, u = c[I_CELL], c[I_T], c[I_F], c[I_U]
-    act, rec, ret_seq, zero_out = c[I_ACT], c[I_REC_ACT], c[I_RETURN_SEQUENCES] != 0, c[I_ZERO_OUTPUT] != 0
-    use_bias, reset_after, sep_h = c[I_USE_BIAS] != 0, c[I_RESET_AFTER] != 0, c[I_H_SEPARATE] != 0
-    g = 1 if cell == SIMPLE_RNN else (4 if cell == LSTM else 3)
-    gu, nx = g * u, c[I_X_BLOCKS]
-    xw, bw = nx * f, gu // nx
-    xd, zx, gr, cs, h, dm, _, hr, rm, _ = _regions(c, b, base)
-    wr = w + f * gu
-    bias = wr + u * gu
-    drop = training and rate > _ZERO
-    rdrop = training and rec_rate > _ZERO and c[I_REC_MASK] != 0
-    has_init = init_h >= 0
-    for k in range((t + 1) * b * u):
-        gs[h + k] = _ZERO
-        if cell == LSTM:
-            gs[cs + k] = _ZERO
-    if ret_seq:         # the outputs the forward pass wrote as zeros pass no gradient on
-        for r in range(b):
-            lead = _first_unmasked(ws, ids, has_mask, r, t, go_back) if has_init else 0
-            for s in range(t):
-                t_in = t - 1 - s if go_back else s
-                o = t_in if flip_out else s
-                if s < lead or (zero_out and _masked(ws, ids, has_mask, r, t_in, t)):
-                    continue
-                src, hs = out + r * out_stride + o * u, h + (s + 1) * b * u + r * u
-                for j in range(u):
-                    gs[hs + j] = gs[src + j]
-    else:
-        last = h + t * b * u
-        for r in range(b):
-            if has_init and _first_unmasked(ws, ids, has_mask, r, t, go_back) == t:
-                continue
-            for j in range(u):
-                gs[last + r * u + j] = gs[out + r * out_stride + j]
-    if st_h >= 0:
-        for k in range(b * u):
-            gs[h + t * b * u + k] += gs[st_h + k]
-            if cell == LSTM:
-                gs[cs + t * b * u + k] += gs[st_c + k]
-    ab = np.array([_ONE, _ZERO], dtype=np.float32)
-    ab1 = np.array([_ONE, _ONE], dtype=np.float32)
-    # the recurrent products read these gradients: GRU's own, the gates' for the others
-    grec = gr if cell == GRU else zx
-    wrt = np.empty(gu * u, dtype=np.float32)
-    for k in range(u):
-        for j in range(gu):
-            wrt[j * u + k] = params[wr + k * gu + j]
-    tmp = np.empty(u, dtype=np.float32)
-    n_blocks = 2 if cell == GRU and not reset_after else g
-    for s in range(t - 1, -1, -1):
-        t_in = t - 1 - s if go_back else s
-        hp = h + s * b * u
-        hn = hp + b * u
-        zs = zx + s * b * gu
-        for r in range(b):
-            dz = zs + r * gu
-            if _masked(ws, ids, has_mask, r, t_in, t):
-                for j in range(u):
-                    gs[hp + r * u + j] += gs[hn + r * u + j]
-                if cell == LSTM:
-                    cp = cs + s * b * u + r * u
-                    for j in range(u):
-                        gs[cp + j] += gs[cp + b * u + j]
-                for j in range(gu):
-                    gs[dz + j] = _ZERO
-                    if cell == GRU:
-                        gs[gr + s * b * gu + r * gu + j] = _ZERO
-                continue
-            if cell == SIMPLE_RNN:
-                for j in range(u):
-                    gs[dz + j] = gs[hn + r * u + j] * _derivative(act, ws[dz + j])
-            elif cell == LSTM:
-                cp = cs + s * b * u + r * u
-                gate, dgate = ws[dz:dz + gu], gs[dz:dz + gu]
-                c_prev, c_new = ws[cp:cp + u], ws[cp + b * u:cp + b * u + u]
-                dc_prev, dc_new = gs[cp:cp + u], gs[cp + b * u:cp + b * u + u]
-                dh_new = gs[hn + r * u:hn + (r + 1) * u]
-                for j in range(u):
-                    i_, f_, g_, o_ = gate[j], gate[u + j], gate[2 * u + j], gate[3 * u + j]
-                    ac = _act(act, c_new[j])
-                    dh = dh_new[j]
-                    dc = dc_new[j] + dh * o_ * _derivative(act, ac)
-                    dgate[j] = dc * g_ * _derivative(rec, i_)
-                    dgate[u + j] = dc * c_prev[j] * _derivative(rec, f_)
-                    dgate[2 * u + j] = dc * i_ * _derivative(act, g_)
-                    dgate[3 * u + j] = dh * ac * _derivative(rec, o_)
-                    dc_prev[j] += dc * f_
-            else:
-                rr = gr + s * b * gu + r * gu
-                for j in range(u):
-                    z_, r_, hh = ws[dz + j], ws[dz + u + j], ws[dz + 2 * u + j]
-                    dh = gs[hn + r * u + j]
-                    d_hh = dh * (_ONE - z_) * _derivative(act, hh)
-                    gs[dz + j] = dh * (ws[hp + r * u + j] - hh) * _derivative(rec, z_)
-                    gs[rr + j] = gs[dz + j]
-                    gs[dz + 2 * u + j] = d_hh
-                    gs[hp + r * u + j] += dh * z_
-                    if reset_after:
-                        d_r = d_hh * ws[rr + 2 * u + j] * _derivative(rec, r_)
-                        gs[dz + u + j] = d_r
-                        gs[rr + u + j] = d_r
-                        gs[rr + 2 * u + j] = d_hh * r_
-                    else:
-                        gs[rr + 2 * u + j] = d_hh
-                if not reset_after:
-                    # rh = (r * h_prev * mask) Wr[:, 2U:]: its input's gradient goes to r and to h_prev
-                    for k in range(u):
-                        tmp[k] = _ZERO
-                    for j in range(u):
-                        gj = gs[rr + 2 * u + j]
-                        wj = wrt[(2 * u + j) * u:(2 * u + j + 1) * u]
-                        for k in range(u):
-                            tmp[k] += gj * wj[k]
-                    for k in range(u):
-                        r_ = ws[dz + u + k]
-                        m = ws[rm + r * gu + 2 * u + k] if rdrop else _ONE
-                        d_r = tmp[k] * ws[hp + r * u + k] * m * _derivative(rec, r_)
-                        gs[dz + u + k] = d_r
-                        gs[rr + u + k] = d_r
-                        gs[hp + r * u + k] += tmp[k] * r_ * m
-        if s > 0 or has_init:   # without initial states H[0] is zero: its gradient is not needed
-            if sep_h:
-                for k in range(n_blocks):
-                    _block_product_back(gs, grec + s * b * gu + k * u, gu, wrt, k * u, hp, b, u, u, ws, rm + k * u,
-                                        rdrop, tmp)
-            else:
-                _block_product_back(gs, grec + s * b * gu, gu, wrt, 0, hp, b, u, gu, ws, rm, False, tmp)
-    if not frozen:
-        wab = ab1 if w_acc else ab
-        for k in range(nx):
-            gemm(True, False, f, bw, t * b, wab, ws, xd + k * f, xw, gs, zx + k * bw, gu, grads, w + k * bw, gu)
-        if sep_h:
-            for k in range(g):
-                gemm(True, False, u, u, t * b, wab, ws, hr + k * u, gu, gs, grec + k * u, gu, grads, wr + k * u, gu)
-        else:
-            gemm(True, False, u, gu, t * b, wab, ws, h, u, gs, grec, gu, grads, wr, gu)
-        if use_bias:
-            rec_bias = cell == GRU and reset_after
-            nb = 2 * gu if rec_bias else gu
-            if not w_acc:
-                for j in range(nb):
-                    grads[bias + j] = _ZERO
-            db, db_rec = grads[bias:bias + gu], grads[bias + gu:bias + nb]     # slices: the loops vectorise
-            for k in range(t * b):
-                g_in = gs[zx + k * gu:zx + (k + 1) * gu]
-                for j in range(gu):
-                    db[j] += g_in[j]
-                if rec_bias:
-                    g_rec = gs[gr + k * gu:gr + (k + 1) * gu]
-                    for j in range(gu):
-                        db_rec[j] += g_rec[j]
-    if need_dx:
-        for k in range(nx):
-            gemm(False, True, t * b, f, bw, ab, gs, zx + k * bw, gu, params, w + k * bw, gu, gs, xd + k * f, xw)
+def _directions(cell, name):
+    """The forward and backward functions of one direction of a layer of ``cell`` (SIMPLE_RNN, LSTM,
+    GRU), signatures DIRECTION_FORWARD_SIG and DIRECTION_BACKWARD_SIG, which the op's functions
+    call through the addresses at I_FORWARD_FN and I_BACKWARD_FN. The cell is a constant of each
+    closure (Numba's cache keys a closure by the values it captures), so Numba prunes the other
+    cells' branches before it types anything: a model compiles only its own cells' code. They are
+    named ``direction_forward_<name>`` and ``direction_backward_<name>``, module-level names below,
+    so that a compile worker finds them (``prebuild.share``) and caches keep them apart."""
+    def direction_forward(ws, params, b, training, c, go_back, flip_out, rate, rec_rate, x, ids, has_mask,
+                           init_h, init_c, w, base, out, out_stride, st_h, st_c):
+        """One direction over the b sequences at x (b, T, F), ``c`` the op's integer constants. Writes its
+        output, (T, U) or (U,) per sample, at ``out`` (rows every ``out_stride``; ``flip_out``: sequence
+        outputs in input order) and, with ``st_h`` >= 0, its final h (b, U) at ``st_h`` (and an LSTM's c
+        at ``st_c``). ``init_h``/``init_c``: the initial states' positions, or -1 for zeros."""
+        t, f, u = c[I_T], c[I_F], c[I_U]
+        act, rec, ret_seq, zero_out = c[I_ACT], c[I_REC_ACT], c[I_RETURN_SEQUENCES] != 0, c[I_ZERO_OUTPUT] != 0
+        use_bias, reset_after, sep_h = c[I_USE_BIAS] != 0, c[I_RESET_AFTER] != 0, c[I_H_SEPARATE] != 0
+        g = 1 if cell == SIMPLE_RNN else (4 if cell == LSTM else 3)
+        gu, nx = g * u, c[I_X_BLOCKS]
+        xw, bw = nx * f, gu // nx          # input row width, gate columns per input block
+        xd, zx, gr, cs, h, dm, _, hr, rm, _ = _regions(c, b, base)
+        wr = w + f * gu
+        bias = wr + u * gu
+        drop = training and rate > _ZERO
+        rdrop = training and rec_rate > _ZERO and c[I_REC_MASK] != 0
+        has_init = init_h >= 0
+        if drop:
+            draw_mask(ws[dm:dm + b * xw], rate)
+        if rdrop:
+            draw_mask(ws[rm:rm + b * gu], rec_rate)
         for s in range(t):
             t_in = t - 1 - s if go_back else s
             for r in range(b):
-                src = xd + (s * b + r) * xw
-                dst = x + (r * t + t_in) * f
-                for j in range(f):
-                    v = _ZERO
-                    for k in range(nx):
-                        v += gs[src + k * f + j] * ws[dm + r * xw + k * f + j] if drop else gs[src + k * f + j]
-                    gs[dst + j] = gs[dst + j] + v if dx_acc else v
-        if has_init:
+                src = x + (r * t + t_in) * f
+                dst = xd + (s * b + r) * xw
+                for k in range(nx):
+                    for j in range(f):
+                        ws[dst + k * f + j] = ws[src + j] * ws[dm + r * xw + k * f + j] if drop else ws[src + j]
+        ab = np.array([_ONE, _ZERO], dtype=np.float32)
+        for k in range(nx):
+            gemm(False, False, t * b, bw, f, ab, ws, xd + k * f, xw, params, w + k * bw, gu, ws, zx + k * bw, gu)
+        if use_bias:
+            for k in range(t * b):
+                row = zx + k * gu
+                for j in range(gu):
+                    ws[row + j] += params[bias + j]
+        for k in range(b * u):
+            ws[h + k] = ws[init_h + k] if has_init else _ZERO
+            if cell == LSTM:
+                ws[cs + k] = ws[init_c + k] if has_init else _ZERO
+        # GRU with reset_after=False multiplies its hh block's recurrent input by r: done per row below
+        n_blocks = 2 if cell == GRU and not reset_after else g
+        for s in range(t):
+            t_in = t - 1 - s if go_back else s
+            hp = h + s * b * u          # H[s]: the state before this step
+            hn = hp + b * u             # H[s + 1]
+            zs = zx + s * b * gu
+            hrs = hr + s * b * gu
+            target = gr + s * b * gu if cell == GRU else zs
+            if cell == GRU:
+                for r in range(b):
+                    for j in range(gu):
+                        ws[target + r * gu + j] = params[bias + gu + j] if use_bias and reset_after else _ZERO
+            if sep_h:
+                for r in range(b):
+                    for k in range(g):
+                        for j in range(u):
+                            m = ws[rm + r * gu + k * u + j] if rdrop else _ONE
+                            ws[hrs + r * gu + k * u + j] = ws[hp + r * u + j] * m
+                if s > 0 or has_init:
+                    for k in range(n_blocks):
+                        _block_product(ws, hrs + k * u, gu, params, wr + k * u, gu, target + k * u, gu, b, u, u)
+            elif s > 0 or has_init:
+                _block_product(ws, hp, u, params, wr, gu, target, gu, b, u, gu)
+            # every row is computed (branch-free loops vectorize); masked rows are put back below
+            if cell == SIMPLE_RNN:
+                for r in range(b):
+                    _activate(act, ws, zs + r * gu, u)
+                    for j in range(u):
+                        ws[hn + r * u + j] = ws[zs + r * gu + j]
+            elif cell == LSTM:
+                cp, cn = cs + s * b * u, cs + (s + 1) * b * u
+                for r in range(b):
+                    z = zs + r * gu
+                    _activate(rec, ws, z, 2 * u)
+                    _activate(act, ws, z + 2 * u, u)
+                    _activate(rec, ws, z + 3 * u, u)
+                    i_, f_ = ws[z:z + u], ws[z + u:z + 2 * u]
+                    g_, o_ = ws[z + 2 * u:z + 3 * u], ws[z + 3 * u:z + 4 * u]
+                    c_prev, c_new = ws[cp + r * u:cp + (r + 1) * u], ws[cn + r * u:cn + (r + 1) * u]
+                    h_new = ws[hn + r * u:hn + (r + 1) * u]
+                    for j in range(u):
+                        cv = f_[j] * c_prev[j] + i_[j] * g_[j]
+                        c_new[j] = cv
+                        h_new[j] = o_[j] * _act(act, cv)
+            else:
+                for r in range(b):
+                    zr = ws[zs + r * gu:zs + (r + 1) * gu]
+                    rr = ws[target + r * gu:target + (r + 1) * gu]
+                    h_prev, h_new = ws[hp + r * u:hp + (r + 1) * u], ws[hn + r * u:hn + (r + 1) * u]
+                    for j in range(2 * u):
+                        zr[j] = _act(rec, zr[j] + rr[j])
+                    if not reset_after:    # rh = (r * h_prev) Wr[:, 2U:]
+                        hh_in = ws[hrs + r * gu + 2 * u:hrs + (r + 1) * gu]
+                        for j in range(u):
+                            hh_in[j] *= zr[u + j]
+                        for k in range(u):
+                            hk = hh_in[k]
+                            wk = params[wr + k * gu + 2 * u:wr + (k + 1) * gu]
+                            for j in range(u):
+                                rr[2 * u + j] += hk * wk[j]
+                        for j in range(u):
+                            zr[2 * u + j] = _act(act, zr[2 * u + j] + rr[2 * u + j])
+                    else:
+                        for j in range(u):
+                            zr[2 * u + j] = _act(act, zr[2 * u + j] + zr[u + j] * rr[2 * u + j])
+                    for j in range(u):
+                        h_new[j] = zr[j] * h_prev[j] + (_ONE - zr[j]) * zr[2 * u + j]
+            if has_mask:
+                for r in range(b):
+                    if _masked(ws, ids, has_mask, r, t_in, t):
+                        for j in range(u):
+                            ws[hn + r * u + j] = ws[hp + r * u + j]
+                        if cell == LSTM:
+                            cp = cs + s * b * u + r * u
+                            for j in range(u):
+                                ws[cp + b * u + j] = ws[cp + j]
+        # Keras outputs at a masked step the previous step's output, zeros before the first unmasked
+        # step: the carried h, except where given initial states are carried over leading masked steps.
+        if ret_seq:
+            for r in range(b):
+                lead = _first_unmasked(ws, ids, has_mask, r, t, go_back) if has_init else 0
+                for s in range(t):
+                    t_in = t - 1 - s if go_back else s
+                    o = t_in if flip_out else s
+                    zero = s < lead or (zero_out and _masked(ws, ids, has_mask, r, t_in, t))
+                    dst, hs = out + r * out_stride + o * u, h + (s + 1) * b * u + r * u
+                    for j in range(u):
+                        ws[dst + j] = _ZERO if zero else ws[hs + j]
+        else:
+            last = h + t * b * u
+            for r in range(b):
+                zero = has_init and _first_unmasked(ws, ids, has_mask, r, t, go_back) == t
+                for j in range(u):
+                    ws[out + r * out_stride + j] = _ZERO if zero else ws[last + r * u + j]
+        if st_h >= 0:
             for k in range(b * u):
-                gs[init_h + k] = gs[init_h + k] + gs[h + k] if acc_h else gs[h + k]
+                ws[st_h + k] = ws[h + t * b * u + k]
                 if cell == LSTM:
-                    gs[init_c + k] = gs[init_c + k] + gs[cs + k] if acc_c else gs[cs + k]
+                    ws[st_c + k] = ws[cs + t * b * u + k]
+
+
+    def direction_backward(ws, gs, params, grads, b, training, c, go_back, flip_out, rate, rec_rate, x, ids,
+                            has_mask, init_h, init_c, acc_h, acc_c, w, base, out, out_stride, st_h, st_c, w_acc, frozen,
+                            need_dx, dx_acc):
+        """Backpropagation through time for one direction, from the gradients of its outputs at ``out``,
+        ``st_h`` and ``st_c`` in ``gs`` (laid out as ``_direction_forward`` wrote them): weight gradients into
+        ``grads`` (added with ``w_acc``), the input's into gs at x (added with ``dx_acc``), the initial
+        states' at ``init_h``/``init_c`` (added with ``acc_h``/``acc_c``)."""
+        t, f, u = c[I_T], c[I_F], c[I_U]
+        act, rec, ret_seq, zero_out = c[I_ACT], c[I_REC_ACT], c[I_RETURN_SEQUENCES] != 0, c[I_ZERO_OUTPUT] != 0
+        use_bias, reset_after, sep_h = c[I_USE_BIAS] != 0, c[I_RESET_AFTER] != 0, c[I_H_SEPARATE] != 0
+        g = 1 if cell == SIMPLE_RNN else (4 if cell == LSTM else 3)
+        gu, nx = g * u, c[I_X_BLOCKS]
+        xw, bw = nx * f, gu // nx
+        xd, zx, gr, cs, h, dm, _, hr, rm, _ = _regions(c, b, base)
+        wr = w + f * gu
+        bias = wr + u * gu
+        drop = training and rate > _ZERO
+        rdrop = training and rec_rate > _ZERO and c[I_REC_MASK] != 0
+        has_init = init_h >= 0
+        for k in range((t + 1) * b * u):
+            gs[h + k] = _ZERO
+            if cell == LSTM:
+                gs[cs + k] = _ZERO
+        if ret_seq:         # the outputs the forward pass wrote as zeros pass no gradient on
+            for r in range(b):
+                lead = _first_unmasked(ws, ids, has_mask, r, t, go_back) if has_init else 0
+                for s in range(t):
+                    t_in = t - 1 - s if go_back else s
+                    o = t_in if flip_out else s
+                    if s < lead or (zero_out and _masked(ws, ids, has_mask, r, t_in, t)):
+                        continue
+                    src, hs = out + r * out_stride + o * u, h + (s + 1) * b * u + r * u
+                    for j in range(u):
+                        gs[hs + j] = gs[src + j]
+        else:
+            last = h + t * b * u
+            for r in range(b):
+                if has_init and _first_unmasked(ws, ids, has_mask, r, t, go_back) == t:
+                    continue
+                for j in range(u):
+                    gs[last + r * u + j] = gs[out + r * out_stride + j]
+        if st_h >= 0:
+            for k in range(b * u):
+                gs[h + t * b * u + k] += gs[st_h + k]
+                if cell == LSTM:
+                    gs[cs + t * b * u + k] += gs[st_c + k]
+        ab = np.array([_ONE, _ZERO], dtype=np.float32)
+        ab1 = np.array([_ONE, _ONE], dtype=np.float32)
+        # the recurrent products read these gradients: GRU's own, the gates' for the others
+        grec = gr if cell == GRU else zx
+        wrt = np.empty(gu * u, dtype=np.float32)
+        for k in range(u):
+            for j in range(gu):
+                wrt[j * u + k] = params[wr + k * gu + j]
+        tmp = np.empty(u, dtype=np.float32)
+        n_blocks = 2 if cell == GRU and not reset_after else g
+        for s in range(t - 1, -1, -1):
+            t_in = t - 1 - s if go_back else s
+            hp = h + s * b * u
+            hn = hp + b * u
+            zs = zx + s * b * gu
+            for r in range(b):
+                dz = zs + r * gu
+                if _masked(ws, ids, has_mask, r, t_in, t):
+                    for j in range(u):
+                        gs[hp + r * u + j] += gs[hn + r * u + j]
+                    if cell == LSTM:
+                        cp = cs + s * b * u + r * u
+                        for j in range(u):
+                            gs[cp + j] += gs[cp + b * u + j]
+                    for j in range(gu):
+                        gs[dz + j] = _ZERO
+                        if cell == GRU:
+                            gs[gr + s * b * gu + r * gu + j] = _ZERO
+                    continue
+                if cell == SIMPLE_RNN:
+                    for j in range(u):
+                        gs[dz + j] = gs[hn + r * u + j] * _derivative(act, ws[dz + j])
+                elif cell == LSTM:
+                    cp = cs + s * b * u + r * u
+                    gate, dgate = ws[dz:dz + gu], gs[dz:dz + gu]
+                    c_prev, c_new = ws[cp:cp + u], ws[cp + b * u:cp + b * u + u]
+                    dc_prev, dc_new = gs[cp:cp + u], gs[cp + b * u:cp + b * u + u]
+                    dh_new = gs[hn + r * u:hn + (r + 1) * u]
+                    for j in range(u):
+                        i_, f_, g_, o_ = gate[j], gate[u + j], gate[2 * u + j], gate[3 * u + j]
+                        ac = _act(act, c_new[j])
+                        dh = dh_new[j]
+                        dc = dc_new[j] + dh * o_ * _derivative(act, ac)
+                        dgate[j] = dc * g_ * _derivative(rec, i_)
+                        dgate[u + j] = dc * c_prev[j] * _derivative(rec, f_)
+                        dgate[2 * u + j] = dc * i_ * _derivative(act, g_)
+                        dgate[3 * u + j] = dh * ac * _derivative(rec, o_)
+                        dc_prev[j] += dc * f_
+                else:
+                    rr = gr + s * b * gu + r * gu
+                    for j in range(u):
+                        z_, r_, hh = ws[dz + j], ws[dz + u + j], ws[dz + 2 * u + j]
+                        dh = gs[hn + r * u + j]
+                        d_hh = dh * (_ONE - z_) * _derivative(act, hh)
+                        gs[dz + j] = dh * (ws[hp + r * u + j] - hh) * _derivative(rec, z_)
+                        gs[rr + j] = gs[dz + j]
+                        gs[dz + 2 * u + j] = d_hh
+                        gs[hp + r * u + j] += dh * z_
+                        if reset_after:
+                            d_r = d_hh * ws[rr + 2 * u + j] * _derivative(rec, r_)
+                            gs[dz + u + j] = d_r
+                            gs[rr + u + j] = d_r
+                            gs[rr + 2 * u + j] = d_hh * r_
+                        else:
+                            gs[rr + 2 * u + j] = d_hh
+                    if not reset_after:
+                        # rh = (r * h_prev * mask) Wr[:, 2U:]: its input's gradient goes to r and to h_prev
+                        for k in range(u):
+                            tmp[k] = _ZERO
+                        for j in range(u):
+                            gj = gs[rr + 2 * u + j]
+                            wj = wrt[(2 * u + j) * u:(2 * u + j + 1) * u]
+                            for k in range(u):
+                                tmp[k] += gj * wj[k]
+                        for k in range(u):
+                            r_ = ws[dz + u + k]
+                            m = ws[rm + r * gu + 2 * u + k] if rdrop else _ONE
+                            d_r = tmp[k] * ws[hp + r * u + k] * m * _derivative(rec, r_)
+                            gs[dz + u + k] = d_r
+                            gs[rr + u + k] = d_r
+                            gs[hp + r * u + k] += tmp[k] * r_ * m
+            if s > 0 or has_init:   # without initial states H[0] is zero: its gradient is not needed
+                if sep_h:
+                    for k in range(n_blocks):
+                        _block_product_back(gs, grec + s * b * gu + k * u, gu, wrt, k * u, hp, b, u, u, ws, rm + k * u,
+                                            rdrop, tmp)
+                else:
+                    _block_product_back(gs, grec + s * b * gu, gu, wrt, 0, hp, b, u, gu, ws, rm, False, tmp)
+        if not frozen:
+            wab = ab1 if w_acc else ab
+            for k in range(nx):
+                gemm(True, False, f, bw, t * b, wab, ws, xd + k * f, xw, gs, zx + k * bw, gu, grads, w + k * bw, gu)
+            if sep_h:
+                for k in range(g):
+                    gemm(True, False, u, u, t * b, wab, ws, hr + k * u, gu, gs, grec + k * u, gu, grads, wr + k * u, gu)
+            else:
+                gemm(True, False, u, gu, t * b, wab, ws, h, u, gs, grec, gu, grads, wr, gu)
+            if use_bias:
+                rec_bias = cell == GRU and reset_after
+                nb = 2 * gu if rec_bias else gu
+                if not w_acc:
+                    for j in range(nb):
+                        grads[bias + j] = _ZERO
+                db, db_rec = grads[bias:bias + gu], grads[bias + gu:bias + nb]     # slices: the loops vectorise
+                for k in range(t * b):
+                    g_in = gs[zx + k * gu:zx + (k + 1) * gu]
+                    for j in range(gu):
+                        db[j] += g_in[j]
+                    if rec_bias:
+                        g_rec = gs[gr + k * gu:gr + (k + 1) * gu]
+                        for j in range(gu):
+                            db_rec[j] += g_rec[j]
+        if need_dx:
+            for k in range(nx):
+                gemm(False, True, t * b, f, bw, ab, gs, zx + k * bw, gu, params, w + k * bw, gu, gs, xd + k * f, xw)
+            for s in range(t):
+                t_in = t - 1 - s if go_back else s
+                for r in range(b):
+                    src = xd + (s * b + r) * xw
+                    dst = x + (r * t + t_in) * f
+                    for j in range(f):
+                        v = _ZERO
+                        for k in range(nx):
+                            v += gs[src + k * f + j] * ws[dm + r * xw + k * f + j] if drop else gs[src + k * f + j]
+                        gs[dst + j] = gs[dst + j] + v if dx_acc else v
+            if has_init:
+                for k in range(b * u):
+                    gs[init_h + k] = gs[init_h + k] + gs[h + k] if acc_h else gs[h + k]
+                    if cell == LSTM:
+                        gs[init_c + k] = gs[init_c + k] + gs[cs + k] if acc_c else gs[cs + k]
+
+    made = []
+    for fn in (direction_forward, direction_backward):
+        fn.__qualname__ = fn.__name__ = f"{fn.__name__}_{name}"
+        made.append(njit(**KERNEL)(fn))
+    return tuple(made)
+
+
+direction_forward_simple_rnn, direction_backward_simple_rnn = _directions(SIMPLE_RNN, "simple_rnn")
+direction_forward_lstm, direction_backward_lstm = _directions(LSTM, "lstm")
+direction_forward_gru, direction_backward_gru = _directions(GRU, "gru")
 
 
 @njit(cache=True, inline="always")
@@ -613,32 +637,39 @@ def _state_block(c, a, b, seq, d, s):
     return a + b * (seq + (d * ns + s) * c[I_U])
 
 
+_F1 = types.float32[::1]
+_I1 = types.int64[::1]
+_I64, _B, _F = types.int64, types.boolean, types.float32
+# ws, params, b, training, c, go_back, flip_out, rate, rec_rate, x, ids, has_mask, init_h, init_c, w, base, out,
+# out_stride, st_h, st_c
+DIRECTION_FORWARD_SIG = types.void(_F1, _F1, _I64, _B, _I1, _B, _B, _F, _F, _I64, _I64, _B, _I64, _I64, _I64, _I64,
+                                   _I64, _I64, _I64, _I64)
+# ws, gs, params, grads, b, training, c, go_back, flip_out, rate, rec_rate, x, ids, has_mask, init_h, init_c, acc_h,
+# acc_c, w, base, out, out_stride, st_h, st_c, w_acc, frozen, need_dx, dx_acc
+DIRECTION_BACKWARD_SIG = types.void(_F1, _F1, _F1, _F1, _I64, _B, _I1, _B, _B, _F, _F, _I64, _I64, _B, _I64, _I64, _B,
+                                    _B, _I64, _I64, _I64, _I64, _I64, _I64, _B, _B, _B, _B)
+_direction_forward_at = pointer_from_address(DIRECTION_FORWARD_SIG)
+_direction_backward_at = pointer_from_address(DIRECTION_BACKWARD_SIG)
+
+
 @njit(**KERNEL)
 def recurrent_forward(rec, ints, params, consts, grads, ws, gs, b, training):
     c, ids, has_mask, seq, t_out = _geometry(rec, ints, b)
-    u, dirs = c[I_U], c[I_DIRECTIONS]
+    u, dirs, mode = c[I_U], c[I_DIRECTIONS], c[I_MERGE]
     rate, rec_rate = consts[rec[P.AUX]], consts[rec[P.AUX] + 1]
     x = b * input_slot(rec, ints, 0)[0]
     a = b * rec[P.A_POS]
-    if dirs == 1:
-        init_h, init_c, _, _ = _state_inputs(rec, ints, c, b, 0)
-        _direction_forward(ws, params, b, training, c, c[I_GO_BACKWARDS] != 0, False, rate, rec_rate, x, ids,
-                           has_mask, init_h, init_c, rec[P.W_OFF], b * rec[P.Z_POS], a, seq,
-                           _state_block(c, a, b, seq, 0, 0), _state_block(c, a, b, seq, 0, 1))
-        return
-    n_w, n_s, mode = c[I_DIR_WEIGHTS], c[I_DIR_SCRATCH], c[I_MERGE]
     outs = np.empty(2, dtype=np.int64)
-    for d in range(2):
-        base = b * (rec[P.Z_POS] + d * n_s)
+    for d in range(dirs):
+        base = b * (rec[P.Z_POS] + d * c[I_DIR_SCRATCH])
         init_h, init_c, _, _ = _state_inputs(rec, ints, c, b, d)
-        if mode == NO_MERGE:    # each direction's sequences are an output of their own
-            outs[d] = a + b * d * t_out * u
-        else:
-            outs[d] = _regions(c, b, base)[6]
-        _direction_forward(ws, params, b, training, c, d == 1, d == 1, rate, rec_rate, x, ids, has_mask, init_h,
-                           init_c, rec[P.W_OFF] + d * n_w, base, outs[d], t_out * u,
-                           _state_block(c, a, b, seq, d, 0), _state_block(c, a, b, seq, d, 1))
-    if mode == NO_MERGE:
+        # the op's slot, or each direction's sequences an output of their own, or its own block to merge
+        outs[d] = a + b * d * t_out * u if dirs == 1 or mode == NO_MERGE else _regions(c, b, base)[6]
+        go_back = d == 1 if dirs == 2 else c[I_GO_BACKWARDS] != 0
+        call(_direction_forward_at(c[I_FORWARD_FN]), ws, params, b, training, c, go_back, d == 1, rate, rec_rate, x,
+             ids, has_mask, init_h, init_c, rec[P.W_OFF] + d * c[I_DIR_WEIGHTS], base, outs[d], t_out * u,
+             _state_block(c, a, b, seq, d, 0), _state_block(c, a, b, seq, d, 1))
+    if dirs == 1 or mode == NO_MERGE:
         return
     rows = b * t_out
     for r in range(rows):
@@ -679,18 +710,11 @@ def recurrent_backward(rec, ints, params, consts, grads, ws, gs, b, training):
             lo, size = (o * (seq // n_seq), seq // n_seq) if o < n_seq else (seq + (o - n_seq) * u, u)
             for k in range(b * size):
                 gs[a + b * lo + k] = _ZERO
-    if dirs == 1:
-        init_h, init_c, acc_h, acc_c = _state_inputs(rec, ints, c, b, 0)
-        _direction_backward(ws, gs, params, grads, b, training, c, c[I_GO_BACKWARDS] != 0, False, rate, rec_rate, x,
-                            ids, has_mask, init_h, init_c, acc_h, acc_c, rec[P.W_OFF], b * rec[P.Z_POS], a, seq,
-                            _state_block(c, a, b, seq, 0, 0), _state_block(c, a, b, seq, 0, 1), w_acc, frozen,
-                            need_dx, acc)
-        return
-    n_w, n_s = c[I_DIR_WEIGHTS], c[I_DIR_SCRATCH]
     outs = np.empty(2, dtype=np.int64)
-    for d in range(2):
-        outs[d] = a + b * d * t_out * u if mode == NO_MERGE else _regions(c, b, b * (rec[P.Z_POS] + d * n_s))[6]
-    if mode != NO_MERGE:
+    for d in range(dirs):
+        outs[d] = a + b * d * t_out * u if dirs == 1 or mode == NO_MERGE else \
+            _regions(c, b, b * (rec[P.Z_POS] + d * c[I_DIR_SCRATCH]))[6]
+    if dirs == 2 and mode != NO_MERGE:
         for r in range(b * t_out):
             p, q = outs[0] + r * u, outs[1] + r * u
             for j in range(u):
@@ -705,12 +729,13 @@ def recurrent_backward(rec, ints, params, consts, grads, ws, gs, b, training):
                         gs[p + j], gs[q + j] = ga * ws[q + j], ga * ws[p + j]
                     else:
                         gs[p + j], gs[q + j] = ga * _HALF, ga * _HALF
-    for d in range(2):
+    for d in range(dirs):
         init_h, init_c, acc_h, acc_c = _state_inputs(rec, ints, c, b, d)
-        _direction_backward(ws, gs, params, grads, b, training, c, d == 1, d == 1, rate, rec_rate, x, ids, has_mask,
-                            init_h, init_c, acc_h, acc_c, rec[P.W_OFF] + d * n_w, b * (rec[P.Z_POS] + d * n_s),
-                            outs[d], t_out * u, _state_block(c, a, b, seq, d, 0), _state_block(c, a, b, seq, d, 1),
-                            w_acc, frozen, need_dx, acc or d == 1)
+        go_back = d == 1 if dirs == 2 else c[I_GO_BACKWARDS] != 0
+        call(_direction_backward_at(c[I_BACKWARD_FN]), ws, gs, params, grads, b, training, c, go_back, d == 1, rate,
+             rec_rate, x, ids, has_mask, init_h, init_c, acc_h, acc_c, rec[P.W_OFF] + d * c[I_DIR_WEIGHTS],
+             b * (rec[P.Z_POS] + d * c[I_DIR_SCRATCH]), outs[d], t_out * u, _state_block(c, a, b, seq, d, 0),
+             _state_block(c, a, b, seq, d, 1), w_acc, frozen, need_dx, acc or d == 1)
 
 
 def has_dropout(rec, consts):
@@ -730,4 +755,10 @@ def cuda_refusal(rec, ints):
     return None
 
 
-RECURRENT = register("Recurrent", recurrent_forward, recurrent_backward, on_cuda=True, cuda_refusal=cuda_refusal)
+# The op kind of each cell (SIMPLE_RNN, LSTM, GRU): the op's functions are the same for every cell,
+# the direction functions the cell's own.
+KINDS = tuple(register(name, recurrent_forward, recurrent_backward, on_cuda=True, cuda_refusal=cuda_refusal,
+                       linked=((forward, DIRECTION_FORWARD_SIG), (backward, DIRECTION_BACKWARD_SIG)))
+              for name, forward, backward in (("SimpleRNN", direction_forward_simple_rnn, direction_backward_simple_rnn),
+                                              ("LSTM", direction_forward_lstm, direction_backward_lstm),
+                                              ("GRU", direction_forward_gru, direction_backward_gru)))
