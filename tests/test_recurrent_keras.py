@@ -545,3 +545,38 @@ def test_keras_loads_the_masked_files_fastnn_writes(tmp_path):
     theirs = json.loads(run.stdout.strip().splitlines()[-1])
     for name, pred in ours.items():
         np.testing.assert_allclose(np.asarray(theirs[name], np.float32), pred, atol=2e-6, err_msg=name)
+
+
+def test_an_integer_input_of_token_ids_loads_predicts_and_saves_as_keras_does(tmp_path):
+    """A text model whose Input declares int32 token ids (``keras.Input(shape=(12,), dtype="int32")``,
+    as the text chapters write it), trained and saved by Keras: fastnn loads it, predicts what
+    Keras predicted, and writes the dtype back into its own file; a model built so trains exactly
+    as one whose Input is float32 (the ids are held as float32 either way)."""
+    import zipfile
+    ref = np.load(HERE / "int_input_reference.npz")
+    model = keras.models.load_model(HERE / "models" / "int_input_lstm.keras")
+    assert model.inputs[0].dtype == "int32"
+    predictions = model.predict(ref["ids"], verbose=0)
+    np.testing.assert_allclose(predictions, ref["predictions"], atol=2e-6)
+    model.save(tmp_path / "again.keras")
+    with zipfile.ZipFile(tmp_path / "again.keras") as z:
+        layers = json.loads(z.read("config.json"))["config"]["layers"]
+    assert [layer["config"]["dtype"] for layer in layers if layer["class_name"] == "InputLayer"] == ["int32"]
+    assert np.array_equal(keras.models.load_model(tmp_path / "again.keras").predict(ref["ids"], verbose=0),
+                          predictions)
+
+    def trained(dtype):
+        keras.utils.set_random_seed(0)
+        inp = keras.Input(shape=(12,), dtype=dtype)
+        m = keras.Model(inp, L.Dense(1, activation="sigmoid")(L.LSTM(4)(L.Embedding(50, 8, mask_zero=True)(inp))))
+        m.compile(optimizer="adam", loss="binary_crossentropy")
+        m.fit(ref["ids"], ref["y"], epochs=1, batch_size=16, verbose=0)
+        return m.get_weights()
+    for a, b in zip(trained(np.int64), trained(None)):
+        assert np.array_equal(a, b)
+
+
+@pytest.mark.parametrize("dtype", ["float64", "bool", "string", "float16"])
+def test_an_input_of_another_dtype_is_refused_by_name(dtype):
+    with pytest.raises(ValueError, match=f"dtype '{dtype}' is not supported"):
+        keras.Input(shape=(3,), dtype=dtype)

@@ -264,6 +264,8 @@ def test_a_rejected_compile_keeps_the_optimizer_and_its_state(trained, kwargs, e
     (lambda: keras.layers.Dense(3, name=""), r"Layer name must be a non-empty string"),
     (lambda: keras.layers.Input(shape=(-1, 4)), r"input_shape must be a tuple of positive integers"),
     (lambda: keras.layers.Input(), r"Input needs a shape"),
+    (lambda: keras.layers.Input(shape=(None,), dtype="int64"), r"input_shape \(None,\): fastnn needs every "
+                                                               r"dimension's size .*pad_sequences"),
     (lambda: keras.layers.Activation("sofmax"), r"Unknown activation 'sofmax'"),
     (lambda: keras.layers.Dropout(1.0), r"Dropout rate must be a number in \[0, 1\), got rate=1.0"),
     (lambda: keras.layers.Dropout(-0.5), r"Dropout rate must be a number in \[0, 1\), got rate=-0.5"),

@@ -172,6 +172,9 @@ def normalize_shape(shape, what="input_shape"):
         shape = tuple(shape)
     except TypeError:
         raise ValueError(f"{what} must be a tuple of positive integers, got {shape!r}") from None
+    if any(d is None for d in shape):
+        raise ValueError(f"{what} {shape!r}: fastnn needs every dimension's size (variable-length "
+                         "sequences: pad them to one length with keras.utils.pad_sequences and give it)")
     out = []
     for d in shape:
         if isinstance(d, bool) or not isinstance(d, (int, np.integer)) or d <= 0:

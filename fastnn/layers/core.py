@@ -8,47 +8,71 @@ from ..kernels import program as P
 from .base import Layer, Op, check_float32, normalize_shape
 
 
+# Integer inputs (token ids, counts, as text models declare them) are held as float32 like every value,
+# which is exact up to 2**24: an Embedding checks its ids are whole numbers below its input_dim.
+INTEGER_DTYPES = ("int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64")
+
+
+def input_dtype(dtype, what):
+    """The dtype name an input declares: "float32" (for None or float32) or one of INTEGER_DTYPES (a
+    name, a NumPy dtype or a Keras DTypePolicy dict of one); refuses others."""
+    name = dtype
+    if isinstance(dtype, dict) and isinstance(dtype.get("config"), dict):
+        name = dtype["config"].get("name")
+    elif dtype is not None and not isinstance(dtype, str):
+        try:
+            name = np.dtype(dtype).name
+        except TypeError:
+            pass
+    if name in INTEGER_DTYPES:
+        return name
+    check_float32(dtype, what)
+    return "float32"
+
+
 class InputLayer(Layer):
-    """Declares the per-sample input shape; ``Input(shape=...)`` makes one."""
+    """Declares the per-sample input shape (and dtype: "float32", or an integer dtype for token ids,
+    held as float32); ``Input(shape=...)`` makes one."""
     keras_build_config = False
 
-    def __init__(self, shape=None, batch_size=None, name=None, input_shape=None, batch_shape=None, **kwargs):
+    def __init__(self, shape=None, batch_size=None, name=None, input_shape=None, batch_shape=None, dtype=None,
+                 **kwargs):
         if shape is None:
             shape = input_shape if input_shape is not None else (batch_shape[1:] if batch_shape else None)
         if shape is None:
             raise ValueError("Input needs a shape, e.g. Input(shape=(784,))")
         super().__init__(name=name, input_shape=shape, **kwargs)
         self.shape = self._input_shape_arg
+        self.input_dtype = input_dtype(dtype, "Input")
         from .node import KerasTensor, Node
-        tensor = KerasTensor((None, *self.shape), name=self.name)
+        tensor = KerasTensor((None, *self.shape), name=self.name, dtype=self.input_dtype)
         tensor._keras_history = (self, 0, 0)
         self._inbound_nodes.append(Node(self, [], [tensor]))
         self.input_shape = self.output_shape = self.shape
         self.built = True
 
     def get_config(self):
-        return {"batch_shape": [None, *self.shape], "dtype": "float32", "sparse": False, "ragged": False,
+        return {"batch_shape": [None, *self.shape], "dtype": self.input_dtype, "sparse": False, "ragged": False,
                 "name": self.name, "optional": False}
 
     @classmethod
     def from_config(cls, config):
         config = dict(config)
         what = f"InputLayer {config.get('name')!r}"
-        check_float32(config.pop("dtype", None), what)
+        dtype = input_dtype(config.pop("dtype", None), what)
         for key in ("sparse", "ragged", "optional"):
             if config.pop(key, False):
                 raise ValueError(f"{what}: {key} inputs are not supported")
         bs = config.pop("batch_shape", None) or config.pop("batch_input_shape", None)
         if not isinstance(bs, (list, tuple)) or len(bs) < 2:
             raise ValueError(f"{what}: batch_shape must be a list [None, *shape], got {bs!r}")
-        return cls(shape=tuple(bs[1:]), name=config.get("name"))
+        return cls(shape=tuple(bs[1:]), name=config.get("name"), dtype=dtype)
 
 
 def Input(shape=None, batch_size=None, name=None, dtype=None, batch_shape=None, **kwargs):
     """Keras's ``Input``: a symbolic tensor of per-sample ``shape``, the start
     of a functional model (or of a Sequential: ``model.add(Input(...))``)."""
-    check_float32(dtype, "Input")
-    return InputLayer(shape=shape, name=name, batch_shape=batch_shape).output
+    return InputLayer(shape=shape, name=name, batch_shape=batch_shape, dtype=dtype).output
 
 
 class Flatten(Layer):
