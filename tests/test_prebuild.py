@@ -103,7 +103,7 @@ def filled(tmp_path_factory):
     from fastnn.kernels import prebuild
     cache, claims = tmp_path_factory.mktemp("cache"), tmp_path_factory.mktemp("claims")
     # done with its list, the worker reads job file names from its stdin: none here
-    worker = subprocess.run([sys.executable, "-c", prebuild._BOOT, os.path.join(ROOT, "fastnn"), str(claims)],
+    worker = subprocess.run([sys.executable, "-c", prebuild._BOOT, os.path.join(ROOT, "fastnn"), str(claims), "1"],
                             stdin=subprocess.DEVNULL, capture_output=True, text=True, env=_env(cache, 0), cwd=ROOT,
                             timeout=600)
     assert worker.returncode == 0, worker.stderr[-3000:]
@@ -341,3 +341,32 @@ def test_a_part_the_worker_holds_is_never_compiled_by_this_process_which_waits_f
     assert result["functions"][held] == ["worker", 0, 1]    # waited for, then loaded from the cache
     for name in result["shared"][:-1]:
         assert result["functions"][name] == ["main", 1, 0], name     # the rest: compiled here, once
+
+
+@pytest.mark.parametrize("own_jobs", [False, True])
+def test_a_worker_for_a_models_new_kinds_takes_the_biggest_first(own_jobs, tmp_path, monkeypatch):
+    """A worker with no jobs of its own (started for a model's new kinds) builds the shared functions
+    biggest bytecode first, so the first process, which takes them in the model's order, is not
+    left waiting for a big one at the end; an import-time worker takes them from the end as given
+    (and its own jobs between job files)."""
+    import io
+    import pickle
+    from fastnn.kernels import prebuild
+    from fastnn.kernels.cpu import engine
+    from fastnn.kernels.kinds import conv
+    given = [(engine.backward, engine._BACKWARD_SIG), (conv.conv_backward_part, None), (engine.forward, None),
+             (conv.conv_forward_part, None)]
+    with open(tmp_path / "jobs-0", "wb") as f:
+        pickle.dump([(d.py_func.__module__, d.py_func.__qualname__, sig) for d, sig in given], f)
+    built = []
+    monkeypatch.setattr(prebuild, "_build", lambda directory, dispatcher, sig: built.append(dispatcher))
+    monkeypatch.setattr(prebuild, "_jobs", lambda: [(engine.seed_kernels, None)])
+    monkeypatch.setattr(sys, "stdin", io.StringIO("jobs-0\n"))
+    prebuild.work(str(tmp_path), own_jobs=own_jobs)
+    shared = [d for d, _ in given]
+    if own_jobs:
+        assert [d for d in built if d is not engine.seed_kernels] == shared[::-1] and engine.seed_kernels in built
+    else:
+        sizes = [len(d.py_func.__code__.co_code) for d in built]
+        assert sorted(built, key=lambda d: -len(d.py_func.__code__.co_code)) == built and len(set(sizes)) == 4
+        assert built[0] is conv.conv_backward_part and built != shared[::-1]
