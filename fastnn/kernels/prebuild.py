@@ -14,8 +14,8 @@ signature, whose name goes down the worker's stdin); the worker takes them
 from the end, before the rest of its own list (needed only after them), or,
 with no list of its own left (a worker started for a model's new kinds), the
 biggest first, while this process takes them in order, and waits on its stdin
-for more until this process closes it or is gone. This process loads the worker's results from
-the cache instead of compiling them.
+for more until this process closes it or is gone. This process loads the
+worker's results from the cache instead of compiling them.
 
 Who compiles a function is decided once per function: the first process to
 create its claim file (in a directory private to this process and its worker)
@@ -371,12 +371,11 @@ def work(directory, own_jobs=True):
 
 
 def _bytecode_size(job):
-    """The size of a shared job's Python bytecode: a rough measure of its compile time. A worker
-    started for a model's new kinds takes the biggest first, so that the first process, which
-    compiles them in the model's order, does not end waiting for a big one the worker took last
-    (a CNN after an MLP: the first step 15.7 -> 13.5 s; the text chapter's LSTM 20.3 -> 17.3). An
-    import-time worker keeps the given order: with its own jobs to interleave, the biggest first
-    cost the CNN's first run on an empty cache 17.7-18.0 -> 19.1-19.8 s."""
+    """The size of a shared job's Python bytecode: a rough measure of its compile time. A worker with
+    no jobs of its own takes the biggest first, so that the first process, which compiles the
+    model's functions in order, does not end up waiting for a big one the worker took last. An
+    import-time worker keeps the given order, interleaved with its own jobs: there the biggest
+    first made the first run slower (figures in the commit that made this choice)."""
     dispatcher = job[0]
     return len(dispatcher.py_func.__code__.co_code) if dispatcher is not None else 0
 

@@ -76,8 +76,8 @@ ones; H and C: the states' gradients).
 
 Each cell is a kind of its own (``KINDS``): the op's functions are shared, and they call the cell's
 own direction functions (``_directions``: the cell a constant there, so Numba compiles only that
-cell's code, about 7-8 s each instead of 23-26 for all three) through the addresses the program
-builder writes at I_FORWARD_FN and I_BACKWARD_FN.
+cell's code, in about a third of the time the three cells' together took) through the addresses the
+program builder writes at I_FORWARD_FN and I_BACKWARD_FN.
 
 The products over all T * b rows go through SGEMM; the small one each step
 (b x U @ U x G*U) and the gate activations are written-out loops that
@@ -90,8 +90,8 @@ from numba import njit, types
 from .. import program as P
 from ..cpu.activations import LINEAR, RELU, SIGMOID, TANH
 from ..cpu.blas import gemm
-from ..cpu.pointers import call, pointer_from_address
 from ..cpu.dropout_masks import draw_mask
+from ..cpu.pointers import call, pointer_from_address
 from . import KERNEL, input_slot, register
 
 SIMPLE_RNN, LSTM, GRU = range(3)
@@ -408,12 +408,11 @@ def _directions(cell, name):
                 if cell == LSTM:
                     ws[st_c + k] = ws[cs + t * b * u + k]
 
-
     def direction_backward(ws, gs, params, grads, b, training, c, go_back, flip_out, rate, rec_rate, x, ids,
                             has_mask, init_h, init_c, acc_h, acc_c, w, base, out, out_stride, st_h, st_c, w_acc, frozen,
                             need_dx, dx_acc):
         """Backpropagation through time for one direction, from the gradients of its outputs at ``out``,
-        ``st_h`` and ``st_c`` in ``gs`` (laid out as ``_direction_forward`` wrote them): weight gradients into
+        ``st_h`` and ``st_c`` in ``gs`` (laid out as ``direction_forward`` wrote them): weight gradients into
         ``grads`` (added with ``w_acc``), the input's into gs at x (added with ``dx_acc``), the initial
         states' at ``init_h``/``init_c`` (added with ``acc_h``/``acc_c``)."""
         t, f, u = c[I_T], c[I_F], c[I_U]
