@@ -230,9 +230,11 @@ y = np.arange(32) % 3
 keras.utils.set_random_seed(0)
 model = keras.Sequential([keras.Input(shape=(8, 8, 1)), {layers}, keras.layers.Flatten(),
                           keras.layers.Dense(3, activation="softmax")])
-model.compile(loss="sparse_categorical_crossentropy", optimizer="adam", metrics=["accuracy"])
+model.compile(loss="sparse_categorical_crossentropy", optimizer={optimizer}, metrics=["accuracy"])
+worker_at_compile = prebuild._run is not None
 model.fit(x, y, epochs=1, batch_size=16, verbose=0)
 proba = model.predict(x, verbose=0)
+from fastnn.kernels.cpu.optimizers import adam
 functions = {{}}
 for module, qualname in shared():
     d, claim = prebuild._resolve(module, qualname), os.path.join(prebuild._run.directory, module + "." + qualname)
@@ -240,7 +242,8 @@ for module, qualname in shared():
                                           sum(d.stats.cache_misses.values()), sum(d.stats.cache_hits.values())]
 print(json.dumps({{"weights": [w.ravel().tolist() for w in model.get_weights()], "proba": proba.tolist(),
                   "started": prebuild.started(), "shared": list(functions), "functions": functions,
-                  "waited": bool(globals().get("waited"))}}))
+                  "waited": bool(globals().get("waited")), "worker_at_compile": worker_at_compile,
+                  "adam": [sum(adam.stats.cache_misses.values()), sum(adam.stats.cache_hits.values())]}}))
 """
 _CONV = 'keras.layers.Conv2D(4, 3, activation="relu", padding="same"), keras.layers.MaxPooling2D(2)'
 _POOL = 'keras.layers.MaxPooling2D(2)'
@@ -287,8 +290,8 @@ prebuild.share = share_and_hold
 """
 
 
-def _fit_parts(cache, workers, layers, after_share=""):
-    script = _PARTS_FIT.format(layers=layers, after_share=textwrap.dedent(after_share))
+def _fit_parts(cache, workers, layers, after_share="", optimizer='"adam"'):
+    script = _PARTS_FIT.format(layers=layers, after_share=textwrap.dedent(after_share), optimizer=optimizer)
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=_env(cache, workers),
                          cwd=ROOT, timeout=600)
     assert out.returncode == 0, out.stderr[-3000:]
@@ -316,6 +319,32 @@ def test_a_conv_models_parts_are_built_by_the_worker_and_loaded_with_identical_r
     # The worker's machine code computes exactly what this process's own compile does
     assert result["weights"] == conv_without_worker["weights"]
     assert result["proba"] == conv_without_worker["proba"]
+
+
+def test_the_optimizers_update_goes_to_the_worker_at_compile(without_a_placeholder, conv_without_worker,
+                                                             tmp_path):
+    """On a first run the optimizer's update (Adam's: about a second of compiling) is known at
+    ``compile``, before fit writes the program: the worker gets it then, ahead of the model's parts,
+    and fit loads it, with the numbers of this process's own compile."""
+    cache = _copy_without(without_a_placeholder, tmp_path / "no_adam", "optimizers.adam")
+    result = _fit_parts(cache, 1, _CONV, after_share=_WORKER_TAKES_ALL)
+    assert result["worker_at_compile"]
+    assert result["shared"] == ["fastnn.kernels.cpu.optimizers.adam"] + _CONV_PARTS
+    for name, (owner, misses, hits) in result["functions"].items():
+        assert [owner, misses, hits] == ["worker", 0, 1], name
+    assert result["weights"] == conv_without_worker["weights"]
+    assert result["proba"] == conv_without_worker["proba"]
+
+
+def test_compile_starts_no_worker_for_the_optimizer_alone(filled, tmp_path):
+    """Where the model-independent kernels are cached, an optimizer new to the machine (Adam with
+    clipping: its update and the step preparation) compiles in fit: a worker's own start would cost
+    about as much as it saves. A worker the model's new kinds start later gets only those."""
+    cache = _copy_without(filled[0], tmp_path / "cache", "optimizers.adam")
+    result = _fit_parts(cache, 1, _CONV, optimizer="keras.optimizers.Adam(clipnorm=1.0)")
+    assert not result["worker_at_compile"] and not result["started"]
+    assert result["shared"] == _CONV_PARTS
+    assert result["adam"] == [1, 0]     # compiled by this process
 
 
 def test_a_model_of_kinds_new_to_a_warm_cache_gets_a_worker_for_them(filled, conv_without_worker, tmp_path):

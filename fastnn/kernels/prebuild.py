@@ -259,9 +259,10 @@ def _compile_meanwhile(run):
 
 def share(functions):
     """Hands the worker ``functions`` ((dispatcher, signature) pairs in the
-    order this process will compile them: what a model's program calls) when
-    a worker runs for this process. It takes them from the end once done with
-    the function it is on, this process takes them in order (``ensure``). Functions
+    order this process will compile them: what a model's program calls, or
+    the optimizer's update, ``offer``) when a worker runs for this process.
+    It takes them from the end once done with the function it is on, this
+    process takes them in order (``ensure``). Functions
     this process or the cache already holds, those the worker builds anyway
     and those it cannot find by name (defined inside a function) are left out.
 
@@ -306,6 +307,14 @@ def share(functions):
     run.shared.append(name)
     run.keys |= keys
     return True
+
+
+def offer(functions):
+    """``share`` for functions known before a program is written (the optimizer's update, known at
+    ``Model.compile``): hands them to a worker already running for this process and starts none, so
+    that the worker builds them while this process compiles the model's parts."""
+    if _run is not None:
+        share(functions)
 
 
 def _pause():

@@ -444,6 +444,7 @@ class Model:
         self.optimizer = new_optimizer
         self._loss_arg, self._metrics_arg = loss, metrics
         self.compiled = True
+        training.offer_step_kernels(new_optimizer)
 
     def _resolve_compile(self, spec=None):
         """Resolves compile's loss/metric arguments per output once the outputs

@@ -28,7 +28,7 @@ from ..kernels import kinds, prebuild
 from ..kernels import program as P
 from ..kernels.cpu import constraints, engine, regularizers
 from ..kernels.cpu.records import Data, LossFns, Net, Optim, Work
-from ..kernels.cpu.optimizers import optimizer_step_functions
+from ..kernels.cpu.optimizers import optimizer_step_functions, step_kernels
 from ..kernels.cpu.sample_loss import unused_loss
 from ..kernels.kinds import recurrent, spatial_dropout
 from ..utils.interrupts import held_interrupts
@@ -116,6 +116,13 @@ def weight_penalty(program, params):
     if program.regs.shape[0] == 0:
         return 0.0
     return regularizers.penalty(program.regs, program.consts, params, params, False)
+
+
+def offer_step_kernels(optimizer):
+    """On a first run, hands ``optimizer``'s update to the compile worker (``prebuild.offer``) at
+    ``Model.compile``, before fit writes the program (Adam's is about a second of compiling)."""
+    if optimizer.code is not None and config.get_device() != "cuda":
+        prebuild.offer(step_kernels(optimizer.code, optimizer.hyper()))
 
 
 def cuda_session(program, params, batch_size, optimizer=None, n_trainable=0, loss=None, bounds=None):

@@ -446,12 +446,23 @@ def idle_optimizer():
             function_pointer(prepare_nothing, PREPARE_SIG))
 
 
+def _prepare_kernel(opt, hp):
+    needed = (hp[HP_SCHED] != SCHED_NONE or opt == NADAM or hp[HP_CLIPNORM] > 0 or hp[HP_GLOBAL_CLIPNORM] > 0
+              or hp[HP_CLIPVALUE] > 0)
+    return prepare_step if needed else prepare_nothing
+
+
 def prepare_function(opt, hp):
     """``prepare_step``, or ``prepare_nothing`` when optimizer ``opt`` with
     parameters ``hp`` has no schedule, no clipping and is not Nadam."""
-    needed = (hp[HP_SCHED] != SCHED_NONE or opt == NADAM or hp[HP_CLIPNORM] > 0 or hp[HP_GLOBAL_CLIPNORM] > 0
-              or hp[HP_CLIPVALUE] > 0)
-    return function_pointer(prepare_step if needed else prepare_nothing, PREPARE_SIG)
+    return function_pointer(_prepare_kernel(opt, hp), PREPARE_SIG)
+
+
+def step_kernels(opt, hp):
+    """(dispatcher, signature) of the update and the step preparation that
+    training with optimizer ``opt`` and parameters ``hp`` compiles: what a
+    compile worker can build ahead (``prebuild.share``)."""
+    return [(_update_kernel(opt, hp), UPDATE_SIG), (_prepare_kernel(opt, hp), PREPARE_SIG)]
 
 
 def nadam_product(b1, prod, done, steps):
