@@ -260,9 +260,9 @@ def _compile_meanwhile(run):
 def share(functions):
     """Hands the worker ``functions`` ((dispatcher, signature) pairs in the
     order this process will compile them: what a model's program calls, or
-    the optimizer's update, ``offer``) when a worker runs for this process.
-    It takes them from the end once done with the function it is on, this
-    process takes them in order (``ensure``). Functions
+    the optimizer's update) when a worker runs for this process. It takes
+    them from the end once done with the function it is on, this process
+    takes them in order (``ensure``). Functions
     this process or the cache already holds, those the worker builds anyway
     and those it cannot find by name (defined inside a function) are left out.
 
@@ -309,12 +309,11 @@ def share(functions):
     return True
 
 
-def offer(functions):
-    """``share`` for functions known before a program is written (the optimizer's update, known at
-    ``Model.compile``): hands them to a worker already running for this process and starts none, so
-    that the worker builds them while this process compiles the model's parts."""
-    if _run is not None:
-        share(functions)
+def running():
+    """Whether a compile worker runs for this process: then ``share`` hands it work and starts none
+    (``Model.compile`` hands it the optimizer's update only then)."""
+    run = _run
+    return run is not None and run.pid == os.getpid() and run.worker.poll() is None
 
 
 def _pause():

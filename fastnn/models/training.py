@@ -119,10 +119,11 @@ def weight_penalty(program, params):
 
 
 def offer_step_kernels(optimizer):
-    """On a first run, hands ``optimizer``'s update to the compile worker (``prebuild.offer``) at
-    ``Model.compile``, before fit writes the program (Adam's is about a second of compiling)."""
-    if optimizer.code is not None and config.get_device() != "cuda":
-        prebuild.offer(step_kernels(optimizer.code, optimizer.hyper()))
+    """Hands ``optimizer``'s update to a compile worker that runs for this process (a first run) at
+    ``Model.compile``, before fit writes the program (Adam's is about a second of compiling); starts
+    none, and calls no learning-rate schedule where none runs."""
+    if prebuild.running() and optimizer.code is not None and config.get_device() != "cuda":
+        prebuild.share(step_kernels(optimizer.code, optimizer.hyper()))
 
 
 def cuda_session(program, params, batch_size, optimizer=None, n_trainable=0, loss=None, bounds=None):

@@ -461,7 +461,7 @@ def prepare_function(opt, hp):
 def step_kernels(opt, hp):
     """(dispatcher, signature) of the update and the step preparation that
     training with optimizer ``opt`` and parameters ``hp`` compiles: what a
-    compile worker can build ahead (``prebuild.share``)."""
+    compile worker can build ahead (``Model.compile`` hands them to one)."""
     return [(_update_kernel(opt, hp), UPDATE_SIG), (_prepare_kernel(opt, hp), PREPARE_SIG)]
 
 
