@@ -399,3 +399,26 @@ def test_a_worker_for_a_models_new_kinds_takes_the_biggest_first(own_jobs, tmp_p
         sizes = [len(d.py_func.__code__.co_code) for d in built]
         assert sorted(built, key=lambda d: -len(d.py_func.__code__.co_code)) == built and len(set(sizes)) == 4
         assert built[0] is conv.conv_backward_part and built != shared[::-1]
+
+
+def test_compile_hands_a_running_worker_the_update_and_calls_no_schedule_otherwise(monkeypatch):
+    """``compile`` hands a worker that runs the kernels training with its optimizer will call (the
+    update and, with clipping, the step preparation); with no worker it hands nothing and does not
+    call the user's learning-rate schedule, which Keras calls only when training."""
+    import fastnn as keras
+    from fastnn.kernels import prebuild
+    from fastnn.kernels.cpu import optimizers
+    calls, handed = [], []
+
+    class Halving(keras.optimizers.schedules.LearningRateSchedule):
+        def __call__(self, step):
+            calls.append(step)
+            return 0.01 / (1 + step)
+
+    monkeypatch.setattr(prebuild, "share", handed.append)
+    model = keras.Sequential([keras.Input(shape=(3,)), keras.layers.Dense(2)])
+    for running in (False, True):
+        monkeypatch.setattr(prebuild, "running", lambda: running)
+        model.compile(optimizer=keras.optimizers.RMSprop(learning_rate=Halving(), clipnorm=1.0), loss="mse")
+    assert handed == [[(optimizers.rmsprop, optimizers.UPDATE_SIG), (optimizers.prepare_step, optimizers.PREPARE_SIG)]]
+    assert calls == [0]     # once, for the worker's choice of kernels
