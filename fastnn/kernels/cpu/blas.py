@@ -22,6 +22,8 @@ import threading
 import numpy as np
 from llvmlite import binding as llvm
 from numba import njit, types
+from numba.core import errors
+from numba.extending import intrinsic
 
 from .. import cache
 
@@ -135,6 +137,22 @@ _NO = ord("n")
 _TR = ord("t")
 
 
+@intrinsic
+def _at(typingctx, buf, offset):
+    """The address of ``buf[offset]`` (``buf`` a contiguous 1-D float32 buffer) as a float32
+    pointer, what ``buf[offset:].ctypes`` gives without compiling a slice at every call site."""
+    if not (isinstance(buf, types.Array) and buf.dtype == types.float32 and buf.ndim == 1 and buf.layout == "C"
+            and isinstance(offset, types.Integer)):
+        raise errors.TypingError(f"_at() takes a contiguous 1-D float32 buffer and an integer offset, got {buf}, "
+                                 f"{offset}")
+
+    def codegen(context, builder, sig, args):
+        data = context.make_array(sig.args[0])(context, builder, args[0]).data
+        return builder.gep(data, [context.cast(builder, args[1], sig.args[1], types.intp)])
+
+    return types.CPointer(types.float32)(buf, offset), codegen
+
+
 # Inlined into each caller, so gemm compiles nowhere on its own (with the explicit signature it
 # had, every process compiled or loaded it at import); its flags are then constants there.
 _inlined = njit(cache=True, nogil=True, inline="always")
@@ -153,8 +171,7 @@ if _cblas_sgemm is not None:
         if m == 0 or n == 0:
             return
         _cblas_sgemm(_ROW_MAJOR, _TRANS if trans_a else _NO_TRANS, _TRANS if trans_b else _NO_TRANS,
-                     m, n, k, alpha_beta[0], a[a_off:].ctypes, lda, b[b_off:].ctypes, ldb,
-                     alpha_beta[1], c[c_off:].ctypes, ldc)
+                     m, n, k, alpha_beta[0], _at(a, a_off), lda, _at(b, b_off), ldb, alpha_beta[1], _at(c, c_off), ldc)
 else:
     @_inlined
     def gemm(trans_a, trans_b, m, n, k, alpha_beta, a, a_off, lda, b, b_off, ldb, c, c_off, ldc):
@@ -166,9 +183,9 @@ else:
         _xxgemm(
             _KIND_S, _TR if trans_b else _NO, _TR if trans_a else _NO,
             n, m, k,
-            alpha_beta[0:].ctypes,
-            b[b_off:].ctypes, ldb,
-            a[a_off:].ctypes, lda,
-            alpha_beta[1:].ctypes,
-            c[c_off:].ctypes, ldc,
+            _at(alpha_beta, 0),
+            _at(b, b_off), ldb,
+            _at(a, a_off), lda,
+            _at(alpha_beta, 1),
+            _at(c, c_off), ldc,
         )
