@@ -94,7 +94,9 @@ def _window(oh, ow, H, W, KH, KW, SH, SW, DH, DW, PT, PL):
     return kh0, kh1, kw0, kw1
 
 
-@njit(cache=True, inline="always")
+# Compiled once and called, not inlined: the forward and backward parts share it, and inlined it
+# was about 2 s of each one's compile.
+@njit(cache=True, no_cpython_wrapper=True, no_cfunc_wrapper=True)
 def _columns(by_taps, ws, x, H, W, C, OH, OW, KW, SH, SW, DH, DW, PT, PL, k0, k1, dst, d0, ld):
     """Columns [k0, k1) of col(X) (all OH * OW rows) for the sample at ws[x:] into dst[d0:] (row stride ``ld``):
     pixel by pixel, each tap's C values one vector copy; or ``by_taps``, one strided loop over a row of output
